@@ -44,7 +44,11 @@ export function assertNotEquals<T>(actual: T, expected: T, msg?: string): void {
 }
 
 /** Asserts `actual === expected`. */
-export function assertStrictEquals<T>(actual: unknown, expected: T, msg?: string): asserts actual is T {
+export function assertStrictEquals<T>(
+  actual: unknown,
+  expected: T,
+  msg?: string,
+): asserts actual is T {
   if (!Object.is(actual, expected)) {
     fail(msg, `Expected ${String(actual)} to be strictly equal to ${String(expected)}`);
   }

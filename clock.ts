@@ -1,0 +1,136 @@
+/**
+ * Time, injectable. Everything in Sluice that waits or measures durations takes a
+ * {@link Clock}, so tests can drive time with a {@link ManualClock} instead of sleeping.
+ *
+ * @module
+ */
+
+/** A source of time and of waits. */
+export interface Clock {
+  /** Milliseconds since the epoch (or any fixed origin for a manual clock). */
+  now(): number;
+  /** Resolves after `ms` milliseconds, or as soon as `signal` aborts (never rejects). */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/**
+ * The real clock: `Date.now()` and timers.
+ *
+ * @example
+ * ```ts
+ * import { systemClock } from "@sluice/sluice";
+ * await systemClock.sleep(1);
+ * ```
+ */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(id);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const id = setTimeout(done, ms);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+  },
+};
+
+interface Sleeper {
+  at: number;
+  resolve: () => void;
+}
+
+/**
+ * A clock that only moves when told to. `advance(ms)` wakes every sleeper whose deadline
+ * has passed, in deadline order, letting each one's continuation run before the next.
+ *
+ * @example
+ * ```ts
+ * import { ManualClock } from "@sluice/sluice";
+ * const clock = new ManualClock(0);
+ * const woke = clock.sleep(100);
+ * await clock.advance(100);
+ * await woke;
+ * console.log(clock.now()); // 100
+ * ```
+ */
+export class ManualClock implements Clock {
+  #now: number;
+  #sleepers: Sleeper[] = [];
+
+  /** Starts the clock at `start` milliseconds. */
+  constructor(start = 0) {
+    this.#now = start;
+  }
+
+  /** The current manual time. */
+  now(): number {
+    return this.#now;
+  }
+
+  /** Number of sleepers still waiting (useful to await "the code under test is waiting"). */
+  get pending(): number {
+    return this.#sleepers.length;
+  }
+
+  /** Resolves when the clock has been advanced by `ms`, or when `signal` aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const sleeper: Sleeper = { at: this.#now + Math.max(0, ms), resolve };
+      const onAbort = () => {
+        const i = this.#sleepers.indexOf(sleeper);
+        if (i >= 0) this.#sleepers.splice(i, 1);
+        resolve();
+      };
+      sleeper.resolve = () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#sleepers.push(sleeper);
+    });
+  }
+
+  /**
+   * Moves time forward by `ms`, waking sleepers in deadline order. Each woken sleeper's
+   * continuation gets a macrotask turn before time moves on.
+   */
+  async advance(ms: number): Promise<void> {
+    const target = this.#now + ms;
+    for (;;) {
+      let next: Sleeper | undefined;
+      for (const s of this.#sleepers) if (s.at <= target && (!next || s.at < next.at)) next = s;
+      if (!next) break;
+      this.#sleepers.splice(this.#sleepers.indexOf(next), 1);
+      if (next.at > this.#now) this.#now = next.at;
+      next.resolve();
+      await macrotask();
+    }
+    this.#now = target;
+    await macrotask();
+  }
+}
+
+const setImmediateFn = (globalThis as { setImmediate?: (cb: () => void) => unknown })
+  .setImmediate;
+
+/**
+ * Yields to the event loop (a macrotask turn) without the ~1–4 ms clamp of
+ * `setTimeout(0)`: timers, I/O and signal handlers get to run.
+ *
+ * @example
+ * ```ts
+ * import { macrotask } from "@sluice/sluice";
+ * await macrotask();
+ * ```
+ */
+export function macrotask(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (setImmediateFn) setImmediateFn(resolve);
+    else setTimeout(resolve, 0);
+  });
+}

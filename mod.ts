@@ -1,0 +1,60 @@
+/**
+ * Sluice: stream processing with real backpressure, on web streams.
+ *
+ * Pipelines are chains of processing strategies (`RunTask`, `FilterStep`,
+ * `CommitOffsets`, ...) driven by a {@link StreamProcessor} that polls a consumer, submits
+ * messages, waits when a step is full, pauses the consumer when pressure lasts, and
+ * commits only finished work. Each strategy's input queue is a standard `WritableStream`.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, FilterStep, RunTask, StreamProcessor } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 4);
+ * broker.produce("events", JSON.stringify({ user: "ada", amount: 3 }));
+ *
+ * const processor = new StreamProcessor({
+ *   consumer: broker.getConsumer("billing"),
+ *   topics: ["events"],
+ *   factory: {
+ *     createWithPartitions: (commit) =>
+ *       new FilterStep(
+ *         (m) => m.payload.length > 0,
+ *         new RunTask((m) => JSON.parse(m.payload), new CommitOffsets(commit)),
+ *       ),
+ *   },
+ *   handleSignals: false,
+ * });
+ * setTimeout(() => processor.signalShutdown(), 100);
+ * await processor.run();
+ * ```
+ *
+ * @module
+ */
+export * from "./types.ts";
+export { type Clock, macrotask, ManualClock, systemClock } from "./clock.ts";
+export { CommitPolicy, type CommitPolicyOptions, CommitPolicyState } from "./commit_policy.ts";
+export { type ProcessorStats, StreamProcessor, type StreamProcessorOptions } from "./processor.ts";
+export type { AssignmentCallbacks, Consumer, Producer } from "./backends/abstract.ts";
+export type {
+  Commit,
+  ProcessingStrategy,
+  ProcessingStrategyFactory,
+} from "./strategies/abstract.ts";
+export {
+  type Chunk,
+  DEFAULT_CHUNK_SIZE,
+  DEFAULT_HIGH_WATER_MARK,
+  HOLD,
+  MapStep,
+  SKIP,
+  type StepOptions,
+  StreamStep,
+  type TransformResult,
+} from "./strategies/bridge.ts";
+export { RunTask } from "./strategies/run_task.ts";
+export { CommitOffsets, highestOffsets } from "./strategies/commit_offsets.ts";
+export { FilterStep } from "./strategies/filter.ts";
+export { Noop } from "./strategies/noop.ts";

@@ -1,0 +1,515 @@
+/**
+ * The stream processor: polls the consumer, submits to the pipeline, waits (never spins)
+ * under backpressure, pauses the consumer when pressure lasts, commits by policy, and
+ * closes, joins and commits the pipeline on every revoke and on shutdown.
+ *
+ * @module
+ */
+import type { Consumer } from "./backends/abstract.ts";
+import { type Clock, macrotask, systemClock } from "./clock.ts";
+import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
+import type {
+  Commit,
+  ProcessingStrategy,
+  ProcessingStrategyFactory,
+} from "./strategies/abstract.ts";
+import {
+  type BrokerValue,
+  ConfigurationError,
+  InvalidMessage,
+  InvalidStateError,
+  Message,
+  MessageRejected,
+  type Partition,
+  requireNonNegative,
+  type Topic,
+} from "./types.ts";
+
+/** Options of a {@link StreamProcessor}. */
+export interface StreamProcessorOptions<T> {
+  /** The consumer to read from; the processor subscribes it. */
+  consumer: Consumer<T>;
+  /** Topics to subscribe to. */
+  topics: readonly (Topic | string)[];
+  /** Builds the pipeline on every assignment. */
+  factory: ProcessingStrategyFactory<T>;
+  /** When to commit. Default {@link CommitPolicy.ONCE_PER_SECOND}. */
+  commitPolicy?: CommitPolicy;
+  /** Longest wait for the pipeline to finish its work on revoke and shutdown. Default 25 000. */
+  joinTimeoutMs?: number;
+  /** Continuous backpressure after which all assigned partitions are paused. Default 1000. */
+  pauseAfterMs?: number;
+  /** How long `poll` waits for messages when there are none. Default 100. */
+  pollTimeoutMs?: number;
+  /** Longest wait between retries while the pipeline rejects and does not signal `ready`. Default 100. */
+  maxBackoffMs?: number;
+  /** Clock for all timing. Default: the system clock. */
+  clock?: Clock;
+  /** Install SIGINT/SIGTERM handlers that shut down gracefully during `run()`. Default true. */
+  handleSignals?: boolean;
+}
+
+/** Counters the processor keeps (also the source of its metrics). */
+export interface ProcessorStats {
+  /** Loop iterations. */
+  iterations: number;
+  /** Messages received from the consumer. */
+  messagesPolled: number;
+  /** Messages accepted by the pipeline. */
+  messagesSubmitted: number;
+  /** Times `submit` rejected. */
+  rejections: number;
+  /** Times all partitions were paused for backpressure. */
+  pauses: number;
+  /** Times they were resumed. */
+  resumes: number;
+  /** Commits sent to the consumer. */
+  commits: number;
+  /** Total milliseconds spent in finished backpressure episodes. */
+  backpressureMs: number;
+  /** Assignments received. */
+  assignments: number;
+  /** Revocations received. */
+  revocations: number;
+  /** Invalid messages reported by the pipeline. */
+  invalidMessages: number;
+}
+
+const MIN_BACKOFF_MS = 1;
+/** Give timers, I/O and signals a turn at least this often (wall-clock ms) when busy. */
+const YIELD_EVERY_MS = 20;
+
+/**
+ * Runs a pipeline over a consumer.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 2);
+ * for (let i = 0; i < 10; i++) broker.produce("events", `event ${i}`);
+ *
+ * const processor = new StreamProcessor({
+ *   consumer: broker.getConsumer("example"),
+ *   topics: ["events"],
+ *   factory: {
+ *     createWithPartitions: (commit) =>
+ *       new RunTask((m) => m.payload.length, new CommitOffsets(commit)),
+ *   },
+ *   handleSignals: false,
+ * });
+ * const running = processor.run();
+ * setTimeout(() => processor.signalShutdown(), 200);
+ * await running;
+ * ```
+ */
+export class StreamProcessor<T> {
+  /** Counters; see {@link ProcessorStats}. */
+  readonly stats: ProcessorStats = {
+    iterations: 0,
+    messagesPolled: 0,
+    messagesSubmitted: 0,
+    rejections: 0,
+    pauses: 0,
+    resumes: 0,
+    commits: 0,
+    backpressureMs: 0,
+    assignments: 0,
+    revocations: 0,
+    invalidMessages: 0,
+  };
+
+  readonly #consumer: Consumer<T>;
+  readonly #factory: ProcessingStrategyFactory<T>;
+  readonly #clock: Clock;
+  readonly #policy: CommitPolicyState;
+  readonly #joinTimeoutMs: number;
+  readonly #pauseAfterMs: number;
+  readonly #pollTimeoutMs: number;
+  readonly #maxBackoffMs: number;
+  readonly #handleSignals: boolean;
+
+  #strategy: ProcessingStrategy<T> | undefined;
+  #carried: BrokerValue<T>[] | undefined;
+  #carriedIndex = 0;
+  #bpStart: number | undefined;
+  #backoff = MIN_BACKOFF_MS;
+  #progressSinceWait = true;
+  #paused = false;
+  #shutdownRequested = false;
+  #stopping = false;
+  #running = false;
+  #lastYield = performance.now();
+
+  /** Highest offset handed to `commit` per partition and not yet sent to the consumer. */
+  #dirty = new Map<Partition, number>();
+  /** Highest offset staged per partition (commits never go backwards). */
+  #staged = new Map<Partition, number>();
+  /** Invalid messages not yet resolved: commits of that partition stop at their offset. */
+  #blocked = new Map<Partition, number[]>();
+  #commitInFlight: Promise<void> | undefined;
+  #commitAgain = false;
+  #commitError: unknown;
+
+  /** Creates the processor and subscribes the consumer. */
+  constructor(options: StreamProcessorOptions<T>) {
+    if (!options || !options.consumer || !options.factory) {
+      throw new ConfigurationError(
+        "StreamProcessor needs { consumer, topics, factory }; see the README's quick example",
+      );
+    }
+    if (typeof options.factory.createWithPartitions !== "function") {
+      throw new ConfigurationError(
+        "factory must have createWithPartitions(commit, partitions) returning a ProcessingStrategy",
+      );
+    }
+    if (!Array.isArray(options.topics) || options.topics.length === 0) {
+      throw new ConfigurationError("StreamProcessor needs at least one topic in `topics`");
+    }
+    this.#consumer = options.consumer;
+    this.#factory = options.factory;
+    this.#clock = options.clock ?? systemClock;
+    this.#policy = (options.commitPolicy ?? CommitPolicy.ONCE_PER_SECOND).createState(
+      this.#clock.now(),
+    );
+    this.#joinTimeoutMs = requireNonNegative("joinTimeoutMs", options.joinTimeoutMs ?? 25_000);
+    this.#pauseAfterMs = requireNonNegative("pauseAfterMs", options.pauseAfterMs ?? 1000);
+    this.#pollTimeoutMs = requireNonNegative("pollTimeoutMs", options.pollTimeoutMs ?? 100);
+    this.#maxBackoffMs = requireNonNegative("maxBackoffMs", options.maxBackoffMs ?? 100);
+    this.#handleSignals = options.handleSignals ?? true;
+    this.#consumer.subscribe(options.topics, {
+      onAssign: (partitions) => this.#onAssign(partitions),
+      onRevoke: (partitions) => this.#onRevoke(partitions),
+    });
+  }
+
+  /** True while all assigned partitions are paused for backpressure. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** True while a rejected message is being held and retried. */
+  get backpressured(): boolean {
+    return this.#bpStart !== undefined;
+  }
+
+  /** Messages polled but not yet accepted by the pipeline. */
+  get carriedCount(): number {
+    return this.#carried ? this.#carried.length - this.#carriedIndex : 0;
+  }
+
+  /** Asks `run()` to stop after the current iteration: the pipeline is closed, joined and committed. */
+  signalShutdown(): void {
+    this.#shutdownRequested = true;
+  }
+
+  /**
+   * Runs until {@link StreamProcessor.signalShutdown} (or SIGINT/SIGTERM), then shuts down
+   * gracefully. On an error the pipeline is terminated, the consumer closed, and the
+   * error rethrown.
+   */
+  async run(): Promise<void> {
+    if (this.#running) throw new InvalidStateError("run() is already running");
+    this.#running = true;
+    const removeSignals = this.#handleSignals ? this.#installSignals() : () => {};
+    try {
+      while (!this.#shutdownRequested) await this.runOnce();
+      await this.#shutdown();
+    } catch (e) {
+      await this.#crash();
+      throw e;
+    } finally {
+      removeSignals();
+      this.#running = false;
+    }
+  }
+
+  /** One loop iteration: poll, submit, wait if rejected, commit. Public for deterministic tests. */
+  async runOnce(): Promise<void> {
+    this.stats.iterations++;
+    if (this.#commitError !== undefined) throw this.#commitError;
+    if (this.#carried === undefined) {
+      const batch = await this.#consumer.poll(this.#pollTimeoutMs);
+      if (batch.length > 0) {
+        this.stats.messagesPolled += batch.length;
+        this.#carried = batch;
+        this.#carriedIndex = 0;
+      }
+    }
+    const strategy = this.#strategy;
+    if (strategy === undefined) {
+      if (this.#carried !== undefined) {
+        throw new InvalidStateError(
+          "received messages without an active pipeline: the consumer returned messages " +
+            "before calling onAssign",
+        );
+      }
+      return;
+    }
+    try {
+      strategy.poll();
+    } catch (e) {
+      if (!(e instanceof InvalidMessage)) throw e;
+      this.#onInvalid(e);
+      return;
+    }
+    const carried = this.#carried;
+    if (carried !== undefined) {
+      let i = this.#carriedIndex;
+      try {
+        for (; i < carried.length; i++) strategy.submit(new Message(carried[i]));
+      } catch (e) {
+        this.stats.messagesSubmitted += i - this.#carriedIndex;
+        if (i > this.#carriedIndex) this.#progressSinceWait = true;
+        this.#carriedIndex = i;
+        if (e instanceof MessageRejected) return await this.#onRejected(strategy);
+        if (e instanceof InvalidMessage) {
+          if (e.partition === carried[i].partition && e.offset === carried[i].offset) {
+            this.#carriedIndex++;
+          }
+          this.#onInvalid(e);
+          return;
+        }
+        throw e;
+      }
+      this.stats.messagesSubmitted += i - this.#carriedIndex;
+      this.#carried = undefined;
+      this.#carriedIndex = 0;
+      this.#endBackpressure();
+    }
+    const now = performance.now();
+    if (now - this.#lastYield >= YIELD_EVERY_MS) {
+      this.#lastYield = now;
+      await macrotask();
+    }
+  }
+
+  /** The commit callback handed to the factory. */
+  readonly #commit: Commit = (offsets, force = false) => {
+    for (const [p, o] of offsets) {
+      const prev = this.#dirty.get(p) ?? this.#staged.get(p);
+      if (prev === undefined || o > prev) this.#dirty.set(p, o);
+    }
+    if (force || this.#policy.shouldCommit(this.#clock.now(), offsets)) this.#startCommit();
+  };
+
+  #startCommit(): void {
+    if (this.#dirty.size === 0) return;
+    if (this.#commitInFlight !== undefined) {
+      this.#commitAgain = true;
+      return;
+    }
+    const offsets = this.#takeCommittable();
+    if (offsets.size === 0) return;
+    this.#policy.didCommit(this.#clock.now(), offsets);
+    this.#consumer.stageOffsets(offsets);
+    this.stats.commits++;
+    this.#commitInFlight = this.#consumer.commitOffsets().then(
+      () => {
+        this.#commitInFlight = undefined;
+        if (this.#commitAgain) {
+          this.#commitAgain = false;
+          this.#startCommit();
+        }
+      },
+      (e) => {
+        this.#commitInFlight = undefined;
+        this.#commitError ??= e;
+      },
+    );
+  }
+
+  /** Takes dirty offsets that may be committed now (clamped below unresolved invalid messages). */
+  #takeCommittable(): Map<Partition, number> {
+    const out = new Map<Partition, number>();
+    for (const [p, o] of this.#dirty) {
+      const blocked = this.#blocked.get(p);
+      const limit = blocked && blocked.length > 0 ? Math.min(o, blocked[0]) : o;
+      const prev = this.#staged.get(p);
+      if (prev === undefined || limit > prev) {
+        out.set(p, limit);
+        this.#staged.set(p, limit);
+      }
+      if (limit === o) this.#dirty.delete(p);
+    }
+    return out;
+  }
+
+  /** Commits everything committable now and waits for it (revoke, shutdown). */
+  async #flushCommits(): Promise<void> {
+    while (this.#commitInFlight !== undefined) await this.#commitInFlight;
+    this.#startCommit();
+    while (this.#commitInFlight !== undefined) await this.#commitInFlight;
+    if (this.#commitError !== undefined) throw this.#commitError;
+  }
+
+  #onInvalid(e: InvalidMessage): void {
+    this.stats.invalidMessages++;
+    // Block commits past the invalid message *synchronously*, before any step can forward
+    // its filtered marker: without a dead-letter queue it went nowhere.
+    const list = this.#blocked.get(e.partition) ?? [];
+    list.push(e.offset);
+    list.sort((a, b) => a - b);
+    this.#blocked.set(e.partition, list);
+    throw e;
+  }
+
+  async #onRejected(strategy: ProcessingStrategy<T>): Promise<void> {
+    this.stats.rejections++;
+    const now = this.#clock.now();
+    if (this.#bpStart === undefined) {
+      this.#bpStart = now;
+      this.#backoff = MIN_BACKOFF_MS;
+    } else if (!this.#paused && now - this.#bpStart >= this.#pauseAfterMs) {
+      const assigned = [...this.#consumer.tell().keys()];
+      if (assigned.length > 0) {
+        this.#consumer.pause(assigned);
+        this.#paused = true;
+        this.stats.pauses++;
+      }
+    }
+    // Wait for room, or a short timer (held work only retries on poll). If the last wait
+    // made no progress, `ready` is not to be trusted: wait on the timer alone.
+    const stop = new AbortController();
+    const timer = this.#clock.sleep(this.#backoff, stop.signal);
+    await (this.#progressSinceWait ? Promise.race([strategy.ready, timer]) : timer);
+    stop.abort();
+    this.#progressSinceWait = false;
+    this.#backoff = Math.min(this.#backoff * 2, Math.max(this.#maxBackoffMs, MIN_BACKOFF_MS));
+    if (this.#paused) {
+      // Keep group membership alive and let rebalances through while paused.
+      const batch = await this.#consumer.poll(0);
+      if (batch.length > 0) {
+        if (this.#carried !== undefined) {
+          throw new InvalidStateError(
+            "the consumer returned messages from paused partitions; this is a backend bug",
+          );
+        }
+        this.stats.messagesPolled += batch.length;
+        this.#carried = batch;
+        this.#carriedIndex = 0;
+      }
+    }
+  }
+
+  #endBackpressure(): void {
+    if (this.#bpStart === undefined) return;
+    this.stats.backpressureMs += this.#clock.now() - this.#bpStart;
+    this.#bpStart = undefined;
+    this.#progressSinceWait = true;
+    if (this.#paused) {
+      this.#paused = false;
+      const assigned = [...this.#consumer.tell().keys()];
+      if (assigned.length > 0) this.#consumer.resume(assigned);
+      this.stats.resumes++;
+    }
+  }
+
+  async #onAssign(partitions: ReadonlyMap<Partition, number>): Promise<void> {
+    this.stats.assignments++;
+    if (this.#stopping) return;
+    const current = this.#consumer.tell();
+    for (const [p, o] of partitions) current.set(p, o);
+    if (this.#strategy !== undefined) await this.#closeStrategy();
+    this.#resetBackpressureState();
+    this.#strategy = this.#factory.createWithPartitions(this.#commit, current);
+  }
+
+  async #onRevoke(partitions: readonly Partition[]): Promise<void> {
+    this.stats.revocations++;
+    const revoked = new Set(partitions);
+    if (this.#strategy !== undefined) await this.#closeStrategy();
+    // Messages of revoked partitions are re-read by their next owner from the commit point.
+    if (this.#carried !== undefined) {
+      const keep = this.#carried.slice(this.#carriedIndex).filter((m) => !revoked.has(m.partition));
+      this.#carried = keep.length > 0 ? keep : undefined;
+      this.#carriedIndex = 0;
+    }
+    this.#resetBackpressureState();
+    for (const p of revoked) {
+      this.#dirty.delete(p);
+      this.#staged.delete(p);
+      this.#blocked.delete(p);
+    }
+    this.#policy.forget(revoked);
+    if (this.#stopping) return;
+    const remaining = this.#consumer.tell();
+    for (const p of revoked) remaining.delete(p);
+    if (remaining.size > 0) {
+      this.#strategy = this.#factory.createWithPartitions(this.#commit, remaining);
+    }
+  }
+
+  #resetBackpressureState(): void {
+    if (this.#bpStart !== undefined) {
+      this.stats.backpressureMs += this.#clock.now() - this.#bpStart;
+      this.#bpStart = undefined;
+    }
+    this.#paused = false;
+    this.#progressSinceWait = true;
+  }
+
+  /** close → join(timeout) → commit. Invalid messages reported during join are handled. */
+  async #closeStrategy(): Promise<void> {
+    const strategy = this.#strategy!;
+    this.#strategy = undefined;
+    strategy.close();
+    const deadline = this.#clock.now() + this.#joinTimeoutMs;
+    for (;;) {
+      try {
+        await strategy.join(Math.max(0, deadline - this.#clock.now()));
+        break;
+      } catch (e) {
+        if (!(e instanceof InvalidMessage)) {
+          strategy.terminate();
+          throw e;
+        }
+        this.#onInvalid(e);
+      }
+    }
+    await this.#flushCommits();
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#stopping = true;
+    if (this.#strategy !== undefined) await this.#closeStrategy();
+    await this.#consumer.close();
+    await this.#factory.shutdown?.();
+  }
+
+  async #crash(): Promise<void> {
+    this.#stopping = true;
+    const strategy = this.#strategy;
+    this.#strategy = undefined;
+    try {
+      strategy?.terminate();
+    } catch { /* already failing */ }
+    try {
+      // Offsets staged so far cover finished work only; committing them saves replays.
+      if (this.#commitError === undefined) await this.#flushCommits();
+    } catch { /* the original error matters more */ }
+    try {
+      await this.#consumer.close();
+    } catch { /* idem */ }
+    try {
+      await this.#factory.shutdown?.();
+    } catch { /* idem */ }
+  }
+
+  #installSignals(): () => void {
+    const handler = () => this.signalShutdown();
+    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+    const added: Deno.Signal[] = [];
+    for (const s of signals) {
+      try {
+        Deno.addSignalListener(s, handler);
+        added.push(s);
+      } catch { /* unsupported on this platform */ }
+    }
+    return () => {
+      for (const s of added) Deno.removeSignalListener(s, handler);
+    };
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The processing-strategy contract (Arroyo's, in TypeScript).
+ *
+ * @module
+ */
+import type { Committable, Message, Partition } from "../types.ts";
+
+/**
+ * Asks the processor to commit offsets (partition → next offset to read). The processor
+ * stages them and commits according to its `CommitPolicy`, or at once when `force` is set.
+ */
+export type Commit = (offsets: Committable, force?: boolean) => void;
+
+/**
+ * One step of a pipeline. Steps are chained: each one forwards its output to the next by
+ * calling the next step's `submit`.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, Message, type ProcessingStrategy, RunTask } from "@sluice/sluice";
+ * const step: ProcessingStrategy<string> = new RunTask(
+ *   (m: Message<string>) => m.payload.length,
+ *   new CommitOffsets(() => {}),
+ * );
+ * ```
+ */
+export interface ProcessingStrategy<T> {
+  /**
+   * Hands a message to the step. Synchronous; throws `MessageRejected` when the step cannot
+   * take it now (the caller keeps the message and retries after `ready`). Returning does
+   * not mean the message was processed.
+   */
+  submit(message: Message<T>): void;
+  /** Non-blocking housekeeping: drives timers, forwards finished work, rethrows async failures. */
+  poll(): void;
+  /** No more messages will be submitted. Does not block. */
+  close(): void;
+  /**
+   * Waits until everything submitted before `close` is processed and handed on (and the
+   * next steps are joined), or until `timeoutMs` has passed; work not finished by then is
+   * abandoned and not committed.
+   */
+  join(timeoutMs?: number): Promise<void>;
+  /** Abandons all work at once; nothing more is committed. */
+  terminate(): void;
+  /** Resolves when `submit` would accept again. */
+  readonly ready: Promise<void>;
+}
+
+/**
+ * Builds a pipeline for the partitions currently assigned. Called on every assignment;
+ * the previous pipeline is closed and joined first.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, type ProcessingStrategyFactory, RunTask } from "@sluice/sluice";
+ * const factory: ProcessingStrategyFactory<string> = {
+ *   createWithPartitions: (commit) => new RunTask((m) => m.payload, new CommitOffsets(commit)),
+ * };
+ * ```
+ */
+export interface ProcessingStrategyFactory<T> {
+  /** Creates the pipeline; `partitions` maps each assigned partition to its next offset. */
+  createWithPartitions(
+    commit: Commit,
+    partitions: ReadonlyMap<Partition, number>,
+  ): ProcessingStrategy<T>;
+  /** Called once when the processor stops, on success or failure. */
+  shutdown?(): void | Promise<void>;
+}

@@ -1,0 +1,464 @@
+/**
+ * The web-stream bridge: every built-in strategy's input queue is a WHATWG
+ * `WritableStream`, and `submit` is a synchronous front door onto it that throws
+ * `MessageRejected` exactly when the queue's desired size is used up.
+ *
+ * Messages submitted in one turn of the event loop are written as one chunk (an array),
+ * and the stream's `size()` counts the messages in it (or their bytes), so the high-water
+ * mark keeps its meaning while the per-chunk promise cost is paid once per batch rather
+ * than once per message. `chunkSize: 1` writes one message per chunk instead.
+ *
+ * @module
+ */
+import { type Clock, systemClock } from "../clock.ts";
+import {
+  ClosedError,
+  ConfigurationError,
+  FILTERED_PAYLOAD,
+  InvalidMessage,
+  Message,
+  MESSAGE_REJECTED,
+  MessageRejected,
+  requirePositiveInteger,
+  StepError,
+} from "../types.ts";
+import type { ProcessingStrategy } from "./abstract.ts";
+
+/** What a step's writable stream accepts: one message, or an array of them. */
+export type Chunk<T> = Message<T> | Message<T>[];
+
+/** Options shared by every built-in step. */
+export interface StepOptions {
+  /** A name for logs, errors and metrics (attribute `step`). Defaults to the strategy's kind. */
+  name?: string;
+  /**
+   * How much the step's input queue holds before `submit` rejects: in messages, or in the
+   * unit of `size()` when given (for example bytes). Default 1024 messages.
+   */
+  highWaterMark?: number;
+  /**
+   * Size of one message in the high-water mark's unit, for byte-bounded queues, e.g.
+   * `(m) => m.payload.byteLength`. Default: every message counts 1.
+   */
+  // deno-lint-ignore no-explicit-any
+  size?: (message: Message<any>) => number;
+  /** Most messages written to the stream as one chunk. Default 256; 1 = a chunk per message. */
+  chunkSize?: number;
+  /** Clock for time-based behaviour and join timeouts. Default: the system clock. */
+  clock?: Clock;
+}
+
+/** Default high-water mark of a step's input queue, in messages. */
+export const DEFAULT_HIGH_WATER_MARK = 1024;
+/** Default most messages per chunk written to a step's stream. */
+export const DEFAULT_CHUNK_SIZE = 256;
+/** How often a waiting `join` re-kicks held work, in milliseconds. */
+const JOIN_TICK_MS = 10;
+
+/** Returned by a transform to say "the user function asked to hold this message". */
+export const HOLD: unique symbol = Symbol("hold");
+
+/**
+ * Base class of the built-in strategies. Subclasses implement {@link StreamStep.process},
+ * which receives the messages of one chunk and hands results on with
+ * {@link StreamStep.emit}; a returned promise keeps the chunk in the queue (and so holds
+ * back upstream) until it settles.
+ */
+export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<TIn> {
+  /** The step's name, used in errors and metrics. */
+  readonly name: string;
+  /** The step's input queue as a standard `WritableStream`. `submit` writes to it. */
+  readonly writable: WritableStream<Chunk<TIn>>;
+  /** The next step, if any. */
+  protected readonly next: ProcessingStrategy<TOut> | undefined;
+  /** The clock in use. */
+  protected readonly clock: Clock;
+
+  readonly #writer: WritableStreamDefaultWriter<Chunk<TIn>>;
+  // deno-lint-ignore no-explicit-any
+  readonly #sizeOf: ((message: Message<any>) => number) | undefined;
+  readonly #chunkSize: number;
+  #pending: Message<TIn>[] = [];
+  #pendingSize = 0;
+  #flushScheduled = false;
+  #closed = false;
+  #abandoned = false;
+  #error: unknown = undefined;
+  #invalid: InvalidMessage | undefined;
+  #closing: Promise<void> | undefined;
+  #joinedNext = false;
+  #waiters: Array<() => void> = [];
+  readonly #flushTask = () => {
+    this.#flushScheduled = false;
+    this.#flush();
+  };
+
+  /** Sets up the queue. `kind` is the default name. */
+  protected constructor(
+    kind: string,
+    next: ProcessingStrategy<TOut> | undefined,
+    options: StepOptions = {},
+  ) {
+    this.name = options.name ?? kind;
+    if (typeof this.name !== "string" || this.name.length === 0) {
+      throw new ConfigurationError(`step name must be a non-empty string, got ${options.name}`);
+    }
+    this.next = next;
+    this.clock = options.clock ?? systemClock;
+    const hwm = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
+    if (typeof hwm !== "number" || !(hwm > 0) || !Number.isFinite(hwm)) {
+      throw new ConfigurationError(
+        `step "${this.name}": highWaterMark must be a finite number > 0, got ${String(hwm)}`,
+      );
+    }
+    if (options.size === undefined) {
+      requirePositiveInteger(`step "${this.name}": highWaterMark`, hwm);
+    } else if (typeof options.size !== "function") {
+      throw new ConfigurationError(
+        `step "${this.name}": size must be a function (message) => number`,
+      );
+    }
+    this.#chunkSize = requirePositiveInteger(
+      `step "${this.name}": chunkSize`,
+      options.chunkSize ?? DEFAULT_CHUNK_SIZE,
+    );
+    const sizeOf = this.#sizeOf = options.size;
+    const chunkSizeOf = sizeOf
+      ? (c: Chunk<TIn>) => {
+        if (!Array.isArray(c)) return sizeOf(c);
+        let s = 0;
+        for (let i = 0; i < c.length; i++) s += sizeOf(c[i]);
+        return s;
+      }
+      : (c: Chunk<TIn>) => Array.isArray(c) ? c.length : 1;
+    this.writable = new WritableStream<Chunk<TIn>>(
+      { write: (chunk) => this.#write(chunk) },
+      { highWaterMark: hwm, size: chunkSizeOf },
+    );
+    this.#writer = this.writable.getWriter();
+  }
+
+  /**
+   * Room left in the input queue: the stream's `desiredSize` minus messages submitted this
+   * turn and not yet written. `submit` rejects when this is `<= 0`.
+   */
+  get desiredSize(): number {
+    return (this.#writer.desiredSize ?? 0) - this.#pendingSize;
+  }
+
+  /** The stream writer's `ready` promise: resolves when the queue has room again. */
+  get ready(): Promise<void> {
+    return this.#writer.ready;
+  }
+
+  /** True once `close` or `terminate` was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** True when the step's work was abandoned (terminate, or a join timeout). */
+  protected get abandoned(): boolean {
+    return this.#abandoned;
+  }
+
+  /** Queues a message; throws `MessageRejected` when the queue is full. */
+  submit(message: Message<TIn>): void {
+    if (this.#closed) {
+      throw new ClosedError(
+        `step "${this.name}" is closed: submit() was called after close() or terminate(); ` +
+          `create a new pipeline for new messages`,
+      );
+    }
+    if (this.#error !== undefined) throw this.#error;
+    if ((this.#writer.desiredSize ?? 0) - this.#pendingSize <= 0) {
+      this.#flush();
+      throw MESSAGE_REJECTED;
+    }
+    this.#pending.push(message);
+    this.#pendingSize += this.#sizeOf ? this.#sizeOf(message) : 1;
+    if (this.#pending.length >= this.#chunkSize) this.#flush();
+    else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushTask);
+    }
+  }
+
+  /** Rethrows failures, wakes held work, runs the step's timers, then polls the next step. */
+  poll(): void {
+    if (this.#error !== undefined) throw this.#error;
+    const invalid = this.#invalid;
+    if (invalid !== undefined) {
+      this.#invalid = undefined;
+      this.#wake();
+      throw invalid;
+    }
+    this.#wake();
+    this.onPoll();
+    this.next?.poll();
+  }
+
+  /** Stops accepting messages; queued ones are still processed. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#flush();
+    this.#closing = this.#writer.close();
+  }
+
+  /**
+   * Waits for queued work to be processed and handed on, then closes and joins the next
+   * step, all within `timeoutMs`. Work left when time runs out is abandoned.
+   */
+  async join(timeoutMs?: number): Promise<void> {
+    this.close();
+    const deadline = timeoutMs === undefined ? Infinity : this.clock.now() + timeoutMs;
+    const drained = await this.#waitUntil(
+      this.#closing!.then(() => this.onDrained()),
+      deadline,
+    );
+    if (!drained) this.#abandon();
+    if (this.#error !== undefined) {
+      this.next?.terminate();
+      throw this.#error;
+    }
+    if (this.#joinedNext || !this.next) return;
+    this.#joinedNext = true;
+    this.next.close();
+    const remaining = deadline === Infinity ? undefined : Math.max(0, deadline - this.clock.now());
+    await this.next.join(remaining);
+  }
+
+  /** Abandons queued and held work and terminates the next step. */
+  terminate(): void {
+    this.#closed = true;
+    this.#pending = [];
+    this.#pendingSize = 0;
+    this.#abandon();
+    this.next?.terminate();
+  }
+
+  /** Processes one chunk's messages. Return a promise to hold the chunk until it settles. */
+  protected abstract process(batch: Message<TIn>[]): void | Promise<void>;
+
+  /** Called on every `poll()` before the next step is polled (timers, time-based flushes). */
+  protected onPoll(): void {}
+
+  /**
+   * Called in `join` once every queued chunk has been processed: flush what the step
+   * holds (a partial batch, say). May wait, using {@link StreamStep.emitAll}.
+   */
+  protected onDrained(): void | Promise<void> {}
+
+  /**
+   * Hands `message` to the next step. Returns false when the next step rejected it: the
+   * caller keeps it and retries after {@link StreamStep.waitForRoom}.
+   */
+  protected emit(message: Message<TOut>): boolean {
+    try {
+      this.next!.submit(message);
+      return true;
+    } catch (e) {
+      if (e instanceof MessageRejected) return false;
+      throw e;
+    }
+  }
+
+  /**
+   * Emits every message of `out` from index `from`, waiting for room whenever the next
+   * step rejects. Synchronous (returns undefined) when nothing was rejected.
+   */
+  protected emitAll(out: Message<TOut>[], from = 0): void | Promise<void> {
+    for (let i = from; i < out.length; i++) {
+      if (!this.emit(out[i])) return this.#emitSlow(out, i);
+    }
+  }
+
+  async #emitSlow(out: Message<TOut>[], i: number): Promise<void> {
+    while (i < out.length) {
+      if (this.emit(out[i])) i++;
+      else {
+        await this.waitForRoom();
+        if (this.#abandoned) return;
+      }
+    }
+  }
+
+  /** Emits one message, waiting for room as long as needed (or until abandoned). */
+  protected async emitWhenRoom(message: Message<TOut>): Promise<void> {
+    while (!this.emit(message)) {
+      await this.waitForRoom();
+      if (this.#abandoned) return;
+    }
+  }
+
+  /** Resolves when the next step signals room, at the next `poll()`, or when abandoned. */
+  protected waitForRoom(): Promise<void> {
+    const ready = this.next?.ready;
+    const poll = this.waitForPoll();
+    return ready ? Promise.race([ready, poll]) : poll;
+  }
+
+  /** Resolves at the next `poll()` (or join tick), or when the step is abandoned. */
+  protected waitForPoll(): Promise<void> {
+    if (this.#abandoned) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /**
+   * Reports an invalid message to the processor (through `poll` or `join`) and waits until
+   * it has been taken; then forwards a filtered marker so its offset can be committed once
+   * the processor allows it. Returns when the marker has been handed on.
+   */
+  protected async reportInvalid(error: InvalidMessage, message: Message<TIn>): Promise<void> {
+    error.step ??= this.name;
+    this.#invalid = error;
+    while (this.#invalid === error && !this.#abandoned) await this.waitForPoll();
+    if (this.#abandoned) return;
+    await this.emitWhenRoom(message.replacePayload(FILTERED_PAYLOAD) as unknown as Message<TOut>);
+  }
+
+  /** Wraps a user-function failure so the message is identified (invalid messages pass as-is). */
+  protected wrapError(error: unknown, message: Message<TIn>): unknown {
+    if (error instanceof InvalidMessage || error instanceof StepError) return error;
+    return new StepError(this.name, String(message), error);
+  }
+
+  /** Records a failure: `poll`, `submit` and `join` rethrow it; remaining work is dropped. */
+  protected fail(error: unknown): void {
+    if (this.#error === undefined) this.#error = error ?? new Error("unknown failure");
+    this.#abandon();
+  }
+
+  #write(chunk: Chunk<TIn>): void | Promise<void> {
+    if (this.#abandoned) return;
+    try {
+      const r = this.process(Array.isArray(chunk) ? chunk : [chunk]);
+      if (r !== undefined) return r.then(undefined, (e) => this.fail(e));
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  #flush(): void {
+    const n = this.#pending.length;
+    if (n === 0) return;
+    const chunk = n === 1 ? this.#pending[0] : this.#pending;
+    this.#pending = [];
+    this.#pendingSize = 0;
+    // The sink never rejects (failures are recorded instead), so the promise needs no handler.
+    this.#writer.write(chunk);
+  }
+
+  #wake(): void {
+    if (this.#waiters.length === 0) return;
+    const ws = this.#waiters;
+    this.#waiters = [];
+    for (const w of ws) w();
+  }
+
+  #abandon(): void {
+    this.#abandoned = true;
+    this.#wake();
+  }
+
+  /**
+   * Waits for `done`, re-kicking held work here and downstream every few milliseconds
+   * (nobody else polls during a join). Returns false if the deadline passed first.
+   */
+  async #waitUntil(done: Promise<void>, deadline: number): Promise<boolean> {
+    let finished = false;
+    const settled = done.then(() => {
+      finished = true;
+    });
+    while (!finished) {
+      if (this.#invalid !== undefined) {
+        const invalid = this.#invalid;
+        this.#invalid = undefined;
+        this.#wake();
+        throw invalid;
+      }
+      if (this.#error !== undefined) return true;
+      const left = deadline - this.clock.now();
+      if (left <= 0) return false;
+      const stop = new AbortController();
+      await Promise.race([settled, this.clock.sleep(Math.min(left, JOIN_TICK_MS), stop.signal)]);
+      stop.abort();
+      if (!finished) {
+        this.#wake();
+        try {
+          this.next?.poll();
+        } catch (e) {
+          if (e instanceof InvalidMessage) throw e;
+          this.fail(e);
+        }
+      }
+    }
+    return true;
+  }
+}
+
+/** Returned by {@link MapStep.transform} for a message that produces no output. */
+export const SKIP: unique symbol = Symbol("skip");
+
+/** What {@link MapStep.transform} may return. */
+export type TransformResult<T> = Message<T> | typeof HOLD | typeof SKIP | InvalidMessage;
+
+/**
+ * A step that turns each input message into at most one output, in order: `RunTask`,
+ * `FilterStep` and friends. It handles the next step's rejections (holding the result,
+ * never re-running the transform), holds (`HOLD`, retried on the next poll) and invalid
+ * messages (reported, then their offsets forwarded as filtered).
+ */
+export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
+  /** Transforms one message. Filtered input should normally pass through unchanged. */
+  protected abstract transform(message: Message<TIn>): TransformResult<TOut>;
+
+  /** Called after the last message of a chunk was handled; may return a final output. */
+  protected endOfBatch(): Message<TOut> | undefined {
+    return undefined;
+  }
+
+  protected process(batch: Message<TIn>[]): void | Promise<void> {
+    for (let i = 0; i < batch.length; i++) {
+      const out = this.transform(batch[i]);
+      if (out === SKIP) continue;
+      if (!(out instanceof Message)) return this.#slow(batch, i, undefined, out);
+      if (!this.emit(out)) return this.#slow(batch, i + 1, out, undefined);
+    }
+    const last = this.endOfBatch();
+    if (last !== undefined && !this.emit(last)) return this.emitWhenRoom(last);
+  }
+
+  async #slow(
+    batch: Message<TIn>[],
+    i: number,
+    held: Message<TOut> | undefined,
+    hold: typeof HOLD | InvalidMessage | undefined,
+  ): Promise<void> {
+    for (;;) {
+      if (held !== undefined) {
+        await this.emitWhenRoom(held);
+        if (this.abandoned) return;
+        held = undefined;
+      }
+      if (hold === HOLD) {
+        await this.waitForPoll();
+        if (this.abandoned) return;
+      } else if (hold !== undefined) {
+        await this.reportInvalid(hold, batch[i]);
+        if (this.abandoned) return;
+        i++;
+      }
+      hold = undefined;
+      if (i >= batch.length) break;
+      const out = this.transform(batch[i]);
+      if (out === SKIP) i++;
+      else if (out instanceof Message) {
+        i++;
+        held = out;
+      } else hold = out;
+    }
+    const last = this.endOfBatch();
+    if (last !== undefined) await this.emitWhenRoom(last);
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * `Noop`: a terminal step that accepts messages and does nothing with them.
+ *
+ * @module
+ */
+import type { Message } from "../types.ts";
+import { type StepOptions, StreamStep } from "./bridge.ts";
+
+/**
+ * Accepts and discards every message; commits nothing. Useful as a placeholder next step
+ * in tests, or for a pipeline whose last step commits by other means.
+ *
+ * @example
+ * ```ts
+ * import { Noop, RunTask } from "@sluice/sluice";
+ * const step = new RunTask((m: { payload: number }) => m.payload + 1, new Noop());
+ * ```
+ */
+export class Noop<T = unknown> extends StreamStep<T, never> {
+  /** Creates the step. */
+  constructor(options?: StepOptions) {
+    super("noop", undefined, options);
+  }
+
+  /** Messages accepted so far. */
+  count = 0;
+
+  protected process(batch: Message<T>[]): void {
+    this.count += batch.length;
+  }
+}

@@ -1,0 +1,395 @@
+/**
+ * Core value types of Sluice: topics, partitions, messages and the errors that flow
+ * through a pipeline.
+ *
+ * @module
+ */
+
+/** Base class of every error Sluice raises on purpose. */
+export class SluiceError extends Error {
+  /** Creates an error with a message that says what was wrong and what to do. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * A configuration value was invalid. The message names the option, the value given and
+ * what is accepted.
+ *
+ * @example
+ * ```ts
+ * import { ConfigurationError, requirePositiveInteger } from "@sluice/sluice";
+ * try {
+ *   requirePositiveInteger("highWaterMark", -1);
+ * } catch (e) {
+ *   console.log(e instanceof ConfigurationError); // true
+ * }
+ * ```
+ */
+export class ConfigurationError extends SluiceError {}
+
+/** A topic that does not exist was named. */
+export class UnknownTopicError extends ConfigurationError {}
+
+/** A method was called on a strategy, consumer or producer after it was closed. */
+export class ClosedError extends SluiceError {}
+
+/** A consumer operation failed (unassigned partition, invalid offset, commit rejected...). */
+export class ConsumerError extends SluiceError {}
+
+/** The processor reached a state that should not be possible; it stops rather than lose data. */
+export class InvalidStateError extends SluiceError {}
+
+/**
+ * Thrown by `ProcessingStrategy.submit` when the step cannot take the message now. The
+ * caller keeps the message and retries after `strategy.ready` resolves. A `RunTask`
+ * function may throw it too, to hold a message back until an external condition clears.
+ *
+ * @example
+ * ```ts
+ * import { MessageRejected } from "@sluice/sluice";
+ * let paused = true;
+ * const handle = (n: number) => {
+ *   if (paused) throw new MessageRejected();
+ *   return n * 2;
+ * };
+ * ```
+ */
+export class MessageRejected extends SluiceError {
+  /** Creates the rejection signal; the message is optional and only for logs. */
+  constructor(message = "message rejected: the step is full, retry after `ready` resolves") {
+    super(message);
+  }
+}
+
+/** Rejections carry no per-instance data, so the hot path can reuse one instance. */
+export const MESSAGE_REJECTED: MessageRejected = new MessageRejected();
+
+/**
+ * Validates that `value` is a positive integer, or throws a {@link ConfigurationError}
+ * naming the option.
+ *
+ * @example
+ * ```ts
+ * import { requirePositiveInteger } from "@sluice/sluice";
+ * const hwm = requirePositiveInteger("highWaterMark", 100); // 100
+ * ```
+ */
+export function requirePositiveInteger(name: string, value: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
+    throw new ConfigurationError(
+      `${name} must be a positive integer, got ${String(value)}; pass a whole number >= 1`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Validates that `value` is a finite number >= 0 (a duration in milliseconds, a size...).
+ *
+ * @example
+ * ```ts
+ * import { requireNonNegative } from "@sluice/sluice";
+ * requireNonNegative("joinTimeoutMs", 25_000);
+ * ```
+ */
+export function requireNonNegative(name: string, value: number): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw new ConfigurationError(
+      `${name} must be a finite number >= 0, got ${String(value)}; durations are in milliseconds`,
+    );
+  }
+  return value;
+}
+
+const topics = new Map<string, Topic>();
+
+/**
+ * A topic name, interned: `Topic.of("a") === Topic.of("a")`, so topics are safe `Map` keys.
+ *
+ * @example
+ * ```ts
+ * import { Topic } from "@sluice/sluice";
+ * const t = Topic.of("events");
+ * console.log(t === Topic.of("events")); // true
+ * ```
+ */
+export class Topic {
+  /** The topic's name. */
+  readonly name: string;
+  /** @internal Partitions of this topic, interned by index. */
+  readonly partitions: Partition[] = [];
+
+  private constructor(name: string) {
+    this.name = name;
+  }
+
+  /** Returns the interned topic for `name`; throws {@link ConfigurationError} on an empty name. */
+  static of(name: string): Topic {
+    let t = topics.get(name);
+    if (t === undefined) {
+      if (typeof name !== "string" || name.length === 0) {
+        throw new ConfigurationError(
+          `topic name must be a non-empty string, got ${JSON.stringify(name)}`,
+        );
+      }
+      t = new Topic(name);
+      topics.set(name, t);
+    }
+    return t;
+  }
+
+  /** The topic's name. */
+  toString(): string {
+    return this.name;
+  }
+}
+
+/**
+ * One partition of a topic, interned: `Partition.of(t, 0) === Partition.of(t, 0)`.
+ *
+ * @example
+ * ```ts
+ * import { Partition, Topic } from "@sluice/sluice";
+ * const p = Partition.of(Topic.of("events"), 3);
+ * console.log(`${p}`); // "events/3"
+ * ```
+ */
+export class Partition {
+  /** The topic this partition belongs to. */
+  readonly topic: Topic;
+  /** The partition's index within the topic, from 0. */
+  readonly index: number;
+
+  private constructor(topic: Topic, index: number) {
+    this.topic = topic;
+    this.index = index;
+  }
+
+  /** Returns the interned partition; `topic` may be a name. */
+  static of(topic: Topic | string, index: number): Partition {
+    const t = typeof topic === "string" ? Topic.of(topic) : topic;
+    const p = t.partitions[index];
+    if (p !== undefined) return p;
+    if (!Number.isInteger(index) || index < 0) {
+      throw new ConfigurationError(
+        `partition index must be an integer >= 0, got ${String(index)} for topic "${t.name}"`,
+      );
+    }
+    return (t.partitions[index] = new Partition(t, index));
+  }
+
+  /** `topic/index`, as used in logs and error messages. */
+  toString(): string {
+    return `${this.topic.name}/${this.index}`;
+  }
+}
+
+/**
+ * The payload of a message that was filtered or consumed by a step: it carries only
+ * offsets forward so they can still be committed. User functions never see it.
+ */
+export class FilteredPayload {
+  private constructor() {}
+  /** The single instance. */
+  static readonly INSTANCE: FilteredPayload = new FilteredPayload();
+  /** A short description for logs. */
+  toString(): string {
+    return "FilteredPayload";
+  }
+}
+
+/** The sentinel payload of filtered messages. */
+export const FILTERED_PAYLOAD: FilteredPayload = FilteredPayload.INSTANCE;
+
+/** Offsets to commit: partition → *next* offset to read (last processed + 1). */
+export type Committable = ReadonlyMap<Partition, number>;
+
+/** The empty committable, shared. */
+export const EMPTY_COMMITTABLE: Committable = new Map();
+
+/**
+ * A message as it came from the broker (or from a producer after delivery): payload,
+ * partition, offset and timestamp (epoch milliseconds).
+ *
+ * @example
+ * ```ts
+ * import { BrokerValue, Partition } from "@sluice/sluice";
+ * const v = new BrokerValue("hello", Partition.of("events", 0), 41, Date.now());
+ * console.log(v.nextOffset); // 42
+ * ```
+ */
+export class BrokerValue<T> {
+  #committable: Committable | undefined;
+  /** Creates a broker value. */
+  constructor(
+    /** The payload. */
+    readonly payload: T,
+    /** Where it was read from. */
+    readonly partition: Partition,
+    /** Its offset in the partition. */
+    readonly offset: number,
+    /** Broker timestamp, epoch milliseconds. */
+    readonly timestamp: number,
+  ) {}
+
+  /** The offset to commit once this message is processed: `offset + 1`. */
+  get nextOffset(): number {
+    return this.offset + 1;
+  }
+
+  /** `{ partition → offset + 1 }`. */
+  get committable(): Committable {
+    return this.#committable ??= new Map([[this.partition, this.offset + 1]]);
+  }
+
+  /** The same partition, offset and timestamp with another payload. */
+  replace<U>(payload: U): BrokerValue<U> {
+    return new BrokerValue(payload, this.partition, this.offset, this.timestamp);
+  }
+
+  /** `topic/partition@offset`, for logs and errors. */
+  toString(): string {
+    return `${this.partition}@${this.offset}`;
+  }
+}
+
+/**
+ * Any value that does not map 1:1 to a broker message: a batch, a reduced result, a
+ * filtered sentinel. It carries the offsets it makes committable.
+ *
+ * @example
+ * ```ts
+ * import { Partition, Value } from "@sluice/sluice";
+ * const batch = new Value([1, 2, 3], new Map([[Partition.of("events", 0), 3]]));
+ * ```
+ */
+export class Value<T> {
+  /** Creates a value. */
+  constructor(
+    /** The payload. */
+    readonly payload: T,
+    /** Offsets this value makes committable once processed. */
+    readonly committable: Committable,
+    /** Optional timestamp, epoch milliseconds (for example the newest message folded in). */
+    readonly timestamp?: number,
+  ) {}
+
+  /** The same committable and timestamp with another payload. */
+  replace<U>(payload: U): Value<U> {
+    return new Value(payload, this.committable, this.timestamp);
+  }
+
+  /** A short description for logs. */
+  toString(): string {
+    return `Value(${[...this.committable].map(([p, o]) => `${p}@${o - 1}`).join(",")})`;
+  }
+}
+
+/**
+ * The unit that flows through a pipeline: a payload plus the offsets it makes committable.
+ *
+ * @example
+ * ```ts
+ * import { BrokerValue, Message, Partition } from "@sluice/sluice";
+ * const m = new Message(new BrokerValue("a", Partition.of("events", 0), 0, Date.now()));
+ * const upper = m.replacePayload(m.payload.toUpperCase());
+ * console.log(upper.committable.get(Partition.of("events", 0))); // 1
+ * ```
+ */
+export class Message<T> {
+  /** Creates a message around a broker value or a value. */
+  constructor(readonly value: BrokerValue<T> | Value<T>) {}
+
+  /** The payload. */
+  get payload(): T {
+    return this.value.payload;
+  }
+
+  /** Offsets to commit once this message is processed. */
+  get committable(): Committable {
+    return this.value.committable;
+  }
+
+  /** Timestamp in epoch milliseconds, if known. */
+  get timestamp(): number | undefined {
+    return this.value.timestamp;
+  }
+
+  /** True when the payload is the {@link FilteredPayload} sentinel. */
+  get filtered(): boolean {
+    return this.value.payload === FILTERED_PAYLOAD as unknown;
+  }
+
+  /** A message with another payload and the same committable and timestamp. */
+  replacePayload<U>(payload: U): Message<U> {
+    return new Message<U>(this.value.replace(payload));
+  }
+
+  /** Where the message came from, for errors and logs. */
+  toString(): string {
+    return String(this.value);
+  }
+}
+
+/**
+ * Raised by a step (or a user function) for a message that can never be processed. The
+ * processor routes it to the dead-letter queue when one is configured; without one it
+ * stops with this error rather than commit past the message.
+ *
+ * @example
+ * ```ts
+ * import { InvalidMessage, Partition } from "@sluice/sluice";
+ * throw new InvalidMessage(Partition.of("events", 0), 17, "payload is not JSON");
+ * ```
+ */
+export class InvalidMessage extends SluiceError {
+  /** Creates the error for the message at `partition`/`offset`. */
+  constructor(
+    /** The partition of the invalid message. */
+    readonly partition: Partition,
+    /** Its offset. */
+    readonly offset: number,
+    /** Why it is invalid. */
+    readonly reason = "invalid message",
+    /** The step that rejected it, when known. */
+    public step?: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `invalid message at ${partition}@${offset}: ${reason}` +
+        (step ? ` (step "${step}")` : "") +
+        "; configure a dlqPolicy to route such messages aside instead of stopping",
+      options,
+    );
+  }
+
+  /** Builds the error for a message read from the broker. */
+  static fromValue(value: BrokerValue<unknown>, reason?: string, step?: string): InvalidMessage {
+    return new InvalidMessage(value.partition, value.offset, reason, step);
+  }
+}
+
+/**
+ * A user function or step failed on a message. The message is identified so the
+ * operator can find it; `cause` holds the original error.
+ */
+export class StepError extends SluiceError {
+  /** Creates the error. */
+  constructor(
+    /** The step's name. */
+    readonly step: string,
+    /** The message being processed, as `topic/partition@offset` or a value description. */
+    readonly messageRef: string,
+    cause: unknown,
+  ) {
+    super(
+      `step "${step}" failed on message ${messageRef}: ${
+        cause instanceof Error ? cause.message : String(cause)
+      }`,
+      { cause },
+    );
+  }
+}
