@@ -1,0 +1,117 @@
+/**
+ * Test doubles and utilities shared by the test suites (not part of the library).
+ */
+import {
+  BrokerValue,
+  type Commit,
+  type Committable,
+  Message,
+  MESSAGE_REJECTED,
+  Partition,
+  type ProcessingStrategy,
+} from "../mod.ts";
+
+/** `Partition.of("t", index)`. */
+export const P0: Partition = Partition.of("contract-topic", 0);
+export const P1: Partition = Partition.of("contract-topic", 1);
+
+/** A broker message with `payload` at `offset` of `partition` (default P0). */
+export function brokerMessage<T>(payload: T, offset: number, partition = P0): Message<T> {
+  return new Message(new BrokerValue(payload, partition, offset, 1_700_000_000_000 + offset));
+}
+
+/** Records every commit call; `latest` is the highest offset seen per partition. */
+export class CommitRecorder {
+  readonly calls: Array<{ offsets: Map<Partition, number>; force: boolean }> = [];
+  readonly latest = new Map<Partition, number>();
+  readonly commit: Commit = (offsets: Committable, force = false) => {
+    if (offsets.size === 0 && !force) return;
+    this.calls.push({ offsets: new Map(offsets), force });
+    for (const [p, o] of offsets) {
+      if ((this.latest.get(p) ?? -1) < o) this.latest.set(p, o);
+    }
+  };
+}
+
+/**
+ * A next step that rejects while closed, and otherwise forwards to `inner` (or records).
+ * Its `ready` resolves when it is opened.
+ */
+export class Gate<T> implements ProcessingStrategy<T> {
+  open: boolean;
+  readonly received: Message<T>[] = [];
+  closed = false;
+  terminated = false;
+  joined = false;
+  #ready: Promise<void>;
+  #release!: () => void;
+
+  constructor(open = true, readonly inner?: ProcessingStrategy<T>) {
+    this.open = open;
+    this.#ready = open ? Promise.resolve() : new Promise((r) => this.#release = r);
+  }
+
+  setOpen(open: boolean): void {
+    if (open === this.open) return;
+    this.open = open;
+    if (open) this.#release();
+    else this.#ready = new Promise((r) => this.#release = r);
+  }
+
+  get ready(): Promise<void> {
+    return this.inner && this.open ? this.inner.ready : this.#ready;
+  }
+
+  submit(message: Message<T>): void {
+    if (!this.open) throw MESSAGE_REJECTED;
+    if (this.inner) this.inner.submit(message);
+    this.received.push(message);
+  }
+  poll(): void {
+    this.inner?.poll();
+  }
+  close(): void {
+    this.closed = true;
+    this.inner?.close();
+  }
+  async join(timeoutMs?: number): Promise<void> {
+    this.joined = true;
+    await this.inner?.join(timeoutMs);
+  }
+  terminate(): void {
+    this.terminated = true;
+    this.inner?.terminate();
+  }
+}
+
+/** Awaits `condition()` becoming true, checking after each macrotask, failing after `ms` (wall time). */
+export async function waitFor(
+  condition: () => boolean,
+  what: string,
+  ms = 5000,
+): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/** Resolves with "resolved" if `p` settles within `ms` wall-clock milliseconds, else "pending". */
+export async function settlesWithin(
+  p: Promise<unknown>,
+  ms: number,
+): Promise<"resolved" | "pending"> {
+  let id: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"pending">((r) => id = setTimeout(() => r("pending"), ms));
+  const r = await Promise.race([p.then(() => "resolved" as const), timeout]);
+  clearTimeout(id);
+  return r;
+}
+
+/** Lets queued microtasks and one macrotask run. */
+export function tick(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 0));
+}
