@@ -98,6 +98,11 @@ export class CommitPolicyState {
     for (const [p, o] of offsets) this.#committed.set(p, o);
   }
 
+  /** Records where newly assigned partitions start, so the first messages count fully. */
+  start(offsets: ReadonlyMap<Partition, number>): void {
+    for (const [p, o] of offsets) if (!this.#committed.has(p)) this.#committed.set(p, o);
+  }
+
   /** Forgets `partitions` (after a revoke). */
   forget(partitions: Iterable<Partition>): void {
     for (const p of partitions) this.#committed.delete(p);

@@ -137,6 +137,7 @@ export class StreamProcessor<T> {
   #bpStart: number | undefined;
   #backoff = MIN_BACKOFF_MS;
   #progressSinceWait = true;
+  #readyWon = false;
   #paused = false;
   #shutdownRequested = false;
   #stopping = false;
@@ -370,13 +371,17 @@ export class StreamProcessor<T> {
         this.stats.pauses++;
       }
     }
-    // Wait for room, or a short timer (held work only retries on poll). If the last wait
-    // made no progress, `ready` is not to be trusted: wait on the timer alone.
+    // Wait for room, or a short timer (held work only retries on poll). If `ready` resolved
+    // last time and yet nothing was accepted, it is not to be trusted: use the timer alone.
+    const trustReady = !(this.#readyWon && !this.#progressSinceWait);
+    this.#readyWon = false;
+    this.#progressSinceWait = false;
     const stop = new AbortController();
     const timer = this.#clock.sleep(this.#backoff, stop.signal);
-    await (this.#progressSinceWait ? Promise.race([strategy.ready, timer]) : timer);
+    await (trustReady
+      ? Promise.race([strategy.ready.then(() => void (this.#readyWon = true)), timer])
+      : timer);
     stop.abort();
-    this.#progressSinceWait = false;
     this.#backoff = Math.min(this.#backoff * 2, Math.max(this.#maxBackoffMs, MIN_BACKOFF_MS));
     if (this.#paused) {
       // Keep group membership alive and let rebalances through while paused.
@@ -414,6 +419,7 @@ export class StreamProcessor<T> {
     for (const [p, o] of partitions) current.set(p, o);
     if (this.#strategy !== undefined) await this.#closeStrategy();
     this.#resetBackpressureState();
+    this.#policy.start(current);
     this.#strategy = this.#factory.createWithPartitions(this.#commit, current);
   }
 
