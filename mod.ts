@@ -58,3 +58,5 @@ export { RunTask } from "./strategies/run_task.ts";
 export { CommitOffsets, highestOffsets } from "./strategies/commit_offsets.ts";
 export { FilterStep } from "./strategies/filter.ts";
 export { Noop } from "./strategies/noop.ts";
+export { RateLimit, type RateLimitOptions } from "./strategies/rate_limit.ts";
+export { byteLength, payloadByteLength, utf8Length } from "./strategies/size.ts";

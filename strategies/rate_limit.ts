@@ -1,0 +1,186 @@
+/**
+ * `RateLimit`: a token bucket in front of the next step.
+ *
+ * @module
+ */
+import { ConfigurationError, type Message, MessageRejected } from "../types.ts";
+import type { ProcessingStrategy } from "./abstract.ts";
+import { type StepOptions, StreamStep } from "./bridge.ts";
+
+/** Options of a {@link RateLimit}. */
+export interface RateLimitOptions<T> extends StepOptions {
+  /** Tokens added per second: the long-run average rate. Required, > 0. */
+  ratePerSecond: number;
+  /** Most tokens the bucket holds: the largest burst. Default `max(1, ratePerSecond)`. */
+  capacity?: number;
+  /**
+   * Tokens one message costs (for example its byte length, for a bytes-per-second
+   * quota). Default 1. Filtered messages are free. A cost above `capacity` fails the step.
+   */
+  cost?: (message: Message<T>) => number;
+}
+
+/**
+ * Lets messages through to the next step no faster than a token bucket allows: up to
+ * `capacity` at once (a burst), then `ratePerSecond` on average, so the calls downstream
+ * stay under a quota.
+ *
+ * When the bucket is empty the step waits **on its clock** for the next token; its queue
+ * fills, `submit` rejects, and the processor waits on `ready` — which resolves when the
+ * waiting messages have been let through at the next tokens' times. Nothing spins and
+ * nothing is lost: a waiting message is only delayed. Counters: `admitted`, `delayed`
+ * (messages that had to wait for a token), `rejected` (submits refused while full) and
+ * `waitedMs`.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, RateLimit, RunTask } from "@sluice/sluice";
+ * // At most 50 calls per second to the API, bursts of 10.
+ * const pipeline = new RateLimit(
+ *   new RunTask((m: { payload: string }) => m.payload, new CommitOffsets(() => {})),
+ *   { ratePerSecond: 50, capacity: 10, highWaterMark: 100 },
+ * );
+ * ```
+ */
+export class RateLimit<T> extends StreamStep<T, T> {
+  /** Tokens added per second. */
+  readonly ratePerSecond: number;
+  /** Bucket capacity (largest burst). */
+  readonly capacity: number;
+  /** Messages let through so far (filtered ones included). */
+  admitted = 0;
+  /** Messages that waited for a token. */
+  delayed = 0;
+  /** Times `submit` was refused because the queue was full. */
+  rejected = 0;
+  /** Total milliseconds spent waiting for tokens (on the step's clock). */
+  waitedMs = 0;
+
+  readonly #cost: ((message: Message<T>) => number) | undefined;
+  #tokens: number;
+  #refilledAt: number;
+
+  /** Creates the step in front of `next`. */
+  constructor(next: ProcessingStrategy<T>, options: RateLimitOptions<T>) {
+    super("rate_limit", next, options);
+    const { ratePerSecond } = options ?? {};
+    if (typeof ratePerSecond !== "number" || !(ratePerSecond > 0) || !isFinite(ratePerSecond)) {
+      throw new ConfigurationError(
+        `step "${this.name}": ratePerSecond must be a finite number > 0, got ${
+          String(ratePerSecond)
+        }; it is the average number of tokens (messages) per second`,
+      );
+    }
+    const capacity = options.capacity ?? Math.max(1, ratePerSecond);
+    if (typeof capacity !== "number" || !(capacity >= 1) || !isFinite(capacity)) {
+      throw new ConfigurationError(
+        `step "${this.name}": capacity must be a finite number >= 1, got ${
+          String(capacity)
+        }; it is the largest burst, in tokens`,
+      );
+    }
+    if (options.cost !== undefined && typeof options.cost !== "function") {
+      throw new ConfigurationError(
+        `step "${this.name}": cost must be a function (message) => number`,
+      );
+    }
+    this.ratePerSecond = ratePerSecond;
+    this.capacity = capacity;
+    this.#cost = options.cost;
+    this.#tokens = capacity;
+    this.#refilledAt = this.clock.now();
+  }
+
+  /** Tokens available now (fractional). */
+  get tokens(): number {
+    this.#refill();
+    return this.#tokens;
+  }
+
+  override submit(message: Message<T>): void {
+    try {
+      super.submit(message);
+    } catch (e) {
+      if (e instanceof MessageRejected) this.rejected++;
+      throw e;
+    }
+  }
+
+  protected process(batch: Message<T>[]): void | Promise<void> {
+    for (let i = 0; i < batch.length; i++) {
+      const m = batch[i];
+      const cost = this.#costOf(m);
+      if (!this.#take(cost)) return this.#slow(batch, i);
+      this.admitted++;
+      if (!this.emit(m)) return this.#slow(batch, i + 1, m);
+    }
+  }
+
+  async #slow(batch: Message<T>[], i: number, held?: Message<T>): Promise<void> {
+    if (held !== undefined) {
+      await this.emitWhenRoom(held);
+      if (this.abandoned) return;
+    }
+    for (; i < batch.length; i++) {
+      const m = batch[i];
+      const cost = this.#costOf(m);
+      if (!this.#take(cost)) {
+        this.delayed++;
+        const start = this.clock.now();
+        while (!this.#take(cost)) {
+          await this.#sleepUntil(this.#dueAt(cost));
+          if (this.abandoned) return;
+        }
+        this.waitedMs += this.clock.now() - start;
+      }
+      this.admitted++;
+      await this.emitWhenRoom(m);
+      if (this.abandoned) return;
+    }
+  }
+
+  #costOf(m: Message<T>): number {
+    if (m.filtered || this.#cost === undefined) return m.filtered ? 0 : 1;
+    const cost = this.#cost(m);
+    if (!(cost >= 0) || cost > this.capacity) {
+      throw new ConfigurationError(
+        `step "${this.name}": cost ${cost} of message ${m} is not between 0 and capacity ` +
+          `${this.capacity}; raise capacity or lower the cost`,
+      );
+    }
+    return cost;
+  }
+
+  #refill(): void {
+    const now = this.clock.now();
+    const elapsed = now - this.#refilledAt;
+    if (elapsed > 0) {
+      this.#tokens = Math.min(this.capacity, this.#tokens + elapsed * this.ratePerSecond / 1000);
+      this.#refilledAt = now;
+    }
+  }
+
+  #take(cost: number): boolean {
+    this.#refill();
+    // A tiny tolerance absorbs floating-point error: a token due at t is available at t.
+    if (this.#tokens + 1e-9 < cost) return false;
+    this.#tokens = Math.max(0, this.#tokens - cost);
+    return true;
+  }
+
+  /** When `cost` tokens will be available, on the step's clock. */
+  #dueAt(cost: number): number {
+    return this.#refilledAt + Math.ceil((cost - this.#tokens) * 1000 / this.ratePerSecond);
+  }
+
+  /** Sleeps on the clock until `at`, waking early on abandonment (checked on every poll). */
+  async #sleepUntil(at: number): Promise<void> {
+    while (!this.abandoned) {
+      const left = at - this.clock.now();
+      if (left <= 0) return;
+      const stop = new AbortController();
+      await Promise.race([this.clock.sleep(left, stop.signal), this.waitForPoll()]);
+      stop.abort();
+    }
+  }
+}
