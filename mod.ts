@@ -60,3 +60,20 @@ export { FilterStep } from "./strategies/filter.ts";
 export { Noop } from "./strategies/noop.ts";
 export { RateLimit, type RateLimitOptions } from "./strategies/rate_limit.ts";
 export { byteLength, payloadByteLength, utf8Length } from "./strategies/size.ts";
+export { type AsyncTask, RunTaskAsync, type RunTaskAsyncOptions } from "./strategies/run_task_async.ts";
+export { Produce, type ProduceOptions } from "./strategies/produce.ts";
+export {
+  DLQ_HEADERS,
+  DlqDeliveryError,
+  type DlqFailureMode,
+  type DlqInfo,
+  type DlqLimit,
+  DlqLimitExceeded,
+  DlqMessageMissing,
+  DlqPolicy,
+  type DlqPolicyOptions,
+  type DlqRecord,
+  MAX_REASON_LENGTH,
+  withDlqHeaders,
+} from "./dlq.ts";
+export { type Codec, Decode, JSON_CODEC } from "./strategies/decode.ts";

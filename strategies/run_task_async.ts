@@ -1,0 +1,368 @@
+/**
+ * `RunTaskAsync`: runs an asynchronous user function on every message, several at a
+ * time, and hands the results on in input order.
+ *
+ * @module
+ */
+import {
+  ConfigurationError,
+  InvalidMessage,
+  type Message,
+  MessageRejected,
+  requirePositiveInteger,
+} from "../types.ts";
+import type { ProcessingStrategy } from "./abstract.ts";
+import { type StepOptions, StreamStep } from "./bridge.ts";
+
+/**
+ * The user function of a {@link RunTaskAsync}: returns (a promise of) the new payload.
+ * `signal` aborts when the step gives up on the work (terminate, a join timeout, or a
+ * failure elsewhere in the step); pass it on to `fetch` and friends.
+ */
+export type AsyncTask<TIn, TOut> = (
+  message: Message<TIn>,
+  signal: AbortSignal,
+) => Promise<TOut> | TOut;
+
+/** Options of a {@link RunTaskAsync}. */
+export interface RunTaskAsyncOptions extends StepOptions {
+  /** Most calls of the function running at the same time. Default 16. */
+  concurrency?: number;
+  /**
+   * Most messages started or finished and not yet handed on to the next step (a slow
+   * message holds back the faster ones behind it, up to this many). Must be at least
+   * `concurrency`. Default `2 × concurrency`.
+   */
+  maxPending?: number;
+}
+
+/** Default {@link RunTaskAsyncOptions.concurrency}. */
+export const DEFAULT_CONCURRENCY = 16;
+
+const RUNNING = 0;
+/** Threw `MessageRejected`: waits for the next `poll()`. */
+const RETRY = 1;
+/** A poll came after a `MessageRejected`: starts again as soon as there is capacity. */
+const READY = 2;
+const DONE = 3;
+const FAILED = 4;
+const INVALID = 5;
+const REPORTING = 6;
+
+interface Slot<TIn, TOut> {
+  readonly message: Message<TIn>;
+  state: number;
+  output: Message<TOut> | undefined;
+  error: unknown;
+}
+
+/**
+ * Runs an asynchronous `fn` once per message with at most `concurrency` calls in flight,
+ * and forwards `message.replacePayload(result)` **in input order**: a fast later result
+ * waits for a slow earlier one, so offsets are only ever committed for finished work.
+ *
+ * - Memory is bounded: the input queue (`highWaterMark`) plus `maxPending` messages
+ *   started or finished and not yet handed on. When both are full, `submit` rejects.
+ * - When the next step rejects a result, the result is kept and handed on when the next
+ *   step has room (or on the next `poll()`); `fn` never runs twice for one message and
+ *   the rejection never escapes `poll()`.
+ * - `fn` may reject with `MessageRejected` to hold a message back: it is run again after
+ *   the next `poll()`, in its place (no reordering); no new message starts meanwhile.
+ * - `fn` may reject with `InvalidMessage` for a message that can never be processed: it is
+ *   reported through `poll()` like `RunTask`'s.
+ * - Any other rejection fails the step: `poll()` throws a `StepError` naming the step and
+ *   the message. Results finished before it are still handed on; nothing after it is.
+ * - Filtered messages pass through in their place; `fn` never sees them.
+ * - `join` waits for work in flight (within its timeout); `terminate` abandons it and
+ *   aborts the `signal` given to `fn`.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, RunTaskAsync } from "@sluice/sluice";
+ * const step = new RunTaskAsync(
+ *   async (m: { payload: string }, signal: AbortSignal) => {
+ *     const res = await fetch(`https://example.com/users/${m.payload}`, { signal });
+ *     return res.status;
+ *   },
+ *   new CommitOffsets(() => {}),
+ *   { name: "lookup", concurrency: 32, maxPending: 256 },
+ * );
+ * ```
+ */
+export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
+  /** Most calls of the function in flight. */
+  readonly concurrency: number;
+  /** Most messages started or finished and not yet handed on. */
+  readonly maxPending: number;
+
+  readonly #fn: AsyncTask<TIn, TOut>;
+  readonly #abort = new AbortController();
+  #slots: Slot<TIn, TOut>[] = [];
+  #head = 0;
+  #running = 0;
+  /** Slots in RETRY or READY state. */
+  #retrying = 0;
+  /** Slots in READY state. */
+  #ready = 0;
+  #forwarding = false;
+  #waitingRoom = false;
+  #retryPump = false;
+  #waiters: Array<() => void> = [];
+
+  /** Creates the step. */
+  constructor(
+    fn: AsyncTask<TIn, TOut>,
+    next: ProcessingStrategy<TOut>,
+    options: RunTaskAsyncOptions = {},
+  ) {
+    super("run_task_async", next, options);
+    if (typeof fn !== "function") {
+      throw new ConfigurationError(
+        `step "${this.name}": the task must be a function (message, signal) => Promise<result>`,
+      );
+    }
+    this.#fn = fn;
+    this.concurrency = requirePositiveInteger(
+      `step "${this.name}": concurrency`,
+      options.concurrency ?? DEFAULT_CONCURRENCY,
+    );
+    this.maxPending = requirePositiveInteger(
+      `step "${this.name}": maxPending`,
+      options.maxPending ?? 2 * this.concurrency,
+    );
+    if (this.maxPending < this.concurrency) {
+      throw new ConfigurationError(
+        `step "${this.name}": maxPending (${this.maxPending}) must be >= concurrency ` +
+          `(${this.concurrency}); raise maxPending or lower concurrency`,
+      );
+    }
+  }
+
+  /** Messages started or finished and not yet handed on. */
+  get pending(): number {
+    return this.#slots.length - this.#head;
+  }
+
+  /** Calls of the function currently running. */
+  get inFlight(): number {
+    return this.#running;
+  }
+
+  protected process(batch: Message<TIn>[]): void | Promise<void> {
+    for (let i = 0; i < batch.length; i++) {
+      if (!this.#canAdmit(batch[i])) return this.#admitSlow(batch, i);
+      this.#admit(batch[i]);
+    }
+  }
+
+  protected override async onDrained(): Promise<void> {
+    while (this.pending > 0 && !this.abandoned) await this.#change();
+  }
+
+  /** Abandons work in flight (its `signal` aborts) and terminates the next step. */
+  override terminate(): void {
+    super.terminate();
+    this.#onAbandon();
+  }
+
+  /** Waits for work in flight within `timeoutMs`; what is left then is abandoned. */
+  override async join(timeoutMs?: number): Promise<void> {
+    try {
+      await super.join(timeoutMs);
+    } finally {
+      if (this.abandoned) this.#onAbandon();
+    }
+  }
+
+  protected override fail(error: unknown): void {
+    super.fail(error);
+    this.#onAbandon();
+  }
+
+  #onAbandon(): void {
+    if (!this.#abort.signal.aborted) this.#abort.abort();
+    this.#notify();
+  }
+
+  #canAdmit(m: Message<TIn>): boolean {
+    if (this.#retrying > 0 || this.#slots.length - this.#head >= this.maxPending) return false;
+    return m.filtered || this.#running < this.concurrency;
+  }
+
+  async #admitSlow(batch: Message<TIn>[], i: number): Promise<void> {
+    while (i < batch.length) {
+      if (this.abandoned) return;
+      if (this.#canAdmit(batch[i])) this.#admit(batch[i++]);
+      else await this.#change();
+    }
+  }
+
+  #admit(m: Message<TIn>): void {
+    if (m.filtered) {
+      this.#slots.push({
+        message: m,
+        state: DONE,
+        output: m as unknown as Message<TOut>,
+        error: undefined,
+      });
+      this.#forward();
+      return;
+    }
+    const slot: Slot<TIn, TOut> = {
+      message: m,
+      state: RUNNING,
+      output: undefined,
+      error: undefined,
+    };
+    this.#slots.push(slot);
+    this.#start(slot);
+  }
+
+  #start(slot: Slot<TIn, TOut>): void {
+    slot.state = RUNNING;
+    this.#running++;
+    let result: Promise<TOut> | TOut;
+    try {
+      result = this.#fn(slot.message, this.#abort.signal);
+    } catch (e) {
+      result = Promise.reject(e);
+    }
+    Promise.resolve(result).then(
+      (value) => this.#settle(slot, true, value),
+      (error) => this.#settle(slot, false, error),
+    );
+  }
+
+  #settle(slot: Slot<TIn, TOut>, ok: boolean, value: unknown): void {
+    this.#running--;
+    if (this.abandoned) {
+      this.#notify();
+      return;
+    }
+    if (ok) {
+      slot.state = DONE;
+      slot.output = slot.message.replacePayload(value as TOut);
+    } else if (value instanceof MessageRejected) {
+      slot.state = RETRY;
+      this.#retrying++;
+      this.#pumpRetries();
+    } else if (value instanceof InvalidMessage) {
+      slot.state = INVALID;
+      slot.error = value;
+    } else {
+      slot.state = FAILED;
+      slot.error = value;
+    }
+    this.#startReady();
+    this.#forward();
+    // Surface a failure at once, even behind unfinished work: what finished before it was
+    // handed on just above; nothing after it ever will be.
+    if (slot.state === FAILED && !this.abandoned) {
+      this.fail(this.wrapError(slot.error, slot.message));
+    }
+    this.#notify();
+  }
+
+  /** Restarts, after the next poll, the messages whose function threw `MessageRejected`. */
+  async #pumpRetries(): Promise<void> {
+    if (this.#retryPump) return;
+    this.#retryPump = true;
+    try {
+      while (this.#retrying > this.#ready && !this.abandoned) {
+        await this.waitForPoll();
+        if (this.abandoned) return;
+        for (let i = this.#head; i < this.#slots.length; i++) {
+          const s = this.#slots[i];
+          if (s.state === RETRY) {
+            s.state = READY;
+            this.#ready++;
+          }
+        }
+        this.#startReady();
+      }
+    } finally {
+      this.#retryPump = false;
+    }
+  }
+
+  #startReady(): void {
+    if (this.#ready === 0 || this.abandoned) return;
+    for (let i = this.#head; i < this.#slots.length; i++) {
+      if (this.#running >= this.concurrency || this.#ready === 0) break;
+      const s = this.#slots[i];
+      if (s.state === READY) {
+        this.#ready--;
+        this.#retrying--;
+        this.#start(s);
+      }
+    }
+  }
+
+  /** Hands on finished results from the head, in order, until one is not finished. */
+  #forward(): void {
+    if (this.#forwarding || this.#waitingRoom) return;
+    this.#forwarding = true;
+    let popped = false;
+    try {
+      while (this.#head < this.#slots.length && !this.abandoned) {
+        const s = this.#slots[this.#head];
+        if (s.state === DONE) {
+          let accepted: boolean;
+          try {
+            accepted = this.emit(s.output!);
+          } catch (e) {
+            this.fail(e);
+            return;
+          }
+          if (!accepted) {
+            this.#waitingRoom = true;
+            this.waitForRoom().then(() => {
+              this.#waitingRoom = false;
+              this.#forward();
+            });
+            return;
+          }
+          this.#pop();
+          popped = true;
+        } else if (s.state === INVALID) {
+          s.state = REPORTING;
+          this.reportInvalid(s.error as InvalidMessage, s.message).then(() => {
+            if (this.abandoned) return;
+            this.#pop();
+            this.#forward();
+            this.#notify();
+          }, (e) => this.fail(e));
+          return;
+        } else if (s.state === FAILED) {
+          this.fail(this.wrapError(s.error, s.message));
+          return;
+        } else return;
+      }
+    } finally {
+      this.#forwarding = false;
+      if (popped) this.#notify();
+    }
+  }
+
+  #pop(): void {
+    this.#slots[this.#head++] = undefined as unknown as Slot<TIn, TOut>;
+    if (this.#head === this.#slots.length) {
+      this.#slots = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#slots.length) {
+      this.#slots = this.#slots.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #change(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  #notify(): void {
+    if (this.#waiters.length === 0) return;
+    const ws = this.#waiters;
+    this.#waiters = [];
+    for (const w of ws) w();
+  }
+}
