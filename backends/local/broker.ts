@@ -206,6 +206,8 @@ export class LocalBroker<T> {
   _rebalance(group: GroupState): void {
     group.rebalancing = true;
     group.joined.clear();
+    // A new generation supersedes assignments members have not taken yet.
+    for (const m of group.members.values()) m._assign(undefined, group.generation);
     this.#maybeCompleteRebalance(group);
     this.#notify();
   }
@@ -499,7 +501,7 @@ export class LocalConsumer<T> implements Consumer<T> {
   }
 
   /** @internal The group assigned partitions for a new generation. */
-  _assign(partitions: Partition[], _generation: number): void {
+  _assign(partitions: Partition[] | undefined, _generation: number): void {
     this.#pendingAssign = partitions;
   }
 

@@ -1,0 +1,169 @@
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import {
+  CommitOffsets,
+  CommitPolicy,
+  ConsumerError,
+  ManualClock,
+  type Partition,
+  RunTask,
+  StreamProcessor,
+} from "../mod.ts";
+import { LocalBroker } from "../backends/local/mod.ts";
+import { waitFor } from "./helpers.ts";
+
+function uniqueTopic() {
+  return `t-${crypto.randomUUID()}`;
+}
+
+Deno.test("LocalBroker keeps committed offsets per group", async () => {
+  const broker = new LocalBroker<string>();
+  const topic = broker.createTopic(uniqueTopic(), 1);
+  for (let i = 0; i < 5; i++) broker.produce(topic, `m${i}`);
+  const a = broker.getConsumer("a");
+  const b = broker.getConsumer("b");
+  a.subscribe([topic]);
+  b.subscribe([topic]);
+  const fromA = await a.poll(0);
+  const fromB = await b.poll(0);
+  assertEquals(fromA.length, 5, "each group reads the whole topic");
+  assertEquals(fromB.length, 5);
+  a.stageOffsets(new Map([[fromA[2].partition, 3]]));
+  await a.commitOffsets();
+  b.stageOffsets(new Map([[fromB[4].partition, 5]]));
+  await b.commitOffsets();
+  assertEquals([...broker.committed("a").values()], [3]);
+  assertEquals([...broker.committed("b").values()], [5]);
+  await a.close();
+  // A new member of group "a" starts from a's commit, not b's.
+  const a2 = broker.getConsumer("a");
+  a2.subscribe([topic]);
+  const again = await a2.poll(0);
+  assertEquals(again.map((m) => m.offset), [3, 4]);
+  await a2.close();
+  await b.close();
+});
+
+Deno.test("two consumers of one group split the partitions, disjoint and complete", async () => {
+  const broker = new LocalBroker<number>();
+  const topic = broker.createTopic(uniqueTopic(), 4);
+  const a = broker.getConsumer("g");
+  const b = broker.getConsumer("g");
+  a.subscribe([topic]);
+  b.subscribe([topic]);
+  for (let i = 0; i < 3; i++) {
+    await a.poll(0);
+    await b.poll(0);
+  }
+  const pa = a.assignment.map(String);
+  const pb = b.assignment.map(String);
+  assertEquals(pa.length, 2);
+  assertEquals(pb.length, 2);
+  assertEquals(new Set([...pa, ...pb]).size, 4, "together they cover every partition once");
+  await a.close();
+  for (let i = 0; i < 2; i++) await b.poll(0);
+  assertEquals(b.assignment.length, 4, "the remaining member takes everything after a leaves");
+  await b.close();
+});
+
+Deno.test("pause, resume, seek and commit validate the assignment", async () => {
+  const broker = new LocalBroker<number>();
+  const topic = broker.createTopic(uniqueTopic(), 2);
+  const other = broker.createTopic(uniqueTopic(), 1);
+  const c = broker.getConsumer("g");
+  c.subscribe([topic]);
+  await c.poll(0);
+  const [p0, p1] = broker.partitions(topic);
+  const foreign = broker.partitions(other)[0];
+  assertThrows(() => c.pause([foreign]), ConsumerError, "not assigned");
+  broker.produce(p0, 1);
+  broker.produce(p1, 2);
+  c.pause([p0]);
+  assertEquals((await c.poll(0)).map((m) => m.payload), [2], "paused partitions yield nothing");
+  c.resume([p0]);
+  assertEquals((await c.poll(0)).map((m) => m.payload), [1]);
+  assertThrows(() => c.seek(new Map([[p0, 99]])), ConsumerError, "within 0..1");
+  c.seek(new Map([[p0, 0]]));
+  assertEquals((await c.poll(0)).map((m) => m.offset), [0], "seek rewinds the working offset");
+  c.stageOffsets(new Map([[foreign, 1]]));
+  await assertRejects(() => c.commitOffsets(), ConsumerError, "not assigned");
+  await c.close();
+});
+
+Deno.test("a member that stops polling loses its partitions after the session timeout", async () => {
+  const clock = new ManualClock();
+  const broker = new LocalBroker<number>({ clock, sessionTimeoutMs: 1000 });
+  const topic = broker.createTopic(uniqueTopic(), 2);
+  const a = broker.getConsumer("g");
+  const b = broker.getConsumer("g");
+  a.subscribe([topic]);
+  b.subscribe([topic]);
+  for (let i = 0; i < 3; i++) {
+    await a.poll(0);
+    await b.poll(0);
+  }
+  assertEquals(a.assignment.length, 1);
+  await clock.advance(1500); // a never polls again
+  for (let i = 0; i < 3; i++) await b.poll(0);
+  assertEquals(b.assignment.length, 2, "b took over a's partition");
+  await assertRejects(() => a.poll(0), ConsumerError, "session timeout");
+  await b.close();
+});
+
+Deno.test("a third member joins and one leaves while messages flow: every message processed, commits never go back", async () => {
+  const broker = new LocalBroker<number>();
+  const topic = broker.createTopic(uniqueTopic(), 6);
+  const seen = new Set<string>();
+  const make = () =>
+    new StreamProcessor<number>({
+      consumer: broker.getConsumer("flow"),
+      topics: [topic],
+      commitPolicy: new CommitPolicy({ intervalMs: 20 }),
+      pollTimeoutMs: 5,
+      pauseAfterMs: 50,
+      handleSignals: false,
+      factory: {
+        createWithPartitions: (commit) =>
+          new RunTask((m) => {
+            seen.add(String(m));
+            return m.payload;
+          }, new CommitOffsets(commit)),
+      },
+    });
+  let produced = 0;
+  const produce = (n: number) => {
+    for (let i = 0; i < n; i++) broker.produce(topic, produced++);
+  };
+  const history = new Map<Partition, number>();
+  let wentBack = false;
+  const sample = () => {
+    for (const [p, o] of broker.committed("flow")) {
+      if ((history.get(p) ?? -1) > o) wentBack = true;
+      history.set(p, o);
+    }
+  };
+  const a = make();
+  const b = make();
+  const runA = a.run();
+  const runB = b.run();
+  produce(300);
+  await waitFor(() => (sample(), seen.size >= 150), "a and b consuming");
+  const c = make();
+  const runC = c.run();
+  produce(300);
+  await waitFor(() => (sample(), c.stats.assignments > 0 && seen.size >= 400), "c joined");
+  a.signalShutdown();
+  await runA;
+  produce(300);
+  const allCommitted = () => {
+    sample();
+    const committed = broker.committed("flow");
+    return broker.partitions(topic).every((p) => committed.get(p) === broker.endOffset(p));
+  };
+  await waitFor(allCommitted, "every partition committed to its end", 10_000);
+  b.signalShutdown();
+  c.signalShutdown();
+  await Promise.all([runB, runC]);
+  assertEquals(seen.size, produced, "every message was processed at least once");
+  assert(!wentBack, "committed offsets never moved backwards");
+  assert(b.stats.revocations >= 1 && c.stats.assignments >= 1, "rebalances happened");
+});
