@@ -77,3 +77,8 @@ export {
   withDlqHeaders,
 } from "./dlq.ts";
 export { type Codec, Decode, JSON_CODEC } from "./strategies/decode.ts";
+export { Buffer, type BufferOptions, type BufferProtocol } from "./strategies/buffer.ts";
+export { Reduce, type ReduceOptions } from "./strategies/reduce.ts";
+export { type BatchOptions, BatchStep, UnbatchStep } from "./strategies/batching.ts";
+export { Unfold } from "./strategies/unfold.ts";
+export { type DropReason, LoadShed, type LoadShedOptions, type ShedPolicy } from "./strategies/load_shed.ts";

@@ -1,0 +1,181 @@
+import { assert, assertEquals, assertThrows } from "@std/assert";
+import {
+  byteLength,
+  CommitOffsets,
+  ConfigurationError,
+  LoadShed,
+  type Message,
+  Noop,
+  type Partition,
+  type ShedPolicy,
+} from "../mod.ts";
+import { strategyContract } from "./contract.ts";
+import { brokerMessage, CommitRecorder, Gate, P0, P1, tick } from "./helpers.ts";
+
+for (const policy of ["drop-newest", "drop-oldest"] as const) {
+  strategyContract<number>({
+    name: `LoadShed(${policy})`,
+    make: ({ next, highWaterMark, clock }) =>
+      new LoadShed(next, { capacity: 100, policy, highWaterMark, clock }),
+  });
+}
+
+Deno.test("LoadShed: shedding is never a default: capacity and policy are required", () => {
+  // @ts-expect-error policy is required
+  assertThrows(() => new LoadShed(new Noop(), { capacity: 10 }), ConfigurationError, "policy");
+  assertThrows(
+    () => new LoadShed(new Noop(), { capacity: 0, policy: "drop-newest" }),
+    ConfigurationError,
+    "capacity",
+  );
+});
+
+function pipeline(policy: ShedPolicy, capacity: number, size?: (m: Message<unknown>) => number) {
+  const recorder = new CommitRecorder();
+  const gate = new Gate<string>(false, new CommitOffsets(recorder.commit));
+  const drops: Array<[string, string]> = [];
+  const step = new LoadShed<string>(gate, {
+    capacity,
+    policy,
+    size,
+    highWaterMark: 1000,
+    onDrop: (m, reason) => drops.push([m.payload, reason]),
+  });
+  return { recorder, gate, step, drops };
+}
+
+Deno.test("LoadShed(drop-newest): keeps the backlog, drops arrivals, commits the dropped offsets after it", async () => {
+  const { recorder, gate, step, drops } = pipeline("drop-newest", 5);
+  await tick();
+  for (let i = 0; i < 20; i++) step.submit(brokerMessage(`m${i}`, i));
+  await tick();
+  assertEquals(step.dropped, { newest: 15, oldest: 0 });
+  assertEquals(drops.length, 15);
+  assert(drops.every(([, r]) => r === "newest"));
+  assertEquals(drops.map(([p]) => p), Array.from({ length: 15 }, (_, i) => `m${i + 5}`));
+  assertEquals(step.buffered, 5);
+  assertEquals(recorder.latest.size, 0, "nothing is committed while the kept messages wait");
+  gate.setOpen(true);
+  step.poll();
+  step.close();
+  await step.join(1000);
+  const delivered = gate.received.filter((m) => !m.filtered).map((m) => m.payload);
+  assertEquals(delivered, ["m0", "m1", "m2", "m3", "m4"]);
+  assertEquals(recorder.latest.get(P0), 20, "dropped messages are handled: committed");
+  assertEquals(step.forwarded, 5);
+});
+
+Deno.test("LoadShed(drop-oldest): keeps the freshest, commits the dropped prefix as it goes", async () => {
+  const { recorder, gate, step } = pipeline("drop-oldest", 5);
+  await tick();
+  for (let i = 0; i < 20; i++) step.submit(brokerMessage(`m${i}`, i));
+  await tick();
+  assertEquals(step.dropped, { newest: 0, oldest: 15 });
+  gate.setOpen(true);
+  step.poll();
+  step.close();
+  await step.join(1000);
+  const delivered = gate.received.filter((m) => !m.filtered).map((m) => m.payload);
+  assertEquals(delivered, ["m15", "m16", "m17", "m18", "m19"]);
+  // The first thing forwarded is the marker for m0..m14: committing 15 is safe (m15 is next).
+  assert(gate.received[0].filtered);
+  assertEquals(gate.received[0].committable.get(P0), 15);
+  assertEquals(recorder.latest.get(P0), 20);
+});
+
+Deno.test("LoadShed: capacity in bytes with size: byteLength", async () => {
+  const { gate, step } = pipeline("drop-newest", 100, byteLength);
+  await tick();
+  for (let i = 0; i < 10; i++) step.submit(brokerMessage("x".repeat(30), i));
+  await tick();
+  assertEquals(step.buffered, 90, "three 30-byte payloads fit in 100 bytes");
+  assertEquals(step.droppedTotal, 7);
+  gate.setOpen(true);
+  step.close();
+  await step.join(1000);
+});
+
+/** A small seeded PRNG (mulberry32) so the randomized tests are reproducible. */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+for (const policy of ["drop-newest", "drop-oldest"] as const) {
+  Deno.test(`LoadShed(${policy}): under a flapping consumer, commits never pass an undelivered message (200 seeded runs)`, async () => {
+    let totalDropped = 0;
+    for (let run = 0; run < 200; run++) {
+      const random = rng(1000 + run);
+      const handled = new Map<Partition, Set<number>>([[P0, new Set()], [P1, new Set()]]);
+      const mark = (m: Message<string>) => {
+        const v = m.value as { partition: Partition; offset: number };
+        handled.get(v.partition)!.add(v.offset);
+      };
+      let violations = 0;
+      const commit = (offsets: ReadonlyMap<Partition, number>) => {
+        for (const [p, o] of offsets) {
+          for (let i = 0; i < o; i++) if (!handled.get(p)!.has(i)) violations++;
+        }
+      };
+      const commitStep = new CommitOffsets(commit);
+      const delivered: Message<string>[] = [];
+      const gate = new Gate<string>(false, {
+        submit: (m: Message<string>) => {
+          if (!m.filtered) {
+            delivered.push(m);
+            mark(m);
+          }
+          commitStep.submit(m);
+        },
+        poll: () => commitStep.poll(),
+        close: () => commitStep.close(),
+        join: (t?: number) => commitStep.join(t),
+        terminate: () => commitStep.terminate(),
+        get ready() {
+          return commitStep.ready;
+        },
+      });
+      const step = new LoadShed<string>(gate, {
+        capacity: 1 + Math.floor(random() * 8),
+        policy,
+        highWaterMark: 64,
+        onDrop: mark,
+      });
+      await tick();
+      const next = [0, 0];
+      const total = 60;
+      while (next[0] + next[1] < total) {
+        const burst = Math.floor(random() * 6);
+        for (let k = 0; k < burst && next[0] + next[1] < total; k++) {
+          const pi = random() < 0.5 ? 0 : 1;
+          const p = pi === 0 ? P0 : P1;
+          const o = next[pi]++;
+          step.submit(brokerMessage(`p${pi}-${o}`, o, p));
+        }
+        gate.setOpen(random() < 0.4);
+        step.poll();
+        await Promise.resolve();
+        await Promise.resolve();
+      }
+      gate.setOpen(true);
+      step.close();
+      await step.join(1000);
+      assertEquals(violations, 0, `seed ${run}: a commit passed an unhandled message`);
+      const perPartition = [P0, P1].map((p) =>
+        delivered.filter((m) => (m.value as { partition: Partition }).partition === p)
+          .map((m) => (m.value as { offset: number }).offset)
+      );
+      for (const offsets of perPartition) {
+        assertEquals(offsets, [...offsets].sort((a, b) => a - b), `seed ${run}: order kept`);
+      }
+      assertEquals(delivered.length + step.droppedTotal, total, `seed ${run}: all accounted for`);
+      assertEquals(handled.get(P0)!.size + handled.get(P1)!.size, total);
+      totalDropped += step.droppedTotal;
+    }
+    assert(totalDropped > 1000, `the runs do shed (${totalDropped} drops)`);
+  });
+}
