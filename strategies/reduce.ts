@@ -1,0 +1,137 @@
+/**
+ * `Reduce`: folds messages into an accumulator and hands on one value per batch.
+ *
+ * @module
+ */
+import {
+  ConfigurationError,
+  type Message,
+  requireNonNegative,
+  requirePositiveInteger,
+} from "../types.ts";
+import type { ProcessingStrategy } from "./abstract.ts";
+import type { StepOptions } from "./bridge.ts";
+import { Buffer, type BufferProtocol } from "./buffer.ts";
+
+/** Options of a {@link Reduce} step: at least one of `maxBatchSize` and `maxBatchTimeMs`. */
+export interface ReduceOptions<TIn> extends StepOptions {
+  /** Flush once the batch reaches this size (messages, or the unit of `computeBatchSize`). */
+  maxBatchSize?: number;
+  /**
+   * Flush at the latest this many milliseconds after the batch's *first* message, from
+   * `poll()` even when no new message arrives.
+   */
+  maxBatchTimeMs?: number;
+  /** Size of one message in the unit of `maxBatchSize` (bytes, rows...). Default 1. */
+  computeBatchSize?: (message: Message<TIn>) => number;
+}
+
+/** The accumulator behind {@link Reduce}, as a {@link BufferProtocol}. */
+class ReduceBuffer<TIn, TAcc> implements BufferProtocol<TIn, TAcc> {
+  #acc: TAcc;
+  #size = 0;
+
+  constructor(
+    readonly accumulator: (acc: TAcc, message: Message<TIn>) => TAcc,
+    readonly initialValue: () => TAcc,
+    readonly maxBatchSize: number | undefined,
+    readonly computeBatchSize: ((message: Message<TIn>) => number) | undefined,
+  ) {
+    this.#acc = initialValue();
+  }
+
+  append(message: Message<TIn>): void {
+    // Size first: if it throws, the accumulator has not seen the message yet.
+    const n = this.computeBatchSize === undefined ? 1 : this.computeBatchSize(message);
+    this.#acc = this.accumulator(this.#acc, message);
+    this.#size += n;
+  }
+
+  isReady(): boolean {
+    return this.maxBatchSize !== undefined && this.#size >= this.maxBatchSize;
+  }
+
+  flush(): TAcc {
+    const out = this.#acc;
+    this.#size = 0;
+    this.#acc = this.initialValue();
+    return out;
+  }
+}
+
+function reduceBuffer<TIn, TAcc>(
+  accumulator: (acc: TAcc, message: Message<TIn>) => TAcc,
+  initialValue: () => TAcc,
+  options: ReduceOptions<TIn>,
+): ReduceBuffer<TIn, TAcc> {
+  const what = `step "${options?.name ?? "reduce"}"`;
+  if (typeof accumulator !== "function") {
+    throw new ConfigurationError(`${what}: accumulator must be a function (acc, message) => acc`);
+  }
+  if (typeof initialValue !== "function") {
+    throw new ConfigurationError(
+      `${what}: initialValue must be a function returning a fresh accumulator, e.g. () => 0 ` +
+        `or () => new Map() (a shared object would leak between batches)`,
+    );
+  }
+  const { maxBatchSize, maxBatchTimeMs, computeBatchSize } = options ?? {};
+  if (maxBatchSize === undefined && maxBatchTimeMs === undefined) {
+    throw new ConfigurationError(
+      `${what}: set maxBatchSize and/or maxBatchTimeMs, e.g. { maxBatchSize: 500, maxBatchTimeMs: 200 }`,
+    );
+  }
+  if (maxBatchSize !== undefined) requirePositiveInteger(`${what}: maxBatchSize`, maxBatchSize);
+  if (maxBatchTimeMs !== undefined) requireNonNegative(`${what}: maxBatchTimeMs`, maxBatchTimeMs);
+  if (computeBatchSize !== undefined && typeof computeBatchSize !== "function") {
+    throw new ConfigurationError(
+      `${what}: computeBatchSize must be a function (message) => number`,
+    );
+  }
+  return new ReduceBuffer(accumulator, initialValue, maxBatchSize, computeBatchSize);
+}
+
+/**
+ * Folds messages with `accumulator`, starting each batch from `initialValue()`, and hands
+ * on the result when the batch reaches `maxBatchSize` or `maxBatchTimeMs` has passed since
+ * its first message, whichever comes first, and in `join`.
+ *
+ * - The result is a `Value` carrying the highest offset per partition of every message it
+ *   folded (filtered ones included) and the newest timestamp; committing it commits the
+ *   whole batch, and nothing of the batch is committed before.
+ * - A batch due by time is flushed from `poll()` even when no new message arrives. The
+ *   clock starts at the batch's first message, not when the previous batch was flushed.
+ * - Filtered messages are folded into the pending batch's offsets, never passed ahead of it.
+ * - The accumulator runs once per message; when the next step rejects a result, the
+ *   result is kept and retried. It may throw `MessageRejected` to hold a message until the
+ *   next `poll()`, or `InvalidMessage` (the batch so far is flushed first).
+ * - Other errors from `accumulator`, `initialValue` or `computeBatchSize` surface in
+ *   `poll()` as a `StepError` naming the step and the message.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, type Message, Reduce } from "@sluice/sluice";
+ *
+ * // Counts per key, per batch of 500 messages or 200 ms, whichever comes first.
+ * const counts = new Reduce(
+ *   (acc: Map<string, number>, m: Message<string>) => acc.set(m.payload, (acc.get(m.payload) ?? 0) + 1),
+ *   () => new Map<string, number>(),
+ *   new CommitOffsets(() => {}),
+ *   { maxBatchSize: 500, maxBatchTimeMs: 200 },
+ * );
+ * ```
+ */
+export class Reduce<TIn, TAcc> extends Buffer<TIn, TAcc> {
+  /** Creates the step. */
+  constructor(
+    accumulator: (acc: TAcc, message: Message<TIn>) => TAcc,
+    initialValue: () => TAcc,
+    next: ProcessingStrategy<TAcc>,
+    options: ReduceOptions<TIn>,
+  ) {
+    super(reduceBuffer(accumulator, initialValue, options), next, {
+      ...options,
+      name: options?.name ?? "reduce",
+      maxBufferTimeMs: options?.maxBatchTimeMs,
+    });
+  }
+}

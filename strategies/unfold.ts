@@ -1,0 +1,271 @@
+/**
+ * `Unfold`: turns one message into any number of messages.
+ *
+ * @module
+ */
+import {
+  type Committable,
+  ConfigurationError,
+  EMPTY_COMMITTABLE,
+  FILTERED_PAYLOAD,
+  InvalidMessage,
+  Message,
+  MessageRejected,
+  type Partition,
+  StepError,
+  Value,
+} from "../types.ts";
+import type { ProcessingStrategy } from "./abstract.ts";
+import { HOLD, type StepOptions, StreamStep } from "./bridge.ts";
+
+/** True when `a` (or `also`) commits at least as far as `b` on every partition of `b`. */
+function covers(a: Committable, b: Committable, also: Committable | undefined): boolean {
+  for (const [p, o] of b) {
+    const mine = Math.max(a.get(p) ?? -1, also?.get(p) ?? -1);
+    if (mine < o) return false;
+  }
+  return true;
+}
+
+/**
+ * Runs `fn` once per message; every element of the iterable it returns (a generator, an
+ * array...) becomes its own message, handed on in order.
+ *
+ * - Only the *last* child carries the input's offsets, so nothing is committed before
+ *   every child of the message has been processed. Earlier children carry none.
+ * - A message whose iterable is empty still hands its offsets on, as a filtered marker,
+ *   so it gets committed. Filtered input passes through untouched.
+ * - The iterable is walked lazily, one element ahead. When the next step rejects, the
+ *   step keeps the child and the iterator, and continues when the next step has room (on
+ *   its `ready`, or at the next `poll()`); `fn` never runs twice for one message.
+ * - `fn` may throw `MessageRejected` *before producing its first element* to hold the
+ *   message until the next `poll()`; `InvalidMessage` reports the message (children
+ *   already handed on carry no offsets, so nothing is committed past it).
+ * - Other errors surface in `poll()` as a `StepError` naming the step and the message.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, type Message, Unfold } from "@sluice/sluice";
+ *
+ * // One message per line of each payload.
+ * const lines = new Unfold(
+ *   (m: Message<string>) => m.payload.split("\n"),
+ *   new CommitOffsets(() => {}),
+ * );
+ *
+ * // A generator works too, and is consumed lazily.
+ * const repeat = new Unfold(
+ *   function* (m: Message<number>) {
+ *     for (let i = 0; i < m.payload; i++) yield i;
+ *   },
+ *   new CommitOffsets(() => {}),
+ * );
+ * ```
+ */
+export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
+  readonly #fn: (message: Message<TIn>) => Iterable<TOut>;
+  /** Children handed on so far (filtered markers not counted). */
+  children = 0;
+  /** Highest offsets carried by the current input's earlier children (when they carry any). */
+  #carried: Map<Partition, number> | undefined;
+
+  /** Creates the step. */
+  constructor(
+    fn: (message: Message<TIn>) => Iterable<TOut>,
+    next: ProcessingStrategy<TOut>,
+    options?: StepOptions,
+  ) {
+    super("unfold", next, options);
+    if (typeof fn !== "function") {
+      throw new ConfigurationError(
+        `step "${this.name}": fn must be a function (message) => iterable of payloads`,
+      );
+    }
+    if (next === undefined || next === null) {
+      throw new ConfigurationError(`step "${this.name}": a next step is required`);
+    }
+    this.#fn = fn;
+  }
+
+  /**
+   * Turns one element of the iterable into a child message. The default wraps the payload
+   * in a `Value` with no offsets and the input's timestamp.
+   */
+  protected child(item: unknown, input: Message<TIn>): Message<TOut> {
+    return new Message(new Value(item as TOut, EMPTY_COMMITTABLE, input.timestamp));
+  }
+
+  protected process(batch: Message<TIn>[]): void | Promise<void> {
+    for (let i = 0; i < batch.length; i++) {
+      const r = this.#start(batch[i]);
+      if (r !== undefined) return this.#slow(batch, i, r);
+    }
+  }
+
+  async #slow(
+    batch: Message<TIn>[],
+    i: number,
+    r: Promise<void> | typeof HOLD,
+  ): Promise<void> {
+    for (;;) {
+      if (r === HOLD) {
+        await this.waitForPoll();
+        if (this.abandoned) return;
+        const again = this.#start(batch[i]);
+        if (again !== undefined) {
+          r = again;
+          continue;
+        }
+      } else {
+        await r;
+        if (this.abandoned) return;
+      }
+      for (i++; i < batch.length; i++) {
+        const next = this.#start(batch[i]);
+        if (next !== undefined) {
+          r = next;
+          break;
+        }
+      }
+      if (i >= batch.length) return;
+    }
+  }
+
+  /**
+   * Starts unfolding `m` and hands on as much as the next step takes synchronously.
+   * Returns undefined when done, HOLD when `fn` asked to hold the message, or a promise
+   * of the rest.
+   */
+  #start(m: Message<TIn>): Promise<void> | typeof HOLD | undefined {
+    if (m.filtered) {
+      const passed = m as unknown as Message<TOut>;
+      return this.emit(passed) ? undefined : this.emitWhenRoom(passed);
+    }
+    let it: Iterator<unknown>;
+    let first: IteratorResult<unknown>;
+    try {
+      it = this.#iterate(m)[Symbol.iterator]();
+      first = it.next();
+    } catch (e) {
+      if (e instanceof MessageRejected) return HOLD;
+      if (e instanceof InvalidMessage) return this.reportInvalid(e, m);
+      throw this.wrapError(e, m);
+    }
+    this.#carried = undefined;
+    if (first.done) {
+      const marker = new Message(
+        new Value(FILTERED_PAYLOAD as unknown as TOut, m.committable, m.timestamp),
+      );
+      return this.emit(marker) ? undefined : this.emitWhenRoom(marker);
+    }
+    return this.#walk(m, it, first);
+  }
+
+  /** Hands on children from `cur`, synchronously until the next step rejects. */
+  #walk(
+    m: Message<TIn>,
+    it: Iterator<unknown>,
+    cur: IteratorResult<unknown>,
+  ): Promise<void> | undefined {
+    for (;;) {
+      const next = this.#advance(m, it);
+      if (next instanceof InvalidMessage) return this.reportInvalid(next, m);
+      const child = this.#child(cur.value, m);
+      if (next.done) return this.#emitLast(child, m);
+      if (!this.emit(child)) return this.#walkSlow(m, it, child, next);
+      this.children++;
+      cur = next;
+    }
+  }
+
+  async #walkSlow(
+    m: Message<TIn>,
+    it: Iterator<unknown>,
+    child: Message<TOut>,
+    next: IteratorResult<unknown>,
+  ): Promise<void> {
+    for (;;) {
+      await this.emitWhenRoom(child);
+      if (this.abandoned) return;
+      this.children++;
+      let cur = next;
+      for (;;) {
+        const n = this.#advance(m, it);
+        if (n instanceof InvalidMessage) return this.reportInvalid(n, m);
+        child = this.#child(cur.value, m);
+        if (n.done) return this.#emitLast(child, m);
+        next = n;
+        if (!this.emit(child)) break;
+        this.children++;
+        cur = n;
+      }
+    }
+  }
+
+  #iterate(m: Message<TIn>): Iterable<unknown> {
+    const out = this.#fn(m);
+    if (out === null || typeof out !== "object" || !(Symbol.iterator in out)) {
+      throw new TypeError(
+        `the function must return an iterable (an array or a generator), got ${
+          out === null ? "null" : typeof out
+        }`,
+      );
+    }
+    return out;
+  }
+
+  /** The next element; an `InvalidMessage` the iterator threw is returned, other errors thrown. */
+  #advance(m: Message<TIn>, it: Iterator<unknown>): IteratorResult<unknown> | InvalidMessage {
+    try {
+      return it.next();
+    } catch (e) {
+      if (e instanceof InvalidMessage) return e;
+      if (e instanceof MessageRejected) {
+        throw new StepError(
+          this.name,
+          String(m),
+          new Error(
+            "MessageRejected was thrown after the first element was produced; children already " +
+              "handed on cannot be taken back, so throw it before yielding anything",
+          ),
+        );
+      }
+      throw this.wrapError(e, m);
+    }
+  }
+
+  #child(item: unknown, m: Message<TIn>): Message<TOut> {
+    let child: Message<TOut>;
+    try {
+      child = this.child(item, m);
+    } catch (e) {
+      throw this.wrapError(e, m);
+    }
+    const c = child.committable;
+    if (c.size > 0) {
+      const carried = this.#carried ??= new Map();
+      for (const [p, o] of c) if ((carried.get(p) ?? -1) < o) carried.set(p, o);
+    }
+    return child;
+  }
+
+  /** The last child takes the input's offsets (or is followed by a marker carrying them). */
+  #emitLast(child: Message<TOut>, m: Message<TIn>): Promise<void> | undefined {
+    const input = m.committable;
+    let out: Message<TOut>[];
+    const carried = this.#carried;
+    this.#carried = undefined;
+    if (covers(child.committable, input, carried)) out = [child];
+    else if (child.committable.size === 0) {
+      out = [new Message(new Value(child.payload, input, child.timestamp ?? m.timestamp))];
+    } else {
+      out = [
+        child,
+        new Message(new Value(FILTERED_PAYLOAD as unknown as TOut, input, m.timestamp)),
+      ];
+    }
+    this.children++;
+    const r = this.emitAll(out);
+    return r === undefined ? undefined : r;
+  }
+}
