@@ -82,3 +82,10 @@ export { Reduce, type ReduceOptions } from "./strategies/reduce.ts";
 export { type BatchOptions, BatchStep, UnbatchStep } from "./strategies/batching.ts";
 export { Unfold } from "./strategies/unfold.ts";
 export { type DropReason, LoadShed, type LoadShedOptions, type ShedPolicy } from "./strategies/load_shed.ts";
+export {
+  CircuitBreaker,
+  type CircuitBreakerOptions,
+  type CircuitState,
+  type CircuitStateChange,
+} from "./strategies/circuit_breaker.ts";
+export { RunTaskInWorkers, type RunTaskInWorkersOptions } from "./strategies/run_task_in_workers.ts";

@@ -1,0 +1,320 @@
+import {
+  assert,
+  assertEquals,
+  assertInstanceOf,
+  assertLessOrEqual,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
+import {
+  CommitOffsets,
+  ConfigurationError,
+  FILTERED_PAYLOAD,
+  InvalidMessage,
+  ManualClock,
+  type Message,
+  MessageRejected,
+  type ProcessingStrategy,
+  RunTaskInWorkers,
+  type RunTaskInWorkersOptions,
+  StepError,
+} from "../mod.ts";
+import { strategyContract } from "./contract.ts";
+import { brokerMessage, CommitRecorder, Gate, P0, tick, waitFor } from "./helpers.ts";
+
+const FNS = new URL("./fixtures/workers_fns.ts", import.meta.url);
+
+strategyContract<number>({
+  name: "RunTaskInWorkers",
+  holds: 4, // one open batch of 2 + one batch in flight (1 worker × prefetch 1)
+  batch: 2,
+  make: ({ next, highWaterMark, clock }) =>
+    new RunTaskInWorkers<number, number>(FNS, next, {
+      exportName: "double",
+      workers: 1,
+      prefetch: 1,
+      maxBatchSize: 2,
+      highWaterMark,
+      clock,
+    }),
+  makeFailing: ({ next, highWaterMark, clock }) =>
+    new RunTaskInWorkers<number, number>(FNS, next, {
+      exportName: "alwaysFail",
+      workers: 1,
+      maxBatchSize: 1,
+      highWaterMark,
+      clock,
+      name: "failing",
+    }),
+});
+
+function pipeline(gateOpen = true) {
+  const recorder = new CommitRecorder();
+  const gate = new Gate<number>(gateOpen, new CommitOffsets(recorder.commit));
+  return { recorder, gate };
+}
+
+function make(
+  exportName: string,
+  next: ProcessingStrategy<number>,
+  options: RunTaskInWorkersOptions = {},
+): RunTaskInWorkers<number, number> {
+  return new RunTaskInWorkers<number, number>(FNS, next, {
+    exportName,
+    workers: 2,
+    maxBatchSize: 4,
+    ...options,
+  });
+}
+
+async function submitAll<T>(step: ProcessingStrategy<T>, messages: Message<T>[]): Promise<void> {
+  for (const m of messages) {
+    for (;;) {
+      try {
+        step.submit(m);
+        break;
+      } catch (e) {
+        assertInstanceOf(e, MessageRejected);
+        step.poll();
+        await Promise.race([step.ready, tick()]);
+      }
+    }
+  }
+}
+
+/** Polls until poll() throws; returns the error. */
+async function pollError(step: ProcessingStrategy<unknown>, what: string): Promise<unknown> {
+  let error: unknown;
+  await waitFor(
+    () => {
+      try {
+        step.poll();
+        return false;
+      } catch (e) {
+        error = e;
+        return true;
+      }
+    },
+    what,
+    10_000,
+  );
+  return error;
+}
+
+Deno.test("RunTaskInWorkers: results come back in input order across workers, each once", async () => {
+  const { recorder, gate } = pipeline();
+  const step = make("slowDouble", gate, { workers: 3, maxBatchSize: 3, prefetch: 2 });
+  const n = 100;
+  await submitAll(step, Array.from({ length: n }, (_, i) => brokerMessage(i, i)));
+  await step.join(10_000);
+  assertEquals(gate.received.map((m) => m.payload), Array.from({ length: n }, (_, i) => i * 2));
+  assertEquals(recorder.latest.get(P0), n);
+  assertEquals(step.running, false, "workers stopped by join");
+});
+
+Deno.test("RunTaskInWorkers: bounded: batches in flight never exceed workers × prefetch", async () => {
+  const { gate } = pipeline(false);
+  const step = make("double", gate, { workers: 2, prefetch: 1, maxBatchSize: 2, highWaterMark: 2 });
+  let accepted = 0;
+  let maxInFlight = 0;
+  // Feed until the step rejects for good: the next step never takes anything.
+  for (let round = 0; round < 50; round++) {
+    try {
+      step.submit(brokerMessage(accepted, accepted));
+      accepted++;
+    } catch (e) {
+      assertInstanceOf(e, MessageRejected);
+      await tick();
+    }
+    maxInFlight = Math.max(maxInFlight, step.batchesInFlight);
+  }
+  assertLessOrEqual(maxInFlight, 2);
+  // queue (2) + open batch (2) + in flight (2 × 2) is all the step may hold.
+  assertLessOrEqual(accepted, 2 + 2 + 4);
+  gate.setOpen(true);
+  await submitAll(step, [brokerMessage(accepted, accepted)]);
+  await step.join(10_000);
+  assertEquals(gate.received.length, accepted + 1);
+});
+
+Deno.test("RunTaskInWorkers: a partial batch is sent after maxBatchTimeMs, on poll", async () => {
+  const { gate } = pipeline();
+  const clock = new ManualClock();
+  const step = make("double", gate, { maxBatchSize: 10, maxBatchTimeMs: 100, clock });
+  step.submit(brokerMessage(1, 0));
+  step.submit(brokerMessage(2, 1));
+  await tick();
+  step.poll();
+  assertEquals(step.openBatchSize, 2, "not sent before its time");
+  await clock.advance(100);
+  step.poll();
+  assertEquals(step.openBatchSize, 0, "sent once due");
+  await waitFor(() => gate.received.length === 2, "results", 10_000);
+  assertEquals(gate.received.map((m) => m.payload), [2, 4]);
+  await step.join(10_000);
+});
+
+Deno.test("RunTaskInWorkers: results rejected by the next step wait and are not recomputed", async () => {
+  const { recorder, gate } = pipeline(false);
+  const step = make("double", gate, { workers: 1, maxBatchSize: 3 });
+  for (let i = 0; i < 6; i++) step.submit(brokerMessage(i, i));
+  await waitFor(() => step.batchesInFlight === 2 && step.openBatchSize === 0, "batches sent");
+  for (let i = 0; i < 5; i++) {
+    step.poll(); // the rejection never escapes poll
+    await tick();
+  }
+  assertEquals(recorder.latest.size, 0);
+  gate.setOpen(true);
+  await step.join(10_000);
+  assertEquals(gate.received.map((m) => m.payload), [0, 2, 4, 6, 8, 10]);
+  assertEquals(recorder.latest.get(P0), 6);
+});
+
+Deno.test("RunTaskInWorkers: filtered messages keep their place and never reach a worker", async () => {
+  const { gate } = pipeline();
+  const step = make("double", gate, { maxBatchSize: 2 });
+  const messages = [
+    brokerMessage(1, 0),
+    brokerMessage(FILTERED_PAYLOAD as unknown as number, 1),
+    brokerMessage(FILTERED_PAYLOAD as unknown as number, 2),
+    brokerMessage(FILTERED_PAYLOAD as unknown as number, 3),
+    brokerMessage(5, 4),
+  ];
+  for (const m of messages) step.submit(m);
+  await step.join(10_000);
+  assertEquals(gate.received.map((m) => m.committable.get(P0)), [1, 2, 3, 4, 5]);
+  assertEquals(gate.received[0].payload, 2);
+  assertEquals(gate.received[4].payload, 10);
+});
+
+Deno.test("RunTaskInWorkers: a function error names the worker and the message; nothing past it is committed", async () => {
+  const { recorder, gate } = pipeline();
+  const step = make("failOnThree", gate, { name: "crunch", workers: 1, maxBatchSize: 2 });
+  for (let i = 0; i < 6; i++) step.submit(brokerMessage(i, i));
+  const error = await pollError(step, "the failure");
+  assertInstanceOf(error, StepError);
+  assertEquals(error.step, "crunch");
+  assertEquals(error.messageRef, `${P0}@3`);
+  assertStringIncludes(error.message, "worker 0");
+  assertStringIncludes(error.message, "three is not allowed");
+  assertLessOrEqual(recorder.latest.get(P0) ?? 0, 3);
+  assertEquals(step.running, false, "workers stopped after a failure");
+  assertThrows(() => step.submit(brokerMessage(9, 9)), StepError);
+});
+
+Deno.test("RunTaskInWorkers: an invalid payload is reported through poll and its offset carried on", async () => {
+  const { gate } = pipeline();
+  const step = make("invalidTwo", gate, { workers: 1, maxBatchSize: 4 });
+  for (let i = 0; i < 4; i++) step.submit(brokerMessage(i, i));
+  const reported = await pollError(step, "the invalid message");
+  assertInstanceOf(reported, InvalidMessage);
+  assertEquals(reported.offset, 2);
+  assertStringIncludes(reported.message, "two is malformed");
+  await step.join(10_000);
+  assertEquals(gate.received.map((m) => m.committable.get(P0)), [1, 2, 3, 4]);
+  assertEquals(gate.received[2].payload as unknown, FILTERED_PAYLOAD);
+});
+
+for (
+  const [exportName, expected] of [
+    ["crashOnTwo", "crashed"],
+    ["exitOnTwo", "exited (Deno.exit(7))"],
+  ] as const
+) {
+  Deno.test(`RunTaskInWorkers: a worker that dies (${exportName}) fails the step naming it and its batch`, async () => {
+    const { recorder, gate } = pipeline();
+    const step = make(exportName, gate, { name: "pool", workers: 1, maxBatchSize: 2 });
+    for (let i = 0; i < 6; i++) step.submit(brokerMessage(i, i));
+    const error = await pollError(step, "the crash");
+    assertInstanceOf(error, StepError);
+    assertStringIncludes(error.message, `worker 0 ${expected}`);
+    assertEquals(error.messageRef, `${P0}@2`, "the first message of the dead worker's batch");
+    assertEquals(gate.received.map((m) => m.payload), [0, 1], "only finished work went on");
+    assertEquals(recorder.latest.get(P0) ?? 0, 2);
+    assertEquals(step.running, false);
+    await step.join(1000).catch(() => {});
+  });
+}
+
+Deno.test("RunTaskInWorkers: a module that cannot load fails the step with a clear error", async () => {
+  const { gate } = pipeline();
+  const step = new RunTaskInWorkers<number, number>(
+    new URL("./fixtures/workers_broken_module.ts", import.meta.url),
+    gate,
+    { workers: 1, maxBatchSize: 1 },
+  );
+  step.submit(brokerMessage(0, 0));
+  const error = await pollError(step, "the load failure");
+  assertInstanceOf(error, StepError);
+  assertStringIncludes(error.message, "this module cannot load");
+  assertEquals(step.running, false);
+});
+
+Deno.test("RunTaskInWorkers: a missing export is named in the error", async () => {
+  const { gate } = pipeline();
+  const step = make("noSuchFunction", gate, { workers: 1, maxBatchSize: 1 });
+  step.submit(brokerMessage(0, 0));
+  const error = await pollError(step, "the load failure");
+  assertInstanceOf(error, StepError);
+  assertStringIncludes(error.message, `no function export named "noSuchFunction"`);
+});
+
+Deno.test("RunTaskInWorkers: a batch not answered within batchTimeoutMs fails the step", async () => {
+  const { gate } = pipeline();
+  const clock = new ManualClock();
+  const step = make("hang", gate, { workers: 1, maxBatchSize: 1, batchTimeoutMs: 1000, clock });
+  step.submit(brokerMessage(0, 0));
+  await waitFor(() => step.batchesInFlight === 1, "the batch to be sent");
+  await clock.advance(999);
+  step.poll();
+  await clock.advance(2);
+  const error = assertThrows(() => step.poll(), StepError);
+  assertStringIncludes(error.message, "did not answer within batchTimeoutMs (1000 ms)");
+  assertEquals(error.messageRef, `${P0}@0`);
+  assertEquals(step.running, false);
+});
+
+Deno.test("RunTaskInWorkers: payloads that cannot be cloned fail with the message named", async () => {
+  const { gate } = pipeline();
+  const step = new RunTaskInWorkers<unknown, unknown>(FNS, gate as Gate<unknown>, {
+    exportName: "double",
+    workers: 1,
+    maxBatchSize: 2,
+  });
+  step.submit(brokerMessage(1, 0));
+  step.submit(brokerMessage(() => 1, 1));
+  const error = await pollError(step, "the clone failure");
+  assertInstanceOf(error, StepError);
+  assertEquals(error.messageRef, `${P0}@1`);
+  assertStringIncludes(error.message, "structured-cloneable");
+});
+
+Deno.test("RunTaskInWorkers: terminate stops the workers and commits nothing", async () => {
+  const { recorder, gate } = pipeline();
+  const step = make("hang", gate, { workers: 2, maxBatchSize: 1 });
+  step.submit(brokerMessage(0, 0));
+  await waitFor(() => step.running, "workers started");
+  step.terminate();
+  assertEquals(step.running, false);
+  assertEquals(recorder.latest.size, 0);
+  assert(gate.terminated);
+});
+
+Deno.test("RunTaskInWorkers: bad options are configuration errors", () => {
+  const next = new Gate<number>();
+  assertThrows(
+    () => new RunTaskInWorkers("./relative.ts", next),
+    ConfigurationError,
+    "absolute URL",
+  );
+  assertThrows(
+    () => new RunTaskInWorkers(FNS, next, { workers: 0 }),
+    ConfigurationError,
+    "workers",
+  );
+  assertThrows(
+    () => new RunTaskInWorkers(FNS, next, { maxBatchSize: 1.5 }),
+    ConfigurationError,
+    "maxBatchSize",
+  );
+});
