@@ -1,0 +1,377 @@
+/**
+ * `CircuitBreaker`: runs a step's function through a circuit breaker, so a failing
+ * dependency pauses the consumer instead of being hammered — and no message is lost.
+ *
+ * @module
+ */
+import {
+  ConfigurationError,
+  InvalidMessage,
+  type Message,
+  MESSAGE_REJECTED,
+  MessageRejected,
+  requireNonNegative,
+  requirePositiveInteger,
+} from "../types.ts";
+import type { ProcessingStrategy } from "./abstract.ts";
+import { type StepOptions, StreamStep } from "./bridge.ts";
+
+/** The breaker's state. */
+export type CircuitState = "closed" | "open" | "half-open";
+
+/** One state change of a {@link CircuitBreaker}. */
+export interface CircuitStateChange {
+  /** The step's name. */
+  step: string;
+  /** State before. */
+  from: CircuitState;
+  /** State after. */
+  to: CircuitState;
+  /** When, on the step's clock (epoch ms). */
+  at: number;
+  /** Why, for logs: the failure count or ratio that opened it, a probe's outcome... */
+  reason: string;
+}
+
+/** Options of a {@link CircuitBreaker}. */
+export interface CircuitBreakerOptions extends StepOptions {
+  /** Open after this many failed calls within `windowMs`. Default 5. */
+  failureThreshold?: number;
+  /**
+   * Also open when at least `minimumCalls` calls were made within `windowMs` and this
+   * share of them failed (0 < ratio <= 1). Default: not used.
+   */
+  failureRatio?: number;
+  /** Calls needed in the window before `failureRatio` applies. Default 10. */
+  minimumCalls?: number;
+  /** The sliding window for both rules, in milliseconds. Default 10 000. */
+  windowMs?: number;
+  /** How long the breaker stays open before letting one probe through. Default 5 000. */
+  coolDownMs?: number;
+  /**
+   * Wait before retrying a failed message while the breaker is still closed, in
+   * milliseconds. Default 100.
+   */
+  retryDelayMs?: number;
+  /**
+   * Which errors count as the dependency failing. Others fail the step (as in `RunTask`).
+   * Default: every error except `InvalidMessage` and `MessageRejected`.
+   */
+  isFailure?: (error: unknown) => boolean;
+  /**
+   * Called on every state change. Default: logs one line with `console.warn`.
+   */
+  onStateChange?: (change: CircuitStateChange) => void;
+}
+
+const MAX_TRANSITIONS_KEPT = 100;
+
+/**
+ * Runs `fn` on each message, in order, through a circuit breaker:
+ *
+ * - **closed**: calls go through. A failed call is counted and the *same* message is
+ *   retried after `retryDelayMs` — it is never skipped. After `failureThreshold` failures
+ *   (or a `failureRatio` of the calls) within `windowMs`, the breaker **opens**.
+ * - **open**: no calls. `submit` rejects, so the processor waits and then pauses the
+ *   consumer; nothing is dropped, nothing is committed past the failing message.
+ * - **half-open**: after `coolDownMs`, one probe — the waiting message — is let through.
+ *   Success closes the breaker; failure opens it again for another cool-down.
+ *
+ * State changes go to `onStateChange` (default: a `console.warn` line) and are kept in
+ * `transitions`; `state`, `failures`, `successes` and `rejected` are counters to export.
+ *
+ * @example
+ * ```ts
+ * import { CircuitBreaker, CommitOffsets } from "@sluice/sluice";
+ * const pipeline = new CircuitBreaker(
+ *   async (m: { payload: string }) => {
+ *     const res = await fetch("https://example.com/ingest", { method: "POST", body: m.payload });
+ *     if (!res.ok) throw new Error(`ingest answered ${res.status}`);
+ *     return res.status;
+ *   },
+ *   new CommitOffsets(() => {}),
+ *   { failureThreshold: 5, coolDownMs: 10_000 },
+ * );
+ * ```
+ */
+export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
+  /** Successful calls so far. */
+  successes = 0;
+  /** Failed calls so far (each retry of a message counts). */
+  failures = 0;
+  /** Times `submit` was refused (full queue, or open breaker). */
+  rejected = 0;
+  /** The most recent state changes (up to 100), oldest first. */
+  readonly transitions: CircuitStateChange[] = [];
+  /** State changes so far, by target state. */
+  readonly transitionCounts: Record<CircuitState, number> = {
+    closed: 0,
+    open: 0,
+    "half-open": 0,
+  };
+
+  readonly #fn: (message: Message<TIn>) => TOut | Promise<TOut>;
+  readonly #failureThreshold: number;
+  readonly #failureRatio: number | undefined;
+  readonly #minimumCalls: number;
+  readonly #windowMs: number;
+  readonly #coolDownMs: number;
+  readonly #retryDelayMs: number;
+  readonly #isFailure: (error: unknown) => boolean;
+  readonly #onStateChange: (change: CircuitStateChange) => void;
+  #state: CircuitState = "closed";
+  /** Outcomes in the window: call times and whether they failed. */
+  #calls: Array<{ at: number; failed: boolean }> = [];
+  #reopenAt = 0;
+  #halfOpen: { promise: Promise<void>; resolve: () => void } | undefined;
+
+  /** Creates the step: `fn` is the call to protect, `next` receives its results. */
+  constructor(
+    fn: (message: Message<TIn>) => TOut | Promise<TOut>,
+    next: ProcessingStrategy<TOut>,
+    options: CircuitBreakerOptions = {},
+  ) {
+    super("circuit_breaker", next, options);
+    if (typeof fn !== "function") {
+      throw new ConfigurationError(
+        `step "${this.name}": fn must be a function (message) => result`,
+      );
+    }
+    this.#fn = fn;
+    const n = this.name;
+    this.#failureThreshold = requirePositiveInteger(
+      `step "${n}": failureThreshold`,
+      options.failureThreshold ?? 5,
+    );
+    const ratio = options.failureRatio;
+    if (ratio !== undefined && !(typeof ratio === "number" && ratio > 0 && ratio <= 1)) {
+      throw new ConfigurationError(
+        `step "${n}": failureRatio must be a number in (0, 1], got ${String(ratio)}`,
+      );
+    }
+    this.#failureRatio = ratio;
+    this.#minimumCalls = requirePositiveInteger(
+      `step "${n}": minimumCalls`,
+      options.minimumCalls ?? 10,
+    );
+    this.#windowMs = requireNonNegative(`step "${n}": windowMs`, options.windowMs ?? 10_000);
+    this.#coolDownMs = requireNonNegative(`step "${n}": coolDownMs`, options.coolDownMs ?? 5_000);
+    this.#retryDelayMs = requireNonNegative(
+      `step "${n}": retryDelayMs`,
+      options.retryDelayMs ?? 100,
+    );
+    this.#isFailure = options.isFailure ?? (() => true);
+    this.#onStateChange = options.onStateChange ??
+      ((c) => console.warn(`[sluice] circuit "${c.step}": ${c.from} -> ${c.to} (${c.reason})`));
+  }
+
+  /** The breaker's state now. */
+  get state(): CircuitState {
+    return this.#state;
+  }
+
+  /** While open, resolves when the breaker lets a probe through; otherwise queue room. */
+  override get ready(): Promise<void> {
+    return this.#state === "open" && this.#halfOpen ? this.#halfOpen.promise : super.ready;
+  }
+
+  /** Queues a message; rejects while the breaker is open or the queue is full. */
+  override submit(message: Message<TIn>): void {
+    if (this.#state === "open" && !this.closed) {
+      this.rejected++;
+      throw MESSAGE_REJECTED;
+    }
+    try {
+      super.submit(message);
+    } catch (e) {
+      if (e instanceof MessageRejected) this.rejected++;
+      throw e;
+    }
+  }
+
+  protected process(batch: Message<TIn>[]): void | Promise<void> {
+    for (let i = 0; i < batch.length; i++) {
+      const m = batch[i];
+      if (m.filtered) {
+        const f = m as unknown as Message<TOut>;
+        if (!this.emit(f)) return this.#slow(batch, i + 1, f);
+        continue;
+      }
+      if (this.#state !== "closed") return this.#slow(batch, i);
+      let out: TOut | Promise<TOut>;
+      try {
+        out = this.#fn(m);
+      } catch (e) {
+        return this.#slow(batch, i, undefined, Promise.reject(e));
+      }
+      if (out instanceof Promise) return this.#slow(batch, i, undefined, out);
+      this.#succeeded();
+      const r = m.replacePayload(out);
+      if (!this.emit(r)) return this.#slow(batch, i + 1, r);
+    }
+  }
+
+  async #slow(
+    batch: Message<TIn>[],
+    i: number,
+    held?: Message<TOut>,
+    pending?: Promise<TOut>,
+  ): Promise<void> {
+    if (held !== undefined) {
+      await this.emitWhenRoom(held);
+      if (this.abandoned) return;
+    }
+    if (pending !== undefined) {
+      const m = batch[i];
+      const r = await this.#settle(pending, m);
+      if (this.abandoned) return;
+      if (r !== undefined) {
+        await this.#deliver(r, m);
+        if (this.abandoned) return;
+        i++;
+      }
+    }
+    while (i < batch.length) {
+      const m = batch[i];
+      if (m.filtered) {
+        await this.emitWhenRoom(m as unknown as Message<TOut>);
+        if (this.abandoned) return;
+        i++;
+        continue;
+      }
+      if (!(await this.#admit())) return;
+      let call: TOut | Promise<TOut>;
+      try {
+        call = this.#fn(m);
+      } catch (e) {
+        call = Promise.reject(e);
+      }
+      const r = await this.#settle(call, m);
+      if (this.abandoned) return;
+      if (r === undefined) continue; // failed or held: retry the same message
+      await this.#deliver(r, m);
+      if (this.abandoned) return;
+      i++;
+    }
+  }
+
+  /** Waits until a call may be made: retry delay when closed, cool-down when open. */
+  async #admit(): Promise<boolean> {
+    for (;;) {
+      if (this.abandoned) return false;
+      if (this.#state === "open") {
+        await this.#sleepUntil(this.#reopenAt);
+        if (this.abandoned) return false;
+        if (this.#state === "open" && this.clock.now() >= this.#reopenAt) {
+          this.#transition("half-open", `cool-down of ${this.#coolDownMs} ms over: one probe`);
+        }
+        continue;
+      }
+      return true;
+    }
+  }
+
+  /** Settles one call: a result, an invalid message, or undefined (failed/held; retry). */
+  async #settle(
+    call: TOut | Promise<TOut>,
+    m: Message<TIn>,
+  ): Promise<{ ok: TOut } | { invalid: InvalidMessage } | undefined> {
+    try {
+      const ok = await call;
+      this.#succeeded();
+      return { ok };
+    } catch (e) {
+      if (e instanceof InvalidMessage) return { invalid: e };
+      if (e instanceof MessageRejected) {
+        await this.waitForPoll();
+        return undefined;
+      }
+      this.#failed(e, m);
+      if (this.#state === "closed" && this.#retryDelayMs > 0) {
+        await this.#sleepUntil(this.clock.now() + this.#retryDelayMs);
+      }
+      return undefined;
+    }
+  }
+
+  async #deliver(r: { ok: TOut } | { invalid: InvalidMessage }, m: Message<TIn>): Promise<void> {
+    if ("invalid" in r) await this.reportInvalid(r.invalid, m);
+    else await this.emitWhenRoom(m.replacePayload(r.ok));
+  }
+
+  #succeeded(): void {
+    this.successes++;
+    this.#record(false);
+    if (this.#state === "half-open") {
+      this.#calls = [];
+      this.#transition("closed", "probe succeeded");
+    }
+  }
+
+  #failed(error: unknown, m: Message<TIn>): void {
+    if (!this.#isFailure(error)) throw this.wrapError(error, m);
+    this.failures++;
+    this.#record(true);
+    const why = error instanceof Error ? error.message : String(error);
+    if (this.#state === "half-open") {
+      this.#open(`probe failed: ${why}`);
+      return;
+    }
+    const total = this.#calls.length;
+    let failed = 0;
+    for (const c of this.#calls) if (c.failed) failed++;
+    if (failed >= this.#failureThreshold) {
+      this.#open(`${failed} failures within ${this.#windowMs} ms; last: ${why}`);
+    } else if (
+      this.#failureRatio !== undefined && total >= this.#minimumCalls &&
+      failed / total >= this.#failureRatio
+    ) {
+      this.#open(
+        `${failed}/${total} calls failed within ${this.#windowMs} ms (ratio >= ${this.#failureRatio}); last: ${why}`,
+      );
+    }
+  }
+
+  #record(failed: boolean): void {
+    const now = this.clock.now();
+    const calls = this.#calls;
+    calls.push({ at: now, failed });
+    let drop = 0;
+    while (drop < calls.length && calls[drop].at < now - this.#windowMs) drop++;
+    if (drop > 0) calls.splice(0, drop);
+  }
+
+  #open(reason: string): void {
+    this.#reopenAt = this.clock.now() + this.#coolDownMs;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => resolve = r);
+    this.#halfOpen = { promise, resolve };
+    this.#transition("open", reason);
+  }
+
+  #transition(to: CircuitState, reason: string): void {
+    const from = this.#state;
+    if (from === to) return;
+    this.#state = to;
+    if (from === "open") {
+      this.#halfOpen?.resolve();
+      this.#halfOpen = undefined;
+    }
+    const change: CircuitStateChange = { step: this.name, from, to, at: this.clock.now(), reason };
+    this.transitionCounts[to]++;
+    this.transitions.push(change);
+    if (this.transitions.length > MAX_TRANSITIONS_KEPT) this.transitions.shift();
+    this.#onStateChange(change);
+  }
+
+  /** Sleeps on the clock until `at`, waking early on abandonment (checked on every poll). */
+  async #sleepUntil(at: number): Promise<void> {
+    while (!this.abandoned) {
+      const left = at - this.clock.now();
+      if (left <= 0) return;
+      const stop = new AbortController();
+      await Promise.race([this.clock.sleep(left, stop.signal), this.waitForPoll()]);
+      stop.abort();
+    }
+  }
+}
