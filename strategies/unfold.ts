@@ -40,7 +40,8 @@ function covers(a: Committable, b: Committable, also: Committable | undefined): 
  *   its `ready`, or at the next `poll()`); `fn` never runs twice for one message.
  * - `fn` may throw `MessageRejected` *before producing its first element* to hold the
  *   message until the next `poll()`; `InvalidMessage` reports the message (children
- *   already handed on carry no offsets, so nothing is committed past it).
+ *   produced before it are handed on; they carry no offsets, so nothing is committed
+ *   past it, and the input's offsets follow once the processor has dealt with it).
  * - Other errors surface in `poll()` as a `StepError` naming the step and the message.
  *
  * @example
@@ -169,8 +170,8 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
   ): Promise<void> | undefined {
     for (;;) {
       const next = this.#advance(m, it);
-      if (next instanceof InvalidMessage) return this.reportInvalid(next, m);
       const child = this.#child(cur.value, m);
+      if (next instanceof InvalidMessage) return this.#report(child, next, m);
       if (next.done) return this.#emitLast(child, m);
       if (!this.emit(child)) return this.#walkSlow(m, it, child, next);
       this.children++;
@@ -191,8 +192,8 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
       let cur = next;
       for (;;) {
         const n = this.#advance(m, it);
-        if (n instanceof InvalidMessage) return this.reportInvalid(n, m);
         child = this.#child(cur.value, m);
+        if (n instanceof InvalidMessage) return this.#report(child, n, m);
         if (n.done) return this.#emitLast(child, m);
         next = n;
         if (!this.emit(child)) break;
@@ -200,6 +201,15 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
         cur = n;
       }
     }
+  }
+
+  /** Hands on the child produced before the iterator threw `error`, then reports it. */
+  async #report(child: Message<TOut>, error: InvalidMessage, m: Message<TIn>): Promise<void> {
+    this.#carried = undefined;
+    await this.emitWhenRoom(child);
+    if (this.abandoned) return;
+    this.children++;
+    await this.reportInvalid(error, m);
   }
 
   #iterate(m: Message<TIn>): Iterable<unknown> {
