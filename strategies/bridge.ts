@@ -23,6 +23,7 @@ import {
   StepError,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
+import { type StepMeter, stepMeterFor, type StepMetricsSource } from "../metrics/step.ts";
 
 /** What a step's writable stream accepts: one message, or an array of them. */
 export type Chunk<T> = Message<T> | Message<T>[];
@@ -46,6 +47,11 @@ export interface StepOptions {
   chunkSize?: number;
   /** Clock for time-based behaviour and join timeouts. Default: the system clock. */
   clock?: Clock;
+  /**
+   * Where the step reports backpressure metrics. Default: the processor's metrics when the
+   * step is built by a factory of a `StreamProcessor` with a `meterProvider`; else none.
+   */
+  metrics?: StepMetricsSource;
 }
 
 /** Default high-water mark of a step's input queue, in messages. */
@@ -88,6 +94,8 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   #closing: Promise<void> | undefined;
   #joinedNext = false;
   #waiters: Array<() => void> = [];
+  /** Backpressure instrumentation; undefined (and free) without metrics. */
+  readonly #metrics: StepMeter | undefined;
   readonly #flushTask = () => {
     this.#flushScheduled = false;
     this.#flush();
@@ -136,6 +144,14 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       { highWaterMark: hwm, size: chunkSizeOf },
     );
     this.#writer = this.writable.getWriter();
+    this.#metrics = stepMeterFor(
+      options.metrics,
+      this.name,
+      options.name !== undefined,
+      this.clock,
+      next !== undefined && #metrics in next ? next.#metrics : undefined,
+      next === undefined ? undefined : stepLabel(next),
+    );
   }
 
   /**
@@ -172,8 +188,11 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     if (this.#error !== undefined) throw this.#error;
     if ((this.#writer.desiredSize ?? 0) - this.#pendingSize <= 0) {
       this.#flush();
+      this.#metrics?.rejectedUpstream(this.#writer.ready);
       throw MESSAGE_REJECTED;
     }
+    const meter = this.#metrics;
+    if (meter !== undefined && meter.sending) meter.relieveUpstream();
     this.#pending.push(message);
     this.#pendingSize += this.#sizeOf ? this.#sizeOf(message) : 1;
     if (this.#pending.length >= this.#chunkSize) this.#flush();
@@ -193,6 +212,8 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       throw invalid;
     }
     this.#wake();
+    const meter = this.#metrics;
+    if (meter !== undefined && meter.sending && this.desiredSize > 0) meter.relieveUpstream();
     this.onPoll();
     this.next?.poll();
   }
@@ -203,6 +224,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     this.#closed = true;
     this.#flush();
     this.#closing = this.#writer.close();
+    this.#metrics?.relieveUpstream();
   }
 
   /**
@@ -256,11 +278,16 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   protected emit(message: Message<TOut>): boolean {
     try {
       this.next!.submit(message);
-      return true;
     } catch (e) {
-      if (e instanceof MessageRejected) return false;
+      if (e instanceof MessageRejected) {
+        this.#metrics?.rejectedDownstream();
+        return false;
+      }
       throw e;
     }
+    const meter = this.#metrics;
+    if (meter !== undefined && meter.receiving) meter.acceptedDownstream();
+    return true;
   }
 
   /**
@@ -331,8 +358,10 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
 
   #write(chunk: Chunk<TIn>): void | Promise<void> {
     if (this.#abandoned) return;
+    const batch = Array.isArray(chunk) ? chunk : [chunk];
+    this.#metrics?.count(batch.length);
     try {
-      const r = this.process(Array.isArray(chunk) ? chunk : [chunk]);
+      const r = this.process(batch);
       if (r !== undefined) return r.then(undefined, (e) => this.fail(e));
     } catch (e) {
       this.fail(e);
@@ -358,6 +387,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
 
   #abandon(): void {
     this.#abandoned = true;
+    this.#metrics?.endAll();
     this.#wake();
   }
 
@@ -395,6 +425,12 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     }
     return true;
   }
+}
+
+/** A strategy's name for metrics: its `name` when it has one, else its class name. */
+function stepLabel(strategy: object): string {
+  const name = (strategy as { name?: unknown }).name;
+  return typeof name === "string" && name.length > 0 ? name : strategy.constructor.name;
 }
 
 /** Returned by {@link MapStep.transform} for a message that produces no output. */

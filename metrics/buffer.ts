@@ -1,0 +1,56 @@
+/**
+ * A histogram that records later: samples are kept as plain numbers and handed to the
+ * OpenTelemetry histogram when the metrics are collected (or when the buffer is full), so
+ * no `record()` call sits on a hot path.
+ *
+ * @module
+ */
+import type { Attributes, Histogram } from "@opentelemetry/api";
+
+/** Most samples kept before they are recorded in place. */
+export const MAX_BUFFERED_SAMPLES = 1024;
+
+/**
+ * Buffered samples of one histogram with one pre-bound attribute set.
+ *
+ * @example
+ * ```ts
+ * import { HistogramBuffer } from "@sluice/sluice";
+ * const buffer = new HistogramBuffer(undefined, { step: "sink" });
+ * buffer.push(12); // kept until flush(); without a histogram, flush() drops it
+ * buffer.flush();
+ * ```
+ */
+export class HistogramBuffer {
+  /** Samples not yet recorded. */
+  #values: number[] = [];
+
+  /** `histogram` may be undefined: then samples are counted nowhere and dropped on flush. */
+  constructor(
+    /** Where samples go on {@link HistogramBuffer.flush}. */
+    readonly histogram: Histogram | undefined,
+    /** The attributes every sample is recorded with (created once). */
+    readonly attributes: Attributes,
+  ) {}
+
+  /** Samples waiting to be recorded. */
+  get size(): number {
+    return this.#values.length;
+  }
+
+  /** Keeps `value`; records everything at once if the buffer is full. */
+  push(value: number): void {
+    this.#values.push(value);
+    if (this.#values.length >= MAX_BUFFERED_SAMPLES) this.flush();
+  }
+
+  /** Records every kept sample with the pre-bound attributes. */
+  flush(): void {
+    const values = this.#values;
+    if (values.length === 0) return;
+    this.#values = [];
+    const h = this.histogram;
+    if (h === undefined) return;
+    for (let i = 0; i < values.length; i++) h.record(values[i], this.attributes);
+  }
+}

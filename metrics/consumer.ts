@@ -1,0 +1,294 @@
+/**
+ * The stream processor's instrumentation in plain numbers: where the loop spends its time
+ * (polling, processing, waiting under backpressure, joining), commits, rebalances, and per
+ * partition the committed offset (for lag) and sampled message timestamps (for
+ * end-to-end latency). The OpenTelemetry binding reads it when metrics are collected.
+ *
+ * @module
+ */
+import type { Attributes } from "@opentelemetry/api";
+import type { Clock } from "../clock.ts";
+import type { Committable, Partition } from "../types.ts";
+import type { HistogramBuffer } from "./buffer.ts";
+
+/** What the processor loop is doing; time is accounted to the current phase. */
+export const Phase: {
+  readonly Idle: 0;
+  readonly Poll: 1;
+  readonly Process: 2;
+  readonly Backpressure: 3;
+  readonly Join: 4;
+} = {
+  /** Not running (before `run`, after shutdown). Not reported. */
+  Idle: 0,
+  /** Waiting in `consumer.poll`. */
+  Poll: 1,
+  /** `strategy.poll()` and `submit` calls. */
+  Process: 2,
+  /** Holding a rejected message, waiting for `ready` or the backoff timer. */
+  Backpressure: 3,
+  /** Closing and joining the pipeline (revoke, shutdown). */
+  Join: 4,
+};
+
+/** One of the {@link Phase} values. */
+export type Phase = typeof Phase[keyof typeof Phase];
+
+/** Human-readable phase descriptions, for the stuck detector's log line. */
+export const PHASE_DESCRIPTIONS: readonly string[] = [
+  "idle",
+  "polling the consumer",
+  "polling and submitting to the pipeline",
+  "waiting for the pipeline to accept a rejected message (backpressure)",
+  "closing and joining the pipeline (revoke or shutdown)",
+];
+
+/** The processor's counters the metrics read (a subset of `ProcessorStats`). */
+export interface ConsumerCounters {
+  /** Loop iterations. */
+  readonly iterations: number;
+  /** Messages received from the consumer. */
+  readonly messagesPolled: number;
+  /** Times all partitions were paused for backpressure. */
+  readonly pauses: number;
+  /** Times they were resumed. */
+  readonly resumes: number;
+  /** Milliseconds spent in finished backpressure episodes. */
+  readonly backpressureMs: number;
+  /** Invalid messages reported by the pipeline. */
+  readonly invalidMessages: number;
+}
+
+/** What the lag gauge needs from a consumer: its optional `endOffset`. */
+export interface EndOffsets {
+  /** The next offset to be written to `partition`, or undefined when unknown. */
+  endOffset?(partition: Partition): number | undefined;
+}
+
+/** A message as far as latency sampling cares. */
+export interface TimestampedOffset {
+  /** Partition read from. */
+  readonly partition: Partition;
+  /** Offset in it. */
+  readonly offset: number;
+  /** Broker timestamp, epoch milliseconds. */
+  readonly timestamp: number;
+}
+
+/** Most timestamp samples kept per partition. */
+const MAX_SAMPLES = 64;
+
+interface PartitionState {
+  readonly attributes: Attributes;
+  committed: number;
+  /** Sampled offsets and timestamps, oldest first (parallel arrays, offsets increasing). */
+  offsets: number[];
+  timestamps: number[];
+  latency: HistogramBuffer | undefined;
+}
+
+/**
+ * Plain-number instrumentation of one stream processor.
+ *
+ * @example
+ * ```ts
+ * import { ConsumerMeter, ManualClock, Phase } from "@sluice/sluice";
+ * const clock = new ManualClock(0);
+ * const stats = { iterations: 0, messagesPolled: 0, pauses: 0, resumes: 0, backpressureMs: 0, invalidMessages: 0 };
+ * const meter = new ConsumerMeter(clock, stats, {});
+ * meter.enter(Phase.Poll);
+ * await clock.advance(100);
+ * meter.enter(Phase.Process);
+ * console.log(meter.phaseMs(Phase.Poll)); // 100
+ * ```
+ */
+export class ConsumerMeter {
+  /** The processor's counters. */
+  readonly counters: ConsumerCounters;
+  /** Commits that succeeded. */
+  commitsOk = 0;
+  /** Commits that failed. */
+  commitsFailed = 0;
+  /** Times the stuck detector fired. */
+  stuck = 0;
+  /** Assignment callbacks. */
+  assigns = 0;
+  /** Revocation callbacks. */
+  revokes = 0;
+  /** Partitions assigned, summed over assignments. */
+  partitionsAssigned = 0;
+  /** Partitions revoked, summed over revocations. */
+  partitionsRevoked = 0;
+  /** Durations of commits, in milliseconds (set by the binding). */
+  commitDurations: HistogramBuffer | undefined;
+  /** Builds the latency buffer of a partition (set by the binding). */
+  latencyBuffer: ((attributes: Attributes) => HistogramBuffer) | undefined;
+
+  readonly #clock: Clock;
+  readonly #source: EndOffsets;
+  readonly #openBackpressureSince: () => number | undefined;
+  readonly #phaseMs = [0, 0, 0, 0, 0];
+  #phase: Phase = Phase.Idle;
+  #mark: number;
+  readonly #partitions = new Map<Partition, PartitionState>();
+
+  /** Creates the meter. `openBackpressureSince` returns the open episode's start, if any. */
+  constructor(
+    clock: Clock,
+    counters: ConsumerCounters,
+    source: EndOffsets,
+    openBackpressureSince: () => number | undefined = () => undefined,
+  ) {
+    this.#clock = clock;
+    this.counters = counters;
+    this.#source = source;
+    this.#openBackpressureSince = openBackpressureSince;
+    this.#mark = clock.now();
+  }
+
+  /** The clock in use. */
+  get clock(): Clock {
+    return this.#clock;
+  }
+
+  /** The current phase. */
+  get phase(): Phase {
+    return this.#phase;
+  }
+
+  /** Accounts the time since the last call to the current phase, then switches to `phase`. */
+  enter(phase: Phase): void {
+    const now = this.#clock.now();
+    this.#phaseMs[this.#phase] += now - this.#mark;
+    this.#mark = now;
+    this.#phase = phase;
+  }
+
+  /** Milliseconds spent in `phase` so far, including the current stretch. */
+  phaseMs(phase: Phase): number {
+    const t = this.#phaseMs[phase];
+    return phase === this.#phase ? t + (this.#clock.now() - this.#mark) : t;
+  }
+
+  /** Milliseconds spent holding rejected messages, including an open episode. */
+  backpressureMs(): number {
+    const since = this.#openBackpressureSince();
+    const open = since === undefined ? 0 : Math.max(0, this.#clock.now() - since);
+    return this.counters.backpressureMs + open;
+  }
+
+  /** Partitions were assigned, each starting at (committed) `offsets`. */
+  assigned(offsets: ReadonlyMap<Partition, number>): void {
+    this.assigns++;
+    this.partitionsAssigned += offsets.size;
+    for (const [p, o] of offsets) {
+      const existing = this.#partitions.get(p);
+      if (existing !== undefined) {
+        existing.committed = o;
+        continue;
+      }
+      const attributes: Attributes = { topic: p.topic.name, partition: p.index };
+      this.#partitions.set(p, {
+        attributes,
+        committed: o,
+        offsets: [],
+        timestamps: [],
+        latency: this.latencyBuffer?.(attributes),
+      });
+    }
+  }
+
+  /** Partitions were revoked: their lag and latency are no longer this consumer's. */
+  revoked(partitions: readonly Partition[]): void {
+    this.revokes++;
+    this.partitionsRevoked += partitions.length;
+    for (const p of partitions) {
+      const s = this.#partitions.get(p);
+      if (s === undefined) continue;
+      s.latency?.flush();
+      this.#partitions.delete(p);
+    }
+  }
+
+  /** Partitions currently assigned. */
+  get assignedCount(): number {
+    return this.#partitions.size;
+  }
+
+  /**
+   * Samples the timestamps of a polled batch: its first and last message only (messages
+   * of a partition are contiguous in a batch), so the cost does not grow with its size.
+   */
+  sample(batch: readonly TimestampedOffset[]): void {
+    const n = batch.length;
+    if (n === 0) return;
+    this.#sampleOne(batch[0]);
+    if (n > 1) this.#sampleOne(batch[n - 1]);
+  }
+
+  #sampleOne(m: TimestampedOffset): void {
+    const s = this.#partitions.get(m.partition);
+    if (s === undefined) return;
+    const offsets = s.offsets;
+    if (offsets.length > 0 && offsets[offsets.length - 1] >= m.offset) return;
+    if (offsets.length >= MAX_SAMPLES) {
+      offsets.shift();
+      s.timestamps.shift();
+    }
+    offsets.push(m.offset);
+    s.timestamps.push(m.timestamp);
+  }
+
+  /** A commit of `offsets` that started at `startedAt` succeeded. */
+  committed(offsets: Committable, startedAt: number): void {
+    const now = this.#clock.now();
+    this.commitsOk++;
+    this.commitDurations?.push(Math.max(0, now - startedAt));
+    for (const [p, o] of offsets) {
+      const s = this.#partitions.get(p);
+      if (s === undefined) continue;
+      if (o > s.committed) s.committed = o;
+      // The newest sampled message the commit covers gives this commit's latency.
+      const offsets = s.offsets;
+      let k = 0;
+      while (k < offsets.length && offsets[k] < o) k++;
+      if (k === 0) continue;
+      const ts = s.timestamps[k - 1];
+      offsets.splice(0, k);
+      s.timestamps.splice(0, k);
+      s.latency?.push(Math.max(0, now - ts));
+    }
+  }
+
+  /** A commit that started at `startedAt` failed. */
+  commitFailed(startedAt: number): void {
+    this.commitsFailed++;
+    this.commitDurations?.push(Math.max(0, this.#clock.now() - startedAt));
+  }
+
+  /**
+   * Calls `observe(lag, attributes)` for every assigned partition whose end offset the
+   * consumer knows: end offset minus committed offset.
+   */
+  observeLag(observe: (lag: number, attributes: Attributes) => void): void {
+    const endOffset = this.#source.endOffset;
+    if (typeof endOffset !== "function") return;
+    for (const [p, s] of this.#partitions) {
+      let end: number | undefined;
+      try {
+        end = endOffset.call(this.#source, p);
+      } catch {
+        continue; // a backend that cannot answer now reports no lag rather than fail collection
+      }
+      if (typeof end === "number" && Number.isFinite(end)) {
+        observe(Math.max(0, end - s.committed), s.attributes);
+      }
+    }
+  }
+
+  /** Records the buffered latency samples. */
+  flush(): void {
+    this.commitDurations?.flush();
+    for (const s of this.#partitions.values()) s.latency?.flush();
+  }
+}

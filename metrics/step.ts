@@ -1,0 +1,289 @@
+/**
+ * Per-step backpressure instrumentation, in plain numbers. A {@link StepMeter} belongs to
+ * one step instance; it counts into the {@link StepStats} of the step's name, which
+ * outlive the instance (a new pipeline after a rebalance reuses them).
+ *
+ * Send side: the step rejected its upstream (its queue was full). Receive side: its
+ * downstream rejected it. The origin of an episode is the step that was sending
+ * backpressure while not itself receiving any: a step whose downstream is full reports
+ * its downstream's origin, so one slow sink shows up as the origin on every step above it.
+ *
+ * This module imports neither strategies nor backends; steps find their meter through
+ * {@link stepMeterFor}.
+ *
+ * @module
+ */
+import type { Attributes } from "@opentelemetry/api";
+import type { Clock } from "../clock.ts";
+import { EpisodeStats, EpisodeTracker } from "./episode.ts";
+
+/** Which side of a step an episode is on. */
+export type BackpressureSide = "send" | "receive";
+
+/**
+ * Cumulative totals of every step instance that had one name.
+ *
+ * @example
+ * ```ts
+ * import { StepStats, systemClock } from "@sluice/sluice";
+ * const stats = new StepStats("parse", systemClock);
+ * console.log(stats.messages, stats.sendTimeMs(Date.now())); // 0 0
+ * ```
+ */
+export class StepStats {
+  /** Messages the step accepted (through its queue). */
+  messages = 0;
+  /** Send-side totals by origin. */
+  readonly send: Map<string, EpisodeStats> = new Map();
+  /** Receive-side totals by origin. */
+  readonly receive: Map<string, EpisodeStats> = new Map();
+  /** `{ step: name }`, created once. */
+  readonly attributes: Attributes;
+  readonly #make: (side: BackpressureSide, origin: string) => EpisodeStats;
+
+  /**
+   * Creates the totals. `make` builds the totals of one side and origin (the OpenTelemetry
+   * binding gives them a buffered histogram); by default they only count.
+   */
+  constructor(
+    /** The step's name (attribute `step`). */
+    readonly name: string,
+    /** The clock episodes are timed with (the step's). */
+    public clock: Clock,
+    make?: (side: BackpressureSide, origin: string) => EpisodeStats,
+  ) {
+    this.attributes = { step: name };
+    this.#make = make ?? ((_side, origin) => new EpisodeStats({ step: name, origin }));
+  }
+
+  /** The totals of `side` for episodes that originated at `origin` (created on first use). */
+  episodes(side: BackpressureSide, origin: string): EpisodeStats {
+    const map = side === "send" ? this.send : this.receive;
+    let s = map.get(origin);
+    if (s === undefined) {
+      s = this.#make(side, origin);
+      map.set(origin, s);
+    }
+    return s;
+  }
+
+  /** Milliseconds this step spent rejecting its upstream, all origins, up to `now`. */
+  sendTimeMs(now: number): number {
+    let t = 0;
+    for (const s of this.send.values()) t += s.timeMs(now);
+    return t;
+  }
+
+  /** Milliseconds this step spent rejected by its downstream, all origins, up to `now`. */
+  receiveTimeMs(now: number): number {
+    let t = 0;
+    for (const s of this.receive.values()) t += s.timeMs(now);
+    return t;
+  }
+}
+
+/** Where steps get their {@link StepStats}: the OpenTelemetry binding, or a test double. */
+export interface StepMetricsSource {
+  /** The totals for steps named `name`, timed with `clock`. */
+  stepStats(name: string, clock: Clock): StepStats;
+}
+
+/**
+ * The instrumentation of one step instance. The step calls it at the few points where
+ * pressure starts or ends; everything else is a field check.
+ *
+ * @example
+ * ```ts
+ * import { ManualClock, StepMeter, StepStats } from "@sluice/sluice";
+ * const clock = new ManualClock(0);
+ * const meter = new StepMeter(new StepStats("sink", clock), clock);
+ * meter.rejectedUpstream(new Promise(() => {}));
+ * await clock.advance(30);
+ * meter.relieveUpstream();
+ * console.log(meter.stats.send.get("sink")?.totalMs); // 30
+ * ```
+ */
+export class StepMeter {
+  /** The totals this instance counts into. */
+  readonly stats: StepStats;
+  readonly #clock: Clock;
+  readonly #downstream: StepMeter | undefined;
+  readonly #downstreamName: string;
+  readonly #send = new EpisodeTracker();
+  readonly #receive = new EpisodeTracker();
+  #sendOrigin = "";
+  #receiveOrigin = "";
+  #sendEpisode = 0;
+  #sending = false;
+  #receiving = false;
+
+  /**
+   * Creates the meter. `downstream` is the next step's meter when the next step is
+   * instrumented; otherwise `downstreamName` names it as the origin of what it rejects.
+   */
+  constructor(
+    stats: StepStats,
+    clock: Clock,
+    downstream?: StepMeter,
+    downstreamName = "downstream",
+  ) {
+    this.stats = stats;
+    this.#clock = clock;
+    this.#downstream = downstream;
+    this.#downstreamName = downstreamName;
+  }
+
+  /** The step's name in metrics. */
+  get name(): string {
+    return this.stats.name;
+  }
+
+  /** True while the step's upstream is being rejected (send episode open). */
+  get sending(): boolean {
+    return this.#sending;
+  }
+
+  /** True while the step's downstream is rejecting it (receive episode open). */
+  get receiving(): boolean {
+    return this.#receiving;
+  }
+
+  /** Origin of the open send episode, or undefined when none is open. */
+  get sendOrigin(): string | undefined {
+    return this.#sending ? this.#sendOrigin : undefined;
+  }
+
+  /** Origin of the open receive episode, or undefined when none is open. */
+  get receiveOrigin(): string | undefined {
+    return this.#receiving ? this.#receiveOrigin : undefined;
+  }
+
+  /** Counts `n` messages accepted by the step. */
+  count(n: number): void {
+    this.stats.messages += n;
+  }
+
+  /**
+   * The step rejected a submit. Opens a send episode on the first rejection; it ends when
+   * `ready` resolves (the queue has room again) or on another ending path.
+   */
+  rejectedUpstream(ready: Promise<void>): void {
+    if (!this.#sending) {
+      const origin = this.#receiving ? this.#receiveOrigin : this.stats.name;
+      this.#sendOrigin = origin;
+      this.#sending = true;
+      this.#send.begin(this.#clock.now(), this.stats.episodes("send", origin));
+      const episode = ++this.#sendEpisode;
+      const end = () => {
+        if (this.#sendEpisode === episode) this.relieveUpstream();
+      };
+      ready.then(end, end);
+    }
+    this.#send.reject();
+  }
+
+  /** The upstream is no longer held back: room in the queue, close, revoke or shutdown. */
+  relieveUpstream(): void {
+    if (!this.#sending) return;
+    this.#sending = false;
+    this.#sendEpisode++;
+    this.#send.end(this.#clock.now());
+  }
+
+  /** The downstream rejected a hand-off. Opens a receive episode on the first one. */
+  rejectedDownstream(): void {
+    if (!this.#receiving) {
+      const d = this.#downstream;
+      const origin = d === undefined
+        ? this.#downstreamName
+        : d.#sending
+        ? d.#sendOrigin
+        : d.stats.name;
+      this.#receiveOrigin = origin;
+      this.#receiving = true;
+      this.#receive.begin(this.#clock.now(), this.stats.episodes("receive", origin));
+    }
+    this.#receive.reject();
+  }
+
+  /** The downstream accepted a hand-off: the receive episode, if any, ends. */
+  acceptedDownstream(): void {
+    if (!this.#receiving) return;
+    this.#receiving = false;
+    this.#receive.end(this.#clock.now());
+  }
+
+  /** Ends both episodes (terminate, abandoned work, end of join). */
+  endAll(): void {
+    this.relieveUpstream();
+    this.acceptedDownstream();
+  }
+}
+
+interface Scope {
+  readonly source: StepMetricsSource;
+  readonly defaults: Map<string, number>;
+}
+
+let currentScope: Scope | undefined;
+
+/**
+ * Runs `build` (a factory's `createWithPartitions`) so that every step it constructs
+ * without an explicit `metrics` option is instrumented with `source`. The processor does
+ * this when it has a `meterProvider`; with `source` undefined it just calls `build`.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, StepStats, systemClock, withStepMetrics } from "@sluice/sluice";
+ * const stats = new Map<string, StepStats>();
+ * const source = {
+ *   stepStats: (name: string) => stats.get(name) ?? stats.set(name, new StepStats(name, systemClock)).get(name)!,
+ * };
+ * const step = withStepMetrics(source, () => new CommitOffsets(() => {}));
+ * console.log([...stats.keys()]); // ["commit_offsets"]
+ * ```
+ */
+export function withStepMetrics<T>(source: StepMetricsSource | undefined, build: () => T): T {
+  if (source === undefined) return build();
+  const previous = currentScope;
+  currentScope = { source, defaults: new Map() };
+  try {
+    return build();
+  } finally {
+    currentScope = previous;
+  }
+}
+
+/**
+ * The meter for a step being constructed: from `explicit`, else from the enclosing
+ * {@link withStepMetrics}, else none (undefined: the step records nothing). Unnamed steps
+ * that share a default name within one pipeline get `#2`, `#3`... suffixes.
+ *
+ * @example
+ * ```ts
+ * import { StepStats, stepMeterFor, systemClock } from "@sluice/sluice";
+ * console.log(stepMeterFor(undefined, "parse", true, systemClock)); // undefined
+ * const source = { stepStats: (n: string) => new StepStats(n, systemClock) };
+ * console.log(stepMeterFor(source, "parse", true, systemClock)?.name); // "parse"
+ * ```
+ */
+export function stepMeterFor(
+  explicit: StepMetricsSource | undefined,
+  name: string,
+  named: boolean,
+  clock: Clock,
+  downstream?: StepMeter,
+  downstreamName?: string,
+): StepMeter | undefined {
+  const scope = currentScope;
+  const source = explicit ?? scope?.source;
+  if (source === undefined) return undefined;
+  let metricName = name;
+  if (!named && scope !== undefined && explicit === undefined) {
+    const n = (scope.defaults.get(name) ?? 0) + 1;
+    scope.defaults.set(name, n);
+    if (n > 1) metricName = `${name}#${n}`;
+  }
+  const stats = source.stepStats(metricName, clock);
+  return new StepMeter(stats, clock, downstream, downstreamName);
+}
