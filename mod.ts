@@ -89,3 +89,33 @@ export {
   type CircuitStateChange,
 } from "./strategies/circuit_breaker.ts";
 export { RunTaskInWorkers, type RunTaskInWorkersOptions } from "./strategies/run_task_in_workers.ts";
+export {
+  AdaptiveBatch,
+  type AdaptiveBatchOptions,
+  type BatchRecord,
+} from "./strategies/adaptive_batch.ts";
+export {
+  type BackpressureSide,
+  ConsumerMeter,
+  type ConsumerCounters,
+  DURATION_BUCKETS_MS,
+  type EndOffsets,
+  EpisodeStats,
+  EpisodeTracker,
+  HistogramBuffer,
+  MAX_BUFFERED_SAMPLES,
+  METER_NAME,
+  Phase,
+  PHASE_DESCRIPTIONS,
+  SluiceMetrics,
+  StepMeter,
+  stepMeterFor,
+  type StepMetricsSource,
+  StepStats,
+  StuckDetector,
+  type StuckDetectorOptions,
+  type TimestampedOffset,
+  withStepMetrics,
+} from "./metrics/mod.ts";
+export { type TransformPair, TransformStep, type TransformStepOptions } from "./strategies/transform.ts";
+export { Healthcheck, type HealthcheckOptions, HealthServer, type HealthServerOptions, type HealthStatus } from "./strategies/healthcheck.ts";
