@@ -8,6 +8,7 @@
 import type { Consumer } from "./backends/abstract.ts";
 import { type Clock, macrotask, systemClock } from "./clock.ts";
 import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
+import { type DlqCounters, DlqPolicy, DlqRunner } from "./dlq.ts";
 import type {
   Commit,
   ProcessingStrategy,
@@ -47,10 +48,16 @@ export interface StreamProcessorOptions<T> {
   clock?: Clock;
   /** Install SIGINT/SIGTERM handlers that shut down gracefully during `run()`. Default true. */
   handleSignals?: boolean;
+  /**
+   * Dead-letter queue for `InvalidMessage`s. Without one, an invalid message stops the
+   * processor (nothing is committed past it). See {@link DlqPolicy}.
+   */
+  // deno-lint-ignore no-explicit-any
+  dlqPolicy?: DlqPolicy<T, any>;
 }
 
 /** Counters the processor keeps (also the source of its metrics). */
-export interface ProcessorStats {
+export interface ProcessorStats extends DlqCounters {
   /** Loop iterations. */
   iterations: number;
   /** Messages received from the consumer. */
@@ -119,6 +126,9 @@ export class StreamProcessor<T> {
     assignments: 0,
     revocations: 0,
     invalidMessages: 0,
+    deadLettered: 0,
+    dlqDropped: 0,
+    dlqBufferEvicted: 0,
   };
 
   readonly #consumer: Consumer<T>;
@@ -153,6 +163,10 @@ export class StreamProcessor<T> {
   #commitInFlight: Promise<void> | undefined;
   #commitAgain = false;
   #commitError: unknown;
+  /** True while `#closeStrategy` joins a pipeline (commits are deferred to its end). */
+  #joining = false;
+  /** Dead-letter machinery (raw-message buffer, limits, deliveries), when configured. */
+  readonly #dlq: DlqRunner<T> | undefined;
 
   /** Creates the processor and subscribes the consumer. */
   constructor(options: StreamProcessorOptions<T>) {
@@ -180,6 +194,16 @@ export class StreamProcessor<T> {
     this.#pollTimeoutMs = requireNonNegative("pollTimeoutMs", options.pollTimeoutMs ?? 100);
     this.#maxBackoffMs = requireNonNegative("maxBackoffMs", options.maxBackoffMs ?? 100);
     this.#handleSignals = options.handleSignals ?? true;
+    if (options.dlqPolicy !== undefined && !(options.dlqPolicy instanceof DlqPolicy)) {
+      throw new ConfigurationError(
+        "dlqPolicy must be a DlqPolicy, e.g. new DlqPolicy({ producer, topic: \"my-dlq\" })",
+      );
+    }
+    this.#dlq = options.dlqPolicy === undefined ? undefined : new DlqRunner(options.dlqPolicy, {
+      clock: this.#clock,
+      stats: this.stats,
+      resolved: (p, offset) => this.#onDlqResolved(p, offset),
+    });
     this.#consumer.subscribe(options.topics, {
       onAssign: (partitions) => this.#onAssign(partitions),
       onRevoke: (partitions) => this.#onRevoke(partitions),
@@ -231,10 +255,12 @@ export class StreamProcessor<T> {
   async runOnce(): Promise<void> {
     this.stats.iterations++;
     if (this.#commitError !== undefined) throw this.#commitError;
+    this.#dlq?.throwIfFailed();
     if (this.#carried === undefined) {
       const batch = await this.#consumer.poll(this.#pollTimeoutMs);
       if (batch.length > 0) {
         this.stats.messagesPolled += batch.length;
+        this.#dlq?.record(batch);
         this.#carried = batch;
         this.#carriedIndex = 0;
       }
@@ -253,7 +279,7 @@ export class StreamProcessor<T> {
       strategy.poll();
     } catch (e) {
       if (!(e instanceof InvalidMessage)) throw e;
-      this.#onInvalid(e);
+      await this.#onInvalid(e);
       return;
     }
     const carried = this.#carried;
@@ -267,10 +293,18 @@ export class StreamProcessor<T> {
         this.#carriedIndex = i;
         if (e instanceof MessageRejected) return await this.#onRejected(strategy);
         if (e instanceof InvalidMessage) {
+          // Drop the carried message only if it is the invalid one; once nothing is left
+          // carried, backpressure is over (paused partitions resume).
           if (e.partition === carried[i].partition && e.offset === carried[i].offset) {
             this.#carriedIndex++;
           }
-          this.#onInvalid(e);
+          const waitForDlq = this.#onInvalid(e);
+          if (this.#carriedIndex >= carried.length) {
+            this.#carried = undefined;
+            this.#carriedIndex = 0;
+            this.#endBackpressure();
+          }
+          await waitForDlq;
           return;
         }
         throw e;
@@ -293,6 +327,12 @@ export class StreamProcessor<T> {
       const prev = this.#dirty.get(p) ?? this.#staged.get(p);
       if (prev === undefined || o > prev) this.#dirty.set(p, o);
     }
+    // While a pipeline is being joined, an invalid message surfaces through `join()`'s
+    // promise, i.e. *after* microtasks in which the step may already have forwarded its
+    // filtered marker: offsets are only recorded then, and committed (clamped by the
+    // blocks set meanwhile) once the join is over.
+    if (this.#joining) return;
+    this.#dlq?.prune(offsets);
     if (force || this.#policy.shouldCommit(this.#clock.now(), offsets)) this.#startCommit();
   };
 
@@ -346,15 +386,35 @@ export class StreamProcessor<T> {
     if (this.#commitError !== undefined) throw this.#commitError;
   }
 
-  #onInvalid(e: InvalidMessage): void {
+  /**
+   * Blocks commits past the invalid message, then stops (no DLQ) or hands it to the DLQ,
+   * which lifts the block once the delivery is confirmed. Throws when the processor must
+   * stop; returns a promise when too many DLQ deliveries are in flight.
+   */
+  #onInvalid(e: InvalidMessage): void | Promise<void> {
     this.stats.invalidMessages++;
     // Block commits past the invalid message *synchronously*, before any step can forward
-    // its filtered marker: without a dead-letter queue it went nowhere.
+    // its filtered marker: until it is dead-lettered it went nowhere.
     const list = this.#blocked.get(e.partition) ?? [];
     list.push(e.offset);
     list.sort((a, b) => a - b);
     this.#blocked.set(e.partition, list);
-    throw e;
+    if (this.#dlq === undefined) throw e;
+    return this.#dlq.handle(e);
+  }
+
+  /** A dead-lettered (or dropped and counted) message no longer blocks its partition's commits. */
+  #onDlqResolved(p: Partition, offset: number): void {
+    const list = this.#blocked.get(p);
+    const i = list === undefined ? -1 : list.indexOf(offset);
+    if (i < 0) return;
+    list!.splice(i, 1);
+    if (list!.length === 0) this.#blocked.delete(p);
+    const dirty = this.#dirty.get(p);
+    if (
+      dirty !== undefined && !this.#consumer.closed && !this.#joining &&
+      this.#policy.shouldCommit(this.#clock.now(), new Map([[p, dirty]]))
+    ) this.#startCommit();
   }
 
   async #onRejected(strategy: ProcessingStrategy<T>): Promise<void> {
@@ -393,6 +453,7 @@ export class StreamProcessor<T> {
           );
         }
         this.stats.messagesPolled += batch.length;
+        this.#dlq?.record(batch);
         this.#carried = batch;
         this.#carriedIndex = 0;
       }
@@ -439,6 +500,7 @@ export class StreamProcessor<T> {
       this.#staged.delete(p);
       this.#blocked.delete(p);
     }
+    this.#dlq?.forget(revoked);
     this.#policy.forget(revoked);
     if (this.#stopping) return;
     const remaining = this.#consumer.tell();
@@ -463,18 +525,30 @@ export class StreamProcessor<T> {
     this.#strategy = undefined;
     strategy.close();
     const deadline = this.#clock.now() + this.#joinTimeoutMs;
-    for (;;) {
-      try {
-        await strategy.join(Math.max(0, deadline - this.#clock.now()));
-        break;
-      } catch (e) {
-        if (!(e instanceof InvalidMessage)) {
-          strategy.terminate();
-          throw e;
+    this.#joining = true;
+    try {
+      for (;;) {
+        try {
+          await strategy.join(Math.max(0, deadline - this.#clock.now()));
+          break;
+        } catch (e) {
+          if (!(e instanceof InvalidMessage)) {
+            strategy.terminate();
+            throw e;
+          }
+          try {
+            await this.#onInvalid(e);
+          } catch (stop) {
+            strategy.terminate();
+            throw stop;
+          }
         }
-        this.#onInvalid(e);
       }
+    } finally {
+      this.#joining = false;
     }
+    // Dead-letter deliveries still in flight must land before the final commit (or fail it).
+    await this.#dlq?.flush();
     await this.#flushCommits();
   }
 

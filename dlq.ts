@@ -1,0 +1,607 @@
+/**
+ * Dead-letter queue: invalid messages are routed aside, to a topic of your choice, without
+ * blocking their partition and without ever committing past a message that went nowhere.
+ *
+ * A step (or your function) raises {@link InvalidMessage}; with a {@link DlqPolicy} on the
+ * {@link StreamProcessor} the processor looks up the *raw* message it polled, produces it to
+ * the dead-letter topic with headers saying where it came from and why, and lets commits
+ * move past it only once the broker confirmed the delivery.
+ *
+ * @module
+ */
+import type { Producer } from "./backends/abstract.ts";
+import type { Clock } from "./clock.ts";
+import {
+  type BrokerValue,
+  ConfigurationError,
+  type InvalidMessage,
+  type Partition,
+  requireNonNegative,
+  requirePositiveInteger,
+  SluiceError,
+  Topic,
+} from "./types.ts";
+
+/**
+ * Header names written on every dead-lettered message. Values are strings (decimal for
+ * numbers; the timestamp is epoch milliseconds).
+ *
+ * @example
+ * ```ts
+ * import { DLQ_HEADERS } from "@sluice/sluice";
+ * console.log(DLQ_HEADERS.offset); // "sluice-original-offset"
+ * ```
+ */
+export const DLQ_HEADERS: {
+  readonly topic: "sluice-original-topic";
+  readonly partition: "sluice-original-partition";
+  readonly offset: "sluice-original-offset";
+  readonly timestamp: "sluice-original-timestamp";
+  readonly reason: "sluice-dlq-reason";
+  readonly step: "sluice-dlq-step";
+} = {
+  topic: "sluice-original-topic",
+  partition: "sluice-original-partition",
+  offset: "sluice-original-offset",
+  timestamp: "sluice-original-timestamp",
+  reason: "sluice-dlq-reason",
+  step: "sluice-dlq-step",
+} as const;
+
+/** Longest `reason` header written, in characters (longer reasons are cut with "…"). */
+export const MAX_REASON_LENGTH = 1000;
+
+/** What the processor knows about a message it dead-letters. */
+export interface DlqInfo {
+  /** Where the message was read from. */
+  readonly partition: Partition;
+  /** Its offset there. */
+  readonly offset: number;
+  /** Its broker timestamp, epoch milliseconds. */
+  readonly timestamp: number;
+  /** Why it was rejected (`InvalidMessage.reason`). */
+  readonly reason: string;
+  /** The step that rejected it, or "unknown". */
+  readonly step: string;
+  /** The standard headers ({@link DLQ_HEADERS}) built from the fields above. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/**
+ * The default dead-letter payload: the raw payload, the standard headers and the original
+ * timestamp. Use it when your DLQ producer can carry any value (the in-memory broker); for
+ * Kafka pass a `build` function that returns the backend's payload type.
+ */
+export interface DlqRecord<T> {
+  /** The original payload, exactly as polled. */
+  readonly value: T;
+  /** {@link DLQ_HEADERS}. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The original broker timestamp, epoch milliseconds. */
+  readonly timestamp: number;
+}
+
+/**
+ * Limits on invalid messages, counted per partition since it was assigned. Going over a
+ * limit stops the consumer with {@link DlqLimitExceeded}: a flood of invalid messages is an
+ * incident, not something to dead-letter silently. The message that crossed the limit is
+ * not dead-lettered and nothing is committed past it.
+ */
+export interface DlqLimit {
+  /**
+   * Most invalid messages in a row (consecutive offsets) before the consumer stops.
+   * E.g. 10: the 11th invalid message in a row stops it.
+   */
+  maxConsecutiveInvalid?: number;
+  /**
+   * Highest fraction (0..1) of invalid messages among the messages of a partition seen
+   * since assignment, checked once at least {@link DlqLimit.minMessagesForRatio} were seen.
+   */
+  maxInvalidRatio?: number;
+  /** Messages of a partition to see before `maxInvalidRatio` applies. Default 100. */
+  minMessagesForRatio?: number;
+}
+
+/** What happens when the DLQ producer fails to deliver (or the raw message is missing). */
+export type DlqFailureMode = "stop" | "drop-and-count";
+
+/** Options of a {@link DlqPolicy} with a `build` function turning raw messages into `P`. */
+export interface DlqPolicyOptions<T, P> {
+  /** Producer for the dead-letter topic. The policy does not close it; you do. */
+  producer: Producer<P>;
+  /** The dead-letter topic. */
+  topic: Topic | string;
+  /**
+   * Builds the payload to produce from the raw message and the dead-letter info (which
+   * carries the standard headers). Default: a {@link DlqRecord} (raw payload + headers).
+   */
+  build?: (raw: BrokerValue<T>, info: DlqInfo) => P;
+  /** Limits on invalid messages; none by default. */
+  limit?: DlqLimit;
+  /**
+   * Most raw messages kept per partition for a possible dead-lettering. Messages leave the
+   * buffer once the pipeline has committed past them; past this bound the oldest is
+   * evicted (counted in `stats.dlqBufferEvicted`). Default 10 000.
+   */
+  maxBufferedPerPartition?: number;
+  /** Most deliveries awaiting confirmation; the processor waits when there are more. Default 1000. */
+  maxInFlight?: number;
+  /** A delivery not confirmed within this many milliseconds has failed. Default 30 000. */
+  deliveryTimeoutMs?: number;
+  /**
+   * `"stop"` (default): a failed delivery stops the consumer with {@link DlqDeliveryError}
+   * and nothing is committed past the message. `"drop-and-count"`: the message is dropped,
+   * counted in `stats.dlqDropped`, and processing goes on.
+   */
+  onDeliveryFailure?: DlqFailureMode;
+}
+
+/**
+ * Where and how invalid messages are dead-lettered: pass it as `dlqPolicy` to the
+ * {@link StreamProcessor}.
+ *
+ * @example
+ * ```ts
+ * import { DlqPolicy, type DlqRecord, StreamProcessor } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const dlqBroker = new LocalBroker<DlqRecord<string>>();
+ * dlqBroker.createTopic("events-dlq", 1);
+ * const dlqPolicy = new DlqPolicy<string>({
+ *   producer: dlqBroker.getProducer(),
+ *   topic: "events-dlq",
+ *   limit: { maxConsecutiveInvalid: 10, maxInvalidRatio: 0.05 },
+ * });
+ * ```
+ */
+export class DlqPolicy<T, P = DlqRecord<T>> {
+  /** The DLQ producer. */
+  readonly producer: Producer<P>;
+  /** The dead-letter topic. */
+  readonly topic: Topic;
+  /** Builds the produced payload. */
+  readonly build: (raw: BrokerValue<T>, info: DlqInfo) => P;
+  /** The limits (a copy, validated). */
+  readonly limit: Readonly<Required<Pick<DlqLimit, "minMessagesForRatio">> & DlqLimit>;
+  /** See {@link DlqPolicyOptions.maxBufferedPerPartition}. */
+  readonly maxBufferedPerPartition: number;
+  /** See {@link DlqPolicyOptions.maxInFlight}. */
+  readonly maxInFlight: number;
+  /** See {@link DlqPolicyOptions.deliveryTimeoutMs}. */
+  readonly deliveryTimeoutMs: number;
+  /** See {@link DlqPolicyOptions.onDeliveryFailure}. */
+  readonly onDeliveryFailure: DlqFailureMode;
+
+  /** Validates the options; throws {@link ConfigurationError} naming a bad one. */
+  constructor(options: DlqPolicyOptions<T, P>) {
+    if (!options || typeof options.producer?.produce !== "function") {
+      throw new ConfigurationError(
+        "DlqPolicy needs { producer, topic }: a Producer for the dead-letter topic",
+      );
+    }
+    if (typeof options.topic !== "string" && !(options.topic instanceof Topic)) {
+      throw new ConfigurationError(
+        `DlqPolicy topic must be a topic name or Topic, got ${String(options.topic)}`,
+      );
+    }
+    this.producer = options.producer;
+    this.topic = typeof options.topic === "string" ? Topic.of(options.topic) : options.topic;
+    if (options.build !== undefined && typeof options.build !== "function") {
+      throw new ConfigurationError("DlqPolicy build must be a function (raw, info) => payload");
+    }
+    this.build = options.build ??
+      ((raw, info) =>
+        ({ value: raw.payload, headers: info.headers, timestamp: raw.timestamp }) as P);
+    const limit = options.limit ?? {};
+    if (limit.maxConsecutiveInvalid !== undefined) {
+      requirePositiveInteger("DlqLimit.maxConsecutiveInvalid", limit.maxConsecutiveInvalid);
+    }
+    if (
+      limit.maxInvalidRatio !== undefined &&
+      !(typeof limit.maxInvalidRatio === "number" && limit.maxInvalidRatio >= 0 &&
+        limit.maxInvalidRatio <= 1)
+    ) {
+      throw new ConfigurationError(
+        `DlqLimit.maxInvalidRatio must be a number between 0 and 1 (a fraction of messages), ` +
+          `got ${String(limit.maxInvalidRatio)}`,
+      );
+    }
+    this.limit = {
+      ...limit,
+      minMessagesForRatio: requirePositiveInteger(
+        "DlqLimit.minMessagesForRatio",
+        limit.minMessagesForRatio ?? 100,
+      ),
+    };
+    this.maxBufferedPerPartition = requirePositiveInteger(
+      "DlqPolicy.maxBufferedPerPartition",
+      options.maxBufferedPerPartition ?? 10_000,
+    );
+    this.maxInFlight = requirePositiveInteger("DlqPolicy.maxInFlight", options.maxInFlight ?? 1000);
+    this.deliveryTimeoutMs = requireNonNegative(
+      "DlqPolicy.deliveryTimeoutMs",
+      options.deliveryTimeoutMs ?? 30_000,
+    );
+    const mode = options.onDeliveryFailure ?? "stop";
+    if (mode !== "stop" && mode !== "drop-and-count") {
+      throw new ConfigurationError(
+        `DlqPolicy onDeliveryFailure must be "stop" or "drop-and-count", got ${
+          JSON.stringify(mode)
+        }`,
+      );
+    }
+    this.onDeliveryFailure = mode;
+  }
+}
+
+/**
+ * A `build` function for payload types that carry their own headers (for example the
+ * Kafka backend's `{ key, value, headers, timestamp }`): the raw payload with the
+ * standard DLQ headers added to its headers.
+ *
+ * @example
+ * ```ts
+ * import { DlqPolicy, withDlqHeaders } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ * type Payload = { value: string; headers?: Record<string, string> };
+ * const broker = new LocalBroker<Payload>();
+ * broker.createTopic("dlq", 1);
+ * const policy = new DlqPolicy<Payload, Payload>({
+ *   producer: broker.getProducer(),
+ *   topic: "dlq",
+ *   build: withDlqHeaders,
+ * });
+ * ```
+ */
+export function withDlqHeaders<P extends { headers?: unknown }>(
+  raw: BrokerValue<P>,
+  info: DlqInfo,
+): P {
+  const own = raw.payload.headers;
+  const headers = own && typeof own === "object" ? { ...own, ...info.headers } : {
+    ...info.headers,
+  };
+  return { ...raw.payload, headers };
+}
+
+/** The consumer stopped because invalid messages went over a {@link DlqLimit}. */
+export class DlqLimitExceeded extends SluiceError {
+  /** Creates the error. */
+  constructor(
+    /** The limit crossed: "maxConsecutiveInvalid" or "maxInvalidRatio". */
+    readonly limit: "maxConsecutiveInvalid" | "maxInvalidRatio",
+    /** The partition. */
+    readonly partition: Partition,
+    /** The invalid message that crossed the limit (not dead-lettered, not committed past). */
+    readonly offset: number,
+    detail: string,
+    cause: InvalidMessage,
+  ) {
+    super(
+      `dead-letter limit ${limit} exceeded on ${partition} at offset ${offset}: ${detail}. ` +
+        `A flood of invalid messages is an incident: the consumer stopped and committed ` +
+        `nothing at or past offset ${offset}. Fix the input or raise DlqLimit.${limit}. ` +
+        `Last reason: ${cause.reason}`,
+      { cause },
+    );
+  }
+}
+
+/** A dead-letter delivery failed (or timed out) and the policy says "stop". */
+export class DlqDeliveryError extends SluiceError {
+  /** Creates the error. */
+  constructor(
+    /** The partition of the message that could not be dead-lettered. */
+    readonly partition: Partition,
+    /** Its offset; nothing was committed at or past it. */
+    readonly offset: number,
+    topic: Topic,
+    cause: unknown,
+  ) {
+    super(
+      `could not dead-letter ${partition}@${offset} to topic "${topic.name}": ${
+        cause instanceof Error ? cause.message : String(cause)
+      }. The consumer stopped and committed nothing at or past offset ${offset}; on restart ` +
+        `it resumes from there. Fix the DLQ topic/producer, or set ` +
+        `onDeliveryFailure: "drop-and-count" to drop such messages (counted in dlqDropped).`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * An invalid message was reported but its raw message was not in the processor's DLQ
+ * buffer (evicted because more than `maxBufferedPerPartition` messages of the partition
+ * were in flight, or reported twice or for a message this consumer never polled).
+ */
+export class DlqMessageMissing extends SluiceError {
+  /** Creates the error. */
+  constructor(
+    /** The partition. */
+    readonly partition: Partition,
+    /** The offset reported invalid. */
+    readonly offset: number,
+    evicted: boolean,
+    cause: InvalidMessage,
+  ) {
+    super(
+      `cannot dead-letter ${partition}@${offset}: the raw message is not in the DLQ buffer ` +
+        (evicted
+          ? `(it was evicted: more than maxBufferedPerPartition messages of the partition ` +
+            `were in flight; raise DlqPolicy.maxBufferedPerPartition)`
+          : `(it was never polled by this consumer, or was reported invalid twice)`) +
+        `. The consumer stopped and committed nothing at or past offset ${offset}; set ` +
+        `onDeliveryFailure: "drop-and-count" to drop such messages instead (counted).`,
+      { cause },
+    );
+  }
+}
+
+/** Counters the DLQ keeps in the processor's `stats`. */
+export interface DlqCounters {
+  /** Messages whose dead-letter delivery was confirmed. */
+  deadLettered: number;
+  /** Invalid messages dropped (delivery failed or raw message missing, under "drop-and-count"). */
+  dlqDropped: number;
+  /** Raw messages evicted from the DLQ buffer because it was full. */
+  dlqBufferEvicted: number;
+}
+
+interface PartitionState<T> {
+  /** Buffered raw messages, by increasing offset, from `head`. */
+  entries: BrokerValue<T>[];
+  head: number;
+  /** Highest offset evicted, for error messages. */
+  evictedUpTo: number;
+  /** First offset seen since assignment (for the ratio). */
+  first: number | undefined;
+  invalid: number;
+  consecutive: number;
+  lastInvalid: number;
+}
+
+/** What the DLQ tells the processor. */
+export interface DlqHooks {
+  /** Clock for delivery timeouts. */
+  clock: Clock;
+  /** Counters to update. */
+  stats: DlqCounters;
+  /**
+   * The invalid message at `partition`/`offset` is resolved (dead-lettered, or dropped and
+   * counted): commits may move past it.
+   */
+  resolved(partition: Partition, offset: number): void;
+}
+
+/**
+ * @internal The processor's dead-letter machinery: the bounded raw-message buffer, the
+ * limit state and the in-flight deliveries. Not part of the public API.
+ */
+export class DlqRunner<T> {
+  readonly #policy: DlqPolicy<T, unknown>;
+  readonly #hooks: DlqHooks;
+  readonly #parts = new Map<Partition, PartitionState<T>>();
+  readonly #pending = new Set<Promise<void>>();
+  #failure: unknown;
+
+  /** Creates the runner. */
+  constructor(policy: DlqPolicy<T, unknown>, hooks: DlqHooks) {
+    this.#policy = policy;
+    this.#hooks = hooks;
+  }
+
+  /** Deliveries awaiting confirmation. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Raw messages buffered for `partition`. */
+  buffered(partition: Partition): number {
+    const s = this.#parts.get(partition);
+    return s ? s.entries.length - s.head : 0;
+  }
+
+  /** Buffers freshly polled raw messages. */
+  record(batch: readonly BrokerValue<T>[]): void {
+    const max = this.#policy.maxBufferedPerPartition;
+    let lastP: Partition | undefined;
+    let s: PartitionState<T> | undefined;
+    for (let i = 0; i < batch.length; i++) {
+      const v = batch[i];
+      if (v.partition !== lastP) {
+        lastP = v.partition;
+        s = this.#state(lastP);
+        s.first ??= v.offset;
+      }
+      const st = s!;
+      if (st.entries.length - st.head >= max) {
+        st.evictedUpTo = Math.max(st.evictedUpTo, st.entries[st.head].offset);
+        st.head++;
+        this.#hooks.stats.dlqBufferEvicted++;
+      }
+      st.entries.push(v);
+      if (st.head > 1024 && st.head * 2 > st.entries.length) {
+        st.entries = st.entries.slice(st.head);
+        st.head = 0;
+      }
+    }
+  }
+
+  /** Drops buffered messages below the committable offsets (they are processed). */
+  prune(offsets: ReadonlyMap<Partition, number>): void {
+    for (const [p, next] of offsets) {
+      const s = this.#parts.get(p);
+      if (s === undefined) continue;
+      const e = s.entries;
+      let h = s.head;
+      while (h < e.length && e[h].offset < next) h++;
+      if (h === e.length) {
+        s.entries = [];
+        s.head = 0;
+      } else s.head = h;
+    }
+  }
+
+  /** Forgets revoked partitions (buffers and limit counts). */
+  forget(partitions: Iterable<Partition>): void {
+    for (const p of partitions) this.#parts.delete(p);
+  }
+
+  /** Throws the first delivery failure, if any (policy "stop"). */
+  throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /**
+   * Handles an invalid message whose commit block the processor already set. Throws when
+   * the consumer must stop (limit exceeded, raw message missing); otherwise starts the
+   * delivery, and returns a promise when too many deliveries are in flight (wait for it).
+   */
+  handle(error: InvalidMessage): void | Promise<void> {
+    const { partition, offset } = error;
+    const s = this.#state(partition);
+    this.#checkLimits(s, error);
+    const raw = this.#take(s, offset);
+    if (raw === undefined) {
+      const missing = new DlqMessageMissing(partition, offset, offset <= s.evictedUpTo, error);
+      if (this.#policy.onDeliveryFailure === "stop") throw missing;
+      this.#hooks.stats.dlqDropped++;
+      this.#hooks.resolved(partition, offset);
+      return;
+    }
+    const headers: Record<string, string> = {
+      [DLQ_HEADERS.topic]: partition.topic.name,
+      [DLQ_HEADERS.partition]: String(partition.index),
+      [DLQ_HEADERS.offset]: String(offset),
+      [DLQ_HEADERS.timestamp]: String(raw.timestamp),
+      [DLQ_HEADERS.reason]: error.reason.length > MAX_REASON_LENGTH
+        ? error.reason.slice(0, MAX_REASON_LENGTH - 1) + "…"
+        : error.reason,
+      [DLQ_HEADERS.step]: error.step ?? "unknown",
+    };
+    const info: DlqInfo = {
+      partition,
+      offset,
+      timestamp: raw.timestamp,
+      reason: error.reason,
+      step: error.step ?? "unknown",
+      headers,
+    };
+    const delivery = this.#deliver(raw, info);
+    this.#pending.add(delivery);
+    delivery.then(() => this.#pending.delete(delivery));
+    if (this.#pending.size >= this.#policy.maxInFlight) return this.#waitForRoom();
+  }
+
+  /** Waits for every delivery in flight; throws the first failure (policy "stop"). */
+  async flush(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+    this.throwIfFailed();
+  }
+
+  async #waitForRoom(): Promise<void> {
+    while (this.#pending.size >= this.#policy.maxInFlight) await Promise.race(this.#pending);
+  }
+
+  /** Produces one message; never rejects (outcomes go through hooks and `#failure`). */
+  async #deliver(raw: BrokerValue<T>, info: DlqInfo): Promise<void> {
+    const policy = this.#policy;
+    const stop = new AbortController();
+    let timedOut = false;
+    try {
+      const payload = policy.build(raw, info);
+      const timeout = this.#hooks.clock.sleep(policy.deliveryTimeoutMs, stop.signal).then(
+        () => {
+          if (!stop.signal.aborted) timedOut = true;
+        },
+      );
+      await Promise.race([policy.producer.produce(policy.topic, payload), timeout]);
+      if (timedOut) {
+        throw new Error(`delivery not confirmed within ${policy.deliveryTimeoutMs} ms`);
+      }
+    } catch (e) {
+      stop.abort();
+      if (policy.onDeliveryFailure === "drop-and-count") {
+        this.#hooks.stats.dlqDropped++;
+        this.#hooks.resolved(info.partition, info.offset);
+      } else {
+        this.#failure ??= new DlqDeliveryError(info.partition, info.offset, policy.topic, e);
+      }
+      return;
+    }
+    stop.abort();
+    this.#hooks.stats.deadLettered++;
+    this.#hooks.resolved(info.partition, info.offset);
+  }
+
+  #checkLimits(s: PartitionState<T>, error: InvalidMessage): void {
+    const { offset, partition } = error;
+    s.consecutive = offset === s.lastInvalid + 1 ? s.consecutive + 1 : 1;
+    if (offset > s.lastInvalid) s.lastInvalid = offset;
+    s.invalid++;
+    const limit = this.#policy.limit;
+    const maxRun = limit.maxConsecutiveInvalid;
+    if (maxRun !== undefined && s.consecutive > maxRun) {
+      throw new DlqLimitExceeded(
+        "maxConsecutiveInvalid",
+        partition,
+        offset,
+        `${s.consecutive} invalid messages in a row (offsets ${offset - s.consecutive + 1}..` +
+          `${offset}), more than maxConsecutiveInvalid ${maxRun}`,
+        error,
+      );
+    }
+    const maxRatio = limit.maxInvalidRatio;
+    if (maxRatio !== undefined) {
+      const seen = s.first === undefined ? s.invalid : Math.max(s.invalid, offset - s.first + 1);
+      if (seen >= limit.minMessagesForRatio && s.invalid / seen > maxRatio) {
+        throw new DlqLimitExceeded(
+          "maxInvalidRatio",
+          partition,
+          offset,
+          `${s.invalid} invalid out of ${seen} messages (${
+            (100 * s.invalid / seen).toFixed(1)
+          }%) since the partition was assigned, more than maxInvalidRatio ${maxRatio}`,
+          error,
+        );
+      }
+    }
+  }
+
+  /** Removes and returns the buffered raw message at `offset`, if present. */
+  #take(s: PartitionState<T>, offset: number): BrokerValue<T> | undefined {
+    const e = s.entries;
+    let lo = s.head;
+    let hi = e.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const o = e[mid].offset;
+      if (o === offset) {
+        const v = e[mid];
+        if (mid === s.head) s.head++;
+        else e.splice(mid, 1);
+        return v;
+      }
+      if (o < offset) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return undefined;
+  }
+
+  #state(p: Partition): PartitionState<T> {
+    let s = this.#parts.get(p);
+    if (s === undefined) {
+      s = {
+        entries: [],
+        head: 0,
+        evictedUpTo: -1,
+        first: undefined,
+        invalid: 0,
+        consecutive: 0,
+        lastInvalid: -2,
+      };
+      this.#parts.set(p, s);
+    }
+    return s;
+  }
+}
