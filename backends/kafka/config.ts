@@ -1,0 +1,287 @@
+/**
+ * Typed, validated configuration of the Kafka backend.
+ *
+ * @module
+ */
+import { logLevel as KafkajsLevel } from "kafkajs";
+import { ConfigurationError, requirePositiveInteger } from "../../types.ts";
+
+/** How much kafkajs logs (to stderr). Default `"error"`. */
+export type KafkaLogLevel = "nothing" | "error" | "warn" | "info" | "debug";
+
+/** Options shared by {@link KafkaConsumerOptions} and {@link KafkaProducerOptions}. */
+export interface KafkaClientOptions {
+  /**
+   * Bootstrap brokers: `"host:port"`, a comma-separated list, or an array. Prefer
+   * `127.0.0.1` over `localhost` (which may resolve to IPv6 first).
+   */
+  brokers: string | readonly string[];
+  /** Client id sent to the broker. Default `"sluice"`. */
+  clientId?: string;
+  /**
+   * Longest wait for the first connection to the brokers. After it, `poll()` / `produce()`
+   * fail with a {@link ConsumerError} naming the brokers. Default 10 000 ms.
+   */
+  connectTimeoutMs?: number;
+  /**
+   * kafkajs's retry policy for requests (reconnects after a broker restart included).
+   * Default `{ initialRetryTimeMs: 300, retries: 10, maxRetryTimeMs: 10_000 }`.
+   */
+  retry?: { initialRetryTimeMs?: number; retries?: number; maxRetryTimeMs?: number };
+  /** How much kafkajs logs. Default `"error"`. */
+  logLevel?: KafkaLogLevel;
+}
+
+/** Options of a {@link KafkaConsumer}. */
+export interface KafkaConsumerOptions extends KafkaClientOptions {
+  /** Consumer group id. Required. */
+  group: string;
+  /** Where a partition with no committed offset starts. Default `"earliest"`. */
+  initialOffset?: "earliest" | "latest";
+  /**
+   * The broker removes this member when it has not heartbeated for this long. Sluice
+   * heartbeats while the pipeline is backpressured, so this does not bound processing
+   * time. Default 30 000 ms (the broker's `group.min/max.session.timeout.ms` apply).
+   */
+  sessionTimeoutMs?: number;
+  /** Heartbeat period; must be below `sessionTimeoutMs` (a third is usual). Default 3000 ms. */
+  heartbeatIntervalMs?: number;
+  /**
+   * Longest time the group waits for members to rejoin during a rebalance, which bounds
+   * how long `onRevoke` (close, join, commit) may take. Default 60 000 ms.
+   */
+  rebalanceTimeoutMs?: number;
+  /** Longest time a fetch waits on the broker for `minBytes`. Default 500 ms. */
+  maxWaitTimeMs?: number;
+  /** Minimum bytes a fetch waits for. Default 1. */
+  minBytes?: number;
+  /** Maximum bytes of one fetch response (all partitions). Default 10 MiB. */
+  maxBytes?: number;
+  /** Maximum bytes per partition in one fetch. Default 1 MiB. */
+  maxBytesPerPartition?: number;
+  /** Most messages one `poll()` returns. Default 5000. */
+  maxPollMessages?: number;
+  /** Partition batches kafkajs hands over at once (per fetch). Default 64. */
+  partitionsConsumedConcurrently?: number;
+}
+
+/** Options of a {@link KafkaProducer}. */
+export interface KafkaProducerOptions extends KafkaClientOptions {
+  /** Acknowledgements: -1 (all in-sync replicas, the default), 0 or 1. */
+  acks?: -1 | 0 | 1;
+  /** Broker-side request timeout. Default 30 000 ms. */
+  timeoutMs?: number;
+  /** Most messages sent in one request (messages produced in the same turn are batched). Default 10 000. */
+  maxBatchMessages?: number;
+}
+
+/** @internal The validated common options. */
+export interface ResolvedClientOptions {
+  brokers: string[];
+  clientId: string;
+  connectTimeoutMs: number;
+  retry: { initialRetryTime: number; retries: number; maxRetryTime: number };
+  logLevel: KafkaLogLevel;
+}
+
+/** @internal The validated consumer options. */
+export interface ResolvedConsumerOptions extends ResolvedClientOptions {
+  group: string;
+  initialOffset: "earliest" | "latest";
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  rebalanceTimeoutMs: number;
+  maxWaitTimeMs: number;
+  minBytes: number;
+  maxBytes: number;
+  maxBytesPerPartition: number;
+  maxPollMessages: number;
+  partitionsConsumedConcurrently: number;
+}
+
+/** @internal The validated producer options. */
+export interface ResolvedProducerOptions extends ResolvedClientOptions {
+  acks: -1 | 0 | 1;
+  timeoutMs: number;
+  maxBatchMessages: number;
+}
+
+const LOG_LEVELS: Record<KafkaLogLevel, KafkaLogLevel> = {
+  nothing: "nothing",
+  error: "error",
+  warn: "warn",
+  info: "info",
+  debug: "debug",
+};
+
+/** @internal Maps our level names to kafkajs's enum. */
+export function kafkajsLogLevel(level: KafkaLogLevel): number {
+  switch (level) {
+    case "nothing":
+      return KafkajsLevel.NOTHING;
+    case "error":
+      return KafkajsLevel.ERROR;
+    case "warn":
+      return KafkajsLevel.WARN;
+    case "info":
+      return KafkajsLevel.INFO;
+    case "debug":
+      return KafkajsLevel.DEBUG;
+  }
+}
+
+function optionalPositive(name: string, value: number | undefined, dflt: number): number {
+  return value === undefined ? dflt : requirePositiveInteger(name, value);
+}
+
+function optionalNonNegativeInteger(name: string, value: number | undefined, dflt: number): number {
+  if (value === undefined) return dflt;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+    throw new ConfigurationError(
+      `${name} must be an integer >= 0, got ${String(value)}; pass a whole number`,
+    );
+  }
+  return value;
+}
+
+/** @internal Parses `brokers` into a non-empty list of `host:port`. */
+export function parseBrokers(brokers: unknown): string[] {
+  let list: unknown[];
+  if (typeof brokers === "string") list = brokers.split(",");
+  else if (Array.isArray(brokers)) list = brokers;
+  else {
+    throw new ConfigurationError(
+      `brokers must be "host:port", a comma-separated list or an array of them, got ${
+        JSON.stringify(brokers)
+      }; e.g. brokers: "127.0.0.1:9092"`,
+    );
+  }
+  const out: string[] = [];
+  for (const b of list) {
+    const s = typeof b === "string" ? b.trim() : "";
+    const m = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(s);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+      throw new ConfigurationError(
+        `invalid broker address ${JSON.stringify(b)}: expected "host:port" with a port in ` +
+          `1..65535, e.g. "127.0.0.1:9092"`,
+      );
+    }
+    out.push(s);
+  }
+  if (out.length === 0) {
+    throw new ConfigurationError(`brokers is empty; give at least one "host:port"`);
+  }
+  return out;
+}
+
+function resolveClient(o: KafkaClientOptions, what: string): ResolvedClientOptions {
+  if (o === null || typeof o !== "object") {
+    throw new ConfigurationError(
+      `${what} needs an options object, e.g. { brokers: "127.0.0.1:9092" }`,
+    );
+  }
+  if (o.brokers === undefined) {
+    throw new ConfigurationError(
+      `${what} needs brokers, e.g. { brokers: "127.0.0.1:9092" } (or Deno.env.get("KAFKA_BROKERS"))`,
+    );
+  }
+  const brokers = parseBrokers(o.brokers);
+  const clientId = o.clientId ?? "sluice";
+  if (typeof clientId !== "string" || clientId.length === 0) {
+    throw new ConfigurationError(
+      `clientId must be a non-empty string, got ${JSON.stringify(clientId)}`,
+    );
+  }
+  const logLevel = o.logLevel ?? "error";
+  if (!(logLevel in LOG_LEVELS)) {
+    throw new ConfigurationError(
+      `logLevel must be one of ${Object.keys(LOG_LEVELS).join(", ")}, got ${
+        JSON.stringify(logLevel)
+      }`,
+    );
+  }
+  const r = o.retry ?? {};
+  return {
+    brokers,
+    clientId,
+    connectTimeoutMs: optionalPositive("connectTimeoutMs", o.connectTimeoutMs, 10_000),
+    retry: {
+      initialRetryTime: optionalPositive("retry.initialRetryTimeMs", r.initialRetryTimeMs, 300),
+      retries: optionalNonNegativeInteger("retry.retries", r.retries, 10),
+      maxRetryTime: optionalPositive("retry.maxRetryTimeMs", r.maxRetryTimeMs, 10_000),
+    },
+    logLevel,
+  };
+}
+
+/** @internal Validates consumer options; throws {@link ConfigurationError} naming the bad one. */
+export function resolveConsumerOptions(o: KafkaConsumerOptions): ResolvedConsumerOptions {
+  const base = resolveClient(o, "KafkaConsumer");
+  if (typeof o.group !== "string" || o.group.length === 0) {
+    throw new ConfigurationError(
+      `group must be a non-empty string (the consumer group id), got ${JSON.stringify(o.group)}`,
+    );
+  }
+  const initialOffset = o.initialOffset ?? "earliest";
+  if (initialOffset !== "earliest" && initialOffset !== "latest") {
+    throw new ConfigurationError(
+      `initialOffset must be "earliest" or "latest", got ${JSON.stringify(initialOffset)}`,
+    );
+  }
+  const sessionTimeoutMs = optionalPositive("sessionTimeoutMs", o.sessionTimeoutMs, 30_000);
+  const heartbeatIntervalMs = optionalPositive(
+    "heartbeatIntervalMs",
+    o.heartbeatIntervalMs,
+    Math.min(3000, Math.floor(sessionTimeoutMs / 3)) || 1,
+  );
+  if (heartbeatIntervalMs >= sessionTimeoutMs) {
+    throw new ConfigurationError(
+      `heartbeatIntervalMs (${heartbeatIntervalMs}) must be lower than sessionTimeoutMs ` +
+        `(${sessionTimeoutMs}); about a third of it is usual`,
+    );
+  }
+  const maxBytes = optionalPositive("maxBytes", o.maxBytes, 10 * 1024 * 1024);
+  const maxBytesPerPartition = optionalPositive(
+    "maxBytesPerPartition",
+    o.maxBytesPerPartition,
+    1024 * 1024,
+  );
+  if (maxBytesPerPartition > maxBytes) {
+    throw new ConfigurationError(
+      `maxBytesPerPartition (${maxBytesPerPartition}) must not exceed maxBytes (${maxBytes})`,
+    );
+  }
+  return {
+    ...base,
+    group: o.group,
+    initialOffset,
+    sessionTimeoutMs,
+    heartbeatIntervalMs,
+    rebalanceTimeoutMs: optionalPositive("rebalanceTimeoutMs", o.rebalanceTimeoutMs, 60_000),
+    maxWaitTimeMs: optionalNonNegativeInteger("maxWaitTimeMs", o.maxWaitTimeMs, 500),
+    minBytes: optionalPositive("minBytes", o.minBytes, 1),
+    maxBytes,
+    maxBytesPerPartition,
+    maxPollMessages: optionalPositive("maxPollMessages", o.maxPollMessages, 5000),
+    partitionsConsumedConcurrently: optionalPositive(
+      "partitionsConsumedConcurrently",
+      o.partitionsConsumedConcurrently,
+      64,
+    ),
+  };
+}
+
+/** @internal Validates producer options; throws {@link ConfigurationError} naming the bad one. */
+export function resolveProducerOptions(o: KafkaProducerOptions): ResolvedProducerOptions {
+  const base = resolveClient(o, "KafkaProducer");
+  const acks = o.acks ?? -1;
+  if (acks !== -1 && acks !== 0 && acks !== 1) {
+    throw new ConfigurationError(`acks must be -1 (all), 0 or 1, got ${JSON.stringify(acks)}`);
+  }
+  return {
+    ...base,
+    acks,
+    timeoutMs: optionalPositive("timeoutMs", o.timeoutMs, 30_000),
+    maxBatchMessages: optionalPositive("maxBatchMessages", o.maxBatchMessages, 10_000),
+  };
+}

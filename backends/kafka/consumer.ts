@@ -1,0 +1,856 @@
+/**
+ * `KafkaConsumer`: a consumer-group member on kafkajs, bridged from kafkajs's push model
+ * (`eachBatch`) to Sluice's poll model.
+ *
+ * ## How the bridge works
+ *
+ * kafkajs fetches, hands each partition's batch to `eachBatch`, and fetches that broker
+ * again only once every handler of the fetch has returned. Our handler queues the batch
+ * and waits until `poll()` has handed its messages to the processor; the wait *is* the
+ * backpressure (memory is bounded by one fetch, `maxBytes`). While it waits it heartbeats
+ * every `heartbeatIntervalMs`, so the member stays in the group however long the pipeline
+ * holds back. `resolveOffset` is called only for messages handed out, so a batch that is
+ * released half-taken (pause, seek, revoke, close) is re-fetched from the first message
+ * not handed out: nothing is skipped. kafkajs never commits (`autoCommit: false`, and
+ * `commitOffsetsIfNecessary` is never called); commits are `consumer.commitOffsets` with
+ * the offsets the processor staged.
+ *
+ * ## Rebalances (kafkajs 2.2.4 has no revoke callback)
+ *
+ * kafkajs uses the eager protocol: on a rebalance every member gives up all partitions
+ * and rejoins. It learns of a rebalance from a heartbeat answered REBALANCE_IN_PROGRESS
+ * (or ILLEGAL_GENERATION / NOT_COORDINATOR), then (runner.js `scheduleFetchManager`)
+ * emits `REBALANCING` and calls `joinAndSync()` at once. Between the heartbeat error and
+ * our JoinGroup the group is PreparingRebalance and still accepts commits with the
+ * current generation, which is when `onRevoke` must close, join and commit. The sequence:
+ *
+ * 1. Detection. Whoever sees the error first (our handler's heartbeat, or kafkajs's own
+ *    heartbeat after an idle fetch, reported through `REBALANCING`) marks the revoke
+ *    pending and wakes `poll()`, which runs `onRevoke` for all assigned partitions.
+ * 2. Holding the rejoin. kafkajs cannot rejoin while one of our `eachBatch` handlers is
+ *    running (the fetch manager waits for all of them). A handler that learns of the
+ *    rebalance, or runs while a revoke is pending, waits for the revoke to complete before
+ *    it returns (it rethrows the rebalance error, which makes kafkajs rejoin at once). When
+ *    kafkajs found the rebalance itself (no handler running), our `REBALANCING` listener
+ *    throws while the revoke is unfinished: the event is emitted synchronously inside
+ *    kafkajs's retry callback, so the throw makes kafkajs retry later instead of joining
+ *    now (one retry of its `retry` policy per throw); the retry heartbeats, fails again,
+ *    and joins once the revoke is done. The broker waits up to `rebalanceTimeoutMs` for us.
+ * 3. Commits inside `onRevoke` use the current generation and are accepted (the group is
+ *    PreparingRebalance). Partitions are then forgotten and queued batches released
+ *    without resolving their offsets.
+ * 4. `GROUP_JOIN` carries the new assignment; the next `poll()` calls `onAssign` with each
+ *    partition's committed offset (or `initialOffset`) before handing out any message.
+ *    If kafkajs rejoined without a detected rebalance (metadata change, restart after a
+ *    crash), partitions we lost are revoked first and partitions we kept are sought to
+ *    our position, because a rejoin resets kafkajs's fetch positions to the last commit.
+ *
+ * If kafkajs crashes and restarts (its retries exhausted, e.g. a long broker outage), it
+ * left the group: our partitions are revoked without committing (another member, or we
+ * after rejoining, resume from the last commit — duplicates, never loss).
+ *
+ * @module
+ */
+import {
+  type Admin,
+  type Consumer as KafkajsConsumer,
+  type EachBatchPayload,
+  type Kafka,
+  type KafkaMessage,
+} from "kafkajs";
+import kafkajs from "kafkajs";
+import type { AssignmentCallbacks, Consumer } from "../abstract.ts";
+import {
+  BrokerValue,
+  ClosedError,
+  type Committable,
+  ConfigurationError,
+  ConsumerError,
+  Partition,
+  Topic,
+  UnknownTopicError,
+} from "../../types.ts";
+import {
+  type KafkaConsumerOptions,
+  resolveConsumerOptions,
+  type ResolvedConsumerOptions,
+} from "./config.ts";
+import { createKafka, describeError, type KafkaPayload, withTimeout } from "./payload.ts";
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => resolve = r);
+  return { promise, resolve };
+}
+
+/** A partition batch kafkajs handed to `eachBatch`, waiting to be taken by `poll()`. */
+interface PendingBatch {
+  readonly partition: Partition;
+  readonly messages: KafkaMessage[];
+  /** Index of the next message to hand out. */
+  next: number;
+  readonly generation: number;
+  settled: boolean;
+  readonly done: Deferred;
+}
+
+/** not started | revoke pending (poll will run it) | running | done, waiting for GROUP_JOIN. */
+type RevokeState = "none" | "pending" | "running" | "done";
+
+const REBALANCE_TYPES = new Set([
+  "REBALANCE_IN_PROGRESS",
+  "ILLEGAL_GENERATION",
+  "NOT_COORDINATOR_FOR_GROUP",
+]);
+const MEMBERSHIP_TYPES = new Set([...REBALANCE_TYPES, "UNKNOWN_MEMBER_ID"]);
+
+function originalCause(e: unknown): unknown {
+  let cur = e;
+  for (let i = 0; i < 10; i++) {
+    const c = (cur as { cause?: unknown } | null)?.cause;
+    if (c === undefined || c === null || c === cur) break;
+    cur = c;
+  }
+  return cur;
+}
+
+function errorType(e: unknown): string | undefined {
+  return (e as { type?: string } | null)?.type ??
+    (originalCause(e) as { type?: string } | null)?.type;
+}
+
+function isRebalanceError(e: unknown): boolean {
+  const t = (e as { type?: string } | null)?.type;
+  return t !== undefined && REBALANCE_TYPES.has(t);
+}
+
+/** Thrown from our REBALANCING listener to make kafkajs retry (and so wait) before rejoining. */
+class RevokeInProgress extends Error {
+  constructor() {
+    super("sluice: onRevoke has not finished; rejoin held back until its commit is done");
+    this.name = "SluiceRevokeInProgress";
+  }
+}
+
+/**
+ * Statistics of a {@link KafkaConsumer}, for tests and diagnostics.
+ */
+export interface KafkaConsumerStats {
+  /** Group generations joined (GROUP_JOIN events). */
+  joins: number;
+  /** Rebalances detected (revokes run because the group rebalanced). */
+  rebalances: number;
+  /** Times the rejoin was held back because `onRevoke` had not finished. */
+  rejoinsHeld: number;
+  /** Commits not sent because the partitions had been lost with the membership (warned). */
+  commitsSkipped: number;
+  /** kafkajs crashes (it restarts itself when the error is retriable). */
+  crashes: number;
+}
+
+/**
+ * A Kafka consumer-group member on kafkajs, implementing Sluice's {@link Consumer}.
+ *
+ * It connects on the first `poll()` (failing with a clear {@link ConsumerError} after
+ * `connectTimeoutMs` when the brokers cannot be reached, or an {@link UnknownTopicError}
+ * for a topic that does not exist), never auto-commits, keeps its group membership alive
+ * while the pipeline is backpressured, and runs `onRevoke` (where the processor closes,
+ * joins and commits its pipeline) before it gives partitions back to the group.
+ * Needs `--allow-net` and `--allow-env` (kafkajs reads a few variables when imported).
+ *
+ * @example
+ * ```ts ignore
+ * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
+ * import { KafkaConsumer, type KafkaPayload } from "@sluice/sluice/kafka";
+ *
+ * const consumer = new KafkaConsumer({ brokers: "127.0.0.1:9092", group: "my-group" });
+ * const processor = new StreamProcessor<KafkaPayload>({
+ *   consumer,
+ *   topics: ["events"],
+ *   factory: {
+ *     createWithPartitions: (commit) =>
+ *       new RunTask((m) => m.payload.value?.length ?? 0, new CommitOffsets(commit)),
+ *   },
+ * });
+ * await processor.run(); // until SIGINT/SIGTERM
+ * ```
+ */
+export class KafkaConsumer implements Consumer<KafkaPayload> {
+  /** Counters; see {@link KafkaConsumerStats}. */
+  readonly stats: KafkaConsumerStats = {
+    joins: 0,
+    rebalances: 0,
+    rejoinsHeld: 0,
+    commitsSkipped: 0,
+    crashes: 0,
+  };
+
+  readonly #o: ResolvedConsumerOptions;
+  #kafka: Kafka | undefined;
+  #consumer: KafkajsConsumer | undefined;
+  #admin: Admin | undefined;
+  #started: Promise<void> | undefined;
+  #fatal: Error | undefined;
+  #closed = false;
+  #closing = false;
+  #topics: Topic[] = [];
+  #callbacks: AssignmentCallbacks = {};
+  #subscribed = false;
+  #unsubscribing = false;
+  #memberId = "";
+
+  #generation = 0;
+  #pendingAssignment: Set<Partition> | undefined;
+  #revokeState: RevokeState = "none";
+  #revokeDone: Deferred = deferred();
+  #rejoinedDuringRevoke = false;
+  /** Partitions lost with the membership (kafkajs crashed): never committed. */
+  #lost = new Set<Partition>();
+
+  readonly #assigned = new Set<Partition>();
+  readonly #positions = new Map<Partition, number>();
+  readonly #paused = new Set<Partition>();
+  #staged = new Map<Partition, number>();
+  readonly #highWatermarks = new Map<Partition, number>();
+  #queue: PendingBatch[] = [];
+  #wake: Deferred | undefined;
+
+  /** Validates `options` (throws {@link ConfigurationError}); connects on the first `poll()`. */
+  constructor(options: KafkaConsumerOptions) {
+    this.#o = resolveConsumerOptions(options);
+  }
+
+  /** True after `close()`. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** This member's id in its group (empty until it joined). */
+  get memberId(): string {
+    return this.#memberId;
+  }
+
+  /** The consumer group id. */
+  get group(): string {
+    return this.#o.group;
+  }
+
+  /** Partitions currently assigned (as seen by the processor). */
+  get assignment(): Partition[] {
+    return [...this.#assigned];
+  }
+
+  subscribe(topics: readonly (Topic | string)[], callbacks: AssignmentCallbacks = {}): void {
+    this.#checkOpen();
+    if (this.#subscribed || this.#started) {
+      throw new ConsumerError(
+        "KafkaConsumer is already subscribed; create another consumer for another subscription",
+      );
+    }
+    if (!Array.isArray(topics) || topics.length === 0) {
+      throw new ConfigurationError("subscribe needs at least one topic");
+    }
+    this.#topics = topics.map((t) => typeof t === "string" ? Topic.of(t) : t);
+    this.#callbacks = callbacks;
+    this.#subscribed = true;
+  }
+
+  unsubscribe(): void {
+    this.#checkOpen();
+    if (!this.#subscribed) return;
+    this.#unsubscribing = true;
+    this.#wakeUp();
+  }
+
+  async poll(timeoutMs = 0): Promise<BrokerValue<KafkaPayload>[]> {
+    this.#checkOpen();
+    if (!this.#subscribed) {
+      throw new ConsumerError("poll() before subscribe(): call subscribe(topics) first");
+    }
+    await (this.#started ??= this.#start());
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      if (this.#fatal) throw this.#fatal;
+      await this.#handleGroupChanges();
+      const out = this.#take();
+      if (out.length > 0) return out;
+      const left = deadline - performance.now();
+      if (left <= 0) return out;
+      this.#wake ??= deferred();
+      let id: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#wake.promise,
+        new Promise<void>((r) => id = setTimeout(r, left)),
+      ]);
+      clearTimeout(id);
+    }
+  }
+
+  pause(partitions: readonly Partition[]): void {
+    this.#checkOpen();
+    this.#checkAssigned(partitions, "pause");
+    for (const p of partitions) this.#paused.add(p);
+    this.#kafkajsCall(() => this.#consumer?.pause(byTopic(partitions)));
+    // Give queued batches of paused partitions back to kafkajs (re-fetched on resume), so
+    // the other partitions of their broker are fetched meanwhile.
+    for (const b of this.#queue) if (this.#paused.has(b.partition)) this.#settle(b);
+    this.#compactQueue();
+  }
+
+  resume(partitions: readonly Partition[]): void {
+    this.#checkOpen();
+    this.#checkAssigned(partitions, "resume");
+    for (const p of partitions) this.#paused.delete(p);
+    this.#kafkajsCall(() => this.#consumer?.resume(byTopic(partitions)));
+  }
+
+  paused(): Partition[] {
+    return [...this.#paused];
+  }
+
+  tell(): Map<Partition, number> {
+    return new Map(this.#positions);
+  }
+
+  seek(offsets: ReadonlyMap<Partition, number>): void {
+    this.#checkOpen();
+    this.#checkAssigned([...offsets.keys()], "seek");
+    for (const [p, o] of offsets) {
+      if (!Number.isInteger(o) || o < 0) {
+        throw new ConsumerError(`cannot seek ${p} to ${o}: offsets are integers >= 0`);
+      }
+    }
+    for (const [p, o] of offsets) {
+      this.#kafkajsCall(() =>
+        this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(o) })
+      );
+      this.#positions.set(p, o);
+    }
+    for (const b of this.#queue) if (offsets.has(b.partition)) this.#settle(b);
+    this.#compactQueue();
+  }
+
+  stageOffsets(offsets: Committable): void {
+    for (const [p, o] of offsets) this.#staged.set(p, o);
+  }
+
+  async commitOffsets(): Promise<Map<Partition, number>> {
+    this.#checkOpen();
+    const staged = this.#staged;
+    this.#staged = new Map();
+    const list: { topic: string; partition: number; offset: string }[] = [];
+    const committed = new Map<Partition, number>();
+    for (const [p, o] of staged) {
+      if (!this.#assigned.has(p)) {
+        throw new ConsumerError(
+          `cannot commit ${p}@${o}: partition is not assigned to ${
+            this.#memberId || "this member"
+          } ` +
+            `(it was revoked or never assigned); commit inside onRevoke before releasing it`,
+        );
+      }
+      if (!Number.isInteger(o) || o < 0) {
+        throw new ConsumerError(`cannot commit ${p}@${o}: invalid offset`);
+      }
+      if (this.#lost.has(p)) {
+        this.stats.commitsSkipped++;
+        console.warn(
+          `sluice kafka: not committing ${p}@${o}: the group membership was lost (kafkajs restarted); ` +
+            "the partition's next owner resumes from the last commit",
+        );
+        continue;
+      }
+      list.push({ topic: p.topic.name, partition: p.index, offset: String(o) });
+      committed.set(p, o);
+    }
+    if (list.length === 0) return committed;
+    try {
+      await this.#consumer!.commitOffsets(list);
+    } catch (e) {
+      const type = errorType(e);
+      if (type !== undefined && MEMBERSHIP_TYPES.has(type)) {
+        // The group moved on without us (session expired, or a rebalance completed): the
+        // offsets were not committed; whoever owns the partitions now re-reads that work.
+        this.stats.commitsSkipped++;
+        console.warn(
+          `sluice kafka: commit of ${
+            list.map((c) => `${c.topic}/${c.partition}@${c.offset}`).join(", ")
+          } ` +
+            `rejected (${type}): the partitions are being reassigned; their work will be re-read`,
+        );
+        return new Map();
+      }
+      throw new ConsumerError(
+        `commit to Kafka failed for group "${this.#o.group}": ${describeError(e)}; the ` +
+          "offsets were not committed (the work is re-read after a restart, nothing is lost)",
+        { cause: e },
+      );
+    }
+    return committed;
+  }
+
+  endOffset(partition: Partition): number | undefined {
+    return this.#highWatermarks.get(partition);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed || this.#closing) return;
+    this.#closing = true;
+    try {
+      if (this.#started !== undefined) {
+        let startError: unknown;
+        await this.#started.catch((e) => startError = e);
+        if (startError === undefined && this.#fatal === undefined && this.#assigned.size > 0) {
+          // Contract: the revoke callback runs (and commits) before the group is left.
+          await this.#revoke([...this.#assigned], false);
+        }
+      }
+    } finally {
+      this.#closed = true;
+      await this.#teardown();
+    }
+  }
+
+  // ---- start-up ------------------------------------------------------------------------
+
+  async #start(): Promise<void> {
+    const o = this.#o;
+    const kafka = this.#kafka = createKafka(o);
+    const consumer = this.#consumer = kafka.consumer({
+      groupId: o.group,
+      sessionTimeout: o.sessionTimeoutMs,
+      rebalanceTimeout: o.rebalanceTimeoutMs,
+      heartbeatInterval: o.heartbeatIntervalMs,
+      maxBytesPerPartition: o.maxBytesPerPartition,
+      minBytes: o.minBytes,
+      maxBytes: o.maxBytes,
+      maxWaitTimeInMs: o.maxWaitTimeMs,
+      allowAutoTopicCreation: false,
+      retry: { ...o.retry },
+    });
+    const admin = this.#admin = kafka.admin({
+      retry: { ...o.retry, retries: Math.min(o.retry.retries, 3) },
+    });
+    const brokers = o.brokers.join(",");
+    try {
+      await withTimeout(
+        Promise.all([consumer.connect(), admin.connect()]),
+        o.connectTimeoutMs,
+        () =>
+          new ConsumerError(
+            `could not connect to Kafka at ${brokers} within ${o.connectTimeoutMs} ms; check that ` +
+              "the broker runs and that `brokers` (e.g. KAFKA_BROKERS) names it (use 127.0.0.1, not localhost)",
+          ),
+      );
+    } catch (e) {
+      await this.#teardown();
+      if (e instanceof ConsumerError) throw e;
+      throw new ConsumerError(
+        `could not connect to Kafka at ${brokers}: ${
+          describeError(e)
+        }; check that the broker runs ` +
+          "and that `brokers` (e.g. KAFKA_BROKERS) names it",
+        { cause: e },
+      );
+    }
+    try {
+      const existing = new Set(await admin.listTopics());
+      const missing = this.#topics.filter((t) => !existing.has(t.name));
+      if (missing.length > 0) {
+        throw new UnknownTopicError(
+          `topic${missing.length > 1 ? "s" : ""} ${missing.map((t) => `"${t.name}"`).join(", ")} ` +
+            `do${missing.length > 1 ? "" : "es"} not exist on ${brokers}; create ${
+              missing.length > 1 ? "them" : "it"
+            } first (kafka-topics.sh --create, or kafkajs admin.createTopics): Sluice never auto-creates topics`,
+        );
+      }
+      consumer.on(consumer.events.GROUP_JOIN, (e) => this.#onGroupJoin(e.payload));
+      consumer.on(consumer.events.REBALANCING, () => this.#onRebalancing());
+      consumer.on(consumer.events.CRASH, (e) => this.#onCrash(e.payload));
+      await consumer.subscribe({
+        topics: this.#topics.map((t) => t.name),
+        fromBeginning: o.initialOffset === "earliest",
+      });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
+        eachBatch: (payload) => this.#eachBatch(payload),
+      });
+    } catch (e) {
+      await this.#teardown();
+      if (e instanceof UnknownTopicError) throw e;
+      throw new ConsumerError(
+        `could not join group "${o.group}" on ${brokers}: ${describeError(e)}`,
+        { cause: e },
+      );
+    }
+  }
+
+  async #teardown(): Promise<void> {
+    const consumer = this.#consumer;
+    const admin = this.#admin;
+    this.#consumer = undefined;
+    this.#admin = undefined;
+    this.#releaseAll();
+    // Unblock handlers holding kafkajs's rejoin: it is stopping.
+    if (this.#revokeState === "pending" || this.#revokeState === "running") {
+      this.#revokeState = "done";
+    }
+    this.#revokeDone.resolve();
+    await Promise.allSettled([consumer?.disconnect(), admin?.disconnect()]);
+  }
+
+  // ---- kafkajs events ------------------------------------------------------------------
+
+  #onGroupJoin(payload: { memberId: string; memberAssignment: Record<string, number[]> }): void {
+    this.stats.joins++;
+    this.#generation++;
+    this.#memberId = payload.memberId;
+    const parts = new Set<Partition>();
+    for (const [topic, indexes] of Object.entries(payload.memberAssignment)) {
+      for (const i of indexes) parts.add(Partition.of(topic, i));
+    }
+    this.#pendingAssignment = parts;
+    if (this.#revokeState === "done") this.#revokeState = "none";
+    else if (this.#revokeState !== "none") this.#rejoinedDuringRevoke = true;
+    this.#wakeUp();
+  }
+
+  /**
+   * kafkajs found a rebalance (its heartbeat failed) and is about to rejoin. Emitted
+   * synchronously from inside its retry callback: throwing here makes it retry later.
+   */
+  #onRebalancing(): void {
+    this.#rebalanceDetected();
+    if (this.#revokeState === "pending" || this.#revokeState === "running") {
+      this.stats.rejoinsHeld++;
+      throw new RevokeInProgress();
+    }
+  }
+
+  #onCrash(payload: { error: Error; restart: boolean }): void {
+    this.stats.crashes++;
+    if (!payload.restart) {
+      this.#fatal = new ConsumerError(
+        `the Kafka consumer of group "${this.#o.group}" stopped: ${describeError(payload.error)}`,
+        { cause: payload.error },
+      );
+    } else {
+      // kafkajs left the group and restarts as a new member: what we held is lost.
+      for (const p of this.#assigned) this.#lost.add(p);
+      this.#rebalanceDetected();
+    }
+    this.#releaseAll();
+    this.#wakeUp();
+  }
+
+  #rebalanceDetected(): void {
+    this.#pendingAssignment = undefined; // stale: it predates the rebalance
+    if (this.#revokeState !== "none") return;
+    if (this.#assigned.size === 0) return;
+    this.stats.rebalances++;
+    this.#revokeState = "pending";
+    this.#revokeDone = deferred();
+    this.#rejoinedDuringRevoke = false;
+    this.#wakeUp();
+  }
+
+  // ---- eachBatch: kafkajs pushes, poll() takes -------------------------------------------
+
+  async #eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, heartbeat, isRunning, isStale, resolveOffset } = payload;
+    const p = Partition.of(batch.topic, batch.partition);
+    this.#highWatermarks.set(p, Number(batch.highWatermark));
+    const generation = this.#generation;
+    if (this.#revokeState === "done") {
+      // Revoked, waiting for kafkajs to rejoin: hand nothing out, make it rejoin now.
+      throw rebalanceSignal();
+    }
+    const entry: PendingBatch = {
+      partition: p,
+      messages: batch.messages,
+      next: 0,
+      generation,
+      settled: false,
+      done: deferred(),
+    };
+    this.#queue.push(entry);
+    this.#wakeUp();
+    let rebalance: unknown;
+    while (!entry.settled) {
+      let id: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        entry.done.promise,
+        new Promise<void>((r) => id = setTimeout(r, this.#o.heartbeatIntervalMs)),
+      ]);
+      clearTimeout(id);
+      if (entry.settled) break;
+      if (!isRunning() || isStale() || this.#closing) {
+        this.#settle(entry);
+        break;
+      }
+      try {
+        await this.#heartbeat(heartbeat, generation);
+      } catch (e) {
+        if (!isRebalanceError(e)) {
+          this.#settle(entry);
+          throw e;
+        }
+        rebalance = e;
+        // A pending revoke releases this batch when it completes; without one there is
+        // nothing to hold for.
+        if (this.#revokeState !== "pending" && this.#revokeState !== "running") this.#settle(entry);
+      }
+    }
+    this.#compactQueue();
+    if (entry.next > 0 && entry.generation === this.#generation && isRunning()) {
+      resolveOffset(entry.messages[entry.next - 1].offset);
+    }
+    if (this.#revokeState === "pending" || this.#revokeState === "running") {
+      // Hold kafkajs's rejoin until onRevoke has committed.
+      await this.#revokeDone.promise;
+    }
+    if (rebalance !== undefined) throw rebalance;
+    if (this.#state() === "done") throw rebalanceSignal();
+    // Heartbeat here rather than leave it to kafkajs after we return: a rebalance found
+    // now is found where the rejoin can still be held.
+    try {
+      await this.#heartbeat(heartbeat, generation);
+    } catch (e) {
+      if (
+        isRebalanceError(e) && (this.#revokeState === "pending" || this.#revokeState === "running")
+      ) {
+        await this.#revokeDone.promise;
+      }
+      throw e;
+    }
+  }
+
+  async #heartbeat(heartbeat: () => Promise<void>, generation: number): Promise<void> {
+    try {
+      await heartbeat();
+    } catch (e) {
+      if (generation === this.#generation) {
+        const type = errorType(e);
+        if (type !== undefined && MEMBERSHIP_TYPES.has(type)) this.#rebalanceDetected();
+      }
+      throw e;
+    }
+  }
+
+  /** The revoke state, read through a call (it changes across awaits). */
+  #state(): RevokeState {
+    return this.#revokeState;
+  }
+
+  #settle(b: PendingBatch): void {
+    if (b.settled) return;
+    b.settled = true;
+    b.done.resolve();
+  }
+
+  #releaseAll(): void {
+    for (const b of this.#queue) this.#settle(b);
+    this.#queue = [];
+  }
+
+  #compactQueue(): void {
+    if (this.#queue.some((b) => b.settled)) this.#queue = this.#queue.filter((b) => !b.settled);
+  }
+
+  #wakeUp(): void {
+    const w = this.#wake;
+    if (w !== undefined) {
+      this.#wake = undefined;
+      w.resolve();
+    }
+  }
+
+  /** Hands out queued messages of assigned, unpaused partitions, up to maxPollMessages. */
+  #take(): BrokerValue<KafkaPayload>[] {
+    const out: BrokerValue<KafkaPayload>[] = [];
+    if (this.#queue.length === 0 || this.#revokeState !== "none" || this.#pendingAssignment) {
+      return out;
+    }
+    const limit = this.#o.maxPollMessages;
+    for (const b of this.#queue) {
+      if (out.length >= limit) break;
+      if (b.settled) continue;
+      const p = b.partition;
+      if (b.generation !== this.#generation || this.#paused.has(p) || !this.#assigned.has(p)) {
+        this.#settle(b);
+        continue;
+      }
+      const msgs = b.messages;
+      const end = Math.min(msgs.length, b.next + limit - out.length);
+      for (let i = b.next; i < end; i++) {
+        const m = msgs[i];
+        const ts = Number(m.timestamp);
+        out.push(
+          new BrokerValue<KafkaPayload>(
+            { key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: ts },
+            p,
+            Number(m.offset),
+            ts,
+          ),
+        );
+      }
+      if (end > b.next) {
+        this.#positions.set(p, Number(msgs[end - 1].offset) + 1);
+        b.next = end;
+      }
+      if (b.next >= msgs.length) this.#settle(b);
+    }
+    this.#compactQueue();
+    return out;
+  }
+
+  // ---- assignment changes, run from poll() ------------------------------------------------
+
+  async #handleGroupChanges(): Promise<void> {
+    if (this.#unsubscribing) {
+      this.#unsubscribing = false;
+      this.#subscribed = false;
+      if (this.#assigned.size > 0) await this.#revoke([...this.#assigned], false);
+      await this.#consumer?.stop();
+      return;
+    }
+    if (this.#revokeState === "pending") {
+      this.#revokeState = "running";
+      try {
+        await this.#revoke([...this.#assigned], true);
+      } finally {
+        this.#revokeState = this.#rejoinedDuringRevoke ? "none" : "done";
+        this.#revokeDone.resolve();
+      }
+    }
+    const next = this.#pendingAssignment;
+    if (next === undefined || this.#state() === "pending") return;
+    this.#pendingAssignment = undefined;
+    const lost = [...this.#assigned].filter((p) => !next.has(p));
+    if (lost.length > 0) await this.#revoke(lost, true);
+    const kept = [...this.#assigned];
+    for (const p of kept) {
+      // A rejoin resets kafkajs's fetch position to the last commit: continue from ours.
+      const o = this.#positions.get(p);
+      if (o !== undefined) {
+        this.#kafkajsCall(() =>
+          this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(o) })
+        );
+      }
+    }
+    const added = [...next].filter((p) => !this.#assigned.has(p));
+    if (added.length === 0) return;
+    const starts = await this.#startOffsets(added);
+    for (const [p, o] of starts) {
+      this.#assigned.add(p);
+      this.#positions.set(p, o);
+    }
+    await this.#callbacks.onAssign?.(starts);
+  }
+
+  /** Runs onRevoke for `parts`, then forgets them (commits inside onRevoke still work). */
+  async #revoke(parts: Partition[], resumeInKafkajs: boolean): Promise<void> {
+    try {
+      if (parts.length > 0) await this.#callbacks.onRevoke?.(parts);
+    } finally {
+      for (const p of parts) {
+        this.#assigned.delete(p);
+        this.#positions.delete(p);
+        this.#staged.delete(p);
+        this.#lost.delete(p);
+        if (this.#paused.delete(p) && resumeInKafkajs) {
+          this.#kafkajsCall(() =>
+            this.#consumer?.resume([{ topic: p.topic.name, partitions: [p.index] }])
+          );
+        }
+      }
+      for (const b of this.#queue) if (parts.includes(b.partition)) this.#settle(b);
+      this.#compactQueue();
+    }
+  }
+
+  /** Committed offset of each partition, or the initial offset when none was committed. */
+  async #startOffsets(parts: Partition[]): Promise<Map<Partition, number>> {
+    const admin = this.#admin!;
+    const topics = [...new Set(parts.map((p) => p.topic.name))];
+    const out = new Map<Partition, number>();
+    const committed = await admin.fetchOffsets({ groupId: this.#o.group, topics });
+    const missing = new Set<string>();
+    for (const t of committed) {
+      for (const { partition, offset } of t.partitions) {
+        const p = Partition.of(t.topic, partition);
+        if (!parts.includes(p)) continue;
+        const n = Number(offset);
+        if (n >= 0) out.set(p, n);
+        else missing.add(t.topic);
+      }
+    }
+    for (const topic of missing) {
+      const ends = await admin.fetchTopicOffsets(topic);
+      for (const e of ends) {
+        const p = Partition.of(topic, e.partition);
+        if (!parts.includes(p) || out.has(p)) continue;
+        out.set(p, Number(this.#o.initialOffset === "earliest" ? e.low : e.high));
+      }
+    }
+    for (const p of parts) if (!out.has(p)) out.set(p, 0);
+    return out;
+  }
+
+  /**
+   * pause/resume/seek on the kafkajs consumer. They throw only while kafkajs restarts
+   * after a crash; its new group member starts unpaused from the committed offsets, and
+   * our own paused set still keeps paused partitions from being handed out.
+   */
+  #kafkajsCall(f: () => void): void {
+    try {
+      f();
+    } catch { /* see above */ }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) {
+      throw new ClosedError(
+        `KafkaConsumer of group "${this.#o.group}" is closed; create a new one`,
+      );
+    }
+  }
+
+  #checkAssigned(partitions: readonly Partition[], what: string): void {
+    for (const p of partitions) {
+      if (!this.#assigned.has(p)) {
+        throw new ConsumerError(
+          `cannot ${what} ${p}: it is not assigned to ${
+            this.#memberId || "this member"
+          } (assigned: ${[...this.#assigned].map(String).join(", ") || "none"})`,
+        );
+      }
+    }
+  }
+}
+
+/** An error kafkajs's runner treats as "rebalancing": it rejoins the group at once. */
+function rebalanceSignal(): Error {
+  const e = new kafkajs.KafkaJSError("sluice: partitions revoked, rejoining the group", {
+    retriable: true,
+  });
+  (e as unknown as { type: string }).type = "REBALANCE_IN_PROGRESS";
+  return e;
+}
+
+function byTopic(partitions: readonly Partition[]): { topic: string; partitions: number[] }[] {
+  const m = new Map<string, number[]>();
+  for (const p of partitions) {
+    const l = m.get(p.topic.name);
+    if (l) l.push(p.index);
+    else m.set(p.topic.name, [p.index]);
+  }
+  return [...m].map(([topic, partitions]) => ({ topic, partitions }));
+}

@@ -1,0 +1,92 @@
+/**
+ * The payload of a Kafka message, and the kafkajs client factory shared by the consumer
+ * and the producer.
+ *
+ * @module
+ */
+import { Kafka, type logLevel as LogLevelEnum } from "kafkajs";
+import { kafkajsLogLevel, type ResolvedClientOptions } from "./config.ts";
+
+/** Header values as Kafka carries them (bytes; strings are accepted when producing). */
+export type KafkaHeaders = Record<
+  string,
+  Uint8Array | string | (Uint8Array | string)[] | undefined
+>;
+
+/**
+ * A Kafka record: key, value, headers and timestamp (epoch milliseconds).
+ *
+ * Consumed records carry bytes (`Uint8Array`, in fact Node `Buffer`s); when producing,
+ * strings are accepted too and `timestamp` may be left out (the broker's clock is used).
+ *
+ * @example
+ * ```ts
+ * import type { KafkaPayload } from "@sluice/sluice/kafka";
+ * const record: KafkaPayload = {
+ *   key: "user-1",
+ *   value: JSON.stringify({ clicks: 3 }),
+ *   headers: { source: "web" },
+ * };
+ * const text = (p: KafkaPayload) =>
+ *   typeof p.value === "string" ? p.value : new TextDecoder().decode(p.value ?? new Uint8Array());
+ * console.log(text(record));
+ * ```
+ */
+export interface KafkaPayload {
+  /** The record key (null when absent). */
+  readonly key: Uint8Array | string | null;
+  /** The record value (null for a tombstone). */
+  readonly value: Uint8Array | string | null;
+  /** Record headers. */
+  readonly headers?: KafkaHeaders;
+  /** Record timestamp, epoch milliseconds. Always set on consumed records. */
+  readonly timestamp?: number;
+}
+
+const LEVEL_NAMES = ["NOTHING", "ERROR", "WARN", "INFO", "DEBUG"];
+
+/** @internal A kafkajs client logging through `console.error` with a `kafkajs` prefix. */
+export function createKafka(o: ResolvedClientOptions): Kafka {
+  const level = kafkajsLogLevel(o.logLevel);
+  return new Kafka({
+    clientId: o.clientId,
+    brokers: o.brokers,
+    connectionTimeout: Math.min(o.connectTimeoutMs, 3000),
+    retry: { ...o.retry },
+    logLevel: level as LogLevelEnum,
+    logCreator: () => ({ namespace, level, label, log }) => {
+      const { message, ...rest } = log as { message: string; [k: string]: unknown };
+      delete rest.timestamp;
+      delete rest.logger;
+      console.error(
+        `kafkajs ${label ?? LEVEL_NAMES[level]} [${namespace}] ${message}`,
+        Object.keys(rest).length > 0 ? JSON.stringify(rest) : "",
+      );
+    },
+  });
+}
+
+/** @internal Races `p` against a timer; the timer is always cleared. */
+export async function withTimeout<T>(
+  p: Promise<T>,
+  ms: number,
+  onTimeout: () => Error,
+): Promise<T> {
+  let id: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    id = setTimeout(() => reject(onTimeout()), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(id);
+  }
+}
+
+/** @internal A message of an error, with its kafkajs cause when there is one. */
+export function describeError(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const cause = (e as { cause?: unknown }).cause;
+  const inner = cause instanceof Error && cause.message !== e.message ? ` (${cause.message})` : "";
+  return `${e.name}: ${e.message}${inner}`;
+}

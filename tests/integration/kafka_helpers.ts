@@ -1,0 +1,167 @@
+/**
+ * Shared set-up for the Kafka integration tests (not a test file itself): broker
+ * discovery and gating, unique topics, bulk producing, reading committed and end offsets.
+ */
+import { Kafka, logLevel } from "kafkajs";
+import { kafkaAvailability } from "../../scripts/kafka_env.ts";
+
+export const { brokers: BROKERS, reason: BROKER_REASON } = await kafkaAvailability();
+
+/**
+ * Registers a Kafka test. Without a broker: under CI a failing test with the reason (a
+ * skipped Kafka suite is a failure there), otherwise an ignored test and a loud warning.
+ */
+export function kafkaTest(
+  name: string,
+  fn: (brokers: string) => Promise<void>,
+  options: { sanitizeOps?: boolean; sanitizeResources?: boolean } = {},
+): void {
+  if (BROKERS !== null) {
+    Deno.test({ name, fn: () => fn(BROKERS!), ...options });
+    return;
+  }
+  if (Deno.env.get("CI") === "true") {
+    Deno.test(name, () => {
+      throw new Error(`no Kafka broker under CI: ${BROKER_REASON}`);
+    });
+    return;
+  }
+  warnSkipped();
+  Deno.test({ name, ignore: true, fn: () => {} });
+}
+
+let warned = false;
+function warnSkipped(): void {
+  if (warned) return;
+  warned = true;
+  console.warn("KAFKA INTEGRATION TESTS SKIPPED: " + BROKER_REASON);
+}
+
+/** A unique name: `prefix-<random>`. */
+export function unique(prefix: string): string {
+  return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** A kafkajs client for test set-up and checks. */
+export function testKafka(brokers: string): Kafka {
+  return new Kafka({
+    clientId: "sluice-test",
+    brokers: brokers.split(","),
+    logLevel: logLevel.NOTHING,
+    retry: { initialRetryTime: 100, retries: 8 },
+  });
+}
+
+/** Creates `topic` with `partitions` partitions and waits for leaders. */
+export async function createTopic(kafka: Kafka, topic: string, partitions: number): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({
+      topics: [{ topic, numPartitions: partitions }],
+      waitForLeaders: true,
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Deletes topics (best effort). */
+export async function deleteTopics(kafka: Kafka, topics: string[]): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.deleteTopics({ topics, timeout: 5000 }).catch(() => {});
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * Produces `n` messages with values `"<i>"` (keys `k<i>`) spread over all partitions,
+ * `batch` per request.
+ */
+export async function produceNumbers(
+  kafka: Kafka,
+  topic: string,
+  n: number,
+  from = 0,
+  batch = 1000,
+): Promise<void> {
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  try {
+    for (let i = from; i < from + n; i += batch) {
+      const messages = [];
+      for (let j = i; j < Math.min(from + n, i + batch); j++) {
+        messages.push({ key: `k${j}`, value: String(j) });
+      }
+      await producer.send({ topic, messages, acks: -1 });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+/** End offsets (next offset to be written) per partition index. */
+export async function endOffsets(kafka: Kafka, topic: string): Promise<Map<number, number>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const offs = await admin.fetchTopicOffsets(topic);
+    return new Map(offs.map((o) => [o.partition, Number(o.high)]));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Committed offsets of `group` per partition index (-1 when none). */
+export async function committedOffsets(
+  kafka: Kafka,
+  group: string,
+  topic: string,
+): Promise<Map<number, number>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const res = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+    return new Map(res[0].partitions.map((p) => [p.partition, Number(p.offset)]));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Awaits `condition()` (sync or async), checking every `everyMs`, failing after `ms`. */
+export async function eventually(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  ms: number,
+  everyMs = 50,
+): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!(await condition())) {
+    if (performance.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Process CPU time (user + system) in milliseconds, from /proc/self/stat. */
+export function processCpuMs(): number {
+  const stat = Deno.readTextFileSync("/proc/self/stat");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // After the command name: state is field 3, utime 14, stime 15 (1-based) -> 11, 12 here.
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return ticks * 10; // USER_HZ is 100 on Linux
+}
+
+/** Test consumer settings: short sessions and fetch waits so rebalances are quick. */
+export const FAST = {
+  sessionTimeoutMs: 6000,
+  heartbeatIntervalMs: 500,
+  rebalanceTimeoutMs: 10_000,
+  maxWaitTimeMs: 100,
+  retry: { initialRetryTimeMs: 100, retries: 10, maxRetryTimeMs: 2000 },
+  logLevel: "nothing" as const,
+};
