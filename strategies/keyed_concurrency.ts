@@ -1,0 +1,433 @@
+/**
+ * `KeyedConcurrency`: an async function run in parallel across keys and in order within a
+ * key, committing only the contiguous completed prefix of each partition.
+ *
+ * @module
+ */
+import {
+  BrokerValue,
+  ConfigurationError,
+  FILTERED_PAYLOAD,
+  InvalidMessage,
+  Message,
+  MessageRejected,
+  type Partition,
+  requirePositiveInteger,
+  Value,
+} from "../types.ts";
+import type { ProcessingStrategy } from "./abstract.ts";
+import { type StepOptions, StreamStep } from "./bridge.ts";
+
+/** Options of a {@link KeyedConcurrency}. */
+export interface KeyedConcurrencyOptions<T> extends StepOptions {
+  /** The ordering key of a message (a user id, an account...). Required. */
+  key: (message: Message<T>) => string | number;
+  /** Most calls running at once, over all keys. Default 16. */
+  maxInFlight?: number;
+  /**
+   * Most calls running at once for one key. Default 1: strictly one after the other, in
+   * offset order. Above 1, calls of a key *start* in order but may overlap and finish in
+   * any order.
+   */
+  maxInFlightPerKey?: number;
+  /**
+   * Most messages accepted and not yet handed on (waiting for their key, running, or
+   * finished but waiting behind the next step). When reached, the step holds its queue
+   * and upstream is rejected. Default `max(64, 8 × maxInFlight)`.
+   */
+  maxPending?: number;
+}
+
+interface KeyState {
+  readonly key: string | number;
+  running: number;
+  waiting: Entry[];
+  head: number;
+  queued: boolean;
+}
+
+interface Entry {
+  readonly m: Message<unknown>;
+  readonly ks: KeyState;
+  done: boolean;
+}
+
+/** Offsets of one partition in submission order, awaiting completion. */
+interface Track {
+  entries: Entry[];
+  nexts: number[];
+  head: number;
+}
+
+type OutItem = { m: Message<unknown>; invalid?: InvalidMessage };
+
+/**
+ * Runs `fn` on each message with up to `maxInFlight` calls at once, never more than
+ * `maxInFlightPerKey` for one key (default 1: a key's messages run one at a time, in
+ * order). Results are handed on **as they complete**, so a slow key does not hold up the
+ * others.
+ *
+ * Commits stay safe although completions arrive out of order: each result carries only
+ * the offsets its completion made committable — the **contiguous completed prefix** of
+ * each partition (the commit watermark). An offset is never committed while a message
+ * before it is still running or waiting. `watermarks()` shows the current prefix.
+ *
+ * `fn` may throw `InvalidMessage` (reported to the processor, then counted as done) or
+ * `MessageRejected` (the call is retried after the next `poll()`, its key held). Any other
+ * error fails the step, naming the message.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, KeyedConcurrency } from "@sluice/sluice";
+ * interface Order { account: string; amount: number }
+ * const pipeline = new KeyedConcurrency(
+ *   async (m: { payload: Order }) => {
+ *     // await ledger.apply(m.payload) — one account's orders never race each other
+ *     return m.payload.amount;
+ *   },
+ *   new CommitOffsets(() => {}),
+ *   { key: (m) => m.payload.account, maxInFlight: 32 },
+ * );
+ * ```
+ */
+export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
+  /** Most calls at once. */
+  readonly maxInFlight: number;
+  /** Most calls at once per key. */
+  readonly maxInFlightPerKey: number;
+  /** Most messages accepted and not yet handed on. */
+  readonly maxPending: number;
+  /** Calls completed so far. */
+  completed = 0;
+  /** Highest number of calls seen running at once. */
+  maxObservedInFlight = 0;
+
+  readonly #fn: (message: Message<TIn>) => TOut | Promise<TOut>;
+  readonly #key: (message: Message<TIn>) => string | number;
+  readonly #keys = new Map<string | number, KeyState>();
+  readonly #tracks = new Map<Partition, Track>();
+  readonly #watermarks = new Map<Partition, number>();
+  #runnable: KeyState[] = [];
+  #runnableHead = 0;
+  #inFlight = 0;
+  #pending = 0;
+  #pumping = false;
+  #out: OutItem[] = [];
+  #outHead = 0;
+  #draining = false;
+  #changed: { promise: Promise<void>; resolve: () => void } | undefined;
+
+  /** Creates the step: `fn` is the async work, `next` receives results as they complete. */
+  constructor(
+    fn: (message: Message<TIn>) => TOut | Promise<TOut>,
+    next: ProcessingStrategy<TOut>,
+    options: KeyedConcurrencyOptions<TIn>,
+  ) {
+    super("keyed_concurrency", next, options);
+    if (typeof fn !== "function") {
+      throw new ConfigurationError(
+        `step "${this.name}": fn must be a function (message) => result`,
+      );
+    }
+    if (typeof options?.key !== "function") {
+      throw new ConfigurationError(
+        `step "${this.name}": key must be a function (message) => string | number; ` +
+          "messages with the same key are processed in order",
+      );
+    }
+    this.#fn = fn;
+    this.#key = options.key;
+    const n = this.name;
+    this.maxInFlight = requirePositiveInteger(
+      `step "${n}": maxInFlight`,
+      options.maxInFlight ?? 16,
+    );
+    this.maxInFlightPerKey = requirePositiveInteger(
+      `step "${n}": maxInFlightPerKey`,
+      options.maxInFlightPerKey ?? 1,
+    );
+    this.maxPending = requirePositiveInteger(
+      `step "${n}": maxPending`,
+      options.maxPending ?? Math.max(64, 8 * this.maxInFlight),
+    );
+  }
+
+  /** Calls running now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Messages accepted and not yet handed on. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** The commit watermark per partition: the next offset after the contiguous completed prefix. */
+  watermarks(): Map<Partition, number> {
+    return new Map(this.#watermarks);
+  }
+
+  protected process(chunk: Message<TIn>[]): void | Promise<void> {
+    for (let i = 0; i < chunk.length; i++) {
+      if (this.#pending >= this.maxPending) return this.#processSlow(chunk, i);
+      this.#admit(chunk[i]);
+    }
+    this.#pump();
+  }
+
+  protected override async onDrained(): Promise<void> {
+    while (this.#pending > 0 && !this.abandoned) await this.#change();
+  }
+
+  async #processSlow(chunk: Message<TIn>[], i: number): Promise<void> {
+    this.#pump();
+    while (i < chunk.length) {
+      if (this.abandoned) return;
+      if (this.#pending >= this.maxPending) {
+        await this.#change();
+        continue;
+      }
+      this.#admit(chunk[i++]);
+      this.#pump();
+    }
+  }
+
+  /** Resolves on the next completion or hand-on, or the next poll (re-checks abandonment). */
+  #change(): Promise<void> {
+    if (this.#changed === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => resolve = r);
+      this.#changed = { promise, resolve };
+    }
+    return Promise.race([this.#changed.promise, this.waitForPoll()]);
+  }
+
+  #signal(): void {
+    const c = this.#changed;
+    if (c !== undefined) {
+      this.#changed = undefined;
+      c.resolve();
+    }
+  }
+
+  #admit(m: Message<TIn>): void {
+    this.#pending++;
+    if (m.filtered) {
+      // Nothing to run: it is done at once, but its offsets still wait for the prefix.
+      const entry: Entry = { m, ks: undefined as unknown as KeyState, done: false };
+      this.#track(entry);
+      this.#finish(entry, m as unknown as Message<TOut>, undefined);
+      return;
+    }
+    let k: string | number;
+    try {
+      k = this.#key(m);
+    } catch (e) {
+      this.#pending--;
+      throw this.wrapError(e, m);
+    }
+    let ks = this.#keys.get(k);
+    if (ks === undefined) {
+      ks = { key: k, running: 0, waiting: [], head: 0, queued: false };
+      this.#keys.set(k, ks);
+    }
+    const entry: Entry = { m, ks, done: false };
+    this.#track(entry);
+    ks.waiting.push(entry);
+    this.#enqueueKey(ks);
+  }
+
+  #track(entry: Entry): void {
+    const v = entry.m.value;
+    if (v instanceof BrokerValue) this.#trackOne(v.partition, v.offset + 1, entry);
+    else for (const [p, o] of v.committable) this.#trackOne(p, o, entry);
+  }
+
+  #trackOne(p: Partition, next: number, entry: Entry): void {
+    let t = this.#tracks.get(p);
+    if (t === undefined) this.#tracks.set(p, t = { entries: [], nexts: [], head: 0 });
+    t.entries.push(entry);
+    t.nexts.push(next);
+  }
+
+  #enqueueKey(ks: KeyState): void {
+    if (!ks.queued && ks.head < ks.waiting.length && ks.running < this.maxInFlightPerKey) {
+      ks.queued = true;
+      this.#runnable.push(ks);
+    }
+  }
+
+  /** Starts calls while there is room, in the order keys became runnable. */
+  #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (this.#inFlight < this.maxInFlight && this.#runnableHead < this.#runnable.length) {
+        if (this.abandoned) return;
+        const ks = this.#runnable[this.#runnableHead++];
+        ks.queued = false;
+        if (ks.head >= ks.waiting.length || ks.running >= this.maxInFlightPerKey) continue;
+        const entry = ks.waiting[ks.head];
+        ks.waiting[ks.head++] = undefined as unknown as Entry;
+        if (ks.head === ks.waiting.length) {
+          ks.waiting = [];
+          ks.head = 0;
+        }
+        ks.running++;
+        this.#inFlight++;
+        if (this.#inFlight > this.maxObservedInFlight) this.maxObservedInFlight = this.#inFlight;
+        this.#enqueueKey(ks);
+        this.#invoke(entry);
+      }
+      if (this.#runnableHead === this.#runnable.length) {
+        this.#runnable = [];
+        this.#runnableHead = 0;
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #invoke(entry: Entry): void {
+    const m = entry.m as Message<TIn>;
+    let r: TOut | Promise<TOut>;
+    try {
+      r = this.#fn(m);
+    } catch (e) {
+      r = Promise.reject(e);
+    }
+    Promise.resolve(r).then(
+      (out) => this.#completed(entry, out, undefined),
+      (e) => this.#completed(entry, undefined, e ?? new Error("rejected without a reason")),
+    );
+  }
+
+  #completed(entry: Entry, out: TOut | undefined, error: unknown): void {
+    if (this.abandoned) return;
+    if (error !== undefined && error instanceof MessageRejected) {
+      // Hold the key and retry this call after the next poll.
+      this.waitForPoll().then(() => {
+        if (!this.abandoned) this.#invoke(entry);
+      });
+      return;
+    }
+    if (error !== undefined && !(error instanceof InvalidMessage)) {
+      this.fail(this.wrapError(error, entry.m as Message<TIn>));
+      return;
+    }
+    const ks = entry.ks;
+    ks.running--;
+    this.#inFlight--;
+    this.completed++;
+    this.#finish(entry, out as TOut, error as InvalidMessage | undefined);
+    if (ks.running === 0 && ks.head >= ks.waiting.length) this.#keys.delete(ks.key);
+    else this.#enqueueKey(ks);
+    this.#pump();
+    this.#signal();
+  }
+
+  /** Marks `entry` done, advances the watermark, and queues the result with that advance. */
+  #finish(entry: Entry, out: TOut, invalid: InvalidMessage | undefined): void {
+    entry.done = true;
+    const advanced = this.#advance(entry);
+    const m = entry.m;
+    if (invalid !== undefined) {
+      this.#out.push({
+        m: new Message(new Value(FILTERED_PAYLOAD, advanced, m.timestamp)),
+        invalid,
+      });
+    } else if (m.filtered) {
+      if (advanced.size === 0) {
+        this.#pending--;
+        return;
+      }
+      this.#out.push({ m: new Message(new Value(FILTERED_PAYLOAD, advanced, m.timestamp)) });
+    } else {
+      this.#out.push({ m: new Message(new Value(out, advanced, m.timestamp)) });
+    }
+    this.#drain();
+  }
+
+  /** Moves each of the entry's partitions' prefix past every completed entry at its head. */
+  #advance(entry: Entry): Map<Partition, number> {
+    const advanced = new Map<Partition, number>();
+    const v = entry.m.value;
+    const parts = v instanceof BrokerValue ? [v.partition] : [...v.committable.keys()];
+    for (const p of parts) {
+      const t = this.#tracks.get(p);
+      if (t === undefined) continue;
+      let moved = false;
+      while (t.head < t.entries.length && t.entries[t.head].done) {
+        advanced.set(p, t.nexts[t.head]);
+        t.entries[t.head] = undefined as unknown as Entry;
+        t.head++;
+        moved = true;
+      }
+      if (!moved) continue;
+      this.#watermarks.set(p, advanced.get(p)!);
+      if (t.head === t.entries.length) this.#tracks.delete(p);
+      else if (t.head > 1024 && t.head * 2 > t.entries.length) {
+        t.entries = t.entries.slice(t.head);
+        t.nexts = t.nexts.slice(t.head);
+        t.head = 0;
+      }
+    }
+    return advanced;
+  }
+
+  /** Hands queued results on in completion order, waiting for room when rejected. */
+  #drain(): void {
+    if (this.#draining) return;
+    while (this.#outHead < this.#out.length) {
+      if (this.abandoned) return;
+      const item = this.#out[this.#outHead];
+      if (item.invalid !== undefined) {
+        this.#draining = true;
+        this.#drainSlow(item);
+        return;
+      }
+      if (!this.emit(item.m as Message<TOut>)) {
+        this.#draining = true;
+        this.#drainSlow(undefined);
+        return;
+      }
+      this.#handedOn();
+    }
+  }
+
+  async #drainSlow(invalid: OutItem | undefined): Promise<void> {
+    try {
+      if (invalid !== undefined) {
+        await this.reportInvalid(invalid.invalid!, invalid.m as Message<TIn>);
+        if (this.abandoned) return;
+        this.#handedOn();
+      }
+      while (this.#outHead < this.#out.length) {
+        if (this.abandoned) return;
+        const item = this.#out[this.#outHead];
+        if (item.invalid !== undefined) {
+          await this.reportInvalid(item.invalid, item.m as Message<TIn>);
+        } else if (!this.emit(item.m as Message<TOut>)) {
+          await this.waitForRoom();
+          continue;
+        }
+        if (this.abandoned) return;
+        this.#handedOn();
+      }
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  #handedOn(): void {
+    this.#out[this.#outHead++] = undefined as unknown as OutItem;
+    if (this.#outHead === this.#out.length) {
+      this.#out = [];
+      this.#outHead = 0;
+    }
+    this.#pending--;
+    this.#signal();
+  }
+}

@@ -1,0 +1,252 @@
+import { assert, assertEquals, assertLessOrEqual, assertThrows } from "@std/assert";
+import {
+  CommitOffsets,
+  ConfigurationError,
+  InvalidMessage,
+  KeyedConcurrency,
+  macrotask,
+  type Message,
+  MessageRejected,
+  Noop,
+  type Partition,
+} from "../mod.ts";
+import { strategyContract } from "./contract.ts";
+import { brokerMessage, CommitRecorder, Gate, P0, P1, tick, waitFor } from "./helpers.ts";
+
+strategyContract<number>({
+  name: "KeyedConcurrency",
+  holds: 64,
+  make: ({ next, highWaterMark, clock }) =>
+    new KeyedConcurrency((m: Message<number>) => Promise.resolve(m.payload * 2), next, {
+      key: (m) => m.payload % 3,
+      maxInFlight: 4,
+      highWaterMark,
+      clock,
+    }),
+  makeFailing: ({ next, highWaterMark, clock }) =>
+    new KeyedConcurrency(() => Promise.reject(new Error("boom")), next, {
+      key: () => "k",
+      highWaterMark,
+      clock,
+    }),
+});
+
+Deno.test("KeyedConcurrency: rejects bad options with a ConfigurationError", () => {
+  assertThrows(
+    // @ts-expect-error key is required
+    () => new KeyedConcurrency((m) => m, new Noop(), {}),
+    ConfigurationError,
+    "key",
+  );
+  assertThrows(
+    () => new KeyedConcurrency((m) => m, new Noop(), { key: () => 1, maxInFlight: 0 }),
+    ConfigurationError,
+    "maxInFlight",
+  );
+});
+
+interface Deferred {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+  key: string;
+  partition: Partition;
+  offset: number;
+}
+
+function deferredFn(running: Deferred[], key: (m: Message<string>) => string) {
+  return (m: Message<string>) =>
+    new Promise<string>((resolve, reject) => {
+      const v = m.value as { partition: Partition; offset: number };
+      running.push({
+        resolve: () => resolve(m.payload),
+        reject,
+        key: key(m),
+        partition: v.partition,
+        offset: v.offset,
+      });
+    });
+}
+
+Deno.test("KeyedConcurrency: a slow key does not hold others back, and commits stop at it", async () => {
+  const recorder = new CommitRecorder();
+  const running: Deferred[] = [];
+  const key = (m: Message<string>) => m.payload.split(":")[0];
+  const gate = new Gate<string>(true, new CommitOffsets(recorder.commit));
+  const step = new KeyedConcurrency(deferredFn(running, key), gate, {
+    key,
+    maxInFlight: 10,
+  });
+  await tick();
+  // offset 0 is key "slow"; 1..5 are other keys.
+  const payloads = ["slow:0", "a:1", "b:2", "a:3", "c:4", "b:5"];
+  payloads.forEach((p, i) => step.submit(brokerMessage(p, i)));
+  await tick();
+  assertEquals(running.map((d) => d.offset), [0, 1, 2, 4], "one call per key at a time");
+  // Finish everything except the slow one.
+  for (let round = 0; round < 3; round++) {
+    const others = running.filter((d) => d.offset !== 0);
+    running.splice(0, running.length, ...running.filter((d) => d.offset === 0));
+    for (const d of others) d.resolve();
+    await tick();
+  }
+  await tick();
+  const resolvedOthers = gate.received.map((m) => m.payload).sort();
+  assertEquals(resolvedOthers, ["a:1", "a:3", "b:2", "b:5", "c:4"], "other keys went ahead");
+  assertEquals(recorder.latest.get(P0) ?? 0, 0, "nothing committed past the slow offset 0");
+  assertEquals(step.watermarks().get(P0), undefined);
+  assertEquals(step.pending, 1);
+});
+
+Deno.test("KeyedConcurrency: InvalidMessage is reported; MessageRejected retries after a poll", async () => {
+  let calls = 0;
+  let holds = 0;
+  const recorder = new CommitRecorder();
+  const step = new KeyedConcurrency(
+    (m: Message<number>) => {
+      calls++;
+      if (m.payload === 1 && ++holds <= 2) throw new MessageRejected();
+      if (m.payload === 2) throw new InvalidMessage(P0, 2, "not parseable");
+      return Promise.resolve(m.payload);
+    },
+    new CommitOffsets(recorder.commit),
+    { key: (m) => m.payload },
+  );
+  await tick();
+  for (let i = 0; i < 4; i++) step.submit(brokerMessage(i, i));
+  await tick();
+  let invalid: unknown;
+  await waitFor(() => {
+    try {
+      step.poll();
+    } catch (e) {
+      invalid = e;
+    }
+    return recorder.latest.get(P0) === 4;
+  }, "all offsets committed");
+  assert(invalid instanceof InvalidMessage, "poll reported the invalid message");
+  assertEquals(calls, 6, "message 1 ran 3 times (2 holds), the others once");
+});
+
+/** A small seeded PRNG (mulberry32) so the randomized tests are reproducible. */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+Deno.test("KeyedConcurrency: property — per-key order, in-flight bounds, and commits only the contiguous completed prefix, under random completion order (300 seeded runs)", async () => {
+  const RUNS = 300;
+  let outOfOrderCompletions = 0;
+  for (let run = 0; run < RUNS; run++) {
+    const random = rng(0x5eed + run);
+    const maxInFlight = 1 + Math.floor(random() * 6);
+    const maxInFlightPerKey = random() < 0.7 ? 1 : 2;
+    const keys = ["a", "b", "c", "d", "e"].slice(0, 1 + Math.floor(random() * 5));
+    const total = 30 + Math.floor(random() * 50);
+    const where =
+      `seed ${run} (maxInFlight ${maxInFlight}, perKey ${maxInFlightPerKey}, ${keys.length} keys, ${total} msgs)`;
+
+    const completed = new Set<string>();
+    const started: Array<{ key: string; partition: Partition; offset: number }> = [];
+    const runningPerKey = new Map<string, number>();
+    let runningNow = 0;
+    const running: Deferred[] = [];
+    let violations = 0;
+    const commit = (offsets: ReadonlyMap<Partition, number>) => {
+      for (const [p, o] of offsets) {
+        for (let i = 0; i < o; i++) {
+          if (!completed.has(`${p}@${i}`)) violations++;
+        }
+      }
+      recorder.commit(offsets);
+    };
+    const recorder = new CommitRecorder();
+    const gate = new Gate<string>(true, new CommitOffsets(commit));
+    const key = (m: Message<string>) => m.payload;
+    const step = new KeyedConcurrency(
+      (m: Message<string>) => {
+        const k = key(m);
+        const v = m.value as { partition: Partition; offset: number };
+        started.push({ key: k, partition: v.partition, offset: v.offset });
+        runningNow++;
+        runningPerKey.set(k, (runningPerKey.get(k) ?? 0) + 1);
+        if (runningNow > maxInFlight) violations++;
+        if (runningPerKey.get(k)! > maxInFlightPerKey) violations++;
+        return new Promise<string>((resolve, reject) => {
+          running.push({
+            resolve: () => {
+              runningNow--;
+              runningPerKey.set(k, runningPerKey.get(k)! - 1);
+              completed.add(`${v.partition}@${v.offset}`);
+              resolve(`${k}:${v.partition}@${v.offset}`);
+            },
+            reject,
+            key: k,
+            partition: v.partition,
+            offset: v.offset,
+          });
+        });
+      },
+      gate,
+      { key, maxInFlight, maxInFlightPerKey, maxPending: 16, highWaterMark: 8 },
+    );
+    const submitted: Array<{ key: string; partition: Partition; offset: number }> = [];
+    const nextOffset = [0, 0];
+    while (submitted.length < total || running.length > 0 || step.pending > 0) {
+      // Submit a few (until rejected).
+      const burst = Math.floor(random() * 4);
+      for (let k = 0; k < burst && submitted.length < total; k++) {
+        const pi = random() < 0.5 ? 0 : 1;
+        const partition = pi === 0 ? P0 : P1;
+        const offset = nextOffset[pi];
+        const keyName = keys[Math.floor(random() * keys.length)];
+        try {
+          step.submit(brokerMessage(keyName, offset, partition));
+        } catch (e) {
+          assert(e instanceof MessageRejected, String(e));
+          break;
+        }
+        nextOffset[pi]++;
+        submitted.push({ key: keyName, partition, offset });
+      }
+      // Complete a random running call (out of order).
+      if (running.length > 0 && random() < 0.8) {
+        const i = Math.floor(random() * running.length);
+        const [d] = running.splice(i, 1);
+        if (i !== 0) outOfOrderCompletions++;
+        d.resolve();
+      }
+      gate.setOpen(random() < 0.8);
+      step.poll();
+      await macrotask();
+    }
+    gate.setOpen(true);
+    step.close();
+    await step.join(1000);
+
+    assertEquals(
+      violations,
+      0,
+      `${where}: a bound was exceeded or a commit passed an incomplete message`,
+    );
+    // Per key, calls start in submission order.
+    for (const k of keys) {
+      const submittedK = submitted.filter((s) => s.key === k).map((s) =>
+        `${s.partition}@${s.offset}`
+      );
+      const startedK = started.filter((s) => s.key === k).map((s) => `${s.partition}@${s.offset}`);
+      assertEquals(startedK, submittedK, `${where}: key ${k} started in order`);
+    }
+    // Every message's result reached the next step exactly once; everything is committed.
+    const results = gate.received.filter((m) => !m.filtered).map((m) => m.payload);
+    assertEquals(results.length, total, `${where}: every result handed on once`);
+    assertEquals(new Set(results).size, total, `${where}: no duplicates`);
+    assertEquals(recorder.latest.get(P0) ?? 0, nextOffset[0], `${where}: P0 fully committed`);
+    assertEquals(recorder.latest.get(P1) ?? 0, nextOffset[1], `${where}: P1 fully committed`);
+    assertLessOrEqual(step.maxObservedInFlight, maxInFlight);
+  }
+  assert(outOfOrderCompletions > RUNS * 10, "completions really were out of order");
+});
