@@ -119,3 +119,4 @@ export {
 } from "./metrics/mod.ts";
 export { type TransformPair, TransformStep, type TransformStepOptions } from "./strategies/transform.ts";
 export { Healthcheck, type HealthcheckOptions, HealthServer, type HealthServerOptions, type HealthStatus } from "./strategies/healthcheck.ts";
+export { KeyedConcurrency, type KeyedConcurrencyOptions } from "./strategies/keyed_concurrency.ts";
