@@ -120,3 +120,4 @@ export {
 export { type TransformPair, TransformStep, type TransformStepOptions } from "./strategies/transform.ts";
 export { Healthcheck, type HealthcheckOptions, HealthServer, type HealthServerOptions, type HealthStatus } from "./strategies/healthcheck.ts";
 export { KeyedConcurrency, type KeyedConcurrencyOptions } from "./strategies/keyed_concurrency.ts";
+export { type ConsumerReadable, consumerReadable, type ConsumerReadableOptions } from "./backends/readable.ts";
