@@ -1,0 +1,188 @@
+/**
+ * When does `RunTaskInWorkers` beat `RunTask`? A CPU-bound function (a hash loop
+ * calibrated to a given cost per message) runs through LocalBroker → step → CommitOffsets
+ * under the StreamProcessor, on the main thread (`RunTask`) and on a pool of Web Workers,
+ * side by side in one run, for several costs per message. Wall time runs from `run()` to
+ * the last offset committed, worker start-up included.
+ *
+ * Run: `deno run -A bench/workers.ts [--quick] [--repeat N] [--costs 5,50,300]`
+ *
+ * This file is also the worker module: the workers import it and call `hashLoop`.
+ *
+ * @module
+ */
+import process from "node:process";
+import {
+  type Commit,
+  CommitOffsets,
+  CommitPolicy,
+  type Message,
+  type ProcessingStrategy,
+  RunTask,
+  RunTaskInWorkers,
+  StreamProcessor,
+} from "../mod.ts";
+import { LocalBroker } from "../backends/local/mod.ts";
+
+/** One message's work: `rounds` passes of FNV-1a over a short text. */
+export interface Job {
+  seed: number;
+  rounds: number;
+}
+
+/** The CPU-bound user function (runs on the main thread or in a worker). */
+export function hashLoop(job: Job): number {
+  let h = 0x811c9dc5 ^ job.seed;
+  const text = "the quick brown fox jumps over the lazy dog";
+  for (let r = 0; r < job.rounds; r++) {
+    for (let i = 0; i < text.length; i++) {
+      h ^= text.charCodeAt(i);
+      h = Math.imul(h, 0x01000193);
+    }
+  }
+  return h >>> 0;
+}
+
+/** Rounds of {@link hashLoop} that cost about `micros` µs here. */
+function calibrate(micros: number): number {
+  const rounds = 2000;
+  for (let i = 0; i < 200; i++) hashLoop({ seed: i, rounds }); // warm up
+  const n = 400;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) hashLoop({ seed: i, rounds });
+  const perRound = (performance.now() - t0) * 1000 / (n * rounds);
+  return Math.max(1, Math.round(micros / perRound));
+}
+
+interface Config {
+  label: string;
+  workers: number; // 0 = RunTask on the main thread
+  maxBatchSize: number;
+}
+
+interface Result {
+  wallMs: number;
+  cpuS: number;
+}
+
+function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+async function runOnce(config: Config, messages: number, rounds: number): Promise<Result> {
+  const broker = new LocalBroker<Job>();
+  const topic = broker.createTopic("jobs", 2);
+  for (let i = 0; i < messages; i++) broker.produce(topic, { seed: i, rounds });
+  let checksum = 0;
+  const sink = (commit: Commit) =>
+    new RunTask((m: Message<number>) => {
+      checksum ^= m.payload;
+      return m.payload;
+    }, new CommitOffsets(commit));
+  const group = `bench-${config.label}`;
+  const processor = new StreamProcessor<Job>({
+    consumer: broker.getConsumer(group),
+    topics: [topic],
+    commitPolicy: new CommitPolicy({ intervalMs: 20 }),
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit): ProcessingStrategy<Job> =>
+        config.workers === 0
+          ? new RunTask((m: Message<Job>) => hashLoop(m.payload), sink(commit))
+          : new RunTaskInWorkers<Job, number>(new URL(import.meta.url), sink(commit), {
+            exportName: "hashLoop",
+            workers: config.workers,
+            maxBatchSize: config.maxBatchSize,
+            maxBatchTimeMs: 2,
+            prefetch: 2,
+          }),
+    },
+  });
+  const cpu0 = cpuSeconds();
+  const t0 = performance.now();
+  const running = processor.run();
+  const partitions = broker.partitions(topic);
+  while (!partitions.every((p) => broker.committed(group).get(p) === broker.endOffset(p))) {
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  const wallMs = performance.now() - t0;
+  const cpuS = cpuSeconds() - cpu0;
+  processor.signalShutdown();
+  await running;
+  if (checksum === 0.5) console.log("unreachable"); // keep the work observable
+  return { wallMs, cpuS };
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    "| " + cells.map((c, i) => c.padEnd(widths[i])).join(" | ") + " |";
+  console.log(line(header));
+  console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
+  for (const r of rows) console.log(line(r));
+}
+
+async function main(args: string[]): Promise<void> {
+  const quick = args.includes("--quick");
+  const arg = (name: string) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const repeat = Number(arg("--repeat") ?? (quick ? 1 : 3));
+  const costs = (arg("--costs") ?? "5,50,300").split(",").map(Number);
+  const budgetMs = quick ? 300 : 1000; // single-threaded work per run
+  const [l1] = Deno.loadavg();
+  console.log(
+    `machine: ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}, ` +
+      `load average ${l1.toFixed(2)}; median of ${repeat} run(s) per row`,
+  );
+  const configs: Config[] = [
+    { label: "RunTask (main thread)", workers: 0, maxBatchSize: 0 },
+    { label: "RunTaskInWorkers ×1", workers: 1, maxBatchSize: 100 },
+    { label: "RunTaskInWorkers ×2", workers: 2, maxBatchSize: 100 },
+    { label: "RunTaskInWorkers ×2, batch 10", workers: 2, maxBatchSize: 10 },
+  ];
+  const rows: string[][] = [];
+  const summary: string[] = [];
+  for (const cost of costs) {
+    const rounds = calibrate(cost);
+    const messages = Math.max(1000, Math.round(budgetMs * 1000 / cost));
+    let base = NaN;
+    let best2 = NaN;
+    for (const config of configs) {
+      const results: Result[] = [];
+      for (let r = 0; r < repeat; r++) results.push(await runOnce(config, messages, rounds));
+      const wall = median(results.map((r) => r.wallMs));
+      const cpu = median(results.map((r) => r.cpuS));
+      const rate = messages / (wall / 1000);
+      if (config.workers === 0) base = rate;
+      if (config.workers === 2 && config.maxBatchSize === 100) best2 = rate;
+      rows.push([
+        `${cost} µs`,
+        config.label,
+        String(messages),
+        wall.toFixed(0),
+        `${Math.round(rate).toLocaleString("en")} /s`,
+        cpu.toFixed(2),
+        `${(rate / base).toFixed(2)}×`,
+      ]);
+    }
+    summary.push(`${cost} µs/msg: RunTaskInWorkers ×2 / RunTask = ${(best2 / base).toFixed(2)}×`);
+  }
+  console.log("");
+  printTable(
+    ["cost/msg", "step", "messages", "wall ms", "throughput", "CPU s", "vs RunTask"],
+    rows,
+  );
+  console.log("");
+  for (const s of summary) console.log(s);
+}
+
+if (import.meta.main) await main(Deno.args);
