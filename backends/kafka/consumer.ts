@@ -51,12 +51,12 @@
  *
  * @module
  */
-import {
-  type Admin,
-  type Consumer as KafkajsConsumer,
-  type EachBatchPayload,
-  type Kafka,
-  type KafkaMessage,
+import type {
+  Admin,
+  Consumer as KafkajsConsumer,
+  EachBatchPayload,
+  Kafka,
+  KafkaMessage,
 } from "kafkajs";
 import kafkajs from "kafkajs";
 import type { AssignmentCallbacks, Consumer } from "../abstract.ts";
