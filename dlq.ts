@@ -347,10 +347,24 @@ export interface DlqCounters {
   dlqBufferEvicted: number;
 }
 
+/**
+ * A run of one partition's messages inside a polled batch: `values[start..end)`. The
+ * buffer keeps references to the polled arrays (never copies or mutates them).
+ */
+interface Segment<T> {
+  readonly values: readonly BrokerValue<T>[];
+  start: number;
+  readonly end: number;
+}
+
 interface PartitionState<T> {
-  /** Buffered raw messages, by increasing offset, from `head`. */
-  entries: BrokerValue<T>[];
-  head: number;
+  /** Buffered runs, by increasing offset, from `segHead`. */
+  segments: Segment<T>[];
+  segHead: number;
+  /** Messages buffered. */
+  size: number;
+  /** Offsets already taken for dead-lettering (still inside a segment). */
+  taken: Set<number>;
   /** Highest offset evicted, for error messages. */
   evictedUpTo: number;
   /** First offset seen since assignment (for the ratio). */
@@ -397,33 +411,24 @@ export class DlqRunner<T> {
 
   /** Raw messages buffered for `partition`. */
   buffered(partition: Partition): number {
-    const s = this.#parts.get(partition);
-    return s ? s.entries.length - s.head : 0;
+    return this.#parts.get(partition)?.size ?? 0;
   }
 
-  /** Buffers freshly polled raw messages. */
+  /** Buffers freshly polled raw messages (by reference: O(1) per partition run). */
   record(batch: readonly BrokerValue<T>[]): void {
     const max = this.#policy.maxBufferedPerPartition;
-    let lastP: Partition | undefined;
-    let s: PartitionState<T> | undefined;
-    for (let i = 0; i < batch.length; i++) {
-      const v = batch[i];
-      if (v.partition !== lastP) {
-        lastP = v.partition;
-        s = this.#state(lastP);
-        s.first ??= v.offset;
-      }
-      const st = s!;
-      if (st.entries.length - st.head >= max) {
-        st.evictedUpTo = Math.max(st.evictedUpTo, st.entries[st.head].offset);
-        st.head++;
-        this.#hooks.stats.dlqBufferEvicted++;
-      }
-      st.entries.push(v);
-      if (st.head > 1024 && st.head * 2 > st.entries.length) {
-        st.entries = st.entries.slice(st.head);
-        st.head = 0;
-      }
+    const n = batch.length;
+    let i = 0;
+    while (i < n) {
+      const p = batch[i].partition;
+      let j = i + 1;
+      while (j < n && batch[j].partition === p) j++;
+      const s = this.#state(p);
+      s.first ??= batch[i].offset;
+      s.segments.push({ values: batch, start: i, end: j });
+      s.size += j - i;
+      if (s.size > max) this.#evict(s, s.size - max);
+      i = j;
     }
   }
 
@@ -431,14 +436,33 @@ export class DlqRunner<T> {
   prune(offsets: ReadonlyMap<Partition, number>): void {
     for (const [p, next] of offsets) {
       const s = this.#parts.get(p);
-      if (s === undefined) continue;
-      const e = s.entries;
-      let h = s.head;
-      while (h < e.length && e[h].offset < next) h++;
-      if (h === e.length) {
-        s.entries = [];
-        s.head = 0;
-      } else s.head = h;
+      if (s === undefined || s.size === 0) continue;
+      const segs = s.segments;
+      let h = s.segHead;
+      while (h < segs.length) {
+        const seg = segs[h];
+        const v = seg.values;
+        if (v[seg.end - 1].offset < next) {
+          s.size -= seg.end - seg.start;
+          h++;
+          continue;
+        }
+        if (v[seg.start].offset < next) {
+          // First index with offset >= next.
+          let lo = seg.start;
+          let hi = seg.end - 1;
+          while (lo < hi) {
+            const mid = (lo + hi) >>> 1;
+            if (v[mid].offset < next) lo = mid + 1;
+            else hi = mid;
+          }
+          s.size -= lo - seg.start;
+          seg.start = lo;
+        }
+        break;
+      }
+      this.#setHead(s, h);
+      if (s.taken.size > 0) { for (const o of s.taken) if (o < next) s.taken.delete(o); }
     }
   }
 
@@ -568,19 +592,59 @@ export class DlqRunner<T> {
     }
   }
 
-  /** Removes and returns the buffered raw message at `offset`, if present. */
+  /** Evicts the `count` oldest buffered messages of a full partition buffer. */
+  #evict(s: PartitionState<T>, count: number): void {
+    this.#hooks.stats.dlqBufferEvicted += count;
+    s.size -= count;
+    let h = s.segHead;
+    while (count > 0) {
+      const seg = s.segments[h];
+      const drop = Math.min(count, seg.end - seg.start);
+      seg.start += drop;
+      count -= drop;
+      s.evictedUpTo = Math.max(s.evictedUpTo, seg.values[seg.start - 1].offset);
+      if (seg.start === seg.end) h++;
+    }
+    this.#setHead(s, h);
+  }
+
+  #setHead(s: PartitionState<T>, h: number): void {
+    if (h >= s.segments.length) {
+      s.segments = [];
+      s.segHead = 0;
+    } else if (h > 64 && h * 2 > s.segments.length) {
+      s.segments = s.segments.slice(h);
+      s.segHead = 0;
+    } else s.segHead = h;
+  }
+
+  /** Takes the buffered raw message at `offset`, if present and not taken before. */
   #take(s: PartitionState<T>, offset: number): BrokerValue<T> | undefined {
-    const e = s.entries;
-    let lo = s.head;
-    let hi = e.length - 1;
+    if (s.taken.has(offset)) return undefined;
+    const segs = s.segments;
+    // The last segment starting at or before `offset`.
+    let lo = s.segHead;
+    let hi = segs.length - 1;
+    let found = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      const o = e[mid].offset;
+      const seg = segs[mid];
+      if (seg.start < seg.end && seg.values[seg.start].offset <= offset) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    if (found < 0) return undefined;
+    const seg = segs[found];
+    const v = seg.values;
+    lo = seg.start;
+    hi = seg.end - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const o = v[mid].offset;
       if (o === offset) {
-        const v = e[mid];
-        if (mid === s.head) s.head++;
-        else e.splice(mid, 1);
-        return v;
+        s.taken.add(offset);
+        return v[mid];
       }
       if (o < offset) lo = mid + 1;
       else hi = mid - 1;
@@ -592,8 +656,10 @@ export class DlqRunner<T> {
     let s = this.#parts.get(p);
     if (s === undefined) {
       s = {
-        entries: [],
-        head: 0,
+        segments: [],
+        segHead: 0,
+        size: 0,
+        taken: new Set(),
         evictedUpTo: -1,
         first: undefined,
         invalid: 0,
