@@ -348,8 +348,8 @@ export interface DlqCounters {
 }
 
 /**
- * A run of one partition's messages inside a polled batch: `values[start..end)`. The
- * buffer keeps references to the polled arrays (never copies or mutates them).
+ * A run of one partition's messages: `values[start..end)`. `values` is the polled array
+ * itself when it holds one partition only (never mutated), else a copy of the run.
  */
 interface Segment<T> {
   readonly values: readonly BrokerValue<T>[];
@@ -414,7 +414,7 @@ export class DlqRunner<T> {
     return this.#parts.get(partition)?.size ?? 0;
   }
 
-  /** Buffers freshly polled raw messages (by reference: O(1) per partition run). */
+  /** Buffers freshly polled raw messages (by reference, or a copy of each partition's run). */
   record(batch: readonly BrokerValue<T>[]): void {
     const max = this.#policy.maxBufferedPerPartition;
     const n = batch.length;
@@ -425,7 +425,13 @@ export class DlqRunner<T> {
       while (j < n && batch[j].partition === p) j++;
       const s = this.#state(p);
       s.first ??= batch[i].offset;
-      s.segments.push({ values: batch, start: i, end: j });
+      // A batch of one partition is kept by reference; runs of a mixed batch are copied,
+      // so a buffered run never keeps other partitions' messages alive.
+      s.segments.push(
+        i === 0 && j === n
+          ? { values: batch, start: 0, end: n }
+          : { values: batch.slice(i, j), start: 0, end: j - i },
+      );
       s.size += j - i;
       if (s.size > max) this.#evict(s, s.size - max);
       i = j;
