@@ -614,3 +614,31 @@ Deno.test("DlqPolicy validates its options with clear errors", () => {
   );
   assertInstanceOf(new DlqPolicy<string>({ producer, topic: dlqTopic }), DlqPolicy);
 });
+
+Deno.test("revoke waits for pending DLQ deliveries, then commits past them before handing over", async () => {
+  const env = setup(["a", "bad", "b", "c"]);
+  env.producer.mode = "hold";
+  const processed: string[] = [];
+  const p1 = makeProcessor(env, rejectBad(processed), {}, {
+    commitPolicy: CommitPolicy.ONCE_PER_SECOND,
+  });
+  await runUntil(p1, () => env.producer.held.length === 1 && processed.length === 3, "held");
+  // A second member joins: p1 must revoke (close, join, wait for the DLQ, commit).
+  const processed2: string[] = [];
+  const p2 = makeProcessor(env, rejectBad(processed2));
+  const revoking = p1.runOnce();
+  await p2.runOnce();
+  for (let i = 0; i < 5; i++) await tick();
+  assert((committed(env) ?? 0) <= 1, "nothing committed past the pending delivery");
+  env.producer.mode = "pass";
+  env.producer.release();
+  await revoking;
+  assertEquals(p1.stats.revocations, 1);
+  assertEquals(committed(env), 4, "the revoke committed past the dead-lettered message");
+  for (let i = 0; i < 5; i++) {
+    await p1.runOnce();
+    await p2.runOnce();
+  }
+  assertEquals(processed2, [], "the new owner re-reads nothing");
+  assertEquals((await dlqContents(env)).map((r) => r.value), ["bad"]);
+});
