@@ -169,6 +169,7 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
     return this.#size;
   }
 
+  /** Adds messages to the batch, processing it whenever it reaches the current size. */
   protected process(chunk: Message<TIn>[]): void | Promise<void> {
     if (this.#busy !== undefined) return this.#after(this.#busy, chunk, 0);
     for (let i = 0; i < chunk.length; i++) {
@@ -180,6 +181,7 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
   }
 
+  /** Processes a partial batch that has waited `maxWaitMs`. */
   protected override onPoll(): void {
     if (this.#busy !== undefined || this.#offsets.size === 0) return;
     if (this.clock.now() - this.#startedAt < this.#maxWaitMs) return;
@@ -197,6 +199,7 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
   }
 
+  /** On `join`, processes the partial batch. */
   protected override async onDrained(): Promise<void> {
     while (this.#busy !== undefined && !this.abandoned) await this.#busy;
     if (this.#offsets.size > 0 && !this.abandoned) await this.#flush(false);

@@ -189,6 +189,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
   }
 
+  /** Calls `fn` on each message in order, through the breaker. */
   protected process(batch: Message<TIn>[]): void | Promise<void> {
     for (let i = 0; i < batch.length; i++) {
       const m = batch[i];

@@ -167,6 +167,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     return new Map(this.#watermarks);
   }
 
+  /** Admits messages to their keys' queues, holding the chunk while `maxPending` is reached. */
   protected process(chunk: Message<TIn>[]): void | Promise<void> {
     for (let i = 0; i < chunk.length; i++) {
       if (this.#pending >= this.maxPending) return this.#processSlow(chunk, i);
@@ -175,6 +176,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#pump();
   }
 
+  /** On `join`, waits until every accepted message has completed and been handed on. */
   protected override async onDrained(): Promise<void> {
     while (this.#pending > 0 && !this.abandoned) await this.#change();
   }
@@ -216,7 +218,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
       // Nothing to run: it is done at once, but its offsets still wait for the prefix.
       const entry: Entry = { m, ks: undefined as unknown as KeyState, done: false };
       this.#track(entry);
-      this.#finish(entry, m as unknown as Message<TOut>, undefined);
+      this.#finish(entry, undefined as TOut, undefined);
       return;
     }
     let k: string | number;

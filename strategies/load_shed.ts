@@ -133,6 +133,7 @@ export class LoadShed<T> extends StreamStep<T, T> {
     return this.#buffered;
   }
 
+  /** Hands messages on, or buffers them (dropping when full) while the next step rejects. */
   protected process(batch: Message<T>[]): void {
     for (let i = 0; i < batch.length; i++) {
       const m = batch[i];
@@ -151,6 +152,7 @@ export class LoadShed<T> extends StreamStep<T, T> {
     }
   }
 
+  /** On `join`, waits until the buffer has been handed on. */
   protected override async onDrained(): Promise<void> {
     while (this.#draining !== undefined && !this.abandoned) await this.#draining;
   }

@@ -97,6 +97,7 @@ export class RateLimit<T> extends StreamStep<T, T> {
     return this.#tokens;
   }
 
+  /** Queues a message; throws `MessageRejected` (counted in `rejected`) when the queue is full. */
   override submit(message: Message<T>): void {
     try {
       super.submit(message);
@@ -106,6 +107,7 @@ export class RateLimit<T> extends StreamStep<T, T> {
     }
   }
 
+  /** Lets each message through when a token is available, else waits on the clock. */
   protected process(batch: Message<T>[]): void | Promise<void> {
     for (let i = 0; i < batch.length; i++) {
       const m = batch[i];
