@@ -11,6 +11,7 @@ import {
   Buffer,
   type BufferProtocol,
   CommitOffsets,
+  CommitPolicy,
   type Committable,
   ConfigurationError,
   FILTERED_PAYLOAD,
@@ -19,12 +20,15 @@ import {
   Message,
   MESSAGE_REJECTED,
   MessageRejected,
-  type Partition,
+  Partition,
   type ProcessingStrategy,
   Reduce,
+  RunTask,
   StepError,
+  StreamProcessor,
   UnbatchStep,
 } from "../mod.ts";
+import { LocalBroker } from "../backends/local/mod.ts";
 import { strategyContract } from "./contract.ts";
 import { brokerMessage, CommitRecorder, Gate, P0, P1, tick, waitFor } from "./helpers.ts";
 
@@ -695,4 +699,58 @@ Deno.test("UnbatchStep: a payload that is not an array of messages fails naming 
   const e = assertThrows(() => step.poll(), StepError);
   assertStringIncludes(e.message, `step "split" failed on message contract-topic/0@7`);
   assertStringIncludes(e.message, "array of messages");
+});
+
+// ---- with the stream processor ------------------------------------------------------------
+
+Deno.test("Reduce under the processor: commits follow flushes, by time while idle, and revoke flushes the partial batch", async () => {
+  const clock = new ManualClock(1_000_000);
+  const broker = new LocalBroker<number>({ clock });
+  const topic = broker.createTopic(`reduce-${crypto.randomUUID()}`, 1);
+  const p0 = Partition.of(topic, 0);
+  for (let i = 0; i < 10; i++) broker.produce(topic, i);
+  const sums: number[] = [];
+  const processor = new StreamProcessor<number>({
+    consumer: broker.getConsumer("g"),
+    topics: [topic],
+    commitPolicy: CommitPolicy.IMMEDIATE,
+    pollTimeoutMs: 0,
+    handleSignals: false,
+    clock,
+    factory: {
+      createWithPartitions: (commit) =>
+        new Reduce(
+          sum,
+          () => 0,
+          new RunTask((m: Message<number>) => {
+            sums.push(m.payload);
+            return m.payload;
+          }, new CommitOffsets(commit)),
+          { maxBatchSize: 1000, maxBatchTimeMs: 500, clock },
+        ),
+    },
+  });
+  for (let i = 0; i < 5; i++) await processor.runOnce();
+  assertEquals(
+    broker.committed("g").get(p0),
+    undefined,
+    "nothing committed while the batch is open",
+  );
+  await clock.advance(500);
+  await processor.runOnce(); // no new message: the poll flushes the due batch
+  await waitFor(() => sums.length === 1, "the time flush");
+  for (let i = 0; i < 3; i++) await processor.runOnce();
+  assertEquals(sums, [45]);
+  assertEquals(broker.committed("g").get(p0), 10);
+  for (let i = 10; i < 13; i++) broker.produce(topic, i);
+  for (let i = 0; i < 3; i++) await processor.runOnce();
+  assertEquals(broker.committed("g").get(p0), 10);
+  // A second member joins: revoke closes and joins the pipeline, flushing the partial batch.
+  const other = broker.getConsumer("g");
+  other.subscribe([topic]);
+  await processor.runOnce();
+  assertEquals(sums, [45, 33]);
+  assertEquals(broker.committed("g").get(p0), 13, "the partial batch was committed on revoke");
+  await other.close();
+  processor.signalShutdown();
 });
