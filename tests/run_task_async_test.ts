@@ -8,6 +8,7 @@ import {
 } from "@std/assert";
 import {
   CommitOffsets,
+  CommitPolicy,
   FILTERED_PAYLOAD,
   InvalidMessage,
   ManualClock,
@@ -17,7 +18,9 @@ import {
   type ProcessingStrategy,
   RunTaskAsync,
   StepError,
+  StreamProcessor,
 } from "../mod.ts";
+import { LocalBroker } from "../backends/local/mod.ts";
 import { strategyContract } from "./contract.ts";
 import { brokerMessage, CommitRecorder, Gate, P0, tick, waitFor } from "./helpers.ts";
 
@@ -423,4 +426,44 @@ Deno.test("RunTaskAsync: bad options are configuration errors", () => {
     Error,
     "maxPending (2) must be >= concurrency (4)",
   );
+});
+
+Deno.test("RunTaskAsync: under the StreamProcessor every message is processed once and committed", async () => {
+  const broker = new LocalBroker<number>();
+  const topic = broker.createTopic("async-e2e", 3);
+  const n = 300;
+  for (let i = 0; i < n; i++) broker.produce(topic, i);
+  const rnd = random(3);
+  const calls = new Map<number, number>();
+  const processor = new StreamProcessor<number>({
+    consumer: broker.getConsumer("async-e2e"),
+    topics: [topic],
+    commitPolicy: new CommitPolicy({ intervalMs: 10 }),
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit) =>
+        new RunTaskAsync<number, number>(
+          async (m) => {
+            calls.set(m.payload, (calls.get(m.payload) ?? 0) + 1);
+            if (rnd() < 0.3) await tick();
+            return m.payload;
+          },
+          new CommitOffsets(commit),
+          { concurrency: 8, maxPending: 16, highWaterMark: 8 },
+        ),
+    },
+  });
+  const running = processor.run();
+  await waitFor(
+    () =>
+      broker.partitions(topic).every((p) =>
+        broker.committed("async-e2e").get(p) === broker.endOffset(p)
+      ),
+    "everything committed",
+    10_000,
+  );
+  processor.signalShutdown();
+  await running;
+  assertEquals(calls.size, n);
+  assert([...calls.values()].every((c) => c === 1), "each message processed exactly once");
 });
