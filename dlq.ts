@@ -222,6 +222,11 @@ export class DlqPolicy<T, P = DlqRecord<T>> {
       "DlqPolicy.deliveryTimeoutMs",
       options.deliveryTimeoutMs ?? 30_000,
     );
+    if (this.deliveryTimeoutMs === 0) {
+      throw new ConfigurationError(
+        "DlqPolicy.deliveryTimeoutMs must be > 0 milliseconds (every delivery would time out)",
+      );
+    }
     const mode = options.onDeliveryFailure ?? "stop";
     if (mode !== "stop" && mode !== "drop-and-count") {
       throw new ConfigurationError(

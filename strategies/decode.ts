@@ -90,6 +90,7 @@ export class Decode<TRaw, T> extends MapStep<TRaw, T> {
     }
   }
 
+  /** Decodes one message; a decode failure becomes an `InvalidMessage`. */
   protected transform(m: Message<TRaw>): TransformResult<T> {
     if (m.filtered) return m as unknown as Message<T>;
     try {

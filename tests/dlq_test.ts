@@ -590,6 +590,9 @@ Deno.test("DlqPolicy validates its options with clear errors", () => {
     [{ limit: { maxInvalidRatio: 1.5 } }, "maxInvalidRatio"],
     [{ maxBufferedPerPartition: -1 }, "maxBufferedPerPartition"],
     [{ maxInFlight: 0.5 }, "maxInFlight"],
+    [{ deliveryTimeoutMs: 0 }, "deliveryTimeoutMs"],
+    [{ build: "x" as never }, "build"],
+    [{ topic: 5 as never }, "topic"],
     [{ onDeliveryFailure: "ignore" as never }, "onDeliveryFailure"],
   ];
   for (const [opts, what] of bad) {
