@@ -4,6 +4,7 @@
  * @module
  */
 import {
+  BrokerValue,
   type Committable,
   ConfigurationError,
   EMPTY_COMMITTABLE,
@@ -90,10 +91,13 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /**
    * Turns one element of the iterable into a child message. The default wraps the payload
-   * in a `Value` with no offsets and the input's timestamp.
+   * in a `Value` with the input's timestamp, carrying the input's offsets when it is the
+   * `last` child and none otherwise.
    */
-  protected child(item: unknown, input: Message<TIn>): Message<TOut> {
-    return new Message(new Value(item as TOut, EMPTY_COMMITTABLE, input.timestamp));
+  protected child(item: unknown, input: Message<TIn>, last: boolean): Message<TOut> {
+    return new Message(
+      new Value(item as TOut, last ? input.committable : EMPTY_COMMITTABLE, input.timestamp),
+    );
   }
 
   protected process(batch: Message<TIn>[]): void | Promise<void> {
@@ -170,7 +174,8 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
   ): Promise<void> | undefined {
     for (;;) {
       const next = this.#advance(m, it);
-      const child = this.#child(cur.value, m);
+      const last = !(next instanceof InvalidMessage) && next.done === true;
+      const child = this.#child(cur.value, m, last);
       if (next instanceof InvalidMessage) return this.#report(child, next, m);
       if (next.done) return this.#emitLast(child, m);
       if (!this.emit(child)) return this.#walkSlow(m, it, child, next);
@@ -192,7 +197,8 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
       let cur = next;
       for (;;) {
         const n = this.#advance(m, it);
-        child = this.#child(cur.value, m);
+        const last = !(n instanceof InvalidMessage) && n.done === true;
+        child = this.#child(cur.value, m, last);
         if (n instanceof InvalidMessage) return this.#report(child, n, m);
         if (n.done) return this.#emitLast(child, m);
         next = n;
@@ -244,17 +250,21 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
   }
 
-  #child(item: unknown, m: Message<TIn>): Message<TOut> {
+  #child(item: unknown, m: Message<TIn>, last: boolean): Message<TOut> {
     let child: Message<TOut>;
     try {
-      child = this.child(item, m);
+      child = this.child(item, m, last);
     } catch (e) {
       throw this.wrapError(e, m);
     }
-    const c = child.committable;
-    if (c.size > 0) {
+    const v = child.value;
+    if (v instanceof BrokerValue) {
+      // (no `committable` getter here: it would allocate a Map per child)
       const carried = this.#carried ??= new Map();
-      for (const [p, o] of c) if ((carried.get(p) ?? -1) < o) carried.set(p, o);
+      if ((carried.get(v.partition) ?? -1) <= v.offset) carried.set(v.partition, v.offset + 1);
+    } else if (v.committable.size > 0 && !last) {
+      const carried = this.#carried ??= new Map();
+      for (const [p, o] of v.committable) if ((carried.get(p) ?? -1) < o) carried.set(p, o);
     }
     return child;
   }
@@ -262,20 +272,19 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
   /** The last child takes the input's offsets (or is followed by a marker carrying them). */
   #emitLast(child: Message<TOut>, m: Message<TIn>): Promise<void> | undefined {
     const input = m.committable;
-    let out: Message<TOut>[];
     const carried = this.#carried;
     this.#carried = undefined;
-    if (covers(child.committable, input, carried)) out = [child];
-    else if (child.committable.size === 0) {
-      out = [new Message(new Value(child.payload, input, child.timestamp ?? m.timestamp))];
-    } else {
-      out = [
-        child,
-        new Message(new Value(FILTERED_PAYLOAD as unknown as TOut, input, m.timestamp)),
-      ];
-    }
     this.children++;
-    const r = this.emitAll(out);
+    let marker: Message<TOut> | undefined;
+    if (child.committable !== input && !covers(child.committable, input, carried)) {
+      if (child.committable.size === 0) {
+        child = new Message(new Value(child.payload, input, child.timestamp ?? m.timestamp));
+      } else {
+        marker = new Message(new Value(FILTERED_PAYLOAD as unknown as TOut, input, m.timestamp));
+      }
+    }
+    if (marker === undefined) return this.emit(child) ? undefined : this.emitWhenRoom(child);
+    const r = this.emitAll([child, marker]);
     return r === undefined ? undefined : r;
   }
 }
