@@ -8,6 +8,11 @@
 import type { Consumer } from "./backends/abstract.ts";
 import { type Clock, macrotask, systemClock } from "./clock.ts";
 import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
+import type { MeterProvider } from "@opentelemetry/api";
+import { ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "./metrics/consumer.ts";
+import { SluiceMetrics } from "./metrics/otel.ts";
+import { withStepMetrics } from "./metrics/step.ts";
+import { StuckDetector } from "./metrics/stuck.ts";
 import { type DlqCounters, DlqPolicy, DlqRunner } from "./dlq.ts";
 import type {
   Commit,
@@ -48,6 +53,17 @@ export interface StreamProcessorOptions<T> {
   clock?: Clock;
   /** Install SIGINT/SIGTERM handlers that shut down gracefully during `run()`. Default true. */
   handleSignals?: boolean;
+  /**
+   * OpenTelemetry `MeterProvider` for Sluice's metrics (`sluice.consumer.*`, and
+   * `sluice.step.*` for every step the factory builds). Without one nothing is recorded.
+   * With `OTEL_DENO=true`, pass `metrics.getMeterProvider()` from `@opentelemetry/api`.
+   */
+  meterProvider?: MeterProvider;
+  /**
+   * When `run()`'s loop has not advanced for this many milliseconds, log a warning saying
+   * what it was doing and count `sluice.consumer.stuck`. Default: off.
+   */
+  stuckTimeoutMs?: number;
   /**
    * Dead-letter queue for `InvalidMessage`s. Without one, an invalid message stops the
    * processor (nothing is committed past it). See {@link DlqPolicy}.
@@ -153,6 +169,12 @@ export class StreamProcessor<T> {
   #stopping = false;
   #running = false;
   #lastYield = performance.now();
+  /** Metrics on the given MeterProvider (shared) and this processor's share of them. */
+  readonly #metrics: SluiceMetrics | undefined;
+  readonly #meter: ConsumerMeter | undefined;
+  readonly #stuck: StuckDetector | undefined;
+  /** What the loop is doing, for the stuck detector (and time accounting when metered). */
+  #phase: Phase = Phase.Idle;
 
   /** Highest offset handed to `commit` per partition and not yet sent to the consumer. */
   #dirty = new Map<Partition, number>();
@@ -194,6 +216,20 @@ export class StreamProcessor<T> {
     this.#pollTimeoutMs = requireNonNegative("pollTimeoutMs", options.pollTimeoutMs ?? 100);
     this.#maxBackoffMs = requireNonNegative("maxBackoffMs", options.maxBackoffMs ?? 100);
     this.#handleSignals = options.handleSignals ?? true;
+    if (options.meterProvider !== undefined) {
+      this.#metrics = SluiceMetrics.for(options.meterProvider);
+      this.#meter = new ConsumerMeter(this.#clock, this.stats, this.#consumer, () => this.#bpStart);
+      this.#metrics.addConsumer(this.#meter);
+    }
+    if (options.stuckTimeoutMs !== undefined) {
+      this.#stuck = new StuckDetector({
+        clock: this.#clock,
+        timeoutMs: options.stuckTimeoutMs,
+        progress: () => this.stats.iterations,
+        describe: () => this.#describe(),
+        onStuck: (ms, doing) => this.#onStuck(ms, doing),
+      });
+    }
     if (options.dlqPolicy !== undefined && !(options.dlqPolicy instanceof DlqPolicy)) {
       throw new ConfigurationError(
         "dlqPolicy must be a DlqPolicy, e.g. new DlqPolicy({ producer, topic: \"my-dlq\" })",
@@ -239,6 +275,7 @@ export class StreamProcessor<T> {
     if (this.#running) throw new InvalidStateError("run() is already running");
     this.#running = true;
     const removeSignals = this.#handleSignals ? this.#installSignals() : () => {};
+    this.#stuck?.start();
     try {
       while (!this.#shutdownRequested) await this.runOnce();
       await this.#shutdown();
@@ -246,6 +283,9 @@ export class StreamProcessor<T> {
       await this.#crash();
       throw e;
     } finally {
+      this.#stuck?.stop();
+      this.#enter(Phase.Idle);
+      if (this.#meter !== undefined) this.#metrics!.retire(this.#meter);
       removeSignals();
       this.#running = false;
     }
@@ -257,9 +297,12 @@ export class StreamProcessor<T> {
     if (this.#commitError !== undefined) throw this.#commitError;
     this.#dlq?.throwIfFailed();
     if (this.#carried === undefined) {
+      this.#enter(Phase.Poll);
       const batch = await this.#consumer.poll(this.#pollTimeoutMs);
+      this.#enter(Phase.Process);
       if (batch.length > 0) {
         this.stats.messagesPolled += batch.length;
+        this.#meter?.sample(batch);
         this.#dlq?.record(batch);
         this.#carried = batch;
         this.#carriedIndex = 0;
@@ -347,9 +390,12 @@ export class StreamProcessor<T> {
     this.#policy.didCommit(this.#clock.now(), offsets);
     this.#consumer.stageOffsets(offsets);
     this.stats.commits++;
+    const meter = this.#meter;
+    const startedAt = meter === undefined ? 0 : this.#clock.now();
     this.#commitInFlight = this.#consumer.commitOffsets().then(
       () => {
         this.#commitInFlight = undefined;
+        meter?.committed(offsets, startedAt);
         if (this.#commitAgain) {
           this.#commitAgain = false;
           this.#startCommit();
@@ -357,6 +403,7 @@ export class StreamProcessor<T> {
       },
       (e) => {
         this.#commitInFlight = undefined;
+        meter?.commitFailed(startedAt);
         this.#commitError ??= e;
       },
     );
@@ -436,12 +483,14 @@ export class StreamProcessor<T> {
     const trustReady = !(this.#readyWon && !this.#progressSinceWait);
     this.#readyWon = false;
     this.#progressSinceWait = false;
+    this.#enter(Phase.Backpressure);
     const stop = new AbortController();
     const timer = this.#clock.sleep(this.#backoff, stop.signal);
     await (trustReady
       ? Promise.race([strategy.ready.then(() => void (this.#readyWon = true)), timer])
       : timer);
     stop.abort();
+    this.#enter(Phase.Process);
     this.#backoff = Math.min(this.#backoff * 2, Math.max(this.#maxBackoffMs, MIN_BACKOFF_MS));
     if (this.#paused) {
       // Keep group membership alive and let rebalances through while paused.
@@ -476,12 +525,16 @@ export class StreamProcessor<T> {
   async #onAssign(partitions: ReadonlyMap<Partition, number>): Promise<void> {
     this.stats.assignments++;
     if (this.#stopping) return;
+    this.#meter?.assigned(partitions);
     const current = this.#consumer.tell();
     for (const [p, o] of partitions) current.set(p, o);
     if (this.#strategy !== undefined) await this.#closeStrategy();
     this.#resetBackpressureState();
     this.#policy.start(current);
-    this.#strategy = this.#factory.createWithPartitions(this.#commit, current);
+    this.#strategy = withStepMetrics(
+      this.#metrics,
+      () => this.#factory.createWithPartitions(this.#commit, current),
+    );
   }
 
   async #onRevoke(partitions: readonly Partition[]): Promise<void> {
@@ -501,12 +554,16 @@ export class StreamProcessor<T> {
       this.#blocked.delete(p);
     }
     this.#dlq?.forget(revoked);
+    this.#meter?.revoked(partitions);
     this.#policy.forget(revoked);
     if (this.#stopping) return;
     const remaining = this.#consumer.tell();
     for (const p of revoked) remaining.delete(p);
     if (remaining.size > 0) {
-      this.#strategy = this.#factory.createWithPartitions(this.#commit, remaining);
+      this.#strategy = withStepMetrics(
+        this.#metrics,
+        () => this.#factory.createWithPartitions(this.#commit, remaining),
+      );
     }
   }
 
@@ -523,6 +580,10 @@ export class StreamProcessor<T> {
   async #closeStrategy(): Promise<void> {
     const strategy = this.#strategy!;
     this.#strategy = undefined;
+    // The held message is no longer waiting on this pipeline: its episode ends here.
+    this.#resetBackpressureState();
+    const phase = this.#phase;
+    this.#enter(Phase.Join);
     strategy.close();
     const deadline = this.#clock.now() + this.#joinTimeoutMs;
     this.#joining = true;
@@ -550,6 +611,7 @@ export class StreamProcessor<T> {
     // Dead-letter deliveries still in flight must land before the final commit (or fail it).
     await this.#dlq?.flush();
     await this.#flushCommits();
+    this.#enter(phase);
   }
 
   async #shutdown(): Promise<void> {
@@ -576,6 +638,26 @@ export class StreamProcessor<T> {
     try {
       await this.#factory.shutdown?.();
     } catch { /* idem */ }
+  }
+
+  /** Switches the loop's phase (and accounts the time of the previous one when metered). */
+  #enter(phase: Phase): void {
+    this.#phase = phase;
+    this.#meter?.enter(phase);
+  }
+
+  #describe(): string {
+    const assigned = [...this.#consumer.tell().keys()].map(String).join(", ") || "none";
+    return `${PHASE_DESCRIPTIONS[this.#phase]} (iteration ${this.stats.iterations}, ` +
+      `${this.carriedCount} message(s) held, paused: ${this.#paused}, assigned: ${assigned})`;
+  }
+
+  #onStuck(stuckForMs: number, doing: string): void {
+    if (this.#meter !== undefined) this.#meter.stuck++;
+    console.warn(
+      `sluice: the stream processor loop has not advanced for ${stuckForMs} ms; it is ${doing}. ` +
+        `A consumer call, commit or pipeline join that never settles keeps it there.`,
+    );
   }
 
   #installSignals(): () => void {

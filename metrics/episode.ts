@@ -10,7 +10,9 @@ import type { HistogramBuffer } from "./buffer.ts";
 
 /**
  * Totals of the episodes of one step, one side (sending or receiving backpressure) and one
- * origin. Every number is cumulative; `timeMs(now)` includes episodes still open.
+ * origin. Every number is cumulative. Time is split by origin: when the origin of an open
+ * episode changes, the time so far stays with the old origin (so each origin's time only
+ * grows), and the episode's duration is reported with the origin it ended with.
  *
  * @example
  * ```ts
@@ -18,24 +20,21 @@ import type { HistogramBuffer } from "./buffer.ts";
  * const stats = new EpisodeStats({ step: "sink", origin: "sink" });
  * const episode = new EpisodeTracker();
  * episode.begin(1000, stats);
- * episode.reject();
  * episode.end(1250);
- * console.log(stats.episodes, stats.totalMs); // 1 250
+ * console.log(stats.episodes, stats.timeMs(2000)); // 1 250
  * ```
  */
 export class EpisodeStats {
-  /** Rejections counted while an episode was open. */
-  rejections = 0;
-  /** Episodes that ended. */
+  /** Episodes that ended with this origin. */
   episodes = 0;
-  /** Total duration of the episodes that ended, in milliseconds. */
-  totalMs = 0;
-  /** Episodes currently open. */
+  /** Time attributed to this origin in ended stretches, in milliseconds. */
+  closedMs = 0;
+  /** Stretches currently open with this origin. */
   open = 0;
-  /** Sum of the start times of the open episodes (so open time needs no list). */
+  /** Sum of the start times of the open stretches (so open time needs no list). */
   openStartSum = 0;
 
-  /** Creates the totals; `durations` receives one sample per ended episode. */
+  /** Creates the totals; `durations` receives one sample per episode ended with this origin. */
   constructor(
     /** Attributes these totals are reported with (`step`, `origin`). */
     readonly attributes: Attributes,
@@ -43,9 +42,9 @@ export class EpisodeStats {
     readonly durations?: HistogramBuffer,
   ) {}
 
-  /** Milliseconds spent in episodes, ended ones plus the open ones up to `now`. */
+  /** Milliseconds attributed to this origin, open stretches included up to `now`. */
   timeMs(now: number): number {
-    return this.totalMs + (this.open * now - this.openStartSum);
+    return this.closedMs + (this.open * now - this.openStartSum);
   }
 }
 
@@ -55,15 +54,20 @@ export class EpisodeStats {
  * @example
  * ```ts
  * import { EpisodeStats, EpisodeTracker } from "@sluice/sluice";
+ * const self = new EpisodeStats({ step: "a", origin: "a" });
+ * const sink = new EpisodeStats({ step: "a", origin: "sink" });
  * const t = new EpisodeTracker();
- * t.begin(0, new EpisodeStats({ step: "a", origin: "a" }));
- * t.begin(5, new EpisodeStats({ step: "a", origin: "b" })); // ignored: already open
- * console.log(t.end(40)); // 40
+ * t.begin(0, self);
+ * t.begin(5, self); // ignored: already open
+ * t.reattribute(10, sink); // from now on the pressure comes from "sink"
+ * console.log(t.end(40)); // 40, reported with origin "sink"
+ * console.log(self.timeMs(40), sink.timeMs(40)); // 10 30
  * console.log(t.end(50)); // -1: nothing was open
  * ```
  */
 export class EpisodeTracker {
   #start = 0;
+  #segmentStart = 0;
   #stats: EpisodeStats | undefined;
 
   /** True while an episode is open. */
@@ -76,7 +80,7 @@ export class EpisodeTracker {
     return this.#start;
   }
 
-  /** The totals the open episode counts into, if one is open. */
+  /** The totals the open episode counts into now, if one is open. */
   get stats(): EpisodeStats | undefined {
     return this.#stats;
   }
@@ -85,15 +89,24 @@ export class EpisodeTracker {
   begin(now: number, stats: EpisodeStats): void {
     if (this.#stats !== undefined) return;
     this.#start = now;
+    this.#segmentStart = now;
     this.#stats = stats;
     stats.open++;
     stats.openStartSum += now;
   }
 
-  /** Counts one rejection in the open episode (no-op when none is open). */
-  reject(): void {
+  /**
+   * The open episode's origin changed at `now`: time so far stays with the old totals,
+   * time from now on (and the episode itself, when it ends) goes to `stats`.
+   */
+  reattribute(now: number, stats: EpisodeStats): void {
     const s = this.#stats;
-    if (s !== undefined) s.rejections++;
+    if (s === undefined || s === stats) return;
+    this.#close(s, now);
+    this.#segmentStart = now;
+    this.#stats = stats;
+    stats.open++;
+    stats.openStartSum += now;
   }
 
   /** Ends the open episode at `now`; returns its duration, or -1 when none was open. */
@@ -101,12 +114,16 @@ export class EpisodeTracker {
     const s = this.#stats;
     if (s === undefined) return -1;
     this.#stats = undefined;
+    this.#close(s, now);
     const d = now > this.#start ? now - this.#start : 0;
-    s.open--;
-    s.openStartSum -= this.#start;
     s.episodes++;
-    s.totalMs += d;
     s.durations?.push(d);
     return d;
+  }
+
+  #close(s: EpisodeStats, now: number): void {
+    s.open--;
+    s.openStartSum -= this.#segmentStart;
+    s.closedMs += now > this.#segmentStart ? now - this.#segmentStart : 0;
   }
 }

@@ -249,17 +249,18 @@ export class SluiceMetrics implements StepMetricsSource {
       this.#counter(
         `sluice.step.${side}_backpressure`,
         "{rejection}",
-        `Rejections: ${what}; attribute origin names the step where the pressure started`,
+        `Rejections: ${what}`,
         (r) => {
           for (const s of this.#steps.values()) {
-            for (const e of map(s).values()) r.observe(e.rejections, e.attributes);
+            r.observe(side === "send" ? s.sendRejections : s.receiveRejections, s.attributes);
           }
         },
       );
       this.#counter(
         `sluice.step.${side}_backpressure_time`,
         "ms",
-        `Time spent ${doing}, open episodes included; its rate is the share of time`,
+        `Time spent ${doing}, open episodes included, by origin (the step where the ` +
+          `pressure started); its rate is the share of time`,
         (r) => {
           for (const s of this.#steps.values()) {
             const now = s.clock.now();

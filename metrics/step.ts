@@ -33,6 +33,10 @@ export type BackpressureSide = "send" | "receive";
 export class StepStats {
   /** Messages the step accepted (through its queue). */
   messages = 0;
+  /** Times the step rejected a submit from its upstream. */
+  sendRejections = 0;
+  /** Times the step's downstream rejected a hand-off. */
+  receiveRejections = 0;
   /** Send-side totals by origin. */
   readonly send: Map<string, EpisodeStats> = new Map();
   /** Receive-side totals by origin. */
@@ -92,6 +96,12 @@ export interface StepMetricsSource {
  * The instrumentation of one step instance. The step calls it at the few points where
  * pressure starts or ends; everything else is a field check.
  *
+ * Origin rules: a send episode is the step's own (origin = its name) until the step's
+ * downstream rejects it during the episode; from then on it carries the downstream's
+ * origin, to the end of the episode (the backlog left by a stalled downstream is the
+ * downstream's doing). A receive episode carries the origin of the downstream's open send
+ * episode (or the downstream's name). Origin changes propagate upstream at once.
+ *
  * @example
  * ```ts
  * import { ManualClock, StepMeter, StepStats } from "@sluice/sluice";
@@ -100,7 +110,7 @@ export interface StepMetricsSource {
  * meter.rejectedUpstream(new Promise(() => {}));
  * await clock.advance(30);
  * meter.relieveUpstream();
- * console.log(meter.stats.send.get("sink")?.totalMs); // 30
+ * console.log(meter.stats.send.get("sink")?.timeMs(clock.now())); // 30
  * ```
  */
 export class StepMeter {
@@ -109,6 +119,7 @@ export class StepMeter {
   readonly #clock: Clock;
   readonly #downstream: StepMeter | undefined;
   readonly #downstreamName: string;
+  #upstream: StepMeter | undefined;
   readonly #send = new EpisodeTracker();
   readonly #receive = new EpisodeTracker();
   #sendOrigin = "";
@@ -116,6 +127,8 @@ export class StepMeter {
   #sendEpisode = 0;
   #sending = false;
   #receiving = false;
+  /** The open send episode has seen downstream pressure (its origin follows the downstream). */
+  #sendFollows = false;
 
   /**
    * Creates the meter. `downstream` is the next step's meter when the next step is
@@ -131,6 +144,7 @@ export class StepMeter {
     this.#clock = clock;
     this.#downstream = downstream;
     this.#downstreamName = downstreamName;
+    if (downstream !== undefined) downstream.#upstream = this;
   }
 
   /** The step's name in metrics. */
@@ -169,8 +183,10 @@ export class StepMeter {
    */
   rejectedUpstream(ready: Promise<void>): void {
     if (!this.#sending) {
-      const origin = this.#receiving ? this.#receiveOrigin : this.stats.name;
+      const follows = this.#receiving;
+      const origin = follows ? this.#receiveOrigin : this.stats.name;
       this.#sendOrigin = origin;
+      this.#sendFollows = follows;
       this.#sending = true;
       this.#send.begin(this.#clock.now(), this.stats.episodes("send", origin));
       const episode = ++this.#sendEpisode;
@@ -178,14 +194,18 @@ export class StepMeter {
         if (this.#sendEpisode === episode) this.relieveUpstream();
       };
       ready.then(end, end);
+      // An upstream already rejected by this step now sees this episode's origin.
+      const up = this.#upstream;
+      if (up !== undefined) up.#downstreamOriginChanged(origin);
     }
-    this.#send.reject();
+    this.stats.sendRejections++;
   }
 
   /** The upstream is no longer held back: room in the queue, close, revoke or shutdown. */
   relieveUpstream(): void {
     if (!this.#sending) return;
     this.#sending = false;
+    this.#sendFollows = false;
     this.#sendEpisode++;
     this.#send.end(this.#clock.now());
   }
@@ -194,16 +214,16 @@ export class StepMeter {
   rejectedDownstream(): void {
     if (!this.#receiving) {
       const d = this.#downstream;
-      const origin = d === undefined
-        ? this.#downstreamName
-        : d.#sending
-        ? d.#sendOrigin
-        : d.stats.name;
+      const origin = d === undefined ? this.#downstreamName : d.#currentOrigin();
       this.#receiveOrigin = origin;
       this.#receiving = true;
       this.#receive.begin(this.#clock.now(), this.stats.episodes("receive", origin));
+      if (this.#sending) {
+        this.#sendFollows = true;
+        this.#setSendOrigin(origin);
+      }
     }
-    this.#receive.reject();
+    this.stats.receiveRejections++;
   }
 
   /** The downstream accepted a hand-off: the receive episode, if any, ends. */
@@ -217,6 +237,26 @@ export class StepMeter {
   endAll(): void {
     this.relieveUpstream();
     this.acceptedDownstream();
+  }
+
+  /** What this step's upstream should call the origin of a rejection from this step. */
+  #currentOrigin(): string {
+    return this.#sending ? this.#sendOrigin : this.stats.name;
+  }
+
+  #setSendOrigin(origin: string): void {
+    if (origin === this.#sendOrigin) return;
+    this.#sendOrigin = origin;
+    this.#send.reattribute(this.#clock.now(), this.stats.episodes("send", origin));
+    const up = this.#upstream;
+    if (up !== undefined) up.#downstreamOriginChanged(origin);
+  }
+
+  #downstreamOriginChanged(origin: string): void {
+    if (!this.#receiving || origin === this.#receiveOrigin) return;
+    this.#receiveOrigin = origin;
+    this.#receive.reattribute(this.#clock.now(), this.stats.episodes("receive", origin));
+    if (this.#sending && this.#sendFollows) this.#setSendOrigin(origin);
   }
 }
 

@@ -1,0 +1,583 @@
+/**
+ * Metrics: per-step backpressure episodes (with their origin), consumer metrics, lag,
+ * latency and the stuck detector, read back through the OpenTelemetry SDK's in-memory
+ * collection on scripted scenarios driven by a ManualClock.
+ */
+import { metrics as otelApi } from "@opentelemetry/api";
+import {
+  DataPointType,
+  type HistogramMetricData,
+  MeterProvider,
+  type MetricData,
+  MetricReader,
+} from "@opentelemetry/sdk-metrics";
+import { assert, assertEquals } from "@std/assert";
+import {
+  type Commit,
+  CommitOffsets,
+  CommitPolicy,
+  highestOffsets,
+  macrotask,
+  ManualClock,
+  type Message,
+  MessageRejected,
+  RunTask,
+  StepMeter,
+  type StepOptions,
+  StepStats,
+  StreamProcessor,
+  StreamStep,
+} from "../mod.ts";
+import { LocalBroker } from "../backends/local/mod.ts";
+
+// ---- helpers ---------------------------------------------------------------------------
+
+/** The SDK's reader, collected on demand (no export timer). */
+class InMemoryReader extends MetricReader {
+  protected onShutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+  protected onForceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+type Attrs = Record<string, string | number>;
+
+/** One collection, indexed by metric name. */
+class Snapshot {
+  readonly #byName = new Map<string, MetricData>();
+  constructor(data: MetricData[]) {
+    for (const m of data) this.#byName.set(m.descriptor.name, m);
+  }
+  get names(): string[] {
+    return [...this.#byName.keys()].sort();
+  }
+  metric(name: string): MetricData | undefined {
+    return this.#byName.get(name);
+  }
+  /** Data points of `name` as [attributes, value] (value: number, or histogram summary). */
+  points(name: string): Array<{ attributes: Attrs; value: unknown }> {
+    const m = this.#byName.get(name);
+    return (m?.dataPoints ?? []).map((p) => ({
+      attributes: p.attributes as Attrs,
+      value: p.value,
+    }));
+  }
+  /** The value of the point whose attributes equal `attrs` exactly. */
+  value(name: string, attrs: Attrs = {}): number | undefined {
+    const p = this.#find(name, attrs);
+    return p === undefined ? undefined : p.value as number;
+  }
+  histogram(
+    name: string,
+    attrs: Attrs,
+  ): { count: number; sum: number; min?: number; max?: number } | undefined {
+    const m = this.#byName.get(name);
+    if (m === undefined) return undefined;
+    assertEquals(m.dataPointType, DataPointType.HISTOGRAM, `${name} is a histogram`);
+    const p = (m as HistogramMetricData).dataPoints.find((d) => sameAttrs(d.attributes, attrs));
+    if (p === undefined) return undefined;
+    return { count: p.value.count, sum: p.value.sum ?? NaN, min: p.value.min, max: p.value.max };
+  }
+  #find(name: string, attrs: Attrs): { attributes: Attrs; value: unknown } | undefined {
+    return this.points(name).find((p) => sameAttrs(p.attributes, attrs));
+  }
+}
+
+function sameAttrs(a: Record<string, unknown>, b: Attrs): boolean {
+  const ka = Object.keys(a).sort();
+  const kb = Object.keys(b).sort();
+  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
+}
+
+function meterProvider(): { provider: MeterProvider; snapshot: () => Promise<Snapshot> } {
+  const reader = new InMemoryReader();
+  const provider = new MeterProvider({ readers: [reader] });
+  return {
+    provider,
+    snapshot: async () => {
+      const { resourceMetrics, errors } = await reader.collect();
+      assertEquals(errors, [], "collection reported no errors");
+      return new Snapshot(resourceMetrics.scopeMetrics.flatMap((s) => s.metrics));
+    },
+  };
+}
+
+/** Lets every pending microtask and a few macrotask turns run (no time passes). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await macrotask();
+}
+
+/**
+ * A terminal step that holds every chunk until `release()` (the slow sink), then commits
+ * it. Records when it was closed.
+ */
+class SlowSink extends StreamStep<string, never> {
+  readonly #holds: Array<() => void> = [];
+  readonly #commit: Commit;
+  closedAt: number | undefined;
+  constructor(commit: Commit, options: StepOptions) {
+    super("slow_sink", undefined, options);
+    this.#commit = commit;
+  }
+  protected process(batch: Message<string>[]): Promise<void> {
+    return new Promise((resolve) => {
+      this.#holds.push(() => {
+        this.#commit(highestOffsets(batch));
+        resolve();
+      });
+    });
+  }
+  /** Finishes the oldest held chunk; false when nothing was held. */
+  release(): boolean {
+    const h = this.#holds.shift();
+    h?.();
+    return h !== undefined;
+  }
+  override close(): void {
+    this.closedAt ??= this.clock.now();
+    super.close();
+  }
+}
+
+const ONE = { highWaterMark: 1, chunkSize: 1 } as const;
+const SEND_DURATION = "sluice.step.send_backpressure_duration";
+const RECEIVE_DURATION = "sluice.step.receive_backpressure_duration";
+const SEND_TIME = "sluice.step.send_backpressure_time";
+const RECEIVE_TIME = "sluice.step.receive_backpressure_time";
+
+interface SlowPipeline {
+  clock: ManualClock;
+  broker: LocalBroker<string>;
+  processor: StreamProcessor<string>;
+  sink: () => SlowSink;
+  snapshot: () => Promise<Snapshot>;
+}
+
+/** LocalBroker → parse (RunTask) → sink (SlowSink), every queue holding one message. */
+function slowPipeline(
+  messages: number,
+  extra: { joinTimeoutMs?: number; pauseAfterMs?: number; metrics?: boolean } = {},
+): SlowPipeline {
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<string>({ clock });
+  broker.createTopic("slow", 1);
+  for (let i = 0; i < messages; i++) broker.produce("slow", `m${i}`);
+  const { provider, snapshot } = meterProvider();
+  let sink: SlowSink | undefined;
+  const processor = new StreamProcessor<string>({
+    consumer: broker.getConsumer("g"),
+    topics: ["slow"],
+    clock,
+    meterProvider: extra.metrics === false ? undefined : provider,
+    commitPolicy: CommitPolicy.IMMEDIATE,
+    pollTimeoutMs: 0,
+    joinTimeoutMs: extra.joinTimeoutMs ?? 0,
+    pauseAfterMs: extra.pauseAfterMs ?? 1_000_000,
+    handleSignals: false,
+    factory: {
+      createWithPartitions(commit) {
+        sink = new SlowSink(commit, { name: "sink", clock, ...ONE });
+        return new RunTask((m: Message<string>) => m.payload.toUpperCase(), sink, {
+          name: "parse",
+          clock,
+          ...ONE,
+        });
+      },
+    },
+  });
+  return { clock, broker, processor, sink: () => sink!, snapshot };
+}
+
+/**
+ * Drives the slow pipeline to the state where every episode is open at t=0: the sink
+ * holds m0, parse holds m1 (rejected by the sink), and m2 is carried by the processor.
+ * The clock ends at `at`.
+ */
+async function openEpisodes(p: SlowPipeline, at: number): Promise<void> {
+  await p.processor.runOnce(); // m0 accepted, m1 rejected until parse hands m0 on
+  await settle();
+  const second = p.processor.runOnce(); // m1 accepted, m2 rejected: parse is stuck behind the sink
+  await settle();
+  await p.clock.advance(at); // the processor's backoff timer lets runOnce return
+  await second;
+  await settle();
+  assert(p.processor.backpressured, "the processor holds a rejected message");
+}
+
+// ---- scenarios -------------------------------------------------------------------------
+
+Deno.test("slow sink: the sink is the origin on every step, durations match the clock exactly", async () => {
+  const p = slowPipeline(3);
+  await openEpisodes(p, 40);
+  let s = await p.snapshot();
+  // While the episodes are open, time counters already include them, under origin "sink".
+  assertEquals(s.value(SEND_TIME, { step: "sink", origin: "sink" }), 40);
+  assertEquals(s.value(SEND_TIME, { step: "parse", origin: "sink" }), 40);
+  assertEquals(s.value(RECEIVE_TIME, { step: "parse", origin: "sink" }), 40);
+  assertEquals(s.value("sluice.consumer.backpressure.time"), 40);
+  assertEquals(s.value("sluice.consumer.lag", { topic: "slow", partition: 0 }), 3);
+
+  assert(p.sink().release(), "sink finishes m0 at t=40");
+  await settle();
+  await p.processor.runOnce(); // m2 accepted: the processor's episode ends at 40
+  await settle();
+  await p.clock.advance(25);
+  assert(p.sink().release(), "sink finishes m1 at t=65");
+  await settle();
+  assert(p.sink().release(), "sink finishes m2 at t=65");
+  await settle();
+  await p.clock.advance(1000); // idle time must not leak into any episode
+  s = await p.snapshot();
+
+  // The sink rejected parse twice: t=0..40 (m1) and t=40..65 (m2).
+  assertEquals(s.histogram(SEND_DURATION, { step: "sink", origin: "sink" }), {
+    count: 2,
+    sum: 65,
+    min: 25,
+    max: 40,
+  });
+  assertEquals(s.histogram(RECEIVE_DURATION, { step: "parse", origin: "sink" }), {
+    count: 2,
+    sum: 65,
+    min: 25,
+    max: 40,
+  });
+  // parse rejected the processor t=0..40 because of the sink. Its only self-originated
+  // episode is the instant at t=0 when the processor handed it a whole batch at once.
+  assertEquals(s.histogram(SEND_DURATION, { step: "parse", origin: "sink" }), {
+    count: 1,
+    sum: 40,
+    min: 40,
+    max: 40,
+  });
+  assertEquals(s.histogram(SEND_DURATION, { step: "parse", origin: "parse" }), {
+    count: 1,
+    sum: 0,
+    min: 0,
+    max: 0,
+  });
+  assertEquals(s.value(SEND_TIME, { step: "parse", origin: "parse" }), 0);
+  assertEquals(s.value(SEND_TIME, { step: "parse", origin: "sink" }), 40);
+  assertEquals(s.value(SEND_TIME, { step: "sink", origin: "sink" }), 65);
+  assertEquals(s.value(RECEIVE_TIME, { step: "parse", origin: "sink" }), 65);
+  // No step reports itself as receiving pressure from anywhere but the sink, and the sink
+  // never receives any.
+  for (const pt of s.points(RECEIVE_TIME)) assertEquals(pt.attributes.origin, "sink");
+  assertEquals(s.points(RECEIVE_DURATION).some((pt) => pt.attributes.step === "sink"), false);
+
+  assertEquals(s.value("sluice.step.messages", { step: "parse" }), 3);
+  assertEquals(s.value("sluice.step.messages", { step: "sink" }), 3);
+  // Rejections count every refused hand-off, retries included: at least one per episode,
+  // and each one the sink gave is one parse received.
+  const sinkRejections = s.value("sluice.step.send_backpressure", { step: "sink" })!;
+  assert(sinkRejections >= 2, `sink rejections: ${sinkRejections}`);
+  assertEquals(s.value("sluice.step.receive_backpressure", { step: "parse" }), sinkRejections);
+  // parse refused the processor twice: m1 (t=0) and m2 (t=0..40).
+  assertEquals(s.value("sluice.step.send_backpressure", { step: "parse" }), 2);
+
+  // Consumer side.
+  assertEquals(s.value("sluice.consumer.backpressure.time"), 40);
+  assertEquals(s.value("sluice.consumer.messages"), 3);
+  assertEquals(s.value("sluice.consumer.run.count"), 3);
+  assertEquals(s.value("sluice.consumer.commit.count", { status: "ok" }), 3);
+  assertEquals(s.value("sluice.consumer.commit.count", { status: "error" }), 0);
+  assertEquals(s.value("sluice.consumer.lag", { topic: "slow", partition: 0 }), 0);
+  assertEquals(s.value("sluice.consumer.assigned_partitions"), 1);
+  assertEquals(s.value("sluice.consumer.rebalance.count", { kind: "assign" }), 1);
+  assertEquals(s.value("sluice.consumer.partitions_assigned.count"), 1);
+  // Produced at t=0; the commit at t=40 covers m0 (sampled), the one at t=65 covers m2.
+  assertEquals(s.histogram("sluice.consumer.latency", { topic: "slow", partition: 0 }), {
+    count: 2,
+    sum: 105,
+    min: 40,
+    max: 65,
+  });
+  assertEquals(s.histogram("sluice.consumer.commit.duration", {})?.count, 3);
+});
+
+Deno.test("a step that rejects then drains in poll: its episode ends in poll, not at the next message", async () => {
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<string>({ clock });
+  broker.createTopic("gated", 1);
+  broker.produce("gated", "a");
+  broker.produce("gated", "b");
+  const { provider, snapshot } = meterProvider();
+  let open = false;
+  const processor = new StreamProcessor<string>({
+    consumer: broker.getConsumer("g"),
+    topics: ["gated"],
+    clock,
+    meterProvider: provider,
+    pollTimeoutMs: 0,
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit) =>
+        new RunTask(
+          (m: Message<string>) => {
+            if (!open) throw new MessageRejected(); // held, retried on poll
+            return m.payload;
+          },
+          new CommitOffsets(commit, { name: "commit", clock }),
+          { name: "gate", clock, ...ONE },
+        ),
+    },
+  });
+  const first = processor.runOnce(); // "a" held by the gate, "b" rejected
+  await settle();
+  await clock.advance(30);
+  await first;
+  open = true;
+  await processor.runOnce(); // poll() retries "a": the gate's queue empties at t=30
+  await settle();
+  let s = await snapshot();
+  assertEquals(s.histogram(SEND_DURATION, { step: "gate", origin: "gate" }), {
+    count: 1,
+    sum: 30,
+    min: 30,
+    max: 30,
+  });
+  // Nothing submitted for a long while; then "b" goes in. The episode stays at 30 ms
+  // (PR #288 would have closed it here, at 1030 ms).
+  await clock.advance(1000);
+  await processor.runOnce();
+  await settle();
+  s = await snapshot();
+  assertEquals(s.histogram(SEND_DURATION, { step: "gate", origin: "gate" })?.sum, 30);
+  assertEquals(s.value(SEND_TIME, { step: "gate", origin: "gate" }), 30);
+  assertEquals(s.points(RECEIVE_TIME), [], "nothing downstream of the gate pushed back");
+  assertEquals(s.value("sluice.step.messages", { step: "commit" }), 2);
+});
+
+Deno.test("revoke during an episode: every episode ends at the revoke", async () => {
+  const p = slowPipeline(3, { pauseAfterMs: 10 });
+  await openEpisodes(p, 20);
+  const firstSink = p.sink();
+  // A second member joins: the next poll revokes, closes and joins the pipeline.
+  const other = p.broker.getConsumer("g");
+  other.subscribe(["slow"]);
+  const third = p.processor.runOnce(); // rejected again; pauses; polls while paused → revoke
+  await settle();
+  await p.clock.advance(50); // the backoff timer fires at some point within these 50 ms
+  await third;
+  await settle();
+  const revokedAt = firstSink.closedAt;
+  assert(revokedAt !== undefined && revokedAt > 20, "the pipeline was closed by the revoke");
+  await p.clock.advance(1000); // idle after the revoke
+  const s = await p.snapshot();
+  assertEquals(s.value("sluice.consumer.rebalance.count", { kind: "revoke" }), 1);
+  assertEquals(s.value("sluice.consumer.pause"), 1);
+  for (
+    const [name, step] of [
+      [SEND_DURATION, "sink"],
+      [RECEIVE_DURATION, "parse"],
+      [SEND_DURATION, "parse"],
+    ] as const
+  ) {
+    const h = s.histogram(name, { step, origin: "sink" });
+    assertEquals(h?.max, revokedAt, `${name} of ${step} ends at the revoke`);
+  }
+  assertEquals(s.value(SEND_TIME, { step: "sink", origin: "sink" }), revokedAt);
+  assertEquals(s.value(RECEIVE_TIME, { step: "parse", origin: "sink" }), revokedAt);
+  assertEquals(s.value("sluice.consumer.backpressure.time"), revokedAt);
+  assertEquals(s.value("sluice.consumer.join.time"), 0);
+});
+
+Deno.test("shutdown during an episode: episodes end at the shutdown, or when the join gives up", async () => {
+  const p = slowPipeline(3, { joinTimeoutMs: 100 });
+  await openEpisodes(p, 50);
+  p.processor.signalShutdown();
+  const running = p.processor.run(); // closes the pipeline at t=50, joins for up to 100 ms
+  await settle();
+  await p.clock.advance(100); // the sink never finishes: the join gives up at t=150
+  await running;
+  assertEquals(p.sink().closedAt, 150, "parse's join handed on the close when it gave up");
+  await p.clock.advance(1000); // idle after shutdown
+  const s = await p.snapshot();
+  // The processor stopped submitting at t=50: its wait, and parse's rejection of it, end there.
+  assertEquals(s.value("sluice.consumer.backpressure.time"), 50);
+  assertEquals(s.histogram(SEND_DURATION, { step: "parse", origin: "sink" })?.sum, 50);
+  // parse kept trying to hand m1 to the sink during the join: that pressure was real until
+  // the join abandoned the work at t=150, and not a millisecond later.
+  assertEquals(s.histogram(RECEIVE_DURATION, { step: "parse", origin: "sink" })?.sum, 150);
+  assertEquals(s.histogram(SEND_DURATION, { step: "sink", origin: "sink" })?.sum, 150);
+  assertEquals(s.value(SEND_TIME, { step: "sink", origin: "sink" }), 150);
+  assertEquals(s.value("sluice.consumer.join.time"), 100);
+  // The processor stopped: its counters are kept, its gauges are gone.
+  assertEquals(s.value("sluice.consumer.messages"), 3);
+  assertEquals(s.value("sluice.consumer.assigned_partitions"), 0);
+  assertEquals(s.points("sluice.consumer.lag"), []);
+});
+
+Deno.test("no metric is recorded without a meter provider, even with a global one set", async () => {
+  const reader = new InMemoryReader();
+  const global = new MeterProvider({ readers: [reader] });
+  otelApi.setGlobalMeterProvider(global);
+  try {
+    const p = slowPipeline(3, { metrics: false });
+    await openEpisodes(p, 10);
+    p.sink().release();
+    p.sink().release();
+    p.processor.signalShutdown();
+    await p.processor.run();
+    const { resourceMetrics } = await reader.collect();
+    const points = resourceMetrics.scopeMetrics.flatMap((sm) =>
+      sm.metrics.flatMap((m): unknown[] => m.dataPoints)
+    );
+    assertEquals(points, []);
+  } finally {
+    otelApi.disable();
+  }
+});
+
+Deno.test("poll and processing time come from the injected clock", async () => {
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<string>({ clock });
+  broker.createTopic("idle", 1);
+  const { provider, snapshot } = meterProvider();
+  const processor = new StreamProcessor<string>({
+    consumer: broker.getConsumer("g"),
+    topics: ["idle"],
+    clock,
+    meterProvider: provider,
+    pollTimeoutMs: 100,
+    handleSignals: false,
+    factory: { createWithPartitions: (commit) => new CommitOffsets(commit, { clock }) },
+  });
+  for (let i = 0; i < 3; i++) {
+    const once = processor.runOnce(); // an empty topic: poll waits its full 100 ms
+    await settle();
+    await clock.advance(100);
+    await once;
+  }
+  const s = await snapshot();
+  assertEquals(s.value("sluice.consumer.poll.time"), 300);
+  assertEquals(s.value("sluice.consumer.processing.time"), 0);
+  assertEquals(s.value("sluice.consumer.run.count"), 3);
+  assertEquals(s.value("sluice.consumer.lag", { topic: "idle", partition: 0 }), 0);
+});
+
+Deno.test("lag is end offset minus committed offset, and absent for consumers without endOffset", async () => {
+  for (const withEndOffset of [true, false]) {
+    const clock = new ManualClock(0);
+    const broker = new LocalBroker<string>({ clock });
+    const topic = broker.createTopic("lag", 2);
+    const consumer = broker.getConsumer("g", { maxPollMessages: 3 });
+    if (!withEndOffset) {
+      (consumer as { endOffset?: unknown }).endOffset = undefined;
+    }
+    for (let i = 0; i < 10; i++) broker.produce(topic, `m${i}`); // 5 per partition
+    const { provider, snapshot } = meterProvider();
+    const processor = new StreamProcessor<string>({
+      consumer,
+      topics: [topic],
+      clock,
+      meterProvider: provider,
+      commitPolicy: CommitPolicy.IMMEDIATE,
+      pollTimeoutMs: 0,
+      handleSignals: false,
+      factory: { createWithPartitions: (commit) => new CommitOffsets(commit, { clock }) },
+    });
+    await processor.runOnce(); // 3 messages: partition 0 (rotation starts there)
+    await settle();
+    const s = await snapshot();
+    if (withEndOffset) {
+      assertEquals(s.value("sluice.consumer.lag", { topic: "lag", partition: 0 }), 2);
+      assertEquals(s.value("sluice.consumer.lag", { topic: "lag", partition: 1 }), 5);
+    } else {
+      assertEquals(s.points("sluice.consumer.lag"), []);
+      assertEquals(s.value("sluice.consumer.messages"), 3, "other metrics still work");
+    }
+  }
+});
+
+Deno.test("stuck detector: a hung consumer poll is reported once, with what the loop was doing", async () => {
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<string>({ clock });
+  broker.createTopic("stuck", 1);
+  const consumer = broker.getConsumer("g");
+  let release: (() => void) | undefined;
+  const realPoll = consumer.poll.bind(consumer);
+  let polls = 0;
+  consumer.poll = (timeoutMs?: number) => {
+    if (++polls === 3) {
+      return new Promise<void>((r) => release = r).then(() => realPoll(0));
+    }
+    return realPoll(0);
+  };
+  const { provider, snapshot } = meterProvider();
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => void warnings.push(args.join(" "));
+  try {
+    const processor = new StreamProcessor<string>({
+      consumer,
+      topics: ["stuck"],
+      clock,
+      meterProvider: provider,
+      stuckTimeoutMs: 500,
+      handleSignals: false,
+      factory: { createWithPartitions: (commit) => new CommitOffsets(commit, { clock }) },
+    });
+    const running = processor.run();
+    await settle();
+    assert(release !== undefined, "the third poll hangs");
+    await clock.advance(400);
+    assertEquals(warnings, [], "not stuck yet");
+    await clock.advance(2000);
+    assertEquals(warnings.length, 1, "reported once per stuck episode");
+    assert(warnings[0].includes("polling the consumer"), warnings[0]);
+    assert(warnings[0].includes("has not advanced for"), warnings[0]);
+    const s = await snapshot();
+    assertEquals(s.value("sluice.consumer.stuck"), 1);
+    release!();
+    processor.signalShutdown();
+    await running;
+    assertEquals((await snapshot()).value("sluice.consumer.stuck"), 1);
+  } finally {
+    console.warn = warn;
+  }
+});
+
+Deno.test("origin propagates up a chain: a slow sink two steps down is the origin of all", async () => {
+  const clock = new ManualClock(0);
+  const source = new Map<string, StepStats>();
+  const stats = (name: string) => {
+    const s = new StepStats(name, clock);
+    source.set(name, s);
+    return s;
+  };
+  const sink = new StepMeter(stats("sink"), clock);
+  const enrich = new StepMeter(stats("enrich"), clock, sink);
+  const parse = new StepMeter(stats("parse"), clock, enrich);
+  const never = new Promise<void>(() => {});
+  // The order the bridge sees in practice: each step rejects its upstream first, and only
+  // then finds its own downstream full.
+  parse.rejectedUpstream(never); // t=0, origin "parse" for now
+  await clock.advance(5);
+  enrich.rejectedUpstream(never); // enrich full
+  parse.rejectedDownstream(); // parse now follows enrich
+  await clock.advance(5);
+  sink.rejectedUpstream(never);
+  enrich.rejectedDownstream(); // enrich follows the sink, and so does parse
+  assertEquals(parse.sendOrigin, "sink");
+  assertEquals(parse.receiveOrigin, "sink");
+  assertEquals(enrich.sendOrigin, "sink");
+  await clock.advance(90);
+  sink.relieveUpstream();
+  enrich.acceptedDownstream();
+  enrich.relieveUpstream();
+  parse.acceptedDownstream();
+  parse.relieveUpstream(); // t=100
+  const p = source.get("parse")!;
+  // Time goes to whichever origin was known: 5 ms parse, 5 ms enrich, 90 ms sink.
+  assertEquals(p.send.get("parse")!.timeMs(100), 5);
+  assertEquals(p.send.get("enrich")!.timeMs(100), 5);
+  assertEquals(p.send.get("sink")!.timeMs(100), 90);
+  // The episode itself (100 ms) is reported once, with the origin it ended with.
+  assertEquals(p.send.get("sink")!.episodes, 1);
+  assertEquals(p.send.get("parse")!.episodes, 0);
+  assertEquals(p.receive.get("sink")!.timeMs(100), 90);
+  assertEquals(source.get("sink")!.send.get("sink")!.timeMs(100), 90);
+});
