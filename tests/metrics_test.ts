@@ -500,7 +500,7 @@ Deno.test("stuck detector: a hung consumer poll is reported once, with what the 
   let release: (() => void) | undefined;
   const realPoll = consumer.poll.bind(consumer);
   let polls = 0;
-  consumer.poll = (timeoutMs?: number) => {
+  consumer.poll = (_timeoutMs?: number) => {
     if (++polls === 3) {
       return new Promise<void>((r) => release = r).then(() => realPoll(0));
     }
