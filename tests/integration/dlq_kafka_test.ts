@@ -16,11 +16,16 @@ import {
   CommitPolicy,
   DLQ_HEADERS,
   DlqDeliveryError,
+  DlqLimitExceeded,
   DlqPolicy,
+  type DlqPolicyOptions,
   InvalidMessage,
   type Message,
+  type Partition,
+  type Producer,
   RunTask,
   StreamProcessor,
+  type Topic,
   withDlqHeaders,
 } from "../../mod.ts";
 import { KafkaConsumer, type KafkaPayload, KafkaProducer } from "../../backends/kafka/mod.ts";
@@ -117,7 +122,8 @@ function makeProcessor(
   topic: string,
   dlqTopic: string,
   processed: string[],
-  dlqProducer: KafkaProducer,
+  dlqProducer: Producer<KafkaPayload>,
+  extra: Partial<DlqPolicyOptions<KafkaPayload, KafkaPayload>> = {},
 ) {
   return new StreamProcessor<KafkaPayload>({
     consumer: new KafkaConsumer({ brokers, group, ...FAST }),
@@ -129,6 +135,7 @@ function makeProcessor(
       topic: dlqTopic,
       build: withDlqHeaders,
       deliveryTimeoutMs: 20_000,
+      ...extra,
     }),
     handleSignals: false,
   });
@@ -222,6 +229,102 @@ kafkaTest(
       const dlq = await readTopic(kafka, dlqTopic, 2);
       assertEquals(dlq.map((e) => e.value), ["bad-2", "bad-6"]);
       assertEquals((await endOffsets(kafka, dlqTopic)).get(0), 2, "each dead-lettered once");
+    } finally {
+      await dlqProducer.close();
+      await deleteTopics(kafka, [topic, dlqTopic]);
+    }
+  },
+  { sanitizeOps: false, sanitizeResources: false },
+);
+
+/** Holds DLQ deliveries until `release()`, then sends them through the real producer. */
+class HeldProducer implements Producer<KafkaPayload> {
+  readonly held: Array<() => void> = [];
+  constructor(readonly inner: KafkaProducer) {}
+  produce(
+    destination: Topic | Partition,
+    payload: KafkaPayload,
+  ): Promise<BrokerValue<KafkaPayload>> {
+    return new Promise((resolve, reject) =>
+      this.held.push(() => this.inner.produce(destination, payload).then(resolve, reject))
+    );
+  }
+  release(): void {
+    for (const send of this.held.splice(0)) send();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+kafkaTest(
+  "kafka: commits stop at an invalid message until its DLQ delivery is confirmed",
+  async (brokers) => {
+    const kafka = testKafka(brokers);
+    const topic = unique("dlq-src");
+    const dlqTopic = unique("dlq-dead");
+    const group = unique("dlq-group");
+    await createTopic(kafka, topic, 1);
+    await createTopic(kafka, dlqTopic, 1);
+    const held = new HeldProducer(new KafkaProducer({ brokers, logLevel: "nothing" }));
+    try {
+      await produceValues(kafka, topic, VALUES);
+      const processed: string[] = [];
+      const p = makeProcessor(brokers, group, topic, dlqTopic, processed, held);
+      const running = p.run();
+      await eventually(
+        () => processed.length === VALID.length && held.held.length === 2,
+        "all valid processed, two deliveries held",
+        30_000,
+      );
+      await eventually(
+        async () => (await committedOffsets(kafka, group, topic)).get(0) === 2,
+        "committed up to the first invalid message",
+        30_000,
+      );
+      // Give the processor more turns: the commit must not move while deliveries are held.
+      for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 50));
+      assertEquals((await committedOffsets(kafka, group, topic)).get(0), 2);
+      held.release();
+      await eventually(
+        async () => (await committedOffsets(kafka, group, topic)).get(0) === VALUES.length,
+        "committed to the end once the DLQ confirmed",
+        30_000,
+      );
+      p.signalShutdown();
+      await running;
+      assertEquals((await readTopic(kafka, dlqTopic, 2)).map((e) => e.value), ["bad-2", "bad-6"]);
+    } finally {
+      await held.close();
+      await deleteTopics(kafka, [topic, dlqTopic]);
+    }
+  },
+  { sanitizeOps: false, sanitizeResources: false },
+);
+
+kafkaTest(
+  "kafka: too many invalid messages in a row stop the consumer at the culprit",
+  async (brokers) => {
+    const kafka = testKafka(brokers);
+    const topic = unique("dlq-src");
+    const dlqTopic = unique("dlq-dead");
+    const group = unique("dlq-group");
+    await createTopic(kafka, topic, 1);
+    await createTopic(kafka, dlqTopic, 1);
+    const dlqProducer = new KafkaProducer({ brokers, logLevel: "nothing" });
+    try {
+      await produceValues(kafka, topic, ["0", "bad-1", "bad-2", "bad-3", "4"]);
+      const processed: string[] = [];
+      const p = makeProcessor(brokers, group, topic, dlqTopic, processed, dlqProducer, {
+        limit: { maxConsecutiveInvalid: 2 },
+      });
+      const err = await p.run().then(() => undefined, (e) => e);
+      assertInstanceOf(err, DlqLimitExceeded);
+      assertEquals(err.limit, "maxConsecutiveInvalid");
+      assertEquals(err.offset, 3);
+      assertEquals((await committedOffsets(kafka, group, topic)).get(0), 3);
+      assertEquals((await readTopic(kafka, dlqTopic, 2)).map((e) => e.value), ["bad-1", "bad-2"]);
+      assertEquals(processed, ["0"]);
     } finally {
       await dlqProducer.close();
       await deleteTopics(kafka, [topic, dlqTopic]);
