@@ -98,6 +98,7 @@ export class LoadShed<T> extends StreamStep<T, T> {
   #head = 0;
   #buffered = 0;
   #draining: Promise<void> | undefined;
+  #drainActive = false;
 
   /** Creates the step in front of `next`. */
   constructor(next: ProcessingStrategy<T>, options: LoadShedOptions<T>) {
@@ -137,7 +138,7 @@ export class LoadShed<T> extends StreamStep<T, T> {
   protected process(batch: Message<T>[]): void {
     for (let i = 0; i < batch.length; i++) {
       const m = batch[i];
-      if (this.#draining === undefined && this.#head === this.#buf.length) {
+      if (!this.#drainActive && this.#head === this.#buf.length) {
         // Fast path: nothing buffered, hand it straight on.
         if (this.emit(m)) {
           if (!m.filtered) this.forwarded++;
@@ -146,15 +147,17 @@ export class LoadShed<T> extends StreamStep<T, T> {
       }
       this.#enqueue(m);
     }
-    if (this.#head < this.#buf.length && this.#draining === undefined) {
-      this.#draining = this.#drain().finally(() => this.#draining = undefined);
-      this.#draining.catch((e) => this.fail(e));
-    }
+    if (this.#head < this.#buf.length) this.#startDrain();
   }
 
   /** On `join`, waits until the buffer has been handed on. */
   protected override async onDrained(): Promise<void> {
-    while (this.#draining !== undefined && !this.abandoned) await this.#draining;
+    for (;;) {
+      if (this.abandoned) return;
+      if (this.#draining !== undefined) await this.#draining;
+      else if (this.#head < this.#buf.length) this.#startDrain();
+      else return;
+    }
   }
 
   #sizeOf(m: Message<T>): number {
@@ -162,7 +165,6 @@ export class LoadShed<T> extends StreamStep<T, T> {
   }
 
   #enqueue(m: Message<T>): void {
-    const buf = this.#buf;
     if (m.filtered) {
       this.#marker().add(m);
       return;
@@ -175,7 +177,8 @@ export class LoadShed<T> extends StreamStep<T, T> {
         return;
       }
     }
-    buf.push(m);
+    // After any drop: #dropOldest may have compacted the array.
+    this.#buf.push(m);
     this.#buffered += size;
     if (this.#buffered > this.maxBuffered) this.maxBuffered = this.#buffered;
   }
@@ -191,8 +194,8 @@ export class LoadShed<T> extends StreamStep<T, T> {
 
   /** Drops the oldest buffered message, keeping its offset in its place. False if none. */
   #dropOldest(): boolean {
+    this.#skipTombstones(); // may compact: read #buf after it
     const buf = this.#buf;
-    this.#skipTombstones();
     // Before the first message there is at most one marker (markers are always merged).
     let i = this.#head;
     while (i < buf.length && !(buf[i] instanceof Message)) i++;
@@ -233,24 +236,43 @@ export class LoadShed<T> extends StreamStep<T, T> {
     this.#onDrop?.(m, reason);
   }
 
-  /** Forwards the buffer in order, waiting for room whenever the next step rejects. */
+  #startDrain(): void {
+    if (this.#drainActive) return;
+    this.#drainActive = true;
+    const p = this.#drain();
+    // The drain may have finished synchronously; keep the promise only while it runs.
+    this.#draining = this.#drainActive ? p : undefined;
+  }
+
+  /**
+   * Forwards the buffer in order, waiting for room whenever the next step rejects. The
+   * loop and its `finally` run without a gap, so a message enqueued while it runs is
+   * always seen by it or starts a new drain.
+   */
   async #drain(): Promise<void> {
-    for (;;) {
-      this.#skipTombstones();
-      if (this.#head >= this.#buf.length || this.abandoned) return;
-      const e = this.#buf[this.#head]!;
-      const m = e instanceof Marker
-        ? new Message(new Value(FILTERED_PAYLOAD as unknown as T, e.offsets))
-        : e;
-      if (!this.emit(m)) {
-        await this.waitForRoom();
-        continue;
+    try {
+      for (;;) {
+        this.#skipTombstones();
+        if (this.#head >= this.#buf.length || this.abandoned) return;
+        const e = this.#buf[this.#head]!;
+        const m = e instanceof Marker
+          ? new Message(new Value(FILTERED_PAYLOAD as unknown as T, e.offsets))
+          : e;
+        if (!this.emit(m)) {
+          await this.waitForRoom();
+          continue;
+        }
+        if (!(e instanceof Marker)) {
+          this.forwarded++;
+          this.#buffered -= this.#sizeOf(e);
+        }
+        this.#buf[this.#head++] = null;
       }
-      if (!(e instanceof Marker)) {
-        this.forwarded++;
-        this.#buffered -= this.#sizeOf(e);
-      }
-      this.#buf[this.#head++] = null;
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      this.#drainActive = false;
+      this.#draining = undefined;
     }
   }
 }
