@@ -359,7 +359,7 @@ export interface DlqCounters {
 interface Segment<T> {
   readonly values: readonly BrokerValue<T>[];
   start: number;
-  readonly end: number;
+  end: number;
 }
 
 interface PartitionState<T> {
@@ -430,6 +430,7 @@ export class DlqRunner<T> {
       while (j < n && batch[j].partition === p) j++;
       const s = this.#state(p);
       s.first ??= batch[i].offset;
+      if (s.size > 0) this.#rewind(s, batch[i].offset);
       // A batch of one partition is kept by reference; runs of a mixed batch are copied,
       // so a buffered run never keeps other partitions' messages alive.
       s.segments.push(
@@ -601,6 +602,27 @@ export class DlqRunner<T> {
         );
       }
     }
+  }
+
+  /**
+   * Drops buffered entries at or after `from` (the consumer re-delivered from there, e.g.
+   * after a rejoin), so offsets stay increasing and the fresh copies are found.
+   */
+  #rewind(s: PartitionState<T>, from: number): void {
+    const segs = s.segments;
+    while (segs.length > s.segHead) {
+      const last = segs[segs.length - 1];
+      if (last.values[last.end - 1].offset < from) return;
+      let cut = last.end;
+      while (cut > last.start && last.values[cut - 1].offset >= from) cut--;
+      s.size -= last.end - cut;
+      if (cut > last.start) {
+        last.end = cut;
+        return;
+      }
+      segs.pop();
+    }
+    this.#setHead(s, s.segHead);
   }
 
   /** Evicts the `count` oldest buffered messages of a full partition buffer. */

@@ -40,6 +40,7 @@ import {
   withDlqHeaders,
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
+import { DlqRunner } from "../dlq.ts";
 import { tick, waitFor } from "./helpers.ts";
 
 /** A DLQ producer whose deliveries can be held, failed or hung on demand. */
@@ -644,4 +645,29 @@ Deno.test("revoke waits for pending DLQ deliveries, then commits past them befor
   }
   assertEquals(processed2, [], "the new owner re-reads nothing");
   assertEquals((await dlqContents(env)).map((r) => r.value), ["bad"]);
+});
+
+Deno.test("raw-message buffer: re-delivered offsets replace the stale tail; lookups still work", () => {
+  const part = Partition.of(`rewind-${crypto.randomUUID()}`, 0);
+  const stats = { deadLettered: 0, dlqDropped: 0, dlqBufferEvicted: 0 };
+  const dlqBroker = new LocalBroker<DlqRecord<string>>();
+  const topic = dlqBroker.createTopic(`dlq-${crypto.randomUUID()}`, 1);
+  const resolved: number[] = [];
+  const runner = new DlqRunner<string>(
+    new DlqPolicy<string>({ producer: dlqBroker.getProducer(), topic }),
+    { clock: new ManualClock(0), stats, resolved: (_p, o) => resolved.push(o) },
+  );
+  const values = (from: number, to: number, tag: string) =>
+    Array.from(
+      { length: to - from },
+      (_, k) => new BrokerValue(`${tag}${from + k}`, part, from + k, 0),
+    );
+  runner.record(values(0, 5, "old"));
+  runner.record(values(3, 8, "new")); // the consumer went back to offset 3
+  assertEquals(runner.buffered(part), 8);
+  runner.handle(new InvalidMessage(part, 4, "x"));
+  runner.handle(new InvalidMessage(part, 1, "y"));
+  runner.prune(new Map([[part, 6]]));
+  assertEquals(runner.buffered(part), 2);
+  assertThrows(() => runner.handle(new InvalidMessage(part, 4, "twice")), DlqMessageMissing);
 });
