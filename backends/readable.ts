@@ -37,7 +37,14 @@ export interface ConsumerReadableOptions {
   onAssign?(partitions: ReadonlyMap<Partition, number>): void | Promise<void>;
   /** Called when partitions are revoked, after their acknowledged offsets were committed. */
   onRevoke?(partitions: readonly Partition[]): void | Promise<void>;
-  /** Clock for the commit interval. Default: the system clock. */
+  /**
+   * While the reader asks for nothing (the stream is full), the consumer is still polled
+   * this often, with every partition paused, so it keeps its group membership and takes
+   * part in rebalances (and acknowledged offsets keep being committed). Default 1000 ms;
+   * 0 disables it.
+   */
+  keepAliveMs?: number;
+  /** Clock for the commit interval and keep-alive polls. Default: the system clock. */
   clock?: Clock;
 }
 
@@ -116,8 +123,8 @@ class PartitionTrack {
  * their acknowledgements are ignored (the partition's next owner reads them again).
  * Breaking out of `for await` (or `readable.cancel()`) commits and closes the consumer.
  *
- * Keep reading at least once per session timeout of the backend (30 s for `LocalBroker`
- * by default): while the stream is full, the consumer is not polled.
+ * While the stream is full (the reader is busy), the consumer is not fetched from; it is
+ * still polled every `keepAliveMs` with its partitions paused, so it stays in its group.
  *
  * @example
  * ```ts
@@ -159,6 +166,7 @@ export function consumerReadable<T>(
     "commitIntervalMs",
     options.commitIntervalMs ?? 1000,
   );
+  const keepAliveMs = requireNonNegative("keepAliveMs", options.keepAliveMs ?? 1000);
   const clock = options.clock ?? systemClock;
 
   const tracks = new Map<Partition, PartitionTrack>();
@@ -208,24 +216,69 @@ export function consumerReadable<T>(
     },
   });
 
+  let pullActive = false;
+  let lastPoll = clock.now();
+  let keepingAlive: Promise<void> | undefined;
+  const stopKeepAlive = new AbortController();
+
+  const deliver = (batch: BrokerValue<T>[]): void => {
+    for (const v of batch) {
+      tracks.get(v.partition)?.deliver(v.offset);
+      controller.enqueue(new Message(v));
+    }
+  };
+
   const fetch = async (): Promise<void> => {
+    await keepingAlive;
+    const paused = consumer.paused();
+    if (paused.length > 0 && !consumer.closed) consumer.resume(paused);
     while (!closing) {
       if (clock.now() - lastCommit >= commitIntervalMs) await commitNow();
       const batch = await consumer.poll(pollTimeoutMs);
+      lastPoll = clock.now();
       if (closing) return; // not delivered, not acknowledged: read again by the next owner
       if (batch.length === 0) continue;
-      for (const v of batch) {
-        tracks.get(v.partition)?.deliver(v.offset);
-        controller.enqueue(new Message(v));
-      }
+      deliver(batch);
       return;
+    }
+  };
+
+  /** Polls with every partition paused while the reader asks for nothing. */
+  const keepAlive = async (): Promise<void> => {
+    while (!closing) {
+      await clock.sleep(keepAliveMs, stopKeepAlive.signal);
+      if (closing) return;
+      if (pullActive || clock.now() - lastPoll < keepAliveMs) continue;
+      keepingAlive = (async () => {
+        if (clock.now() - lastCommit >= commitIntervalMs) await commitNow();
+        const assigned = [...consumer.tell().keys()];
+        if (assigned.length > 0) consumer.pause(assigned);
+        const batch = await consumer.poll(0);
+        lastPoll = clock.now();
+        // Partitions assigned during that poll were not paused yet: keep what they gave.
+        if (batch.length > 0 && !closing) deliver(batch);
+        const fresh = [...consumer.tell().keys()];
+        const paused = new Set(consumer.paused());
+        const unpaused = fresh.filter((p) => !paused.has(p));
+        if (unpaused.length > 0) consumer.pause(unpaused);
+      })();
+      try {
+        await keepingAlive;
+      } catch (e) {
+        if (!closing) controller.error(e);
+        return;
+      } finally {
+        keepingAlive = undefined;
+      }
     }
   };
 
   const shutdown = (): Promise<void> => {
     closing = true;
+    stopKeepAlive.abort();
     closed ??= (async () => {
       await pulling?.catch(() => {});
+      await keepingAlive?.catch(() => {});
       try {
         await commitNow();
       } finally {
@@ -241,7 +294,17 @@ export function consumerReadable<T>(
         controller = c;
       },
       pull() {
-        pulling = fetch();
+        pullActive = true;
+        pulling = fetch().then(
+          () => {
+            pullActive = false;
+          },
+          (e) => {
+            pullActive = false;
+            stopKeepAlive.abort(); // the stream errors: nothing left to keep alive
+            throw e;
+          },
+        );
         return pulling;
       },
       async cancel() {
@@ -251,6 +314,7 @@ export function consumerReadable<T>(
     },
     new CountQueuingStrategy({ highWaterMark: hwm }),
   );
+  if (keepAliveMs > 0) void keepAlive();
 
   const ack = (messages: Message<unknown> | readonly Message<unknown>[]): void => {
     const list = Array.isArray(messages) ? messages : [messages as Message<unknown>];

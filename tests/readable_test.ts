@@ -4,6 +4,7 @@ import {
   ConfigurationError,
   type Consumer,
   consumerReadable,
+  ManualClock,
   Message,
   Partition,
   Topic,
@@ -199,4 +200,37 @@ Deno.test("consumerReadable: bad options are configuration errors", () => {
     () => consumerReadable(undefined as unknown as Consumer<string>, { topics: [Topic.of("x")] }),
     ConfigurationError,
   );
+});
+
+Deno.test("consumerReadable: a full stream keeps the consumer in its group with paused keep-alive polls", async () => {
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<string>({ clock, sessionTimeoutMs: 3000 });
+  const topic = broker.createTopic(`readable-${topicSeq++}`, 1);
+  for (let i = 0; i < 50; i++) broker.produce(topic, `m${i}`);
+  const consumer = counting(broker.getConsumer("g", { maxPollMessages: 5 }));
+  const h = consumerReadable(consumer, {
+    topics: [topic],
+    highWaterMark: 5,
+    pollTimeoutMs: 0,
+    keepAliveMs: 1000,
+    commitIntervalMs: 1000,
+    clock,
+  });
+  const reader = h.readable.getReader();
+  const first = (await reader.read()).value!;
+  h.ack(first);
+  await waitFor(() => [...consumer.tell().values()][0] === 10, "the stream to fill");
+  const fetched = [...consumer.tell().values()][0];
+  // The reader is busy for 10 s, far beyond the 3 s session timeout.
+  for (let t = 0; t < 10; t++) await clock.advance(1000);
+  assert(consumer.polls >= 3 + 8, `keep-alive polls happened (${consumer.polls})`);
+  assertEquals([...consumer.tell().values()][0], fetched, "nothing fetched while full");
+  assertEquals(consumer.paused().length, 1, "partitions paused while the reader is busy");
+  assertEquals(broker.committed("g").get(Partition.of(topic, 0)), 1, "acks committed meanwhile");
+  assertEquals(broker.members("g").length, 1, "still a member of the group");
+  const rest: string[] = [];
+  while (rest.length < 49) rest.push((await reader.read()).value!.payload);
+  assertEquals(rest[48], "m49", "reading resumes the partitions and fetches the rest");
+  reader.releaseLock();
+  await h.close();
 });
