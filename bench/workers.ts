@@ -43,14 +43,17 @@ export function hashLoop(job: Job): number {
   return h >>> 0;
 }
 
-/** Rounds of {@link hashLoop} that cost about `micros` µs here. */
+/**
+ * Rounds of {@link hashLoop} that cost about `micros` µs of CPU here. Calibrated on CPU
+ * time, not wall time, so that other processes competing for the cores do not skew it.
+ */
 function calibrate(micros: number): number {
   const rounds = 2000;
   for (let i = 0; i < 200; i++) hashLoop({ seed: i, rounds }); // warm up
-  const n = 400;
-  const t0 = performance.now();
+  const n = 1000;
+  const c0 = cpuSeconds();
   for (let i = 0; i < n; i++) hashLoop({ seed: i, rounds });
-  const perRound = (performance.now() - t0) * 1000 / (n * rounds);
+  const perRound = (cpuSeconds() - c0) * 1e6 / (n * rounds);
   return Math.max(1, Math.round(micros / perRound));
 }
 
@@ -138,10 +141,10 @@ async function main(args: string[]): Promise<void> {
   const repeat = Number(arg("--repeat") ?? (quick ? 1 : 3));
   const costs = (arg("--costs") ?? "5,50,300").split(",").map(Number);
   const budgetMs = quick ? 300 : 1000; // single-threaded work per run
-  const [l1] = Deno.loadavg();
+  const loadavg = () => Deno.loadavg().map((l) => l.toFixed(2)).join(" ");
   console.log(
     `machine: ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}, ` +
-      `load average ${l1.toFixed(2)}; median of ${repeat} run(s) per row`,
+      `load average ${loadavg()} at start; median of ${repeat} interleaved run(s) per row`,
   );
   const configs: Config[] = [
     { label: "RunTask (main thread)", workers: 0, maxBatchSize: 0 },
@@ -154,13 +157,20 @@ async function main(args: string[]): Promise<void> {
   for (const cost of costs) {
     const rounds = calibrate(cost);
     const messages = Math.max(1000, Math.round(budgetMs * 1000 / cost));
+    // Interleave the configurations (A B C D A B C D ...) so that a change in the
+    // machine's load during the run affects them alike.
+    const results: Result[][] = configs.map(() => []);
+    for (let r = 0; r < repeat; r++) {
+      for (let c = 0; c < configs.length; c++) {
+        results[c].push(await runOnce(configs[c], messages, rounds));
+      }
+    }
     let base = NaN;
     let best2 = NaN;
-    for (const config of configs) {
-      const results: Result[] = [];
-      for (let r = 0; r < repeat; r++) results.push(await runOnce(config, messages, rounds));
-      const wall = median(results.map((r) => r.wallMs));
-      const cpu = median(results.map((r) => r.cpuS));
+    for (let c = 0; c < configs.length; c++) {
+      const config = configs[c];
+      const wall = median(results[c].map((r) => r.wallMs));
+      const cpu = median(results[c].map((r) => r.cpuS));
       const rate = messages / (wall / 1000);
       if (config.workers === 0) base = rate;
       if (config.workers === 2 && config.maxBatchSize === 100) best2 = rate;
@@ -183,6 +193,7 @@ async function main(args: string[]): Promise<void> {
   );
   console.log("");
   for (const s of summary) console.log(s);
+  console.log(`load average ${loadavg()} at the end (other processes compete for the cores)`);
 }
 
 if (import.meta.main) await main(Deno.args);
