@@ -1,0 +1,243 @@
+/**
+ * Kafka throughput: Sluice (KafkaConsumer → StreamProcessor → RunTask → CommitOffsets)
+ * against a hand-written kafkajs `eachBatch` consumer doing the same work, on the same
+ * broker, topic and messages, in one run. Prints a table and the ratio.
+ *
+ * ```sh
+ * deno task kafka:up                                   # local broker on 127.0.0.1:19092
+ * deno run -A bench/kafka.ts                           # 1 M x 100 B, 4 partitions
+ * deno run -A bench/kafka.ts --messages=200000 --rounds=3
+ * ```
+ *
+ * Options: `--messages=N` (default 1 000 000), `--bytes=N` per message (default 100),
+ * `--partitions=N` (default 4), `--rounds=N` (default 2; runs alternate
+ * baseline/Sluice), `--keep-topic`. Brokers: `KAFKA_BROKERS`, else 127.0.0.1:19092.
+ *
+ * Both consumers use the same fetch settings, never auto-commit, and commit the
+ * processed offsets once per second and at the end; the work per message is reading the
+ * value's length. Each run is timed from its first message to its last (connecting,
+ * joining the group and closing are left out).
+ *
+ * @module
+ */
+import { Kafka, logLevel } from "kafkajs";
+import { CommitOffsets, CommitPolicy, type Message, RunTask, StreamProcessor } from "../mod.ts";
+import { KafkaConsumer, type KafkaPayload } from "../backends/kafka/mod.ts";
+import { kafkaAvailability } from "../scripts/kafka_env.ts";
+
+function flag(name: string, dflt: number): number {
+  const a = Deno.args.find((x) => x.startsWith(`--${name}=`));
+  if (a === undefined) return dflt;
+  const n = Number(a.slice(name.length + 3).replaceAll("_", ""));
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer`);
+  return n;
+}
+
+const MESSAGES = flag("messages", 1_000_000);
+const BYTES = flag("bytes", 100);
+const PARTITIONS = flag("partitions", 4);
+const ROUNDS = flag("rounds", 2);
+const FETCH = { maxWaitTimeMs: 100, maxBytes: 10 * 1024 * 1024, maxBytesPerPartition: 1024 * 1024 };
+
+const { brokers, reason } = await kafkaAvailability();
+if (brokers === null) {
+  console.error(`no Kafka broker: ${reason}`);
+  Deno.exit(1);
+}
+const kafka = new Kafka({
+  clientId: "sluice-bench",
+  brokers: brokers.split(","),
+  logLevel: logLevel.NOTHING,
+  retry: { initialRetryTime: 100, retries: 8 },
+});
+const topic = `sluice-bench-${crypto.randomUUID().slice(0, 8)}`;
+
+async function setUp(): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({
+    topics: [{ topic, numPartitions: PARTITIONS }],
+    waitForLeaders: true,
+  });
+  await admin.disconnect();
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const value = "x".repeat(BYTES);
+  const started = performance.now();
+  const batch = 5000;
+  const inFlight: Promise<unknown>[] = [];
+  for (let i = 0; i < MESSAGES; i += batch) {
+    const n = Math.min(batch, MESSAGES - i);
+    const messages = Array.from(
+      { length: n },
+      (_, j) => ({ value, partition: (i + j) % PARTITIONS }),
+    );
+    inFlight.push(producer.send({ topic, messages, acks: 1 }));
+    if (inFlight.length >= 8) await inFlight.shift();
+  }
+  await Promise.all(inFlight);
+  await producer.disconnect();
+  const s = (performance.now() - started) / 1000;
+  console.error(
+    `produced ${MESSAGES} x ${BYTES} B to ${topic} (${PARTITIONS} partitions) in ${s.toFixed(1)} s`,
+  );
+}
+
+async function tearDown(): Promise<void> {
+  if (Deno.args.includes("--keep-topic")) return;
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.deleteTopics({ topics: [topic], timeout: 10_000 }).catch(() => {});
+  await admin.disconnect();
+}
+
+interface Result {
+  name: string;
+  seconds: number;
+  messages: number;
+}
+
+/**
+ * The hand-written kafkajs consumer: eachBatch, manual commits once per second.
+ * `concurrency` is kafkajs's partitionsConsumedConcurrently (Sluice's KafkaConsumer uses 64).
+ */
+async function baseline(concurrency: number): Promise<Result> {
+  const consumer = kafka.consumer({
+    groupId: `bench-kafkajs-${crypto.randomUUID().slice(0, 8)}`,
+    maxWaitTimeInMs: FETCH.maxWaitTimeMs,
+    maxBytes: FETCH.maxBytes,
+    maxBytesPerPartition: FETCH.maxBytesPerPartition,
+    allowAutoTopicCreation: false,
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  let count = 0;
+  let bytes = 0;
+  const resolved = new Map<number, string>();
+  let lastCommit = performance.now();
+  const commit = async () => {
+    const offsets = [...resolved].map(([partition, offset]) => ({ topic, partition, offset }));
+    resolved.clear();
+    lastCommit = performance.now();
+    if (offsets.length > 0) await consumer.commitOffsets(offsets);
+  };
+  let done!: () => void;
+  const finished = new Promise<void>((r) => done = r);
+  let started = 0;
+  let ended = 0;
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    partitionsConsumedConcurrently: concurrency,
+    eachBatch: async ({ batch, resolveOffset, heartbeat }) => {
+      const msgs = batch.messages;
+      if (count === 0) started = performance.now();
+      for (let i = 0; i < msgs.length; i++) bytes += msgs[i].value?.length ?? 0;
+      count += msgs.length;
+      const last = msgs[msgs.length - 1].offset;
+      resolveOffset(last);
+      resolved.set(batch.partition, String(Number(last) + 1));
+      if (performance.now() - lastCommit >= 1000) await commit();
+      await heartbeat();
+      if (count >= MESSAGES) {
+        ended = performance.now();
+        done();
+      }
+    },
+  });
+  await finished;
+  await commit();
+  const seconds = (ended - started) / 1000;
+  await consumer.disconnect();
+  if (bytes !== MESSAGES * BYTES) throw new Error(`baseline read ${bytes} bytes`);
+  return {
+    name: `kafkajs eachBatch, hand-written (partitionsConsumedConcurrently ${concurrency})`,
+    seconds,
+    messages: count,
+  };
+}
+
+/** Sluice: KafkaConsumer → StreamProcessor → RunTask → CommitOffsets, commits once per second. */
+async function sluice(): Promise<Result> {
+  let count = 0;
+  let bytes = 0;
+  let started = 0;
+  let ended = 0;
+  const processor = new StreamProcessor<KafkaPayload>({
+    consumer: new KafkaConsumer({
+      brokers: brokers!,
+      group: `bench-sluice-${crypto.randomUUID().slice(0, 8)}`,
+      ...FETCH,
+      logLevel: "nothing",
+    }),
+    topics: [topic],
+    commitPolicy: CommitPolicy.ONCE_PER_SECOND,
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit) =>
+        new RunTask((m: Message<KafkaPayload>) => {
+          if (count === 0) started = performance.now();
+          bytes += m.payload.value?.length ?? 0;
+          if (++count === MESSAGES) {
+            ended = performance.now();
+            processor.signalShutdown();
+          }
+          return null;
+        }, new CommitOffsets(commit)),
+    },
+  });
+  await processor.run(); // returns after the final commit and close
+  const seconds = (ended - started) / 1000;
+  if (bytes !== MESSAGES * BYTES) throw new Error(`sluice read ${bytes} bytes`);
+  return { name: "Sluice StreamProcessor (RunTask → CommitOffsets)", seconds, messages: count };
+}
+
+await setUp();
+const results: Result[] = [];
+try {
+  for (let r = 0; r < ROUNDS; r++) {
+    const base1 = () => baseline(1);
+    const base64 = () => baseline(64);
+    let order = r % 2 === 0 ? [base1, base64, sluice] : [sluice, base64, base1];
+    // --only=sluice or --only=kafkajs (for profiling one side).
+    if (Deno.args.includes("--only=sluice")) order = [sluice];
+    if (Deno.args.includes("--only=kafkajs")) order = [base64];
+    for (const run of order) {
+      const res = await run();
+      console.error(
+        `  round ${r + 1}: ${res.name}: ${(res.messages / res.seconds / 1000).toFixed(0)} k msg/s`,
+      );
+      results.push(res);
+    }
+  }
+} finally {
+  await tearDown();
+}
+
+const rate = (r: Result) => r.messages / r.seconds;
+const names = [...new Set(results.map((r) => r.name))];
+const best = names.map((name) =>
+  results.filter((r) => r.name === name).reduce((a, b) => (a.seconds <= b.seconds ? a : b))
+);
+// The reference is the fastest hand-written configuration.
+const base = best.filter((r) => r.name.startsWith("kafkajs")).reduce(
+  (a, b) => rate(a) >= rate(b) ? a : b,
+  best[0],
+);
+console.log(
+  `\nKafka consume, ${MESSAGES.toLocaleString("en")} x ${BYTES} B, ${PARTITIONS} partitions, ` +
+    `best of ${ROUNDS}, broker ${brokers}, Deno ${Deno.version.deno}\n`,
+);
+console.log("| consumer | seconds | msg/s | vs fastest kafkajs |");
+console.log("|---|---:|---:|---:|");
+for (const r of best) {
+  console.log(
+    `| ${r.name} | ${r.seconds.toFixed(2)} | ${Math.round(rate(r)).toLocaleString("en")} | ${
+      (100 * rate(r) / rate(base)).toFixed(1)
+    }% |`,
+  );
+}
+const short = (r: Result) =>
+  r.name.startsWith("Sluice") ? "Sluice" : `kafkajs/${r.name.match(/Concurrently (\d+)/)![1]}`;
+const all = results.map((r) => `${short(r)} ${Math.round(rate(r) / 1000)}k`).join(", ");
+console.log(`\nall runs (msg/s): ${all}`);
