@@ -184,6 +184,11 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
         if (pending === HOLD) {
           await this.waitForPoll();
           if (this.abandoned) return;
+          // A long hold must not keep a batch that is due by time.
+          if (this.#count > 0 && this.#due(this.clock.now())) {
+            await this.emitWhenRoom(this.#take()!);
+            if (this.abandoned) return;
+          }
         } else if (pending !== undefined) {
           // Hand on what the batch holds first, so the invalid message's offset (forwarded
           // after the processor took the error) never overtakes earlier messages.

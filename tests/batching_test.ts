@@ -754,3 +754,32 @@ Deno.test("Reduce under the processor: commits follow flushes, by time while idl
   await other.close();
   processor.signalShutdown();
 });
+
+Deno.test("Reduce: a batch due by time is flushed even while the accumulator holds a message", async () => {
+  const clock = new ManualClock(0);
+  let paused = false;
+  const sink = new Sink<number>();
+  const step = new Reduce(
+    (acc: number, m: Message<number>) => {
+      if (paused) throw new MessageRejected();
+      return acc + m.payload;
+    },
+    () => 0,
+    sink,
+    { maxBatchTimeMs: 100, clock },
+  );
+  step.submit(brokerMessage(1, 0));
+  await tick();
+  paused = true;
+  step.submit(brokerMessage(2, 1)); // held
+  await tick();
+  await clock.advance(100);
+  step.poll();
+  await waitFor(() => sink.received.length === 1, "the due batch");
+  assertEquals(sink.received[0].payload, 1);
+  assertEquals(offsets(sink.received[0].committable), { "contract-topic/0": 1 });
+  paused = false;
+  step.poll();
+  await step.join();
+  assertEquals(sink.received.map((m) => m.payload), [1, 2]);
+});
