@@ -3,6 +3,7 @@
  * headers, commits pass them only once the DLQ confirmed them, limits and DLQ outages stop
  * the consumer without losing anything, and a restart resumes from the right offset.
  */
+import { MeterProvider } from "@opentelemetry/sdk-metrics";
 import {
   assert,
   assertEquals,
@@ -670,4 +671,15 @@ Deno.test("raw-message buffer: re-delivered offsets replace the stale tail; look
   runner.prune(new Map([[part, 6]]));
   assertEquals(runner.buffered(part), 2);
   assertThrows(() => runner.handle(new InvalidMessage(part, 4, "twice")), DlqMessageMissing);
+});
+
+Deno.test("the DLQ works the same with metrics enabled (steps wrapped by the meter)", async () => {
+  const env = setup(["a", "bad-1", "b", "bad-2", "c"]);
+  const processed: string[] = [];
+  const p = makeProcessor(env, rejectBad(processed), {}, { meterProvider: new MeterProvider() });
+  await runUntil(p, () => committed(env) === 5, "everything committed");
+  assertEquals(processed, ["a", "b", "c"]);
+  assertEquals((await dlqContents(env)).map((r) => r.value), ["bad-1", "bad-2"]);
+  p.signalShutdown();
+  await p.run();
 });
