@@ -29,19 +29,22 @@ import {
   InvalidMessage,
   JSON_CODEC,
   ManualClock,
-  type Message,
+  Message,
   MESSAGE_REJECTED,
   Partition,
   type ProcessingStrategy,
   type Producer,
   RunTask,
+  StepError,
   StreamProcessor,
   type StreamProcessorOptions,
   type Topic,
+  Value,
   withDlqHeaders,
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 import { DlqRunner } from "../dlq.ts";
+import { strategyContract } from "./contract.ts";
 import { tick, waitFor } from "./helpers.ts";
 
 /** A DLQ producer whose deliveries can be held, failed or hung on demand. */
@@ -682,4 +685,34 @@ Deno.test("the DLQ works the same with metrics enabled (steps wrapped by the met
   assertEquals((await dlqContents(env)).map((r) => r.value), ["bad-1", "bad-2"]);
   p.signalShutdown();
   await p.run();
+});
+
+// Decode is a strategy like any other: it obeys the strategy contract.
+strategyContract<number>({
+  name: "Decode",
+  make: ({ next, highWaterMark, clock }) =>
+    new Decode((raw: number) => raw * 2, next, { highWaterMark, clock }),
+});
+
+Deno.test("Decode: a batched value that fails to decode fails the step (it cannot be dead-lettered)", async () => {
+  const p0 = Partition.of(`decode-${crypto.randomUUID()}`, 0);
+  const step = new Decode(
+    (raw: string) => JSON_CODEC.decode(raw),
+    new CommitOffsets(() => {}),
+    { name: "decode-batch" },
+  );
+  step.submit(new Message(new Value("{oops", new Map([[p0, 3]]))));
+  let error: unknown;
+  await waitFor(() => {
+    try {
+      step.poll();
+      return false;
+    } catch (e) {
+      error = e;
+      return true;
+    }
+  }, "the failure");
+  assertInstanceOf(error, StepError);
+  assertStringIncludes((error as StepError).message, "decode-batch");
+  step.terminate();
 });
