@@ -156,6 +156,7 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
     return this.#count;
   }
 
+  /** Folds one chunk of messages; returns a promise while a batch waits for the next step. */
   protected process(batch: Message<TIn>[]): void | Promise<void> {
     if (this.#held !== undefined) return this.#slow(batch, 0, undefined);
     return this.#run(batch, 0);

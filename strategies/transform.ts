@@ -131,6 +131,7 @@ export class TransformStep<TIn, TOut> extends StreamStep<TIn, TOut> {
     return this.#fifo.length - this.#head;
   }
 
+  /** Writes one chunk into the transform; returns a promise while `maxInFlight` is reached. */
   protected process(batch: Message<TIn>[]): void | Promise<void> {
     for (let i = 0; i < batch.length; i++) {
       if (this.inFlight >= this.#limit) {

@@ -100,6 +100,7 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
     );
   }
 
+  /** Unfolds one chunk of messages; returns a promise while a child waits for the next step. */
   protected process(batch: Message<TIn>[]): void | Promise<void> {
     for (let i = 0; i < batch.length; i++) {
       const r = this.#start(batch[i]);
