@@ -86,6 +86,13 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   readonly #chunkSize: number;
   #pending: Message<TIn>[] = [];
   #pendingSize = 0;
+  /**
+   * A lower bound of the writer's `desiredSize`, so `submit` need not ask the stream every
+   * time: it is exact after each of our writes (the stream subtracts the same chunk size),
+   * and the stream's own value only grows in between (when chunks finish). When the bound
+   * shows room the stream has room; when it shows none, `submit` re-reads the stream.
+   */
+  #room = 0;
   #flushScheduled = false;
   #closed = false;
   #abandoned = false;
@@ -144,6 +151,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       { highWaterMark: hwm, size: chunkSizeOf },
     );
     this.#writer = this.writable.getWriter();
+    this.#room = this.#writer.desiredSize ?? 0;
     this.#metrics = stepMeterFor(
       options.metrics,
       this.name,
@@ -186,10 +194,13 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       );
     }
     if (this.#error !== undefined) throw this.#error;
-    if ((this.#writer.desiredSize ?? 0) - this.#pendingSize <= 0) {
-      this.#flush();
-      this.#metrics?.rejectedUpstream(this.#writer.ready);
-      throw MESSAGE_REJECTED;
+    if (this.#room - this.#pendingSize <= 0) {
+      this.#room = this.#writer.desiredSize ?? 0;
+      if (this.#room - this.#pendingSize <= 0) {
+        this.#flush();
+        this.#metrics?.rejectedUpstream(this.#writer.ready);
+        throw MESSAGE_REJECTED;
+      }
     }
     const meter = this.#metrics;
     if (meter !== undefined && meter.sending) meter.relieveUpstream();
@@ -372,6 +383,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     const n = this.#pending.length;
     if (n === 0) return;
     const chunk = n === 1 ? this.#pending[0] : this.#pending;
+    this.#room -= this.#pendingSize;
     this.#pending = [];
     this.#pendingSize = 0;
     // The sink never rejects (failures are recorded instead), so the promise needs no handler.
