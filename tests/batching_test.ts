@@ -783,3 +783,37 @@ Deno.test("Reduce: a batch due by time is flushed even while the accumulator hol
   await step.join();
   assertEquals(sink.received.map((m) => m.payload), [1, 2]);
 });
+
+Deno.test("BatchStep + UnbatchStep: a rejection at any point changes nothing; each message comes out once, in order", async () => {
+  const input: Message<number>[] = [];
+  for (let i = 0; i < 17; i++) {
+    const p = i % 2 === 0 ? P0 : P1;
+    input.push(i % 6 === 5 ? filtered(i, p) : brokerMessage(i, i, p));
+  }
+  async function run(rejectAt: number) {
+    const clock = new ManualClock(0);
+    const sink = new Sink<number>((a) => a === rejectAt);
+    const step = new BatchStep<number>(
+      new UnbatchStep<number>(sink, { clock, highWaterMark: 2, chunkSize: 1 }),
+      { maxBatchSize: 3, clock, highWaterMark: 2, chunkSize: 1 },
+    );
+    await feed(step, input);
+    await step.join(1000);
+    return sink;
+  }
+  const rows = (s: Sink<number>) =>
+    s.received.map((m) =>
+      `${m.filtered ? "F" : m.payload}|${JSON.stringify(offsets(m.committable))}`
+    );
+  const base = await run(-1);
+  assertEquals(
+    base.received.filter((m) => !m.filtered).map((m) => m.payload),
+    input.filter((m) => !m.filtered).map((m) => m.payload),
+  );
+  assertEquals(base.committed(), new Map([[P0, 17], [P1, 16]]));
+  for (let k = 0; k < base.attempts; k++) {
+    const r = await run(k);
+    assertEquals(r.rejections, 1);
+    assertEquals(rows(r), rows(base), `same output in the same order (reject at ${k})`);
+  }
+});
