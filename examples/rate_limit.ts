@@ -13,6 +13,7 @@ import {
   StreamProcessor,
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
+import process from "node:process";
 
 const TOTAL = 60;
 const broker = new LocalBroker<string>();
@@ -20,6 +21,7 @@ const topic = broker.createTopic("api-calls", 2);
 for (let i = 0; i < TOTAL; i++) broker.produce(topic, `request ${i}`);
 
 const started = performance.now();
+let cpuFrom: { at: number; cpu: ReturnType<typeof process.cpuUsage> } | undefined;
 const callTimes: number[] = [];
 let limiter: RateLimit<string> | undefined;
 
@@ -46,6 +48,8 @@ const processor = new StreamProcessor<string>({
 
 const running = processor.run();
 const progress = setInterval(() => {
+  // CPU is measured from the first report on: steady rate-limited state, start-up excluded.
+  cpuFrom ??= { at: performance.now(), cpu: process.cpuUsage() };
   const t = (performance.now() - started) / 1000;
   console.log(
     `t=${t.toFixed(2)}s admitted ${limiter?.admitted ?? 0} (allowed: <= ${
@@ -59,9 +63,11 @@ const group = "api";
 while (
   !broker.partitions(topic).every((p) => broker.committed(group).get(p) === broker.endOffset(p))
 ) {
-  await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 100));
 }
 clearInterval(progress);
+const cpu = process.cpuUsage(cpuFrom!.cpu);
+const wallMs = performance.now() - cpuFrom!.at;
 processor.signalShutdown();
 await running;
 
@@ -80,6 +86,12 @@ console.log(
   `  processor rejections  ${processor.stats.rejections} (each one a timer wait, not a spin)`,
 );
 console.log(`  loop iterations       ${processor.stats.iterations}`);
+console.log(
+  `  CPU while limited     ${((cpu.user + cpu.system) / 10 / wallMs).toFixed(2)}% of one core ` +
+    `(${((cpu.user + cpu.system) / 1000).toFixed(0)} ms CPU in ${
+      (wallMs / 1000).toFixed(1)
+    } s, progress printing included)`,
+);
 console.log(
   `  committed             ${[...broker.committed(group)].map(([p, o]) => `${p}=${o}`).join(" ")}`,
 );
