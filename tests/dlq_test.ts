@@ -35,6 +35,7 @@ import {
   type ProcessingStrategy,
   type Producer,
   RunTask,
+  RunTaskAsync,
   StepError,
   StreamProcessor,
   type StreamProcessorOptions,
@@ -715,4 +716,47 @@ Deno.test("Decode: a batched value that fails to decode fails the step (it canno
   assertInstanceOf(error, StepError);
   assertStringIncludes((error as StepError).message, "decode-batch");
   step.terminate();
+});
+
+// KNOWN CORE BUG (strategies/bridge.ts, not owned by the DLQ work): when an InvalidMessage
+// surfaces from `next.join()` inside `StreamStep.join`, `#joinedNext` is already set, so
+// the processor's retry of `join()` returns at once: the downstream step is never drained
+// (its later messages are not committed and it keeps running, committing after the
+// pipeline was replaced). Each `join()` call also re-runs `onDrained()`. A fix (memoise the
+// drained promise; always await `next.join` on retry) is in the DLQ report to the lead.
+// Remove `ignore` once it lands.
+Deno.test({
+  name: "invalid message from a downstream async step during join: the downstream is drained",
+  ignore: true,
+  fn: async () => {
+    const env = setup(["a", "b", "bad", "c", "d"]);
+    const seen: string[] = [];
+    const p = makeProcessor(
+      env,
+      (commit) =>
+        new RunTask(
+          (m: Message<string>) => m.payload,
+          new RunTaskAsync(
+            async (m: Message<string>) => {
+              await tick();
+              if (m.payload === "bad") {
+                throw InvalidMessage.fromValue(m.value as BrokerValue<string>, "bad");
+              }
+              seen.push(m.payload);
+              return m.payload;
+            },
+            new CommitOffsets(commit),
+            { name: "second", concurrency: 1 },
+          ),
+          { name: "first" },
+        ),
+      {},
+      { clock: undefined },
+    );
+    await p.runOnce();
+    p.signalShutdown();
+    await p.run();
+    assertEquals(seen, ["a", "b", "c", "d"]);
+    assertEquals(committed(env), 5);
+  },
 });
