@@ -559,7 +559,7 @@ export class DlqRunner<T> {
       stop.abort();
       if (policy.onDeliveryFailure === "drop-and-count") {
         this.#hooks.stats.dlqDropped++;
-        this.#hooks.resolved(info.partition, info.offset);
+        this.#resolved(info);
       } else {
         this.#failure ??= new DlqDeliveryError(info.partition, info.offset, policy.topic, e);
       }
@@ -567,7 +567,16 @@ export class DlqRunner<T> {
     }
     stop.abort();
     this.#hooks.stats.deadLettered++;
-    this.#hooks.resolved(info.partition, info.offset);
+    this.#resolved(info);
+  }
+
+  /** Tells the processor, from a delivery callback: a failure there stops it (never lost). */
+  #resolved(info: DlqInfo): void {
+    try {
+      this.#hooks.resolved(info.partition, info.offset);
+    } catch (e) {
+      this.#failure ??= e;
+    }
   }
 
   #checkLimits(s: PartitionState<T>, error: InvalidMessage): void {
@@ -609,6 +618,7 @@ export class DlqRunner<T> {
    * after a rejoin), so offsets stay increasing and the fresh copies are found.
    */
   #rewind(s: PartitionState<T>, from: number): void {
+    if (s.taken.size > 0) { for (const o of s.taken) if (o >= from) s.taken.delete(o); }
     const segs = s.segments;
     while (segs.length > s.segHead) {
       const last = segs[segs.length - 1];
