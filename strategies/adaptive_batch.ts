@@ -185,7 +185,13 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
   protected override onPoll(): void {
     if (this.#busy !== undefined || this.#offsets.size === 0) return;
     if (this.clock.now() - this.#startedAt < this.#maxWaitMs) return;
-    const r = this.#flush(false);
+    let r: Promise<void> | undefined;
+    try {
+      r = this.#flush(false);
+    } catch (e) {
+      this.fail(e);
+      throw e;
+    }
     if (r !== undefined) {
       const busy: Promise<void> = this.#busy = r.then(
         () => {

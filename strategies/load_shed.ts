@@ -24,7 +24,8 @@ export type DropReason = "newest" | "oldest";
 export interface LoadShedOptions<T> extends StepOptions {
   /**
    * How much the shedding buffer holds while the next step is not accepting: in messages,
-   * or in the unit of `size` when given (bytes with `size: byteLength`). Required.
+   * or in the unit of `size` when given (bytes with `size: byteLength`; the input queue's
+   * `highWaterMark` then defaults to the same number). Required.
    */
   capacity: number;
   /**
@@ -102,7 +103,12 @@ export class LoadShed<T> extends StreamStep<T, T> {
 
   /** Creates the step in front of `next`. */
   constructor(next: ProcessingStrategy<T>, options: LoadShedOptions<T>) {
-    super("load_shed", next, options);
+    // With a `size`, the queue's default bound would be 1024 size units (bytes): too small
+    // for one turn of large messages. Default it to the capacity instead.
+    const c = options?.capacity;
+    const byBytes = options?.size !== undefined && options.highWaterMark === undefined &&
+      typeof c === "number" && c > 0 && isFinite(c);
+    super("load_shed", next, byBytes ? { ...options, highWaterMark: c } : options);
     const { capacity, policy } = options ?? {};
     if (typeof capacity !== "number" || !(capacity > 0) || !isFinite(capacity)) {
       throw new ConfigurationError(

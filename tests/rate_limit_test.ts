@@ -5,7 +5,6 @@ import {
   ConfigurationError,
   ManualClock,
   type Message,
-  MessageRejected,
   Noop,
   RateLimit,
   StreamProcessor,
@@ -139,7 +138,5 @@ Deno.test("RateLimit: a rate-limited processor waits on timers, never spins, and
     return done;
   }, "the processor to shut down");
   await running;
-  assertThrows(() => step!.submit(brokerMessage(0, 0)), Error);
-  assert(!(step.rejected < 0));
-  void MessageRejected;
+  assertEquals(processor.stats.messagesSubmitted, total, "each message submitted once");
 });
