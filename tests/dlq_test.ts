@@ -718,16 +718,10 @@ Deno.test("Decode: a batched value that fails to decode fails the step (it canno
   step.terminate();
 });
 
-// KNOWN CORE BUG (strategies/bridge.ts, not owned by the DLQ work): when an InvalidMessage
-// surfaces from `next.join()` inside `StreamStep.join`, `#joinedNext` is already set, so
-// the processor's retry of `join()` returns at once: the downstream step is never drained
-// (its later messages are not committed and it keeps running, committing after the
-// pipeline was replaced). Each `join()` call also re-runs `onDrained()`. A fix (memoise the
-// drained promise; always await `next.join` on retry) is in the DLQ report to the lead.
-// Remove `ignore` once it lands.
+// Regression: an InvalidMessage surfacing from `next.join()` inside `StreamStep.join` must
+// not leave the downstream step undrained when the processor retries `join()`.
 Deno.test({
   name: "invalid message from a downstream async step during join: the downstream is drained",
-  ignore: true,
   fn: async () => {
     const env = setup(["a", "b", "bad", "c", "d"]);
     const seen: string[] = [];
