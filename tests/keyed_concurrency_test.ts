@@ -1,15 +1,22 @@
 import { assert, assertEquals, assertLessOrEqual, assertThrows } from "@std/assert";
 import {
+  AdaptiveBatch,
+  CircuitBreaker,
   CommitOffsets,
+  CommitPolicy,
   ConfigurationError,
   InvalidMessage,
   KeyedConcurrency,
+  LoadShed,
   macrotask,
   type Message,
   MessageRejected,
   Noop,
   type Partition,
+  RateLimit,
+  StreamProcessor,
 } from "../mod.ts";
+import { LocalBroker } from "../backends/local/mod.ts";
 import { strategyContract } from "./contract.ts";
 import { brokerMessage, CommitRecorder, Gate, P0, P1, tick, waitFor } from "./helpers.ts";
 
@@ -252,4 +259,104 @@ Deno.test("KeyedConcurrency: property — per-key order, in-flight bounds, and c
     assertLessOrEqual(step.maxObservedInFlight, maxInFlight);
   }
   assert(outOfOrderCompletions > RUNS * 10, "completions really were out of order");
+});
+
+Deno.test("toolkit composition: LoadShed → RateLimit → CircuitBreaker → KeyedConcurrency → AdaptiveBatch under the processor: every message processed or counted as dropped, commits never early", async () => {
+  const broker = new LocalBroker<string>();
+  const topic = broker.createTopic("toolkit", 3);
+  const total = 1500;
+  for (let i = 0; i < total; i++) broker.produce(topic, `m${i}`, { key: `k${i % 11}` });
+  const handled = new Set<string>();
+  const id = (m: Message<unknown>) => {
+    const v = m.value as { partition: Partition; offset: number };
+    return `${v.partition}@${v.offset}`;
+  };
+  let early = 0;
+  const verified = new Map<Partition, number>();
+  let shed: LoadShed<string> | undefined;
+  let breaker: CircuitBreaker<string, string> | undefined;
+  let batcher: AdaptiveBatch<string, number> | undefined;
+  let attempts = 0;
+  let processed = 0;
+  const failedOnce = new Set<string>();
+  const processor = new StreamProcessor<string>({
+    consumer: broker.getConsumer("toolkit"),
+    topics: [topic],
+    commitPolicy: CommitPolicy.IMMEDIATE,
+    handleSignals: false,
+    factory: {
+      createWithPartitions(commit) {
+        const checkedCommit = (offsets: ReadonlyMap<Partition, number>, force?: boolean) => {
+          for (const [p, o] of offsets) {
+            for (let i = verified.get(p) ?? 0; i < o; i++) if (!handled.has(`${p}@${i}`)) early++;
+            if ((verified.get(p) ?? 0) < o) verified.set(p, o);
+          }
+          commit(offsets, force);
+        };
+        batcher = new AdaptiveBatch(
+          async (ids: string[]) => {
+            await new Promise((r) => setTimeout(r, 1));
+            for (const i of ids) handled.add(i);
+            processed += ids.length;
+            return ids.length;
+          },
+          new CommitOffsets(checkedCommit),
+          { targetMs: 5, initialSize: 4, maxSize: 200, maxWaitMs: 5 },
+        );
+        const keyed = new KeyedConcurrency(
+          async (m: Message<string>) => {
+            await new Promise((r) => setTimeout(r, Math.random() * 2));
+            return m.payload;
+          },
+          batcher,
+          { key: (m) => m.payload, maxInFlight: 8, highWaterMark: 32 },
+        );
+        breaker = new CircuitBreaker(
+          (m: Message<string>) => {
+            attempts++;
+            // A dependency that fails now and then: the first call for every 13th offset.
+            const v = m.value as { offset: number };
+            if (v.offset % 13 === 0 && !failedOnce.has(id(m))) {
+              failedOnce.add(id(m));
+              throw new Error("flaky");
+            }
+            return id(m); // the sink records what it handled by partition@offset
+          },
+          keyed,
+          {
+            failureThreshold: 2,
+            windowMs: 50,
+            coolDownMs: 5,
+            retryDelayMs: 1,
+            onStateChange: () => {},
+          },
+        );
+        const limiter = new RateLimit(breaker, {
+          ratePerSecond: 5000,
+          capacity: 50,
+          highWaterMark: 20,
+        });
+        return shed = new LoadShed(limiter, {
+          capacity: 200,
+          policy: "drop-newest",
+          onDrop: (m) => handled.add(id(m)),
+        });
+      },
+    },
+  });
+  const running = processor.run();
+  const done = () =>
+    broker.partitions(topic).every((p) =>
+      broker.committed("toolkit").get(p) === broker.endOffset(p)
+    );
+  await waitFor(done, "every partition committed to its end", 20_000);
+  processor.signalShutdown();
+  await running;
+  assertEquals(early, 0, "no commit passed a message that was neither processed nor dropped");
+  assertEquals(processed + shed!.droppedTotal, total, "every message processed or counted");
+  assertEquals(handled.size, total);
+  assert(shed!.droppedTotal > 0, "the rate limit made the shedder drop");
+  assertEquals(attempts, processed + breaker!.failures, "a call per message, plus one per failure");
+  assert(breaker!.failures > 0, "the flaky dependency failed at times");
+  assert(batcher!.batches > 0);
 });
