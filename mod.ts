@@ -121,3 +121,4 @@ export { type TransformPair, TransformStep, type TransformStepOptions } from "./
 export { Healthcheck, type HealthcheckOptions, HealthServer, type HealthServerOptions, type HealthStatus } from "./strategies/healthcheck.ts";
 export { KeyedConcurrency, type KeyedConcurrencyOptions } from "./strategies/keyed_concurrency.ts";
 export { type ConsumerReadable, consumerReadable, type ConsumerReadableOptions } from "./backends/readable.ts";
+export type { DropCount } from "./metrics/mod.ts";

@@ -57,6 +57,12 @@ export interface ConsumerCounters {
   readonly backpressureMs: number;
   /** Invalid messages reported by the pipeline. */
   readonly invalidMessages: number;
+  /** Messages whose dead-letter delivery was confirmed (when a DLQ is configured). */
+  readonly deadLettered?: number;
+  /** Invalid messages dropped by the DLQ policy, counted. */
+  readonly dlqDropped?: number;
+  /** Raw messages evicted from the DLQ buffer because it was full. */
+  readonly dlqBufferEvicted?: number;
 }
 
 /** What the lag gauge needs from a consumer: its optional `endOffset`. */

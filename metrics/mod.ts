@@ -18,6 +18,7 @@ export { EpisodeStats, EpisodeTracker } from "./episode.ts";
 export { DURATION_BUCKETS_MS, METER_NAME, SluiceMetrics } from "./otel.ts";
 export {
   type BackpressureSide,
+  type DropCount,
   StepMeter,
   stepMeterFor,
   type StepMetricsSource,

@@ -64,6 +64,9 @@ interface Retired {
   partitionsAssigned: number;
   partitionsRevoked: number;
   stuck: number;
+  deadLettered: number;
+  dlqDropped: number;
+  dlqBufferEvicted: number;
 }
 
 type Observe = (result: ObservableResult) => void;
@@ -105,6 +108,9 @@ export class SluiceMetrics implements StepMetricsSource {
     partitionsAssigned: 0,
     partitionsRevoked: 0,
     stuck: 0,
+    deadLettered: 0,
+    dlqDropped: 0,
+    dlqBufferEvicted: 0,
   };
   readonly #sendDuration: Histogram;
   readonly #receiveDuration: Histogram;
@@ -202,6 +208,9 @@ export class SluiceMetrics implements StepMetricsSource {
     r.partitionsAssigned += meter.partitionsAssigned;
     r.partitionsRevoked += meter.partitionsRevoked;
     r.stuck += meter.stuck;
+    r.deadLettered += c.deadLettered ?? 0;
+    r.dlqDropped += c.dlqDropped ?? 0;
+    r.dlqBufferEvicted += c.dlqBufferEvicted ?? 0;
   }
 
   /** Records every buffered histogram sample now (collection does this by itself). */
@@ -238,6 +247,16 @@ export class SluiceMetrics implements StepMetricsSource {
       (r) => {
         this.flush();
         for (const s of this.#steps.values()) r.observe(s.messages, s.attributes);
+      },
+    );
+    this.#counter(
+      "sluice.step.dropped",
+      "{message}",
+      "Messages this step dropped on purpose (filtered, shed), by reason",
+      (r) => {
+        for (const s of this.#steps.values()) {
+          for (const d of s.drops.values()) r.observe(d.count, d.attributes);
+        }
       },
     );
     const sides: Array<[BackpressureSide, string, string]> = [
@@ -358,6 +377,27 @@ export class SluiceMetrics implements StepMetricsSource {
       "Times the loop did not advance for stuckTimeoutMs",
       (c) => c.stuck,
       () => r.stuck,
+    );
+    counter(
+      "sluice.consumer.dlq.messages",
+      "{message}",
+      "Invalid messages whose dead-letter delivery was confirmed",
+      (c) => c.counters.deadLettered ?? 0,
+      () => r.deadLettered,
+    );
+    counter(
+      "sluice.consumer.dlq.dropped_messages",
+      "{message}",
+      "Invalid messages dropped (and counted) by the DLQ policy instead of dead-lettered",
+      (c) => c.counters.dlqDropped ?? 0,
+      () => r.dlqDropped,
+    );
+    counter(
+      "sluice.consumer.dlq_buffer.exceeded",
+      "{message}",
+      "Raw messages evicted from the DLQ buffer because it was full",
+      (c) => c.counters.dlqBufferEvicted ?? 0,
+      () => r.dlqBufferEvicted,
     );
     const okAttrs: Attributes = { status: "ok" };
     const errorAttrs: Attributes = { status: "error" };

@@ -20,6 +20,14 @@ import { EpisodeStats, EpisodeTracker } from "./episode.ts";
 /** Which side of a step an episode is on. */
 export type BackpressureSide = "send" | "receive";
 
+/** Messages a step dropped for one reason (attribute `reason`). */
+export interface DropCount {
+  /** `{ step, reason }`, created once. */
+  readonly attributes: Attributes;
+  /** Messages dropped so far. */
+  count: number;
+}
+
 /**
  * Cumulative totals of every step instance that had one name.
  *
@@ -37,6 +45,8 @@ export class StepStats {
   sendRejections = 0;
   /** Times the step's downstream rejected a hand-off. */
   receiveRejections = 0;
+  /** Messages the step dropped (filtered, shed...), by reason. */
+  readonly drops: Map<string, DropCount> = new Map();
   /** Send-side totals by origin. */
   readonly send: Map<string, EpisodeStats> = new Map();
   /** Receive-side totals by origin. */
@@ -69,6 +79,16 @@ export class StepStats {
       map.set(origin, s);
     }
     return s;
+  }
+
+  /** The drop counter of `reason` (created on first use). */
+  dropCount(reason: string): DropCount {
+    let d = this.drops.get(reason);
+    if (d === undefined) {
+      d = { attributes: { step: this.name, reason }, count: 0 };
+      this.drops.set(reason, d);
+    }
+    return d;
   }
 
   /** Milliseconds this step spent rejecting its upstream, all origins, up to `now`. */
@@ -129,6 +149,7 @@ export class StepMeter {
   #receiving = false;
   /** The open send episode has seen downstream pressure (its origin follows the downstream). */
   #sendFollows = false;
+  #lastDrop: DropCount | undefined;
 
   /**
    * Creates the meter. `downstream` is the next step's meter when the next step is
@@ -175,6 +196,15 @@ export class StepMeter {
   /** Counts `n` messages accepted by the step. */
   count(n: number): void {
     this.stats.messages += n;
+  }
+
+  /** Counts `n` messages the step dropped for `reason` (e.g. "filtered", "shed_oldest"). */
+  dropped(n: number, reason: string): void {
+    let d = this.#lastDrop;
+    if (d === undefined || d.attributes.reason !== reason) {
+      d = this.#lastDrop = this.stats.dropCount(reason);
+    }
+    d.count += n;
   }
 
   /**

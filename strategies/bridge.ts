@@ -100,6 +100,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   #invalid: InvalidMessage | undefined;
   #closing: Promise<void> | undefined;
   #joinedNext = false;
+  #drained: Promise<void> | undefined;
   #waiters: Array<() => void> = [];
   /** Backpressure instrumentation; undefined (and free) without metrics. */
   readonly #metrics: StepMeter | undefined;
@@ -246,7 +247,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     this.close();
     const deadline = timeoutMs === undefined ? Infinity : this.clock.now() + timeoutMs;
     const drained = await this.#waitUntil(
-      this.#closing!.then(() => this.onDrained()),
+      this.#drained ??= this.#closing!.then(() => this.onDrained()),
       deadline,
     );
     if (!drained) this.#abandon();
@@ -254,9 +255,11 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       this.next?.terminate();
       throw this.#error;
     }
-    if (this.#joinedNext || !this.next) return;
-    this.#joinedNext = true;
-    this.next.close();
+    if (!this.next) return;
+    if (!this.#joinedNext) {
+      this.#joinedNext = true;
+      this.next.close();
+    }
     const remaining = deadline === Infinity ? undefined : Math.max(0, deadline - this.clock.now());
     await this.next.join(remaining);
   }
@@ -353,6 +356,14 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     while (this.#invalid === error && !this.#abandoned) await this.waitForPoll();
     if (this.#abandoned) return;
     await this.emitWhenRoom(message.replacePayload(FILTERED_PAYLOAD) as unknown as Message<TOut>);
+  }
+
+  /**
+   * Counts `n` messages this step dropped on purpose (filtered out, shed under load) in
+   * the `sluice.step.dropped` metric, attribute `reason`. Free without metrics.
+   */
+  protected countDropped(n: number, reason: string): void {
+    this.#metrics?.dropped(n, reason);
   }
 
   /** Wraps a user-function failure so the message is identified (invalid messages pass as-is). */

@@ -13,10 +13,15 @@ import {
 } from "@opentelemetry/sdk-metrics";
 import { assert, assertEquals } from "@std/assert";
 import {
+  type BrokerValue,
   type Commit,
   CommitOffsets,
   CommitPolicy,
+  DlqPolicy,
+  type DlqRecord,
+  FILTERED_PAYLOAD,
   highestOffsets,
+  InvalidMessage,
   macrotask,
   ManualClock,
   type Message,
@@ -580,4 +585,75 @@ Deno.test("origin propagates up a chain: a slow sink two steps down is the origi
   assertEquals(p.send.get("parse")!.episodes, 0);
   assertEquals(p.receive.get("sink")!.timeMs(100), 90);
   assertEquals(source.get("sink")!.send.get("sink")!.timeMs(100), 90);
+});
+
+/**
+ * A step that drops odd payloads (forwarding their offsets as filtered markers) and counts
+ * them with the bridge's drop hook.
+ */
+class DropOdd extends StreamStep<number, number> {
+  constructor(next: StreamStep<number, never>, options: StepOptions) {
+    super("drop_odd", next, options);
+  }
+  protected process(batch: Message<number>[]): void | Promise<void> {
+    const out: Message<number>[] = [];
+    let dropped = 0;
+    for (const m of batch) {
+      if (m.payload % 2 === 1) {
+        dropped++;
+        out.push(m.replacePayload(FILTERED_PAYLOAD as unknown as number));
+      } else out.push(m);
+    }
+    if (dropped > 0) this.countDropped(dropped, "odd");
+    return this.emitAll(out);
+  }
+}
+
+Deno.test("drops counted by a step and dead-letter outcomes appear as metrics", async () => {
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<number>({ clock });
+  broker.createTopic("numbers", 1);
+  for (let i = 0; i < 10; i++) broker.produce("numbers", i);
+  const dlqBroker = new LocalBroker<DlqRecord<number>>({ clock });
+  const dlqTopic = dlqBroker.createTopic("numbers-dlq", 1);
+  const { provider, snapshot } = meterProvider();
+  const processor = new StreamProcessor<number>({
+    consumer: broker.getConsumer("g"),
+    topics: ["numbers"],
+    clock,
+    meterProvider: provider,
+    commitPolicy: CommitPolicy.IMMEDIATE,
+    pollTimeoutMs: 0,
+    handleSignals: false,
+    dlqPolicy: new DlqPolicy<number>({ producer: dlqBroker.getProducer(), topic: dlqTopic }),
+    factory: {
+      createWithPartitions: (commit) =>
+        new RunTask(
+          (m: Message<number>) => {
+            if (m.payload === 4) {
+              throw InvalidMessage.fromValue(m.value as BrokerValue<number>, "four is invalid");
+            }
+            return m.payload;
+          },
+          new DropOdd(new CommitOffsets(commit, { clock }), { name: "evens", clock }),
+          { name: "validate", clock },
+        ),
+    },
+  });
+  for (
+    let i = 0;
+    i < 20 && broker.committed("g").get(broker.partitions("numbers")[0]) !== 10;
+    i++
+  ) {
+    await processor.runOnce();
+    await settle();
+  }
+  assertEquals(broker.committed("g").get(broker.partitions("numbers")[0]), 10);
+  const s = await snapshot();
+  // 1, 3, 5, 7, 9 dropped on purpose; 4 dead-lettered (and never reaches "evens").
+  assertEquals(s.value("sluice.step.dropped", { step: "evens", reason: "odd" }), 5);
+  assertEquals(s.value("sluice.consumer.invalid_message.count"), 1);
+  assertEquals(s.value("sluice.consumer.dlq.messages"), 1);
+  assertEquals(s.value("sluice.consumer.dlq.dropped_messages"), 0);
+  assertEquals(dlqBroker.endOffset(dlqBroker.partitions(dlqTopic)[0]), 1);
 });
