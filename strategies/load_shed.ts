@@ -61,7 +61,9 @@ class Marker {
  * oldest (`policy`). The consumer is never held back, so lag stays flat — at the price
  * of data.
  *
- * Every drop is counted (`dropped.newest`, `dropped.oldest`) and reported to `onDrop`.
+ * Every drop is counted (`dropped.newest`, `dropped.oldest`), reported to `onDrop`, and
+ * exported as the `sluice.step.dropped` metric with `reason` `shed_newest` or `shed_oldest`
+ * when the processor has a `meterProvider`.
  * A dropped message is *handled*, not lost track of: its offset is kept in its place in
  * the buffer as a filtered marker, so it is committed once the messages before it have
  * been processed — never earlier.
@@ -239,6 +241,7 @@ export class LoadShed<T> extends StreamStep<T, T> {
 
   #drop(m: Message<T>, reason: DropReason): void {
     this.dropped[reason]++;
+    this.countDropped(1, reason === "newest" ? "shed_newest" : "shed_oldest");
     this.#onDrop?.(m, reason);
   }
 

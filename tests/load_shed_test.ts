@@ -1,7 +1,9 @@
+import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import {
   byteLength,
   CommitOffsets,
+  CommitPolicy,
   ConfigurationError,
   LoadShed,
   macrotask,
@@ -10,10 +12,13 @@ import {
   Noop,
   type Partition,
   type ProcessingStrategy,
+  RunTask,
   type ShedPolicy,
+  StreamProcessor,
 } from "../mod.ts";
+import { LocalBroker } from "../backends/local/mod.ts";
 import { strategyContract } from "./contract.ts";
-import { brokerMessage, CommitRecorder, Gate, P0, P1, tick } from "./helpers.ts";
+import { brokerMessage, CommitRecorder, Gate, P0, P1, tick, waitFor } from "./helpers.ts";
 
 for (const policy of ["drop-newest", "drop-oldest"] as const) {
   strategyContract<number>({
@@ -190,3 +195,62 @@ for (const policy of ["drop-newest", "drop-oldest"] as const) {
     assert(totalDropped > 1000, `the runs do shed (${totalDropped} drops)`);
   });
 }
+
+/** An SDK reader collected on demand. */
+class InMemoryReader extends MetricReader {
+  protected onShutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+  protected onForceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+Deno.test("LoadShed: drops are exported as sluice.step.dropped with their reason", async () => {
+  const reader = new InMemoryReader();
+  const provider = new MeterProvider({ readers: [reader] });
+  const broker = new LocalBroker<number>();
+  const topic = broker.createTopic("shed-metrics", 1);
+  const total = 500;
+  for (let i = 0; i < total; i++) broker.produce(topic, i);
+  let shed: LoadShed<number> | undefined;
+  let release: (() => void) | undefined;
+  const held = new Promise<void>((r) => release = r);
+  const processor = new StreamProcessor<number>({
+    consumer: broker.getConsumer("shed-metrics"),
+    topics: [topic],
+    meterProvider: provider,
+    commitPolicy: CommitPolicy.IMMEDIATE,
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit) => {
+        // A sink that holds everything until released: the shedder must drop.
+        const sink = new RunTask((m: Message<number>) => m.payload, new CommitOffsets(commit), {
+          name: "sink",
+          highWaterMark: 10,
+        });
+        const gate = new Gate<number>(false, sink);
+        held.then(() => gate.setOpen(true));
+        return shed = new LoadShed(gate, { name: "shed", capacity: 20, policy: "drop-newest" });
+      },
+    },
+  });
+  const running = processor.run();
+  await waitFor(() => (shed?.droppedTotal ?? 0) >= total - 20, "the shedder to drop the rest");
+  release!();
+  const p = broker.partitions(topic)[0];
+  await waitFor(() => broker.committed("shed-metrics").get(p) === total, "everything committed");
+  processor.signalShutdown();
+  await running;
+  const { resourceMetrics, errors } = await reader.collect();
+  assertEquals(errors, []);
+  const dropped = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics)
+    .find((m) => m.descriptor.name === "sluice.step.dropped");
+  assert(dropped !== undefined, "sluice.step.dropped is exported");
+  const point = dropped.dataPoints.find((d) =>
+    d.attributes.step === "shed" && d.attributes.reason === "shed_newest"
+  );
+  assertEquals(point?.value, shed!.dropped.newest);
+  assertEquals(shed!.dropped.newest, total - 20, "all but the 20 buffered were dropped");
+  assertEquals(processor.stats.pauses, 0, "shedding never paused the consumer");
+});
