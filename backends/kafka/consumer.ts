@@ -75,6 +75,7 @@ import {
   resolveConsumerOptions,
   type ResolvedConsumerOptions,
 } from "./config.ts";
+import "./kafkajs_patch.ts";
 import { createKafka, describeError, type KafkaPayload, withTimeout } from "./payload.ts";
 
 interface Deferred {

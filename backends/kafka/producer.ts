@@ -27,6 +27,7 @@ import {
   type ResolvedProducerOptions,
   resolveProducerOptions,
 } from "./config.ts";
+import "./kafkajs_patch.ts";
 import { createKafka, describeError, type KafkaPayload, withTimeout } from "./payload.ts";
 
 /** A delivery to Kafka failed; `cause` holds kafkajs's error. */

@@ -67,3 +67,8 @@ Deno.test("kafka config: invalid producer options are named in a ConfigurationEr
     "maxBatchMessages",
   );
 });
+
+Deno.test("kafka: the kafkajs idle-timer fix is applied when the backend is imported", () => {
+  // Without it every broker connection wakes the process ~1000 times a second.
+  assert(kafkajsPatched());
+});
