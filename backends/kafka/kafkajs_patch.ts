@@ -20,6 +20,9 @@
 // kafkajs ships no types for its internals.
 // deno-lint-ignore no-explicit-any
 type AnyQueue = any;
+// The import map maps only the bare "kafkajs"; this is the same pinned version (same
+// module instance, no lock change).
+// deno-lint-ignore no-import-prefix
 // @ts-ignore: internal kafkajs module without type declarations
 import RequestQueueModule from "npm:kafkajs@2.2.4/src/network/requestQueue/index.js";
 

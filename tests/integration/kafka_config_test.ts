@@ -4,6 +4,7 @@
  */
 import { assert, assertThrows } from "@std/assert";
 import { ConfigurationError } from "../../mod.ts";
+import { kafkajsPatched } from "../../backends/kafka/kafkajs_patch.ts";
 import {
   KafkaConsumer,
   type KafkaConsumerOptions,
