@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-import-prefix
 /**
  * A fix for a kafkajs 2.2.4 bug that keeps an idle (or paused) consumer busy.
  *
@@ -21,8 +22,7 @@
 // deno-lint-ignore no-explicit-any
 type AnyQueue = any;
 // The import map maps only the bare "kafkajs"; this is the same pinned version (same
-// module instance, no lock change).
-// deno-lint-ignore no-import-prefix
+// module instance, no lock change), hence the file-wide no-import-prefix exception.
 // @ts-ignore: internal kafkajs module without type declarations
 import RequestQueueModule from "npm:kafkajs@2.2.4/src/network/requestQueue/index.js";
 
