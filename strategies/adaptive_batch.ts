@@ -66,7 +66,8 @@ const HISTORY_KEPT = 1000;
  * within `tolerance` of the target. For a sink whose time grows with the batch size, the
  * size converges on the largest batch that still fits the target time.
  *
- * `fn`'s result is forwarded as one message whose committable covers the whole batch
+ * `fn(payloads, messages, signal)`: `signal` aborts when the step is terminated or its
+ * `join` gives up. `fn`'s result is forwarded as one message whose committable covers the whole batch
  * (offsets of filtered messages in between included). While `fn` runs the step holds its
  * queue, so a slow sink backpressures the consumer. A partial batch is processed after
  * `maxWaitMs`, and on `join`. `batchSize` is the current size; `history` the recent
@@ -98,7 +99,12 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
   /** The most recent batches (up to 1000), oldest first. */
   readonly history: BatchRecord[] = [];
 
-  readonly #fn: (payloads: TIn[], messages: Message<TIn>[]) => TOut | Promise<TOut>;
+  readonly #fn: (
+    payloads: TIn[],
+    messages: Message<TIn>[],
+    signal: AbortSignal,
+  ) => TOut | Promise<TOut>;
+  readonly #abort = new AbortController();
   readonly #maxWaitMs: number;
   readonly #tolerance: number;
   readonly #maxStep: number;
@@ -111,7 +117,11 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /** Creates the step: `fn` processes one batch, `next` receives its result. */
   constructor(
-    fn: (payloads: TIn[], messages: Message<TIn>[]) => TOut | Promise<TOut>,
+    fn: (
+      payloads: TIn[],
+      messages: Message<TIn>[],
+      signal: AbortSignal,
+    ) => TOut | Promise<TOut>,
     next: ProcessingStrategy<TOut>,
     options: AdaptiveBatchOptions,
   ) {
@@ -167,6 +177,24 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
   /** The batch size in use now. */
   get batchSize(): number {
     return this.#size;
+  }
+
+  /** Abandons all work at once and aborts the `signal` given to running calls. */
+  override terminate(): void {
+    this.#abort.abort();
+    super.terminate();
+  }
+
+  /**
+   * Finishes submitted work within `timeoutMs` (see `StreamStep.join`); if work had to be
+   * abandoned, the `signal` given to running calls is aborted.
+   */
+  override async join(timeoutMs?: number): Promise<void> {
+    try {
+      await super.join(timeoutMs);
+    } finally {
+      if (this.abandoned) this.#abort.abort();
+    }
   }
 
   /** Adds messages to the batch, processing it whenever it reaches the current size. */
@@ -254,7 +282,7 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
     const start = this.clock.now();
     let result: TOut | Promise<TOut>;
     try {
-      result = this.#fn(batch.map((m) => m.payload), batch);
+      result = this.#fn(batch.map((m) => m.payload), batch, this.#abort.signal);
     } catch (e) {
       throw this.#wrap(e, batch);
     }

@@ -77,6 +77,9 @@ const MAX_TRANSITIONS_KEPT = 100;
  * - **half-open**: after `coolDownMs`, one probe — the waiting message — is let through.
  *   Success closes the breaker; failure opens it again for another cool-down.
  *
+ * `fn(message, signal)`: `signal` aborts when the step is terminated or its `join` gives
+ * up, so a hanging call can be cancelled.
+ *
  * State changes go to `onStateChange` (default: a `console.warn` line) and are kept in
  * `transitions`; `state`, `failures`, `successes` and `rejected` are counters to export.
  *
@@ -110,7 +113,8 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
     "half-open": 0,
   };
 
-  readonly #fn: (message: Message<TIn>) => TOut | Promise<TOut>;
+  readonly #fn: (message: Message<TIn>, signal: AbortSignal) => TOut | Promise<TOut>;
+  readonly #abort = new AbortController();
   readonly #failureThreshold: number;
   readonly #failureRatio: number | undefined;
   readonly #minimumCalls: number;
@@ -127,7 +131,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /** Creates the step: `fn` is the call to protect, `next` receives its results. */
   constructor(
-    fn: (message: Message<TIn>) => TOut | Promise<TOut>,
+    fn: (message: Message<TIn>, signal: AbortSignal) => TOut | Promise<TOut>,
     next: ProcessingStrategy<TOut>,
     options: CircuitBreakerOptions = {},
   ) {
@@ -189,6 +193,24 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
   }
 
+  /** Abandons all work at once and aborts the `signal` given to running calls. */
+  override terminate(): void {
+    this.#abort.abort();
+    super.terminate();
+  }
+
+  /**
+   * Finishes submitted work within `timeoutMs` (see `StreamStep.join`); if work had to be
+   * abandoned, the `signal` given to running calls is aborted.
+   */
+  override async join(timeoutMs?: number): Promise<void> {
+    try {
+      await super.join(timeoutMs);
+    } finally {
+      if (this.abandoned) this.#abort.abort();
+    }
+  }
+
   /** Calls `fn` on each message in order, through the breaker. */
   protected process(batch: Message<TIn>[]): void | Promise<void> {
     for (let i = 0; i < batch.length; i++) {
@@ -201,7 +223,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
       if (this.#state !== "closed") return this.#slow(batch, i);
       let out: TOut | Promise<TOut>;
       try {
-        out = this.#fn(m);
+        out = this.#fn(m, this.#abort.signal);
       } catch (e) {
         return this.#slow(batch, i, undefined, Promise.reject(e));
       }
@@ -243,7 +265,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
       if (!(await this.#admit())) return;
       let call: TOut | Promise<TOut>;
       try {
-        call = this.#fn(m);
+        call = this.#fn(m, this.#abort.signal);
       } catch (e) {
         call = Promise.reject(e);
       }

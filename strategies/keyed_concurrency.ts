@@ -72,6 +72,7 @@ type OutItem = { m: Message<unknown>; invalid?: InvalidMessage };
  * each partition (the commit watermark). An offset is never committed while a message
  * before it is still running or waiting. `watermarks()` shows the current prefix.
  *
+ * `fn(message, signal)`: `signal` aborts when the step is terminated or its `join` gives up.
  * `fn` may throw `InvalidMessage` (reported to the processor, then counted as done) or
  * `MessageRejected` (the call is retried after the next `poll()`, its key held). Any other
  * error fails the step, naming the message.
@@ -102,7 +103,8 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
   /** Highest number of calls seen running at once. */
   maxObservedInFlight = 0;
 
-  readonly #fn: (message: Message<TIn>) => TOut | Promise<TOut>;
+  readonly #fn: (message: Message<TIn>, signal: AbortSignal) => TOut | Promise<TOut>;
+  readonly #abort = new AbortController();
   readonly #key: (message: Message<TIn>) => string | number;
   readonly #keys = new Map<string | number, KeyState>();
   readonly #tracks = new Map<Partition, Track>();
@@ -119,7 +121,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /** Creates the step: `fn` is the async work, `next` receives results as they complete. */
   constructor(
-    fn: (message: Message<TIn>) => TOut | Promise<TOut>,
+    fn: (message: Message<TIn>, signal: AbortSignal) => TOut | Promise<TOut>,
     next: ProcessingStrategy<TOut>,
     options: KeyedConcurrencyOptions<TIn>,
   ) {
@@ -165,6 +167,24 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
   /** The commit watermark per partition: the next offset after the contiguous completed prefix. */
   watermarks(): Map<Partition, number> {
     return new Map(this.#watermarks);
+  }
+
+  /** Abandons all work at once and aborts the `signal` given to running calls. */
+  override terminate(): void {
+    this.#abort.abort();
+    super.terminate();
+  }
+
+  /**
+   * Finishes submitted work within `timeoutMs` (see `StreamStep.join`); if work had to be
+   * abandoned, the `signal` given to running calls is aborted.
+   */
+  override async join(timeoutMs?: number): Promise<void> {
+    try {
+      await super.join(timeoutMs);
+    } finally {
+      if (this.abandoned) this.#abort.abort();
+    }
   }
 
   /** Admits messages to their keys' queues, holding the chunk while `maxPending` is reached. */
@@ -294,7 +314,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     const m = entry.m as Message<TIn>;
     let r: TOut | Promise<TOut>;
     try {
-      r = this.#fn(m);
+      r = this.#fn(m, this.#abort.signal);
     } catch (e) {
       r = Promise.reject(e);
     }

@@ -360,3 +360,27 @@ Deno.test("toolkit composition: LoadShed → RateLimit → CircuitBreaker → Ke
   assert(breaker!.failures > 0, "the flaky dependency failed at times");
   assert(batcher!.batches > 0);
 });
+
+Deno.test("KeyedConcurrency: terminate aborts the signal of running calls; nothing more is handed on", async () => {
+  const signals: AbortSignal[] = [];
+  const gate = new Gate<number>(true);
+  const step = new KeyedConcurrency(
+    (_m: Message<number>, signal: AbortSignal) => {
+      signals.push(signal);
+      return new Promise<number>((resolve) =>
+        signal.addEventListener("abort", () => resolve(-1), { once: true })
+      );
+    },
+    gate,
+    { key: (m) => m.payload },
+  );
+  await tick();
+  for (let i = 0; i < 3; i++) step.submit(brokerMessage(i, i));
+  await tick();
+  assertEquals(signals.length, 3);
+  assert(signals.every((s) => !s.aborted));
+  step.terminate();
+  assert(signals.every((s) => s.aborted), "running calls are told to stop");
+  await tick();
+  assertEquals(gate.received.length, 0, "results of abandoned calls are not handed on");
+});
