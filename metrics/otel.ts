@@ -238,8 +238,8 @@ export class SluiceMetrics implements StepMetricsSource {
   }
 
   #defineStepInstruments(): void {
-    // Registered first, so buffered histogram samples are recorded before the SDK reads
-    // the synchronous instruments of this collection.
+    // The SDK runs every observable callback before it reads the synchronous instruments,
+    // so samples recorded here land in this collection.
     this.#counter(
       "sluice.step.messages",
       "{message}",
@@ -308,13 +308,12 @@ export class SluiceMetrics implements StepMetricsSource {
       this.#counter(name, unit, description, (o) => {
         o.observe(this.#sum(f, retired()));
       });
-    counter(
-      "sluice.consumer.run.count",
-      "{iteration}",
-      "Processor loop iterations",
-      (c) => c.counters.iterations,
-      () => r.iterations,
-    );
+    // Flushes buffered histogram samples too (as sluice.step.messages does), so they reach
+    // the collection even if a View drops one of the two instruments.
+    this.#counter("sluice.consumer.run.count", "{iteration}", "Processor loop iterations", (o) => {
+      this.flush();
+      o.observe(this.#sum((c) => c.counters.iterations, r.iterations));
+    });
     counter(
       "sluice.consumer.messages",
       "{message}",

@@ -11,12 +11,13 @@ import {
   type MetricData,
   MetricReader,
 } from "@opentelemetry/sdk-metrics";
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertThrows } from "@std/assert";
 import {
   type BrokerValue,
   type Commit,
   CommitOffsets,
   CommitPolicy,
+  ConfigurationError,
   DlqPolicy,
   type DlqRecord,
   FILTERED_PAYLOAD,
@@ -656,4 +657,31 @@ Deno.test("drops counted by a step and dead-letter outcomes appear as metrics", 
   assertEquals(s.value("sluice.consumer.dlq.messages"), 1);
   assertEquals(s.value("sluice.consumer.dlq.dropped_messages"), 0);
   assertEquals(dlqBroker.endOffset(dlqBroker.partitions(dlqTopic)[0]), 1);
+});
+
+Deno.test("bad metrics options are typed errors that say what to pass", () => {
+  const broker = new LocalBroker<string>();
+  broker.createTopic("opts", 1);
+  const base = {
+    consumer: broker.getConsumer("g"),
+    topics: ["opts"],
+    handleSignals: false,
+    factory: { createWithPartitions: (commit: Commit) => new CommitOffsets(commit) },
+  };
+  for (const stuckTimeoutMs of [0, -5, NaN, Infinity]) {
+    const e = assertThrows(
+      () => new StreamProcessor<string>({ ...base, stuckTimeoutMs }),
+      ConfigurationError,
+    );
+    assert(e.message.includes("stuckTimeoutMs"), e.message);
+  }
+  const e = assertThrows(
+    () =>
+      new StreamProcessor<string>({
+        ...base,
+        meterProvider: {} as unknown as MeterProvider,
+      }),
+    ConfigurationError,
+  );
+  assert(e.message.includes("MeterProvider"), e.message);
 });
