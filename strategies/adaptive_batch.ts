@@ -111,6 +111,8 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
   #size: number;
   #batch: Message<TIn>[] = [];
   #offsets = new Map<Partition, number>();
+  #runPartition: Partition | undefined;
+  #runOffset = 0;
   #lastTimestamp: number | undefined;
   #startedAt = 0;
   #busy: Promise<void> | undefined;
@@ -211,7 +213,7 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /** Processes a partial batch that has waited `maxWaitMs`. */
   protected override onPoll(): void {
-    if (this.#busy !== undefined || this.#offsets.size === 0) return;
+    if (this.#busy !== undefined || this.#empty()) return;
     if (this.clock.now() - this.#startedAt < this.#maxWaitMs) return;
     let r: Promise<void> | undefined;
     try {
@@ -236,7 +238,7 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
   /** On `join`, processes the partial batch. */
   protected override async onDrained(): Promise<void> {
     while (this.#busy !== undefined && !this.abandoned) await this.#busy;
-    if (this.#offsets.size > 0 && !this.abandoned) await this.#flush(false);
+    if (!this.#empty() && !this.abandoned) await this.#flush(false);
   }
 
   async #after(wait: Promise<void>, chunk: Message<TIn>[], i: number): Promise<void> {
@@ -250,23 +252,43 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
   }
 
   #add(m: Message<TIn>): void {
-    if (this.#offsets.size === 0) this.#startedAt = this.clock.now();
+    if (this.#empty()) this.#startedAt = this.clock.now();
     const v = m.value;
     if (v instanceof BrokerValue) {
-      if ((this.#offsets.get(v.partition) ?? -1) < v.offset + 1) {
-        this.#offsets.set(v.partition, v.offset + 1);
-      }
+      // Consecutive messages of one partition: one map update per run, at its end.
+      const p = v.partition;
+      if (p !== this.#runPartition) {
+        this.#endRun();
+        this.#runPartition = p;
+        this.#runOffset = v.offset + 1;
+      } else if (v.offset + 1 > this.#runOffset) this.#runOffset = v.offset + 1;
     } else {
+      this.#endRun();
       for (const [p, o] of v.committable) {
         if ((this.#offsets.get(p) ?? -1) < o) this.#offsets.set(p, o);
       }
     }
-    if (m.timestamp !== undefined) this.#lastTimestamp = m.timestamp;
+    const t = v.timestamp;
+    if (t !== undefined) this.#lastTimestamp = t;
     if (!m.filtered) this.#batch.push(m);
+  }
+
+  /** True when nothing (no message, no offset) is waiting in the batch. */
+  #empty(): boolean {
+    return this.#runPartition === undefined && this.#offsets.size === 0;
+  }
+
+  /** Folds the current partition run into the batch's offsets. */
+  #endRun(): void {
+    const p = this.#runPartition;
+    if (p === undefined) return;
+    this.#runPartition = undefined;
+    if ((this.#offsets.get(p) ?? -1) < this.#runOffset) this.#offsets.set(p, this.#runOffset);
   }
 
   /** Processes the current batch; synchronous (undefined) when `fn` is and the next step accepts. */
   #flush(full: boolean): Promise<void> | undefined {
+    this.#endRun();
     const batch = this.#batch;
     const offsets = this.#offsets;
     const timestamp = this.#lastTimestamp;

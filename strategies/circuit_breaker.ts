@@ -44,7 +44,10 @@ export interface CircuitBreakerOptions extends StepOptions {
   failureRatio?: number;
   /** Calls needed in the window before `failureRatio` applies. Default 10. */
   minimumCalls?: number;
-  /** The sliding window for both rules, in milliseconds. Default 10 000. */
+  /**
+   * The sliding window for both rules, in milliseconds (kept in tenths: calls up to 10%
+   * older may still count). Default 10 000.
+   */
   windowMs?: number;
   /** How long the breaker stays open before letting one probe through. Default 5 000. */
   coolDownMs?: number;
@@ -65,6 +68,8 @@ export interface CircuitBreakerOptions extends StepOptions {
 }
 
 const MAX_TRANSITIONS_KEPT = 100;
+/** The failure window is kept in this many buckets (a 10% granularity). */
+const WINDOW_BUCKETS = 10;
 
 /**
  * Runs `fn` on each message, in order, through a circuit breaker:
@@ -124,8 +129,14 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
   readonly #isFailure: (error: unknown) => boolean;
   readonly #onStateChange: (change: CircuitStateChange) => void;
   #state: CircuitState = "closed";
-  /** Outcomes in the window: call times and whether they failed. */
-  #calls: Array<{ at: number; failed: boolean }> = [];
+  /**
+   * Outcomes in the sliding window, in WINDOW_BUCKETS + 1 time buckets of windowMs / 10
+   * (a ring; `#bucket` is the absolute index of the newest).
+   */
+  readonly #ok = new Array<number>(WINDOW_BUCKETS + 1).fill(0);
+  readonly #bad = new Array<number>(WINDOW_BUCKETS + 1).fill(0);
+  readonly #bucketMs: number;
+  #bucket = 0;
   #reopenAt = 0;
   #halfOpen: { promise: Promise<void>; resolve: () => void } | undefined;
 
@@ -159,6 +170,11 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
       options.minimumCalls ?? 10,
     );
     this.#windowMs = requireNonNegative(`step "${n}": windowMs`, options.windowMs ?? 10_000);
+    if (this.#windowMs === 0) {
+      throw new ConfigurationError(`step "${n}": windowMs must be > 0 (milliseconds)`);
+    }
+    this.#bucketMs = this.#windowMs / WINDOW_BUCKETS;
+    this.#bucket = Math.floor(this.clock.now() / this.#bucketMs);
     this.#coolDownMs = requireNonNegative(`step "${n}": coolDownMs`, options.coolDownMs ?? 5_000);
     this.#retryDelayMs = requireNonNegative(
       `step "${n}": retryDelayMs`,
@@ -213,6 +229,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /** Calls `fn` on each message in order, through the breaker. */
   protected process(batch: Message<TIn>[]): void | Promise<void> {
+    let slot = -1; // the window bucket, read from the clock once per chunk
     for (let i = 0; i < batch.length; i++) {
       const m = batch[i];
       if (m.filtered) {
@@ -228,7 +245,9 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
         return this.#slow(batch, i, undefined, Promise.reject(e));
       }
       if (out instanceof Promise) return this.#slow(batch, i, undefined, out);
-      this.#succeeded();
+      // Closed, synchronous success: count it without another clock read.
+      this.successes++;
+      this.#ok[slot < 0 ? (slot = this.#roll()) : slot]++;
       const r = m.replacePayload(out);
       if (!this.emit(r)) return this.#slow(batch, i + 1, r);
     }
@@ -324,9 +343,10 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   #succeeded(): void {
     this.successes++;
-    this.#record(false);
+    this.#ok[this.#roll()]++;
     if (this.#state === "half-open") {
-      this.#calls = [];
+      this.#ok.fill(0);
+      this.#bad.fill(0);
       this.#transition("closed", "probe succeeded");
     }
   }
@@ -334,15 +354,18 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
   #failed(error: unknown, m: Message<TIn>): void {
     if (!this.#isFailure(error)) throw this.wrapError(error, m);
     this.failures++;
-    this.#record(true);
+    this.#bad[this.#roll()]++;
     const why = error instanceof Error ? error.message : String(error);
     if (this.#state === "half-open") {
       this.#open(`probe failed: ${why}`);
       return;
     }
-    const total = this.#calls.length;
     let failed = 0;
-    for (const c of this.#calls) if (c.failed) failed++;
+    let total = 0;
+    for (let i = 0; i <= WINDOW_BUCKETS; i++) {
+      failed += this.#bad[i];
+      total += this.#bad[i] + this.#ok[i];
+    }
     if (failed >= this.#failureThreshold) {
       this.#open(`${failed} failures within ${this.#windowMs} ms; last: ${why}`);
     } else if (
@@ -355,13 +378,21 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
   }
 
-  #record(failed: boolean): void {
-    const now = this.clock.now();
-    const calls = this.#calls;
-    calls.push({ at: now, failed });
-    let drop = 0;
-    while (drop < calls.length && calls[drop].at < now - this.#windowMs) drop++;
-    if (drop > 0) calls.splice(0, drop);
+  /** Moves the window to now (clearing expired buckets); returns the current bucket's slot. */
+  #roll(): number {
+    const b = Math.floor(this.clock.now() / this.#bucketMs);
+    if (b !== this.#bucket) {
+      const steps = Math.min(b - this.#bucket, WINDOW_BUCKETS + 1);
+      for (let k = 1; k <= steps; k++) {
+        const slot = (((this.#bucket + k) % (WINDOW_BUCKETS + 1)) + WINDOW_BUCKETS + 1) %
+          (WINDOW_BUCKETS + 1);
+        this.#ok[slot] = 0;
+        this.#bad[slot] = 0;
+      }
+      this.#bucket = b;
+    }
+    const n = WINDOW_BUCKETS + 1;
+    return ((b % n) + n) % n;
   }
 
   #open(reason: string): void {

@@ -316,12 +316,18 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     try {
       r = this.#fn(m, this.#abort.signal);
     } catch (e) {
-      r = Promise.reject(e);
+      this.#completed(entry, undefined, e ?? new Error("threw without a reason"));
+      return;
     }
-    Promise.resolve(r).then(
-      (out) => this.#completed(entry, out, undefined),
-      (e) => this.#completed(entry, undefined, e ?? new Error("rejected without a reason")),
-    );
+    if (r instanceof Promise || typeof (r as { then?: unknown })?.then === "function") {
+      Promise.resolve(r).then(
+        (out) => this.#completed(entry, out, undefined),
+        (e) => this.#completed(entry, undefined, e ?? new Error("rejected without a reason")),
+      );
+    } else {
+      // A synchronous result completes at once (a nested #pump returns: the outer one goes on).
+      this.#completed(entry, r as TOut, undefined);
+    }
   }
 
   #completed(entry: Entry, out: TOut | undefined, error: unknown): void {

@@ -109,10 +109,12 @@ export class RateLimit<T> extends StreamStep<T, T> {
 
   /** Lets each message through when a token is available, else waits on the clock. */
   protected process(batch: Message<T>[]): void | Promise<void> {
+    this.#refill(); // once per chunk; the slow path refills again before it waits
     for (let i = 0; i < batch.length; i++) {
       const m = batch[i];
       const cost = this.#costOf(m);
-      if (!this.#take(cost)) return this.#slow(batch, i);
+      if (this.#tokens + 1e-9 < cost) return this.#slow(batch, i);
+      this.#tokens = Math.max(0, this.#tokens - cost);
       this.admitted++;
       if (!this.emit(m)) return this.#slow(batch, i + 1, m);
     }
