@@ -367,6 +367,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     } else if (m.filtered) {
       if (advanced.size === 0) {
         this.#pending--;
+        this.#signal();
         return;
       }
       this.#out.push({ m: new Message(new Value(FILTERED_PAYLOAD, advanced, m.timestamp)) });
