@@ -50,9 +50,12 @@ const kafka = new Kafka({
   logLevel: logLevel.NOTHING,
   retry: { initialRetryTime: 100, retries: 8 },
 });
-const topic = `sluice-bench-${crypto.randomUUID().slice(0, 8)}`;
+// --topic=NAME reuses a topic kept by an earlier run (--keep-topic) holding --messages messages.
+const reuse = Deno.args.find((a) => a.startsWith("--topic="))?.slice("--topic=".length);
+const topic = reuse ?? `sluice-bench-${crypto.randomUUID().slice(0, 8)}`;
 
 async function setUp(): Promise<void> {
+  if (reuse !== undefined) return;
   const admin = kafka.admin();
   await admin.connect();
   await admin.createTopics({
@@ -84,7 +87,10 @@ async function setUp(): Promise<void> {
 }
 
 async function tearDown(): Promise<void> {
-  if (Deno.args.includes("--keep-topic")) return;
+  if (Deno.args.includes("--keep-topic") || reuse !== undefined) {
+    console.error(`kept topic ${topic}`);
+    return;
+  }
   const admin = kafka.admin();
   await admin.connect();
   await admin.deleteTopics({ topics: [topic], timeout: 10_000 }).catch(() => {});
