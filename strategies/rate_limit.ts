@@ -5,9 +5,12 @@
  */
 import { ConfigurationError, type Message, MessageRejected } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { type StepOptions, StreamStep } from "./bridge.ts";
+import { DEFAULT_HIGH_WATER_MARK, type StepOptions, StreamStep } from "./bridge.ts";
 
-/** Options of a {@link RateLimit}. */
+/**
+ * Options of a {@link RateLimit}. Its queue's `highWaterMark` defaults to `capacity` (at
+ * most 1024): about one burst waits in the step.
+ */
 export interface RateLimitOptions<T> extends StepOptions {
   /** Tokens added per second: the long-run average rate. Required, > 0. */
   ratePerSecond: number;
@@ -62,7 +65,14 @@ export class RateLimit<T> extends StreamStep<T, T> {
 
   /** Creates the step in front of `next`. */
   constructor(next: ProcessingStrategy<T>, options: RateLimitOptions<T>) {
-    super("rate_limit", next, options);
+    // Default queue: about one burst (the capacity, at most 1024 messages), so a slow rate
+    // does not build a backlog of minutes inside the step.
+    const burst = options?.capacity ?? Math.max(1, options?.ratePerSecond ?? 1);
+    const queue = options?.highWaterMark === undefined && options?.size === undefined &&
+        typeof burst === "number" && burst >= 1 && isFinite(burst)
+      ? { ...options, highWaterMark: Math.min(DEFAULT_HIGH_WATER_MARK, Math.ceil(burst)) }
+      : options;
+    super("rate_limit", next, queue);
     const { ratePerSecond } = options ?? {};
     if (typeof ratePerSecond !== "number" || !(ratePerSecond > 0) || !isFinite(ratePerSecond)) {
       throw new ConfigurationError(

@@ -140,3 +140,25 @@ Deno.test("RateLimit: a rate-limited processor waits on timers, never spins, and
   await running;
   assertEquals(processor.stats.messagesSubmitted, total, "each message submitted once");
 });
+
+Deno.test("RateLimit: by default about one burst (capacity) waits in the step, not minutes of backlog", async () => {
+  const clock = new ManualClock(0);
+  const gate = new Gate<number>(true);
+  const step = new RateLimit(gate, { ratePerSecond: 1, capacity: 3, clock });
+  await tick();
+  let accepted = 0;
+  for (let turn = 0; turn < 3; turn++) {
+    for (let i = 0; i < 10; i++) {
+      try {
+        step.submit(brokerMessage(accepted, accepted));
+        accepted++;
+      } catch {
+        break;
+      }
+    }
+    await tick();
+  }
+  assertEquals(gate.received.length, 3, "the burst went through");
+  assertEquals(accepted, 6, "3 through, then 3 (one burst) waiting for tokens; the rest rejected");
+  step.terminate();
+});
