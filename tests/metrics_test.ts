@@ -28,6 +28,7 @@ import {
   type Message,
   MessageRejected,
   RunTask,
+  SluiceMetrics,
   StepMeter,
   type StepOptions,
   StepStats,
@@ -35,6 +36,7 @@ import {
   StreamStep,
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
+import { brokerMessage } from "./helpers.ts";
 
 // ---- helpers ---------------------------------------------------------------------------
 
@@ -410,7 +412,7 @@ Deno.test("shutdown during an episode: episodes end at the shutdown, or when the
   assertEquals(s.histogram(SEND_DURATION, { step: "sink", origin: "sink" })?.sum, 150);
   assertEquals(s.value(SEND_TIME, { step: "sink", origin: "sink" }), 150);
   assertEquals(s.value("sluice.consumer.join.time"), 100);
-  // The processor stopped: its counters are kept, its gauges are gone.
+  // The processor stopped: its counters are kept, its gauges are no longer observed.
   assertEquals(s.value("sluice.consumer.messages"), 3);
   assertEquals(s.value("sluice.consumer.assigned_partitions"), 0);
   assertEquals(s.points("sluice.consumer.lag"), []);
@@ -684,4 +686,92 @@ Deno.test("bad metrics options are typed errors that say what to pass", () => {
     ConfigurationError,
   );
   assert(e.message.includes("MeterProvider"), e.message);
+});
+
+Deno.test("unnamed steps of one kind get distinct names; explicit metrics work without a processor", async () => {
+  const { provider, snapshot } = meterProvider();
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<number>({ clock });
+  broker.createTopic("names", 1);
+  for (let i = 0; i < 4; i++) broker.produce("names", i);
+  const processor = new StreamProcessor<number>({
+    consumer: broker.getConsumer("g"),
+    topics: ["names"],
+    clock,
+    meterProvider: provider,
+    pollTimeoutMs: 0,
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit) =>
+        new RunTask(
+          (m: Message<number>) => m.payload + 1,
+          new RunTask((m: Message<number>) => m.payload * 2, new CommitOffsets(commit), { clock }),
+          { clock },
+        ),
+    },
+  });
+  await processor.runOnce();
+  await settle();
+  // Built innermost first: the last RunTask keeps the default name.
+  let s = await snapshot();
+  assertEquals(s.value("sluice.step.messages", { step: "run_task" }), 4);
+  assertEquals(s.value("sluice.step.messages", { step: "run_task#2" }), 4);
+  assertEquals(s.value("sluice.step.messages", { step: "commit_offsets" }), 4);
+
+  // A step built outside any processor, given the binding explicitly.
+  const standalone = new CommitOffsets(() => {}, {
+    name: "standalone",
+    metrics: SluiceMetrics.for(provider),
+  });
+  standalone.submit(brokerMessage(7, 0));
+  await settle();
+  s = await snapshot();
+  assertEquals(s.value("sluice.step.messages", { step: "standalone" }), 1);
+  standalone.terminate();
+});
+
+Deno.test("processors sharing a provider add up; a stopped one keeps its counters", async () => {
+  const { provider, snapshot } = meterProvider();
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<number>({ clock });
+  broker.createTopic("shared-a", 1);
+  broker.createTopic("shared-b", 1);
+  for (let i = 0; i < 3; i++) broker.produce("shared-a", i);
+  for (let i = 0; i < 5; i++) broker.produce("shared-b", i);
+  const make = (topic: string) =>
+    new StreamProcessor<number>({
+      consumer: broker.getConsumer(`g-${topic}`),
+      topics: [topic],
+      clock,
+      meterProvider: provider,
+      commitPolicy: CommitPolicy.IMMEDIATE,
+      pollTimeoutMs: 0,
+      handleSignals: false,
+      factory: {
+        createWithPartitions: (commit) => new CommitOffsets(commit, { name: "commit", clock }),
+      },
+    });
+  const a = make("shared-a");
+  const b = make("shared-b");
+  await a.runOnce();
+  await b.runOnce();
+  await settle();
+  let s = await snapshot();
+  assertEquals(s.value("sluice.consumer.messages"), 8);
+  assertEquals(s.value("sluice.step.messages", { step: "commit" }), 8);
+  assertEquals(s.value("sluice.consumer.assigned_partitions"), 2);
+  assertEquals(s.value("sluice.consumer.lag", { topic: "shared-a", partition: 0 }), 0);
+  assertEquals(s.value("sluice.consumer.lag", { topic: "shared-b", partition: 0 }), 0);
+  a.signalShutdown();
+  await a.run();
+  s = await snapshot();
+  assertEquals(s.value("sluice.consumer.messages"), 8, "a's counters are kept after it stopped");
+  assertEquals(s.value("sluice.consumer.assigned_partitions"), 1);
+  // (The SDK, with cumulative temporality, keeps repeating the last lag it saw for
+  // shared-a; Sluice no longer observes it.)
+  broker.produce("shared-b", 99);
+  s = await snapshot();
+  assertEquals(s.value("sluice.consumer.lag", { topic: "shared-b", partition: 0 }), 1);
+  b.signalShutdown();
+  await b.run();
 });
