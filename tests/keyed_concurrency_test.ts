@@ -384,3 +384,53 @@ Deno.test("KeyedConcurrency: terminate aborts the signal of running calls; nothi
   await tick();
   assertEquals(gate.received.length, 0, "results of abandoned calls are not handed on");
 });
+
+Deno.test("KeyedConcurrency under a rebalance: revoke finishes the calls in flight and commits them; every message processed exactly once", async () => {
+  const broker = new LocalBroker<number>();
+  const topic = broker.createTopic("keyed-rebalance", 4);
+  const total = 2000;
+  for (let i = 0; i < total; i++) broker.produce(topic, i, { key: `k${i % 13}` });
+  const processed = new Map<number, number>();
+  const make = (name: string) =>
+    new StreamProcessor<number>({
+      consumer: broker.getConsumer("keyed-rebalance", { maxPollMessages: 50 }),
+      topics: [topic],
+      commitPolicy: new CommitPolicy({ intervalMs: 20 }),
+      handleSignals: false,
+      factory: {
+        createWithPartitions: (commit) =>
+          new KeyedConcurrency(
+            async (m: Message<number>) => {
+              await new Promise((r) => setTimeout(r, Math.random() < 0.05 ? 5 : 0));
+              processed.set(m.payload, (processed.get(m.payload) ?? 0) + 1);
+              return m.payload;
+            },
+            new CommitOffsets(commit),
+            { name, key: (m) => m.payload % 13, maxInFlight: 8, maxPending: 32, highWaterMark: 16 },
+          ),
+      },
+    });
+  const a = make("a");
+  const runningA = a.run();
+  await waitFor(() => processed.size > 200, "A to make progress");
+  const b = make("b");
+  const runningB = b.run();
+  const done = () =>
+    broker.partitions(topic).every((p) =>
+      broker.committed("keyed-rebalance").get(p) === broker.endOffset(p)
+    );
+  await waitFor(done, "everything committed by the two members", 20_000);
+  a.signalShutdown();
+  b.signalShutdown();
+  await Promise.all([runningA, runningB]);
+  assert(a.stats.revocations >= 1, "A gave partitions away");
+  assert(b.stats.assignments >= 1, "B received some");
+  assertEquals(processed.size, total, "every message was processed (at least once)");
+  const replayed = [...processed.values()].filter((n) => n > 1).length;
+  console.log("replayed", replayed, "revocations", a.stats.revocations);
+  assertLessOrEqual(
+    replayed,
+    32 * 4,
+    "replays after the rebalance are bounded by what was in flight",
+  );
+});
