@@ -21,7 +21,14 @@
  * @module
  */
 import { Kafka, logLevel } from "kafkajs";
-import { CommitOffsets, CommitPolicy, type Message, RunTask, StreamProcessor } from "../mod.ts";
+import {
+  CommitOffsets,
+  CommitPolicy,
+  type Message,
+  type Partition,
+  RunTask,
+  StreamProcessor,
+} from "../mod.ts";
 import { KafkaConsumer, type KafkaPayload } from "../backends/kafka/mod.ts";
 import { kafkaAvailability } from "../scripts/kafka_env.ts";
 
@@ -198,16 +205,58 @@ async function sluice(): Promise<Result> {
   return { name: "Sluice StreamProcessor (RunTask → CommitOffsets)", seconds, messages: count };
 }
 
+/** The adapter alone: KafkaConsumer.poll() in a loop, no pipeline (shows where the cost is). */
+async function pollLoop(): Promise<Result> {
+  const consumer = new KafkaConsumer({
+    brokers: brokers!,
+    group: `bench-poll-${crypto.randomUUID().slice(0, 8)}`,
+    ...FETCH,
+    logLevel: "nothing",
+  });
+  consumer.subscribe([topic]);
+  let count = 0;
+  let bytes = 0;
+  let started = 0;
+  let lastCommit = performance.now();
+  const highest = new Map<Partition, number>();
+  while (count < MESSAGES) {
+    const batch = await consumer.poll(100);
+    if (batch.length > 0 && count === 0) started = performance.now();
+    for (let i = 0; i < batch.length; i++) {
+      const v = batch[i];
+      bytes += v.payload.value?.length ?? 0;
+      highest.set(v.partition, v.offset + 1);
+    }
+    count += batch.length;
+    if (performance.now() - lastCommit >= 1000) {
+      consumer.stageOffsets(highest);
+      await consumer.commitOffsets();
+      lastCommit = performance.now();
+    }
+  }
+  const ended = performance.now();
+  consumer.stageOffsets(highest);
+  await consumer.commitOffsets();
+  await consumer.close();
+  if (bytes !== MESSAGES * BYTES) throw new Error(`poll loop read ${bytes} bytes`);
+  return {
+    name: "Sluice KafkaConsumer.poll() loop, no pipeline",
+    seconds: (ended - started) / 1000,
+    messages: count,
+  };
+}
+
 await setUp();
 const results: Result[] = [];
 try {
   for (let r = 0; r < ROUNDS; r++) {
     const base1 = () => baseline(1);
     const base64 = () => baseline(64);
-    let order = r % 2 === 0 ? [base1, base64, sluice] : [sluice, base64, base1];
+    let order = r % 2 === 0 ? [base1, base64, pollLoop, sluice] : [sluice, pollLoop, base64, base1];
     // --only=sluice or --only=kafkajs (for profiling one side).
     if (Deno.args.includes("--only=sluice")) order = [sluice];
     if (Deno.args.includes("--only=kafkajs")) order = [base64];
+    if (Deno.args.includes("--only=poll")) order = [pollLoop];
     for (const run of order) {
       const res = await run();
       console.error(
@@ -244,6 +293,10 @@ for (const r of best) {
   );
 }
 const short = (r: Result) =>
-  r.name.startsWith("Sluice") ? "Sluice" : `kafkajs/${r.name.match(/Concurrently (\d+)/)![1]}`;
+  r.name.startsWith("Sluice Stream")
+    ? "Sluice"
+    : r.name.startsWith("Sluice Kafka")
+    ? "poll-loop"
+    : `kafkajs/${r.name.match(/Concurrently (\d+)/)![1]}`;
 const all = results.map((r) => `${short(r)} ${Math.round(rate(r) / 1000)}k`).join(", ");
 console.log(`\nall runs (msg/s): ${all}`);
