@@ -330,7 +330,7 @@ export async function runInMemory(
         : shape === "reduce"
         ? "RunTask → Reduce(1000) → CommitOffsets"
         : "5 × RunTask → CommitOffsets";
-      const chunks = p === 1 && shape !== "reduce" ? [256, 1] : [256];
+      const chunks = p === 1 && shape !== "reduce" ? [256, 1024, 1] : [256];
       for (const c of chunks) {
         variants.push({
           name: label,

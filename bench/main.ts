@@ -86,7 +86,16 @@ async function main(): Promise<number> {
       env.KAFKA_BROKERS = brokers;
     }
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", url.pathname, ...flagsToArgs(flags)],
+      // --expose-gc lets the backpressure benchmark measure retained heap after a full GC.
+      args: [
+        "run",
+        "-A",
+        "--v8-flags=--expose-gc",
+        url.pathname,
+        ...flagsToArgs(flags),
+        // bench/kafka.ts reads `--name=value` options.
+        ...(b.kafka ? [`--messages=${flags.messages}`] : []),
+      ],
       env,
       stdout: "inherit",
       stderr: "inherit",
