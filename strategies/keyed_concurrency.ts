@@ -6,7 +6,9 @@
  */
 import {
   BrokerValue,
+  type Committable,
   ConfigurationError,
+  EMPTY_COMMITTABLE,
   FILTERED_PAYLOAD,
   InvalidMessage,
   Message,
@@ -378,30 +380,42 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
   }
 
   /** Moves each of the entry's partitions' prefix past every completed entry at its head. */
-  #advance(entry: Entry): Map<Partition, number> {
-    const advanced = new Map<Partition, number>();
+  #advance(entry: Entry): Committable {
     const v = entry.m.value;
-    const parts = v instanceof BrokerValue ? [v.partition] : [...v.committable.keys()];
-    for (const p of parts) {
-      const t = this.#tracks.get(p);
-      if (t === undefined) continue;
-      let moved = false;
-      while (t.head < t.entries.length && t.entries[t.head].done) {
-        advanced.set(p, t.nexts[t.head]);
-        t.entries[t.head] = undefined as unknown as Entry;
-        t.head++;
-        moved = true;
-      }
-      if (!moved) continue;
-      this.#watermarks.set(p, advanced.get(p)!);
-      if (t.head === t.entries.length) this.#tracks.delete(p);
-      else if (t.head > 1024 && t.head * 2 > t.entries.length) {
-        t.entries = t.entries.slice(t.head);
-        t.nexts = t.nexts.slice(t.head);
-        t.head = 0;
-      }
+    if (v instanceof BrokerValue) {
+      const next = this.#advanceOne(v.partition);
+      return next < 0 ? EMPTY_COMMITTABLE : new Map([[v.partition, next]]);
     }
-    return advanced;
+    let advanced: Map<Partition, number> | undefined;
+    for (const p of v.committable.keys()) {
+      const next = this.#advanceOne(p);
+      if (next >= 0) (advanced ??= new Map()).set(p, next);
+    }
+    return advanced ?? EMPTY_COMMITTABLE;
+  }
+
+  /** Advances one partition's prefix; returns its new watermark, or -1 if it did not move. */
+  #advanceOne(p: Partition): number {
+    const t = this.#tracks.get(p);
+    if (t === undefined) return -1;
+    let next = -1;
+    while (t.head < t.entries.length && t.entries[t.head].done) {
+      next = t.nexts[t.head];
+      t.entries[t.head] = undefined as unknown as Entry;
+      t.head++;
+    }
+    if (next < 0) return -1;
+    this.#watermarks.set(p, next);
+    if (t.head === t.entries.length) {
+      t.entries = [];
+      t.nexts = [];
+      t.head = 0;
+    } else if (t.head > 1024 && t.head * 2 > t.entries.length) {
+      t.entries = t.entries.slice(t.head);
+      t.nexts = t.nexts.slice(t.head);
+      t.head = 0;
+    }
+    return next;
   }
 
   /** Hands queued results on in completion order, waiting for room when rejected. */
