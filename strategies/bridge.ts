@@ -359,6 +359,16 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   }
 
   /**
+   * For a subclass whose own `submit` rejects for a reason other than a full queue (an open
+   * circuit breaker, say): call it just before throwing `MessageRejected`, so the rejection
+   * counts in the step's send-side backpressure metrics. The episode ends when `ready`
+   * resolves or a submit is accepted. Free without metrics.
+   */
+  protected recordRejection(ready: Promise<void> = this.ready): void {
+    this.#metrics?.rejectedUpstream(ready);
+  }
+
+  /**
    * Counts `n` messages this step dropped on purpose (filtered out, shed under load) in
    * the `sluice.step.dropped` metric, attribute `reason`. Free without metrics.
    */

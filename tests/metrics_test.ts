@@ -775,3 +775,66 @@ Deno.test("processors sharing a provider add up; a stopped one keeps its counter
   b.signalShutdown();
   await b.run();
 });
+
+/** A step that refuses everything while `closedForBusiness`, as a circuit breaker does. */
+class Gatekeeper extends StreamStep<number, number> {
+  closedForBusiness = true;
+  #open!: () => void;
+  #opened = new Promise<void>((r) => this.#open = r);
+  constructor(next: StreamStep<number, never>, options: StepOptions) {
+    super("gatekeeper", next, options);
+  }
+  override get ready(): Promise<void> {
+    return this.closedForBusiness ? this.#opened : super.ready;
+  }
+  openUp(): void {
+    this.closedForBusiness = false;
+    this.#open();
+  }
+  override submit(message: Message<number>): void {
+    if (this.closedForBusiness) {
+      this.recordRejection();
+      throw new MessageRejected();
+    }
+    super.submit(message);
+  }
+  protected process(batch: Message<number>[]): void | Promise<void> {
+    return this.emitAll(batch);
+  }
+}
+
+Deno.test("a step that rejects in its own submit override records the episode with recordRejection", async () => {
+  const { provider, snapshot } = meterProvider();
+  const clock = new ManualClock(0);
+  const metrics = SluiceMetrics.for(provider);
+  const gate = new Gatekeeper(new CommitOffsets(() => {}, { clock, metrics }), {
+    name: "gate",
+    clock,
+    metrics,
+  });
+  let rejected = 0;
+  for (let i = 0; i < 3; i++) {
+    try {
+      gate.submit(brokerMessage(i, i));
+    } catch (e) {
+      if (!(e instanceof MessageRejected)) throw e;
+      rejected++;
+    }
+  }
+  assertEquals(rejected, 3);
+  await clock.advance(70);
+  gate.openUp(); // its ready resolves: the episode ends at t=70
+  await settle();
+  await clock.advance(500);
+  gate.submit(brokerMessage(3, 3));
+  await settle();
+  const s = await snapshot();
+  assertEquals(s.value("sluice.step.send_backpressure", { step: "gate" }), 3);
+  assertEquals(s.histogram(SEND_DURATION, { step: "gate", origin: "gate" }), {
+    count: 1,
+    sum: 70,
+    min: 70,
+    max: 70,
+  });
+  gate.terminate();
+});
