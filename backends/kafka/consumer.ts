@@ -220,6 +220,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   readonly #highWatermarks = new Map<Partition, number>();
   #queue: PendingBatch[] = [];
   #wake: Deferred | undefined;
+  #offsetLookupFailures = 0;
 
   /** Validates `options` (throws {@link ConfigurationError}); connects on the first `poll()`. */
   constructor(options: KafkaConsumerOptions) {
@@ -749,7 +750,26 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     }
     const added = [...next].filter((p) => !this.#assigned.has(p));
     if (added.length === 0) return;
-    const starts = await this.#startOffsets(added);
+    let starts: Map<Partition, number>;
+    try {
+      starts = await this.#startOffsets(added);
+      this.#offsetLookupFailures = 0;
+    } catch (e) {
+      // The broker may be restarting: keep the new partitions pending (nothing of them is
+      // handed out meanwhile) and try again on the next poll, a few times.
+      if (++this.#offsetLookupFailures >= 5) {
+        throw new ConsumerError(
+          `could not read the committed offsets of group "${this.#o.group}" for ${
+            added.map(String).join(", ")
+          }: ${describeError(e)}`,
+          { cause: e },
+        );
+      }
+      if (this.#pendingAssignment === undefined) {
+        this.#pendingAssignment = new Set([...this.#assigned, ...added]);
+      }
+      return;
+    }
     for (const [p, o] of starts) {
       this.#assigned.add(p);
       this.#positions.set(p, o);
