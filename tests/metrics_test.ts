@@ -36,7 +36,7 @@ import {
   StreamStep,
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
-import { brokerMessage } from "./helpers.ts";
+import { brokerMessage, waitFor } from "./helpers.ts";
 
 // ---- helpers ---------------------------------------------------------------------------
 
@@ -529,8 +529,7 @@ Deno.test("stuck detector: a hung consumer poll is reported once, with what the 
       factory: { createWithPartitions: (commit) => new CommitOffsets(commit, { clock }) },
     });
     const running = processor.run();
-    await settle();
-    assert(release !== undefined, "the third poll hangs");
+    await waitFor(() => release !== undefined, "the third poll to hang");
     await clock.advance(400);
     assertEquals(warnings, [], "not stuck yet");
     await clock.advance(2000);
