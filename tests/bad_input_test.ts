@@ -29,6 +29,9 @@ Deno.test("negative or zero sizes are rejected with a ConfigurationError naming 
     () => new CommitOffsets(noop, { highWaterMark: -5, size: () => 1 }),
     ConfigurationError,
   );
+  // A size() without a bound in the same unit would silently read the default as bytes.
+  e = assertThrows(() => new CommitOffsets(noop, { size: () => 1 }), ConfigurationError);
+  assertStringIncludes(e.message, "explicit highWaterMark");
 });
 
 Deno.test("zero partitions, empty names and negative indexes are rejected", () => {
