@@ -133,6 +133,11 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       throw new ConfigurationError(
         `step "${this.name}": size must be a function (message) => number`,
       );
+    } else if (options.highWaterMark === undefined) {
+      throw new ConfigurationError(
+        `step "${this.name}": a size() function needs an explicit highWaterMark in the same ` +
+          `unit (e.g. bytes: { size: byteLength, highWaterMark: 16 * 1024 * 1024 })`,
+      );
     }
     this.#chunkSize = requirePositiveInteger(
       `step "${this.name}": chunkSize`,
