@@ -125,3 +125,24 @@ kafkaTest(
     await consumer.close();
   },
 );
+
+Deno.test({
+  name:
+    "kafka: brokers that keep refusing fail poll() after connectTimeoutMs, not after kafkajs's retries",
+  fn: async () => {
+    const consumer = new KafkaConsumer({
+      brokers: "127.0.0.1:1",
+      group: unique("g"),
+      connectTimeoutMs: 1500,
+      retry: { retries: 50, initialRetryTimeMs: 300 }, // ~minutes of retries on its own
+      logLevel: "nothing",
+    });
+    consumer.subscribe(["anything"]);
+    const started = performance.now();
+    const e = await assertRejects(() => consumer.poll(100), ConsumerError);
+    const waited = performance.now() - started;
+    assert(waited >= 1400 && waited < 5000, `gave up after ${Math.round(waited)} ms`);
+    assert(e.message.includes("within 1500 ms"), e.message);
+    await consumer.close();
+  },
+});
