@@ -693,15 +693,14 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       const end = Math.min(msgs.length, b.next + limit - out.length);
       for (let i = b.next; i < end; i++) {
         const m = msgs[i];
-        // The kafkajs record becomes the payload (no copy): its timestamp string is
-        // replaced by the number, and record sets without headers get an empty object.
-        // kafkajs does not read these fields once the batch is handed over.
-        const rec = m as unknown as { timestamp: number | string; headers?: unknown };
-        const ts = Number(rec.timestamp);
-        rec.timestamp = ts;
-        if (rec.headers === undefined) rec.headers = {};
+        const ts = Number(m.timestamp);
         out.push(
-          new BrokerValue<KafkaPayload>(rec as unknown as KafkaPayload, p, Number(m.offset), ts),
+          new BrokerValue<KafkaPayload>(
+            { key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: ts },
+            p,
+            Number(m.offset),
+            ts,
+          ),
         );
       }
       if (end > b.next) {
