@@ -3,22 +3,28 @@ import {
   assertEquals,
   assertInstanceOf,
   assertLessOrEqual,
+  assertRejects,
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
 import {
   CommitOffsets,
+  CommitPolicy,
   ConfigurationError,
   FILTERED_PAYLOAD,
   InvalidMessage,
   ManualClock,
   type Message,
   MessageRejected,
+  Partition,
   type ProcessingStrategy,
+  RunTask,
   RunTaskInWorkers,
   type RunTaskInWorkersOptions,
   StepError,
+  StreamProcessor,
 } from "../mod.ts";
+import { LocalBroker } from "../backends/local/mod.ts";
 import { strategyContract } from "./contract.ts";
 import { brokerMessage, CommitRecorder, Gate, P0, tick, waitFor } from "./helpers.ts";
 
@@ -317,4 +323,68 @@ Deno.test("RunTaskInWorkers: bad options are configuration errors", () => {
     ConfigurationError,
     "maxBatchSize",
   );
+});
+
+Deno.test("RunTaskInWorkers: under the StreamProcessor everything is committed and the workers stop on shutdown", async () => {
+  const broker = new LocalBroker<number>();
+  const topic = broker.createTopic("workers-e2e", 2);
+  const n = 200;
+  for (let i = 0; i < n; i++) broker.produce(topic, i);
+  const steps: RunTaskInWorkers<number, number>[] = [];
+  const seen = new Map<number, number[]>();
+  const processor = new StreamProcessor<number>({
+    consumer: broker.getConsumer("workers-e2e"),
+    topics: [topic],
+    commitPolicy: new CommitPolicy({ intervalMs: 10 }),
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit) => {
+        const sink = new RunTask((m: Message<number>) => {
+          const p = [...m.committable.keys()][0].index;
+          seen.set(p, [...(seen.get(p) ?? []), m.payload]);
+          return m.payload;
+        }, new CommitOffsets(commit));
+        const step = make("slowDouble", sink, { workers: 2, maxBatchSize: 7, maxBatchTimeMs: 1 });
+        steps.push(step);
+        return step;
+      },
+    },
+  });
+  const running = processor.run();
+  await waitFor(
+    () =>
+      broker.partitions(topic).every((p) =>
+        broker.committed("workers-e2e").get(p) === broker.endOffset(p)
+      ),
+    "everything committed",
+    20_000,
+  );
+  processor.signalShutdown();
+  await running;
+  for (const [, results] of seen) {
+    const sorted = [...results].sort((a, b) => a - b);
+    assertEquals(results, sorted, "results of a partition come back in offset order");
+  }
+  assertEquals([...seen.values()].flat().length, n);
+  assert(steps.length > 0 && steps.every((s) => !s.running), "every pipeline's workers stopped");
+});
+
+Deno.test("RunTaskInWorkers: a worker crash stops the StreamProcessor with the worker and message named", async () => {
+  const broker = new LocalBroker<number>();
+  const topic = broker.createTopic("workers-crash", 1);
+  for (let i = 0; i < 10; i++) broker.produce(topic, i);
+  const processor = new StreamProcessor<number>({
+    consumer: broker.getConsumer("workers-crash"),
+    topics: [topic],
+    commitPolicy: CommitPolicy.IMMEDIATE,
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit) =>
+        make("exitOnTwo", new CommitOffsets(commit), { workers: 1, maxBatchSize: 2 }),
+    },
+  });
+  const e = await assertRejects(() => processor.run(), StepError);
+  assertStringIncludes(e.message, "worker 0 exited");
+  assertStringIncludes(e.message, `${topic.name}/0@2`);
+  assertLessOrEqual(broker.committed("workers-crash").get(Partition.of(topic, 0)) ?? 0, 2);
 });
