@@ -15,6 +15,7 @@ import {
   InvalidMessage,
   ManualClock,
   type Message,
+  MESSAGE_REJECTED,
   MessageRejected,
   Partition,
   type ProcessingStrategy,
@@ -387,4 +388,35 @@ Deno.test("RunTaskInWorkers: a worker crash stops the StreamProcessor with the w
   assertStringIncludes(e.message, "worker 0 exited");
   assertStringIncludes(e.message, `${topic.name}/0@2`);
   assertLessOrEqual(broker.committed("workers-crash").get(Partition.of(topic, 0)) ?? 0, 2);
+});
+
+Deno.test("RunTaskInWorkers: a next step that rejects at random points still gets every result once, in order", async () => {
+  const recorder = new CommitRecorder();
+  const inner = new CommitOffsets<number>(recorder.commit);
+  let seed = 11;
+  const rnd = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+  const received: number[] = [];
+  const flaky: ProcessingStrategy<number> = {
+    submit(m) {
+      if (rnd() < 0.5) throw MESSAGE_REJECTED;
+      inner.submit(m);
+      received.push(m.payload);
+    },
+    poll: () => inner.poll(),
+    close: () => inner.close(),
+    join: (t) => inner.join(t),
+    terminate: () => inner.terminate(),
+    get ready() {
+      return inner.ready;
+    },
+  };
+  const step = make("double", flaky, { workers: 2, maxBatchSize: 3, highWaterMark: 4 });
+  const n = 60;
+  await submitAll(step, Array.from({ length: n }, (_, i) => brokerMessage(i, i)));
+  await step.join(10_000);
+  assertEquals(received, Array.from({ length: n }, (_, i) => i * 2));
+  assertEquals(recorder.latest.get(P0), n);
 });
