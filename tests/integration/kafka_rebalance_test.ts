@@ -5,7 +5,14 @@
  * processed twice.
  */
 import { assert, assertEquals } from "@std/assert";
-import { CommitOffsets, CommitPolicy, type Message, RunTask, StreamProcessor } from "../../mod.ts";
+import {
+  CommitOffsets,
+  CommitPolicy,
+  type Message,
+  type Partition,
+  RunTask,
+  StreamProcessor,
+} from "../../mod.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,
