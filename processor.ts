@@ -234,7 +234,7 @@ export class StreamProcessor<T> {
     }
     if (options.dlqPolicy !== undefined && !(options.dlqPolicy instanceof DlqPolicy)) {
       throw new ConfigurationError(
-        "dlqPolicy must be a DlqPolicy, e.g. new DlqPolicy({ producer, topic: \"my-dlq\" })",
+        'dlqPolicy must be a DlqPolicy, e.g. new DlqPolicy({ producer, topic: "my-dlq" })',
       );
     }
     this.#dlq = options.dlqPolicy === undefined ? undefined : new DlqRunner(options.dlqPolicy, {
@@ -574,7 +574,15 @@ export class StreamProcessor<T> {
       this.stats.backpressureMs += this.#clock.now() - this.#bpStart;
       this.#bpStart = undefined;
     }
-    this.#paused = false;
+    if (this.#paused) {
+      // Partitions that stay assigned (an incremental revoke) must not stay paused.
+      this.#paused = false;
+      const assigned = [...this.#consumer.tell().keys()];
+      try {
+        if (assigned.length > 0) this.#consumer.resume(assigned);
+        this.stats.resumes++;
+      } catch { /* the backend already reset its pause state with the assignment */ }
+    }
     this.#progressSinceWait = true;
   }
 

@@ -500,7 +500,9 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
       if (!this.emit(out)) return this.#slow(batch, i + 1, out, undefined);
     }
     const last = this.endOfBatch();
-    if (last !== undefined && !this.emit(last)) return this.emitWhenRoom(last);
+    if (last !== undefined && !this.emit(last)) {
+      return this.#slow(batch, batch.length, last, undefined, true);
+    }
   }
 
   async #slow(
@@ -508,7 +510,14 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
     i: number,
     held: Message<TOut> | undefined,
     hold: typeof HOLD | InvalidMessage | undefined,
+    heldIsLast = false,
   ): Promise<void> {
+    if (held !== undefined) {
+      // The next step has just rejected `held`: wait for room before trying again.
+      await this.waitForRoom();
+      if (this.abandoned) return;
+    }
+    if (heldIsLast) return this.emitWhenRoom(held!);
     for (;;) {
       if (held !== undefined) {
         await this.emitWhenRoom(held);

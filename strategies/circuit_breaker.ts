@@ -199,6 +199,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
   override submit(message: Message<TIn>): void {
     if (this.#state === "open" && !this.closed) {
       this.rejected++;
+      this.recordRejection();
       throw MESSAGE_REJECTED;
     }
     try {

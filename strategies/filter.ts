@@ -33,8 +33,9 @@ import { HOLD, MapStep, SKIP, type StepOptions, type TransformResult } from "./b
 export class FilterStep<T> extends MapStep<T, T> {
   readonly #predicate: (message: Message<T>) => boolean;
   #carried = new Map<Partition, number>();
-  /** Messages dropped by the predicate so far. */
+  /** Messages dropped by the predicate so far (also the `sluice.step.dropped` metric). */
   dropped = 0;
+  #droppedInChunk = 0;
 
   /** Creates the step. */
   constructor(
@@ -57,7 +58,10 @@ export class FilterStep<T> extends MapStep<T, T> {
         if (e instanceof InvalidMessage) return e;
         throw this.wrapError(e, m);
       }
-      if (!keep) this.dropped++;
+      if (!keep) {
+        this.dropped++;
+        this.#droppedInChunk++;
+      }
     }
     const v = m.value;
     if (keep) {
@@ -73,6 +77,10 @@ export class FilterStep<T> extends MapStep<T, T> {
   }
 
   protected override endOfBatch(): Message<T> | undefined {
+    if (this.#droppedInChunk > 0) {
+      this.countDropped(this.#droppedInChunk, "filtered");
+      this.#droppedInChunk = 0;
+    }
     if (this.#carried.size === 0) return undefined;
     const offsets = this.#carried;
     this.#carried = new Map();
