@@ -7,6 +7,7 @@
 import { type Clock, systemClock } from "../clock.ts";
 import {
   ConfigurationError,
+  InvalidMessage,
   type Message,
   requireNonNegative,
   requirePositiveInteger,
@@ -290,9 +291,12 @@ export class Healthcheck<T> extends StreamStep<T, T> {
     this.#detach?.();
     try {
       await super.join(timeoutMs);
-    } finally {
-      if (this.#ownsServer) await this.server!.close();
+    } catch (e) {
+      // After an invalid message the processor joins again: keep serving until then.
+      if (!(e instanceof InvalidMessage) && this.#ownsServer) await this.server!.close();
+      throw e;
     }
+    if (this.#ownsServer) await this.server!.close();
   }
 
   /** Abandons the pipeline and starts closing the server this step owns (see `server.close()`). */

@@ -238,9 +238,13 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
   override async join(timeoutMs?: number): Promise<void> {
     try {
       await super.join(timeoutMs);
-    } finally {
-      this.#stop();
+    } catch (e) {
+      // An invalid message reported during join: the processor handles it (dead-letter
+      // queue) and joins again, so the workers must keep going.
+      if (!(e instanceof InvalidMessage)) this.#stop();
+      throw e;
     }
+    this.#stop();
   }
 
   protected override fail(error: unknown): void {

@@ -420,3 +420,20 @@ Deno.test("RunTaskInWorkers: a next step that rejects at random points still get
   assertEquals(received, Array.from({ length: n }, (_, i) => i * 2));
   assertEquals(recorder.latest.get(P0), n);
 });
+
+Deno.test("RunTaskInWorkers: an invalid message reported during join leaves the workers running for the next join", async () => {
+  const { recorder, gate } = pipeline();
+  const step = make("invalidTwoSlow", gate, { workers: 1, maxBatchSize: 2, prefetch: 3 });
+  for (let i = 0; i < 6; i++) step.submit(brokerMessage(i, i));
+  step.close();
+  const error = await step.join(10_000).then(() => undefined, (e) => e);
+  assertInstanceOf(error, InvalidMessage, "join reports the invalid message");
+  assertEquals(error.offset, 2);
+  assert(step.batchesInFlight > 0, "the last batch is still being computed");
+  // The processor deals with it (dead-letter queue) and joins again.
+  await step.join(10_000);
+  assertEquals(gate.received.map((m) => m.committable.get(P0)), [1, 2, 3, 4, 5, 6]);
+  assertEquals(gate.received.map((m) => m.payload), [0, 1, FILTERED_PAYLOAD, 3, 4, 5]);
+  assertEquals(recorder.latest.get(P0), 6);
+  assertEquals(step.running, false);
+});
