@@ -467,3 +467,31 @@ Deno.test("RunTaskAsync: under the StreamProcessor every message is processed on
   assertEquals(calls.size, n);
   assert([...calls.values()].every((c) => c === 1), "each message processed exactly once");
 });
+
+Deno.test("RunTaskAsync: an invalid message reported during join leaves the rest running for the next join", async () => {
+  const { recorder, gate } = pipeline();
+  const clock = new ManualClock();
+  const later = deferred<void>();
+  const step = new RunTaskAsync<number, number>(
+    async (m) => {
+      if (m.payload === 1) throw new InvalidMessage(P0, 1, "bad");
+      if (m.payload === 2) await later.promise;
+      return m.payload;
+    },
+    gate,
+    { clock },
+  );
+  for (let i = 0; i < 3; i++) step.submit(brokerMessage(i, i));
+  step.close();
+  const first = step.join(1000).then(() => undefined, (e) => e);
+  await clock.advance(10); // join's periodic re-check reports the invalid message
+  const error = await first;
+  assertInstanceOf(error, InvalidMessage);
+  const second = step.join(1000);
+  later.resolve();
+  await waitFor(() => gate.received.length === 3, "the rest handed on");
+  await clock.advance(10);
+  await second;
+  assertEquals(recorder.latest.get(P0), 3);
+  assertEquals(gate.received[1].payload as unknown, FILTERED_PAYLOAD);
+});
