@@ -272,7 +272,12 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   async poll(timeoutMs = 0): Promise<BrokerValue<KafkaPayload>[]> {
     this.#checkOpen();
     if (!this.#subscribed) {
-      throw new ConsumerError("poll() before subscribe(): call subscribe(topics) first");
+      if (this.#started === undefined) {
+        throw new ConsumerError("poll() before subscribe(): call subscribe(topics) first");
+      }
+      // Unsubscribed: nothing more will come.
+      if (timeoutMs > 0) await new Promise((r) => setTimeout(r, timeoutMs));
+      return [];
     }
     await (this.#started ??= this.#start());
     const deadline = performance.now() + timeoutMs;

@@ -38,9 +38,13 @@ kafkaTest(
     // Small polls: every fetched batch is handed out in several pieces.
     const consumer = new KafkaConsumer({ brokers, group, ...FAST, maxPollMessages: 7 });
     const assigned: string[] = [];
+    const revoked: string[] = [];
     consumer.subscribe([topic], {
       onAssign: (ps) => {
         for (const [p, o] of ps) assigned.push(`${p}@${o}`);
+      },
+      onRevoke: (ps) => {
+        revoked.push(...ps.map(String));
       },
     });
     const got = new Map<Partition, number[]>([[p0, []], [p1, []]]);
@@ -106,6 +110,15 @@ kafkaTest(
         for (const v of await consumer.poll(100)) if (v.partition === p1) again.push(v.offset);
       }
       assertEquals(again, [390, 391, 392, 393, 394, 395, 396, 397, 398, 399]);
+
+      // Unsubscribe: the revoke callback runs on the next poll, then nothing more comes.
+      const before = assigned.length;
+      consumer.unsubscribe();
+      assertEquals(await consumer.poll(0), []);
+      assertEquals(consumer.assignment, []);
+      assertEquals(await consumer.poll(10), []);
+      assertEquals(assigned.length, before, "no new assignment after unsubscribe");
+      assertEquals(revoked.sort(), [`${p0}`, `${p1}`]);
     } finally {
       await consumer.close();
       await deleteTopics(kafka, [topic]);
