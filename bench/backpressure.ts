@@ -39,6 +39,8 @@ import {
 export const SLOW_STEP_MS = 50;
 /** Seconds of start-up (fill, back-off, pause) measured apart from the steady window. */
 export const SETTLE_SECONDS = 1.5;
+/** The smaller backlog: far above the high-water marks, small enough to keep the heap small. */
+export const SMALL_BACKLOG = 20_000;
 /** High-water mark of the slow step's queue, in messages. */
 export const SLOW_STEP_HWM = 1024;
 
@@ -170,7 +172,8 @@ async function runSluice(
   // (joinTimeoutMs is short for that reason.)
   processor.signalShutdown();
   await running;
-  const label = maxBackoffMs === undefined ? "Sluice" : `Sluice, maxBackoffMs ${maxBackoffMs}`;
+  const label = `Sluice, ${fmtInt(messages)} waiting` +
+    (maxBackoffMs === undefined ? "" : `, maxBackoffMs ${maxBackoffMs}`);
   const a = summarise(`${label}, first ${SETTLE_SECONDS} s (fill, back off, pause)`, settle);
   a.processed = processedSettle;
   const b = summarise(`${label}, next ${seconds} s (paused, backpressured)`, steady);
@@ -249,9 +252,14 @@ export async function runBackpressure(flags: BenchFlags): Promise<WindowResult[]
   const idle = summarise("floor: this process idle (sleep)", await sampleWindow(seconds, () => 0));
   const slowOnly = await runSlowWorkAlone(seconds);
   const sluice = await runSluice(messages, seconds);
-  const sluiceLong = await runSluice(messages, seconds, 1000);
+  // The same with a backlog that still dwarfs the high-water marks but keeps the heap small:
+  // with 1 M messages waiting in the in-memory broker (in this process's heap), V8's memory
+  // reducer marks that ~90 MiB heap a few seconds after allocation stops, which is CPU the
+  // pipeline does not spend (with Kafka the waiting messages are not in this heap).
+  const small = await runSluice(SMALL_BACKLOG, seconds);
+  const smallLong = await runSluice(SMALL_BACKLOG, seconds, 1000);
   const arroyo = await runArroyo(messages, seconds);
-  const results = [idle, slowOnly, ...sluice, sluiceLong[1]];
+  const results = [idle, slowOnly, ...sluice, small[1], smallLong[1]];
   if (typeof arroyo !== "string") results.push(arroyo);
 
   const rows = results.map((r) => {
@@ -282,13 +290,15 @@ export async function runBackpressure(flags: BenchFlags): Promise<WindowResult[]
     rows,
   );
   const s = sluice[1];
-  const cpuPct = (s.cpu / s.wall) * 100;
-  const overheadPct = cpuPct - (slowOnly.cpu / slowOnly.wall) * 100;
+  const pct = (r: WindowResult) => (r.cpu / r.wall) * 100;
+  const cpuPct = pct(small[1]);
+  const overheadPct = cpuPct - pct(slowOnly);
+  const bigPct = pct(s);
   const heapGrowth = s.last!.heapUsed - s.first!.heapUsed;
   const bound = SLOW_STEP_HWM + 1000; // slow step's queue + one carried poll batch
   printTable("Budgets (DESIGN section 8)", ["measure", "figure", "budget", ""], [
     [
-      "CPU while backpressured, total",
+      `CPU while backpressured, total (${fmtInt(SMALL_BACKLOG)} waiting)`,
       `${cpuPct.toFixed(2)}% of a core`,
       "< 1%",
       verdict(cpuPct < 1),
@@ -298,6 +308,12 @@ export async function runBackpressure(flags: BenchFlags): Promise<WindowResult[]
       `${overheadPct.toFixed(2)}% of a core`,
       "< 1%",
       verdict(overheadPct < 1),
+    ],
+    [
+      `CPU while backpressured, total (${fmtInt(messages)} waiting in this heap)`,
+      `${bigPct.toFixed(2)}% of a core`,
+      "< 1%",
+      verdict(bigPct < 1),
     ],
     [
       gcAvailable() ? "heap retained: growth over the window" : "heap growth over the window",
