@@ -130,6 +130,9 @@ function isRebalanceError(e: unknown): boolean {
   return t !== undefined && REBALANCE_TYPES.has(t);
 }
 
+/** A high watermark older than this is refreshed through the admin client on demand. */
+const END_OFFSET_MAX_AGE_MS = 1000;
+
 /** Thrown from our REBALANCING listener to make kafkajs retry (and so wait) before rejoining. */
 class RevokeInProgress extends Error {
   constructor() {
@@ -218,6 +221,10 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   readonly #paused = new Set<Partition>();
   #staged = new Map<Partition, number>();
   readonly #highWatermarks = new Map<Partition, number>();
+  /** When each high watermark was last updated (performance.now()). */
+  readonly #highWatermarkAt = new Map<Partition, number>();
+  /** Topics whose end offsets are being refreshed through the admin client. */
+  readonly #refreshing = new Set<Topic>();
   #queue: PendingBatch[] = [];
   #wake: Deferred | undefined;
   #offsetLookupFailures = 0;
@@ -401,8 +408,39 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     return committed;
   }
 
+  /**
+   * The end offset (high watermark) of `partition`, for lag metrics: from the last fetched
+   * batch, without a request. When no batch updated it for a second (the partition is
+   * paused, or idle), a refresh is started in the background (one admin request per topic
+   * at a time) and the next call sees it, so lag keeps growing while fetching is paused.
+   */
   endOffset(partition: Partition): number | undefined {
+    const at = this.#highWatermarkAt.get(partition);
+    if (
+      (at === undefined || performance.now() - at >= END_OFFSET_MAX_AGE_MS) &&
+      this.#assigned.has(partition)
+    ) {
+      this.#refreshEndOffsets(partition.topic);
+    }
     return this.#highWatermarks.get(partition);
+  }
+
+  #refreshEndOffsets(topic: Topic): void {
+    const admin = this.#admin;
+    if (admin === undefined || this.#closing || this.#refreshing.has(topic)) return;
+    this.#refreshing.add(topic);
+    admin.fetchTopicOffsets(topic.name).then(
+      (offsets) => {
+        const now = performance.now();
+        for (const o of offsets) {
+          const p = Partition.of(topic, o.partition);
+          const high = Number(o.high);
+          if (high >= (this.#highWatermarks.get(p) ?? -1)) this.#highWatermarks.set(p, high);
+          this.#highWatermarkAt.set(p, now);
+        }
+      },
+      () => {/* lag stays at the last known value; retried on a later call */},
+    ).finally(() => this.#refreshing.delete(topic));
   }
 
   async close(): Promise<void> {
@@ -574,6 +612,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     const { batch, heartbeat, isRunning, isStale, resolveOffset } = payload;
     const p = Partition.of(batch.topic, batch.partition);
     this.#highWatermarks.set(p, Number(batch.highWatermark));
+    this.#highWatermarkAt.set(p, performance.now());
     const generation = this.#generation;
     if (this.#revokeState === "done") {
       // Revoked, waiting for kafkajs to rejoin: hand nothing out, make it rejoin now.

@@ -111,6 +111,27 @@ kafkaTest(
       }
       assertEquals(again, [390, 391, 392, 393, 394, 395, 396, 397, 398, 399]);
 
+      // Lag while paused: no batch of p0 is fetched, yet its end offset keeps up.
+      consumer.pause([p0]);
+      const more = kafka.producer({ allowAutoTopicCreation: false });
+      await more.connect();
+      await more.send({
+        topic,
+        messages: Array.from({ length: 25 }, (_, i) => ({ value: `0:${PER + i}`, partition: 0 })),
+        acks: -1,
+      });
+      await more.disconnect();
+      const lagDeadline = performance.now() + 10_000;
+      while (consumer.endOffset(p0) !== PER + 25) {
+        assert(
+          performance.now() < lagDeadline,
+          `end offset of paused ${p0}: ${consumer.endOffset(p0)}`,
+        );
+        for (const v of await consumer.poll(100)) {
+          assert(v.partition !== p0, "paused partition stays paused");
+        }
+      }
+
       // Unsubscribe: the revoke callback runs on the next poll, then nothing more comes.
       const before = assigned.length;
       consumer.unsubscribe();
