@@ -338,6 +338,9 @@ export async function runBackpressure(flags: BenchFlags): Promise<WindowResult[]
         `would spin: that consumer's poll ignores its timeout.)`,
     );
   }
+  if (flags.json) {
+    console.log(JSON.stringify({ bench: "backpressure", messages, seconds, results }));
+  }
   return results;
 }
 

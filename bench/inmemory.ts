@@ -539,6 +539,7 @@ export async function runInMemory(
     printTable("Budgets (DESIGN section 8)", ["measure", "figure", "budget", ""], brows);
     console.log(`\n${arroyoNote}`);
   }
+  if (flags.json) console.log(JSON.stringify({ bench: "inmemory", messages: N, results }));
   return results;
 }
 

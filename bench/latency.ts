@@ -190,6 +190,16 @@ export async function runLatency(flags: BenchFlags): Promise<LatencyResult[]> {
     "\nThe producer wakes on a 1 ms timer and writes the messages due; every consumer here " +
       "wakes on the broker's produce notification, so the floor is the event loop's own delay.",
   );
+  if (flags.json) {
+    const summary = results.map((r) => ({
+      name: r.name,
+      messages: r.latencies.length,
+      p50: percentile(r.latencies, 50),
+      p99: percentile(r.latencies, 99),
+      max: percentile(r.latencies, 100),
+    }));
+    console.log(JSON.stringify({ bench: "latency", rate: RATE, seconds, results: summary }));
+  }
   return results;
 }
 

@@ -16,7 +16,7 @@ export interface BenchFlags {
   repeat: number;
   /** Seconds of the backpressure window (`--seconds N`). */
   seconds: number;
-  /** Print machine-readable JSON after the tables (`--json`). */
+  /** Also print the results as one line of JSON after the tables (`--json`). */
   json: boolean;
 }
 
@@ -140,13 +140,6 @@ export function printTable(title: string, header: string[], rows: string[][]): v
   console.log(line(header));
   console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
   for (const r of rows) console.log(line(r));
-}
-
-/** Runs `fn` `repeat` times and returns every result (callers pick the best or the median). */
-export async function repeatRuns<T>(repeat: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = [];
-  for (let i = 0; i < repeat; i++) out.push(await fn(i));
-  return out;
 }
 
 /** The median of `values` (not modified). */
