@@ -6,7 +6,7 @@
  *
  * Prints the runner's own summary and a plain `N passed, M failed` line.
  *
- * Usage: deno run -A scripts/test.ts [extra `deno test` arguments, e.g. a file]
+ * Usage: deno run -A scripts/run_tests.ts [extra `deno test` arguments, e.g. a file]
  */
 
 const deno = Deno.execPath();
@@ -59,7 +59,7 @@ if (brokers) env.KAFKA_BROKERS = brokers;
 
 const extra = Deno.args.length > 0 ? Deno.args : [];
 const child = new Deno.Command(deno, {
-  args: ["test", "-A", "--parallel", ...extra],
+  args: ["test", "-A", "--parallel", ...(extra.length > 0 ? extra : ["tests/"])],
   cwd: root,
   env: { ...env, NO_COLOR: "1", KAFKAJS_NO_PARTITIONER_WARNING: "1" },
   stdout: "piped",
