@@ -111,6 +111,7 @@ function checkCommitted(broker: LocalBroker<Uint8Array>, topic: Topic, group: st
 // ---------------------------------------------------------------------------------------
 // The floor: a plain loop over poll batches, same work, same offset tracking and commits.
 
+/** The floor: polls, runs the same function, tracks and commits offsets; returns msg/s. */
 export async function runFloor(broker: LocalBroker<Uint8Array>, topic: Topic, total: number) {
   const group = freshGroup();
   const consumer = broker.getConsumer(group);
@@ -155,6 +156,7 @@ export async function runFloor(broker: LocalBroker<Uint8Array>, topic: Topic, to
 // ---------------------------------------------------------------------------------------
 // Sluice pipelines under a StreamProcessor.
 
+/** The pipelines measured: RunTask → CommitOffsets, with Reduce, and five RunTasks. */
 export type Shape = "runtask" | "reduce" | "chain5";
 
 function buildPipeline(
@@ -196,6 +198,7 @@ function buildPipeline(
 
 const SHAPE_STEPS: Record<Shape, number> = { runtask: 2, reduce: 3, chain5: 6 };
 
+/** Runs `total` messages through a StreamProcessor with the `shape` pipeline; returns msg/s. */
 export async function runProcessor(
   broker: LocalBroker<Uint8Array>,
   topic: Topic,
@@ -231,6 +234,7 @@ export async function runProcessor(
 // ---------------------------------------------------------------------------------------
 // The bridge alone: submit straight into a chain of steps (no broker, no processor).
 
+/** Submits `values` straight into a chain of `steps` steps (no processor); returns msg/s. */
 export async function runStrategyOnly(
   values: readonly BrokerValue<Uint8Array>[],
   steps: number,
