@@ -60,7 +60,11 @@ export { FilterStep } from "./strategies/filter.ts";
 export { Noop } from "./strategies/noop.ts";
 export { RateLimit, type RateLimitOptions } from "./strategies/rate_limit.ts";
 export { byteLength, payloadByteLength, utf8Length } from "./strategies/size.ts";
-export { type AsyncTask, RunTaskAsync, type RunTaskAsyncOptions } from "./strategies/run_task_async.ts";
+export {
+  type AsyncTask,
+  RunTaskAsync,
+  type RunTaskAsyncOptions,
+} from "./strategies/run_task_async.ts";
 export { Produce, type ProduceOptions } from "./strategies/produce.ts";
 export {
   DLQ_HEADERS,
@@ -81,14 +85,22 @@ export { Buffer, type BufferOptions, type BufferProtocol } from "./strategies/bu
 export { Reduce, type ReduceOptions } from "./strategies/reduce.ts";
 export { type BatchOptions, BatchStep, UnbatchStep } from "./strategies/batching.ts";
 export { Unfold } from "./strategies/unfold.ts";
-export { type DropReason, LoadShed, type LoadShedOptions, type ShedPolicy } from "./strategies/load_shed.ts";
+export {
+  type DropReason,
+  LoadShed,
+  type LoadShedOptions,
+  type ShedPolicy,
+} from "./strategies/load_shed.ts";
 export {
   CircuitBreaker,
   type CircuitBreakerOptions,
   type CircuitState,
   type CircuitStateChange,
 } from "./strategies/circuit_breaker.ts";
-export { RunTaskInWorkers, type RunTaskInWorkersOptions } from "./strategies/run_task_in_workers.ts";
+export {
+  RunTaskInWorkers,
+  type RunTaskInWorkersOptions,
+} from "./strategies/run_task_in_workers.ts";
 export {
   AdaptiveBatch,
   type AdaptiveBatchOptions,
@@ -96,8 +108,8 @@ export {
 } from "./strategies/adaptive_batch.ts";
 export {
   type BackpressureSide,
-  ConsumerMeter,
   type ConsumerCounters,
+  ConsumerMeter,
   DURATION_BUCKETS_MS,
   type EndOffsets,
   EpisodeStats,
@@ -117,8 +129,22 @@ export {
   type TimestampedOffset,
   withStepMetrics,
 } from "./metrics/mod.ts";
-export { type TransformPair, TransformStep, type TransformStepOptions } from "./strategies/transform.ts";
-export { Healthcheck, type HealthcheckOptions, HealthServer, type HealthServerOptions, type HealthStatus } from "./strategies/healthcheck.ts";
+export {
+  type TransformPair,
+  TransformStep,
+  type TransformStepOptions,
+} from "./strategies/transform.ts";
+export {
+  Healthcheck,
+  type HealthcheckOptions,
+  HealthServer,
+  type HealthServerOptions,
+  type HealthStatus,
+} from "./strategies/healthcheck.ts";
 export { KeyedConcurrency, type KeyedConcurrencyOptions } from "./strategies/keyed_concurrency.ts";
-export { type ConsumerReadable, consumerReadable, type ConsumerReadableOptions } from "./backends/readable.ts";
+export {
+  type ConsumerReadable,
+  consumerReadable,
+  type ConsumerReadableOptions,
+} from "./backends/readable.ts";
 export type { DropCount } from "./metrics/mod.ts";

@@ -2,7 +2,6 @@ import {
   assert,
   assertEquals,
   assertGreater,
-  assertInstanceOf,
   assertLessOrEqual,
   assertRejects,
   assertStringIncludes,
