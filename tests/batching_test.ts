@@ -30,7 +30,16 @@ import {
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 import { strategyContract } from "./contract.ts";
-import { brokerMessage, CommitRecorder, Gate, P0, P1, tick, waitFor } from "./helpers.ts";
+import {
+  brokerMessage,
+  CommitRecorder,
+  Gate,
+  P0,
+  P1,
+  pollError,
+  tick,
+  waitFor,
+} from "./helpers.ts";
 
 // ---- contract -------------------------------------------------------------------------
 
@@ -449,16 +458,7 @@ Deno.test("Reduce: InvalidMessage from the accumulator flushes the batch first, 
   step.submit(brokerMessage(2, 1));
   step.submit(brokerMessage(99, 2));
   step.submit(brokerMessage(3, 3));
-  let error: unknown;
-  await waitFor(() => {
-    try {
-      step.poll();
-      return false;
-    } catch (e) {
-      error = e;
-      return true;
-    }
-  }, "the invalid message to be reported");
+  const error = await pollError(step, "the invalid message to be reported");
   assertInstanceOf(error, InvalidMessage);
   assertEquals(error.step, "reduce");
   await step.join(1000);

@@ -25,9 +25,9 @@ import {
   CommitRecorder,
   Gate,
   P0,
+  pollError,
   settlesWithin,
   tick,
-  waitFor,
 } from "./helpers.ts";
 
 /** What the suite hands a case's `make`. */
@@ -134,16 +134,7 @@ export function strategyContract<T>(c: ContractCase<T>): void {
       });
       await tick();
       step.submit(msg(0));
-      let error: unknown;
-      await waitFor(() => {
-        try {
-          step.poll();
-          return false;
-        } catch (e) {
-          error = e;
-          return true;
-        }
-      }, "poll() to throw");
+      const error = await pollError(step, "poll() to throw");
       assertInstanceOf(error, Error);
       assert(!(error instanceof MessageRejected), "a failure is not a rejection");
     });

@@ -46,7 +46,7 @@ import {
 import { LocalBroker } from "../backends/local/mod.ts";
 import { DlqRunner } from "../dlq.ts";
 import { strategyContract } from "./contract.ts";
-import { tick, waitFor } from "./helpers.ts";
+import { pollError, tick, waitFor } from "./helpers.ts";
 
 /** A DLQ producer whose deliveries can be held, failed or hung on demand. */
 class TestProducer<P> implements Producer<P> {
@@ -703,16 +703,7 @@ Deno.test("Decode: a batched value that fails to decode fails the step (it canno
     { name: "decode-batch" },
   );
   step.submit(new Message(new Value("{oops", new Map([[p0, 3]]))));
-  let error: unknown;
-  await waitFor(() => {
-    try {
-      step.poll();
-      return false;
-    } catch (e) {
-      error = e;
-      return true;
-    }
-  }, "the failure");
+  const error = await pollError(step, "the failure");
   assertInstanceOf(error, StepError);
   assertStringIncludes((error as StepError).message, "decode-batch");
   step.terminate();

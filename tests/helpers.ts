@@ -115,3 +115,26 @@ export async function settlesWithin(
 export function tick(): Promise<void> {
   return new Promise((r) => setTimeout(r, 0));
 }
+
+/** Polls `step` until `poll()` throws (failing after `ms`); returns what it threw. */
+export async function pollError(
+  step: { poll(): void },
+  what = "poll() to throw",
+  ms = 5000,
+): Promise<unknown> {
+  let error: unknown;
+  await waitFor(
+    () => {
+      try {
+        step.poll();
+        return false;
+      } catch (e) {
+        error = e;
+        return true;
+      }
+    },
+    what,
+    ms,
+  );
+  return error;
+}

@@ -23,7 +23,7 @@ import {
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 import { strategyContract } from "./contract.ts";
-import { brokerMessage, CommitRecorder, Gate, P0, tick, waitFor } from "./helpers.ts";
+import { brokerMessage, CommitRecorder, Gate, P0, pollError, tick, waitFor } from "./helpers.ts";
 
 const OUT = Topic.of("produce-test-out");
 
@@ -182,16 +182,7 @@ Deno.test("Produce: a delivery failure fails the step naming the message; nothin
   producer.sent[1].resolve();
   producer.sent[3].resolve();
   producer.sent[2].reject(new Error("NOT_ENOUGH_REPLICAS"));
-  let error: unknown;
-  await waitFor(() => {
-    try {
-      step.poll();
-      return false;
-    } catch (e) {
-      error = e;
-      return true;
-    }
-  }, "poll to throw");
+  const error = await pollError(step, "poll to throw");
   assertInstanceOf(error, StepError);
   assertEquals(error.step, "to-archive");
   assertEquals(error.messageRef, `${P0}@2`);

@@ -22,7 +22,7 @@ import {
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 import { strategyContract } from "./contract.ts";
-import { brokerMessage, CommitRecorder, Gate, P0, tick, waitFor } from "./helpers.ts";
+import { brokerMessage, CommitRecorder, Gate, P0, pollError, tick, waitFor } from "./helpers.ts";
 
 strategyContract<number>({
   name: "RunTaskAsync",
@@ -248,16 +248,7 @@ Deno.test("RunTaskAsync: a function error surfaces in poll naming the step and t
     { name: "enrich", concurrency: 8 },
   );
   for (let i = 0; i < 8; i++) step.submit(brokerMessage(i, i));
-  let error: unknown;
-  await waitFor(() => {
-    try {
-      step.poll();
-      return false;
-    } catch (e) {
-      error = e;
-      return true;
-    }
-  }, "poll to throw");
+  const error = await pollError(step, "poll to throw");
   assertInstanceOf(error, StepError);
   assertEquals(error.step, "enrich");
   assertEquals(error.messageRef, `${P0}@3`);
@@ -281,16 +272,7 @@ Deno.test("RunTaskAsync: InvalidMessage from the function is reported through po
     { name: "parse" },
   );
   for (let i = 0; i < 3; i++) step.submit(brokerMessage(i, i));
-  let error: unknown;
-  await waitFor(() => {
-    try {
-      step.poll();
-      return false;
-    } catch (e) {
-      error = e;
-      return true;
-    }
-  }, "poll to report the invalid message");
+  const error = await pollError(step, "poll to report the invalid message");
   assertInstanceOf(error, InvalidMessage);
   assertEquals(error.offset, 1);
   assertEquals(error.step, "parse");

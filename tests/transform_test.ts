@@ -21,7 +21,16 @@ import {
   TransformStep,
 } from "../mod.ts";
 import { strategyContract } from "./contract.ts";
-import { brokerMessage, CommitRecorder, Gate, P0, P1, tick, waitFor } from "./helpers.ts";
+import {
+  brokerMessage,
+  CommitRecorder,
+  Gate,
+  P0,
+  P1,
+  pollError,
+  tick,
+  waitFor,
+} from "./helpers.ts";
 
 const double = () =>
   new TransformStream<number, number>({
@@ -218,16 +227,7 @@ Deno.test("TransformStep: an error from the transform surfaces in poll naming th
   const sink = new Sink<number>();
   const step = new TransformStep(picky, sink, { name: "picky", clock: new ManualClock() });
   await feed(step, [1, 2, 3, 4].map((n, i) => brokerMessage(n, i)));
-  let error: unknown;
-  await waitFor(() => {
-    try {
-      step.poll();
-      return false;
-    } catch (e) {
-      error = e;
-      return true;
-    }
-  }, "poll to throw");
+  const error = await pollError(step, "poll to throw");
   assertInstanceOf(error, StepError);
   assertStringIncludes(error.message, `step "picky" failed on message contract-topic/0@2`);
   assertStringIncludes(error.message, "three is odd");

@@ -19,7 +19,16 @@ import {
   Unfold,
 } from "../mod.ts";
 import { strategyContract } from "./contract.ts";
-import { brokerMessage, CommitRecorder, Gate, P0, P1, tick, waitFor } from "./helpers.ts";
+import {
+  brokerMessage,
+  CommitRecorder,
+  Gate,
+  P0,
+  P1,
+  pollError,
+  tick,
+  waitFor,
+} from "./helpers.ts";
 
 strategyContract<number>({
   name: "Unfold",
@@ -253,16 +262,7 @@ Deno.test("Unfold: InvalidMessage mid-way is reported; earlier children committe
   );
   step.submit(brokerMessage(0, 0));
   step.submit(brokerMessage(1, 1));
-  let error: unknown;
-  await waitFor(() => {
-    try {
-      step.poll();
-      return false;
-    } catch (e) {
-      error = e;
-      return true;
-    }
-  }, "the invalid message");
+  const error = await pollError(step, "the invalid message");
   assertInstanceOf(error, InvalidMessage);
   assertEquals(error.step, "unfold");
   await step.join(1000);
