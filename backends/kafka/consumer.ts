@@ -5,15 +5,20 @@
  * ## How the bridge works
  *
  * kafkajs fetches, hands each partition's batch to `eachBatch`, and fetches that broker
- * again only once every handler of the fetch has returned. Our handler queues the batch
- * and waits until `poll()` has handed its messages to the processor; the wait *is* the
- * backpressure (memory is bounded by one fetch, `maxBytes`). While it waits it heartbeats
- * every `heartbeatIntervalMs`, so the member stays in the group however long the pipeline
- * holds back. `resolveOffset` is called only for messages handed out, so a batch that is
- * released half-taken (pause, seek, revoke, close) is re-fetched from the first message
- * not handed out: nothing is skipped. kafkajs never commits (`autoCommit: false`, and
- * `commitOffsetsIfNecessary` is never called); commits are `consumer.commitOffsets` with
- * the offsets the processor staged.
+ * again only once every handler of the fetch has returned. Our handler queues the batch,
+ * resolves its offsets (so kafkajs's next fetch continues after it) and returns as soon
+ * as no batch of an *earlier* fetch is still queued: the fetch of the next response
+ * overlaps `poll()` handing out this one, and at most two responses (`maxBytes` each) are
+ * queued. The wait *is* the backpressure. While it waits it heartbeats every
+ * `heartbeatIntervalMs`, so the member stays in the group however long the pipeline holds
+ * back. A batch dropped before it was fully handed out (pause, or taken by a paused
+ * partition) seeks kafkajs back to the first message not handed out, so it is fetched
+ * again from there: nothing is skipped (seek, revoke and rejoin set kafkajs's position
+ * themselves; a batch fetched before such a seek is recognised by `isStale()` and not
+ * queued, and `poll()` never hands out an offset below the partition's position).
+ * kafkajs never commits (`autoCommit: false`, and `commitOffsetsIfNecessary` is never
+ * called), so resolved offsets are only its fetch positions; commits are
+ * `consumer.commitOffsets` with the offsets the processor staged.
  *
  * ## Rebalances (kafkajs 2.2.4 has no revoke callback)
  *
@@ -96,8 +101,10 @@ interface PendingBatch {
   /** Index of the next message to hand out. */
   next: number;
   readonly generation: number;
+  /** The fetch round it came in (see `#eachBatch`). */
+  readonly round: number;
+  /** Fully handed out, or dropped. */
   settled: boolean;
-  readonly done: Deferred;
 }
 
 /** not started | revoke pending (poll will run it) | running | done, waiting for GROUP_JOIN. */
@@ -226,6 +233,11 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   /** Topics whose end offsets are being refreshed through the admin client. */
   readonly #refreshing = new Set<Topic>();
   #queue: PendingBatch[] = [];
+  /** Resolved (and cleared) when a queued batch settles: wakes handlers waiting for room. */
+  #queueChanged: Deferred | undefined;
+  /** `#eachBatch` calls running, and the fetch round they belong to. */
+  #activeHandlers = 0;
+  #round = 0;
   #wake: Deferred | undefined;
   #offsetLookupFailures = 0;
 
@@ -312,8 +324,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     this.#kafkajsCall(() => this.#consumer?.pause(byTopic(partitions)));
     // Give queued batches of paused partitions back to kafkajs (re-fetched on resume), so
     // the other partitions of their broker are fetched meanwhile.
-    for (const b of this.#queue) if (this.#paused.has(b.partition)) this.#settle(b);
-    this.#compactQueue();
+    this.#drop((b) => this.#paused.has(b.partition), true);
   }
 
   resume(partitions: readonly Partition[]): void {
@@ -345,8 +356,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       );
       this.#positions.set(p, o);
     }
-    for (const b of this.#queue) if (offsets.has(b.partition)) this.#settle(b);
-    this.#compactQueue();
+    // kafkajs was sought above: no rewind.
+    this.#drop((b) => offsets.has(b.partition), false);
   }
 
   stageOffsets(offsets: Committable): void {
@@ -618,51 +629,42 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       // Revoked, waiting for kafkajs to rejoin: hand nothing out, make it rejoin now.
       throw rebalanceSignal();
     }
-    const entry: PendingBatch = {
-      partition: p,
-      messages: batch.messages,
-      next: 0,
-      generation,
-      settled: false,
-      done: deferred(),
-    };
-    this.#queue.push(entry);
-    this.#wakeUp();
-    let rebalance: unknown;
-    while (!entry.settled) {
-      let id: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        entry.done.promise,
-        new Promise<void>((r) => id = setTimeout(r, this.#o.heartbeatIntervalMs)),
-      ]);
-      clearTimeout(id);
-      if (entry.settled) break;
-      if (!isRunning() || isStale() || this.#closing) {
-        this.#settle(entry);
-        break;
-      }
-      try {
-        await this.#heartbeat(heartbeat, generation);
-      } catch (e) {
-        if (!isRebalanceError(e)) {
-          this.#settle(entry);
-          throw e;
-        }
-        rebalance = e;
-        // A pending revoke releases this batch when it completes; without one there is
-        // nothing to hold for.
-        if (this.#revokeState !== "pending" && this.#revokeState !== "running") this.#settle(entry);
-      }
+    const messages = batch.messages;
+    if (messages.length === 0) return;
+    if (this.#paused.has(p) || isStale() || !isRunning() || this.#closing) {
+      // Fetched before a pause or seek took effect (or kafkajs is stopping): not queued and
+      // not resolved, so kafkajs fetches it again from its (sought) position.
+      return;
     }
-    this.#compactQueue();
-    if (entry.next > 0 && entry.generation === this.#generation && isRunning()) {
-      resolveOffset(entry.messages[entry.next - 1].offset);
+    // kafkajs calls the handlers of one fetch together (synchronously, up to
+    // partitionsConsumedConcurrently) and fetches that broker again once all returned, so
+    // a handler called while none runs starts a new round.
+    if (this.#activeHandlers++ === 0) this.#round++;
+    const round = this.#round;
+    try {
+      const entry: PendingBatch = {
+        partition: p,
+        messages,
+        next: 0,
+        generation,
+        round,
+        settled: false,
+      };
+      this.#queue.push(entry);
+      // Resolve now, so that kafkajs fetches the next batch while poll() hands this one
+      // out. kafkajs never commits resolved offsets (autoCommit off); a batch dropped before
+      // it was fully handed out rewinds kafkajs to the first message not handed out
+      // (`#drop`), and a rejoin resets kafkajs to the committed offsets anyway.
+      resolveOffset(messages[messages.length - 1].offset);
+      this.#wakeUp();
+      await this.#waitForRoom(entry, payload, generation);
+    } finally {
+      this.#activeHandlers--;
     }
     if (this.#revokeState === "pending" || this.#revokeState === "running") {
       // Hold kafkajs's rejoin until onRevoke has committed.
       await this.#revokeDone.promise;
     }
-    if (rebalance !== undefined) throw rebalance;
     if (this.#state() === "done") throw rebalanceSignal();
     // Heartbeat here rather than leave it to kafkajs after we return: a rebalance found
     // now is found where the rejoin can still be held.
@@ -676,6 +678,65 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       }
       throw e;
     }
+  }
+
+  /**
+   * The backpressure: a handler returns (letting kafkajs fetch again) once no batch of an
+   * earlier round is still queued. So the fetch of round N+1 overlaps the hand-out of round
+   * N, and at most two rounds (two fetch responses, `maxBytes` each) are queued. While it
+   * waits it heartbeats every `heartbeatIntervalMs`, so the member stays in the group
+   * however long the pipeline holds back. Throws a rebalance found by its heartbeat, after
+   * holding the rejoin until a pending revoke is done.
+   */
+  async #waitForRoom(
+    entry: PendingBatch,
+    payload: EachBatchPayload,
+    generation: number,
+  ): Promise<void> {
+    const { heartbeat, isRunning, isStale } = payload;
+    let rebalance: unknown;
+    while (!entry.settled && this.#olderQueued(entry.round)) {
+      this.#queueChanged ??= deferred();
+      let id: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#queueChanged.promise,
+        new Promise<void>((r) => id = setTimeout(r, this.#o.heartbeatIntervalMs)),
+      ]);
+      clearTimeout(id);
+      if (entry.settled || !this.#olderQueued(entry.round)) break;
+      if (!isRunning() || isStale() || this.#closing) {
+        this.#drop((b) => b === entry, false);
+        break;
+      }
+      try {
+        await this.#heartbeat(heartbeat, generation);
+      } catch (e) {
+        if (!isRebalanceError(e)) {
+          this.#drop((b) => b === entry, false);
+          throw e;
+        }
+        rebalance = e;
+        // A pending revoke releases this batch when it completes; without one there is
+        // nothing to hold for (the rejoin resets kafkajs's positions).
+        if (this.#revokeState !== "pending" && this.#revokeState !== "running") {
+          this.#drop((b) => b === entry, false);
+        }
+      }
+    }
+    if (rebalance === undefined) return;
+    if (this.#revokeState === "pending" || this.#revokeState === "running") {
+      await this.#revokeDone.promise;
+    }
+    throw rebalance;
+  }
+
+  /** True while a batch of a round before `round` is still queued. */
+  #olderQueued(round: number): boolean {
+    for (const b of this.#queue) {
+      if (b.round >= round) return false;
+      if (!b.settled) return true;
+    }
+    return false;
   }
 
   async #heartbeat(heartbeat: () => Promise<void>, generation: number): Promise<void> {
@@ -698,7 +759,34 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   #settle(b: PendingBatch): void {
     if (b.settled) return;
     b.settled = true;
-    b.done.resolve();
+    const w = this.#queueChanged;
+    if (w !== undefined) {
+      this.#queueChanged = undefined;
+      w.resolve();
+    }
+  }
+
+  /**
+   * Drops the queued batches matching `which`. Their offsets were resolved in kafkajs when
+   * they were queued, so with `rewind` kafkajs is sought back to the first message not
+   * handed out of each such partition still assigned (it fetches from there again).
+   */
+  #drop(which: (b: PendingBatch) => boolean, rewind: boolean): void {
+    let rewound: Set<Partition> | undefined;
+    for (const b of this.#queue) {
+      if (b.settled || !which(b)) continue;
+      this.#settle(b);
+      if (rewind) (rewound ??= new Set()).add(b.partition);
+    }
+    this.#compactQueue();
+    if (rewound === undefined) return;
+    for (const p of rewound) {
+      const o = this.#positions.get(p);
+      if (o === undefined || !this.#assigned.has(p)) continue;
+      this.#kafkajsCall(() =>
+        this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(o) })
+      );
+    }
   }
 
   #releaseAll(): void {
@@ -729,13 +817,27 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       if (out.length >= limit) break;
       if (b.settled) continue;
       const p = b.partition;
-      if (b.generation !== this.#generation || this.#paused.has(p) || !this.#assigned.has(p)) {
+      if (b.generation !== this.#generation || !this.#assigned.has(p)) {
+        // An earlier generation (a rejoin seeks kept partitions to our positions) or a
+        // partition no longer ours.
         this.#settle(b);
         continue;
       }
+      if (this.#paused.has(p)) {
+        this.#drop((x) => x === b, true);
+        continue;
+      }
       const msgs = b.messages;
-      const end = Math.min(msgs.length, b.next + limit - out.length);
-      for (let i = b.next; i < end; i++) {
+      let start = b.next;
+      if (start === 0) {
+        // Skip what was handed out already (a batch fetched before a rejoin's seek).
+        const pos = this.#positions.get(p);
+        if (pos !== undefined) {
+          while (start < msgs.length && Number(msgs[start].offset) < pos) start++;
+        }
+      }
+      const end = Math.min(msgs.length, start + limit - out.length);
+      for (let i = start; i < end; i++) {
         const m = msgs[i];
         const ts = Number(m.timestamp);
         out.push(
@@ -747,10 +849,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
           ),
         );
       }
-      if (end > b.next) {
-        this.#positions.set(p, Number(msgs[end - 1].offset) + 1);
-        b.next = end;
-      }
+      if (end > start) this.#positions.set(p, Number(msgs[end - 1].offset) + 1);
+      b.next = end;
       if (b.next >= msgs.length) this.#settle(b);
     }
     this.#compactQueue();
@@ -836,8 +936,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
           );
         }
       }
-      for (const b of this.#queue) if (parts.includes(b.partition)) this.#settle(b);
-      this.#compactQueue();
+      this.#drop((b) => parts.includes(b.partition), false);
     }
   }
 
