@@ -49,6 +49,12 @@ export interface StreamProcessorOptions<T> {
   pollTimeoutMs?: number;
   /** Longest wait between retries while the pipeline rejects and does not signal `ready`. Default 100. */
   maxBackoffMs?: number;
+  /**
+   * The same bound once the partitions are paused: a paused consumer wakes this often (or
+   * when the pipeline signals `ready`) to poll the consumer and retry. Default 1000, so a
+   * fully backpressured consumer costs next to no CPU.
+   */
+  pausedBackoffMs?: number;
   /** Clock for all timing. Default: the system clock. */
   clock?: Clock;
   /** Install SIGINT/SIGTERM handlers that shut down gracefully during `run()`. Default true. */
@@ -157,6 +163,7 @@ export class StreamProcessor<T> {
   readonly #pauseAfterMs: number;
   readonly #pollTimeoutMs: number;
   readonly #maxBackoffMs: number;
+  readonly #pausedBackoffMs: number;
   readonly #handleSignals: boolean;
 
   #strategy: ProcessingStrategy<T> | undefined;
@@ -217,6 +224,10 @@ export class StreamProcessor<T> {
     this.#pauseAfterMs = requireNonNegative("pauseAfterMs", options.pauseAfterMs ?? 1000);
     this.#pollTimeoutMs = requireNonNegative("pollTimeoutMs", options.pollTimeoutMs ?? 100);
     this.#maxBackoffMs = requireNonNegative("maxBackoffMs", options.maxBackoffMs ?? 100);
+    this.#pausedBackoffMs = requireNonNegative(
+      "pausedBackoffMs",
+      options.pausedBackoffMs ?? Math.max(1000, this.#maxBackoffMs),
+    );
     this.#handleSignals = options.handleSignals ?? true;
     if (options.meterProvider !== undefined) {
       this.#metrics = SluiceMetrics.for(options.meterProvider);
@@ -493,7 +504,8 @@ export class StreamProcessor<T> {
       : timer);
     stop.abort(WAIT_OVER); // a reason: abort() alone builds a DOMException with a stack
     this.#enter(Phase.Process);
-    this.#backoff = Math.min(this.#backoff * 2, Math.max(this.#maxBackoffMs, MIN_BACKOFF_MS));
+    const bound = this.#paused ? this.#pausedBackoffMs : this.#maxBackoffMs;
+    this.#backoff = Math.min(this.#backoff * 2, Math.max(bound, MIN_BACKOFF_MS));
     if (this.#paused) {
       // Keep group membership alive and let rebalances through while paused.
       const batch = await this.#consumer.poll(0);

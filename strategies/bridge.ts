@@ -96,6 +96,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   #flushScheduled = false;
   #closed = false;
   #abandoned = false;
+  #terminated = false;
   #error: unknown = undefined;
   #invalid: InvalidMessage | undefined;
   #closing: Promise<void> | undefined;
@@ -249,6 +250,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
    * step, all within `timeoutMs`. Work left when time runs out is abandoned.
    */
   async join(timeoutMs?: number): Promise<void> {
+    if (this.#terminated) return; // abandoned: nothing to finish, nothing to commit
     this.close();
     const deadline = timeoutMs === undefined ? Infinity : this.clock.now() + timeoutMs;
     const drained = await this.#waitUntil(
@@ -272,6 +274,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   /** Abandons queued and held work and terminates the next step. */
   terminate(): void {
     this.#closed = true;
+    this.#terminated = true;
     this.#pending = [];
     this.#pendingSize = 0;
     this.#abandon();

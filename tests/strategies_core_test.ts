@@ -1,3 +1,4 @@
+import { assertEquals } from "@std/assert";
 import { CommitOffsets, FilterStep, Noop, RunTask } from "../mod.ts";
 import { strategyContract } from "./contract.ts";
 
@@ -44,4 +45,15 @@ strategyContract<number>({
   terminal: true,
   commits: false,
   make: ({ highWaterMark, clock }) => new Noop({ highWaterMark, clock }),
+});
+
+Deno.test("join after terminate returns at once without draining anything", async () => {
+  const recorder: number[] = [];
+  const step = new RunTask(
+    (m: { payload: number }) => m.payload,
+    new CommitOffsets(() => recorder.push(1)),
+  );
+  step.terminate();
+  await step.join(100);
+  assertEquals(recorder.length, 0);
 });
