@@ -837,19 +837,36 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
         }
       }
       const end = Math.min(msgs.length, start + limit - out.length);
-      for (let i = start; i < end; i++) {
-        const m = msgs[i];
-        const ts = Number(m.timestamp);
-        out.push(
-          new BrokerValue<KafkaPayload>(
-            { key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: ts },
-            p,
-            Number(m.offset),
-            ts,
-          ),
-        );
+      if (end > start) {
+        // kafkajs gives offsets and timestamps as decimal strings. Offsets increase within
+        // a batch, so when the last minus the first is the count minus one (no gaps from
+        // compaction or transaction markers; the middle one is checked too) they are
+        // consecutive and computed instead of parsed. Records of a batch often share a
+        // timestamp: each distinct text is parsed once.
+        const first = Number(msgs[start].offset);
+        const last = Number(msgs[end - 1].offset);
+        const mid = (start + end) >>> 1;
+        const dense = last - first === end - 1 - start &&
+          Number(msgs[mid].offset) === first + (mid - start);
+        let tsText = "";
+        let ts = 0;
+        for (let i = start; i < end; i++) {
+          const m = msgs[i];
+          if (m.timestamp !== tsText) {
+            tsText = m.timestamp;
+            ts = Number(tsText);
+          }
+          out.push(
+            new BrokerValue<KafkaPayload>(
+              { key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: ts },
+              p,
+              dense ? first + (i - start) : Number(m.offset),
+              ts,
+            ),
+          );
+        }
+        this.#positions.set(p, last + 1);
       }
-      if (end > start) this.#positions.set(p, Number(msgs[end - 1].offset) + 1);
       b.next = end;
       if (b.next >= msgs.length) this.#settle(b);
     }
