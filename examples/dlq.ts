@@ -38,7 +38,7 @@ for (let i = 0; i < TOTAL; i++) {
 
 // The dead-letter topic. With the in-memory broker the default DLQ payload, a DlqRecord
 // (raw payload + headers + original timestamp), can be stored as is. For Kafka use a
-// KafkaProducer and `build: withDlqHeaders` (see docs/readme/dlq.md).
+// KafkaProducer and `build: withDlqHeaders` (see the README, "Dead-letter queue").
 const dlqBroker = new LocalBroker<DlqRecord<Uint8Array>>();
 const dlqTopic = dlqBroker.createTopic("orders-dlq", 1);
 
