@@ -852,6 +852,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
         let ts = 0;
         for (let i = start; i < end; i++) {
           const m = msgs[i];
+          // Let kafkajs's record die young (what it carries now lives in the payload).
+          (msgs as (KafkaMessage | undefined)[])[i] = undefined;
           if (m.timestamp !== tsText) {
             tsText = m.timestamp;
             ts = Number(tsText);
