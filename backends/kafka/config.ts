@@ -55,7 +55,11 @@ export interface KafkaConsumerOptions extends KafkaClientOptions {
   maxWaitTimeMs?: number;
   /** Minimum bytes a fetch waits for. Default 1. */
   minBytes?: number;
-  /** Maximum bytes of one fetch response (all partitions). Default 10 MiB. */
+  /**
+   * Maximum bytes of one fetch response (all partitions). The consumer holds at most two
+   * responses per broker (one being handed out, the next one fetched meanwhile). Default
+   * 10 MiB.
+   */
   maxBytes?: number;
   /** Maximum bytes per partition in one fetch. Default 1 MiB. */
   maxBytesPerPartition?: number;

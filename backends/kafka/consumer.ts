@@ -8,8 +8,8 @@
  * again only once every handler of the fetch has returned. Our handler queues the batch,
  * resolves its offsets (so kafkajs's next fetch continues after it) and returns as soon
  * as no batch of an *earlier* fetch is still queued: the fetch of the next response
- * overlaps `poll()` handing out this one, and at most two responses (`maxBytes` each) are
- * queued. The wait *is* the backpressure. While it waits it heartbeats every
+ * overlaps `poll()` handing out this one, and at most two responses (`maxBytes` each) per
+ * broker are queued. The wait *is* the backpressure. While it waits it heartbeats every
  * `heartbeatIntervalMs`, so the member stays in the group however long the pipeline holds
  * back. A batch dropped before it was fully handed out (pause, or taken by a paused
  * partition) seeks kafkajs back to the first message not handed out, so it is fetched
