@@ -11,7 +11,13 @@
  *
  * Options: `--messages=N` (default 1 000 000), `--bytes=N` per message (default 100),
  * `--partitions=N` (default 4), `--rounds=N` (default 2; runs alternate
- * baseline/Sluice), `--keep-topic`. Brokers: `KAFKA_BROKERS`, else 127.0.0.1:19092.
+ * baseline/Sluice), `--keep-topic`, `--topic=NAME` (reuse a kept topic),
+ * `--only=kafkajs,sluice` (any of kafkajs, kafkajs1, poll, sluice). Brokers:
+ * `KAFKA_BROKERS`, else 127.0.0.1:19092.
+ *
+ * The table shows each consumer's best and median rate, and the median process CPU time
+ * per message (all threads, so V8's helper threads count): on a shared machine the rates
+ * move by ±30% from run to run, the CPU time much less.
  *
  * Both consumers use the same fetch settings, never auto-commit, and commit the
  * processed offsets once per second and at the end; the work per message is reading the
@@ -21,6 +27,7 @@
  * @module
  */
 import { Kafka, logLevel } from "kafkajs";
+import process from "node:process";
 import {
   CommitOffsets,
   CommitPolicy,
@@ -108,6 +115,14 @@ interface Result {
   name: string;
   seconds: number;
   messages: number;
+  /** Process CPU time (all threads, GC helpers included) per message over the timed span. */
+  cpuNs: number;
+}
+
+/** Process CPU time so far, in microseconds (user + system, all threads). */
+function cpuMicros(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
 }
 
 /**
@@ -138,13 +153,18 @@ async function baseline(concurrency: number): Promise<Result> {
   const finished = new Promise<void>((r) => done = r);
   let started = 0;
   let ended = 0;
+  let cpuStart = 0;
+  let cpu = 0;
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
     partitionsConsumedConcurrently: concurrency,
     eachBatch: async ({ batch, resolveOffset, heartbeat }) => {
       const msgs = batch.messages;
-      if (count === 0) started = performance.now();
+      if (count === 0) {
+        started = performance.now();
+        cpuStart = cpuMicros();
+      }
       for (let i = 0; i < msgs.length; i++) bytes += msgs[i].value?.length ?? 0;
       count += msgs.length;
       const last = msgs[msgs.length - 1].offset;
@@ -152,8 +172,9 @@ async function baseline(concurrency: number): Promise<Result> {
       resolved.set(batch.partition, String(Number(last) + 1));
       if (performance.now() - lastCommit >= 1000) await commit();
       await heartbeat();
-      if (count >= MESSAGES) {
+      if (count >= MESSAGES && ended === 0) {
         ended = performance.now();
+        cpu = cpuMicros() - cpuStart;
         done();
       }
     },
@@ -167,6 +188,7 @@ async function baseline(concurrency: number): Promise<Result> {
     name: `kafkajs eachBatch, hand-written (partitionsConsumedConcurrently ${concurrency})`,
     seconds,
     messages: count,
+    cpuNs: cpu * 1000 / count,
   };
 }
 
@@ -176,6 +198,8 @@ async function sluice(): Promise<Result> {
   let bytes = 0;
   let started = 0;
   let ended = 0;
+  let cpuStart = 0;
+  let cpu = 0;
   const processor = new StreamProcessor<KafkaPayload>({
     consumer: new KafkaConsumer({
       brokers: brokers!,
@@ -189,10 +213,14 @@ async function sluice(): Promise<Result> {
     factory: {
       createWithPartitions: (commit) =>
         new RunTask((m: Message<KafkaPayload>) => {
-          if (count === 0) started = performance.now();
+          if (count === 0) {
+            started = performance.now();
+            cpuStart = cpuMicros();
+          }
           bytes += m.payload.value?.length ?? 0;
           if (++count === MESSAGES) {
             ended = performance.now();
+            cpu = cpuMicros() - cpuStart;
             processor.signalShutdown();
           }
           return null;
@@ -202,7 +230,12 @@ async function sluice(): Promise<Result> {
   await processor.run(); // returns after the final commit and close
   const seconds = (ended - started) / 1000;
   if (bytes !== MESSAGES * BYTES) throw new Error(`sluice read ${bytes} bytes`);
-  return { name: "Sluice StreamProcessor (RunTask → CommitOffsets)", seconds, messages: count };
+  return {
+    name: "Sluice StreamProcessor (RunTask → CommitOffsets)",
+    seconds,
+    messages: count,
+    cpuNs: cpu * 1000 / count,
+  };
 }
 
 /** The adapter alone: KafkaConsumer.poll() in a loop, no pipeline (shows where the cost is). */
@@ -217,11 +250,15 @@ async function pollLoop(): Promise<Result> {
   let count = 0;
   let bytes = 0;
   let started = 0;
+  let cpuStart = 0;
   let lastCommit = performance.now();
   const highest = new Map<Partition, number>();
   while (count < MESSAGES) {
     const batch = await consumer.poll(100);
-    if (batch.length > 0 && count === 0) started = performance.now();
+    if (batch.length > 0 && count === 0) {
+      started = performance.now();
+      cpuStart = cpuMicros();
+    }
     for (let i = 0; i < batch.length; i++) {
       const v = batch[i];
       bytes += v.payload.value?.length ?? 0;
@@ -235,6 +272,7 @@ async function pollLoop(): Promise<Result> {
     }
   }
   const ended = performance.now();
+  const cpu = cpuMicros() - cpuStart;
   consumer.stageOffsets(highest);
   await consumer.commitOffsets();
   await consumer.close();
@@ -243,6 +281,7 @@ async function pollLoop(): Promise<Result> {
     name: "Sluice KafkaConsumer.poll() loop, no pipeline",
     seconds: (ended - started) / 1000,
     messages: count,
+    cpuNs: cpu * 1000 / count,
   };
 }
 
@@ -253,10 +292,21 @@ try {
     const base1 = () => baseline(1);
     const base64 = () => baseline(64);
     let order = r % 2 === 0 ? [base1, base64, pollLoop, sluice] : [sluice, pollLoop, base64, base1];
-    // --only=sluice or --only=kafkajs (for profiling one side).
-    if (Deno.args.includes("--only=sluice")) order = [sluice];
-    if (Deno.args.includes("--only=kafkajs")) order = [base64];
-    if (Deno.args.includes("--only=poll")) order = [pollLoop];
+    // --only=sluice, --only=kafkajs,sluice ... (kafkajs = concurrency 64, kafkajs1, poll).
+    const only = Deno.args.find((a) => a.startsWith("--only="))?.slice("--only=".length);
+    if (only !== undefined) {
+      const byName = new Map([
+        [base1, "kafkajs1"],
+        [base64, "kafkajs"],
+        [pollLoop, "poll"],
+        [sluice, "sluice"],
+      ]);
+      const wanted = only.split(",");
+      order = order.filter((run) => wanted.includes(byName.get(run)!));
+      if (order.length === 0) {
+        throw new Error(`--only=${only}: use kafkajs, kafkajs1, poll, sluice`);
+      }
+    }
     for (const run of order) {
       const res = await run();
       console.error(
@@ -281,15 +331,33 @@ const base = best.filter((r) => r.name.startsWith("kafkajs")).reduce(
 );
 console.log(
   `\nKafka consume, ${MESSAGES.toLocaleString("en")} x ${BYTES} B, ${PARTITIONS} partitions, ` +
-    `best of ${ROUNDS}, broker ${brokers}, Deno ${Deno.version.deno}\n`,
+    `best and median of ${ROUNDS}, broker ${brokers}, Deno ${Deno.version.deno}\n`,
 );
-console.log("| consumer | seconds | msg/s | vs fastest kafkajs |");
-console.log("|---|---:|---:|---:|");
+// Medians too: on a shared machine single runs move by ±30%, and the best run flatters.
+const median = (name: string): number => {
+  const v = results.filter((r) => r.name === name).map(rate).sort((a, b) => a - b);
+  return v.length % 2 === 1 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+const medianCpu = (name: string): number => {
+  const v = results.filter((r) => r.name === name).map((r) => r.cpuNs).sort((a, b) => a - b);
+  return v.length % 2 === 1 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+const medianBase = Math.max(
+  ...names.filter((n) => n.startsWith("kafkajs")).map(median),
+  0,
+) || median(names[0]);
+console.log(
+  "| consumer | seconds (best) | msg/s (best) | vs fastest kafkajs | msg/s (median) | vs kafkajs (medians) | CPU ns/msg (median) |",
+);
+console.log("|---|---:|---:|---:|---:|---:|---:|");
 for (const r of best) {
+  const m = median(r.name);
   console.log(
     `| ${r.name} | ${r.seconds.toFixed(2)} | ${Math.round(rate(r)).toLocaleString("en")} | ${
       (100 * rate(r) / rate(base)).toFixed(1)
-    }% |`,
+    }% | ${Math.round(m).toLocaleString("en")} | ${(100 * m / medianBase).toFixed(1)}% | ${
+      Math.round(medianCpu(r.name))
+    } |`,
   );
 }
 const short = (r: Result) =>
@@ -298,5 +366,7 @@ const short = (r: Result) =>
     : r.name.startsWith("Sluice Kafka")
     ? "poll-loop"
     : `kafkajs/${r.name.match(/Concurrently (\d+)/)![1]}`;
-const all = results.map((r) => `${short(r)} ${Math.round(rate(r) / 1000)}k`).join(", ");
+const all = results.map((r) =>
+  `${short(r)} ${Math.round(rate(r) / 1000)}k (${Math.round(r.cpuNs)} ns CPU)`
+).join(", ");
 console.log(`\nall runs (msg/s): ${all}`);
