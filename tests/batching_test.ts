@@ -18,7 +18,6 @@ import {
   InvalidMessage,
   ManualClock,
   Message,
-  MESSAGE_REJECTED,
   MessageRejected,
   Partition,
   type ProcessingStrategy,
@@ -37,6 +36,7 @@ import {
   P0,
   P1,
   pollError,
+  Sink,
   tick,
   waitFor,
 } from "./helpers.ts";
@@ -145,41 +145,6 @@ strategyContract<Message<number>[]>({
 });
 
 // ---- harness ----------------------------------------------------------------------------
-
-/**
- * A next step that records what it receives and rejects the submit attempts for which
- * `reject(attempt)` is true. Its `ready` is always resolved (room returns at once).
- */
-class Sink<T> implements ProcessingStrategy<T> {
-  readonly received: Message<T>[] = [];
-  attempts = 0;
-  rejections = 0;
-  constructor(readonly reject: (attempt: number) => boolean = () => false) {}
-  get ready(): Promise<void> {
-    return Promise.resolve();
-  }
-  submit(m: Message<T>): void {
-    if (this.reject(this.attempts++)) {
-      this.rejections++;
-      throw MESSAGE_REJECTED;
-    }
-    this.received.push(m);
-  }
-  poll(): void {}
-  close(): void {}
-  join(): Promise<void> {
-    return Promise.resolve();
-  }
-  terminate(): void {}
-  /** Highest offset per partition over everything received (what CommitOffsets would commit). */
-  committed(): Map<Partition, number> {
-    const out = new Map<Partition, number>();
-    for (const m of this.received) {
-      for (const [p, o] of m.committable) if ((out.get(p) ?? -1) < o) out.set(p, o);
-    }
-    return out;
-  }
-}
 
 /** Submits every message, polling and awaiting `ready` on rejection. */
 async function feed<T>(step: ProcessingStrategy<T>, messages: Message<T>[]): Promise<void> {

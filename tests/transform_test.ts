@@ -14,7 +14,6 @@ import {
   FILTERED_PAYLOAD,
   ManualClock,
   type Message,
-  MESSAGE_REJECTED,
   MessageRejected,
   type ProcessingStrategy,
   StepError,
@@ -28,6 +27,7 @@ import {
   P0,
   P1,
   pollError,
+  Sink,
   tick,
   waitFor,
 } from "./helpers.ts";
@@ -55,30 +55,6 @@ strategyContract<number>({
       { highWaterMark, clock, name: "failing" },
     ),
 });
-
-/** Records what it receives; rejects the attempts for which `reject(attempt)` is true. */
-class Sink<T> implements ProcessingStrategy<T> {
-  readonly received: Message<T>[] = [];
-  attempts = 0;
-  rejections = 0;
-  constructor(readonly reject: (attempt: number) => boolean = () => false) {}
-  get ready(): Promise<void> {
-    return Promise.resolve();
-  }
-  submit(m: Message<T>): void {
-    if (this.reject(this.attempts++)) {
-      this.rejections++;
-      throw MESSAGE_REJECTED;
-    }
-    this.received.push(m);
-  }
-  poll(): void {}
-  close(): void {}
-  join(): Promise<void> {
-    return Promise.resolve();
-  }
-  terminate(): void {}
-}
 
 const offsets = (c: Committable) => Object.fromEntries([...c].map(([p, o]) => [String(p), o]));
 const filtered = <T>(offset: number, partition = P0) =>

@@ -12,7 +12,6 @@ import {
   InvalidMessage,
   ManualClock,
   type Message,
-  MESSAGE_REJECTED,
   MessageRejected,
   type ProcessingStrategy,
   StepError,
@@ -26,6 +25,7 @@ import {
   P0,
   P1,
   pollError,
+  Sink,
   tick,
   waitFor,
 } from "./helpers.ts";
@@ -53,30 +53,6 @@ strategyContract<number>({
   name: "Unfold (empty output)",
   make: ({ next, highWaterMark, clock }) => new Unfold(() => [], next, { highWaterMark, clock }),
 });
-
-/** Records what it receives; rejects the attempts for which `reject(attempt)` is true. */
-class Sink<T> implements ProcessingStrategy<T> {
-  readonly received: Message<T>[] = [];
-  attempts = 0;
-  rejections = 0;
-  constructor(readonly reject: (attempt: number) => boolean = () => false) {}
-  get ready(): Promise<void> {
-    return Promise.resolve();
-  }
-  submit(m: Message<T>): void {
-    if (this.reject(this.attempts++)) {
-      this.rejections++;
-      throw MESSAGE_REJECTED;
-    }
-    this.received.push(m);
-  }
-  poll(): void {}
-  close(): void {}
-  join(): Promise<void> {
-    return Promise.resolve();
-  }
-  terminate(): void {}
-}
 
 const offsets = (c: Committable) => Object.fromEntries([...c].map(([p, o]) => [String(p), o]));
 const filtered = (offset: number, partition = P0) =>
