@@ -20,7 +20,6 @@ import {
   Message,
   MessageRejected,
   Partition,
-  type ProcessingStrategy,
   Reduce,
   RunTask,
   StepError,
@@ -32,6 +31,7 @@ import { strategyContract } from "./contract.ts";
 import {
   brokerMessage,
   CommitRecorder,
+  feed,
   Gate,
   P0,
   P1,
@@ -145,22 +145,6 @@ strategyContract<Message<number>[]>({
 });
 
 // ---- harness ----------------------------------------------------------------------------
-
-/** Submits every message, polling and awaiting `ready` on rejection. */
-async function feed<T>(step: ProcessingStrategy<T>, messages: Message<T>[]): Promise<void> {
-  for (const m of messages) {
-    for (;;) {
-      try {
-        step.submit(m);
-        break;
-      } catch (e) {
-        assertInstanceOf(e, MessageRejected);
-        step.poll();
-        await step.ready;
-      }
-    }
-  }
-}
 
 const filtered = (offset: number, partition = P0) =>
   brokerMessage(FILTERED_PAYLOAD as unknown as number, offset, partition);

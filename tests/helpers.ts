@@ -7,6 +7,7 @@ import {
   type Committable,
   Message,
   MESSAGE_REJECTED,
+  MessageRejected,
   Partition,
   type ProcessingStrategy,
 } from "../mod.ts";
@@ -171,5 +172,53 @@ export class Sink<T> implements ProcessingStrategy<T> {
       for (const [p, o] of m.committable) if ((out.get(p) ?? -1) < o) out.set(p, o);
     }
     return out;
+  }
+}
+
+/** Submits every message in order, polling and awaiting `ready` whenever the step rejects. */
+export async function feed<T>(step: ProcessingStrategy<T>, messages: Message<T>[]): Promise<void> {
+  for (const m of messages) {
+    for (;;) {
+      try {
+        step.submit(m);
+        break;
+      } catch (e) {
+        if (!(e instanceof MessageRejected)) throw e;
+        step.poll();
+        await step.ready;
+      }
+    }
+  }
+}
+
+/**
+ * A next step that rejects whenever `reject()` says so and otherwise forwards to `inner`,
+ * reporting each accepted message to `onAccept`.
+ */
+export class Flaky<T> implements ProcessingStrategy<T> {
+  constructor(
+    readonly inner: ProcessingStrategy<T>,
+    readonly reject: () => boolean,
+    readonly onAccept: (m: Message<T>) => void = () => {},
+  ) {}
+  submit(m: Message<T>): void {
+    if (this.reject()) throw MESSAGE_REJECTED;
+    this.inner.submit(m);
+    this.onAccept(m);
+  }
+  poll(): void {
+    this.inner.poll();
+  }
+  close(): void {
+    this.inner.close();
+  }
+  join(timeoutMs?: number): Promise<void> {
+    return this.inner.join(timeoutMs);
+  }
+  terminate(): void {
+    this.inner.terminate();
+  }
+  get ready(): Promise<void> {
+    return this.inner.ready;
   }
 }

@@ -13,7 +13,6 @@ import {
   InvalidMessage,
   ManualClock,
   type Message,
-  MESSAGE_REJECTED,
   MessageRejected,
   type ProcessingStrategy,
   RunTaskAsync,
@@ -22,7 +21,16 @@ import {
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 import { strategyContract } from "./contract.ts";
-import { brokerMessage, CommitRecorder, Gate, P0, pollError, tick, waitFor } from "./helpers.ts";
+import {
+  brokerMessage,
+  CommitRecorder,
+  Flaky,
+  Gate,
+  P0,
+  pollError,
+  tick,
+  waitFor,
+} from "./helpers.ts";
 
 strategyContract<number>({
   name: "RunTaskAsync",
@@ -204,20 +212,7 @@ Deno.test("RunTaskAsync: a next step that rejects at random points still gets ev
   const inner = new CommitOffsets<number>(recorder.commit);
   const rnd = random(7);
   const received: number[] = [];
-  const flaky: ProcessingStrategy<number> = {
-    submit(m) {
-      if (rnd() < 0.5) throw MESSAGE_REJECTED;
-      inner.submit(m);
-      received.push(m.payload);
-    },
-    poll: () => inner.poll(),
-    close: () => inner.close(),
-    join: (t) => inner.join(t),
-    terminate: () => inner.terminate(),
-    get ready() {
-      return inner.ready;
-    },
-  };
+  const flaky = new Flaky(inner, () => rnd() < 0.5, (m) => received.push(m.payload));
   let calls = 0;
   const step = new RunTaskAsync<number, number>(
     async (m) => {

@@ -15,7 +15,6 @@ import {
   ManualClock,
   type Message,
   MessageRejected,
-  type ProcessingStrategy,
   StepError,
   TransformStep,
 } from "../mod.ts";
@@ -23,6 +22,7 @@ import { strategyContract } from "./contract.ts";
 import {
   brokerMessage,
   CommitRecorder,
+  feed,
   Gate,
   P0,
   P1,
@@ -59,21 +59,6 @@ strategyContract<number>({
 const offsets = (c: Committable) => Object.fromEntries([...c].map(([p, o]) => [String(p), o]));
 const filtered = <T>(offset: number, partition = P0) =>
   brokerMessage(FILTERED_PAYLOAD as unknown as T, offset, partition);
-
-async function feed<T>(step: ProcessingStrategy<T>, messages: Message<T>[]): Promise<void> {
-  for (const m of messages) {
-    for (;;) {
-      try {
-        step.submit(m);
-        break;
-      } catch (e) {
-        assertInstanceOf(e, MessageRejected);
-        step.poll();
-        await step.ready;
-      }
-    }
-  }
-}
 
 Deno.test("TransformStep: outputs keep their message's offsets and timestamp; filtered ones keep their place", async () => {
   // An asynchronous transform: outputs arrive later than the filtered messages behind them.

@@ -13,7 +13,6 @@ import {
   ManualClock,
   type Message,
   MessageRejected,
-  type ProcessingStrategy,
   StepError,
   Unfold,
 } from "../mod.ts";
@@ -21,6 +20,7 @@ import { strategyContract } from "./contract.ts";
 import {
   brokerMessage,
   CommitRecorder,
+  feed,
   Gate,
   P0,
   P1,
@@ -57,21 +57,6 @@ strategyContract<number>({
 const offsets = (c: Committable) => Object.fromEntries([...c].map(([p, o]) => [String(p), o]));
 const filtered = (offset: number, partition = P0) =>
   brokerMessage(FILTERED_PAYLOAD as unknown as number, offset, partition);
-
-async function feed<T>(step: ProcessingStrategy<T>, messages: Message<T>[]): Promise<void> {
-  for (const m of messages) {
-    for (;;) {
-      try {
-        step.submit(m);
-        break;
-      } catch (e) {
-        assertInstanceOf(e, MessageRejected);
-        step.poll();
-        await step.ready;
-      }
-    }
-  }
-}
 
 Deno.test("Unfold: only the last child carries the input's offsets; empty output still commits", async () => {
   const sink = new Sink<string>();

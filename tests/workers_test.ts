@@ -15,7 +15,6 @@ import {
   InvalidMessage,
   ManualClock,
   type Message,
-  MESSAGE_REJECTED,
   MessageRejected,
   Partition,
   type ProcessingStrategy,
@@ -27,7 +26,7 @@ import {
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 import { strategyContract } from "./contract.ts";
-import { brokerMessage, CommitRecorder, Gate, P0, tick, waitFor } from "./helpers.ts";
+import { brokerMessage, CommitRecorder, Flaky, Gate, P0, tick, waitFor } from "./helpers.ts";
 
 const FNS = new URL("./fixtures/workers_fns.ts", import.meta.url);
 
@@ -399,20 +398,7 @@ Deno.test("RunTaskInWorkers: a next step that rejects at random points still get
     return seed / 2147483648;
   };
   const received: number[] = [];
-  const flaky: ProcessingStrategy<number> = {
-    submit(m) {
-      if (rnd() < 0.5) throw MESSAGE_REJECTED;
-      inner.submit(m);
-      received.push(m.payload);
-    },
-    poll: () => inner.poll(),
-    close: () => inner.close(),
-    join: (t) => inner.join(t),
-    terminate: () => inner.terminate(),
-    get ready() {
-      return inner.ready;
-    },
-  };
+  const flaky = new Flaky(inner, () => rnd() < 0.5, (m) => received.push(m.payload));
   const step = make("double", flaky, { workers: 2, maxBatchSize: 3, highWaterMark: 4 });
   const n = 60;
   await submitAll(step, Array.from({ length: n }, (_, i) => brokerMessage(i, i)));

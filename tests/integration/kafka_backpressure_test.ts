@@ -7,11 +7,10 @@
  */
 import { assert, assertEquals } from "@std/assert";
 import {
-  committedOffsets,
+  committedToEnd,
   createTopic,
   deleteTopics,
   endOffsets,
-  eventually,
   FAST,
   kafkaTest,
   produceNumbers,
@@ -68,15 +67,7 @@ kafkaTest(
       assertEquals(r.rebalances, 0);
       assertEquals(r.revocations, 1, "only the final revoke at shutdown");
       assert(r.pauses >= 1 && r.resumes >= 1);
-      await eventually(
-        async () => {
-          const c = await committedOffsets(kafka, group, topic);
-          return [...ends].every(([p, end]) => c.get(p) === end);
-        },
-        "committed offsets equal to the end offsets",
-        10_000,
-        200,
-      );
+      await committedToEnd(kafka, group, topic, ends, 10_000, 200);
     } finally {
       await deleteTopics(kafka, [topic]);
     }

@@ -13,6 +13,7 @@ import { CommitOffsets, CommitPolicy, type Message, RunTask, StreamProcessor } f
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,
+  committedToEnd,
   createTopic,
   endOffsets,
   eventually,
@@ -229,15 +230,7 @@ if (missing !== null && Deno.env.get("CI") === "true") {
         120_000,
       );
       const ends = await endOffsets(kafka, topic);
-      await eventually(
-        async () => {
-          const c = await committedOffsets(kafka, group, topic);
-          return [...ends].every(([p, end]) => c.get(p) === end);
-        },
-        "committed offsets equal to the end offsets",
-        30_000,
-        300,
-      );
+      await committedToEnd(kafka, group, topic, ends, 30_000, 300);
       processor.signalShutdown();
       await running;
       running = undefined;

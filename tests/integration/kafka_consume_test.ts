@@ -16,6 +16,7 @@ import {
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,
+  committedToEnd,
   createTopic,
   deleteTopics,
   endOffsets,
@@ -64,15 +65,7 @@ kafkaTest(
       assertEquals([...ends.values()].reduce((a, b) => a + b, 0), N);
       try {
         await eventually(() => processed === N, `all ${N} messages processed`, 60_000);
-        await eventually(
-          async () => {
-            const c = await committedOffsets(kafka, group, topic);
-            return [...ends].every(([p, end]) => c.get(p) === end);
-          },
-          "committed offsets equal to the end offsets",
-          10_000,
-          200,
-        );
+        await committedToEnd(kafka, group, topic, ends, 10_000, 200);
       } finally {
         processor.signalShutdown();
         await running;

@@ -147,6 +147,26 @@ export async function eventually(
   }
 }
 
+/** Awaits the committed offsets of `group` reaching `ends` (partition index → end offset). */
+export function committedToEnd(
+  kafka: Kafka,
+  group: string,
+  topic: string,
+  ends: Map<number, number>,
+  ms = 10_000,
+  everyMs = 200,
+): Promise<void> {
+  return eventually(
+    async () => {
+      const c = await committedOffsets(kafka, group, topic);
+      return [...ends].every(([p, end]) => c.get(p) === end);
+    },
+    "committed offsets equal to the end offsets",
+    ms,
+    everyMs,
+  );
+}
+
 /** Process CPU time (user + system) in milliseconds, from /proc/self/stat. */
 export function processCpuMs(): number {
   const stat = Deno.readTextFileSync("/proc/self/stat");

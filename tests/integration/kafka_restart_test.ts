@@ -8,6 +8,7 @@ import { CommitOffsets, CommitPolicy, type Message, RunTask, StreamProcessor } f
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,
+  committedToEnd,
   createTopic,
   deleteTopics,
   endOffsets,
@@ -122,15 +123,7 @@ kafkaTest(
           `the ${expected} messages after the last commit`,
           40_000,
         );
-        await eventually(
-          async () => {
-            const c = await committedOffsets(kafka, group, topic);
-            return [...ends].every(([p, end]) => c.get(p) === end);
-          },
-          "committed offsets equal to the end offsets",
-          10_000,
-          200,
-        );
+        await committedToEnd(kafka, group, topic, ends, 10_000, 200);
       } finally {
         processor.signalShutdown();
         await running;
