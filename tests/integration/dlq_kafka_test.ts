@@ -38,6 +38,7 @@ import {
   FAST,
   kafkaTest,
   testKafka,
+  testProducer,
   unique,
 } from "./kafka_helpers.ts";
 
@@ -46,7 +47,7 @@ const text = (v: Uint8Array | string | null | undefined): string =>
 
 /** Produces `values` in order to partition 0 of `topic`. */
 async function produceValues(kafka: Kafka, topic: string, values: string[]): Promise<void> {
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  const producer = testProducer(kafka);
   await producer.connect();
   try {
     await producer.send({

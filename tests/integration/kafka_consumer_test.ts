@@ -12,6 +12,7 @@ import {
   FAST,
   kafkaTest,
   testKafka,
+  testProducer,
   unique,
 } from "./kafka_helpers.ts";
 
@@ -23,7 +24,7 @@ kafkaTest(
     const group = unique("g");
     const PER = 400;
     await createTopic(kafka, topic, 2);
-    const producer = kafka.producer({ allowAutoTopicCreation: false });
+    const producer = testProducer(kafka);
     await producer.connect();
     for (const partition of [0, 1]) {
       const messages = Array.from(
@@ -113,7 +114,7 @@ kafkaTest(
 
       // Lag while paused: no batch of p0 is fetched, yet its end offset keeps up.
       consumer.pause([p0]);
-      const more = kafka.producer({ allowAutoTopicCreation: false });
+      const more = testProducer(kafka);
       await more.connect();
       await more.send({
         topic,

@@ -2,7 +2,7 @@
  * Shared set-up for the Kafka integration tests (not a test file itself): broker
  * discovery and gating, unique topics, bulk producing, reading committed and end offsets.
  */
-import { Kafka, logLevel } from "kafkajs";
+import { Kafka, logLevel, type Producer } from "kafkajs";
 import { kafkaAvailability } from "../../scripts/kafka_env.ts";
 
 export const { brokers: BROKERS, reason: BROKER_REASON } = await kafkaAvailability();
@@ -52,6 +52,21 @@ export function testKafka(brokers: string): Kafka {
   });
 }
 
+/**
+ * A kafkajs producer for test set-up: idempotent, one request at a time. A request that
+ * is retried (the broker is slow under a parallel test run, CI saw 720 extra records in
+ * a 20 000-record set-up) must not write its records twice, or every count check is off.
+ * Retries are bounded (~40 s at most) so a dead broker fails the test instead of hanging it.
+ */
+export function testProducer(kafka: Kafka): Producer {
+  return kafka.producer({
+    allowAutoTopicCreation: false,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 20 },
+  });
+}
+
 /** Creates `topic` with `partitions` partitions and waits for leaders. */
 export async function createTopic(kafka: Kafka, topic: string, partitions: number): Promise<void> {
   const admin = kafka.admin();
@@ -88,7 +103,7 @@ export async function produceNumbers(
   from = 0,
   batch = 1000,
 ): Promise<void> {
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  const producer = testProducer(kafka);
   await producer.connect();
   try {
     for (let i = from; i < from + n; i += batch) {

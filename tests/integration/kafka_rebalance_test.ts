@@ -23,6 +23,7 @@ import {
   FAST,
   kafkaTest,
   testKafka,
+  testProducer,
   unique,
 } from "./kafka_helpers.ts";
 
@@ -88,7 +89,7 @@ kafkaTest(
         ms.every((m) => m.consumer.assignment.length > 0);
     };
 
-    const producer = kafka.producer({ allowAutoTopicCreation: false });
+    const producer = testProducer(kafka);
     await producer.connect();
     let produced = 0;
     const produce = async (n: number) => {
