@@ -300,37 +300,60 @@ export class Value<T> {
  * ```
  */
 export class Message<T> {
-  /** Creates a message around a broker value or a value. */
-  constructor(readonly value: BrokerValue<T> | Value<T>) {}
-
   /** The payload. */
-  get payload(): T {
-    return this.value.payload;
+  readonly payload: T;
+  // Where the offsets, committable and timestamp come from. `replacePayload` keeps it and
+  // allocates nothing else: the `value` with the new payload is built only when asked for.
+  readonly #source: BrokerValue<unknown> | Value<unknown>;
+  #value: BrokerValue<T> | Value<T> | undefined;
+
+  /** Creates a message around a broker value or a value. */
+  constructor(value: BrokerValue<T> | Value<T>) {
+    this.payload = value.payload;
+    this.#source = value;
+    this.#value = value;
+  }
+
+  /** The broker value or value of this message (with this message's payload). */
+  get value(): BrokerValue<T> | Value<T> {
+    return this.#value ??= this.#source.replace(this.payload) as BrokerValue<T> | Value<T>;
+  }
+
+  /**
+   * The broker value or value this message was made from: the same partition, offset,
+   * committable and timestamp as {@link value}, but its payload may be an earlier one. Read
+   * offsets from here in a step: unlike `value`, it never allocates.
+   */
+  get source(): BrokerValue<unknown> | Value<unknown> {
+    return this.#source;
   }
 
   /** Offsets to commit once this message is processed. */
   get committable(): Committable {
-    return this.value.committable;
+    return this.#source.committable;
   }
 
   /** Timestamp in epoch milliseconds, if known. */
   get timestamp(): number | undefined {
-    return this.value.timestamp;
+    return this.#source.timestamp;
   }
 
   /** True when the payload is the {@link FilteredPayload} sentinel. */
   get filtered(): boolean {
-    return this.value.payload === FILTERED_PAYLOAD as unknown;
+    return this.payload === FILTERED_PAYLOAD as unknown;
   }
 
   /** A message with another payload and the same committable and timestamp. */
   replacePayload<U>(payload: U): Message<U> {
-    return new Message<U>(this.value.replace(payload));
+    const m = new Message<U>(this.#source as BrokerValue<U> | Value<U>);
+    (m as { payload: U }).payload = payload;
+    m.#value = undefined;
+    return m;
   }
 
   /** Where the message came from, for errors and logs. */
   toString(): string {
-    return String(this.value);
+    return String(this.#source);
   }
 }
 

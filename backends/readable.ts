@@ -319,7 +319,7 @@ export function consumerReadable<T>(
   const ack = (messages: Message<unknown> | readonly Message<unknown>[]): void => {
     const list = Array.isArray(messages) ? messages : [messages as Message<unknown>];
     for (const m of list) {
-      const v = m.value;
+      const v = m.source;
       if (v instanceof BrokerValue) tracks.get(v.partition)?.ack(v.offset);
       else for (const [p, o] of v.committable) tracks.get(p)?.ackBelow(o);
     }

@@ -253,7 +253,7 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   #add(m: Message<TIn>): void {
     if (this.#empty()) this.#startedAt = this.clock.now();
-    const v = m.value;
+    const v = m.source;
     if (v instanceof BrokerValue) {
       // Consecutive messages of one partition: one map update per run, at its end.
       const p = v.partition;

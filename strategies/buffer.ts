@@ -325,7 +325,7 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
   }
 
   #merge(m: Message<TIn>): void {
-    const v = m.value;
+    const v = m.source;
     const offsets = this.#offsets;
     if (v instanceof BrokerValue) {
       const o = v.offset + 1;

@@ -54,7 +54,7 @@ export function highestOffsets(batch: readonly Message<unknown>[]): Committable 
   let lastP: Partition | undefined;
   let lastO = -1;
   for (let i = 0; i < batch.length; i++) {
-    const v = batch[i].value;
+    const v = batch[i].source;
     if (v instanceof BrokerValue) {
       if (v.partition === lastP) {
         if (v.offset + 1 > lastO) lastO = v.offset + 1;

@@ -97,7 +97,7 @@ export class Decode<TRaw, T> extends MapStep<TRaw, T> {
       return m.replacePayload(this.#decode(m.payload));
     } catch (e) {
       if (e instanceof MessageRejected) return HOLD;
-      const v = m.value;
+      const v = m.source;
       if (e instanceof InvalidMessage) {
         this.failures++;
         return e;

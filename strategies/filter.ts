@@ -63,7 +63,7 @@ export class FilterStep<T> extends MapStep<T, T> {
         this.#droppedInChunk++;
       }
     }
-    const v = m.value;
+    const v = m.source;
     if (keep) {
       if (this.#carried.size > 0) {
         if (v instanceof BrokerValue) this.#carried.delete(v.partition);

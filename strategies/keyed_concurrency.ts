@@ -262,7 +262,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
   }
 
   #track(entry: Entry): void {
-    const v = entry.m.value;
+    const v = entry.m.source;
     if (v instanceof BrokerValue) this.#trackOne(v.partition, v.offset + 1, entry);
     else for (const [p, o] of v.committable) this.#trackOne(p, o, entry);
   }
@@ -381,7 +381,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /** Moves each of the entry's partitions' prefix past every completed entry at its head. */
   #advance(entry: Entry): Committable {
-    const v = entry.m.value;
+    const v = entry.m.source;
     if (v instanceof BrokerValue) {
       const next = this.#advanceOne(v.partition);
       return next < 0 ? EMPTY_COMMITTABLE : new Map([[v.partition, next]]);

@@ -42,7 +42,7 @@ export interface LoadShedOptions<T> extends StepOptions {
 class Marker {
   readonly offsets = new Map<Partition, number>();
   add(m: Message<unknown>): void {
-    const v = m.value;
+    const v = m.source;
     if (v instanceof BrokerValue) {
       if ((this.offsets.get(v.partition) ?? -1) < v.offset + 1) {
         this.offsets.set(v.partition, v.offset + 1);

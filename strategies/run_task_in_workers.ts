@@ -406,7 +406,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
             const reason = b.invalid?.get(k);
             if (reason !== undefined) {
               b.invalid!.delete(k);
-              const v = m.value;
+              const v = m.source;
               const err = v instanceof BrokerValue
                 ? InvalidMessage.fromValue(v, reason, this.name)
                 : new StepError(

@@ -258,7 +258,7 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
     } catch (e) {
       throw this.wrapError(e, m);
     }
-    const v = child.value;
+    const v = child.source;
     if (v instanceof BrokerValue) {
       // (no `committable` getter here: it would allocate a Map per child)
       const carried = this.#carried ??= new Map();
