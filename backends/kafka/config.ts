@@ -77,6 +77,14 @@ export interface KafkaProducerOptions extends KafkaClientOptions {
   timeoutMs?: number;
   /** Most messages sent in one request (messages produced in the same turn are batched). Default 10 000. */
   maxBatchMessages?: number;
+  /**
+   * Idempotent delivery: the broker drops a record it already wrote when a request is
+   * retried (a lost response, a reconnect), so retries never duplicate records in the
+   * topic. Needs `acks: -1`. Requests go one at a time (kafkajs numbers records per
+   * partition only when a request succeeds), so records produced meanwhile wait and go in
+   * the next request. Default `false`, as in kafkajs, where it is marked experimental.
+   */
+  idempotent?: boolean;
 }
 
 /** @internal The validated common options. */
@@ -108,6 +116,7 @@ export interface ResolvedProducerOptions extends ResolvedClientOptions {
   acks: -1 | 0 | 1;
   timeoutMs: number;
   maxBatchMessages: number;
+  idempotent: boolean;
 }
 
 const LOG_LEVELS: Record<KafkaLogLevel, KafkaLogLevel> = {
@@ -282,10 +291,23 @@ export function resolveProducerOptions(o: KafkaProducerOptions): ResolvedProduce
   if (acks !== -1 && acks !== 0 && acks !== 1) {
     throw new ConfigurationError(`acks must be -1 (all), 0 or 1, got ${JSON.stringify(acks)}`);
   }
+  const idempotent = o.idempotent ?? false;
+  if (typeof idempotent !== "boolean") {
+    throw new ConfigurationError(
+      `idempotent must be true or false, got ${JSON.stringify(idempotent)}`,
+    );
+  }
+  if (idempotent && acks !== -1) {
+    throw new ConfigurationError(
+      `idempotent needs acks: -1 (all in-sync replicas), got acks: ${acks}; ` +
+        "drop acks or set it to -1",
+    );
+  }
   return {
     ...base,
     acks,
     timeoutMs: optionalPositive("timeoutMs", o.timeoutMs, 30_000),
     maxBatchMessages: optionalPositive("maxBatchMessages", o.maxBatchMessages, 10_000),
+    idempotent,
   };
 }

@@ -54,6 +54,8 @@ type PartitionerFn = (args: {
  * gets a batch) are sent in one request. For a topic destination the partition is chosen
  * like Java's default partitioner (murmur2 of the key; round-robin without a key).
  * Topics are never auto-created: an unknown topic fails with {@link UnknownTopicError}.
+ * With `idempotent: true` a retried request never writes a record twice; requests then
+ * go one at a time (see {@link KafkaProducerOptions.idempotent}).
  *
  * @example
  * ```ts ignore
@@ -134,6 +136,8 @@ export class KafkaProducer implements Producer<KafkaPayload> {
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner,
       retry: { ...o.retry },
+      idempotent: o.idempotent,
+      maxInFlightRequests: o.idempotent ? 1 : undefined,
     });
     this.#admin = this.#kafka.admin({
       retry: { ...o.retry, retries: Math.min(o.retry.retries, 3) },
@@ -195,9 +199,16 @@ export class KafkaProducer implements Producer<KafkaPayload> {
 
   #flush(): void {
     this.#flushScheduled = false;
-    const batch = this.#queue;
-    if (batch.length === 0) return;
-    this.#queue = [];
+    // Idempotent: one request at a time; what is queued meanwhile goes when it settles.
+    while (this.#queue.length > 0 && !(this.#o.idempotent && this.#inFlight.size > 0)) {
+      const max = this.#o.maxBatchMessages;
+      const queue = this.#queue;
+      this.#queue = queue.length > max ? queue.slice(max) : [];
+      this.#send(queue.length > max ? queue.slice(0, max) : queue);
+    }
+  }
+
+  #send(batch: Pending[]): void {
     const byPartition = new Map<Partition, Pending[]>();
     for (const d of batch) {
       const l = byPartition.get(d.partition);
@@ -254,7 +265,10 @@ export class KafkaProducer implements Producer<KafkaPayload> {
       },
     );
     this.#inFlight.add(sent);
-    sent.finally(() => this.#inFlight.delete(sent));
+    sent.finally(() => {
+      this.#inFlight.delete(sent);
+      if (this.#queue.length > 0 && !this.#flushScheduled) this.#flush();
+    });
   }
 
   /** Sends what is queued, waits for outstanding deliveries, and disconnects. */
@@ -264,7 +278,10 @@ export class KafkaProducer implements Producer<KafkaPayload> {
     if (this.#started !== undefined) {
       await this.#started.catch(() => {});
       this.#flush();
-      await Promise.allSettled([...this.#inFlight]);
+      while (this.#inFlight.size > 0) {
+        await Promise.allSettled([...this.#inFlight]);
+        this.#flush();
+      }
     }
     await this.#teardown();
   }

@@ -30,6 +30,7 @@ Deno.test("kafka config: valid options construct without connecting", () => {
   });
   new KafkaConsumer({ ...ok, brokers: "127.0.0.1:9092, 127.0.0.1:9093" });
   new KafkaProducer({ brokers: "127.0.0.1:9092", acks: 1 });
+  new KafkaProducer({ brokers: "127.0.0.1:9092", idempotent: true });
 });
 
 Deno.test("kafka config: each invalid consumer option is named in a ConfigurationError", () => {
@@ -66,6 +67,16 @@ Deno.test("kafka config: invalid producer options are named in a ConfigurationEr
     () => new KafkaProducer({ brokers: "127.0.0.1:9092", maxBatchMessages: 0 }),
     ConfigurationError,
     "maxBatchMessages",
+  );
+  assertThrows(
+    () => new KafkaProducer({ brokers: "127.0.0.1:9092", idempotent: true, acks: 1 }),
+    ConfigurationError,
+    "idempotent needs acks: -1",
+  );
+  assertThrows(
+    () => new KafkaProducer({ brokers: "127.0.0.1:9092", idempotent: "yes" as unknown as boolean }),
+    ConfigurationError,
+    "idempotent must be true or false",
   );
 });
 

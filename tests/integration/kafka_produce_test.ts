@@ -4,7 +4,9 @@
  * reports the real partition and offset of each record.
  */
 import { assert, assertEquals, assertRejects } from "@std/assert";
+import { macrotask } from "../../clock.ts";
 import {
+  type BrokerValue,
   CommitOffsets,
   CommitPolicy,
   Partition,
@@ -125,6 +127,48 @@ kafkaTest(
         () => producer.produce(Topic.of(unique("sluice-missing")), { key: null, value: "x" }),
         UnknownTopicError,
       );
+    } finally {
+      await producer.close();
+      await deleteTopics(kafka, [topic]);
+    }
+  },
+);
+
+kafkaTest(
+  "kafka: an idempotent KafkaProducer delivers records produced while a request is in flight exactly once, in order",
+  async (brokers) => {
+    const kafka = testKafka(brokers);
+    const topic = unique("sluice-idem");
+    await createTopic(kafka, topic, 3);
+    // Small requests, and records produced over many turns: requests would overlap if the
+    // producer did not send them one at a time, and kafkajs's sequence numbers would clash.
+    const producer = new KafkaProducer({
+      brokers,
+      logLevel: "nothing",
+      idempotent: true,
+      maxBatchMessages: 50,
+    });
+    const N = 3000;
+    try {
+      const deliveries: Promise<BrokerValue<KafkaPayload>>[] = [];
+      for (let i = 0; i < N; i++) {
+        deliveries.push(producer.produce(Topic.of(topic), { key: `k${i % 97}`, value: String(i) }));
+        if (i % 40 === 39) await macrotask();
+      }
+      const delivered = await Promise.all(deliveries);
+      const byPartition = new Map<number, number[]>();
+      for (const d of delivered) {
+        const l = byPartition.get(d.partition.index) ?? [];
+        l.push(d.offset);
+        byPartition.set(d.partition.index, l);
+      }
+      const ends = await endOffsets(kafka, topic);
+      for (const [p, offsets] of byPartition) {
+        // In produce order: 0, 1, 2, ... with no gap and no record written twice.
+        assertEquals(offsets, offsets.map((_, i) => i), `partition ${p} offsets in produce order`);
+        assertEquals(ends.get(p), offsets.length, `partition ${p} holds each record once`);
+      }
+      assertEquals([...ends.values()].reduce((a, b) => a + b, 0), N);
     } finally {
       await producer.close();
       await deleteTopics(kafka, [topic]);
