@@ -3,6 +3,8 @@
  * discovery and gating, unique topics, bulk producing, reading committed and end offsets.
  */
 import { Kafka, logLevel, type Producer } from "kafkajs";
+// Test set-up clients get the same kafkajs timer fix as the backend (see kafkajs_patch.ts).
+import "../../backends/kafka/kafkajs_patch.ts";
 import { kafkaAvailability } from "../../scripts/kafka_env.ts";
 
 export const { brokers: BROKERS, reason: BROKER_REASON } = await kafkaAvailability();
