@@ -398,21 +398,47 @@ export class InvalidMessage extends SluiceError {
 /**
  * A user function or step failed on a message. The message is identified so the
  * operator can find it; `cause` holds the original error.
+ *
+ * @example
+ * ```ts
+ * import { BrokerValue, Message, Partition, StepError } from "@sluice/sluice";
+ * const m = new Message(new BrokerValue("x", Partition.of("events", 2), 17, Date.now()));
+ * const e = new StepError("parse", m, new SyntaxError("bad JSON"));
+ * console.log(e.partition?.toString(), e.offset); // events/2 17
+ * ```
  */
 export class StepError extends SluiceError {
-  /** Creates the error. */
+  /** The message being processed, as `topic/partition@offset` or a value description. */
+  readonly messageRef: string;
+  /** The failed message's partition, when it maps to one broker message. */
+  readonly partition?: Partition;
+  /** The failed message's offset, when it maps to one broker message. */
+  readonly offset?: number;
+  /** Offsets the failed message would have made committable, when known. */
+  readonly committable?: Committable;
+
+  /** Creates the error for `message` (a message, or a description of what failed). */
   constructor(
     /** The step's name. */
     readonly step: string,
-    /** The message being processed, as `topic/partition@offset` or a value description. */
-    readonly messageRef: string,
+    message: Message<unknown> | string,
     cause: unknown,
   ) {
+    const ref = String(message);
     super(
-      `step "${step}" failed on message ${messageRef}: ${
+      `step "${step}" failed on message ${ref}: ${
         cause instanceof Error ? cause.message : String(cause)
       }`,
       { cause },
     );
+    this.messageRef = ref;
+    if (message instanceof Message) {
+      const source = message.source;
+      this.committable = source.committable;
+      if (source instanceof BrokerValue) {
+        this.partition = source.partition;
+        this.offset = source.offset;
+      }
+    }
   }
 }

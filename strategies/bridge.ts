@@ -387,7 +387,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   /** Wraps a user-function failure so the message is identified (invalid messages pass as-is). */
   protected wrapError(error: unknown, message: Message<TIn>): unknown {
     if (error instanceof InvalidMessage || error instanceof StepError) return error;
-    return new StepError(this.name, String(message), error);
+    return new StepError(this.name, message, error);
   }
 
   /** Records a failure: `poll`, `submit` and `join` rethrow it; remaining work is dropped. */

@@ -311,7 +311,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
         this.fail(
           new StepError(
             this.name,
-            String(bad),
+            bad,
             new SluiceError(
               `payload cannot be sent to a worker (${e instanceof Error ? e.message : e}); ` +
                 `RunTaskInWorkers payloads must be structured-cloneable (plain data, typed arrays)`,
@@ -346,7 +346,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
       const m = reply.index >= 0 ? nthUnfiltered(batch.messages, reply.index) : batch.messages[0];
       const cause = new Error(`worker ${w}: ${reply.name}: ${reply.message}`);
       if (reply.stack) cause.stack = reply.stack;
-      this.fail(new StepError(this.name, String(m ?? batch.messages[0]), cause));
+      this.fail(new StepError(this.name, m ?? batch.messages[0], cause));
       return;
     }
     batch.results = reply.results;
@@ -373,7 +373,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
       if (now - b.sentAt > this.batchTimeoutMs) {
         const error = new StepError(
           this.name,
-          String(b.messages[0]),
+          b.messages[0],
           new SluiceError(
             `worker ${b.worker} did not answer within batchTimeoutMs (${this.batchTimeoutMs} ms); ` +
               `it may be stuck or have exited; raise batchTimeoutMs for slower batches`,

@@ -196,7 +196,7 @@ export class TransformStep<TIn, TOut> extends StreamStep<TIn, TOut> {
     } catch (e) {
       if (this.abandoned) return;
       const waiting = this.#firstWaiting();
-      this.fail(new StepError(this.name, waiting ? String(waiting.message) : "(unknown)", e));
+      this.fail(new StepError(this.name, waiting ? waiting.message : "(unknown)", e));
     }
   }
 
@@ -273,7 +273,7 @@ export class TransformStep<TIn, TOut> extends StreamStep<TIn, TOut> {
       this.fail(
         new StepError(
           this.name,
-          String(waiting.message),
+          waiting.message,
           new Error(
             `the transform ended without an output for ${this.inFlight} input(s); a ` +
               `TransformStep needs exactly one output per input`,

@@ -240,7 +240,7 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
       if (e instanceof MessageRejected) {
         throw new StepError(
           this.name,
-          String(m),
+          m,
           new Error(
             "MessageRejected was thrown after the first element was produced; children already " +
               "handed on cannot be taken back, so throw it before yielding anything",

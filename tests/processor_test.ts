@@ -14,6 +14,7 @@ import {
   ManualClock,
   type Message,
   MessageRejected,
+  Partition,
   type ProcessingStrategy,
   RunTask,
   StepError,
@@ -294,6 +295,9 @@ Deno.test("a failing user function stops the processor with the message identifi
     ), { commitPolicy: CommitPolicy.IMMEDIATE });
   const e = await assertRejects(() => p.run(), StepError);
   assertStringIncludes(e.message, `step "parse" failed on message ${topic.name}/0@6: bad data`);
+  assertEquals([e.step, e.partition, e.offset], ["parse", Partition.of(topic.name, 0), 6]);
+  assertEquals(e.committable?.get(Partition.of(topic.name, 0)), 7);
+  assertEquals((e.cause as Error).message, "bad data");
   assertLessOrEqual(
     [...broker.committed("g").values()][0] ?? 0,
     6,
