@@ -201,10 +201,7 @@ export class KafkaProducer implements Producer<KafkaPayload> {
     this.#flushScheduled = false;
     // Idempotent: one request at a time; what is queued meanwhile goes when it settles.
     while (this.#queue.length > 0 && !(this.#o.idempotent && this.#inFlight.size > 0)) {
-      const max = this.#o.maxBatchMessages;
-      const queue = this.#queue;
-      this.#queue = queue.length > max ? queue.slice(max) : [];
-      this.#send(queue.length > max ? queue.slice(0, max) : queue);
+      this.#send(this.#queue.splice(0, this.#o.maxBatchMessages));
     }
   }
 
