@@ -24,7 +24,7 @@ import {
   ConfigurationError,
   InvalidMessage,
   InvalidStateError,
-  Message,
+  MESSAGE_REJECTED,
   MessageRejected,
   type Partition,
   requireNonNegative,
@@ -342,7 +342,12 @@ export class StreamProcessor<T> {
     if (carried !== undefined) {
       let i = this.#carriedIndex;
       try {
-        for (; i < carried.length; i++) strategy.submit(new Message(carried[i]));
+        if (strategy.submitMany !== undefined) {
+          i = strategy.submitMany(carried, i);
+          if (i < carried.length) throw MESSAGE_REJECTED; // handled below, as from submit
+        } else {
+          for (; i < carried.length; i++) strategy.submit(carried[i]);
+        }
       } catch (e) {
         this.stats.messagesSubmitted += i - this.#carriedIndex;
         if (i > this.#carriedIndex) this.#progressSinceWait = true;

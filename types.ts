@@ -210,132 +210,92 @@ export type Committable = ReadonlyMap<Partition, number>;
 /** The empty committable, shared. */
 export const EMPTY_COMMITTABLE: Committable = new Map();
 
-/**
- * A message as it came from the broker (or from a producer after delivery): payload,
- * partition, offset and timestamp (epoch milliseconds).
- *
- * @example
- * ```ts
- * import { BrokerValue, Partition } from "@sluice/sluice";
- * const v = new BrokerValue("hello", Partition.of("events", 0), 41, Date.now());
- * console.log(v.nextOffset); // 42
- * ```
- */
-export class BrokerValue<T> {
-  #committable: Committable | undefined;
-  /** Creates a broker value. */
-  constructor(
-    /** The payload. */
-    readonly payload: T,
-    /** Where it was read from. */
-    readonly partition: Partition,
-    /** Its offset in the partition. */
-    readonly offset: number,
-    /** Broker timestamp, epoch milliseconds. */
-    readonly timestamp: number,
-  ) {}
+// Message internals live under module-private symbols rather than `#private` fields: V8
+// builds a subclass instance (BrokerValue, Value) whose base class has `#private` fields
+// about three times slower, and these are built once per message.
+const SOURCE: unique symbol = Symbol("sluice.source");
+const VALUE: unique symbol = Symbol("sluice.value");
+const TIMESTAMP: unique symbol = Symbol("sluice.timestamp");
+const COMMITTABLE: unique symbol = Symbol("sluice.committable");
+// Passed by BrokerValue and Value to Message's constructor: "this message is its own source".
+const OWN_SOURCE: unique symbol = Symbol("sluice.ownSource");
 
-  /** The offset to commit once this message is processed: `offset + 1`. */
-  get nextOffset(): number {
-    return this.offset + 1;
-  }
-
-  /** `{ partition → offset + 1 }`. */
-  get committable(): Committable {
-    return this.#committable ??= new Map([[this.partition, this.offset + 1]]);
-  }
-
-  /** The same partition, offset and timestamp with another payload. */
-  replace<U>(payload: U): BrokerValue<U> {
-    return new BrokerValue(payload, this.partition, this.offset, this.timestamp);
-  }
-
-  /** `topic/partition@offset`, for logs and errors. */
-  toString(): string {
-    return `${this.partition}@${this.offset}`;
-  }
+interface MessageInternals {
+  payload: unknown;
+  [SOURCE]: BrokerValue<unknown> | Value<unknown>;
+  [VALUE]: BrokerValue<unknown> | Value<unknown> | undefined;
+  [TIMESTAMP]: number | undefined;
+  [COMMITTABLE]: Committable | undefined;
 }
 
-/**
- * Any value that does not map 1:1 to a broker message: a batch, a reduced result, a
- * filtered sentinel. It carries the offsets it makes committable.
- *
- * @example
- * ```ts
- * import { Partition, Value } from "@sluice/sluice";
- * const batch = new Value([1, 2, 3], new Map([[Partition.of("events", 0), 3]]));
- * ```
- */
-export class Value<T> {
-  /** Creates a value. */
-  constructor(
-    /** The payload. */
-    readonly payload: T,
-    /** Offsets this value makes committable once processed. */
-    readonly committable: Committable,
-    /** Optional timestamp, epoch milliseconds (for example the newest message folded in). */
-    readonly timestamp?: number,
-  ) {}
-
-  /** The same committable and timestamp with another payload. */
-  replace<U>(payload: U): Value<U> {
-    return new Value(payload, this.committable, this.timestamp);
-  }
-
-  /** A short description for logs. */
-  toString(): string {
-    return `Value(${[...this.committable].map(([p, o]) => `${p}@${o - 1}`).join(",")})`;
-  }
+function internals(m: Message<unknown>): MessageInternals {
+  return m as unknown as MessageInternals;
 }
 
 /**
  * The unit that flows through a pipeline: a payload plus the offsets it makes committable.
  *
+ * A {@link BrokerValue} (a message as read from the broker) and a {@link Value} (a batch, a
+ * reduced result, a filtered marker) are messages themselves, so the processor submits
+ * what it polled as it is and a step hands a `Value` on without wrapping it.
+ * `replacePayload` makes a plain `Message` that points at the broker value or value it
+ * came from (its {@link Message.source}).
+ *
  * @example
  * ```ts
- * import { BrokerValue, Message, Partition } from "@sluice/sluice";
- * const m = new Message(new BrokerValue("a", Partition.of("events", 0), 0, Date.now()));
+ * import { BrokerValue, Partition } from "@sluice/sluice";
+ * const m = new BrokerValue("a", Partition.of("events", 0), 0, Date.now());
  * const upper = m.replacePayload(m.payload.toUpperCase());
- * console.log(upper.committable.get(Partition.of("events", 0))); // 1
+ * console.log(upper.payload, upper.committable.get(Partition.of("events", 0))); // "A" 1
+ * console.log(upper.source === m); // true
  * ```
  */
 export class Message<T> {
   /** The payload. */
-  readonly payload: T;
-  // Where the offsets, committable and timestamp come from. `replacePayload` keeps it and
-  // allocates nothing else: the `value` with the new payload is built only when asked for.
-  readonly #source: BrokerValue<unknown> | Value<unknown>;
-  #value: BrokerValue<T> | Value<T> | undefined;
+  declare readonly payload: T;
 
-  /** Creates a message around a broker value or a value. */
+  /**
+   * Creates a message with the payload, offsets and timestamp of a broker value or value.
+   * Rarely needed: a `BrokerValue` or a `Value` is a message already.
+   */
   constructor(value: BrokerValue<T> | Value<T>) {
-    this.payload = value.payload;
-    this.#source = value;
-    this.#value = value;
+    const self = internals(this);
+    if ((value as unknown) === OWN_SOURCE) {
+      // A BrokerValue or Value being built: it sets its payload right after.
+      self.payload = undefined;
+      self[SOURCE] = this as unknown as BrokerValue<unknown>;
+      self[VALUE] = this as unknown as BrokerValue<unknown>;
+    } else {
+      self.payload = value.payload;
+      self[SOURCE] = value;
+      self[VALUE] = value;
+    }
   }
 
   /** The broker value or value of this message (with this message's payload). */
   get value(): BrokerValue<T> | Value<T> {
-    return this.#value ??= this.#source.replace(this.payload) as BrokerValue<T> | Value<T>;
+    const self = internals(this);
+    return (self[VALUE] ??= self[SOURCE].replace(this.payload)) as BrokerValue<T> | Value<T>;
   }
 
   /**
    * The broker value or value this message was made from: the same partition, offset,
    * committable and timestamp as {@link value}, but its payload may be an earlier one. Read
-   * offsets from here in a step: unlike `value`, it never allocates.
+   * offsets from here in a step: unlike `value`, it never allocates. For a `BrokerValue` or
+   * a `Value` it is the message itself.
    */
   get source(): BrokerValue<unknown> | Value<unknown> {
-    return this.#source;
+    return internals(this)[SOURCE];
   }
 
   /** Offsets to commit once this message is processed. */
   get committable(): Committable {
-    return this.#source.committable;
+    return internals(this)[SOURCE].committable;
   }
 
   /** Timestamp in epoch milliseconds, if known. */
   get timestamp(): number | undefined {
-    return this.#source.timestamp;
+    return internals(this)[SOURCE].timestamp;
   }
 
   /** True when the payload is the {@link FilteredPayload} sentinel. */
@@ -345,15 +305,117 @@ export class Message<T> {
 
   /** A message with another payload and the same committable and timestamp. */
   replacePayload<U>(payload: U): Message<U> {
-    const m = new Message<U>(this.#source as BrokerValue<U> | Value<U>);
-    (m as { payload: U }).payload = payload;
-    m.#value = undefined;
+    const m = new Message<U>(internals(this)[SOURCE] as BrokerValue<U> | Value<U>);
+    const inner = internals(m);
+    inner.payload = payload;
+    inner[VALUE] = undefined;
     return m;
   }
 
   /** Where the message came from, for errors and logs. */
   toString(): string {
-    return String(this.#source);
+    return String(internals(this)[SOURCE]);
+  }
+}
+
+/**
+ * A message as it came from the broker (or from a producer after delivery): payload,
+ * partition, offset and timestamp (epoch milliseconds). It is a {@link Message}: the
+ * processor submits what the consumer polled without wrapping it.
+ *
+ * @example
+ * ```ts
+ * import { BrokerValue, Partition } from "@sluice/sluice";
+ * const v = new BrokerValue("hello", Partition.of("events", 0), 41, Date.now());
+ * console.log(v.nextOffset, v.source === v); // 42 true
+ * ```
+ */
+export class BrokerValue<T> extends Message<T> {
+  /** Where it was read from. */
+  declare readonly partition: Partition;
+  /** Its offset in the partition. */
+  declare readonly offset: number;
+
+  /** Creates a broker value. */
+  constructor(payload: T, partition: Partition, offset: number, timestamp: number) {
+    super(OWN_SOURCE as never);
+    const self = internals(this);
+    self.payload = payload;
+    (this as { partition: Partition }).partition = partition;
+    (this as { offset: number }).offset = offset;
+    self[TIMESTAMP] = timestamp;
+    self[COMMITTABLE] = undefined;
+  }
+
+  /** Broker timestamp, epoch milliseconds. */
+  override get timestamp(): number {
+    return internals(this)[TIMESTAMP]!;
+  }
+
+  /** The offset to commit once this message is processed: `offset + 1`. */
+  get nextOffset(): number {
+    return this.offset + 1;
+  }
+
+  /** `{ partition → offset + 1 }`. */
+  override get committable(): Committable {
+    return internals(this)[COMMITTABLE] ??= new Map([[this.partition, this.offset + 1]]);
+  }
+
+  /** The same partition, offset and timestamp with another payload. */
+  replace<U>(payload: U): BrokerValue<U> {
+    return new BrokerValue(payload, this.partition, this.offset, this.timestamp);
+  }
+
+  /** `topic/partition@offset`, for logs and errors. */
+  override toString(): string {
+    return `${this.partition}@${this.offset}`;
+  }
+}
+
+/**
+ * Any value that does not map 1:1 to a broker message: a batch, a reduced result, a
+ * filtered sentinel. It carries the offsets it makes committable, and is a
+ * {@link Message} a step hands on as it is.
+ *
+ * @example
+ * ```ts
+ * import { Partition, Value } from "@sluice/sluice";
+ * const batch = new Value([1, 2, 3], new Map([[Partition.of("events", 0), 3]]));
+ * console.log(batch.committable.get(Partition.of("events", 0))); // 3
+ * ```
+ */
+export class Value<T> extends Message<T> {
+  /**
+   * Creates a value with the offsets it makes committable once processed and an optional
+   * timestamp, epoch milliseconds (for example the newest message folded in).
+   */
+  constructor(payload: T, committable: Committable, timestamp?: number) {
+    super(OWN_SOURCE as never);
+    const self = internals(this);
+    self.payload = payload;
+    self[TIMESTAMP] = timestamp;
+    self[COMMITTABLE] = committable;
+  }
+
+  /** Offsets this value makes committable once processed. */
+  override get committable(): Committable {
+    return internals(this)[COMMITTABLE]!;
+  }
+
+  /** Optional timestamp, epoch milliseconds. */
+  override get timestamp(): number | undefined {
+    return internals(this)[TIMESTAMP];
+  }
+
+  /** The same committable and timestamp with another payload. */
+  replace<U>(payload: U): Value<U> {
+    return new Value(payload, this.committable, this.timestamp);
+  }
+
+  /** A short description for logs. */
+  override toString(): string {
+    return `Value(${[...this.committable].map(([p, o]) => `${p}@${o - 1}`).join(",")})`;
   }
 }
 

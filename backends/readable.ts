@@ -8,7 +8,7 @@ import { type Clock, systemClock } from "../clock.ts";
 import {
   BrokerValue,
   ConfigurationError,
-  Message,
+  type Message,
   type Partition,
   requireNonNegative,
   requirePositiveInteger,
@@ -224,7 +224,7 @@ export function consumerReadable<T>(
   const deliver = (batch: BrokerValue<T>[]): void => {
     for (const v of batch) {
       tracks.get(v.partition)?.deliver(v.offset);
-      controller.enqueue(new Message(v));
+      controller.enqueue(v);
     }
   };
 

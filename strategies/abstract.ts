@@ -31,6 +31,15 @@ export interface ProcessingStrategy<T> {
    * not mean the message was processed.
    */
   submit(message: Message<T>): void;
+  /**
+   * Optional: submits `messages[from]`, `messages[from + 1]`, ... in order, as `submit`
+   * would one by one, and stops at the first one the step cannot take now. Returns the
+   * index of the first message not taken (`messages.length` when all were). A full step
+   * is not an error here: the caller keeps the rest and retries after `ready`. Other
+   * errors are thrown as from `submit`, before any message is taken. The processor uses it
+   * when present; the built-in steps have it.
+   */
+  submitMany?(messages: readonly Message<T>[], from: number): number;
   /** Non-blocking housekeeping: drives timers, forwards finished work, rethrows async failures. */
   poll(): void;
   /** No more messages will be submitted. Does not block. */

@@ -8,7 +8,7 @@ import {
   BrokerValue,
   ConfigurationError,
   FILTERED_PAYLOAD,
-  Message,
+  type Message,
   type Partition,
   requireNonNegative,
   requirePositiveInteger,
@@ -296,9 +296,7 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#offsets = new Map();
     this.#lastTimestamp = undefined;
     if (batch.length === 0) {
-      const marker = new Message(
-        new Value(FILTERED_PAYLOAD as unknown as TOut, offsets, timestamp),
-      );
+      const marker = new Value(FILTERED_PAYLOAD as unknown as TOut, offsets, timestamp);
       return this.emit(marker) ? undefined : this.emitWhenRoom(marker);
     }
     const start = this.clock.now();
@@ -310,7 +308,7 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
     const finish = (out: TOut): Promise<void> | undefined => {
       this.#record(batch.length, this.clock.now() - start, full);
-      const m = new Message(new Value(out, offsets, timestamp));
+      const m = new Value(out, offsets, timestamp);
       return this.emit(m) ? undefined : this.emitWhenRoom(m);
     };
     if (result instanceof Promise) {

@@ -220,6 +220,78 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     }
   }
 
+  /**
+   * Submits `messages[from..]` in order until the queue is full, writing whole chunks
+   * straight from the array; returns the index of the first message not taken. Same
+   * outcome as calling `submit` for each, without its per-message bookkeeping. A subclass
+   * that overrides `submit` gets exactly that: its `submit`, message by message.
+   */
+  submitMany(messages: readonly Message<TIn>[], from: number): number {
+    const n = messages.length;
+    if (from >= n) return from;
+    if (this.submit !== StreamStep.prototype.submit) return this.#submitEach(messages, from);
+    if (this.#closed) this.submit(messages[from]); // throws the ClosedError
+    if (this.#error !== undefined) throw this.#error;
+    let i = from;
+    while (i < n) {
+      if (this.#room - this.#pendingSize <= 0) {
+        this.#room = this.#writer.desiredSize ?? 0;
+        if (this.#room - this.#pendingSize <= 0) {
+          this.#flush();
+          this.#metrics?.rejectedUpstream(this.#writer.ready);
+          break;
+        }
+      }
+      if (i === from) {
+        // Taking a message ends a send-side episode, as in `submit`.
+        const meter = this.#metrics;
+        if (meter !== undefined && meter.sending) meter.relieveUpstream();
+      }
+      const sizeOf = this.#sizeOf;
+      if (sizeOf !== undefined) {
+        // Sized messages: as `submit` does, one at a time (each may use several units).
+        const m = messages[i++];
+        this.#pending.push(m);
+        this.#pendingSize += sizeOf(m);
+        if (this.#pending.length >= this.#chunkSize) this.#flush();
+        continue;
+      }
+      const take = Math.min(
+        n - i,
+        this.#room - this.#pendingSize,
+        this.#chunkSize - this.#pending.length,
+      );
+      if (this.#pending.length === 0 && take === this.#chunkSize) {
+        // A whole chunk: written as a slice of the caller's array.
+        this.#room -= take;
+        this.#writer.write(take === 1 ? messages[i] : messages.slice(i, i + take));
+      } else {
+        for (let k = 0; k < take; k++) this.#pending.push(messages[i + k]);
+        this.#pendingSize += take;
+        if (this.#pending.length >= this.#chunkSize) this.#flush();
+      }
+      i += take;
+    }
+    if (this.#pending.length > 0 && !this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushTask);
+    }
+    return i;
+  }
+
+  /** `submitMany` through an overridden `submit`, one message at a time. */
+  #submitEach(messages: readonly Message<TIn>[], from: number): number {
+    let i = from;
+    try {
+      for (; i < messages.length; i++) this.submit(messages[i]);
+    } catch (e) {
+      // A failure after some were taken surfaces on the caller's next submit of messages[i].
+      if (e instanceof MessageRejected || i > from) return i;
+      throw e;
+    }
+    return i;
+  }
+
   /** Rethrows failures, wakes held work, runs the step's timers, then polls the next step. */
   poll(): void {
     if (this.#error !== undefined) throw this.#error;

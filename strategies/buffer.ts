@@ -9,7 +9,7 @@ import {
   ConfigurationError,
   FILTERED_PAYLOAD,
   InvalidMessage,
-  Message,
+  type Message,
   MessageRejected,
   type Partition,
   requireNonNegative,
@@ -71,8 +71,8 @@ export interface BufferOptions extends StepOptions {
 }
 
 /**
- * Accumulates messages in `buffer` and hands on `new Message(new Value(buffer.flush(),
- * offsets, newestTimestamp))` whenever the buffer is ready, when `maxBufferTimeMs` has
+ * Accumulates messages in `buffer` and hands on `new Value(buffer.flush(), offsets,
+ * newestTimestamp)` whenever the buffer is ready, when `maxBufferTimeMs` has
  * passed since the batch's first message, and in `join`.
  *
  * - The batch message carries the highest offset per partition of everything folded into
@@ -352,10 +352,10 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
       } catch (e) {
         throw this.#batchError(e);
       }
-      out = new Message(new Value(payload, this.#offsets, this.#timestamp));
+      out = new Value(payload, this.#offsets, this.#timestamp);
       this.flushes++;
     } else if (this.#offsets.size > 0) {
-      out = new Message(new Value(FILTERED_PAYLOAD as unknown as TOut, this.#offsets));
+      out = new Value(FILTERED_PAYLOAD as unknown as TOut, this.#offsets);
     } else {
       this.#count = 0;
       return undefined;

@@ -7,7 +7,7 @@ import {
   BrokerValue,
   FILTERED_PAYLOAD,
   InvalidMessage,
-  Message,
+  type Message,
   MessageRejected,
   type Partition,
   Value,
@@ -84,6 +84,6 @@ export class FilterStep<T> extends MapStep<T, T> {
     if (this.#carried.size === 0) return undefined;
     const offsets = this.#carried;
     this.#carried = new Map();
-    return new Message(new Value(FILTERED_PAYLOAD as unknown as T, offsets));
+    return new Value(FILTERED_PAYLOAD as unknown as T, offsets);
   }
 }

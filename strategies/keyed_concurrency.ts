@@ -11,7 +11,7 @@ import {
   EMPTY_COMMITTABLE,
   FILTERED_PAYLOAD,
   InvalidMessage,
-  Message,
+  type Message,
   MessageRejected,
   type Partition,
   requirePositiveInteger,
@@ -363,7 +363,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     const m = entry.m;
     if (invalid !== undefined) {
       this.#out.push({
-        m: new Message(new Value(FILTERED_PAYLOAD, advanced, m.timestamp)),
+        m: new Value(FILTERED_PAYLOAD, advanced, m.timestamp),
         invalid,
       });
     } else if (m.filtered) {
@@ -372,9 +372,9 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
         this.#signal();
         return;
       }
-      this.#out.push({ m: new Message(new Value(FILTERED_PAYLOAD, advanced, m.timestamp)) });
+      this.#out.push({ m: new Value(FILTERED_PAYLOAD, advanced, m.timestamp) });
     } else {
-      this.#out.push({ m: new Message(new Value(out, advanced, m.timestamp)) });
+      this.#out.push({ m: new Value(out, advanced, m.timestamp) });
     }
     this.#drain();
   }

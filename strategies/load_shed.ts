@@ -264,9 +264,7 @@ export class LoadShed<T> extends StreamStep<T, T> {
         this.#skipTombstones();
         if (this.#head >= this.#buf.length || this.abandoned) return;
         const e = this.#buf[this.#head]!;
-        const m = e instanceof Marker
-          ? new Message(new Value(FILTERED_PAYLOAD as unknown as T, e.offsets))
-          : e;
+        const m = e instanceof Marker ? new Value(FILTERED_PAYLOAD as unknown as T, e.offsets) : e;
         if (!this.emit(m)) {
           await this.waitForRoom();
           continue;

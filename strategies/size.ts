@@ -4,13 +4,7 @@
  *
  * @module
  */
-import {
-  BrokerValue,
-  ConfigurationError,
-  FILTERED_PAYLOAD,
-  type Message,
-  Value,
-} from "../types.ts";
+import { ConfigurationError, FILTERED_PAYLOAD, Message } from "../types.ts";
 
 /**
  * UTF-8 length of a string without encoding it (no allocation).
@@ -60,9 +54,7 @@ export function payloadByteLength(payload: unknown): number {
   if (Array.isArray(payload)) {
     let n = 0;
     for (const p of payload) {
-      n += p instanceof BrokerValue || p instanceof Value
-        ? payloadByteLength(p.payload)
-        : payloadByteLength(p);
+      n += p instanceof Message ? payloadByteLength(p.payload) : payloadByteLength(p);
     }
     return n;
   }

@@ -10,7 +10,7 @@ import {
   EMPTY_COMMITTABLE,
   FILTERED_PAYLOAD,
   InvalidMessage,
-  Message,
+  type Message,
   MessageRejected,
   type Partition,
   StepError,
@@ -95,9 +95,7 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
    * `last` child and none otherwise.
    */
   protected child(item: unknown, input: Message<TIn>, last: boolean): Message<TOut> {
-    return new Message(
-      new Value(item as TOut, last ? input.committable : EMPTY_COMMITTABLE, input.timestamp),
-    );
+    return new Value(item as TOut, last ? input.committable : EMPTY_COMMITTABLE, input.timestamp);
   }
 
   /** Unfolds one chunk of messages; returns a promise while a child waits for the next step. */
@@ -159,9 +157,7 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
     this.#carried = undefined;
     if (first.done) {
-      const marker = new Message(
-        new Value(FILTERED_PAYLOAD as unknown as TOut, m.committable, m.timestamp),
-      );
+      const marker = new Value(FILTERED_PAYLOAD as unknown as TOut, m.committable, m.timestamp);
       return this.emit(marker) ? undefined : this.emitWhenRoom(marker);
     }
     return this.#walk(m, it, first);
@@ -279,9 +275,9 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
     let marker: Message<TOut> | undefined;
     if (child.committable !== input && !covers(child.committable, input, carried)) {
       if (child.committable.size === 0) {
-        child = new Message(new Value(child.payload, input, child.timestamp ?? m.timestamp));
+        child = new Value(child.payload, input, child.timestamp ?? m.timestamp);
       } else {
-        marker = new Message(new Value(FILTERED_PAYLOAD as unknown as TOut, input, m.timestamp));
+        marker = new Value(FILTERED_PAYLOAD as unknown as TOut, input, m.timestamp);
       }
     }
     if (marker === undefined) return this.emit(child) ? undefined : this.emitWhenRoom(child);

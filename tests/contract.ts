@@ -91,6 +91,19 @@ function fill<T>(step: ProcessingStrategy<T>, make: (i: number) => Message<T>, l
   return limit;
 }
 
+/** A step of case `c` in front of a gate (open or not) and a committing step, started. */
+async function started<T>(c: ContractCase<T>, open: boolean) {
+  const { recorder, gate } = setup(open);
+  const step = c.make({
+    next: gate,
+    highWaterMark: HWM,
+    clock: new ManualClock(),
+    commit: recorder.commit,
+  });
+  await tick(); // let the stream start
+  return { recorder, gate, step };
+}
+
 /** Registers the contract tests for one strategy. */
 export function strategyContract<T>(c: ContractCase<T>): void {
   const msg = c.message ?? ((i: number) => brokerMessage(i as unknown as T, i));
@@ -122,6 +135,50 @@ export function strategyContract<T>(c: ContractCase<T>): void {
     step.submit(msg(accepted));
   });
 
+  Deno.test(`${c.name}: submitMany takes what submit would take, in order, and all of it commits`, async () => {
+    // Against a blocked next step: the same number accepted as one submit at a time.
+    const one = c.make({
+      next: setup(false).gate,
+      highWaterMark: HWM,
+      clock: new ManualClock(),
+      commit: () => {},
+    });
+    const many = c.make({
+      next: setup(false).gate,
+      highWaterMark: HWM,
+      clock: new ManualClock(),
+      commit: () => {},
+    });
+    await tick();
+    const limit = HWM + holds + 10;
+    const messages = Array.from({ length: limit }, (_, i) => msg(i));
+    const accepted = fill(one, msg, limit);
+    if (many.submitMany === undefined) return;
+    assertEquals(many.submitMany(messages, 0), accepted, "same count as submit one by one");
+    assertEquals(many.submitMany(messages, accepted), accepted, "a full step takes nothing more");
+    one.terminate();
+    many.terminate();
+    assertThrows(() => many.submitMany!(messages, 0), ClosedError);
+
+    // Against an open next step: everything goes through, from any starting index.
+    const { recorder, step } = await started(c, true);
+    const n = Math.max(3 * HWM + 1, batch);
+    const all = Array.from({ length: n }, (_, i) => msg(i));
+    let i = 0;
+    while (i < n) {
+      const next = step.submitMany!(all, i);
+      assert(next >= i && next <= n, `submitMany returned ${next} from ${i}`);
+      i = next;
+      if (i < n) {
+        step.poll();
+        await step.ready;
+      }
+    }
+    step.close();
+    await step.join(5000);
+    if (commits) assertEquals(recorder.latest.get(P0), n, "every message is committed after join");
+  });
+
   if (c.makeFailing) {
     const makeFailing = c.makeFailing;
     Deno.test(`${c.name}: poll surfaces an asynchronous failure naming the step`, async () => {
@@ -141,14 +198,7 @@ export function strategyContract<T>(c: ContractCase<T>): void {
   }
 
   Deno.test(`${c.name}: close + join finishes submitted work and commits it`, async () => {
-    const { recorder, gate } = setup(true);
-    const step = c.make({
-      next: gate,
-      highWaterMark: HWM,
-      clock: new ManualClock(),
-      commit: recorder.commit,
-    });
-    await tick();
+    const { recorder, step } = await started(c, true);
     const n = Math.max(10, batch);
     for (let i = 0; i < n; i++) {
       for (;;) {

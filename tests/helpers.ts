@@ -5,7 +5,7 @@ import {
   BrokerValue,
   type Commit,
   type Committable,
-  Message,
+  type Message,
   MESSAGE_REJECTED,
   MessageRejected,
   Partition,
@@ -18,7 +18,8 @@ export const P1: Partition = Partition.of("contract-topic", 1);
 
 /** A broker message with `payload` at `offset` of `partition` (default P0). */
 export function brokerMessage<T>(payload: T, offset: number, partition = P0): Message<T> {
-  return new Message(new BrokerValue(payload, partition, offset, 1_700_000_000_000 + offset));
+  // What a consumer polls, and what the processor submits: a BrokerValue is a Message.
+  return new BrokerValue(payload, partition, offset, 1_700_000_000_000 + offset);
 }
 
 /** Records every commit call; `latest` is the highest offset seen per partition. */

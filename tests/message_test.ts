@@ -30,3 +30,41 @@ Deno.test("replacePayload on a value message keeps its committable; filtered fol
   assertEquals([out.payload, out.value.payload, out.timestamp], [3, 3, 5]);
   assert(!out.filtered);
 });
+
+Deno.test("a broker value and a value are messages themselves: no wrapper needed", () => {
+  const bv = new BrokerValue("a", p, 7, 1_700_000_000_000);
+  assert(bv instanceof Message);
+  assertStrictEquals(bv.source, bv);
+  assertStrictEquals(bv.value, bv);
+  assertEquals([bv.payload, bv.timestamp, bv.committable.get(p), bv.filtered], [
+    "a",
+    1_700_000_000_000,
+    8,
+    false,
+  ]);
+  const up = bv.replacePayload("A");
+  assert(!(up instanceof BrokerValue), "a replaced payload makes a plain Message");
+  assertStrictEquals(up.source, bv);
+  assertEquals([up.payload, bv.payload, up.committable.get(p)], ["A", "a", 8]);
+  const v = new Value([1], new Map([[p, 3]]), 9);
+  assert(v instanceof Message);
+  assertStrictEquals(v.source, v);
+  assertEquals([v.committable.get(p), v.timestamp, String(v)], [3, 9, `Value(${p}@2)`]);
+  // Wrapping still works and gives the same offsets.
+  assertStrictEquals(new Message(bv).source, bv);
+});
+
+Deno.test("equality of broker values and values compares timestamps and offsets too", () => {
+  const same = (a: unknown, b: unknown) => {
+    try {
+      assertEquals(a, b);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  assert(same(new BrokerValue("a", p, 1, 5), new BrokerValue("a", p, 1, 5)));
+  assert(!same(new BrokerValue("a", p, 1, 5), new BrokerValue("a", p, 1, 6)), "timestamp");
+  assert(!same(new BrokerValue("a", p, 1, 5), new BrokerValue("a", p, 2, 5)), "offset");
+  assert(!same(new Value(1, new Map([[p, 1]])), new Value(1, new Map([[p, 2]]))), "committable");
+});

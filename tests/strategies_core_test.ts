@@ -1,6 +1,7 @@
-import { assertEquals } from "@std/assert";
-import { CommitOffsets, FilterStep, Noop, RunTask } from "../mod.ts";
+import { assert, assertEquals } from "@std/assert";
+import { byteLength, CommitOffsets, FilterStep, type Message, Noop, RunTask } from "../mod.ts";
 import { strategyContract } from "./contract.ts";
+import { brokerMessage, CommitRecorder, P0 } from "./helpers.ts";
 
 strategyContract<number>({
   name: "RunTask",
@@ -56,4 +57,46 @@ Deno.test("join after terminate returns at once without draining anything", asyn
   step.terminate();
   await step.join(100);
   assertEquals(recorder.length, 0);
+});
+
+Deno.test("submitMany writes whole chunks from the caller's array: order, counts and commits hold", async () => {
+  for (const chunkSize of [1, 3, 4, 7]) {
+    const seen: number[] = [];
+    const recorder = new CommitRecorder();
+    const step = new RunTask(
+      (m: Message<number>) => seen.push(m.payload),
+      new CommitOffsets(recorder.commit),
+      { highWaterMark: 10, chunkSize },
+    );
+    const n = 103;
+    const all = Array.from({ length: n }, (_, i) => brokerMessage(i, i));
+    let i = 0;
+    let rejections = 0;
+    while (i < n) {
+      const next = step.submitMany(all, i);
+      assert(next - i <= 10, "never more than the high-water mark in one turn");
+      i = next;
+      if (i < n) {
+        rejections++;
+        step.poll();
+        await step.ready;
+      }
+    }
+    step.close();
+    await step.join(5000);
+    assertEquals(seen, Array.from({ length: n }, (_, k) => k), `chunkSize ${chunkSize}: in order`);
+    assertEquals(recorder.latest.get(P0), n, `chunkSize ${chunkSize}: all committed`);
+    assert(rejections > 0, "the queue filled up on the way");
+  }
+});
+
+Deno.test("submitMany on a byte-bounded step counts bytes, as submit does", async () => {
+  const step = new RunTask((m: Message<Uint8Array>) => m.payload, new Noop(), {
+    highWaterMark: 100,
+    size: byteLength,
+  });
+  const all = Array.from({ length: 10 }, (_, i) => brokerMessage(new Uint8Array(30), i));
+  assertEquals(step.submitMany(all, 0), 4, "30 + 30 + 30 + 30 bytes: the fourth fills the bound");
+  await step.ready;
+  step.terminate();
 });
