@@ -389,12 +389,30 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
    * step rejects. Synchronous (returns undefined) when nothing was rejected.
    */
   protected emitAll(out: Message<TOut>[], from = 0): void | Promise<void> {
-    for (let i = from; i < out.length; i++) {
-      if (!this.emit(out[i])) return this.#emitSlow(out, i);
+    const next = this.next!;
+    if (next.submitMany === undefined) {
+      for (let i = from; i < out.length; i++) {
+        if (!this.emit(out[i])) return this.#emitSlow(out, i);
+      }
+      return;
     }
+    if (from >= out.length) return;
+    // One call for the lot; the same outcome as `emit` one by one.
+    const taken = next.submitMany(out, from);
+    const meter = this.#metrics;
+    if (meter !== undefined) {
+      if (taken > from && meter.receiving) meter.acceptedDownstream();
+      if (taken < out.length) meter.rejectedDownstream();
+    }
+    if (taken < out.length) return this.#emitSlow(out, taken, true);
   }
 
-  async #emitSlow(out: Message<TOut>[], i: number): Promise<void> {
+  async #emitSlow(out: Message<TOut>[], i: number, rejected = false): Promise<void> {
+    if (rejected) {
+      // out[i] was just rejected: wait for room before trying again.
+      await this.waitForRoom();
+      if (this.#abandoned) return;
+    }
     while (i < out.length) {
       if (this.emit(out[i])) i++;
       else {
@@ -567,32 +585,39 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
     return undefined;
   }
 
+  /**
+   * Transforms the chunk's messages, then hands the results on in one `emitAll`: the next
+   * step takes them as whole chunks (`submitMany`) instead of one `submit` each. Results the
+   * next step rejects are held and handed on when it has room; a transform is never re-run.
+   */
   protected process(batch: Message<TIn>[]): void | Promise<void> {
+    const outs: Message<TOut>[] = [];
     for (let i = 0; i < batch.length; i++) {
       const out = this.transform(batch[i]);
       if (out === SKIP) continue;
-      if (!(out instanceof Message)) return this.#slow(batch, i, undefined, out);
-      if (!this.emit(out)) return this.#slow(batch, i + 1, out, undefined);
+      if (!(out instanceof Message)) {
+        // A hold or an invalid message: hand on what came before it, then go one by one.
+        const sent = this.emitAll(outs);
+        if (sent === undefined) return this.#slow(batch, i, out);
+        return sent.then(() => this.abandoned ? undefined : this.#slow(batch, i, out));
+      }
+      outs.push(out);
     }
     const last = this.endOfBatch();
-    if (last !== undefined && !this.emit(last)) {
-      return this.#slow(batch, batch.length, last, undefined, true);
-    }
+    if (last !== undefined) outs.push(last);
+    return this.emitAll(outs);
   }
 
+  /**
+   * From `batch[i]`, which `transform` answered with a hold or an invalid message: waits
+   * (hold) or reports it (invalid), then goes on one message at a time.
+   */
   async #slow(
     batch: Message<TIn>[],
     i: number,
-    held: Message<TOut> | undefined,
     hold: typeof HOLD | InvalidMessage | undefined,
-    heldIsLast = false,
   ): Promise<void> {
-    if (held !== undefined) {
-      // The next step has just rejected `held`: wait for room before trying again.
-      await this.waitForRoom();
-      if (this.abandoned) return;
-    }
-    if (heldIsLast) return this.emitWhenRoom(held!);
+    let held: Message<TOut> | undefined;
     for (;;) {
       if (held !== undefined) {
         await this.emitWhenRoom(held);

@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "@std/assert";
 import { byteLength, CommitOffsets, FilterStep, type Message, Noop, RunTask } from "../mod.ts";
 import { strategyContract } from "./contract.ts";
-import { brokerMessage, CommitRecorder, P0 } from "./helpers.ts";
+import { brokerMessage, CommitRecorder, feed, P0 } from "./helpers.ts";
 
 strategyContract<number>({
   name: "RunTask",
@@ -99,4 +99,34 @@ Deno.test("submitMany on a byte-bounded step counts bytes, as submit does", asyn
   assertEquals(step.submitMany(all, 0), 4, "30 + 30 + 30 + 30 bytes: the fourth fills the bound");
   await step.ready;
   step.terminate();
+});
+
+Deno.test("RunTask hands results on in chunks: a small next queue rejects mid-chunk, nothing is re-run, lost or reordered", async () => {
+  const calls = new Map<number, number>();
+  const seen: number[] = [];
+  const recorder = new CommitRecorder();
+  const small = new RunTask(
+    (m: Message<number>) => {
+      seen.push(m.payload);
+      return m.payload;
+    },
+    new CommitOffsets(recorder.commit),
+    { highWaterMark: 3 },
+  );
+  const step = new RunTask(
+    (m: Message<number>) => {
+      calls.set(m.payload, (calls.get(m.payload) ?? 0) + 1);
+      return m.payload * 10;
+    },
+    small,
+    { highWaterMark: 64 },
+  );
+  const n = 500;
+  await feed(step, Array.from({ length: n }, (_, i) => brokerMessage(i, i)));
+  step.close();
+  await step.join(5000);
+  assertEquals(seen, Array.from({ length: n }, (_, i) => i * 10), "every result, in order");
+  assertEquals([...calls.values()].filter((c) => c !== 1), [], "the function ran once per message");
+  assertEquals(calls.size, n);
+  assertEquals(recorder.latest.get(P0), n, "all committed");
 });
