@@ -80,6 +80,20 @@ export function makeBroker(
   return { broker, topic };
 }
 
+/**
+ * The messages stored in `partition`, as `BrokerValue`s (built now: the broker stores
+ * payloads and timestamps, not `BrokerValue`s), for the strategies-only runs.
+ */
+function storedValues(
+  broker: LocalBroker<Uint8Array>,
+  partition: Partition,
+): BrokerValue<Uint8Array>[] {
+  const n = broker.endOffset(partition);
+  const values = new Array<BrokerValue<Uint8Array>>(n);
+  broker._read(partition, 0, n, values, 0);
+  return values;
+}
+
 let groupSeq = 0;
 function freshGroup(): string {
   return `bench-group-${++groupSeq}`;
@@ -330,7 +344,7 @@ export async function runInMemory(
   const b1 = makeBroker(N, 1);
   const b8 = makeBroker(N, 8);
   console.log(`produced 2 × ${fmtInt(N)} messages in ${(performance.now() - t0).toFixed(0)} ms`);
-  const values1 = b1.broker._log(b1.broker.partitions(b1.topic)[0]);
+  const values1 = storedValues(b1.broker, b1.broker.partitions(b1.topic)[0]);
   const wrap = (v: BrokerValue<Uint8Array>) => new Message(v);
 
   const variants: Variant[] = [];
@@ -377,7 +391,7 @@ export async function runInMemory(
   const warm = Math.min(N, 100_000);
   const wb = makeBroker(warm, 1);
   const wb8 = makeBroker(warm, 8);
-  const wvals = wb.broker._log(wb.broker.partitions(wb.topic)[0]);
+  const wvals = storedValues(wb.broker, wb.broker.partitions(wb.topic)[0]);
   for (const v of selected) {
     if (v.name.startsWith("strategies")) {
       await runStrategyOnly(wvals, v.steps, v.chunkSize!, wrap);

@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import {
+  type BrokerValue,
   CommitOffsets,
   CommitPolicy,
   ConsumerError,
@@ -166,4 +167,58 @@ Deno.test("a third member joins and one leaves while messages flow: every messag
   assertEquals(seen.size, produced, "every message was processed at least once");
   assert(!wentBack, "committed offsets never moved backwards");
   assert(b.stats.revocations >= 1 && c.stats.assignments >= 1, "rebalances happened");
+});
+
+Deno.test("the log keeps payload, offset and timestamp of every message across growth, polls and seeks", async () => {
+  const clock = new ManualClock(1_700_000_000_000.5);
+  const broker = new LocalBroker<{ n: number } | undefined>({ clock });
+  const topic = broker.createTopic(uniqueTopic(), 3);
+  const produced = [];
+  // Well past the log's initial capacity (16) on every partition, with explicit, clock
+  // and fractional timestamps, round-robin and partition destinations, and an undefined payload.
+  for (let i = 0; i < 200; i++) {
+    const payload = i === 7 ? undefined : { n: i };
+    const v = i % 5 === 0
+      ? broker.produce(broker.partitions(topic)[i % 3], payload, { timestamp: i + 0.25 })
+      : broker.produce(topic, payload);
+    produced.push(v);
+    await clock.advance(1);
+  }
+  const key = (v: { partition: Partition; offset: number }) => `${v.partition}@${v.offset}`;
+  for (const p of broker.partitions(topic)) {
+    const own = produced.filter((v) => v.partition === p);
+    assertEquals(own.map((v) => v.offset), own.map((_, i) => i), `${p}: offsets are 0, 1, 2, …`);
+    assertEquals(broker.endOffset(p), own.length);
+  }
+  const byKey = new Map(produced.map((v) => [key(v), v]));
+  const check = (polled: BrokerValue<{ n: number } | undefined>[]) => {
+    for (const v of polled) {
+      const p = byKey.get(key(v));
+      assert(p, `${key(v)} was produced`);
+      assertEquals(v.payload, p.payload, key(v));
+      assert(v.payload === p.payload, `${key(v)}: the payload object itself is handed out`);
+      assertEquals(v.timestamp, p.timestamp, key(v));
+      assertEquals(v.nextOffset, p.offset + 1);
+      assertEquals(v.committable.get(v.partition), p.offset + 1);
+    }
+  };
+  const consumer = broker.getConsumer("g", { maxPollMessages: 37 });
+  consumer.subscribe([topic]);
+  const seen = [];
+  for (;;) {
+    const batch = await consumer.poll(0);
+    if (batch.length === 0) break;
+    assert(batch.length <= 37);
+    check(batch);
+    seen.push(...batch.map(key));
+  }
+  assertEquals(seen.length, 200);
+  assertEquals(new Set(seen).size, 200, "every message exactly once");
+  // Seek back: the same messages again, read from the log once more.
+  const p1 = broker.partitions(topic)[1];
+  consumer.seek(new Map([[p1, 60]]));
+  const again = await consumer.poll(0);
+  assertEquals(again.map((v) => v.offset), [60, 61, 62, 63, 64, 65]);
+  check(again);
+  await consumer.close();
 });

@@ -38,6 +38,56 @@ export interface LocalConsumerOptions {
   initialOffset?: "earliest" | "latest";
 }
 
+/**
+ * One partition's log, stored the way a broker stores it: the payloads in a plain array and
+ * the timestamps in a packed `Float64Array` (outside the JavaScript heap), offset = index.
+ * {@link BrokerValue}s are built only when messages are read or returned from `produce`,
+ * so a large backlog costs two arrays, not one object per message for the garbage collector
+ * to trace.
+ */
+class PartitionLog<T> {
+  readonly payloads: T[] = [];
+  #timestamps = new Float64Array(16);
+
+  /** The next offset to be written (the end offset). */
+  get length(): number {
+    return this.payloads.length;
+  }
+
+  /** Appends a message; returns its offset. */
+  append(payload: T, timestamp: number): number {
+    const offset = this.payloads.length;
+    if (offset === this.#timestamps.length) {
+      const grown = new Float64Array(offset * 2);
+      grown.set(this.#timestamps);
+      this.#timestamps = grown;
+    }
+    this.#timestamps[offset] = timestamp;
+    this.payloads.push(payload);
+    return offset;
+  }
+
+  /**
+   * Writes the `count` messages from offset `from` (which must exist) to `out[at]`,
+   * `out[at + 1]`, …; returns the index after the last one written.
+   */
+  read(
+    partition: Partition,
+    from: number,
+    count: number,
+    out: BrokerValue<T>[],
+    at: number,
+  ): number {
+    const payloads = this.payloads;
+    const timestamps = this.#timestamps;
+    const end = from + count;
+    for (let o = from; o < end; o++) {
+      out[at++] = new BrokerValue(payloads[o], partition, o, timestamps[o]);
+    }
+    return at;
+  }
+}
+
 interface GroupState {
   readonly name: string;
   readonly committed: Map<Partition, number>;
@@ -67,7 +117,7 @@ export class LocalBroker<T> {
   /** The broker's clock. */
   readonly clock: Clock;
   readonly #sessionTimeoutMs: number;
-  readonly #logs = new Map<Partition, BrokerValue<T>[]>();
+  readonly #logs = new Map<Partition, PartitionLog<T>>();
   readonly #topics = new Map<Topic, number>();
   readonly #roundRobin = new Map<Topic, number>();
   readonly #groups = new Map<string, GroupState>();
@@ -94,7 +144,9 @@ export class LocalBroker<T> {
       throw new ConfigurationError(`topic "${topic.name}" already exists`);
     }
     this.#topics.set(topic, partitions);
-    for (let i = 0; i < partitions; i++) this.#logs.set(Partition.of(topic, i), []);
+    for (let i = 0; i < partitions; i++) {
+      this.#logs.set(Partition.of(topic, i), new PartitionLog<T>());
+    }
     return topic;
   }
 
@@ -111,7 +163,8 @@ export class LocalBroker<T> {
 
   /**
    * Appends `payload`. A topic destination picks partitions round-robin (or by `key`'s
-   * hash when given); a partition destination writes there. Returns the stored message.
+   * hash when given); a partition destination writes there. Returns the stored message
+   * (a new object: the log keeps payloads and timestamps, not `BrokerValue`s).
    */
   produce(
     destination: Topic | Partition | string,
@@ -119,16 +172,10 @@ export class LocalBroker<T> {
     options: { key?: string; timestamp?: number } = {},
   ): BrokerValue<T> {
     const partition = this.#resolve(destination, options.key);
-    const log = this.#logs.get(partition)!;
-    const value = new BrokerValue(
-      payload,
-      partition,
-      log.length,
-      options.timestamp ?? this.clock.now(),
-    );
-    log.push(value);
+    const timestamp = options.timestamp ?? this.clock.now();
+    const offset = this.#logs.get(partition)!.append(payload, timestamp);
     this.#notify();
-    return value;
+    return new BrokerValue(payload, partition, offset, timestamp);
   }
 
   /** The next offset to be written to `partition` (its end offset). */
@@ -177,9 +224,19 @@ export class LocalBroker<T> {
 
   // ---- internals used by LocalConsumer -------------------------------------------------
 
-  /** @internal */
-  _log(partition: Partition): BrokerValue<T>[] {
-    return this.#logs.get(partition)!;
+  /**
+   * @internal Writes new `BrokerValue`s for the `count` messages of `partition` from offset
+   * `from` (all below its end offset) to `out[at]`, `out[at + 1]`, …; returns the index
+   * after the last one written.
+   */
+  _read(
+    partition: Partition,
+    from: number,
+    count: number,
+    out: BrokerValue<T>[],
+    at: number,
+  ): number {
+    return this.#logs.get(partition)!.read(partition, from, count, out, at);
   }
 
   /** @internal */
@@ -545,18 +602,31 @@ export class LocalConsumer<T> implements Consumer<T> {
     const parts = this.#assigned;
     const n = parts.length;
     if (n === 0) return [];
-    let out: BrokerValue<T>[] = [];
+    const max = this.#maxPoll;
     const start = this.#rotation++ % n;
-    for (let k = 0; k < n && out.length < this.#maxPoll; k++) {
+    // First how many messages each partition gives, so that the batch is allocated once, at
+    // its size; the broker builds the BrokerValues as it fills it.
+    const picked: Partition[] = [];
+    const from: number[] = [];
+    const counts: number[] = [];
+    let total = 0;
+    for (let k = 0; k < n && total < max; k++) {
       const p = parts[(start + k) % n];
       if (this.#paused.has(p)) continue;
       const pos = this.#positions.get(p)!;
-      const log = this.#broker._log(p);
-      if (pos >= log.length) continue;
-      const take = Math.min(log.length - pos, this.#maxPoll - out.length);
-      const slice = log.slice(pos, pos + take);
-      out = out.length === 0 ? slice : out.concat(slice);
-      this.#positions.set(p, pos + take);
+      const take = Math.min(this.#broker.endOffset(p) - pos, max - total);
+      if (take <= 0) continue;
+      picked.push(p);
+      from.push(pos);
+      counts.push(take);
+      total += take;
+    }
+    if (total === 0) return [];
+    const out = new Array<BrokerValue<T>>(total);
+    let at = 0;
+    for (let i = 0; i < picked.length; i++) {
+      at = this.#broker._read(picked[i], from[i], counts[i], out, at);
+      this.#positions.set(picked[i], from[i] + counts[i]);
     }
     return out;
   }
