@@ -425,6 +425,8 @@ async function up(): Promise<number> {
         `Kafka ${existing.kafkaVersion}, RSS ${rss ?? "?"} MiB, started ${existing.startedAt}`,
     );
     console.log(`KAFKA_BROKERS=${KAFKA_HOST}:${existing.port}`);
+    // For callers that stop what they started (scripts/run_tests.ts): this one they did not.
+    console.log("KAFKA_ALREADY_UP=1");
     return 0;
   }
 

@@ -44,8 +44,13 @@ if (brokers) {
   const found = out.match(/KAFKA_BROKERS=(\S+)/);
   if (up.success && found) {
     brokers = found[1];
-    startedBroker = true;
-    console.log(`Kafka integration tests: broker ready at ${brokers}`);
+    // A broker that was already running (a developer's `deno task kafka:up`) is left running.
+    startedBroker = !out.includes("KAFKA_ALREADY_UP=1");
+    console.log(
+      `Kafka integration tests: broker ${
+        startedBroker ? "ready" : "already running"
+      } at ${brokers}`,
+    );
   } else {
     banner("KAFKA INTEGRATION TESTS WILL BE SKIPPED: the local broker failed to start (see above)");
   }
