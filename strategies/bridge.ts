@@ -211,8 +211,10 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     }
     const meter = this.#metrics;
     if (meter !== undefined && meter.sending) meter.relieveUpstream();
+    // Sized first: a `size` that throws must not leave the message queued.
+    const size = this.#sizeOf ? this.#sizeOf(message) : 1;
     this.#pending.push(message);
-    this.#pendingSize += this.#sizeOf ? this.#sizeOf(message) : 1;
+    this.#pendingSize += size;
     if (this.#pending.length >= this.#chunkSize) this.#flush();
     else if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -249,10 +251,18 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       }
       const sizeOf = this.#sizeOf;
       if (sizeOf !== undefined) {
-        // Sized messages: as `submit` does, one at a time (each may use several units).
-        const m = messages[i++];
-        this.#pending.push(m);
-        this.#pendingSize += sizeOf(m);
+        // Sized messages: as `submit` does, one at a time (each may use several units). A
+        // `size` that throws is thrown for the first message; after that, the caller's next
+        // submit of messages[i] throws it, so nothing taken is ever handed back.
+        let size: number;
+        try {
+          size = sizeOf(messages[i]);
+        } catch (e) {
+          if (i > from) break;
+          throw e;
+        }
+        this.#pending.push(messages[i++]);
+        this.#pendingSize += size;
         if (this.#pending.length >= this.#chunkSize) this.#flush();
         continue;
       }

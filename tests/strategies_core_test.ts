@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertThrows } from "@std/assert";
 import { byteLength, CommitOffsets, FilterStep, type Message, Noop, RunTask } from "../mod.ts";
 import { strategyContract } from "./contract.ts";
 import { brokerMessage, CommitRecorder, feed, P0 } from "./helpers.ts";
@@ -129,4 +129,30 @@ Deno.test("RunTask hands results on in chunks: a small next queue rejects mid-ch
   assertEquals([...calls.values()].filter((c) => c !== 1), [], "the function ran once per message");
   assertEquals(calls.size, n);
   assertEquals(recorder.latest.get(P0), n, "all committed");
+});
+
+Deno.test("a size function that throws leaves its message out of the queue: nothing is taken twice", async () => {
+  const bad = (m: Message<number>) => {
+    if (m.payload === 2) throw new TypeError("cannot size payload 2");
+    return 1;
+  };
+  for (const many of [false, true]) {
+    const seen: number[] = [];
+    const step = new RunTask((m: Message<number>) => seen.push(m.payload), new Noop(), {
+      highWaterMark: 10,
+      size: bad,
+    });
+    const all = Array.from({ length: 5 }, (_, i) => brokerMessage(i, i));
+    if (many) {
+      assertEquals(step.submitMany(all, 0), 2, "takes the messages before the bad one");
+      assertThrows(() => step.submitMany(all, 2), TypeError, "cannot size payload 2");
+    } else {
+      step.submit(all[0]);
+      step.submit(all[1]);
+      assertThrows(() => step.submit(all[2]), TypeError, "cannot size payload 2");
+    }
+    step.close();
+    await step.join(1000);
+    assertEquals(seen, [0, 1], `${many ? "submitMany" : "submit"}: the bad message was not queued`);
+  }
 });
