@@ -432,6 +432,24 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     }
   }
 
+  /**
+   * For a step that hands results on from its own loop: emits `message` and returns true
+   * when the next step took it. Returns false when it did not: either the next step failed
+   * (the step is failed with that error, and `abandoned` is true) or it is full, and then
+   * `whenRoom` runs once there is room.
+   */
+  protected emitOrWhenRoom(message: Message<TOut>, whenRoom: () => void): boolean {
+    let accepted: boolean;
+    try {
+      accepted = this.emit(message);
+    } catch (e) {
+      this.fail(e);
+      return false;
+    }
+    if (!accepted) this.waitForRoom().then(whenRoom);
+    return accepted;
+  }
+
   /** Emits one message, waiting for room as long as needed (or until abandoned). */
   protected async emitWhenRoom(message: Message<TOut>): Promise<void> {
     while (!this.emit(message)) {

@@ -106,6 +106,10 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
   #ready = 0;
   #forwarding = false;
   #waitingRoom = false;
+  readonly #afterRoom = () => {
+    this.#waitingRoom = false;
+    this.#forward();
+  };
   #retryPump = false;
   #waiters: Array<() => void> = [];
 
@@ -307,19 +311,8 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
       while (this.#head < this.#slots.length && !this.abandoned) {
         const s = this.#slots[this.#head];
         if (s.state === DONE) {
-          let accepted: boolean;
-          try {
-            accepted = this.emit(s.output!);
-          } catch (e) {
-            this.fail(e);
-            return;
-          }
-          if (!accepted) {
-            this.#waitingRoom = true;
-            this.waitForRoom().then(() => {
-              this.#waitingRoom = false;
-              this.#forward();
-            });
+          if (!this.emitOrWhenRoom(s.output!, this.#afterRoom)) {
+            this.#waitingRoom = !this.abandoned;
             return;
           }
           this.#pop();

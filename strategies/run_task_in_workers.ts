@@ -129,6 +129,10 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
   #nextId = 0;
   #forwarding = false;
   #waitingRoom = false;
+  readonly #afterRoom = () => {
+    this.#waitingRoom = false;
+    this.#forward();
+  };
   #waiters: Array<() => void> = [];
 
   /** Creates the step; workers start with the first batch. */
@@ -429,19 +433,8 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
             }
             out = m.replacePayload(b.results![k] as TOut);
           }
-          let accepted: boolean;
-          try {
-            accepted = this.emit(out);
-          } catch (e) {
-            this.fail(e);
-            return;
-          }
-          if (!accepted) {
-            this.#waitingRoom = true;
-            this.waitForRoom().then(() => {
-              this.#waitingRoom = false;
-              this.#forward();
-            });
+          if (!this.emitOrWhenRoom(out, this.#afterRoom)) {
+            this.#waitingRoom = !this.abandoned;
             return;
           }
           b.next++;
