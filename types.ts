@@ -145,6 +145,11 @@ export class Topic {
   toString(): string {
     return this.name;
   }
+
+  /** The topic's name, so a message or partition serialises to JSON without a cycle. */
+  toJSON(): string {
+    return this.name;
+  }
 }
 
 /**
@@ -184,6 +189,11 @@ export class Partition {
   /** `topic/index`, as used in logs and error messages. */
   toString(): string {
     return `${this.topic.name}/${this.index}`;
+  }
+
+  /** `topic/index`: a `BrokerValue` serialises to JSON as `{ payload, partition, offset }`. */
+  toJSON(): string {
+    return this.toString();
   }
 }
 

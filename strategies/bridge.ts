@@ -236,6 +236,9 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     if (this.#error !== undefined) throw this.#error;
     let i = from;
     while (i < n) {
+      // A chunk written below may have been processed at once and failed the step: take
+      // nothing more (the caller's next submit throws the failure).
+      if (this.#error !== undefined) break;
       if (this.#room - this.#pendingSize <= 0) {
         this.#room = this.#writer.desiredSize ?? 0;
         if (this.#room - this.#pendingSize <= 0) {

@@ -68,3 +68,14 @@ Deno.test("equality of broker values and values compares timestamps and offsets 
   assert(!same(new BrokerValue("a", p, 1, 5), new BrokerValue("a", p, 2, 5)), "offset");
   assert(!same(new Value(1, new Map([[p, 1]])), new Value(1, new Map([[p, 2]]))), "committable");
 });
+
+Deno.test("messages serialise to JSON: a broker value's partition is written as topic/index", () => {
+  const bv = new BrokerValue({ n: 1 }, p, 7, 1_700_000_000_000);
+  assertEquals(JSON.stringify(bv), `{"payload":{"n":1},"partition":"${p}","offset":7}`);
+  // A batch of messages (what BatchStep hands on) serialises too.
+  assertEquals(
+    JSON.stringify([bv, bv.replacePayload(2)]),
+    `[{"payload":{"n":1},"partition":"${p}","offset":7},{"payload":2}]`,
+  );
+  assertEquals(JSON.stringify(p.topic), `"${p.topic.name}"`);
+});

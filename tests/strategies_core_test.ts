@@ -1,7 +1,15 @@
 import { assert, assertEquals, assertThrows } from "@std/assert";
-import { byteLength, CommitOffsets, FilterStep, type Message, Noop, RunTask } from "../mod.ts";
+import {
+  byteLength,
+  CommitOffsets,
+  FilterStep,
+  type Message,
+  Noop,
+  RunTask,
+  StepError,
+} from "../mod.ts";
 import { strategyContract } from "./contract.ts";
-import { brokerMessage, CommitRecorder, feed, P0 } from "./helpers.ts";
+import { brokerMessage, CommitRecorder, feed, P0, tick } from "./helpers.ts";
 
 strategyContract<number>({
   name: "RunTask",
@@ -155,4 +163,21 @@ Deno.test("a size function that throws leaves its message out of the queue: noth
     await step.join(1000);
     assertEquals(seen, [0, 1], `${many ? "submitMany" : "submit"}: the bad message was not queued`);
   }
+});
+
+Deno.test("submitMany takes nothing more once a chunk it wrote has failed the step", async () => {
+  const step = new RunTask(
+    (m: Message<number>) => {
+      if (m.payload === 0) throw new Error("boom on 0");
+      return m.payload;
+    },
+    new Noop(),
+    { highWaterMark: 100, chunkSize: 2 },
+  );
+  await tick(); // the stream has started: a written chunk is processed at once
+  const all = Array.from({ length: 10 }, (_, i) => brokerMessage(i, i));
+  const taken = step.submitMany(all, 0);
+  assert(taken < all.length, `stopped after the failure (took ${taken})`);
+  assertThrows(() => step.submitMany(all, taken), StepError, "boom on 0");
+  step.terminate();
 });
