@@ -25,7 +25,9 @@
  *   first offset and first timestamp are parsed once per batch instead of once per record;
  * - `Decoder.readVarLong` decodes varlongs of up to 7 bytes (|value| < 2^48, which covers
  *   timestamp and offset deltas) with exact `Number` arithmetic and returns
- *   `Long.fromNumber` of the result; longer or truncated input goes to the original.
+ *   `Long.fromNumber` of the result; longer or truncated input goes to the original;
+ * - `Long#toString` remembers its last two results, so the records of a batch that share a
+ *   timestamp share its text (converted once) instead of converting it per record.
  *
  * @module
  */
@@ -70,10 +72,11 @@ export function kafkajsDecodePatched(): boolean {
   return Long?.[DECODE_PATCHED] === true;
 }
 
-/** @internal kafkajs's own `Long.fromValue` and `Decoder.prototype.readVarLong`, for tests. */
+/** @internal kafkajs's own `Long.fromValue`, `Long#toString` and `Decoder#readVarLong`, for tests. */
 export const kafkajsOriginals: {
   fromValue?: (value: unknown) => unknown;
   readVarLong?: () => unknown;
+  toString?: (long: unknown) => string;
 } = {};
 
 if (
@@ -117,6 +120,34 @@ if (
     }
     return readVarLong.call(this);
   };
+  // A record's timestamp text is built with `Long#toString` (BigInt to decimal), and the
+  // records of a batch usually share their timestamp: remember the last two conversions
+  // (each record converts its timestamp, then its offset). Strings never change.
+  const toString = Long.prototype.toString;
+  let big1: bigint | undefined;
+  let text1 = "";
+  let big2: bigint | undefined;
+  let text2 = "";
+  Long.prototype.toString = function (this: { value: bigint }): string {
+    const v = this.value;
+    if (v === big1) return text1;
+    if (v === big2) {
+      // Most recent first.
+      big2 = big1;
+      big1 = v;
+      const t = text2;
+      text2 = text1;
+      text1 = t;
+      return t;
+    }
+    const text = toString.call(this);
+    big2 = big1;
+    text2 = text1;
+    big1 = v;
+    text1 = text;
+    return text;
+  };
+  kafkajsOriginals.toString = (long) => toString.call(long);
   kafkajsOriginals.fromValue = (v) => fromValue.call(Long, v);
   kafkajsOriginals.readVarLong = readVarLong;
   Long[DECODE_PATCHED] = true;

@@ -26,16 +26,24 @@ const RecordBatch = (RecordBatchModule as any).RecordBatch;
 
 /** Runs `fn` with kafkajs's own functions put back, then restores the fast paths. */
 async function unpatched<T>(fn: () => T | Promise<T>): Promise<T> {
-  const fast = { fromValue: Long.fromValue, readVarLong: Decoder.prototype.readVarLong };
+  const fast = {
+    fromValue: Long.fromValue,
+    readVarLong: Decoder.prototype.readVarLong,
+    toString: Long.prototype.toString,
+  };
   Long.fromValue = function (this: unknown, v: unknown) {
     return kafkajsOriginals.fromValue!(v);
   };
   Decoder.prototype.readVarLong = kafkajsOriginals.readVarLong;
+  Long.prototype.toString = function (this: unknown) {
+    return kafkajsOriginals.toString!(this);
+  };
   try {
     return await fn();
   } finally {
     Long.fromValue = fast.fromValue;
     Decoder.prototype.readVarLong = fast.readVarLong;
+    Long.prototype.toString = fast.toString;
   }
 }
 
@@ -139,6 +147,19 @@ Deno.test("kafkajs decode: Long.fromValue gives kafkajs's value for any sequence
     if (typeof want.value === "bigint") {
       assertEquals(Long.fromValue(x).add(Long.fromValue(1)).value, want.value + 1n);
     }
+  }
+});
+
+Deno.test("kafkajs decode: Long#toString gives kafkajs's text for any sequence of values", async () => {
+  const r = rng(11);
+  const values = samples().slice(0, 40);
+  for (let i = 0; i < 3000; i++) {
+    // Runs of repeats and alternations, as record timestamps and offsets come.
+    const v = values[r() < 0.5 ? i % 3 : Math.floor(r() * values.length)];
+    const got = Long.fromValue(v.toString()).toString();
+    const want = await unpatched(() => Long.fromValue(v.toString()).toString());
+    assertEquals(got, want, `toString of ${v} at step ${i}`);
+    assertEquals(got, v.toString());
   }
 });
 
