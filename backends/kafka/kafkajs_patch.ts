@@ -63,6 +63,34 @@ if (proto && typeof proto.scheduleCheckPendingRequests === "function" && !proto[
 
 // deno-lint-ignore no-explicit-any
 const Long = LongModule as any;
+
+/**
+ * Wraps `compute` so that the results for the last two keys are returned again without
+ * computing (most recent first). For pure computations on immutable results only.
+ */
+function lastTwo<K, A, R>(compute: (arg: A) => R): (key: K, arg: A) => R {
+  let key1: K | undefined;
+  let result1: R | undefined;
+  let key2: K | undefined;
+  let result2: R | undefined;
+  return (key, arg) => {
+    if (key === key1) return result1!;
+    if (key !== key2) {
+      const result = compute(arg);
+      key2 = key1;
+      result2 = result1;
+      key1 = key;
+      result1 = result;
+      return result;
+    }
+    key2 = key1;
+    key1 = key;
+    const result = result2!;
+    result2 = result1;
+    result1 = result;
+    return result;
+  };
+}
 // deno-lint-ignore no-explicit-any
 const Decoder = DecoderModule as any;
 const DECODE_PATCHED = Symbol.for("sluice.kafkajs.decodePatched");
@@ -84,21 +112,10 @@ if (
   typeof Decoder?.prototype?.readVarLong === "function" && !Long[DECODE_PATCHED]
 ) {
   const fromValue = Long.fromValue;
-  // Two entries: a record's decoding asks for the first timestamp, then the first offset.
-  let key1: string | undefined;
-  let long1: unknown;
-  let key2: string | undefined;
-  let long2: unknown;
+  // A record's decoding asks for the batch's first timestamp, then its first offset.
+  const parse = lastTwo((text: string) => fromValue.call(Long, text));
   Long.fromValue = function (this: unknown, value: unknown): unknown {
-    if (typeof value !== "string") return fromValue.call(this, value);
-    if (value === key1) return long1;
-    if (value === key2) return long2;
-    const long = fromValue.call(this, value);
-    key2 = key1;
-    long2 = long1;
-    key1 = value;
-    long1 = long;
-    return long;
+    return typeof value === "string" ? parse(value, value) : fromValue.call(this, value);
   };
   const readVarLong = Decoder.prototype.readVarLong;
   // deno-lint-ignore no-explicit-any
@@ -121,31 +138,12 @@ if (
     return readVarLong.call(this);
   };
   // A record's timestamp text is built with `Long#toString` (BigInt to decimal), and the
-  // records of a batch usually share their timestamp: remember the last two conversions
-  // (each record converts its timestamp, then its offset). Strings never change.
+  // records of a batch usually share their timestamp (each record converts its timestamp,
+  // then its offset). Strings never change.
   const toString = Long.prototype.toString;
-  let big1: bigint | undefined;
-  let text1 = "";
-  let big2: bigint | undefined;
-  let text2 = "";
+  const text = lastTwo((long: unknown) => toString.call(long) as string);
   Long.prototype.toString = function (this: { value: bigint }): string {
-    const v = this.value;
-    if (v === big1) return text1;
-    if (v === big2) {
-      // Most recent first.
-      big2 = big1;
-      big1 = v;
-      const t = text2;
-      text2 = text1;
-      text1 = t;
-      return t;
-    }
-    const text = toString.call(this);
-    big2 = big1;
-    text2 = text1;
-    big1 = v;
-    text1 = text;
-    return text;
+    return text(this.value, this);
   };
   kafkajsOriginals.toString = (long) => toString.call(long);
   kafkajsOriginals.fromValue = (v) => fromValue.call(Long, v);
