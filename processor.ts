@@ -165,6 +165,8 @@ export class StreamProcessor<T> {
   readonly #maxBackoffMs: number;
   readonly #pausedBackoffMs: number;
   readonly #handleSignals: boolean;
+  /** The clock is the system clock: its readings also serve as the loop's wall clock. */
+  readonly #clockIsWall: boolean;
 
   #strategy: ProcessingStrategy<T> | undefined;
   #carried: BrokerValue<T>[] | undefined;
@@ -177,7 +179,8 @@ export class StreamProcessor<T> {
   #shutdownRequested = false;
   #stopping = false;
   #running = false;
-  #lastYield = performance.now();
+  /** When the loop last yielded, by {@link StreamProcessor.#wallNow}. */
+  #lastYield: number;
   /** Metrics on the given MeterProvider (shared) and this processor's share of them. */
   readonly #metrics: SluiceMetrics | undefined;
   readonly #meter: ConsumerMeter | undefined;
@@ -217,6 +220,8 @@ export class StreamProcessor<T> {
     this.#consumer = options.consumer;
     this.#factory = options.factory;
     this.#clock = options.clock ?? systemClock;
+    this.#clockIsWall = this.#clock === systemClock;
+    this.#lastYield = this.#wallNow();
     this.#policy = (options.commitPolicy ?? CommitPolicy.ONCE_PER_SECOND).createState(
       this.#clock.now(),
     );
@@ -309,8 +314,17 @@ export class StreamProcessor<T> {
     this.stats.iterations++;
     if (this.#commitError !== undefined) throw this.#commitError;
     this.#dlq?.throwIfFailed();
+    // Give timers, I/O and signals a turn at least every YIELD_EVERY_MS when busy. With the
+    // system clock, this reading also ends the last iteration's processing phase: taken
+    // here, after the microtasks in which its pipeline went on processing, not before them.
+    let now: number | undefined = this.#wallNow();
+    if (now - this.#lastYield >= YIELD_EVERY_MS || now < this.#lastYield) {
+      this.#lastYield = now;
+      await macrotask();
+      now = undefined; // time passed: the meter reads the clock itself
+    }
     if (this.#carried === undefined) {
-      this.#enter(Phase.Poll);
+      this.#enter(Phase.Poll, this.#clockIsWall ? now : undefined);
       const batch = await this.#consumer.poll(this.#pollTimeoutMs);
       this.#enter(Phase.Process);
       if (batch.length > 0) {
@@ -375,11 +389,15 @@ export class StreamProcessor<T> {
       this.#carriedIndex = 0;
       this.#endBackpressure();
     }
-    const now = performance.now();
-    if (now - this.#lastYield >= YIELD_EVERY_MS) {
-      this.#lastYield = now;
-      await macrotask();
-    }
+  }
+
+  /**
+   * Wall-clock milliseconds for the yield check: the clock's own reading when it is the
+   * system clock (`Date.now()`, cheaper than `performance.now()` and shared with the
+   * metrics), else `performance.now()` (a manual clock may never move).
+   */
+  #wallNow(): number {
+    return this.#clockIsWall ? this.#clock.now() : performance.now();
   }
 
   /** The commit callback handed to the factory. */
@@ -667,10 +685,13 @@ export class StreamProcessor<T> {
     } catch { /* idem */ }
   }
 
-  /** Switches the loop's phase (and accounts the time of the previous one when metered). */
-  #enter(phase: Phase): void {
+  /**
+   * Switches the loop's phase (and accounts the time of the previous one when metered, at
+   * `now` if the caller has just read the clock).
+   */
+  #enter(phase: Phase, now?: number): void {
     this.#phase = phase;
-    this.#meter?.enter(phase);
+    this.#meter?.enter(phase, now);
   }
 
   #describe(): string {

@@ -165,9 +165,12 @@ export class ConsumerMeter {
     return this.#phase;
   }
 
-  /** Accounts the time since the last call to the current phase, then switches to `phase`. */
-  enter(phase: Phase): void {
-    const now = this.#clock.now();
+  /**
+   * Accounts the time since the last call to the current phase, then switches to `phase`.
+   * `now` is a reading of this meter's clock the caller has just taken, to save a second
+   * one (it must not be earlier than the previous switch); by default the clock is read.
+   */
+  enter(phase: Phase, now: number = this.#clock.now()): void {
     this.#phaseMs[this.#phase] += now - this.#mark;
     this.#mark = now;
     this.#phase = phase;

@@ -466,6 +466,60 @@ Deno.test("poll and processing time come from the injected clock", async () => {
   assertEquals(s.value("sluice.consumer.lag", { topic: "idle", partition: 0 }), 0);
 });
 
+Deno.test("with the system clock, poll and processing time stay exact though the loop's clock readings are shared", async () => {
+  // The system clock reads Date.now(); stubbed, time moves only when the scenario says so:
+  // 1 ms per poll, 1 ms per message processed (in the pipeline's microtasks, after the
+  // iteration that submitted it), and 1000 ms once inside one of the loop's yields. One
+  // reading per iteration serves the yield check and the start of the poll phase; it must
+  // be taken after the pipeline's microtasks, and again after a yield.
+  const realNow = Date.now;
+  let t = 1_000_000;
+  Date.now = () => t;
+  try {
+    const broker = new LocalBroker<string>();
+    broker.createTopic("wall", 1);
+    for (let i = 0; i < 400; i++) broker.produce("wall", `m${i}`);
+    const consumer = broker.getConsumer("g", { maxPollMessages: 4 });
+    const realPoll = consumer.poll.bind(consumer);
+    let polls = 0;
+    consumer.poll = (timeoutMs?: number) => {
+      polls++;
+      t += 1;
+      return realPoll(timeoutMs);
+    };
+    const { provider, snapshot } = meterProvider();
+    let processed = 0;
+    let duringYield = 0;
+    const processor: StreamProcessor<string> = new StreamProcessor<string>({
+      consumer,
+      topics: ["wall"],
+      meterProvider: provider,
+      pollTimeoutMs: 0,
+      handleSignals: false,
+      factory: {
+        createWithPartitions: (commit) =>
+          new RunTask((m: Message<string>) => {
+            t += 1;
+            // Queued ahead of the loop's next yield (every 20 ms of this clock), so it runs there.
+            if (++processed === 40) setImmediate(() => void (t += duringYield = 1000));
+            if (processed === 200) processor.signalShutdown();
+            return m.payload;
+          }, new CommitOffsets(commit)),
+      },
+    });
+    const start = t;
+    await processor.run();
+    assertEquals(duringYield, 1000, "time passed inside a yield");
+    const s = await snapshot();
+    assertEquals(s.value("sluice.consumer.poll.time"), polls);
+    assertEquals(s.value("sluice.consumer.processing.time"), processed + 1000);
+    assertEquals(s.value("sluice.consumer.join.time"), 0);
+    assertEquals(polls + processed + 1000, t - start, "every millisecond accounted once");
+  } finally {
+    Date.now = realNow;
+  }
+});
+
 Deno.test("lag is end offset minus committed offset, and absent for consumers without endOffset", async () => {
   for (const withEndOffset of [true, false]) {
     const clock = new ManualClock(0);
