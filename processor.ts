@@ -181,6 +181,11 @@ export class StreamProcessor<T> {
   #running = false;
   /** When the loop last yielded, by {@link StreamProcessor.#wallNow}. */
   #lastYield: number;
+  /**
+   * The metered clock reading taken as this iteration's poll returned, while `strategy.poll()`
+   * runs right after it: commit checks made meanwhile reuse it instead of reading again.
+   */
+  #polledAt: number | undefined;
   /** Metrics on the given MeterProvider (shared) and this processor's share of them. */
   readonly #metrics: SluiceMetrics | undefined;
   readonly #meter: ConsumerMeter | undefined;
@@ -323,10 +328,11 @@ export class StreamProcessor<T> {
       await macrotask();
       now = undefined; // time passed: the meter reads the clock itself
     }
+    let polledAt: number | undefined;
     if (this.#carried === undefined) {
       this.#enter(Phase.Poll, this.#clockIsWall ? now : undefined);
       const batch = await this.#consumer.poll(this.#pollTimeoutMs);
-      this.#enter(Phase.Process);
+      polledAt = this.#enter(Phase.Process);
       if (batch.length > 0) {
         this.stats.messagesPolled += batch.length;
         this.#meter?.sample(batch);
@@ -345,13 +351,16 @@ export class StreamProcessor<T> {
       }
       return;
     }
+    this.#polledAt = polledAt;
     try {
       strategy.poll();
     } catch (e) {
+      this.#polledAt = undefined;
       if (!(e instanceof InvalidMessage)) throw e;
       await this.#onInvalid(e);
       return;
     }
+    this.#polledAt = undefined;
     const carried = this.#carried;
     if (carried !== undefined) {
       let i = this.#carriedIndex;
@@ -412,7 +421,9 @@ export class StreamProcessor<T> {
     // blocks set meanwhile) once the join is over.
     if (this.#joining) return;
     this.#dlq?.prune(offsets);
-    if (force || this.#policy.shouldCommit(this.#clock.now(), offsets)) this.#startCommit();
+    if (force || this.#policy.shouldCommit(this.#polledAt ?? this.#clock.now(), offsets)) {
+      this.#startCommit();
+    }
   };
 
   #startCommit(): void {
@@ -687,11 +698,11 @@ export class StreamProcessor<T> {
 
   /**
    * Switches the loop's phase (and accounts the time of the previous one when metered, at
-   * `now` if the caller has just read the clock).
+   * `now` if the caller has just read the clock). Returns the meter's reading, if any.
    */
-  #enter(phase: Phase, now?: number): void {
+  #enter(phase: Phase, now?: number): number | undefined {
     this.#phase = phase;
-    this.#meter?.enter(phase, now);
+    return this.#meter?.enter(phase, now);
   }
 
   #describe(): string {

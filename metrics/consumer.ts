@@ -169,11 +169,13 @@ export class ConsumerMeter {
    * Accounts the time since the last call to the current phase, then switches to `phase`.
    * `now` is a reading of this meter's clock the caller has just taken, to save a second
    * one (it must not be earlier than the previous switch); by default the clock is read.
+   * Returns the reading used, for the caller to reuse in turn.
    */
-  enter(phase: Phase, now: number = this.#clock.now()): void {
+  enter(phase: Phase, now: number = this.#clock.now()): number {
     this.#phaseMs[this.#phase] += now - this.#mark;
     this.#mark = now;
     this.#phase = phase;
+    return now;
   }
 
   /** Milliseconds spent in `phase` so far, including the current stretch. */

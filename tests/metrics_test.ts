@@ -520,6 +520,37 @@ Deno.test("with the system clock, poll and processing time stay exact though the
   }
 });
 
+Deno.test("a commit outside the loop's strategy.poll() reads the clock afresh, not the poll's reading", async () => {
+  // While metered, the commit check made in strategy.poll() reuses the clock reading taken
+  // when the poll returned; a commit made later (a step finishing on its own) must not.
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<string>({ clock });
+  broker.createTopic("late", 1);
+  broker.produce("late", "m0");
+  const { provider } = meterProvider();
+  let sink: SlowSink | undefined;
+  const processor = new StreamProcessor<string>({
+    consumer: broker.getConsumer("g"),
+    topics: ["late"],
+    clock,
+    meterProvider: provider,
+    commitPolicy: new CommitPolicy({ intervalMs: 100 }),
+    pollTimeoutMs: 0,
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit) =>
+        sink = new SlowSink(commit, { name: "sink", clock, ...ONE }),
+    },
+  });
+  await processor.runOnce(); // m0 polled at t=0 and held by the sink
+  await settle();
+  assertEquals(processor.stats.commits, 0);
+  await clock.advance(150);
+  assert(sink!.release(), "the sink finishes m0 at t=150 and commits");
+  await settle();
+  assertEquals(processor.stats.commits, 1, "150 ms after the last commit, the policy commits");
+});
+
 Deno.test("lag is end offset minus committed offset, and absent for consumers without endOffset", async () => {
   for (const withEndOffset of [true, false]) {
     const clock = new ManualClock(0);
