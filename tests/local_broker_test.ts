@@ -8,6 +8,7 @@ import {
   type Partition,
   RunTask,
   StreamProcessor,
+  type Topic,
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 import { waitFor } from "./helpers.ts";
@@ -221,4 +222,78 @@ Deno.test("the log keeps payload, offset and timestamp of every message across g
   assertEquals(again.map((v) => v.offset), [60, 61, 62, 63, 64, 65]);
   check(again);
   await consumer.close();
+});
+
+/** Every message of `topic` that `group` can poll, in (partition, offset) order. */
+async function drain<T>(broker: LocalBroker<T>, topic: Topic, group: string, max = 29) {
+  const consumer = broker.getConsumer(group, { maxPollMessages: max });
+  consumer.subscribe([topic]);
+  const all: BrokerValue<T>[] = [];
+  for (;;) {
+    const batch = await consumer.poll(0);
+    if (batch.length === 0) break;
+    all.push(...batch);
+  }
+  await consumer.close();
+  return all.sort((a, b) => a.partition.index - b.partition.index || a.offset - b.offset);
+}
+
+Deno.test("byte payloads are stored as copies: the producer may reuse its buffer, and a reader that changes its bytes changes no other read", async () => {
+  const broker = new LocalBroker<Uint8Array>();
+  const topic = broker.createTopic(uniqueTopic(), 2);
+  // Sizes around every storage boundary: empty, tiny, past the first 4 KiB segment, past a
+  // quarter of the largest segment (stored alone), and enough messages to fill several segments.
+  const sizes = [0, 1, 100, 4095, 4097, 5000, 300_000, 3, 262_145, 262_144];
+  for (let i = 0; i < 400; i++) sizes.push((i * 7919) % 9000);
+  const expected = new Map<string, number[]>();
+  const reused = new Uint8Array(300_000);
+  for (let i = 0; i < sizes.length; i++) {
+    const bytes = reused.subarray(0, sizes[i]);
+    for (let b = 0; b < bytes.length; b++) bytes[b] = (i * 31 + b) & 255;
+    const v = broker.produce(topic, bytes);
+    expected.set(`${v.partition.index}@${v.offset}`, Array.from(bytes));
+    reused.fill(0xee); // the producer reuses its buffer at once
+  }
+  const check = (all: BrokerValue<Uint8Array>[], what: string) => {
+    assertEquals(all.length, sizes.length, `${what}: every message`);
+    for (const v of all) {
+      const key = `${v.partition.index}@${v.offset}`;
+      assert(Object.getPrototypeOf(v.payload) === Uint8Array.prototype, `${key} is a Uint8Array`);
+      const want = expected.get(key)!;
+      assertEquals(v.payload.length, want.length, `${what}: length of ${key}`);
+      const at = v.payload.findIndex((b, i) => b !== want[i]);
+      assertEquals(at, -1, `${what}: bytes of ${key} differ from what was produced at index ${at}`);
+    }
+  };
+  const first = await drain(broker, topic, "first");
+  check(first, "first read");
+  for (const v of first) v.payload.fill(0x55); // a reader changes what it got, in place
+  check(
+    await drain(broker, topic, "second", 1000),
+    "another group, after the first changed its copies",
+  );
+  check(await drain(broker, topic, "third", 1), "one message per poll");
+});
+
+Deno.test("a partition that stored bytes keeps them when other kinds of payload follow", async () => {
+  const broker = new LocalBroker<Uint8Array | string>();
+  const topic = broker.createTopic(uniqueTopic(), 1);
+  const produced: (Uint8Array | string)[] = [];
+  const buffer = new Uint8Array(50);
+  for (let i = 0; i < 120; i++) {
+    buffer.fill(i);
+    const payload = i === 70 ? "text" : buffer.subarray(0, i % 50);
+    produced.push(typeof payload === "string" ? payload : payload.slice());
+    broker.produce(topic, payload);
+  }
+  buffer.fill(0xff);
+  const got = await drain(broker, topic, "g");
+  assertEquals(got.map((v) => v.offset), produced.map((_, i) => i));
+  for (const [i, v] of got.entries()) {
+    assertEquals(
+      typeof v.payload === "string" ? v.payload : Array.from(v.payload),
+      typeof produced[i] === "string" ? produced[i] : Array.from(produced[i]),
+      `offset ${i}`,
+    );
+  }
 });
