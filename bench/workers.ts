@@ -5,7 +5,11 @@
  * side by side in one run, for several costs per message. Wall time runs from `run()` to
  * the last offset committed, worker start-up included.
  *
- * Run: `deno run -A bench/workers.ts [--quick] [--repeat N] [--costs 5,50,300,1000]`
+ * Run: `deno run -A bench/workers.ts [--quick] [--repeat N] [--costs 5,50,300,1000] [--bytes N]`
+ *
+ * `--bytes N` makes every payload a `Uint8Array` of N bytes (at least 8) holding the job, the
+ * way Kafka payloads are bytes: the LocalBroker hands out views of one buffer per read, and
+ * the worker function decodes the job from them (`hashBytes`). Default: `Job` objects.
  *
  * Throughput and ratios use the best of the interleaved runs (the least disturbed by other
  * processes); the median wall time is shown next to it.
@@ -49,6 +53,22 @@ export function hashLoop(job: Job): number {
   return h >>> 0;
 }
 
+/** {@link hashLoop} on a job encoded by {@link encodeJob}. */
+export function hashBytes(payload: Uint8Array): number {
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  return hashLoop({ seed: view.getUint32(0, true), rounds: view.getUint32(4, true) });
+}
+
+/** A job as `size` bytes: seed and rounds (little-endian `u32`s), then filler. */
+function encodeJob(job: Job, size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, job.seed, true);
+  view.setUint32(4, job.rounds, true);
+  for (let i = 8; i < size; i++) bytes[i] = (job.seed + i) & 255;
+  return bytes;
+}
+
 /**
  * Rounds of {@link hashLoop} that cost about `micros` µs of CPU here. Calibrated on CPU
  * time, not wall time, so that other processes competing for the cores do not skew it.
@@ -79,10 +99,21 @@ function cpuSeconds(): number {
   return (u.user + u.system) / 1e6;
 }
 
-async function runOnce(config: Config, messages: number, rounds: number): Promise<Result> {
-  const broker = new LocalBroker<Job>();
+async function runOnce(
+  config: Config,
+  messages: number,
+  rounds: number,
+  bytes: number,
+): Promise<Result> {
+  const broker = new LocalBroker<Job | Uint8Array>();
   const topic = broker.createTopic("jobs", 2);
-  for (let i = 0; i < messages; i++) broker.produce(topic, { seed: i, rounds });
+  for (let i = 0; i < messages; i++) {
+    const job = { seed: i, rounds };
+    broker.produce(topic, bytes > 0 ? encodeJob(job, bytes) : job);
+  }
+  const run: (m: Message<Job | Uint8Array>) => number = bytes > 0
+    ? (m) => hashBytes(m.payload as Uint8Array)
+    : (m) => hashLoop(m.payload as Job);
   let checksum = 0;
   const sink = (commit: Commit) =>
     new RunTask((m: Message<number>) => {
@@ -90,17 +121,17 @@ async function runOnce(config: Config, messages: number, rounds: number): Promis
       return m.payload;
     }, new CommitOffsets(commit));
   const group = `bench-${config.label}`;
-  const processor = new StreamProcessor<Job>({
+  const processor = new StreamProcessor<Job | Uint8Array>({
     consumer: broker.getConsumer(group),
     topics: [topic],
     commitPolicy: new CommitPolicy({ intervalMs: 20 }),
     handleSignals: false,
     factory: {
-      createWithPartitions: (commit): ProcessingStrategy<Job> =>
+      createWithPartitions: (commit): ProcessingStrategy<Job | Uint8Array> =>
         config.workers === 0
-          ? new RunTask((m: Message<Job>) => hashLoop(m.payload), sink(commit))
-          : new RunTaskInWorkers<Job, number>(new URL(import.meta.url), sink(commit), {
-            exportName: "hashLoop",
+          ? new RunTask(run, sink(commit))
+          : new RunTaskInWorkers<Job | Uint8Array, number>(new URL(import.meta.url), sink(commit), {
+            exportName: bytes > 0 ? "hashBytes" : "hashLoop",
             workers: config.workers,
             maxBatchSize: config.maxBatchSize,
             maxBatchTimeMs: 2,
@@ -146,11 +177,16 @@ async function main(args: string[]): Promise<void> {
   };
   const repeat = Number(arg("--repeat") ?? (quick ? 1 : 5));
   const costs = (arg("--costs") ?? "5,50,300,1000").split(",").map(Number);
+  const bytes = Number(arg("--bytes") ?? 0);
+  if (bytes !== 0 && !(Number.isInteger(bytes) && bytes >= 8)) {
+    throw new Error(`--bytes must be an integer of at least 8, got ${arg("--bytes")}`);
+  }
   const budgetMs = quick ? 300 : 1000; // single-threaded work per run
   const loadavg = () => Deno.loadavg().map((l) => l.toFixed(2)).join(" ");
   console.log(
     `machine: ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}, ` +
-      `load average ${loadavg()} at start; ${repeat} interleaved run(s) per row`,
+      `load average ${loadavg()} at start; ${repeat} interleaved run(s) per row; payloads: ` +
+      (bytes > 0 ? `Uint8Array of ${bytes} bytes` : "Job objects"),
   );
   const configs: Config[] = [
     { label: "RunTask (main thread)", workers: 0, maxBatchSize: 0 },
@@ -168,7 +204,7 @@ async function main(args: string[]): Promise<void> {
     const results: Result[][] = configs.map(() => []);
     for (let r = 0; r < repeat; r++) {
       for (let c = 0; c < configs.length; c++) {
-        results[c].push(await runOnce(configs[c], messages, rounds));
+        results[c].push(await runOnce(configs[c], messages, rounds, bytes));
       }
     }
     let base = NaN;

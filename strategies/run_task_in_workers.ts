@@ -74,6 +74,12 @@ type WorkerReply =
  * Runs a function exported by `module` on every message's payload, on a pool of module
  * Web Workers, so CPU-heavy work uses more than one core. Payloads and results cross
  * threads by structured cloning: plain data, typed arrays, `Map`s... but no functions.
+ * Structured clone copies a view's whole buffer, so a payload that is a typed array or
+ * `DataView` over part of a larger buffer (a `LocalBroker` read; a `KafkaPayload`'s `value`,
+ * a slice of its fetch response) is first copied, with the batch's other such payloads, into
+ * one new buffer that is transferred: the worker gets a view of the same kind (a `Buffer` as
+ * a `Uint8Array`) over a buffer of the batch's bytes only. Views inside objects (a whole
+ * `KafkaPayload`) are cloned as they are, whole source buffer included.
  *
  * The worker module is loaded by URL in every worker; it exports the function, e.g.
  * `export function hash(payload: Uint8Array): string { ... }` (it may be async). It may
@@ -309,7 +315,10 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#batches.push(batch);
     if (!batch.done) {
       try {
-        pool[w].worker.postMessage({ t: "batch", id: batch.id, payloads });
+        const packed = packViews(payloads);
+        const message = { t: "batch", id: batch.id, payloads };
+        if (packed === undefined) pool[w].worker.postMessage(message);
+        else pool[w].worker.postMessage(message, [packed]);
       } catch (e) {
         const bad = messages.find((m) => !m.filtered && !cloneable(m.payload)) ?? messages[0];
         this.fail(
@@ -483,4 +492,93 @@ function cloneable(value: unknown): boolean {
   } catch {
     return false;
   }
+}
+
+type ViewConstructor = {
+  new (buffer: ArrayBuffer, byteOffset: number, length: number): ArrayBufferView;
+  readonly BYTES_PER_ELEMENT?: number;
+};
+
+/** The built-in view classes by name (`Float16Array` where the runtime has it). */
+const VIEW_CLASSES = new Map<string, ViewConstructor>(
+  [
+    Int8Array,
+    Uint8Array,
+    Uint8ClampedArray,
+    Int16Array,
+    Uint16Array,
+    Int32Array,
+    Uint32Array,
+    Float32Array,
+    Float64Array,
+    BigInt64Array,
+    BigUint64Array,
+    (globalThis as { Float16Array?: ViewConstructor }).Float16Array,
+  ].filter((c) => c !== undefined).map((c) => [c.name, c as ViewConstructor]),
+);
+
+/** A typed array's built-in class name (`"Uint8Array"` for a Node `Buffer` too). */
+const typedArrayName = Object.getOwnPropertyDescriptor(
+  Object.getPrototypeOf(Uint8Array.prototype),
+  Symbol.toStringTag,
+)!.get!;
+
+/**
+ * The built-in class `view` arrives as in a worker (its typed array class, or `DataView`);
+ * undefined for a kind of view not known here.
+ */
+function viewConstructor(view: ArrayBufferView): ViewConstructor | undefined {
+  const name = typedArrayName.call(view) as string | undefined;
+  if (name !== undefined) return VIEW_CLASSES.get(name);
+  return view instanceof DataView ? DataView : undefined;
+}
+
+/**
+ * A view over part of a larger, unshared buffer. Structured clone copies a view's whole
+ * buffer (once per `postMessage`), so a 100-byte slice of a 1 MB fetch response costs 1 MB.
+ */
+function isPartialView(payload: unknown): payload is ArrayBufferView {
+  return ArrayBuffer.isView(payload) && payload.byteLength !== payload.buffer.byteLength &&
+    !(typeof SharedArrayBuffer !== "undefined" && payload.buffer instanceof SharedArrayBuffer);
+}
+
+/**
+ * Copies the bytes of every payload that views part of a larger buffer into one new buffer,
+ * each at an offset aligned to its element size, and replaces it in `payloads` by a view of
+ * the same built-in kind (`Buffer` → `Uint8Array`, as a clone would make it) over its copy.
+ * Returns that buffer, referenced by nothing else, for the caller to transfer; `undefined`
+ * when no payload needed it. Other payloads, and views spanning their whole buffer (cloned
+ * at no extra cost), are left as they are.
+ */
+function packViews(payloads: unknown[]): ArrayBuffer | undefined {
+  let size = 0;
+  let found = false;
+  for (const p of payloads) {
+    if (!isPartialView(p)) continue;
+    const View = viewConstructor(p);
+    if (View === undefined) continue; // an unknown kind of view: cloned as it is
+    size = alignUp(size, View) + p.byteLength;
+    found = true;
+  }
+  if (!found) return undefined;
+  const buffer = new ArrayBuffer(size);
+  const bytes = new Uint8Array(buffer);
+  let at = 0;
+  for (let i = 0; i < payloads.length; i++) {
+    const p = payloads[i];
+    if (!isPartialView(p)) continue;
+    const View = viewConstructor(p);
+    if (View === undefined) continue;
+    at = alignUp(at, View);
+    bytes.set(new Uint8Array(p.buffer, p.byteOffset, p.byteLength), at);
+    payloads[i] = new View(buffer, at, p.byteLength / (View.BYTES_PER_ELEMENT ?? 1));
+    at += p.byteLength;
+  }
+  return buffer;
+}
+
+/** `at` rounded up to a multiple of the element size of `View` (1 for `DataView`). */
+function alignUp(at: number, View: ViewConstructor): number {
+  const n = View.BYTES_PER_ELEMENT ?? 1;
+  return Math.ceil(at / n) * n;
 }

@@ -23,7 +23,9 @@ import {
   type RunTaskInWorkersOptions,
   StepError,
   StreamProcessor,
+  type Topic,
 } from "../mod.ts";
+import { Buffer } from "node:buffer";
 import { LocalBroker } from "../backends/local/mod.ts";
 import { strategyContract } from "./contract.ts";
 import { brokerMessage, CommitRecorder, Flaky, Gate, P0, tick, waitFor } from "./helpers.ts";
@@ -54,9 +56,9 @@ strategyContract<number>({
     }),
 });
 
-function pipeline(gateOpen = true) {
+function pipeline<T = number>(gateOpen = true) {
   const recorder = new CommitRecorder();
-  const gate = new Gate<number>(gateOpen, new CommitOffsets(recorder.commit));
+  const gate = new Gate<T>(gateOpen, new CommitOffsets(recorder.commit));
   return { recorder, gate };
 }
 
@@ -86,6 +88,24 @@ async function submitAll<T>(step: ProcessingStrategy<T>, messages: Message<T>[])
       }
     }
   }
+}
+
+/** Runs `processor` until `group` has committed all of `topic`, then shuts it down. */
+async function runUntilAllCommitted<T>(
+  processor: StreamProcessor<T>,
+  broker: LocalBroker<T>,
+  topic: Topic,
+  group: string,
+): Promise<void> {
+  const running = processor.run();
+  await waitFor(
+    () =>
+      broker.partitions(topic).every((p) => broker.committed(group).get(p) === broker.endOffset(p)),
+    "everything committed",
+    20_000,
+  );
+  processor.signalShutdown();
+  await running;
 }
 
 /** Polls until poll() throws; returns the error. */
@@ -350,17 +370,7 @@ Deno.test("RunTaskInWorkers: under the StreamProcessor everything is committed a
       },
     },
   });
-  const running = processor.run();
-  await waitFor(
-    () =>
-      broker.partitions(topic).every((p) =>
-        broker.committed("workers-e2e").get(p) === broker.endOffset(p)
-      ),
-    "everything committed",
-    20_000,
-  );
-  processor.signalShutdown();
-  await running;
+  await runUntilAllCommitted(processor, broker, topic, "workers-e2e");
   for (const [, results] of seen) {
     const sorted = [...results].sort((a, b) => a - b);
     assertEquals(results, sorted, "results of a partition come back in offset order");
@@ -422,4 +432,199 @@ Deno.test("RunTaskInWorkers: an invalid message reported during join leaves the 
   assertEquals(gate.received.map((m) => m.payload), [0, 1, FILTERED_PAYLOAD, 3, 4, 5]);
   assertEquals(recorder.latest.get(P0), 6);
   assertEquals(step.running, false);
+});
+
+// Worker functions for the payload-bytes tests, as a module of its own (a data: URL, so the
+// fixture module stays as it is). They report what the worker received, including the size of
+// the buffer under a view: structured clone copies a view's whole buffer.
+const VIEW_FNS_SOURCE = `
+function bytesOf(p) {
+  return new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
+}
+export function describe(p) {
+  if (!ArrayBuffer.isView(p)) return { echo: p };
+  return {
+    kind: Object.prototype.toString.call(p).slice(8, -1),
+    length: p instanceof DataView ? p.byteLength : p.length,
+    bytes: bytesOf(p).slice(),
+    bufferBytes: p.buffer.byteLength,
+  };
+}
+export function checksum(p) {
+  const b = bytesOf(p);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  return { n: b.length, hash: h >>> 0, bufferBytes: p.buffer.byteLength };
+}
+`;
+const VIEW_FNS = new URL(`data:text/javascript,${encodeURIComponent(VIEW_FNS_SOURCE)}`);
+const viewFns = await import(VIEW_FNS.href) as { checksum(p: ArrayBufferView): Checksum };
+
+interface Checksum {
+  n: number;
+  hash: number;
+  bufferBytes: number;
+}
+
+interface Described {
+  echo?: unknown;
+  kind?: string;
+  length?: number;
+  bytes?: Uint8Array;
+  bufferBytes?: number;
+}
+
+function bytesOf(view: ArrayBufferView): Uint8Array {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+/** 100 KB of varied bytes: the kind of buffer a fetch response or a LocalBroker read is. */
+function sourceBuffer(size = 100_000): ArrayBuffer {
+  const b = new Uint8Array(size);
+  for (let i = 0; i < size; i++) b[i] = (i * 7 + (i >> 8)) & 255;
+  return b.buffer;
+}
+
+Deno.test("RunTaskInWorkers: a worker gets exactly each payload's bytes, as the same kind of view", async () => {
+  const source = sourceBuffer();
+  const copyOfSource = new Uint8Array(source).slice();
+  const whole = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+  const wholeU16 = new Uint16Array([65535, 2, 513]);
+  const payloads: Array<[unknown, string]> = [
+    [new Uint8Array(source, 3, 100), "Uint8Array"],
+    [new Uint8Array(source, 500, 0), "Uint8Array"],
+    ["a string", ""],
+    [{ n: 1, s: "object" }, ""],
+    [whole, "Uint8Array"],
+    [new Uint8Array(source, 17, 1), "Uint8Array"],
+    [new Uint16Array(source, 1002, 5), "Uint16Array"], // lands after an odd byte count
+    [Buffer.from(source, 7, 33), "Uint8Array"], // a Node Buffer arrives as a Uint8Array
+    [new DataView(source, 11, 9), "DataView"],
+    [new Float64Array(source, 80, 3), "Float64Array"],
+    [new BigInt64Array(source, 4096, 2), "BigInt64Array"],
+    [new Int32Array(source, 8, 0), "Int32Array"],
+    [new Uint8Array(0), "Uint8Array"],
+    [wholeU16, "Uint16Array"],
+    [new Uint8Array(source, 99_999, 1), "Uint8Array"],
+    [42, ""],
+  ];
+  const viewBytes = payloads.reduce(
+    (n, [p]) => n + (ArrayBuffer.isView(p) ? p.byteLength : 0),
+    0,
+  );
+  for (const maxBatchSize of [1, 5, payloads.length]) {
+    const { recorder, gate } = pipeline<Described>();
+    const step = new RunTaskInWorkers<unknown, Described>(VIEW_FNS, gate, {
+      exportName: "describe",
+      workers: 2,
+      maxBatchSize,
+    });
+    await submitAll(step, payloads.map(([p], i) => brokerMessage(p, i)));
+    await step.join(10_000);
+    const got = gate.received.map((m) => m.payload);
+    assertEquals(got.length, payloads.length);
+    for (let i = 0; i < payloads.length; i++) {
+      const [sent, kind] = payloads[i];
+      const what = `payload ${i} (batches of ${maxBatchSize})`;
+      if (!ArrayBuffer.isView(sent)) {
+        assertEquals(got[i], { echo: sent }, what);
+        continue;
+      }
+      assertEquals(got[i].kind, kind, what);
+      const length = sent instanceof DataView ? sent.byteLength : (sent as Uint8Array).length;
+      assertEquals(got[i].length, length, what);
+      assertEquals(got[i].bytes, bytesOf(sent).slice(), what);
+      if (sent.byteLength === sent.buffer.byteLength) {
+        assertEquals(got[i].bufferBytes, sent.byteLength, `${what}: a whole buffer, as it is`);
+      } else {
+        // The batch's views and their alignment padding, not the 100 KB they came from.
+        const bound = viewBytes + 8 * payloads.length;
+        assertLessOrEqual(got[i].bufferBytes!, bound, `${what}: buffer ${got[i].bufferBytes}`);
+      }
+    }
+    assertEquals(recorder.latest.get(P0), payloads.length);
+  }
+  // The sender's payloads are untouched: nothing of theirs was transferred (detached).
+  assertEquals(new Uint8Array(source), copyOfSource);
+  assertEquals(whole.byteLength, 16);
+  assertEquals(wholeU16.byteLength, 6);
+});
+
+Deno.test("RunTaskInWorkers: a view of a big buffer costs a worker its own bytes, not the whole buffer", async () => {
+  // 1 000 payloads of 100 bytes, all views of one 100 KB buffer (what a LocalBroker read or a
+  // Kafka fetch response hands out), in batches of 100: each batch carries 10 KB.
+  const source = sourceBuffer();
+  const n = 1000;
+  const size = 100;
+  const maxBatchSize = 100;
+  const views = Array.from({ length: n }, (_, i) => new Uint8Array(source, i * size, size));
+  const { recorder, gate } = pipeline<Checksum>();
+  const step = new RunTaskInWorkers<Uint8Array, Checksum>(VIEW_FNS, gate, {
+    exportName: "checksum",
+    workers: 2,
+    maxBatchSize,
+  });
+  await submitAll(step, views.map((v, i) => brokerMessage(v, i)));
+  await step.join(10_000);
+  const got = gate.received.map((m) => m.payload);
+  assertEquals(got.length, n);
+  for (let i = 0; i < n; i++) {
+    const expected = viewFns.checksum(views[i]);
+    assertEquals([got[i].n, got[i].hash], [expected.n, expected.hash], `payload ${i}`);
+    assertLessOrEqual(
+      got[i].bufferBytes,
+      maxBatchSize * size,
+      `payload ${i}: the worker's buffer of ${got[i].bufferBytes} bytes should hold the ` +
+        `batch's ${maxBatchSize * size}, not the source's ${source.byteLength}`,
+    );
+  }
+  assertEquals(recorder.latest.get(P0), n);
+});
+
+Deno.test("RunTaskInWorkers: byte payloads from the LocalBroker give the same results and commits as on the main thread", async () => {
+  const broker = new LocalBroker<Uint8Array>();
+  const topic = broker.createTopic("workers-bytes", 2);
+  const n = 1000;
+  // What each partition's messages should give, in offset order, computed on this thread.
+  const expected = new Map<number, Array<[number, number]>>();
+  for (let i = 0; i < n; i++) {
+    const bytes = new Uint8Array(i % 201); // 0 to 200 bytes
+    for (let k = 0; k < bytes.length; k++) bytes[k] = (i + k * 31) & 255;
+    const c = viewFns.checksum(bytes);
+    const at = broker.produce(topic, bytes).partition.index;
+    expected.set(at, [...(expected.get(at) ?? []), [c.n, c.hash]]);
+  }
+
+  const seen = new Map<number, Array<[number, number]>>();
+  let largestBuffer = 0;
+  const maxBatchSize = 50;
+  const processor = new StreamProcessor<Uint8Array>({
+    consumer: broker.getConsumer("workers-bytes"),
+    topics: [topic],
+    commitPolicy: new CommitPolicy({ intervalMs: 10 }),
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit) => {
+        const sink = new RunTask((m: Message<Checksum>) => {
+          const p = [...m.committable.keys()][0].index;
+          seen.set(p, [...(seen.get(p) ?? []), [m.payload.n, m.payload.hash]]);
+          largestBuffer = Math.max(largestBuffer, m.payload.bufferBytes);
+          return m.payload;
+        }, new CommitOffsets(commit));
+        return new RunTaskInWorkers<Uint8Array, Checksum>(VIEW_FNS, sink, {
+          exportName: "checksum",
+          workers: 2,
+          maxBatchSize,
+          maxBatchTimeMs: 1,
+        });
+      },
+    },
+  });
+  await runUntilAllCommitted(processor, broker, topic, "workers-bytes");
+  assertEquals(seen, expected, "every partition's results, in offset order, each once");
+  assertLessOrEqual(
+    largestBuffer,
+    maxBatchSize * 200,
+    `a worker's buffer (largest: ${largestBuffer} bytes) holds one batch at most`,
+  );
 });
