@@ -6,6 +6,9 @@
  * process idling for the same window, and Arroyo's processor under the same pressure when
  * Arroyo is installed.
  *
+ * Every run is its own Deno process (`--run=SPEC`, started by this one), so what one run leaves
+ * for the garbage collector is not collected in the next run's window.
+ *
  * Run: `deno run -A --v8-flags=--expose-gc bench/backpressure.ts [--quick] [--seconds N]`
  *
  * @module
@@ -22,6 +25,7 @@ import { makeBroker } from "./inmemory.ts";
 import {
   type BenchFlags,
   cpuSeconds,
+  flagsToArgs,
   fmtInt,
   fmtMiB,
   gc,
@@ -142,7 +146,8 @@ async function runSluice(
   seconds: number,
   maxBackoffMs?: number,
 ): Promise<WindowResult[]> {
-  const { broker, topic } = makeBroker(messages, 1);
+  // Every message its own payload, as a real producer would send them.
+  const { broker, topic } = makeBroker(messages, 1, { distinct: true });
   let slow: SlowStep<Uint8Array> | undefined;
   const processor = new StreamProcessor<Uint8Array>({
     consumer: broker.getConsumer("backpressure"),
@@ -249,14 +254,14 @@ export async function runBackpressure(flags: BenchFlags): Promise<WindowResult[]
   );
   console.log(machineNotes());
 
-  const idle = summarise("floor: this process idle (sleep)", await sampleWindow(seconds, () => 0));
-  const slowOnly = await runSlowWorkAlone(seconds);
-  const sluice = await runSluice(messages, seconds);
+  // Each run is a fresh process: the garbage one run leaves (a million messages' worth) is not
+  // collected inside the next run's window.
+  const [idle] = await runChild("idle", flags);
+  const [slowOnly] = await runChild("slow", flags);
+  const sluice = await runChild(`sluice:${messages}`, flags);
   // The same with a backlog that still dwarfs the high-water marks but is 50 times smaller.
-  // (The in-memory broker keeps byte payloads outside the JavaScript heap, so V8's memory
-  // reducer, which runs ~10 s after the backlog is written, has little to trace either way.)
-  const small = await runSluice(SMALL_BACKLOG, seconds);
-  const smallLong = await runSluice(SMALL_BACKLOG, seconds, 1000);
+  const small = await runChild(`sluice:${SMALL_BACKLOG}`, flags);
+  const smallLong = await runChild(`sluice:${SMALL_BACKLOG}:1000`, flags);
   const arroyo = await runArroyo(messages, seconds);
   const results = [idle, slowOnly, ...sluice, small[1], smallLong[1]];
   if (typeof arroyo !== "string") results.push(arroyo);
@@ -309,7 +314,7 @@ export async function runBackpressure(flags: BenchFlags): Promise<WindowResult[]
       verdict(overheadPct < 1),
     ],
     [
-      `CPU while backpressured, total (${fmtInt(messages)} waiting in this heap)`,
+      `CPU while backpressured, total (${fmtInt(messages)} waiting in this process)`,
       `${bigPct.toFixed(2)}% of a core`,
       "< 1%",
       verdict(bigPct < 1),
@@ -343,8 +348,48 @@ export async function runBackpressure(flags: BenchFlags): Promise<WindowResult[]
   return results;
 }
 
+/**
+ * One run, in this process: `idle`, `slow` (the slow work alone), or
+ * `sluice:MESSAGES[:MAX_BACKOFF_MS]`.
+ */
+async function runOne(spec: string, flags: BenchFlags): Promise<WindowResult[]> {
+  const [kind, messages, maxBackoffMs] = spec.split(":");
+  if (kind === "idle") {
+    const w = await sampleWindow(flags.seconds, () => 0);
+    return [summarise("floor: this process idle (sleep)", w)];
+  }
+  if (kind === "slow") return [await runSlowWorkAlone(flags.seconds)];
+  if (kind === "sluice" && Number(messages) > 0) {
+    const backoff = maxBackoffMs === undefined ? undefined : Number(maxBackoffMs);
+    return await runSluice(Number(messages), flags.seconds, backoff);
+  }
+  throw new Error(`--run=${spec}: use idle, slow, or sluice:MESSAGES[:MAX_BACKOFF_MS]`);
+}
+
+/** Runs `spec` in a fresh Deno process (with `--expose-gc` if this one has it). */
+async function runChild(spec: string, flags: BenchFlags): Promise<WindowResult[]> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      ...(gcAvailable() ? ["--v8-flags=--expose-gc"] : []),
+      new URL(import.meta.url).pathname,
+      ...flagsToArgs({ ...flags, json: false }),
+      `--run=${spec}`,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`backpressure run ${spec} failed (exit ${out.code})`);
+  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]) as WindowResult[];
+}
+
 if (import.meta.main) {
-  await runBackpressure(parseFlags(Deno.args));
+  const run = Deno.args.find((a) => a.startsWith("--run="))?.slice("--run=".length);
+  const flags = parseFlags(Deno.args);
+  if (run !== undefined) console.log(JSON.stringify(await runOne(run, flags)));
+  else await runBackpressure(flags);
   // The slow step still holds ~1 000 messages at 50 ms each; do not wait for it.
   Deno.exit(0);
 }

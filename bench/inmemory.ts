@@ -68,15 +68,17 @@ export interface ThroughputResult {
 export function makeBroker(
   messages: number,
   partitions: number,
+  options: { distinct?: boolean } = {},
 ): { broker: LocalBroker<Uint8Array>; topic: Topic } {
   const broker = new LocalBroker<Uint8Array>();
   const topic = broker.createTopic(`bench-${partitions}p`, partitions);
-  // 1024 distinct payloads reused round-robin: the broker copies the bytes of each message
-  // into its own storage, so this only saves building a million arrays here.
+  // By default 1024 distinct payloads reused round-robin: the broker copies the bytes of each
+  // message into its own storage, so this only saves building a million arrays here.
   const pool = Array.from({ length: 1024 }, (_, i) => new Uint8Array(PAYLOAD_BYTES).fill(i & 255));
   const ts = Date.now();
   for (let i = 0; i < messages; i++) {
-    broker.produce(topic, pool[i & 1023], { timestamp: ts });
+    const payload = options.distinct ? new Uint8Array(PAYLOAD_BYTES).fill(i & 255) : pool[i & 1023];
+    broker.produce(topic, payload, { timestamp: ts });
   }
   return { broker, topic };
 }
