@@ -43,6 +43,39 @@ const FIRST_SEGMENT_BYTES = 4096;
 /** The largest shared segment; a payload larger than a quarter of it gets a segment of its own. */
 const MAX_SEGMENT_BYTES = 1 << 20;
 
+/** Size of the buffers that reads copy bytes into; a larger read gets a buffer of its own. */
+const READ_ARENA_BYTES = 1 << 16;
+
+/**
+ * Where reads copy the bytes they return: successive reads take successive, never reused
+ * regions of a 64 KiB buffer, so no two reads share bytes, without allocating an
+ * `ArrayBuffer` (which costs far more than a view) for every poll.
+ */
+class ReadArena {
+  /** The buffer the last {@link ReadArena.copy} wrote into. */
+  buffer: ArrayBuffer = new ArrayBuffer(0);
+  #bytes = new Uint8Array(0);
+  #used = 0;
+
+  /** Copies `bytes` into fresh space; returns where they start in {@link ReadArena.buffer}. */
+  copy(bytes: Uint8Array): number {
+    const n = bytes.length;
+    if (n > READ_ARENA_BYTES / 4) {
+      this.buffer = bytes.slice().buffer;
+      return 0;
+    }
+    if (this.#used + n > this.#bytes.length) {
+      this.#bytes = new Uint8Array(READ_ARENA_BYTES);
+      this.#used = 0;
+    }
+    const at = this.#used;
+    this.#bytes.set(bytes, at);
+    this.#used = at + n;
+    this.buffer = this.#bytes.buffer;
+    return at;
+  }
+}
+
 /** Whether `payload` is exactly a `Uint8Array` (not a subclass such as Node's `Buffer`). */
 function isPlainBytes(payload: unknown): payload is Uint8Array {
   return payload instanceof Uint8Array && Object.getPrototypeOf(payload) === Uint8Array.prototype;
@@ -71,6 +104,7 @@ function grown<A extends Float64Array | Uint32Array>(array: A, size: number): A 
  * in place changes neither the log nor what other readers see.
  */
 class PartitionLog<T> {
+  constructor(readonly arena: ReadArena) {}
   #length = 0;
   #timestamps = new Float64Array(16);
   /** Payloads by offset, once the log holds anything but plain bytes. */
@@ -123,8 +157,8 @@ class PartitionLog<T> {
       }
       return at;
     }
-    // Each read gets fresh bytes (like a fetch response): one copy per run of offsets stored
-    // back to back in one segment (usually the whole read), one view per message.
+    // Each read gets bytes of its own (like a fetch response): one copy per run of offsets
+    // stored back to back in one segment (usually the whole read), one view per message.
     const segmentOf = this.#segmentOf;
     const startOf = this.#startOf;
     const lengthOf = this.#lengthOf;
@@ -134,9 +168,10 @@ class PartitionLog<T> {
       const runStart = startOf[o];
       let runEnd = runStart;
       for (; o < end && segmentOf[o] === segment; o++) runEnd = startOf[o] + lengthOf[o];
-      const buffer = this.#segments[segment].slice(runStart, runEnd).buffer;
+      const shift = this.arena.copy(this.#segments[segment].subarray(runStart, runEnd)) - runStart;
+      const buffer = this.arena.buffer;
       for (let k = first; k < o; k++) {
-        const bytes = new Uint8Array(buffer, startOf[k] - runStart, lengthOf[k]);
+        const bytes = new Uint8Array(buffer, startOf[k] + shift, lengthOf[k]);
         out[at++] = new BrokerValue(bytes as T, partition, k, timestamps[k]);
       }
     }
@@ -218,6 +253,7 @@ export class LocalBroker<T> {
   readonly clock: Clock;
   readonly #sessionTimeoutMs: number;
   readonly #logs = new Map<Partition, PartitionLog<T>>();
+  readonly #arena = new ReadArena();
   readonly #topics = new Map<Topic, number>();
   readonly #roundRobin = new Map<Topic, number>();
   readonly #groups = new Map<string, GroupState>();
@@ -245,7 +281,7 @@ export class LocalBroker<T> {
     }
     this.#topics.set(topic, partitions);
     for (let i = 0; i < partitions; i++) {
-      this.#logs.set(Partition.of(topic, i), new PartitionLog<T>());
+      this.#logs.set(Partition.of(topic, i), new PartitionLog<T>(this.#arena));
     }
     return topic;
   }
