@@ -35,6 +35,7 @@ import {
   type MemorySample,
   parseFlags,
   printTable,
+  runChildJson,
   sleep,
   verdict,
 } from "./lib.ts";
@@ -366,23 +367,10 @@ async function runOne(spec: string, flags: BenchFlags): Promise<WindowResult[]> 
   throw new Error(`--run=${spec}: use idle, slow, or sluice:MESSAGES[:MAX_BACKOFF_MS]`);
 }
 
-/** Runs `spec` in a fresh Deno process (with `--expose-gc` if this one has it). */
-async function runChild(spec: string, flags: BenchFlags): Promise<WindowResult[]> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      ...(gcAvailable() ? ["--v8-flags=--expose-gc"] : []),
-      new URL(import.meta.url).pathname,
-      ...flagsToArgs({ ...flags, json: false }),
-      `--run=${spec}`,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error(`backpressure run ${spec} failed (exit ${out.code})`);
-  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-  return JSON.parse(lines[lines.length - 1]) as WindowResult[];
+/** Runs `spec` in a fresh Deno process. */
+function runChild(spec: string, flags: BenchFlags): Promise<WindowResult[]> {
+  const args = [...flagsToArgs({ ...flags, json: false }), `--run=${spec}`];
+  return runChildJson<WindowResult[]>(new URL(import.meta.url), args);
 }
 
 if (import.meta.main) {

@@ -158,3 +158,20 @@ export function turn(): Promise<void> {
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/**
+ * Runs `script` in a fresh Deno process with `args` (and `--expose-gc`) and returns the JSON
+ * value on the last line of its output: how benchmarks keep one run's garbage and JIT state
+ * out of another's figures.
+ */
+export async function runChildJson<T>(script: string | URL, args: string[]): Promise<T> {
+  const path = typeof script === "string" ? script : script.pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--v8-flags=--expose-gc", path, ...args],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`${path} ${args.join(" ")} failed (exit ${out.code})`);
+  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]) as T;
+}

@@ -26,6 +26,7 @@ interface Bench {
 const BENCHES: Bench[] = [
   { name: "inmemory", file: "inmemory.ts" },
   { name: "backpressure", file: "backpressure.ts" },
+  { name: "backlog", file: "broker_backlog.ts" },
   { name: "latency", file: "latency.ts" },
   { name: "workers", file: "workers.ts", optional: true },
   { name: "metrics", file: "metrics.ts", optional: true },
