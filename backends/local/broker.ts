@@ -236,6 +236,11 @@ interface GroupState {
 /**
  * The in-memory broker: the default backend, and the one tests use.
  *
+ * Plain `Uint8Array` payloads are stored as bytes, as Kafka stores them: `produce` copies
+ * them (reuse your buffer freely) and every poll returns its own copy, so changing a polled
+ * payload in place changes neither the log nor any other read. Other payloads are stored and
+ * handed out as the objects given.
+ *
  * @example
  * ```ts
  * import { LocalBroker } from "@sluice/sluice/local";
