@@ -5,11 +5,16 @@
  * side by side in one run, for several costs per message. Wall time runs from `run()` to
  * the last offset committed, worker start-up included.
  *
- * Run: `deno run -A bench/workers.ts [--quick] [--repeat N] [--costs 5,50,300,1000] [--bytes N]`
+ * Run: `deno run -A bench/workers.ts [--quick] [--repeat N] [--costs 5,50,300,1000] [--bytes N]
+ * [--records]`
  *
  * `--bytes N` makes every payload a `Uint8Array` of N bytes (at least 8) holding the job, the
  * way Kafka payloads are bytes: the LocalBroker hands out views of one buffer per read, and
- * the worker function decodes the job from them (`hashBytes`). Default: `Job` objects.
+ * the worker function decodes the job from them (`hashBytes`). With `--records` too, every
+ * payload is a record shaped like a consumed `KafkaPayload` (`key`, `value` holding those N
+ * bytes, `headers`, `timestamp`) whose bytes are slices of one 1 MiB buffer, as kafkajs
+ * slices a fetch response (`maxBytesPerPartition` is 1 MiB by default) (`hashRecord`).
+ * Default: `Job` objects.
  *
  * Throughput and ratios use the best of the interleaved runs (the least disturbed by other
  * processes); the median wall time is shown next to it.
@@ -59,10 +64,47 @@ export function hashBytes(payload: Uint8Array): number {
   return hashLoop({ seed: view.getUint32(0, true), rounds: view.getUint32(4, true) });
 }
 
+/** A consumed Kafka record's shape (`KafkaPayload`), the job in its `value`. */
+export interface JobRecord {
+  key: Uint8Array;
+  value: Uint8Array;
+  headers: Record<string, Uint8Array>;
+  timestamp: number;
+}
+
+/** {@link hashBytes} on a record's value. */
+export function hashRecord(record: JobRecord): number {
+  return hashBytes(record.value);
+}
+
+/**
+ * Records of `size`-byte jobs, with an 8-byte key and header, sliced from 1 MiB buffers as
+ * the records of a fetch response are.
+ */
+function jobRecords(jobs: Job[], size: number): JobRecord[] {
+  const perFetch = Math.max(1, Math.floor(2 ** 20 / (size + 16)));
+  const out: JobRecord[] = [];
+  for (let start = 0; start < jobs.length; start += perFetch) {
+    const n = Math.min(perFetch, jobs.length - start);
+    const fetched = new Uint8Array(n * (size + 16));
+    for (let i = 0; i < n; i++) {
+      const at = i * (size + 16);
+      const value = fetched.subarray(at + 16, at + 16 + size);
+      encodeJob(jobs[start + i], size, value);
+      out.push({
+        key: fetched.subarray(at, at + 8),
+        value,
+        headers: { trace: fetched.subarray(at + 8, at + 16) },
+        timestamp: 1_795_480_000_000 + start + i,
+      });
+    }
+  }
+  return out;
+}
+
 /** A job as `size` bytes: seed and rounds (little-endian `u32`s), then filler. */
-function encodeJob(job: Job, size: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  const view = new DataView(bytes.buffer);
+function encodeJob(job: Job, size: number, bytes = new Uint8Array(size)): Uint8Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   view.setUint32(0, job.seed, true);
   view.setUint32(4, job.rounds, true);
   for (let i = 8; i < size; i++) bytes[i] = (job.seed + i) & 255;
@@ -104,16 +146,23 @@ async function runOnce(
   messages: number,
   rounds: number,
   bytes: number,
+  records: boolean,
 ): Promise<Result> {
-  const broker = new LocalBroker<Job | Uint8Array>();
+  type Payload = Job | Uint8Array | JobRecord;
+  const broker = new LocalBroker<Payload>();
   const topic = broker.createTopic("jobs", 2);
-  for (let i = 0; i < messages; i++) {
-    const job = { seed: i, rounds };
-    broker.produce(topic, bytes > 0 ? encodeJob(job, bytes) : job);
-  }
-  const run: (m: Message<Job | Uint8Array>) => number = bytes > 0
-    ? (m) => hashBytes(m.payload as Uint8Array)
-    : (m) => hashLoop(m.payload as Job);
+  const jobs = Array.from({ length: messages }, (_, i) => ({ seed: i, rounds }));
+  const payloads: Payload[] = records
+    ? jobRecords(jobs, bytes)
+    : bytes > 0
+    ? jobs.map((job) => encodeJob(job, bytes))
+    : jobs;
+  for (const p of payloads) broker.produce(topic, p);
+  const [exportName, run] = records
+    ? ["hashRecord", (m: Message<Payload>) => hashRecord(m.payload as JobRecord)] as const
+    : bytes > 0
+    ? ["hashBytes", (m: Message<Payload>) => hashBytes(m.payload as Uint8Array)] as const
+    : ["hashLoop", (m: Message<Payload>) => hashLoop(m.payload as Job)] as const;
   let checksum = 0;
   const sink = (commit: Commit) =>
     new RunTask((m: Message<number>) => {
@@ -121,17 +170,17 @@ async function runOnce(
       return m.payload;
     }, new CommitOffsets(commit));
   const group = `bench-${config.label}`;
-  const processor = new StreamProcessor<Job | Uint8Array>({
+  const processor = new StreamProcessor<Payload>({
     consumer: broker.getConsumer(group),
     topics: [topic],
     commitPolicy: new CommitPolicy({ intervalMs: 20 }),
     handleSignals: false,
     factory: {
-      createWithPartitions: (commit): ProcessingStrategy<Job | Uint8Array> =>
+      createWithPartitions: (commit): ProcessingStrategy<Payload> =>
         config.workers === 0
           ? new RunTask(run, sink(commit))
-          : new RunTaskInWorkers<Job | Uint8Array, number>(new URL(import.meta.url), sink(commit), {
-            exportName: bytes > 0 ? "hashBytes" : "hashLoop",
+          : new RunTaskInWorkers<Payload, number>(new URL(import.meta.url), sink(commit), {
+            exportName,
             workers: config.workers,
             maxBatchSize: config.maxBatchSize,
             maxBatchTimeMs: 2,
@@ -181,12 +230,18 @@ async function main(args: string[]): Promise<void> {
   if (bytes !== 0 && !(Number.isInteger(bytes) && bytes >= 8)) {
     throw new Error(`--bytes must be an integer of at least 8, got ${arg("--bytes")}`);
   }
+  const records = args.includes("--records");
+  if (records && bytes === 0) throw new Error("--records needs --bytes N");
   const budgetMs = quick ? 300 : 1000; // single-threaded work per run
   const loadavg = () => Deno.loadavg().map((l) => l.toFixed(2)).join(" ");
   console.log(
     `machine: ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}, ` +
       `load average ${loadavg()} at start; ${repeat} interleaved run(s) per row; payloads: ` +
-      (bytes > 0 ? `Uint8Array of ${bytes} bytes` : "Job objects"),
+      (records
+        ? `records with ${bytes}-byte values (slices of 1 MiB buffers)`
+        : bytes > 0
+        ? `Uint8Array of ${bytes} bytes`
+        : "Job objects"),
   );
   const configs: Config[] = [
     { label: "RunTask (main thread)", workers: 0, maxBatchSize: 0 },
@@ -204,7 +259,7 @@ async function main(args: string[]): Promise<void> {
     const results: Result[][] = configs.map(() => []);
     for (let r = 0; r < repeat; r++) {
       for (let c = 0; c < configs.length; c++) {
-        results[c].push(await runOnce(configs[c], messages, rounds, bytes));
+        results[c].push(await runOnce(configs[c], messages, rounds, bytes, records));
       }
     }
     let base = NaN;

@@ -74,12 +74,15 @@ type WorkerReply =
  * Runs a function exported by `module` on every message's payload, on a pool of module
  * Web Workers, so CPU-heavy work uses more than one core. Payloads and results cross
  * threads by structured cloning: plain data, typed arrays, `Map`s... but no functions.
- * Structured clone copies a view's whole buffer, so a payload that is a typed array or
- * `DataView` over part of a larger buffer (a `LocalBroker` read; a `KafkaPayload`'s `value`,
- * a slice of its fetch response) is first copied, with the batch's other such payloads, into
- * one new buffer that is transferred: the worker gets a view of the same kind (a `Buffer` as
- * a `Uint8Array`) over a buffer of the batch's bytes only. Views inside objects (a whole
- * `KafkaPayload`) are cloned as they are, whole source buffer included.
+ * Structured clone copies a view's whole buffer, so typed arrays and `DataView`s over part of
+ * a larger buffer (a `LocalBroker` read; a `KafkaPayload`'s `key`, `value` and header values,
+ * slices of its fetch response) are first copied, with the batch's other such views, into one
+ * new buffer that is transferred: the worker gets views of the same kind (a `Buffer` as a
+ * `Uint8Array`) over a buffer of the batch's bytes only. That holds for a payload that is such
+ * a view and for views inside plain objects and arrays up to three levels deep (a payload
+ * object, its `headers`, an array of header values), which are sent as shallow copies; the
+ * sender's payloads are not touched. Views inside class instances, or deeper, are cloned as
+ * they are, whole source buffer included.
  *
  * The worker module is loaded by URL in every worker; it exports the function, e.g.
  * `export function hash(payload: Uint8Array): string { ... }` (it may be async). It may
@@ -543,38 +546,196 @@ function isPartialView(payload: unknown): payload is ArrayBufferView {
 }
 
 /**
- * Copies the bytes of every payload that views part of a larger buffer into one new buffer,
- * each at an offset aligned to its element size, and replaces it in `payloads` by a view of
- * the same built-in kind (`Buffer` → `Uint8Array`, as a clone would make it) over its copy.
- * Returns that buffer, referenced by nothing else, for the caller to transfer; `undefined`
- * when no payload needed it. Other payloads, and views spanning their whole buffer (cloned
- * at no extra cost), are left as they are.
+ * Plain containers entered to find views, nested: a payload object, its `headers`, an array
+ * of a header's values (a `KafkaPayload`).
+ */
+const PACK_DEPTH = 3;
+
+/**
+ * Longer arrays are not searched for views (a sparse array's length can be huge). An array's
+ * elements are searched, not its other properties (which a copy keeps, as a clone does).
+ */
+const PACK_MAX_ARRAY_LENGTH = 65_536;
+
+/** Thrown when a payload refers to a container that holds it (see {@link packViews}). */
+const CYCLE = Symbol("cycle");
+
+/** A view to pack: its kind, its offset in the batch's buffer and, once made, its copy. */
+class PlannedView {
+  copy: ArrayBufferView | undefined;
+  constructor(
+    readonly view: ArrayBufferView,
+    readonly View: ViewConstructor,
+    readonly at: number,
+  ) {}
+}
+
+/** A batch's views to pack, and where their copies go, found before the buffer is made. */
+class Packing {
+  /** Bytes of the buffer so far. */
+  size = 0;
+  /** Each distinct view to copy (one copy per view, as a clone makes one per view). */
+  readonly views = new Map<ArrayBufferView, PlannedView>();
+  /** Where copies go: a slot of the payloads or of a container's copy, and whose copy. */
+  readonly slots: Array<{ target: object; key: PropertyKey; planned: PlannedView }> = [];
+  /** Containers copied, so that one referred to twice is still one object in the worker. */
+  readonly copies = new Map<object, object>();
+  /** Payloads (by index) to be replaced by their copies. */
+  readonly replaced: Array<[number, object]> = [];
+  /** The containers being searched, outermost first. */
+  readonly path: object[] = [];
+
+  constructor(readonly depth: number) {}
+}
+
+/**
+ * Copies the bytes of every view over part of a larger buffer in `payloads` (a payload, or
+ * inside a payload's plain objects and arrays, {@link PACK_DEPTH} deep) into one new buffer,
+ * each at an offset aligned to its element size, and replaces it by a view of the same
+ * built-in kind (`Buffer` → `Uint8Array`, as a clone would make it) over its copy: in
+ * `payloads` itself, and in shallow copies of the containers that held it (the sender's
+ * objects are not touched). Returns that buffer, referenced by nothing else, for the caller
+ * to transfer; `undefined` when there was nothing to pack. Other values, views spanning
+ * their whole buffer (cloned at no extra cost), class instances and deeper containers are
+ * left as they are. A view or container met twice gets one copy, as a clone keeps one
+ * object, and a reference back to a container already copied goes to its copy; a reference
+ * back to one not copied yet would need a full graph copy to keep the payload's shape, so
+ * then only the batch's top-level views are packed.
  */
 function packViews(payloads: unknown[]): ArrayBuffer | undefined {
-  let size = 0;
-  let found = false;
-  for (const p of payloads) {
-    if (!isPartialView(p)) continue;
-    const View = viewConstructor(p);
-    if (View === undefined) continue; // an unknown kind of view: cloned as it is
-    size = alignUp(size, View) + p.byteLength;
-    found = true;
+  let packing = new Packing(PACK_DEPTH);
+  try {
+    planPayloads(payloads, packing);
+  } catch (e) {
+    if (e !== CYCLE) throw e;
+    planPayloads(payloads, packing = new Packing(0));
   }
-  if (!found) return undefined;
-  const buffer = new ArrayBuffer(size);
+  if (packing.views.size === 0) return undefined; // (then no container was copied either)
+  const buffer = new ArrayBuffer(packing.size);
   const bytes = new Uint8Array(buffer);
-  let at = 0;
+  for (const p of packing.views.values()) {
+    const { view, View, at } = p;
+    bytes.set(View === Uint8Array ? view as Uint8Array : bytesOfView(view), at);
+    p.copy = new View(buffer, at, view.byteLength / (View.BYTES_PER_ELEMENT ?? 1));
+  }
+  for (const { target, key, planned } of packing.slots) (target as Container)[key] = planned.copy;
+  for (const [i, copy] of packing.replaced) payloads[i] = copy;
+  return buffer;
+}
+
+/** Plans each payload; those to replace by a container's copy are listed in `packing`. */
+function planPayloads(payloads: unknown[], packing: Packing): void {
   for (let i = 0; i < payloads.length; i++) {
     const p = payloads[i];
-    if (!isPartialView(p)) continue;
-    const View = viewConstructor(p);
-    if (View === undefined) continue;
-    at = alignUp(at, View);
-    bytes.set(new Uint8Array(p.buffer, p.byteOffset, p.byteLength), at);
-    payloads[i] = new View(buffer, at, p.byteLength / (View.BYTES_PER_ELEMENT ?? 1));
-    at += p.byteLength;
+    if (typeof p !== "object" || p === null) continue;
+    const r = plan(p, packing.depth, packing);
+    if (r instanceof PlannedView) packing.slots.push({ target: payloads, key: i, planned: r });
+    else if (r !== p) packing.replaced.push([i, r]);
   }
-  return buffer;
+}
+
+/**
+ * What to send for `value`: a {@link PlannedView} for a view to pack, a shallow copy of a
+ * plain object or array (entered if `depth` > 0) that holds views to pack, or `value` itself.
+ */
+function plan(value: object, depth: number, packing: Packing): object {
+  if (ArrayBuffer.isView(value)) return planView(value, packing);
+  if (depth === 0) return value;
+  const proto = Object.getPrototypeOf(value);
+  if (proto === Object.prototype || proto === null) return planContainer(value, depth, packing);
+  if (proto === Array.prototype && Array.isArray(value)) {
+    return value.length > PACK_MAX_ARRAY_LENGTH ? value : planContainer(value, depth, packing);
+  }
+  return value;
+}
+
+/** The plan of a view over part of a larger buffer (given its place), else `view`. */
+function planView(view: ArrayBufferView, packing: Packing): object {
+  if (!isPartialView(view)) return view;
+  let planned = packing.views.get(view);
+  if (planned !== undefined) return planned;
+  const View = viewConstructor(view);
+  if (View === undefined) return view; // an unknown kind of view: cloned as it is
+  planned = new PlannedView(view, View, alignUp(packing.size, View));
+  packing.views.set(view, planned);
+  packing.size = planned.at + view.byteLength;
+  return planned;
+}
+
+type Container = Record<PropertyKey, unknown>;
+
+/** {@link plan} for a plain object or array: its copy if an entry changes, else itself. */
+function planContainer(container: object, depth: number, packing: Packing): object {
+  // (Only looked up once there are copies: a lookup gives the object an identity hash.)
+  const done = packing.copies.size === 0 ? undefined : packing.copies.get(container);
+  if (done !== undefined) return done;
+  if (packing.path.includes(container)) throw CYCLE;
+  packing.path.push(container);
+  let copy: Container | undefined;
+  if (Array.isArray(container)) {
+    for (let i = 0; i < container.length; i++) {
+      copy = planEntry(container as unknown as Container, i, copy, depth, packing);
+    }
+  } else {
+    for (const key in container) {
+      copy = planEntry(container as Container, key, copy, depth, packing);
+    }
+  }
+  packing.path.pop();
+  return copy ?? container;
+}
+
+/** Plans `container[key]`; returns the container's copy, made once an entry changes. */
+function planEntry(
+  container: Container,
+  key: string | number,
+  copy: Container | undefined,
+  depth: number,
+  packing: Packing,
+): Container | undefined {
+  const v = container[key];
+  if (typeof v !== "object" || v === null) return copy;
+  const r = plan(v, depth - 1, packing);
+  // (A clone sends own properties only; an enumerable inherited one is left alone.)
+  if (r === v || !Object.hasOwn(container, key)) return copy;
+  if (copy === undefined) {
+    copy = Array.isArray(container)
+      ? copyArray(container) as unknown as Container
+      : { ...container };
+    packing.copies.set(container, copy);
+  }
+  if (r instanceof PlannedView) packing.slots.push({ target: copy, key, planned: r });
+  else copy[key] = r;
+  return copy;
+}
+
+/**
+ * A shallow copy of `array` as a clone sees it: same length and holes, and its own
+ * enumerable properties other than indices (which come last among its keys).
+ */
+function copyArray(array: unknown[]): unknown[] {
+  const copy = array.slice();
+  const keys = Object.keys(array);
+  let first = keys.length;
+  while (first > 0 && !isArrayIndex(keys[first - 1])) first--;
+  for (let j = first; j < keys.length; j++) {
+    Object.defineProperty(copy, keys[j], {
+      value: (array as unknown as Record<string, unknown>)[keys[j]],
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  }
+  return copy;
+}
+
+function isArrayIndex(key: string): boolean {
+  const n = Number(key);
+  return n >>> 0 === n && n !== 4294967295 && String(n) === key;
+}
+
+function bytesOfView(view: ArrayBufferView): Uint8Array {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 }
 
 /** `at` rounded up to a multiple of the element size of `View` (1 for `DataView`). */

@@ -27,6 +27,7 @@ import {
 } from "../mod.ts";
 import { Buffer } from "node:buffer";
 import { LocalBroker } from "../backends/local/mod.ts";
+import { consumedPayloads } from "./fixtures/kafka_records.ts";
 import { strategyContract } from "./contract.ts";
 import { brokerMessage, CommitRecorder, Flaky, Gate, P0, tick, waitFor } from "./helpers.ts";
 
@@ -450,6 +451,20 @@ export function describe(p) {
     bufferBytes: p.buffer.byteLength,
   };
 }
+// A payload's shape: views (as describe() sees them), arrays (length, own keys: holes and
+// extra properties show), plain objects and other values; an object met again is { ref: n },
+// n counting objects in the order first met, so shared views and containers show too.
+export function describeDeep(p, seen = new Map()) {
+  if (typeof p !== "object" || p === null) return { echo: p };
+  if (seen.has(p)) return { ref: seen.get(p) };
+  seen.set(p, seen.size);
+  if (ArrayBuffer.isView(p)) return describe(p);
+  const entries = () => Object.entries(p).map(([k, v]) => [k, describeDeep(v, seen)]);
+  if (Array.isArray(p)) return { array: p.length, entries: entries() };
+  const proto = Object.getPrototypeOf(p);
+  if (proto === Object.prototype || proto === null) return { object: entries() };
+  return { other: Object.prototype.toString.call(p), entries: entries() };
+}
 export function checksum(p) {
   const b = bytesOf(p);
   let h = 0x811c9dc5;
@@ -458,7 +473,10 @@ export function checksum(p) {
 }
 `;
 const VIEW_FNS = new URL(`data:text/javascript,${encodeURIComponent(VIEW_FNS_SOURCE)}`);
-const viewFns = await import(VIEW_FNS.href) as { checksum(p: ArrayBufferView): Checksum };
+const viewFns = await import(VIEW_FNS.href) as {
+  checksum(p: ArrayBufferView): Checksum;
+  describeDeep(p: unknown): Deep;
+};
 
 interface Checksum {
   n: number;
@@ -472,6 +490,28 @@ interface Described {
   length?: number;
   bytes?: Uint8Array;
   bufferBytes?: number;
+}
+
+/** What describeDeep() makes of a value (a view's fields are those of {@link Described}). */
+type Deep = Described & {
+  ref?: number;
+  array?: number;
+  object?: Array<[string, Deep]>;
+  other?: string;
+  entries?: Array<[string, Deep]>;
+};
+
+/** `deep` without its views' buffer sizes, which are returned in the order met. */
+function withoutBufferSizes(deep: Deep, sizes: number[] = []): { shape: Deep; sizes: number[] } {
+  const strip = (d: Deep): Deep => {
+    const { bufferBytes, object, entries, ...rest } = d;
+    if (bufferBytes !== undefined) sizes.push(bufferBytes);
+    const out: Deep = { ...rest };
+    if (object !== undefined) out.object = object.map(([k, v]) => [k, strip(v)]);
+    if (entries !== undefined) out.entries = entries.map(([k, v]) => [k, strip(v)]);
+    return out;
+  };
+  return { shape: strip(deep), sizes };
 }
 
 function bytesOf(view: ArrayBufferView): Uint8Array {
@@ -627,4 +667,131 @@ Deno.test("RunTaskInWorkers: byte payloads from the LocalBroker give the same re
     maxBatchSize * 200,
     `a worker's buffer (largest: ${largestBuffer} bytes) holds one batch at most`,
   );
+});
+
+/**
+ * Runs `describeDeep` on `payloads` in workers, in batches of `maxBatchSize`, and checks what
+ * each worker received against a structured clone of the payload (what a worker got before
+ * views were packed): the same shape, kinds, bytes and shared objects. A view the clone gave
+ * its whole source buffer must arrive over a buffer of at most `bound` bytes, except the
+ * views listed in `unpacked` (payload index → indexes among its views, in the order met),
+ * which arrive as they did.
+ */
+async function checkDeepPayloads(
+  payloads: unknown[],
+  maxBatchSize: number,
+  bound: number,
+  unpacked = new Map<number, number[]>(),
+): Promise<void> {
+  const expected = payloads.map((p) =>
+    withoutBufferSizes(viewFns.describeDeep(structuredClone(p)))
+  );
+  const { recorder, gate } = pipeline<Deep>();
+  const step = new RunTaskInWorkers<unknown, Deep>(VIEW_FNS, gate, {
+    exportName: "describeDeep",
+    workers: 2,
+    maxBatchSize,
+  });
+  await submitAll(step, payloads.map((p, i) => brokerMessage(p, i)));
+  await step.join(10_000);
+  const got = gate.received.map((m) => withoutBufferSizes(m.payload));
+  assertEquals(got.length, payloads.length);
+  for (let i = 0; i < payloads.length; i++) {
+    const what = `payload ${i} (batches of ${maxBatchSize})`;
+    assertEquals(got[i].shape, expected[i].shape, what);
+    assertEquals(got[i].sizes.length, expected[i].sizes.length, what);
+    expected[i].sizes.forEach((cloned, j) => {
+      const size = got[i].sizes[j];
+      if (cloned === bytesOfView(expected[i].shape, j) || unpacked.get(i)?.includes(j)) {
+        assertEquals(size, cloned, `${what}, view ${j}: as it was`);
+      } else {
+        assertLessOrEqual(size, bound, `${what}, view ${j}: buffer of ${size} bytes`);
+      }
+    });
+  }
+  assertEquals(recorder.latest.get(P0), payloads.length);
+}
+
+/** The byte length of the `j`th view met in a describeDeep() shape. */
+function bytesOfView(shape: Deep, j: number): number {
+  const lengths: number[] = [];
+  const walk = (d: Deep) => {
+    if (d.bytes !== undefined) lengths.push(d.bytes.length);
+    for (const [, v] of [...(d.object ?? []), ...(d.entries ?? [])]) walk(v);
+  };
+  walk(shape);
+  return lengths[j];
+}
+
+Deno.test("RunTaskInWorkers: views inside plain objects and arrays are packed too, in copies of the same shape", async () => {
+  const source = sourceBuffer();
+  const shared = new Uint8Array(source, 10, 5);
+  const sharedHeaders = { h: Buffer.from(source, 40, 6) };
+  const headerValues = [Buffer.from(source, 300, 4), "text", new Uint16Array(source, 402, 3)];
+  const nullProto = Object.assign(Object.create(null), { v: new Int32Array(source, 600, 2) });
+  const holey: unknown[] = [new Uint8Array(source, 700, 3)];
+  holey[2] = new DataView(source, 710, 2); // a hole at 1
+  holey[4] = 5; // and at 3
+  Object.assign(holey, { extra: new Uint8Array(source, 720, 4) });
+  class Holder {
+    constructor(readonly v: Uint8Array) {}
+  }
+  const payloads: unknown[] = [
+    {
+      key: new Uint8Array(source, 3, 20),
+      value: Buffer.from(source, 1000, 200),
+      headers: { trace: new DataView(source, 50, 9), list: headerValues, none: undefined },
+      timestamp: 1,
+      n: null,
+    },
+    [new Float64Array(source, 2048, 4), "s", 7, new Uint8Array(source, 99_990, 10)],
+    { a: shared, b: shared, c: { x: shared }, h1: sharedHeaders, h2: sharedHeaders },
+    nullProto,
+    holey,
+    { whole: new Uint8Array(16), text: "no views", n: 5 },
+    { sharedHeaders, again: new BigInt64Array(source, 4096, 1) },
+    new Holder(new Uint8Array(source, 800, 8)), // a class instance: cloned as it is
+    {
+      l1: { l2: { l3: new Uint8Array(source, 900, 8), l4: { v: new Uint8Array(source, 950, 8) } } },
+    },
+  ];
+  // Views kept as they are: an array's non-index property (its elements alone are searched),
+  // the class instance's, and the one in a fourth nested container.
+  const unpacked = new Map([[4, [2]], [7, [0]], [8, [1]]]);
+  const before = payloads.map((p) => viewFns.describeDeep(p));
+  const bound = 1000; // the views' 350 bytes and their padding, not the source's 100 000
+  for (const maxBatchSize of [1, 4, payloads.length]) {
+    await checkDeepPayloads(payloads, maxBatchSize, bound, unpacked);
+  }
+  // Payloads that contain themselves keep their shape. A reference back to a container
+  // already copied (it held a view met earlier) goes to its copy; one met before, and the
+  // batch's views inside containers are sent as they are (top-level ones are still packed).
+  const viewFirst: Record<string, unknown> = { v: new Uint8Array(source, 30, 3) };
+  viewFirst.self = { back: viewFirst };
+  await checkDeepPayloads([viewFirst, new Uint8Array(source, 60, 5)], 2, bound);
+  const backFirst: Record<string, unknown> = { self: {} };
+  backFirst.self = { back: backFirst };
+  backFirst.v = new Uint8Array(source, 30, 3);
+  const top = new Uint8Array(source, 60, 5);
+  await checkDeepPayloads([backFirst, top], 2, bound, new Map([[0, [0]]]));
+  // The sender's payloads are untouched: same objects, views and bytes, nothing detached.
+  assertEquals(payloads.map((p) => viewFns.describeDeep(p)), before);
+  const first = payloads[0] as { headers: { list: unknown[] }; value: unknown };
+  assert(first.headers.list === headerValues && headerValues[0] instanceof Buffer);
+  assert(first.value instanceof Buffer);
+  assert((payloads[2] as { h1: unknown }).h1 === sharedHeaders);
+  assertEquals(source.byteLength, 100_000);
+});
+
+Deno.test("RunTaskInWorkers: consumed KafkaPayloads cost a worker their batch's bytes, not the fetched buffer", async () => {
+  const { payloads, fetchedBytes } = await consumedPayloads(400, 1000);
+  assert(payloads[1].value instanceof Buffer && payloads[1].value.byteOffset > 0);
+  assert(Array.isArray(payloads[1].headers!.hop));
+  const before = payloads.map((p) => viewFns.describeDeep(p));
+  // Per record: value 1000, key up to 7, trace up to 9, hop up to 4 bytes; and padding.
+  const maxBatchSize = 50;
+  const bound = maxBatchSize * (1000 + 7 + 9 + 1 + 4);
+  assert(fetchedBytes > 4 * bound, `the fetched buffer (${fetchedBytes} bytes) is large`);
+  await checkDeepPayloads(payloads, maxBatchSize, bound);
+  assertEquals(payloads.map((p) => viewFns.describeDeep(p)), before);
 });
