@@ -6,14 +6,15 @@
  * the last offset committed, worker start-up included.
  *
  * Run: `deno run -A bench/workers.ts [--quick] [--repeat N] [--costs 5,50,300,1000] [--bytes N]
- * [--records]`
+ * [--records [--fetch-bytes N]]`
  *
  * `--bytes N` makes every payload a `Uint8Array` of N bytes (at least 8) holding the job, the
  * way Kafka payloads are bytes: the LocalBroker hands out views of one buffer per read, and
  * the worker function decodes the job from them (`hashBytes`). With `--records` too, every
  * payload is a record shaped like a consumed `KafkaPayload` (`key`, `value` holding those N
  * bytes, `headers`, `timestamp`) whose bytes are slices of one 1 MiB buffer, as kafkajs
- * slices a fetch response (`maxBytesPerPartition` is 1 MiB by default) (`hashRecord`).
+ * slices a fetch response (`maxBytesPerPartition` is 1 MiB by default) (`hashRecord`);
+ * `--fetch-bytes N` slices them from N-byte buffers instead (a compressed record batch).
  * Default: `Job` objects.
  *
  * Throughput and ratios use the best of the interleaved runs (the least disturbed by other
@@ -77,12 +78,22 @@ export function hashRecord(record: JobRecord): number {
   return hashBytes(record.value);
 }
 
+/** `--fetch-bytes N`: the size of the buffers `--records` slices its records from (1 MiB). */
+const FETCH_BYTES = (() => {
+  const at = Deno.args.indexOf("--fetch-bytes");
+  const n = at < 0 ? 2 ** 20 : Number(Deno.args[at + 1]);
+  if (!(Number.isInteger(n) && n > 0)) {
+    throw new Error(`--fetch-bytes must be a positive integer, got ${Deno.args[at + 1]}`);
+  }
+  return n;
+})();
+
 /**
  * Records of `size`-byte jobs, with an 8-byte key and header, sliced from 1 MiB buffers as
  * the records of a fetch response are.
  */
-function jobRecords(jobs: Job[], size: number): JobRecord[] {
-  const perFetch = Math.max(1, Math.floor(2 ** 20 / (size + 16)));
+function jobRecords(jobs: Job[], size: number, fetchBytes = 2 ** 20): JobRecord[] {
+  const perFetch = Math.max(1, Math.floor(fetchBytes / (size + 16)));
   const out: JobRecord[] = [];
   for (let start = 0; start < jobs.length; start += perFetch) {
     const n = Math.min(perFetch, jobs.length - start);
@@ -153,7 +164,7 @@ async function runOnce(
   const topic = broker.createTopic("jobs", 2);
   const jobs = Array.from({ length: messages }, (_, i) => ({ seed: i, rounds }));
   const payloads: Payload[] = records
-    ? jobRecords(jobs, bytes)
+    ? jobRecords(jobs, bytes, FETCH_BYTES)
     : bytes > 0
     ? jobs.map((job) => encodeJob(job, bytes))
     : jobs;
@@ -238,7 +249,7 @@ async function main(args: string[]): Promise<void> {
     `machine: ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}, ` +
       `load average ${loadavg()} at start; ${repeat} interleaved run(s) per row; payloads: ` +
       (records
-        ? `records with ${bytes}-byte values (slices of 1 MiB buffers)`
+        ? `records with ${bytes}-byte values (slices of ${FETCH_BYTES}-byte buffers)`
         : bytes > 0
         ? `Uint8Array of ${bytes} bytes`
         : "Job objects"),

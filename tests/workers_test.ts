@@ -2,6 +2,7 @@ import {
   assert,
   assertEquals,
   assertInstanceOf,
+  assertLess,
   assertLessOrEqual,
   assertRejects,
   assertStringIncludes,
@@ -621,6 +622,28 @@ Deno.test("RunTaskInWorkers: a view of a big buffer costs a worker its own bytes
   assertEquals(recorder.latest.get(P0), n);
 });
 
+Deno.test("RunTaskInWorkers: views of a buffer under 64 KiB are cloned with it, not packed (packing many would cost more)", async () => {
+  // 200 payloads of 100 bytes, views of one 20 KB buffer (a small read, a compressed batch).
+  const source = sourceBuffer(20_000);
+  const views = Array.from({ length: 200 }, (_, i) => new Uint8Array(source, i * 100, 100));
+  const { recorder, gate } = pipeline<Checksum>();
+  const step = new RunTaskInWorkers<Uint8Array, Checksum>(VIEW_FNS, gate, {
+    exportName: "checksum",
+    workers: 2,
+    maxBatchSize: 50,
+  });
+  await submitAll(step, views.map((v, i) => brokerMessage(v, i)));
+  await step.join(10_000);
+  const got = gate.received.map((m) => m.payload);
+  assertEquals(got.length, views.length);
+  for (const [i, v] of views.entries()) {
+    const expected = viewFns.checksum(v);
+    assertEquals([got[i].n, got[i].hash], [expected.n, expected.hash], `payload ${i}`);
+    assertEquals(got[i].bufferBytes, source.byteLength, `payload ${i}: cloned with its buffer`);
+  }
+  assertEquals(recorder.latest.get(P0), views.length);
+});
+
 Deno.test("RunTaskInWorkers: byte payloads from the LocalBroker give the same results and commits as on the main thread", async () => {
   const broker = new LocalBroker<Uint8Array>();
   const topic = broker.createTopic("workers-bytes", 2);
@@ -628,7 +651,9 @@ Deno.test("RunTaskInWorkers: byte payloads from the LocalBroker give the same re
   // What each partition's messages should give, in offset order, computed on this thread.
   const expected = new Map<number, Array<[number, number]>>();
   for (let i = 0; i < n; i++) {
-    const bytes = new Uint8Array(i % 201); // 0 to 200 bytes
+    // 0 to 400 bytes: a poll's read of one partition (~500 messages) is ~100 KB, over the
+    // 64 KiB from which views are packed rather than cloned with their buffer.
+    const bytes = new Uint8Array(i % 401);
     for (let k = 0; k < bytes.length; k++) bytes[k] = (i + k * 31) & 255;
     const c = viewFns.checksum(bytes);
     const at = broker.produce(topic, bytes).partition.index;
@@ -662,10 +687,11 @@ Deno.test("RunTaskInWorkers: byte payloads from the LocalBroker give the same re
   });
   await runUntilAllCommitted(processor, broker, topic, "workers-bytes");
   assertEquals(seen, expected, "every partition's results, in offset order, each once");
-  assertLessOrEqual(
+  // Reads of 64 KiB or more are packed per batch (≤ 50 × 400 bytes); smaller ones are cloned.
+  assertLess(
     largestBuffer,
-    maxBatchSize * 200,
-    `a worker's buffer (largest: ${largestBuffer} bytes) holds one batch at most`,
+    1 << 16,
+    `a worker's buffer (largest: ${largestBuffer} bytes) is never a read of 64 KiB or more`,
   );
 });
 
