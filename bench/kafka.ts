@@ -39,6 +39,7 @@ import process from "node:process";
 import type { Message, Partition } from "../mod.ts";
 import type { KafkaPayload } from "../backends/kafka/mod.ts";
 import { kafkaAvailability } from "../scripts/kafka_env.ts";
+import { runChildJson } from "./lib.ts";
 
 function flag(name: string, dflt: number): number {
   const a = Deno.args.find((x) => x.startsWith(`--${name}=`));
@@ -316,26 +317,15 @@ if (RUN !== undefined) {
 }
 
 /** Runs one consumer in a fresh Deno process. */
-async function runChild(name: string): Promise<Result> {
-  const args = [
-    "run",
-    "-A",
-    ...(Deno.args.filter((a) => a.startsWith("--v8-flags="))),
-    new URL(import.meta.url).pathname,
-    `--run=${name}`,
-    `--topic=${topic}`,
-    `--messages=${MESSAGES}`,
-    `--bytes=${BYTES}`,
-  ];
-  const out = await new Deno.Command(Deno.execPath(), {
-    args,
-    env: { KAFKA_BROKERS: brokers! },
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error(`consumer run ${name} failed (exit ${out.code})`);
-  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-  return JSON.parse(lines[lines.length - 1]) as Result;
+function runChild(name: string): Promise<Result> {
+  return runChildJson<Result>(
+    new URL(import.meta.url),
+    [`--run=${name}`, `--topic=${topic}`, `--messages=${MESSAGES}`, `--bytes=${BYTES}`],
+    {
+      runtimeArgs: Deno.args.filter((a) => a.startsWith("--v8-flags=")),
+      env: { KAFKA_BROKERS: brokers! },
+    },
+  );
 }
 
 await setUp();

@@ -160,14 +160,21 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /**
- * Runs `script` in a fresh Deno process with `args` (and `--expose-gc`) and returns the JSON
- * value on the last line of its output: how benchmarks keep one run's garbage and JIT state
- * out of another's figures.
+ * Runs `script` in a fresh Deno process with `args` and returns the JSON value on the last
+ * line of its output: how benchmarks keep one run's garbage and JIT state out of another's
+ * figures. `runtimeArgs` go before the script (default: `--v8-flags=--expose-gc`); `env` is
+ * added to the child's environment.
  */
-export async function runChildJson<T>(script: string | URL, args: string[]): Promise<T> {
+export async function runChildJson<T>(
+  script: string | URL,
+  args: string[],
+  options: { runtimeArgs?: string[]; env?: Record<string, string> } = {},
+): Promise<T> {
   const path = typeof script === "string" ? script : script.pathname;
+  const runtimeArgs = options.runtimeArgs ?? ["--v8-flags=--expose-gc"];
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--v8-flags=--expose-gc", path, ...args],
+    args: ["run", "-A", ...runtimeArgs, path, ...args],
+    env: options.env,
     stdout: "piped",
     stderr: "inherit",
   }).output();
