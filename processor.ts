@@ -351,16 +351,20 @@ export class StreamProcessor<T> {
       }
       return;
     }
+    let invalid: InvalidMessage | undefined;
     this.#polledAt = polledAt;
     try {
       strategy.poll();
     } catch (e) {
-      this.#polledAt = undefined;
       if (!(e instanceof InvalidMessage)) throw e;
-      await this.#onInvalid(e);
+      invalid = e;
+    } finally {
+      this.#polledAt = undefined;
+    }
+    if (invalid !== undefined) {
+      await this.#onInvalid(invalid);
       return;
     }
-    this.#polledAt = undefined;
     const carried = this.#carried;
     if (carried !== undefined) {
       let i = this.#carriedIndex;
