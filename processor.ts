@@ -94,6 +94,11 @@ export interface ProcessorStats extends DlqCounters {
   resumes: number;
   /** Commits sent to the consumer. */
   commits: number;
+  /**
+   * Commits that left offsets uncommitted (the broker was unreachable, or the group was
+   * rebalancing): those offsets are kept and sent again with the next commit.
+   */
+  commitsIncomplete: number;
   /** Total milliseconds spent in finished backpressure episodes. */
   backpressureMs: number;
   /** Assignments received. */
@@ -146,6 +151,7 @@ export class StreamProcessor<T> {
     pauses: 0,
     resumes: 0,
     commits: 0,
+    commitsIncomplete: 0,
     backpressureMs: 0,
     assignments: 0,
     revocations: 0,
@@ -444,9 +450,12 @@ export class StreamProcessor<T> {
     const meter = this.#meter;
     const startedAt = meter === undefined ? 0 : this.#clock.now();
     this.#commitInFlight = this.#consumer.commitOffsets().then(
-      () => {
+      (committed) => {
         this.#commitInFlight = undefined;
-        meter?.committed(offsets, startedAt);
+        if (this.#keepUncommitted(offsets, committed)) {
+          this.stats.commitsIncomplete++;
+          meter?.commitFailed(startedAt);
+        } else meter?.committed(offsets, startedAt);
         if (this.#commitAgain) {
           this.#commitAgain = false;
           this.#startCommit();
@@ -458,6 +467,24 @@ export class StreamProcessor<T> {
         this.#commitError ??= e;
       },
     );
+  }
+
+  /**
+   * Offsets the consumer did not commit (it resolves with what it did) become dirty again,
+   * unless newer ones already are, so the commit policy sends them with its next commit:
+   * a broker restart or a rebalance costs a retry, not the commit. Returns whether any
+   * offset was left uncommitted.
+   */
+  #keepUncommitted(offsets: Map<Partition, number>, committed: Map<Partition, number>): boolean {
+    let left = false;
+    for (const [p, o] of offsets) {
+      if ((committed.get(p) ?? -1) >= o) continue;
+      left = true;
+      if (this.#staged.get(p) === o) this.#staged.delete(p);
+      const dirty = this.#dirty.get(p);
+      if (dirty === undefined || dirty < o) this.#dirty.set(p, o);
+    }
+    return left;
   }
 
   /** Takes dirty offsets that may be committed now (clamped below unresolved invalid messages). */

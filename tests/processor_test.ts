@@ -267,6 +267,41 @@ Deno.test("revoke closes, joins and commits the pipeline before the partitions g
   assertEquals(a.stats.revocations, 1);
 });
 
+Deno.test("a commit the consumer could not make is made by a later commit, even on an idle topic", async () => {
+  const { clock, broker, topic } = setup(1, 10);
+  // A consumer whose commits fail while `down` (as KafkaConsumer's do while the broker
+  // restarts): it resolves with nothing committed.
+  const consumer = broker.getConsumer("g", { maxPollMessages: 1000 });
+  let down = true;
+  const stage = consumer.stageOffsets.bind(consumer);
+  const commit = consumer.commitOffsets.bind(consumer);
+  consumer.stageOffsets = (offsets) => {
+    if (!down) stage(offsets);
+  };
+  consumer.commitOffsets = () => down ? Promise.resolve(new Map()) : commit();
+  const p = processorFor(
+    broker,
+    topic,
+    (commit) => new RunTask((m) => m.payload, new CommitOffsets(commit)),
+    { consumer },
+  );
+  await runUntil(p, () => p.stats.messagesSubmitted === 10, "all submitted");
+  await clock.advance(1000);
+  await runUntil(p, () => p.stats.commitsIncomplete === 1, "a commit that failed");
+  assertEquals(broker.committed("g").size, 0);
+  // More work while commits still fail: the next commit covers the newest offset.
+  for (let i = 10; i < 15; i++) broker.produce(topic, i);
+  await runUntil(p, () => p.stats.messagesSubmitted === 15, "the new messages submitted");
+  await clock.advance(1000);
+  await runUntil(p, () => p.stats.commitsIncomplete === 2, "a second commit that failed");
+  down = false;
+  // No new message: the kept offsets are committed by the policy's next commit.
+  await clock.advance(1000);
+  await runUntil(p, () => broker.committed("g").size > 0, "the kept offsets committed");
+  assertEquals([...broker.committed("g").values()], [15]);
+  assertEquals(p.stats.commitsIncomplete, 2);
+});
+
 Deno.test("shutdown commits finished work", async () => {
   const { broker, topic } = setup(3, 30);
   const p = processorFor(

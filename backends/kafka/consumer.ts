@@ -132,6 +132,48 @@ function errorType(e: unknown): string | undefined {
     (originalCause(e) as { type?: string } | null)?.type;
 }
 
+/**
+ * kafkajs errors after which the same request may succeed: the broker or coordinator was
+ * unreachable, slow or moving.
+ */
+const TRANSIENT_NAMES = new Set([
+  "KafkaJSConnectionError",
+  "KafkaJSConnectionClosedError",
+  "KafkaJSRequestTimeoutError",
+  "KafkaJSNumberOfRetriesExceeded",
+  "KafkaJSGroupCoordinatorNotFound",
+  "KafkaJSBrokerNotFound",
+  "KafkaJSLockTimeout",
+]);
+
+/**
+ * Whether `e`, or an error it wraps, says a kafkajs request may succeed later: a
+ * connection or timeout error, kafkajs's retries running out, or a protocol error Kafka
+ * marks retriable (e.g. COORDINATOR_LOAD_IN_PROGRESS after a broker restart). A commit
+ * that fails this way is kept for the next commit instead of stopping the processor.
+ *
+ * @example
+ * ```ts ignore
+ * import kafkajs from "kafkajs";
+ * isTransientKafkaError(new kafkajs.KafkaJSConnectionError("connect ECONNREFUSED")); // true
+ * ```
+ */
+export function isTransientKafkaError(e: unknown): boolean {
+  let cur = e;
+  for (let i = 0; i < 10 && cur !== null && typeof cur === "object"; i++) {
+    const err = cur as { name?: string; retriable?: boolean; cause?: unknown };
+    if (err.name !== undefined && TRANSIENT_NAMES.has(err.name)) return true;
+    if (err.name === "KafkaJSProtocolError" && err.retriable === true) return true;
+    if (err.cause === cur) break;
+    cur = err.cause;
+  }
+  return false;
+}
+
+function commitKey(topic: string, partition: number, offset: string): string {
+  return `${topic}\u0000${partition}\u0000${offset}`;
+}
+
 function isRebalanceError(e: unknown): boolean {
   const t = (e as { type?: string } | null)?.type;
   return t !== undefined && REBALANCE_TYPES.has(t);
@@ -162,6 +204,11 @@ export interface KafkaConsumerStats {
   commitsSkipped: number;
   /** kafkajs crashes (it restarts itself when the error is retriable). */
   crashes: number;
+  /**
+   * Commits that failed for a passing reason (broker unreachable or restarting, request
+   * timed out): nothing was committed; the processor sends the offsets again.
+   */
+  commitsFailed: number;
 }
 
 /**
@@ -199,7 +246,12 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     rejoinsHeld: 0,
     commitsSkipped: 0,
     crashes: 0,
+    commitsFailed: 0,
   };
+  /** Transient commit failures in a row (one warning per streak). */
+  #commitFailures = 0;
+  /** Per commit in flight, its `commitKey`s not yet confirmed by kafkajs's COMMIT_OFFSETS. */
+  readonly #unconfirmed = new Set<Set<string>>();
 
   readonly #o: ResolvedConsumerOptions;
   #kafka: Kafka | undefined;
@@ -382,6 +434,13 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       if (!Number.isInteger(o) || o < 0) {
         throw new ConsumerError(`cannot commit ${p}@${o}: invalid offset`);
       }
+      if (this.#pendingAssignment !== undefined && !this.#pendingAssignment.has(p)) {
+        // kafkajs rejoined and the partition went elsewhere (the next poll revokes it): a
+        // commit in the new generation would be accepted and could move its new owner's
+        // committed offset.
+        this.stats.commitsSkipped++;
+        continue;
+      }
       if (this.#lost.has(p)) {
         this.stats.commitsSkipped++;
         console.warn(
@@ -394,19 +453,25 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       committed.set(p, o);
     }
     if (list.length === 0) return committed;
+    const described = () => list.map((c) => `${c.topic}/${c.partition}@${c.offset}`).join(", ");
+    // kafkajs resolves a commit it did not send when its consumer is not running (it
+    // crashed and is restarting, e.g. during a broker outage): only the COMMIT_OFFSETS event
+    // it emits after the broker accepted a commit confirms one.
+    const unconfirmed = new Set(list.map((c) => commitKey(c.topic, c.partition, c.offset)));
+    this.#unconfirmed.add(unconfirmed);
     try {
       await this.#consumer!.commitOffsets(list);
     } catch (e) {
+      if (isTransientKafkaError(e)) return this.#commitFailed(described(), describeError(e));
       const type = errorType(e);
       if (type !== undefined && MEMBERSHIP_TYPES.has(type)) {
         // The group moved on without us (session expired, or a rebalance completed): the
         // offsets were not committed; whoever owns the partitions now re-reads that work.
         this.stats.commitsSkipped++;
         console.warn(
-          `sluice kafka: commit of ${
-            list.map((c) => `${c.topic}/${c.partition}@${c.offset}`).join(", ")
-          } ` +
-            `rejected (${type}): the partitions are being reassigned; their work will be re-read`,
+          `sluice kafka: commit of ${described()} rejected (${type}): the group is ` +
+            "rebalancing; the offsets are committed again if the partitions stay with this " +
+            "member, else their next owner re-reads that work",
         );
         return new Map();
       }
@@ -415,8 +480,48 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
           "offsets were not committed (the work is re-read after a restart, nothing is lost)",
         { cause: e },
       );
+    } finally {
+      this.#unconfirmed.delete(unconfirmed);
+    }
+    if (unconfirmed.size > 0) {
+      return this.#commitFailed(
+        described(),
+        "kafkajs did not send it: its consumer is restarting after a crash",
+      );
+    }
+    if (this.#commitFailures > 0) {
+      console.warn(
+        `sluice kafka: commits succeed again (after ${this.#commitFailures} failed attempt(s))`,
+      );
+      this.#commitFailures = 0;
     }
     return committed;
+  }
+
+  /**
+   * A commit failed for a passing reason (the broker is unreachable or restarting): nothing
+   * was committed, which is not fatal; the processor keeps the offsets and sends them with
+   * its next commit. Warns once per run of failures.
+   */
+  #commitFailed(what: string, why: string): Map<Partition, number> {
+    this.stats.commitsFailed++;
+    if (this.#commitFailures++ === 0) {
+      console.warn(
+        `sluice kafka: commit of ${what} failed (${why}); the offsets are kept and ` +
+          "committed with the next commit once the broker answers",
+      );
+    }
+    return new Map();
+  }
+
+  #onCommitted(payload: {
+    topics: { topic: string; partitions: { partition: number; offset: string }[] }[];
+  }): void {
+    for (const pending of this.#unconfirmed) {
+      for (const t of payload.topics) {
+        for (const p of t.partitions) pending.delete(commitKey(t.topic, p.partition, p.offset));
+      }
+    }
   }
 
   /**
@@ -528,6 +633,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       consumer.on(consumer.events.GROUP_JOIN, (e) => this.#onGroupJoin(e.payload));
       consumer.on(consumer.events.REBALANCING, () => this.#onRebalancing());
       consumer.on(consumer.events.CRASH, (e) => this.#onCrash(e.payload));
+      consumer.on(consumer.events.COMMIT_OFFSETS, (e) => this.#onCommitted(e.payload));
       await consumer.subscribe({
         topics: this.#topics.map((t) => t.name),
         fromBeginning: o.initialOffset === "earliest",

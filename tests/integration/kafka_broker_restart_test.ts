@@ -9,11 +9,17 @@
  * and the jars; without them it is skipped with a warning (and fails under CI).
  */
 import { assert, assertEquals } from "@std/assert";
-import { CommitOffsets, CommitPolicy, type Message, RunTask, StreamProcessor } from "../../mod.ts";
+import {
+  CommitOffsets,
+  CommitPolicy,
+  ManualClock,
+  type Message,
+  RunTask,
+  StreamProcessor,
+} from "../../mod.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,
-  committedToEnd,
   createTopic,
   endOffsets,
   eventually,
@@ -203,11 +209,15 @@ if (missing !== null && Deno.env.get("CI") === "true") {
         brokers,
         group,
         ...FAST,
-        retry: { initialRetryTimeMs: 200, retries: 30, maxRetryTimeMs: 2000 },
+        retry: { initialRetryTimeMs: 200, retries: 5, maxRetryTimeMs: 1000 },
       });
+      // The commit policy runs on a manual clock: nothing is committed until the test moves
+      // it, so the test decides that a commit is attempted while the broker is down.
+      const clock = new ManualClock();
       processor = new StreamProcessor<KafkaPayload>({
         consumer,
         topics: [topic],
+        clock,
         commitPolicy: new CommitPolicy({ intervalMs: 200 }),
         handleSignals: false,
         factory: {
@@ -220,17 +230,57 @@ if (missing !== null && Deno.env.get("CI") === "true") {
         },
       });
       running = processor.run();
-      await eventually(() => distinct === N1, "the first messages processed", 60_000);
+      // Fail at once (not at the deadline) if the processor stops, and say where it was.
+      let stopped: string | undefined;
+      running.then(
+        () => stopped = "run() returned",
+        (e) => stopped = `run() failed: ${e instanceof Error ? e.stack : e}`,
+      );
+      const p = processor;
+      const state = () =>
+        `${distinct} of ${N1 + N2} distinct messages seen; consumer ${
+          JSON.stringify(consumer.stats)
+        }; processor ${JSON.stringify(p.stats)}`;
+      const until = (condition: () => boolean) => () => {
+        if (stopped) throw new Error(`${stopped}; ${state()}`);
+        return condition();
+      };
+      await eventually(until(() => distinct === N1), "the first messages", 60_000, 50, state);
       await broker.kill();
+      // The commit due now finds no broker: it must fail without stopping the processor
+      // (the offsets are kept for the next commit).
+      await clock.advance(1000);
+      await eventually(
+        until(() => consumer.stats.commitsFailed > 0),
+        "a commit attempted while the broker is down",
+        60_000,
+        50,
+        state,
+      );
       await broker.start();
       await produceNumbers(kafka, topic, N2, N1);
       await eventually(
-        () => distinct === N1 + N2,
+        until(() => distinct === N1 + N2),
         "every message processed after the restart",
         120_000,
+        50,
+        state,
       );
+      // Commits resume (the clock moves on) and cover everything, the offsets of the
+      // failed commit included.
       const ends = await endOffsets(kafka, topic);
-      await committedToEnd(kafka, group, topic, ends, 30_000, 300);
+      await eventually(
+        async () => {
+          await clock.advance(250);
+          const committed = await committedOffsets(kafka, group, topic);
+          return [...ends].every(([i, end]) => committed.get(i) === end);
+        },
+        "commits to reach the end offsets after the restart",
+        30_000,
+        300,
+        state,
+      );
+      assert(processor.stats.commitsIncomplete >= 1, state());
       processor.signalShutdown();
       await running;
       running = undefined;

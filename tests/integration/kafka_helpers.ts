@@ -148,17 +148,23 @@ export async function committedOffsets(
   }
 }
 
-/** Awaits `condition()` (sync or async), checking every `everyMs`, failing after `ms`. */
+/**
+ * Awaits `condition()` (sync or async), checking every `everyMs`, failing after `ms`;
+ * `detail()` (when given) describes the state in the timeout's message.
+ */
 export async function eventually(
   condition: () => boolean | Promise<boolean>,
   what: string,
   ms: number,
   everyMs = 50,
+  detail?: () => string,
 ): Promise<void> {
   const deadline = performance.now() + ms;
   while (!(await condition())) {
     if (performance.now() > deadline) {
-      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${what}${detail ? `; ${detail()}` : ""}`,
+      );
     }
     await new Promise((r) => setTimeout(r, everyMs));
   }
