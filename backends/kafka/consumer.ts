@@ -144,6 +144,9 @@ const TRANSIENT_NAMES = new Set([
   "KafkaJSGroupCoordinatorNotFound",
   "KafkaJSBrokerNotFound",
   "KafkaJSLockTimeout",
+  "KafkaJSTimeout",
+  "KafkaJSMetadataNotLoaded",
+  "KafkaJSNoBrokerAvailableError",
 ]);
 
 /**

@@ -11,7 +11,9 @@ const NonRetriable = kafkajs.KafkaJSNonRetriableError as unknown as Ctor;
 const RetriesExceeded = kafkajs.KafkaJSNumberOfRetriesExceeded as unknown as Ctor;
 const Protocol = kafkajs.KafkaJSProtocolError as unknown as Ctor;
 // Exported by kafkajs, missing from its type declarations.
-const ConnectionClosed = (kafkajs as unknown as Record<string, Ctor>).KafkaJSConnectionClosedError;
+const untyped = kafkajs as unknown as Record<string, Ctor>;
+const ConnectionClosed = untyped.KafkaJSConnectionClosedError;
+const NoBrokerAvailable = untyped.KafkaJSNoBrokerAvailableError;
 
 function protocolError(type: string, code: number, retriable: boolean): Error {
   return new Protocol({ message: `${type} from the broker`, type, code, retriable });
@@ -29,6 +31,7 @@ Deno.test("kafka commit errors: outage-shaped errors are transient", () => {
       new RetriesExceeded(refused, { retryCount: 5, retryTime: 1000 }),
     ],
     ["a closed connection", new ConnectionClosed("Closed connection")],
+    ["no broker reachable at all", new NoBrokerAvailable("No broker available")],
     ["a request timeout", new kafkajs.KafkaJSRequestTimeoutError("Request timed out")],
     ["a coordinator still loading", protocolError("COORDINATOR_LOAD_IN_PROGRESS", 14, true)],
     ["no coordinator yet", protocolError("COORDINATOR_NOT_AVAILABLE", 15, true)],
