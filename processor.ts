@@ -454,6 +454,7 @@ export class StreamProcessor<T> {
         this.#commitInFlight = undefined;
         if (this.#keepUncommitted(offsets, committed)) {
           this.stats.commitsIncomplete++;
+          if (committed.size > 0) meter?.committed(committed, startedAt);
           meter?.commitFailed(startedAt);
         } else meter?.committed(offsets, startedAt);
         if (this.#commitAgain) {
@@ -697,7 +698,17 @@ export class StreamProcessor<T> {
     }
     // Dead-letter deliveries still in flight must land before the final commit (or fail it).
     await this.#dlq?.flush();
+    const incomplete = this.stats.commitsIncomplete;
     await this.#flushCommits();
+    if (this.stats.commitsIncomplete > incomplete) {
+      const left = [...this.#dirty].map(([p, o]) => `${p}@${o}`).join(", ");
+      console.warn(
+        `sluice: the final commit before ${
+          this.#stopping ? "shutdown" : "giving partitions back"
+        } did not go through (${left}); that work will be read again by the partitions' ` +
+          "next owner: duplicates, not loss",
+      );
+    }
     this.#enter(phase);
   }
 

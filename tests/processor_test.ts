@@ -302,6 +302,36 @@ Deno.test("a commit the consumer could not make is made by a later commit, even 
   assertEquals(p.stats.commitsIncomplete, 2);
 });
 
+Deno.test("a final commit that does not go through at shutdown is reported, and run() still ends", async () => {
+  const { broker, topic } = setup(1, 10);
+  const consumer = broker.getConsumer("g", { maxPollMessages: 1000 });
+  consumer.stageOffsets = () => {};
+  consumer.commitOffsets = () => Promise.resolve(new Map()); // e.g. the broker is down
+  const p = processorFor(
+    broker,
+    topic,
+    (commit) => new RunTask((m) => m.payload, new CommitOffsets(commit)),
+    { consumer },
+  );
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => void warnings.push(args.join(" "));
+  try {
+    const running = p.run();
+    await waitFor(() => p.stats.messagesSubmitted === 10, "all submitted");
+    p.signalShutdown();
+    await running;
+  } finally {
+    console.warn = warn;
+  }
+  assertEquals(broker.committed("g").size, 0);
+  assertEquals(p.stats.commitsIncomplete, 1);
+  const report = warnings.find((w) => w.includes("did not go through"));
+  assert(report !== undefined, `no report among ${JSON.stringify(warnings)}`);
+  assertStringIncludes(report, `${topic.name}/0@10`);
+  assertStringIncludes(report, "shutdown");
+});
+
 Deno.test("shutdown commits finished work", async () => {
   const { broker, topic } = setup(3, 30);
   const p = processorFor(

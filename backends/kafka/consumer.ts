@@ -140,7 +140,6 @@ const TRANSIENT_NAMES = new Set([
   "KafkaJSConnectionError",
   "KafkaJSConnectionClosedError",
   "KafkaJSRequestTimeoutError",
-  "KafkaJSNumberOfRetriesExceeded",
   "KafkaJSGroupCoordinatorNotFound",
   "KafkaJSBrokerNotFound",
   "KafkaJSLockTimeout",
@@ -151,8 +150,9 @@ const TRANSIENT_NAMES = new Set([
 
 /**
  * Whether `e`, or an error it wraps, says a kafkajs request may succeed later: a
- * connection or timeout error, kafkajs's retries running out, or a protocol error Kafka
- * marks retriable (e.g. COORDINATOR_LOAD_IN_PROGRESS after a broker restart). A commit
+ * connection or timeout error, or a protocol error Kafka marks retriable (e.g.
+ * COORDINATOR_LOAD_IN_PROGRESS after a broker restart), however kafkajs wrapped it (its
+ * retries running out, or its retrier giving up on a connection error). A commit
  * that fails this way is kept for the next commit instead of stopping the processor.
  *
  * @example
@@ -253,6 +253,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   };
   /** Transient commit failures in a row (one warning per streak). */
   #commitFailures = 0;
+  /** kafkajs stopped its group (a crash, until it rejoins). */
+  #kafkajsStopped = false;
   /** Per commit in flight, its `commitKey`s not yet confirmed by kafkajs's COMMIT_OFFSETS. */
   readonly #unconfirmed = new Set<Set<string>>();
 
@@ -447,8 +449,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       if (this.#lost.has(p)) {
         this.stats.commitsSkipped++;
         console.warn(
-          `sluice kafka: not committing ${p}@${o}: the group membership was lost (kafkajs restarted); ` +
-            "the partition's next owner resumes from the last commit",
+          `sluice kafka: not committing ${p}@${o}: the partition went to the group without a ` +
+            "revoke (kafkajs restarted or rejoined); its next owner resumes from the last commit",
         );
         continue;
       }
@@ -457,6 +459,10 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     }
     if (list.length === 0) return committed;
     const described = () => list.map((c) => `${c.topic}/${c.partition}@${c.offset}`).join(", ");
+    if (this.#kafkajsStopped) {
+      // kafkajs is between a crash and its restart: it would reject the commit.
+      return this.#commitFailed(described(), "kafkajs is restarting after a crash");
+    }
     // kafkajs resolves a commit it did not send when its consumer is not running (it
     // crashed and is restarting, e.g. during a broker outage): only the COMMIT_OFFSETS event
     // it emits after the broker accepted a commit confirms one.
@@ -471,11 +477,13 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
         // The group moved on without us (session expired, or a rebalance completed): the
         // offsets were not committed; whoever owns the partitions now re-reads that work.
         this.stats.commitsSkipped++;
-        console.warn(
-          `sluice kafka: commit of ${described()} rejected (${type}): the group is ` +
-            "rebalancing; the offsets are committed again if the partitions stay with this " +
-            "member, else their next owner re-reads that work",
-        );
+        if (this.#commitFailures++ === 0) {
+          console.warn(
+            `sluice kafka: commit of ${described()} rejected (${type}): the group is ` +
+              "rebalancing; the offsets are committed again if the partitions stay with this " +
+              "member, else their next owner re-reads that work",
+          );
+        }
         return new Map();
       }
       throw new ConsumerError(
@@ -494,7 +502,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     }
     if (this.#commitFailures > 0) {
       console.warn(
-        `sluice kafka: commits succeed again (after ${this.#commitFailures} failed attempt(s))`,
+        `sluice kafka: commits succeed again (after ${this.#commitFailures} failed or rejected)`,
       );
       this.#commitFailures = 0;
     }
@@ -510,8 +518,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     this.stats.commitsFailed++;
     if (this.#commitFailures++ === 0) {
       console.warn(
-        `sluice kafka: commit of ${what} failed (${why}); the offsets are kept and ` +
-          "committed with the next commit once the broker answers",
+        `sluice kafka: commit of ${what} failed (${why}); the processor keeps the offsets ` +
+          "for its next commit",
       );
     }
     return new Map();
@@ -636,6 +644,9 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       consumer.on(consumer.events.GROUP_JOIN, (e) => this.#onGroupJoin(e.payload));
       consumer.on(consumer.events.REBALANCING, () => this.#onRebalancing());
       consumer.on(consumer.events.CRASH, (e) => this.#onCrash(e.payload));
+      // kafkajs stops its group (STOP) before it reports a crash and restarts as a new
+      // member: commits in between would be rejected as "not initialized".
+      consumer.on(consumer.events.STOP, () => this.#kafkajsStopped = true);
       consumer.on(consumer.events.COMMIT_OFFSETS, (e) => this.#onCommitted(e.payload));
       await consumer.subscribe({
         topics: this.#topics.map((t) => t.name),
@@ -675,6 +686,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
 
   #onGroupJoin(payload: { memberId: string; memberAssignment: Record<string, number[]> }): void {
     this.stats.joins++;
+    this.#kafkajsStopped = false;
     this.#generation++;
     this.#memberId = payload.memberId;
     const parts = new Set<Partition>();
@@ -1008,6 +1020,10 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     if (next === undefined || this.#state() === "pending") return;
     this.#pendingAssignment = undefined;
     const lost = [...this.#assigned].filter((p) => !next.has(p));
+    // kafkajs rejoined without a revoke (its member was fenced, or it rejoined on its own):
+    // these partitions are already another member's in the new generation, where Kafka
+    // would accept our commit and could move the new owner's offset. Not committed.
+    for (const p of lost) this.#lost.add(p);
     if (lost.length > 0) await this.#revoke(lost, true);
     const kept = [...this.#assigned];
     for (const p of kept) {

@@ -45,6 +45,11 @@ Deno.test("kafka commit errors: authorization, bad input and bugs are not transi
   const fatal: [string, unknown][] = [
     ["an authorization failure", protocolError("GROUP_AUTHORIZATION_FAILED", 30, false)],
     ["an offset kafkajs refuses", new NonRetriable("Invalid offset, expected a long")],
+    // kafkajs retries any error not marked otherwise; running out says nothing by itself.
+    [
+      "retries exhausted on an unexplained error",
+      new RetriesExceeded(new kafkajs.KafkaJSError("unexpected"), { retryCount: 5, retryTime: 9 }),
+    ],
     ["a bug in our code", new TypeError("x is undefined")],
     ["an error that is its own cause", self],
     ["a thrown string", "boom"],
