@@ -253,6 +253,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   };
   /** Transient commit failures in a row (one warning per streak). */
   #commitFailures = 0;
+  #failingSince = 0;
+  #failureWarnedAt = 0;
   /** kafkajs stopped its group (a crash, until it rejoins). */
   #kafkajsStopped = false;
   /** Per commit in flight, its `commitKey`s not yet confirmed by kafkajs's COMMIT_OFFSETS. */
@@ -477,13 +479,11 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
         // The group moved on without us (session expired, or a rebalance completed): the
         // offsets were not committed; whoever owns the partitions now re-reads that work.
         this.stats.commitsSkipped++;
-        if (this.#commitFailures++ === 0) {
-          console.warn(
-            `sluice kafka: commit of ${described()} rejected (${type}): the group is ` +
-              "rebalancing; the offsets are committed again if the partitions stay with this " +
-              "member, else their next owner re-reads that work",
-          );
-        }
+        this.#warnCommitFailure(() =>
+          `commit of ${described()} rejected (${type}): the group is rebalancing; the ` +
+          "offsets are committed again if the partitions stay with this member, else their " +
+          "next owner re-reads that work"
+        );
         return new Map();
       }
       throw new ConsumerError(
@@ -516,13 +516,26 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
    */
   #commitFailed(what: string, why: string): Map<Partition, number> {
     this.stats.commitsFailed++;
+    this.#warnCommitFailure(() =>
+      `commit of ${what} failed (${why}); the processor keeps the offsets for its next commit`
+    );
+    return new Map();
+  }
+
+  /** Warns at the first commit failure of a run, then once a minute while they go on. */
+  #warnCommitFailure(message: () => string): void {
+    const now = performance.now();
     if (this.#commitFailures++ === 0) {
+      this.#failingSince = this.#failureWarnedAt = now;
+      console.warn(`sluice kafka: ${message()}`);
+    } else if (now - this.#failureWarnedAt >= 60_000) {
+      this.#failureWarnedAt = now;
       console.warn(
-        `sluice kafka: commit of ${what} failed (${why}); the processor keeps the offsets ` +
-          "for its next commit",
+        `sluice kafka: commits still fail after ${
+          Math.round((now - this.#failingSince) / 1000)
+        } s (${this.#commitFailures} attempts); the last: ${message()}`,
       );
     }
-    return new Map();
   }
 
   #onCommitted(payload: {
