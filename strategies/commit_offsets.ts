@@ -35,14 +35,17 @@ export class CommitOffsets<T = unknown> extends StreamStep<T, never> {
     this.#commit = commit;
   }
 
+  /** Asks the processor to commit the highest offset per partition of the chunk. */
   protected process(batch: Message<T>[]): void {
     this.#commit(highestOffsets(batch));
   }
 
+  /** Lets the commit policy commit on time even when no message arrives. */
   protected override onPoll(): void {
     this.#commit(EMPTY_COMMITTABLE);
   }
 
+  /** Forces a commit of everything received (the pipeline is being joined). */
   protected override onDrained(): void {
     this.#commit(EMPTY_COMMITTABLE, true);
   }

@@ -47,6 +47,7 @@ export class FilterStep<T> extends MapStep<T, T> {
     this.#predicate = predicate;
   }
 
+  /** Keeps a message when the predicate holds; else records its offset as dropped. */
   protected transform(m: Message<T>): TransformResult<T> {
     let keep: boolean;
     if (m.filtered) keep = false;
@@ -76,6 +77,7 @@ export class FilterStep<T> extends MapStep<T, T> {
     return SKIP;
   }
 
+  /** Counts the chunk's dropped messages and hands their offsets on as a filtered marker. */
   protected override endOfBatch(): Message<T> | undefined {
     if (this.#droppedInChunk > 0) {
       this.countDropped(this.#droppedInChunk, "filtered");

@@ -254,6 +254,7 @@ export class Healthcheck<T> extends StreamStep<T, T> {
     return this.server?.port;
   }
 
+  /** Passes messages on unchanged. */
   protected process(batch: Message<T>[]): void | Promise<void> {
     return this.emitAll(batch);
   }

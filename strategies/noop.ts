@@ -25,6 +25,7 @@ export class Noop<T = unknown> extends StreamStep<T, never> {
   /** Messages accepted so far. */
   count = 0;
 
+  /** Counts the messages and drops them. */
   protected process(batch: Message<T>[]): void {
     this.count += batch.length;
   }

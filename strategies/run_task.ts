@@ -42,6 +42,7 @@ export class RunTask<TIn, TOut> extends MapStep<TIn, TOut> {
     this.#fn = fn;
   }
 
+  /** Applies `fn` to one message; filtered markers pass through. */
   protected transform(m: Message<TIn>): TransformResult<TOut> {
     if (m.filtered) return m as unknown as Message<TOut>;
     try {

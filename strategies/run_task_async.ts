@@ -152,6 +152,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     return this.#running;
   }
 
+  /** Starts `fn` for each message, up to `concurrency` calls at once. */
   protected process(batch: Message<TIn>[]): void | Promise<void> {
     for (let i = 0; i < batch.length; i++) {
       if (!this.#canAdmit(batch[i])) return this.#admitSlow(batch, i);
@@ -159,6 +160,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
   }
 
+  /** Waits for the calls in flight before the step reports itself drained. */
   protected override async onDrained(): Promise<void> {
     while (this.pending > 0 && !this.abandoned) await this.#change();
   }
@@ -178,6 +180,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
   }
 
+  /** Fails the step and abandons the calls in flight. */
   protected override fail(error: unknown): void {
     super.fail(error);
     this.#onAbandon();

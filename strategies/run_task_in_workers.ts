@@ -200,6 +200,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
     return this.#pool !== undefined && !this.#stopped;
   }
 
+  /** Adds messages to the open batch and posts full batches to idle workers. */
   protected process(batch: Message<TIn>[]): void | Promise<void> {
     for (let i = 0; i < batch.length; i++) {
       if (this.#open.length >= this.maxBatchSize && !this.#send()) {
@@ -224,6 +225,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
     if (this.#open.length >= this.maxBatchSize) this.#send();
   }
 
+  /** Fails on a batch past `batchTimeoutMs`; posts the open batch once `maxBatchTimeMs` passed. */
   protected override onPoll(): void {
     const timedOut = this.#checkTimeouts();
     if (timedOut !== undefined) throw timedOut;
@@ -232,6 +234,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
   }
 
+  /** Posts the open batch and waits for every batch in the workers (the step is joined). */
   protected override async onDrained(): Promise<void> {
     while (!this.abandoned && (this.#open.length > 0 || this.#batches.length > 0)) {
       if (this.#open.length > 0) this.#send();
@@ -260,6 +263,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#stop();
   }
 
+  /** Fails the step and stops the workers. */
   protected override fail(error: unknown): void {
     super.fail(error);
     this.#stop();
