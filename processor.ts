@@ -471,8 +471,9 @@ export class StreamProcessor<T> {
   }
 
   /**
-   * Offsets the consumer did not commit (it resolves with what it did) become dirty again,
-   * unless newer ones already are, so the commit policy sends them with its next commit:
+   * Offsets the consumer did not commit (it resolves with what it did) become dirty again
+   * (a partition already dirty holds a newer offset, which covers them), so the commit
+   * policy sends them with its next commit:
    * a broker restart or a rebalance costs a retry, not the commit. Returns whether any
    * offset was left uncommitted.
    */
@@ -482,8 +483,7 @@ export class StreamProcessor<T> {
       if ((committed.get(p) ?? -1) >= o) continue;
       left = true;
       if (this.#staged.get(p) === o) this.#staged.delete(p);
-      const dirty = this.#dirty.get(p);
-      if (dirty === undefined || dirty < o) this.#dirty.set(p, o);
+      if (!this.#dirty.has(p)) this.#dirty.set(p, o);
     }
     return left;
   }

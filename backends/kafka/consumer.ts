@@ -117,14 +117,21 @@ const REBALANCE_TYPES = new Set([
 ]);
 const MEMBERSHIP_TYPES = new Set([...REBALANCE_TYPES, "UNKNOWN_MEMBER_ID"]);
 
-function originalCause(e: unknown): unknown {
+/** `e`, then the error it wraps (`cause`), and so on: at most 10, stopping at a loop. */
+function* causeChain(e: unknown): Generator<unknown> {
   let cur = e;
   for (let i = 0; i < 10; i++) {
+    yield cur;
     const c = (cur as { cause?: unknown } | null)?.cause;
-    if (c === undefined || c === null || c === cur) break;
+    if (c === undefined || c === null || c === cur) return;
     cur = c;
   }
-  return cur;
+}
+
+function originalCause(e: unknown): unknown {
+  let last: unknown;
+  for (const c of causeChain(e)) last = c;
+  return last;
 }
 
 function errorType(e: unknown): string | undefined {
@@ -162,13 +169,11 @@ const TRANSIENT_NAMES = new Set([
  * ```
  */
 export function isTransientKafkaError(e: unknown): boolean {
-  let cur = e;
-  for (let i = 0; i < 10 && cur !== null && typeof cur === "object"; i++) {
-    const err = cur as { name?: string; retriable?: boolean; cause?: unknown };
-    if (err.name !== undefined && TRANSIENT_NAMES.has(err.name)) return true;
+  for (const c of causeChain(e)) {
+    const err = c as { name?: unknown; retriable?: boolean } | null | undefined;
+    if (typeof err?.name !== "string") continue;
+    if (TRANSIENT_NAMES.has(err.name)) return true;
     if (err.name === "KafkaJSProtocolError" && err.retriable === true) return true;
-    if (err.cause === cur) break;
-    cur = err.cause;
   }
   return false;
 }
@@ -251,7 +256,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     crashes: 0,
     commitsFailed: 0,
   };
-  /** Transient commit failures in a row (one warning per streak). */
+  /** Commit failures and rejections in a row (see `#warnCommitFailure`). */
   #commitFailures = 0;
   #failingSince = 0;
   #failureWarnedAt = 0;
@@ -512,7 +517,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   /**
    * A commit failed for a passing reason (the broker is unreachable or restarting): nothing
    * was committed, which is not fatal; the processor keeps the offsets and sends them with
-   * its next commit. Warns once per run of failures.
+   * its next commit.
    */
   #commitFailed(what: string, why: string): Map<Partition, number> {
     this.stats.commitsFailed++;
