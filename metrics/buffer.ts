@@ -27,9 +27,15 @@ export class HistogramBuffer {
 
   /** `histogram` may be undefined: then samples are counted nowhere and dropped on flush. */
   constructor(
-    /** Where samples go on {@link HistogramBuffer.flush}. */
+    /**
+     * Where samples go on {@link HistogramBuffer.flush}.
+     * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+     */
     readonly histogram: Histogram | undefined,
-    /** The attributes every sample is recorded with (created once). */
+    /**
+     * The attributes every sample is recorded with (created once).
+     * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+     */
     readonly attributes: Attributes,
   ) {}
 
