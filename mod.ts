@@ -49,12 +49,14 @@ export {
   DEFAULT_HIGH_WATER_MARK,
   HOLD,
   MapStep,
+  type SettledResult,
   SKIP,
   type StepOptions,
   StreamStep,
   type TransformResult,
 } from "./strategies/bridge.ts";
 export { RunTask } from "./strategies/run_task.ts";
+export { isThenable, requireSync } from "./strategies/thenable.ts";
 export { CommitOffsets, highestOffsets } from "./strategies/commit_offsets.ts";
 export { FilterStep } from "./strategies/filter.ts";
 export { Noop } from "./strategies/noop.ts";

@@ -23,6 +23,7 @@ import {
   StepError,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
+import { requireSync } from "./thenable.ts";
 import { type StepMeter, stepMeterFor, type StepMetricsSource } from "../metrics/step.ts";
 
 /** What a step's writable stream accepts: one message, or an array of them. */
@@ -144,7 +145,13 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       `step "${this.name}": chunkSize`,
       options.chunkSize ?? DEFAULT_CHUNK_SIZE,
     );
-    const sizeOf = this.#sizeOf = options.size;
+    const userSize = options.size;
+    // A size() that returns a promise would count as NaN: stop at the first one instead.
+    const sizeOf = this.#sizeOf = userSize === undefined ? undefined : (m: Message<unknown>) => {
+      const n = userSize(m);
+      if (typeof n === "number") return n;
+      return requireSync(this.name, "size()", "a number", "Measure the payload as it is.", n);
+    };
     const chunkSizeOf = sizeOf
       ? (c: Chunk<TIn>) => {
         if (!Array.isArray(c)) return sizeOf(c);
@@ -608,15 +615,6 @@ export type TransformResult<T> =
 
 /** What a settled asynchronous transform gives: a {@link TransformResult} that is not a promise. */
 export type SettledResult<T> = Message<T> | typeof HOLD | typeof SKIP | InvalidMessage;
-
-/**
- * True when `value` is a promise or another thenable. Sluice never hands on, commits past
- * or drops one: a step either awaits it or fails with a typed error.
- */
-export function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value !== null && (typeof value === "object" || typeof value === "function") &&
-    typeof (value as { then?: unknown }).then === "function";
-}
 
 /**
  * A step that turns each input message into at most one output, in order: `RunTask`,

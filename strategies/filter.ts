@@ -13,14 +13,8 @@ import {
   Value,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import {
-  HOLD,
-  isThenable,
-  MapStep,
-  SKIP,
-  type StepOptions,
-  type TransformResult,
-} from "./bridge.ts";
+import { HOLD, MapStep, SKIP, type StepOptions, type TransformResult } from "./bridge.ts";
+import { isThenable } from "./thenable.ts";
 
 /**
  * Forwards the messages for which `predicate` returns true. Dropped messages are counted

@@ -10,7 +10,8 @@ import {
   requirePositiveInteger,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { isThenable, type StepOptions } from "./bridge.ts";
+import type { StepOptions } from "./bridge.ts";
+import { isThenable } from "./thenable.ts";
 import { Buffer, type BufferProtocol } from "./buffer.ts";
 
 /** Options of a {@link Reduce} step: at least one of `maxBatchSize` and `maxBatchTimeMs`. */

@@ -5,7 +5,8 @@
  */
 import { InvalidMessage, type Message, MessageRejected } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { HOLD, isThenable, MapStep, type StepOptions, type TransformResult } from "./bridge.ts";
+import { HOLD, MapStep, type StepOptions, type TransformResult } from "./bridge.ts";
+import { isThenable } from "./thenable.ts";
 
 /**
  * Runs `fn` once per message and forwards `message.replacePayload(result)`.

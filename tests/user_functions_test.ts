@@ -11,20 +11,27 @@ import {
   assertLessOrEqual,
   assertRejects,
   assertStringIncludes,
+  assertThrows,
 } from "@std/assert";
 import {
   BatchStep,
+  Buffer,
+  CircuitBreaker,
   type Commit,
   CommitOffsets,
   CommitPolicy,
+  ConfigurationError,
   Decode,
   FilterStep,
   InvalidMessage,
+  KeyedConcurrency,
+  LoadShed,
   ManualClock,
   type Message,
   MessageRejected,
   Partition,
   type ProcessingStrategy,
+  RateLimit,
   Reduce,
   RunTask,
   StepError,
@@ -32,7 +39,16 @@ import {
   Unfold,
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
-import { brokerMessage, CommitRecorder, P0, pollError, Sink, tick, waitFor } from "./helpers.ts";
+import {
+  brokerMessage,
+  CommitRecorder,
+  Gate,
+  P0,
+  pollError,
+  Sink,
+  tick,
+  waitFor,
+} from "./helpers.ts";
 
 /** A promise resolved or rejected from outside, for work whose end the test decides. */
 class Deferred<T> {
@@ -376,4 +392,138 @@ Deno.test("BatchStep then async RunTask: the batch is committed only once the bu
   }, "the batch committed");
   await step.join(1_000);
   assert(d.settled);
+});
+
+// Callbacks Sluice does not await: a promise from them is a typed error at the first one,
+// never a NaN size, a fresh key per message, a truthy flag or a dropped rejection.
+
+Deno.test("a size() that returns a promise is a ConfigurationError at submit, naming the step", () => {
+  const step = new RunTask((m: Message<number>) => m.payload, new Sink<number>(), {
+    name: "sized",
+    // @ts-expect-error: size must return a number
+    size: () => Promise.resolve(1),
+    highWaterMark: 100,
+  });
+  const e = assertThrows(() => step.submit(brokerMessage(1, 0)), ConfigurationError);
+  assertStringIncludes(e.message, `step "sized": size() returned a promise`);
+  step.terminate();
+});
+
+Deno.test("KeyedConcurrency: a key() that returns a promise fails the step instead of making a new key per message", async () => {
+  const step = new KeyedConcurrency((m: Message<number>) => m.payload, new Sink<number>(), {
+    name: "keyed",
+    // @ts-expect-error: key must return a string or a number
+    key: (m: Message<number>) => Promise.resolve(m.payload % 2),
+  });
+  step.submit(brokerMessage(1, 0));
+  const e = await pollError(step);
+  assertStringIncludes(String(e), `key() returned a promise`);
+  step.terminate();
+});
+
+Deno.test("RateLimit: a cost() that returns a promise fails the step with a ConfigurationError", async () => {
+  const step = new RateLimit(new Sink<number>(), {
+    ratePerSecond: 100,
+    // @ts-expect-error: cost must return a number
+    cost: () => Promise.resolve(1),
+  });
+  step.submit(brokerMessage(1, 0));
+  const e = await pollError(step);
+  assertStringIncludes(String(e), "cost() returned a promise");
+  step.terminate();
+});
+
+Deno.test("LoadShed: an onDrop that returns a promise fails the step (it is not awaited)", async () => {
+  const full = new Gate<number>(false);
+  const step = new LoadShed(full, {
+    capacity: 1,
+    policy: "drop-newest",
+    onDrop: () => Promise.resolve(),
+  });
+  let e: unknown;
+  for (let i = 0; i < 4 && e === undefined; i++) {
+    try {
+      step.submit(brokerMessage(i, i));
+    } catch (err) {
+      if (!(err instanceof MessageRejected)) e = err;
+    }
+    await tick();
+  }
+  e ??= await pollError(step);
+  assertInstanceOf(e, ConfigurationError);
+  assertStringIncludes(e.message, "onDrop() returned a promise");
+  step.terminate();
+});
+
+Deno.test("CircuitBreaker: an isFailure that returns a promise fails the step", async () => {
+  const step = new CircuitBreaker(
+    () => Promise.reject(new Error("down")),
+    new Sink<number>(),
+    // @ts-expect-error: isFailure must return a boolean
+    { isFailure: () => Promise.resolve(true), onStateChange: () => {} },
+  );
+  step.submit(brokerMessage(1, 0));
+  const e = await pollError(step);
+  assertStringIncludes(String(e), "isFailure() returned a promise");
+  step.terminate();
+});
+
+Deno.test("Reduce: an initialValue that returns a promise is a ConfigurationError; computeBatchSize one fails the step", async () => {
+  assertThrows(
+    () =>
+      new Reduce(
+        (acc: number) => acc,
+        // @ts-expect-error: initialValue must return the accumulator
+        () => Promise.resolve(0),
+        new Sink<number>(),
+        { maxBatchSize: 2 },
+      ),
+    ConfigurationError,
+    "initialValue returned a promise",
+  );
+  const step = new Reduce((acc: number) => acc + 1, () => 0, new Sink<number>(), {
+    maxBatchSize: 2,
+    // @ts-expect-error: computeBatchSize must return a number
+    computeBatchSize: () => Promise.resolve(1),
+  });
+  step.submit(brokerMessage(1, 0));
+  const e = await pollError(step);
+  assertInstanceOf(e, StepError);
+  assertStringIncludes(e.message, "computeBatchSize must return a number synchronously");
+});
+
+Deno.test("Buffer: an isReady() that returns a promise fails the step instead of counting as true", async () => {
+  const sink = new Sink<number[]>();
+  let rows: number[] = [];
+  const step = new Buffer<number, number[]>({
+    append(m: Message<number>) {
+      rows.push(m.payload);
+    },
+    // @ts-expect-error: isReady must return a boolean
+    isReady: () => Promise.resolve(false),
+    flush() {
+      const r = rows;
+      rows = [];
+      return r;
+    },
+  }, sink);
+  step.submit(brokerMessage(1, 0));
+  const e = await pollError(step);
+  assertInstanceOf(e, StepError);
+  assertStringIncludes(e.message, "isReady() returned a promise");
+  assertEquals(sink.received.length, 0);
+});
+
+Deno.test("Unfold: an async generator fails the step saying to return a promise of an array", async () => {
+  const step = new Unfold(
+    // @ts-expect-error: an async iterable is not an iterable
+    async function* (m: Message<number>) {
+      yield m.payload;
+    },
+    new Sink<number>(),
+  );
+  step.submit(brokerMessage(1, 0));
+  const e = await pollError(step);
+  assertInstanceOf(e, StepError);
+  assertStringIncludes(e.message, "async iterable");
 });
