@@ -87,6 +87,7 @@ export { Buffer, type BufferOptions, type BufferProtocol } from "./strategies/bu
 export { Reduce, type ReduceOptions } from "./strategies/reduce.ts";
 export { type BatchOptions, BatchStep, UnbatchStep } from "./strategies/batching.ts";
 export { Unfold } from "./strategies/unfold.ts";
+export { Pipeline, pipeline, type StepFactory } from "./strategies/pipeline.ts";
 export {
   type DropReason,
   LoadShed,
