@@ -40,7 +40,8 @@ export interface StepOptions {
   highWaterMark?: number;
   /**
    * Size of one message in the high-water mark's unit, for byte-bounded queues, e.g.
-   * `(m) => m.payload.byteLength`. Default: every message counts 1.
+   * `(m) => m.payload.byteLength`. Default: every message counts 1. Synchronous: a
+   * promise from it is a `ConfigurationError` thrown by `submit`.
    */
   // deno-lint-ignore no-explicit-any
   size?: (message: Message<any>) => number;
