@@ -536,3 +536,30 @@ Deno.test("Unfold: an async generator fails the step saying to return a promise 
   assertInstanceOf(e, StepError);
   assertStringIncludes(e.message, "async iterable");
 });
+
+Deno.test("async RunTask: a join that times out abandons the pending call; its late rejection is neither committed nor unhandled", async () => {
+  const d = new Deferred<number>();
+  const recorder = new CommitRecorder();
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: PromiseRejectionEvent) => {
+    unhandled.push(e.reason);
+    e.preventDefault();
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  try {
+    const step = new RunTask(
+      (m: Message<number>) => m.payload === 1 ? d.promise : m.payload,
+      new CommitOffsets(recorder.commit),
+    );
+    for (let i = 0; i < 3; i++) step.submit(brokerMessage(i, i));
+    await step.join(50);
+    assertEquals(recorder.latest.get(P0), 1, "only offset 0 was finished");
+    d.reject(new Error("late failure"));
+    await tick();
+    await tick();
+    assertEquals(unhandled, []);
+    assertEquals(recorder.latest.get(P0), 1);
+  } finally {
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+  }
+});
