@@ -49,6 +49,8 @@ export const JSON_CODEC: Codec<string | Uint8Array, unknown> = {
  * fails the step instead).
  *
  * The codec may also throw `MessageRejected` (hold and retry) or `InvalidMessage` itself.
+ * It may be asynchronous (a schema-registry lookup, say): a promise is awaited in input
+ * order before the next payload is decoded, and a rejection counts as a throw.
  *
  * @example
  * ```ts
