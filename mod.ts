@@ -54,12 +54,14 @@ export {
   DEFAULT_HIGH_WATER_MARK,
   HOLD,
   MapStep,
+  type SettledResult,
   SKIP,
   type StepOptions,
   StreamStep,
   type TransformResult,
 } from "./strategies/bridge.ts";
 export { RunTask } from "./strategies/run_task.ts";
+export { isThenable, requireSync } from "./strategies/thenable.ts";
 export { CommitOffsets, highestOffsets } from "./strategies/commit_offsets.ts";
 export { FilterStep } from "./strategies/filter.ts";
 export { Noop } from "./strategies/noop.ts";
@@ -91,6 +93,7 @@ export { Buffer, type BufferOptions, type BufferProtocol } from "./strategies/bu
 export { Reduce, type ReduceOptions } from "./strategies/reduce.ts";
 export { type BatchOptions, BatchStep, UnbatchStep } from "./strategies/batching.ts";
 export { Unfold } from "./strategies/unfold.ts";
+export { Pipeline, pipeline, type StepFactory } from "./strategies/pipeline.ts";
 export {
   type DropReason,
   LoadShed,
