@@ -59,13 +59,18 @@ export class StepStats {
    * Creates the totals. `make` builds the totals of one side and origin (the OpenTelemetry
    * binding gives them a buffered histogram); by default they only count.
    */
+  /** The step's name (attribute `step`). */
+  readonly name: string;
+  /** The clock episodes are timed with (the step's). */
+  clock: Clock;
+
   constructor(
-    /** The step's name (attribute `step`). */
-    readonly name: string,
-    /** The clock episodes are timed with (the step's). */
-    public clock: Clock,
+    name: string,
+    clock: Clock,
     make?: (side: BackpressureSide, origin: string) => EpisodeStats,
   ) {
+    this.name = name;
+    this.clock = clock;
     this.attributes = { step: name };
     this.#make = make ?? ((_side, origin) => new EpisodeStats({ step: name, origin }));
   }
