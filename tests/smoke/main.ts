@@ -1,0 +1,18 @@
+/**
+ * Runs the smoke suite against this checkout and reports `SMOKE {json}`: on stdout (Deno,
+ * Bun, Node) or, in a page, by POSTing it to `/result` on the page's origin.
+ *
+ * @module
+ */
+import * as sluice from "../../mod.ts";
+import * as local from "../../backends/local/mod.ts";
+import * as stream from "../../backends/stream.ts";
+import { runSmoke } from "./suite.ts";
+
+const report = await runSmoke({ sluice, local, stream });
+const line = `SMOKE ${JSON.stringify(report)}`;
+if ("document" in globalThis) {
+  await fetch("/result", { method: "POST", body: line });
+} else {
+  console.log(line);
+}
