@@ -49,11 +49,13 @@ export interface RunTaskInWorkersOptions extends StepOptions {
   batchTimeoutMs?: number;
 }
 
-// The npm build is type-stripped JavaScript: its worker runtime is the .js file beside this one.
-const RUNTIME_URL = new URL(
-  import.meta.url.endsWith(".ts") ? "./worker_runtime.ts" : "./worker_runtime.js",
-  import.meta.url,
-).href;
+// The npm build is type-stripped JavaScript: its worker runtime is the .js file beside this
+// one. Computed when workers start: a bundle (workerd, some pages) may have no module URL.
+const runtimeUrl = () =>
+  new URL(
+    import.meta.url.endsWith(".ts") ? "./worker_runtime.ts" : "./worker_runtime.js",
+    import.meta.url,
+  ).href;
 
 interface Batch<TIn> {
   readonly id: number;
@@ -299,7 +301,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
   #startPool(): PoolWorker[] {
     const pool: PoolWorker[] = [];
     for (let i = 0; i < this.workers; i++) {
-      const worker = createModuleWorker(RUNTIME_URL, `${this.name}#${i}`);
+      const worker = createModuleWorker(runtimeUrl(), `${this.name}#${i}`);
       worker.onmessage = (e: MessageEvent) => this.#onReply(i, e.data as WorkerReply);
       worker.onerror = (e: ErrorEvent) => {
         e.preventDefault();

@@ -9,12 +9,18 @@
 import type * as Sluice from "../../mod.ts";
 import type * as Local from "../../backends/local/mod.ts";
 import type * as Stream from "../../backends/stream.ts";
+import type * as Runtime from "../../runtime/mod.ts";
 
 /** The library modules the suite runs against. */
 export interface SmokeLibrary {
   sluice: typeof Sluice;
   local: typeof Local;
   stream: typeof Stream;
+  runtime: typeof Runtime;
+  /** Where a health file may be written (Deno, Node, Bun). */
+  tempDir?: string;
+  /** Port for the health server (Deno, Node, Bun). Default 0: any free port. */
+  port?: number;
 }
 
 /** One check's outcome. */
@@ -181,41 +187,125 @@ async function webStreamSource({ sluice, stream }: SmokeLibrary): Promise<string
   }
   if (pulls >= total) throw new Error(`the whole source was read ahead (${pulls} pulls)`);
   const ahead = pulls;
+  const startedWhileBlocked = started;
   release();
   await running;
   expectEqual(consumer.committed, total, "acknowledged position after the stream ended");
   expectEqual(started, total, "items processed");
-  return `acks up to ${
-    acks.at(-1)
-  }; ${ahead} pulls (${started} started) while blocked, none after the pause`;
+  return `acks up to ${acks.at(-1)}; blocked after ${ahead} pulls (${startedWhileBlocked} ` +
+    `started), no pull while paused`;
 }
 
-/** Where the runtime lacks a facility, the typed error names it. */
-function typedErrors({ sluice }: SmokeLibrary): string {
-  const rt = sluice.detectRuntime();
-  const out: string[] = [rt];
-  if (rt === "browser" || rt === "workerd") {
-    try {
-      new sluice.StreamProcessor({
-        consumer: { poll: () => Promise.resolve([]) } as never,
-        topics: ["t"],
-        factory: { createWithPartitions: () => undefined as never },
-        handleSignals: true,
-      });
-      throw new Error("handleSignals: true did not throw");
-    } catch (e) {
-      if (!(e instanceof sluice.UnsupportedRuntimeError) || e.feature !== "signals") throw e;
-      out.push("signals: UnsupportedRuntimeError");
+const PROCESS_RUNTIMES = ["deno", "node", "bun"];
+
+/** Throws unless `fn` throws an UnsupportedRuntimeError for `feature`; returns its message. */
+function unsupported(lib: SmokeLibrary, feature: string, fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof lib.sluice.UnsupportedRuntimeError && e.feature === feature) {
+      return e.message;
     }
-    try {
-      new sluice.HealthServer({ port: 0 });
-      throw new Error("HealthServer did not throw");
-    } catch (e) {
-      if (!(e instanceof sluice.UnsupportedRuntimeError) || e.feature !== "http server") throw e;
-      out.push("http server: UnsupportedRuntimeError");
-    }
+    throw e;
   }
-  return out.join("; ");
+  throw new Error(`${feature}: expected an UnsupportedRuntimeError, nothing was thrown`);
+}
+
+/** Signals: handlers install where there are process signals, a typed error elsewhere. */
+function signals(lib: SmokeLibrary): string {
+  const { sluice, runtime } = lib;
+  const rt = sluice.detectRuntime();
+  const broker = new lib.local.LocalBroker<string>();
+  broker.createTopic("t", 1);
+  const options = {
+    consumer: broker.getConsumer("g"),
+    topics: ["t"],
+    factory: { createWithPartitions: () => new sluice.Noop() as never },
+  };
+  if (PROCESS_RUNTIMES.includes(rt)) {
+    if (!runtime.hasSignals()) throw new Error(`${rt}: hasSignals() is false`);
+    const remove = runtime.onShutdownSignals(() => {});
+    remove();
+    new sluice.StreamProcessor({ ...options, handleSignals: true });
+    return `${rt}: SIGINT/SIGTERM handlers install and remove`;
+  }
+  unsupported(lib, "signals", () => runtime.onShutdownSignals(() => {}));
+  const message = unsupported(
+    lib,
+    "signals",
+    () => new sluice.StreamProcessor({ ...options, handleSignals: true }),
+  );
+  new sluice.StreamProcessor(options); // the default: no handlers, no error
+  return `${rt}: ${message}`;
+}
+
+/** Health: file and HTTP probes where the runtime has them, typed errors elsewhere. */
+async function health(lib: SmokeLibrary): Promise<string> {
+  const { sluice, runtime } = lib;
+  const rt = sluice.detectRuntime();
+  if (PROCESS_RUNTIMES.includes(rt)) {
+    const file = `${lib.tempDir ?? "/tmp"}/sluice-smoke-health-${rt}-${Date.now()}`;
+    const server = new sluice.HealthServer({ port: lib.port ?? 0 });
+    await server.ready;
+    const step = new sluice.Healthcheck(new sluice.CommitOffsets(() => {}), {
+      file,
+      http: server,
+    });
+    step.poll();
+    const res = await fetch(`http://127.0.0.1:${server.port}/readyz`);
+    const body = await res.json();
+    step.terminate();
+    await server.close();
+    expectEqual([res.status, body.status], [200, "ok"], "/readyz after a beat");
+    expectEqual(step.touches, 1, "health file touches");
+    return `${rt}: /readyz 200 on port ${server.port}, health file written`;
+  }
+  const http = unsupported(lib, "http server", () => new sluice.HealthServer({ port: 0 }));
+  unsupported(lib, "health file", () => runtime.writeTextFileSync("/tmp/x", "x"));
+  const step = new sluice.Healthcheck(new sluice.CommitOffsets(() => {}), { file: "/tmp/x" });
+  unsupported(lib, "health file", () => step.poll());
+  step.terminate();
+  return `${rt}: ${http}`;
+}
+
+/** Workers: RunTaskInWorkers where the runtime has workers, a typed error elsewhere. */
+async function workers(lib: SmokeLibrary): Promise<string> {
+  const { sluice, runtime } = lib;
+  const rt = sluice.detectRuntime();
+  const here = import.meta.url;
+  if (!runtime.hasWorkers() || here === undefined) {
+    const message = unsupported(
+      lib,
+      "workers",
+      () => new sluice.RunTaskInWorkers("https://example.com/w.js", new sluice.Noop()),
+    );
+    return `${rt}: ${message}`;
+  }
+  const module = new URL(here.endsWith(".ts") ? "./double.ts" : "./double.js", here);
+  const broker = new lib.local.LocalBroker<number>();
+  broker.createTopic("numbers", 1);
+  for (let i = 0; i < 10; i++) broker.produce("numbers", i);
+  const out: number[] = [];
+  const processor = new sluice.StreamProcessor<number>({
+    consumer: broker.getConsumer("workers"),
+    topics: ["numbers"],
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit) =>
+        new sluice.RunTaskInWorkers<number, number>(
+          module,
+          new sluice.RunTask((m) => void out.push(m.payload), new sluice.CommitOffsets(commit)),
+          { workers: 2, maxBatchSize: 3, maxBatchTimeMs: 5 },
+        ),
+    },
+  });
+  const running = processor.run();
+  const p = broker.partitions("numbers")[0];
+  await waitUntil(() => broker.committed("workers").get(p) === 10, "offset 10 committed");
+  processor.signalShutdown();
+  await running;
+  expectEqual(out, [...Array(10)].map((_, i) => i * 2), "doubled in order");
+  return `${rt}: 2 workers doubled 10 numbers in order, committed ${p}@10`;
 }
 
 /** Runs every check; never throws. */
@@ -223,7 +313,9 @@ export async function runSmoke(lib: SmokeLibrary): Promise<SmokeReport> {
   const checks: Array<[string, (lib: SmokeLibrary) => string | Promise<string>]> = [
     ["in-memory pipeline (filter, async, batch, commit)", inMemoryPipeline],
     ["web-stream source (NDJSON acks, backpressure)", webStreamSource],
-    ["runtime detection and typed errors", typedErrors],
+    ["signals", signals],
+    ["health probes", health],
+    ["workers", workers],
   ];
   const results: SmokeResult[] = [];
   for (const [name, check] of checks) {
