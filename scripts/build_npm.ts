@@ -22,6 +22,7 @@ const exportsMap = denoJson.exports as Record<string, string>;
 const EXTRA = [
   "tests/smoke/main.ts",
   "tests/smoke/double.ts",
+  "tests/fixtures/signal_app.ts",
   "examples/edge/pipeline.ts",
   "strategies/worker_runtime.ts",
 ];

@@ -23,6 +23,18 @@ export interface SmokeLibrary {
   port?: number;
 }
 
+/** The checks, in the order they run (one test each per runtime in `runtimes_test.ts`). */
+export const SMOKE_CHECKS = [
+  "in-memory pipeline (filter, async, batch, commit)",
+  "web-stream source (NDJSON acks, backpressure)",
+  "signals",
+  "health probes",
+  "workers",
+] as const;
+
+/** A check's name. */
+export type SmokeCheck = typeof SMOKE_CHECKS[number];
+
 /** One check's outcome. */
 export interface SmokeResult {
   name: string;
@@ -310,12 +322,12 @@ async function workers(lib: SmokeLibrary): Promise<string> {
 
 /** Runs every check; never throws. */
 export async function runSmoke(lib: SmokeLibrary): Promise<SmokeReport> {
-  const checks: Array<[string, (lib: SmokeLibrary) => string | Promise<string>]> = [
-    ["in-memory pipeline (filter, async, batch, commit)", inMemoryPipeline],
-    ["web-stream source (NDJSON acks, backpressure)", webStreamSource],
-    ["signals", signals],
-    ["health probes", health],
-    ["workers", workers],
+  const checks: Array<[SmokeCheck, (lib: SmokeLibrary) => string | Promise<string>]> = [
+    [SMOKE_CHECKS[0], inMemoryPipeline],
+    [SMOKE_CHECKS[1], webStreamSource],
+    [SMOKE_CHECKS[2], signals],
+    [SMOKE_CHECKS[3], health],
+    [SMOKE_CHECKS[4], workers],
   ];
   const results: SmokeResult[] = [];
   for (const [name, check] of checks) {
