@@ -63,6 +63,14 @@ export interface StreamConsumerOptions {
 
 /** Answers a `read()` that has not settled by the time `poll` stops waiting. */
 const PENDING = Symbol("pending");
+/** Microtask turns a poll waits for the next item before returning what it has. */
+const MICROTASK_PATIENCE = 16;
+
+function microtasks(n: number): Promise<typeof PENDING> {
+  let p: Promise<unknown> = Promise.resolve();
+  for (let i = 0; i < n; i++) p = p.then(() => {});
+  return p.then(() => PENDING);
+}
 
 /**
  * A {@link Consumer} over a `ReadableStream<T>`: see the module documentation.
@@ -113,6 +121,7 @@ export class StreamConsumer<T> implements Consumer<T> {
   #committed: number;
   #pendingRead: Promise<ReadableStreamReadResult<T>> | undefined;
   #ended = false;
+  #failure: SluiceError | undefined;
   #closed = false;
   #resolveDone!: () => void;
   #rejectDone!: (e: unknown) => void;
@@ -201,6 +210,7 @@ export class StreamConsumer<T> implements Consumer<T> {
       await this.#callbacks?.onRevoke?.([this.partition]);
       this.#assigned = false;
     }
+    if (this.#failure !== undefined) throw this.#failure;
     if (!this.#assigned || this.#paused || this.#ended) return [];
     const out: BrokerValue<T>[] = [];
     let first = true;
@@ -208,7 +218,6 @@ export class StreamConsumer<T> implements Consumer<T> {
       const read = this.#pendingRead ??= this.#reader.read();
       let result: ReadableStreamReadResult<T> | typeof PENDING;
       try {
-        // An item already queued settles `read` at once and wins the race against PENDING.
         if (first && timeoutMs > 0) {
           let timer: ReturnType<typeof setTimeout> | undefined;
           const timeout = new Promise<typeof PENDING>((resolve) => {
@@ -219,18 +228,25 @@ export class StreamConsumer<T> implements Consumer<T> {
           } finally {
             clearTimeout(timer);
           }
-        } else result = await Promise.race([read, Promise.resolve(PENDING)]);
+        } else {
+          // An item already queued (or a few microtasks away, as from ReadableStream.from)
+          // settles `read` before PENDING; otherwise this poll returns what it has.
+          result = await Promise.race([read, microtasks(MICROTASK_PATIENCE)]);
+        }
       } catch (e) {
         this.#pendingRead = undefined;
         this.#ended = true;
-        const error = new SluiceError(
+        this.#failure = new SluiceError(
           `StreamConsumer: reading the source stream failed after ${this.#next} item(s): ${
             e instanceof Error ? e.message : String(e)
-          }; items up to ${this.#next} were handed out, ${this.#committed} acknowledged`,
+          }; items below ${this.#next} were handed out, the pipeline acknowledges those it ` +
+            `finishes; resume from the last acknowledged position with the start option`,
           { cause: e },
         );
-        this.#rejectDone(error);
-        throw error;
+        this.#rejectDone(this.#failure);
+        // Items read by this poll are handed out first; the next poll throws.
+        if (out.length > 0) return out;
+        throw this.#failure;
       }
       first = false;
       if (result === PENDING) break; // keep the read for the next poll: nothing is lost
@@ -397,7 +413,8 @@ export async function processStream<T>(
   const stop = () => processor.signalShutdown();
   signal?.addEventListener("abort", stop, { once: true });
   if (signal?.aborted) stop();
-  consumer.done.then(stop, stop);
+  // A failed read is thrown by the next poll: run() rejects with it.
+  consumer.done.then(stop, () => {});
   try {
     await processor.run();
   } finally {

@@ -270,6 +270,19 @@ async function health(lib: SmokeLibrary): Promise<string> {
     await server.close();
     expectEqual([res.status, body.status], [200, "ok"], "/readyz after a beat");
     expectEqual(step.touches, 1, "health file touches");
+    // A taken port is a ConfigurationError: thrown (Deno, Bun) or from `ready` (Node).
+    const blocker = new sluice.HealthServer({ port: 0 });
+    await blocker.ready;
+    try {
+      const second = new sluice.HealthServer({ port: blocker.port });
+      await second.ready;
+      await second.close();
+      throw new Error(`a second server listened on the taken port ${blocker.port}`);
+    } catch (e) {
+      if (!(e instanceof sluice.ConfigurationError)) throw e;
+    } finally {
+      await blocker.close();
+    }
     return `${rt}: /readyz 200 on port ${server.port}, health file written`;
   }
   const http = unsupported(lib, "http server", () => new sluice.HealthServer({ port: 0 }));
