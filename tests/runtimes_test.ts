@@ -98,49 +98,61 @@ function build(): Promise<void> {
   })();
 }
 
+const CHROMIUM_FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-dev-shm-usage",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+
+/** Serves the files of `dist/js` (and `extra` routes first). */
+function serveDist(
+  port: number,
+  extra: (req: Request, path: string) => Promise<Response | undefined> = () =>
+    Promise.resolve(undefined),
+): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, async (req) => {
+    const path = new URL(req.url).pathname;
+    const answer = await extra(req, path);
+    if (answer !== undefined) return answer;
+    try {
+      const body = await Deno.readFile(`${root}dist/js${path}`);
+      const type = path.endsWith(".js") ? "text/javascript" : "text/html";
+      return new Response(body, { headers: { "content-type": type } });
+    } catch {
+      return new Response("not found", { status: 404 });
+    }
+  });
+}
+
 /** Serves `dist/js` and collects the page's POST to /result. */
 async function runChromium(chromium: string): Promise<SmokeReport> {
   await build();
   let report!: (line: string) => void;
   const posted = new Promise<string>((r) => report = r);
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: port(4), onListen: () => {} },
-    async (req) => {
-      const path = new URL(req.url).pathname;
-      if (req.method === "POST") {
-        report(path === "/result" ? await req.text() : `page error: ${await req.text()}`);
-        return new Response("ok");
-      }
-      if (path === "/smoke.html") {
-        return new Response(
-          `<!doctype html><meta charset="utf-8"><script>
-          const fail = (m) => fetch("/error", { method: "POST", body: String(m) });
-          addEventListener("error", (e) => fail(e.message));
-          addEventListener("unhandledrejection", (e) => fail(e.reason && e.reason.stack || e.reason));
-        </script><script type="module" src="/tests/smoke/main.js"></script>`,
-          { headers: { "content-type": "text/html" } },
-        );
-      }
-      try {
-        const body = await Deno.readFile(`${root}dist/js${path}`);
-        const type = path.endsWith(".js") ? "text/javascript" : "text/html";
-        return new Response(body, { headers: { "content-type": type } });
-      } catch {
-        return new Response("not found", { status: 404 });
-      }
-    },
-  );
+  const server = serveDist(port(4), async (req, path) => {
+    if (req.method === "POST") {
+      report(path === "/result" ? await req.text() : `page error: ${await req.text()}`);
+      return new Response("ok");
+    }
+    if (path !== "/smoke.html") return undefined;
+    return new Response(
+      `<!doctype html><meta charset="utf-8"><script>
+        const fail = (m) => fetch("/error", { method: "POST", body: String(m) });
+        addEventListener("error", (e) => fail(e.message));
+        addEventListener("unhandledrejection", (e) => fail(e.reason && e.reason.stack || e.reason));
+      </script><script type="module" src="/tests/smoke/main.js"></script>`,
+      { headers: { "content-type": "text/html" } },
+    );
+  });
   const profile = await Deno.makeTempDir({ prefix: "sluice-chromium-" });
   const browser = new Deno.Command(chromium, {
     args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
+      ...CHROMIUM_FLAGS,
       `--user-data-dir=${profile}`,
       `http://127.0.0.1:${server.addr.port}/smoke.html`,
     ],
@@ -344,8 +356,79 @@ console.log(JSON.stringify({ runtime: detectRuntime(), acked, kafka }));
       assertEquals(result, { runtime: "node", acked: 3, kafka: "ERR_MODULE_NOT_FOUND" });
       const dts = await Deno.readTextFile(`${dir}/node_modules/@sluice/sluice/mod.d.ts`);
       assert(dts.includes("StreamProcessor"), "mod.d.ts declares the API");
+      // With kafkajs installed (from the npm registry), the Kafka entry point loads.
+      const kafkajs = await run("npm", [
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--prefer-offline",
+        "kafkajs@2.2.4",
+      ], { cwd: dir, env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "" } });
+      if (kafkajs.code !== 0 && !required) {
+        console.warn(
+          `kafkajs could not be installed here (no registry?): ${kafkajs.out.slice(-300)}`,
+        );
+        return;
+      }
+      assertEquals(kafkajs.code, 0, `npm install kafkajs failed:\n${kafkajs.out}`);
+      const withKafka = await run(executables.node!, [
+        "--input-type=module",
+        "-e",
+        'const k = await import("@sluice/sluice/kafka"); console.log(typeof k.KafkaConsumer);',
+      ], { cwd: dir });
+      assertEquals(
+        withKafka.out.trim(),
+        "function",
+        `import of the Kafka entry point:\n${withKafka.out}`,
+      );
     } finally {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });
+
+/** The edge example's result line: `<runtime>: totals a,b,...; acknowledged n`. */
+function checkExample(out: string, runtime: string): void {
+  const m = out.match(new RegExp(`${runtime}: totals ([\\d,]+); acknowledged (\\d+)`));
+  assert(m !== null, `no result line from the example under ${runtime}; output:\n${out}`);
+  const sum = m[1].split(",").reduce((a, b) => a + Number(b), 0);
+  assertEquals([sum, Number(m[2])], [2000, 10], "even amounts in cents, all 10 lines acknowledged");
+}
+
+const exampleRunners: Record<string, (exe: string) => Promise<string>> = {
+  deno: async (exe) => (await run(exe, ["run", "-A", "examples/edge/pipeline.ts"])).out,
+  node: async (exe) => {
+    await build();
+    return (await run(exe, ["dist/js/examples/edge/pipeline.js"])).out;
+  },
+  bun: async (exe) => (await run(exe, ["examples/edge/pipeline.ts"])).out,
+  chromium: async (exe) => {
+    await build();
+    const server = serveDist(port(5));
+    const profile = await Deno.makeTempDir({ prefix: "sluice-chromium-" });
+    try {
+      const { out } = await run(exe, [
+        ...CHROMIUM_FLAGS,
+        `--user-data-dir=${profile}`,
+        "--virtual-time-budget=30000",
+        "--dump-dom",
+        `http://127.0.0.1:${server.addr.port}/examples/edge/index.html`,
+      ]);
+      return out;
+    } finally {
+      await server.shutdown();
+      await Deno.remove(profile, { recursive: true }).catch(() => {});
+    }
+  },
+};
+
+for (const [name, runner] of Object.entries(exampleRunners)) {
+  Deno.test({
+    name: `example examples/edge/pipeline.ts on ${name}`,
+    ignore: executables[name] === undefined && !required,
+    fn: async () => {
+      assert(executables[name] !== undefined, `${name} is not installed`);
+      checkExample(await runner(executables[name]!), name === "chromium" ? "browser" : name);
+    },
+  });
+}
