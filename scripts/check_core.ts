@@ -8,11 +8,15 @@
  *    Deno namespace), so a runtime-specific API in the core is a type error, and with
  *    TypeScript's `erasableSyntaxOnly`, the rule of Node's type stripping (no parameter
  *    properties, enums or namespaces), so Node ≥ 22 can run the sources as they are.
+ * 3. Node's own type stripper (`amaro`, strip-only mode, as `node --strip-types` uses it)
+ *    accepts every library source, the smoke suite and the edge example.
  *
  * Exits 1 with a list of findings when either fails.
  *
  * @module
  */
+import amaro from "amaro";
+
 const root = new URL("..", import.meta.url);
 const NOT_CORE = [
   "runtime/",
@@ -72,17 +76,17 @@ function codeOf(line: string, inBlock: { value: boolean }): string {
   return out;
 }
 
-async function* walk(dir: URL, rel = ""): AsyncGenerator<string> {
+async function* walk(dir: URL, skip: string[], rel = ""): AsyncGenerator<string> {
   for await (const e of Deno.readDir(dir)) {
     const path = rel + e.name + (e.isDirectory ? "/" : "");
-    if (NOT_CORE.some((n) => path.startsWith(n)) || e.name.startsWith(".")) continue;
-    if (e.isDirectory) yield* walk(new URL(e.name + "/", dir), path);
+    if (skip.some((n) => path.startsWith(n)) || e.name.startsWith(".")) continue;
+    if (e.isDirectory) yield* walk(new URL(e.name + "/", dir), skip, path);
     else if (e.name.endsWith(".ts")) yield path;
   }
 }
 
 const findings: string[] = [];
-for await (const file of walk(root)) {
+for await (const file of walk(root, NOT_CORE)) {
   const inBlock = { value: false };
   const lines = (await Deno.readTextFile(new URL(file, root))).split("\n");
   lines.forEach((line, i) => {
@@ -132,5 +136,35 @@ if (!check.success) {
       "enums or namespaces (Node's type stripping rejects them)",
   );
 }
-if (findings.length > 0 || !check.success) Deno.exit(1);
-console.log(`check:core: ok (${ENTRY_POINTS.length} entry points, web-standard, erasable syntax)`);
+// Node's type stripper over the library (runtime layer and Kafka backend included).
+const NOT_LIBRARY = NOT_CORE.filter((d) => d !== "runtime/" && d !== "backends/kafka/");
+const stripped: string[] = [];
+for (const dir of ["", "tests/smoke/", "examples/edge/"]) {
+  for await (const file of walk(new URL(dir, root), dir === "" ? NOT_LIBRARY : [])) {
+    stripped.push(dir + file);
+  }
+}
+const unstrippable: string[] = [];
+for (const file of stripped) {
+  try {
+    amaro.transformSync(await Deno.readTextFile(new URL(file, root)), {
+      mode: "strip-only",
+      filename: file,
+    });
+  } catch (e) {
+    const { message, snippet } = e as { message?: string; snippet?: string };
+    unstrippable.push(`  ${file}: ${message ?? e}\n${snippet ?? ""}`);
+  }
+}
+if (unstrippable.length > 0) {
+  console.error(
+    "check:core: Node's type stripping (amaro, strip-only) rejects these sources; use " +
+      "erasable syntax (fields instead of parameter properties, unions instead of enums):\n" +
+      unstrippable.join("\n"),
+  );
+}
+if (findings.length > 0 || !check.success || unstrippable.length > 0) Deno.exit(1);
+console.log(
+  `check:core: ok (${ENTRY_POINTS.length} entry points web-standard with erasable syntax; ` +
+    `${stripped.length} sources accepted by Node's type stripper)`,
+);
