@@ -117,7 +117,15 @@ function nodeModule<T>(name: string, runtime: RuntimeName, feature: RuntimeFeatu
   return mod as T;
 }
 
-/** True when {@link onShutdownSignals} can install handlers here. */
+/**
+ * True when {@link onShutdownSignals} can install handlers here (Deno, Node, Bun).
+ *
+ * @example
+ * ```ts
+ * import { hasSignals } from "@sluice/sluice/runtime";
+ * if (!hasSignals()) console.log("call signalShutdown() from your own event");
+ * ```
+ */
 export function hasSignals(): boolean {
   const rt = detectRuntime();
   return rt === "deno" || rt === "node" || rt === "bun";
@@ -343,7 +351,15 @@ export interface ModuleWorker {
   terminate(): void;
 }
 
-/** True when {@link createModuleWorker} can start workers here. */
+/**
+ * True when {@link createModuleWorker} can start workers here (Deno, Node, Bun, browsers).
+ *
+ * @example
+ * ```ts
+ * import { hasWorkers } from "@sluice/sluice/runtime";
+ * console.log(hasWorkers() ? "RunTaskInWorkers" : "RunTaskAsync");
+ * ```
+ */
 export function hasWorkers(): boolean {
   const rt = detectRuntime();
   return rt === "node" || g.Worker !== undefined;
@@ -407,8 +423,8 @@ function nodeWorker(url: string, name: string): ModuleWorker {
 export interface WorkerScope {
   /** Sends `message` to the parent. */
   postMessage(message: unknown): void;
-  /** Receives the parent's messages. */
-  set onmessage(fn: (event: MessageEvent) => void);
+  /** Receives the parent's messages (set it once). */
+  onmessage: ((event: MessageEvent) => void) | null;
 }
 
 /**
@@ -440,7 +456,17 @@ export function workerScope(): WorkerScope {
 
 /**
  * Replaces the runtime's process exit function (`Deno.exit`, `process.exit`) by `wrap(real)`,
- * where there is one; returns false where there is none or it cannot be replaced.
+ * where there is one; returns false where there is none or it cannot be replaced. The
+ * worker side of `RunTaskInWorkers` uses it to announce an exit before it happens.
+ *
+ * @example
+ * ```ts ignore
+ * import { wrapExit } from "@sluice/sluice/runtime";
+ * wrapExit((exit) => (code) => {
+ *   console.log("exiting with", code);
+ *   return exit(code);
+ * });
+ * ```
  */
 export function wrapExit(
   wrap: (real: (code?: number) => never) => (code?: number) => never,
