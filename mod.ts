@@ -36,7 +36,12 @@
 export * from "./types.ts";
 export { type Clock, macrotask, ManualClock, systemClock } from "./clock.ts";
 export { CommitPolicy, type CommitPolicyOptions, CommitPolicyState } from "./commit_policy.ts";
-export { type ProcessorStats, StreamProcessor, type StreamProcessorOptions } from "./processor.ts";
+export {
+  type MeterProviderLike,
+  type ProcessorStats,
+  StreamProcessor,
+  type StreamProcessorOptions,
+} from "./processor.ts";
 export type { AssignmentCallbacks, Consumer, Producer } from "./backends/abstract.ts";
 export type {
   Commit,
@@ -68,6 +73,7 @@ export {
 export { Produce, type ProduceOptions } from "./strategies/produce.ts";
 export {
   DLQ_HEADERS,
+  type DlqCounters,
   DlqDeliveryError,
   type DlqFailureMode,
   type DlqInfo,

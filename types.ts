@@ -436,12 +436,23 @@ export class Value<T> extends Message<T> {
  *
  * @example
  * ```ts
- * import { InvalidMessage, Partition } from "@sluice/sluice";
- * throw new InvalidMessage(Partition.of("events", 0), 17, "payload is not JSON");
+ * import { BrokerValue, InvalidMessage, type Message, Noop, RunTask } from "@sluice/sluice";
+ *
+ * const parse = new RunTask((m: Message<string>) => {
+ *   try {
+ *     return JSON.parse(m.payload) as unknown;
+ *   } catch (e) {
+ *     // A message straight from the broker (before any batching step) knows where it was read.
+ *     if (m.source instanceof BrokerValue) {
+ *       throw InvalidMessage.fromValue(m.source, `payload is not JSON: ${e}`);
+ *     }
+ *     throw e;
+ *   }
+ * }, new Noop());
+ * parse.terminate();
  * ```
  */
 export class InvalidMessage extends SluiceError {
-  /** Creates the error for the message at `partition`/`offset`. */
   /** The partition of the invalid message. */
   readonly partition: Partition;
   /** Its offset. */
@@ -451,6 +462,7 @@ export class InvalidMessage extends SluiceError {
   /** The step that rejected it, when known. */
   step?: string;
 
+  /** Creates the error for the message at `partition`/`offset`. */
   constructor(
     partition: Partition,
     offset: number,

@@ -129,7 +129,10 @@ export class ConsumerMeter {
   partitionsRevoked = 0;
   /** Durations of commits, in milliseconds (set by the binding). */
   commitDurations: HistogramBuffer | undefined;
-  /** Builds the latency buffer of a partition (set by the binding). */
+  /**
+   * Builds the latency buffer of a partition (set by the binding).
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
   latencyBuffer: ((attributes: Attributes) => HistogramBuffer) | undefined;
 
   readonly #clock: Clock;
@@ -286,6 +289,7 @@ export class ConsumerMeter {
   /**
    * Calls `observe(lag, attributes)` for every assigned partition whose end offset the
    * consumer knows: end offset minus committed offset.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
    */
   observeLag(observe: (lag: number, attributes: Attributes) => void): void {
     const endOffset = this.#source.endOffset;

@@ -34,7 +34,10 @@ export class EpisodeStats {
   /** Sum of the start times of the open stretches (so open time needs no list). */
   openStartSum = 0;
 
-  /** Attributes these totals are reported with (`step`, `origin`). */
+  /**
+   * Attributes these totals are reported with (`step`, `origin`).
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
   readonly attributes: Attributes;
   /** Where each ended episode's duration goes (buffered histogram), if anywhere. */
   readonly durations?: HistogramBuffer;

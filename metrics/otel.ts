@@ -87,7 +87,10 @@ const bindings = new WeakMap<MeterProvider, SluiceMetrics>();
  * ```
  */
 export class SluiceMetrics implements StepMetricsSource {
-  /** The meter every instrument belongs to. */
+  /**
+   * The meter every instrument belongs to.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
   readonly meter: Meter;
   readonly #steps = new Map<string, StepStats>();
   readonly #consumers = new Set<ConsumerMeter>();

@@ -22,7 +22,10 @@ export type BackpressureSide = "send" | "receive";
 
 /** Messages a step dropped for one reason (attribute `reason`). */
 export interface DropCount {
-  /** `{ step, reason }`, created once. */
+  /**
+   * `{ step, reason }`, created once.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
   readonly attributes: Attributes;
   /** Messages dropped so far. */
   count: number;
@@ -51,19 +54,22 @@ export class StepStats {
   readonly send: Map<string, EpisodeStats> = new Map();
   /** Receive-side totals by origin. */
   readonly receive: Map<string, EpisodeStats> = new Map();
-  /** `{ step: name }`, created once. */
+  /**
+   * `{ step: name }`, created once.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
   readonly attributes: Attributes;
   readonly #make: (side: BackpressureSide, origin: string) => EpisodeStats;
 
-  /**
-   * Creates the totals. `make` builds the totals of one side and origin (the OpenTelemetry
-   * binding gives them a buffered histogram); by default they only count.
-   */
   /** The step's name (attribute `step`). */
   readonly name: string;
   /** The clock episodes are timed with (the step's). */
   clock: Clock;
 
+  /**
+   * Creates the totals. `make` builds the totals of one side and origin (the OpenTelemetry
+   * binding gives them a buffered histogram); by default they only count.
+   */
   constructor(
     name: string,
     clock: Clock,

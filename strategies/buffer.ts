@@ -65,7 +65,8 @@ export interface BufferProtocol<TIn, TOut> {
 export interface BufferOptions extends StepOptions {
   /**
    * Flush at the latest this many milliseconds after the first message of the batch was
-   * added, from `poll()` even when no new message arrives. Default: no time limit.
+   * added, from `poll()` even when no new message arrives.
+   * @default undefined (no time limit)
    */
   maxBufferTimeMs?: number;
 }

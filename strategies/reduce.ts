@@ -22,7 +22,10 @@ export interface ReduceOptions<TIn> extends StepOptions {
    * `poll()` even when no new message arrives.
    */
   maxBatchTimeMs?: number;
-  /** Size of one message in the unit of `maxBatchSize` (bytes, rows...). Default 1. */
+  /**
+   * Size of one message in the unit of `maxBatchSize` (bytes, rows...).
+   * @default () => 1
+   */
   computeBatchSize?: (message: Message<TIn>) => number;
 }
 
