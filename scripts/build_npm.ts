@@ -8,7 +8,8 @@
  * - `dist/js/`: the whole tree, library plus the smoke suite and the edge example, for
  *   running them under Node and in a page (`tests/runtimes_test.ts`);
  * - `dist/npm/`: the package (library files, `package.json`, `README.md`, `LICENSE` when
- *   present). `kafkajs` is an optional peer dependency: only `@sluice/sluice/kafka` needs it.
+ *   present). `kafkajs` is an optional peer dependency: only `@sluice/sluice/kafka` needs it;
+ *   `@opentelemetry/api` is a peer dependency (types only in the core; npm installs it).
  *
  * Usage: deno run -A scripts/build_npm.ts [--pack]   (--pack also runs `npm pack` into dist/)
  *
@@ -110,8 +111,10 @@ const pkg = {
   engines: { node: ">=20.16" },
   exports: Object.fromEntries(Object.entries(exportsMap).map(([k, v]) => [k, entry(v)])),
   sideEffects: false,
+  // The core imports only types from the OpenTelemetry API (its .d.ts files need them), as
+  // a peer, as OpenTelemetry asks of libraries; npm installs it. kafkajs only for ./kafka.
   peerDependencies: { kafkajs: "^2.2.4", "@opentelemetry/api": "^1.9.0" },
-  peerDependenciesMeta: { kafkajs: { optional: true }, "@opentelemetry/api": { optional: true } },
+  peerDependenciesMeta: { kafkajs: { optional: true } },
 };
 await Deno.writeTextFile(`${outPkg}package.json`, JSON.stringify(pkg, null, 2) + "\n");
 await Deno.writeTextFile(

@@ -10,6 +10,7 @@
  * bind ports p..p+5 (default: any free port).
  */
 import { assert, assertEquals } from "@std/assert";
+import ts from "typescript";
 import { SMOKE_CHECKS, type SmokeReport } from "./smoke/suite.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -329,7 +330,7 @@ Deno.test({
         "install",
         "--no-audit",
         "--no-fund",
-        "--offline",
+        "--prefer-offline",
         `${root}dist/${tarball.name}`,
       ], { cwd: dir, env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "" } });
       assertEquals(install.code, 0, `npm install failed:\n${install.out}`);
@@ -354,8 +355,41 @@ console.log(JSON.stringify({ runtime: detectRuntime(), acked, kafka }));
       const result = JSON.parse(app.out.trim().split("\n").at(-1)!);
       // kafkajs is an optional peer dependency: without it only the Kafka entry point fails.
       assertEquals(result, { runtime: "node", acked: 3, kafka: "ERR_MODULE_NOT_FOUND" });
-      const dts = await Deno.readTextFile(`${dir}/node_modules/@sluice/sluice/mod.d.ts`);
-      assert(dts.includes("StreamProcessor"), "mod.d.ts declares the API");
+      // A TypeScript user's code type-checks against the package's .d.ts (no skipLibCheck).
+      await Deno.writeTextFile(
+        `${dir}/typed.ts`,
+        `import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
+import { LocalBroker } from "@sluice/sluice/local";
+import { processStream, lines } from "@sluice/sluice/stream";
+const broker = new LocalBroker<string>();
+broker.createTopic("t", 1);
+export const processor = new StreamProcessor<string>({
+  consumer: broker.getConsumer("g"),
+  topics: ["t"],
+  factory: {
+    createWithPartitions: (commit) => new RunTask((m) => m.payload.length, new CommitOffsets(commit)),
+  },
+});
+export const run = () => processStream(lines(new Response("a").body!), {
+  onCommit: (next: number) => void next,
+  factory: { createWithPartitions: (commit) => new CommitOffsets(commit) },
+});
+`,
+      );
+      const program = ts.createProgram([`${dir}/typed.ts`], {
+        module: ts.ModuleKind.NodeNext,
+        moduleResolution: ts.ModuleResolutionKind.NodeNext,
+        target: ts.ScriptTarget.ES2022,
+        lib: ["lib.es2022.d.ts", "lib.dom.d.ts", "lib.dom.iterable.d.ts"],
+        types: [],
+        strict: true,
+        noEmit: true,
+      });
+      const diagnostics = ts.getPreEmitDiagnostics(program).map((d) =>
+        ts.flattenDiagnosticMessageText(d.messageText, "\n") +
+        (d.file ? ` (${d.file.fileName.slice(dir.length)})` : "")
+      );
+      assertEquals(diagnostics, [], "type errors in a user's code against the package's .d.ts");
       // With kafkajs installed (from the npm registry), the Kafka entry point loads.
       const kafkajs = await run("npm", [
         "install",
