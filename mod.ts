@@ -157,3 +157,9 @@ export {
   type ConsumerReadableOptions,
 } from "./backends/readable.ts";
 export type { DropCount } from "./metrics/mod.ts";
+export {
+  detectRuntime,
+  type RuntimeFeature,
+  type RuntimeName,
+  UnsupportedRuntimeError,
+} from "./runtime/mod.ts";

@@ -13,6 +13,12 @@ import { ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "./metrics/consumer.ts"
 import { SluiceMetrics } from "./metrics/otel.ts";
 import { withStepMetrics } from "./metrics/step.ts";
 import { StuckDetector } from "./metrics/stuck.ts";
+import {
+  detectRuntime,
+  hasSignals,
+  onShutdownSignals,
+  UnsupportedRuntimeError,
+} from "./runtime/mod.ts";
 import { type DlqCounters, DlqPolicy, DlqRunner } from "./dlq.ts";
 import type {
   Commit,
@@ -78,8 +84,10 @@ export interface StreamProcessorOptions<T> {
    */
   clock?: Clock;
   /**
-   * Install SIGINT/SIGTERM handlers that shut down gracefully during `run()`.
-   * @default true
+   * Install SIGINT/SIGTERM handlers that shut down gracefully during `run()` (Deno, Node,
+   * Bun). Default: true where the runtime has process signals, false elsewhere (browsers,
+   * edge runtimes); `true` there throws an `UnsupportedRuntimeError`.
+   * @default true where the runtime has signals
    */
   handleSignals?: boolean;
   /**
@@ -287,7 +295,15 @@ export class StreamProcessor<T> {
       "pausedBackoffMs",
       options.pausedBackoffMs ?? Math.max(1000, this.#maxBackoffMs),
     );
-    this.#handleSignals = options.handleSignals ?? true;
+    if (options.handleSignals === true && !hasSignals()) {
+      throw new UnsupportedRuntimeError(
+        detectRuntime(),
+        "signals",
+        "pass handleSignals: false (the default here) and call signalShutdown() from your " +
+          "own event (pagehide, an AbortSignal, the end of the request)",
+      );
+    }
+    this.#handleSignals = options.handleSignals ?? hasSignals();
     if (options.meterProvider !== undefined) {
       this.#metrics = SluiceMetrics.for(options.meterProvider as MeterProvider);
       this.#meter = new ConsumerMeter(this.#clock, this.stats, this.#consumer, () => this.#bpStart);
@@ -805,17 +821,6 @@ export class StreamProcessor<T> {
   }
 
   #installSignals(): () => void {
-    const handler = () => this.signalShutdown();
-    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-    const added: Deno.Signal[] = [];
-    for (const s of signals) {
-      try {
-        Deno.addSignalListener(s, handler);
-        added.push(s);
-      } catch { /* unsupported on this platform */ }
-    }
-    return () => {
-      for (const s of added) Deno.removeSignalListener(s, handler);
-    };
+    return onShutdownSignals(() => this.signalShutdown());
   }
 }

@@ -25,19 +25,22 @@ export class HistogramBuffer {
   /** Samples not yet recorded. */
   #values: number[] = [];
 
+  /**
+   * Where samples go on {@link HistogramBuffer.flush}.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
+  readonly histogram: Histogram | undefined;
+  /**
+   * The attributes every sample is recorded with (created once).
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
+  readonly attributes: Attributes;
+
   /** `histogram` may be undefined: then samples are counted nowhere and dropped on flush. */
-  constructor(
-    /**
-     * Where samples go on {@link HistogramBuffer.flush}.
-     * @internal An OpenTelemetry type, for Sluice's metrics binding only.
-     */
-    readonly histogram: Histogram | undefined,
-    /**
-     * The attributes every sample is recorded with (created once).
-     * @internal An OpenTelemetry type, for Sluice's metrics binding only.
-     */
-    readonly attributes: Attributes,
-  ) {}
+  constructor(histogram: Histogram | undefined, attributes: Attributes) {
+    this.histogram = histogram;
+    this.attributes = attributes;
+  }
 
   /** Samples waiting to be recorded. */
   get size(): number {

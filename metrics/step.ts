@@ -61,17 +61,22 @@ export class StepStats {
   readonly attributes: Attributes;
   readonly #make: (side: BackpressureSide, origin: string) => EpisodeStats;
 
+  /** The step's name (attribute `step`). */
+  readonly name: string;
+  /** The clock episodes are timed with (the step's). */
+  clock: Clock;
+
   /**
    * Creates the totals. `make` builds the totals of one side and origin (the OpenTelemetry
    * binding gives them a buffered histogram); by default they only count.
    */
   constructor(
-    /** The step's name (attribute `step`). */
-    readonly name: string,
-    /** The clock episodes are timed with (the step's). */
-    public clock: Clock,
+    name: string,
+    clock: Clock,
     make?: (side: BackpressureSide, origin: string) => EpisodeStats,
   ) {
+    this.name = name;
+    this.clock = clock;
     this.attributes = { step: name };
     this.#make = make ?? ((_side, origin) => new EpisodeStats({ step: name, origin }));
   }

@@ -14,6 +14,7 @@ import {
   SluiceError,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
+import { type HttpServerHandle, serveHttp, writeTextFileSync } from "../runtime/mod.ts";
 import { type StepOptions, StreamStep } from "./bridge.ts";
 
 /** Options of a {@link HealthServer}. */
@@ -43,7 +44,7 @@ export interface HealthStatus {
 }
 
 /**
- * A small HTTP server (`Deno.serve`) answering liveness and readiness probes:
+ * A small HTTP server (`Deno.serve`, `Bun.serve` or Node's `http`) answering liveness and readiness probes:
  *
  * - `GET /healthz`: 200 while the main loop beat within `livenessTimeoutMs` (counted from
  *   the server's start before the first beat), else 503;
@@ -67,14 +68,18 @@ export interface HealthStatus {
  * ```
  */
 export class HealthServer {
-  /** The port actually bound. */
-  readonly port: number;
+  /**
+   * Resolves once the server listens. Deno and Bun listen at once; under Node listening
+   * is asynchronous: await this before reading `port` when asking for port 0. Rejects with
+   * a {@link ConfigurationError} if the port is taken (also logged, in case nobody awaits).
+   */
+  readonly ready: Promise<void>;
   /** The interface listened on. */
   readonly hostname: string;
   /** Liveness limit in milliseconds. */
   readonly livenessTimeoutMs: number;
   readonly #clock: Clock;
-  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #server: HttpServerHandle;
   readonly #startedAt: number;
   #lastBeat: number | undefined;
   #attached = 0;
@@ -96,19 +101,22 @@ export class HealthServer {
     this.#clock = options.clock ?? systemClock;
     this.#startedAt = this.#clock.now();
     try {
-      this.#server = Deno.serve(
-        { hostname: this.hostname, port, onListen: () => {} },
-        (req) => this.#handle(req),
-      );
+      this.#server = serveHttp({ hostname: this.hostname, port }, (req) => this.#handle(req));
     } catch (e) {
-      throw new ConfigurationError(
-        `health server cannot listen on ${this.hostname}:${port}: ${
-          e instanceof Error ? e.message : e
-        }; choose another port (0 picks a free one)`,
-        { cause: e },
-      );
+      if (e instanceof SluiceError) throw e; // UnsupportedRuntimeError: no server here
+      throw cannotListen(this.hostname, port, e);
     }
-    this.port = this.#server.addr.port;
+    this.ready = this.#server.ready.catch((e) => {
+      const error = cannotListen(this.hostname, port, e);
+      console.error(`sluice: ${error.message}`);
+      throw error;
+    });
+    this.ready.catch(() => {}); // logged above; awaiting `ready` still rejects
+  }
+
+  /** The port actually bound (under Node: once `ready` resolved). */
+  get port(): number {
+    return this.#server.port;
   }
 
   /** Records that the main loop is alive (what `Healthcheck.poll` does). */
@@ -153,7 +161,7 @@ export class HealthServer {
 
   /** Stops listening; resolves when the server has shut down. */
   close(): Promise<void> {
-    return this.#closing ??= this.#server.shutdown();
+    return this.#closing ??= this.#server.close();
   }
 
   #handle(req: Request): Response {
@@ -167,6 +175,15 @@ export class HealthServer {
     else return new Response("not found: try /healthz or /readyz\n", { status: 404 });
     return Response.json(status, { status: status.status === "ok" ? 200 : 503 });
   }
+}
+
+function cannotListen(hostname: string, port: number, e: unknown): ConfigurationError {
+  return new ConfigurationError(
+    `health server cannot listen on ${hostname}:${port}: ${
+      e instanceof Error ? e.message : e
+    }; choose another port (0 picks a free one)`,
+    { cause: e },
+  );
 }
 
 /** Options of a {@link Healthcheck}. */
@@ -267,8 +284,9 @@ export class Healthcheck<T> extends StreamStep<T, T> {
     this.#lastTouch = now;
     if (this.file !== undefined) {
       try {
-        Deno.writeTextFileSync(this.file, `${new Date(now).toISOString()}\n`);
+        writeTextFileSync(this.file, `${new Date(now).toISOString()}\n`);
       } catch (e) {
+        if (e instanceof SluiceError) throw e; // UnsupportedRuntimeError: no file system here
         throw new SluiceError(
           `step "${this.name}": cannot touch healthcheck file ${this.file}: ${
             e instanceof Error ? e.message : e

@@ -33,7 +33,12 @@ export interface TransformPair<TIn, TOut> {
 class Entry<TIn, TOut> {
   out: TOut | undefined = undefined;
   has = false;
-  constructor(readonly message: Message<TIn>, readonly real: boolean) {}
+  readonly message: Message<TIn>;
+  readonly real: boolean;
+  constructor(message: Message<TIn>, real: boolean) {
+    this.message = message;
+    this.real = real;
+  }
 }
 
 const ignore = () => {};

@@ -114,7 +114,10 @@ function grown<A extends Float64Array | Uint32Array>(array: A, size: number): A 
  * in place changes neither the log nor what other readers see.
  */
 class PartitionLog<T> {
-  constructor(readonly arena: ReadArena) {}
+  readonly arena: ReadArena;
+  constructor(arena: ReadArena) {
+    this.arena = arena;
+  }
   #length = 0;
   #timestamps = new Float64Array(16);
   /** Payloads by offset, once the log holds anything but plain bytes. */
