@@ -418,9 +418,14 @@ export class ConnectionWatch {
 }
 
 function defaultSocket({ host, port, ssl, onConnect }: SocketFactoryArgs): net.Socket {
-  // As kafkajs does: TLS when `ssl` is set, with SNI = the broker's host.
-  if (ssl) return tls.connect(Object.assign({ host, port, servername: host }, ssl), onConnect);
-  return net.connect({ host, port }, onConnect);
+  // As kafkajs's default does: TLS when `ssl` is set, SNI = the broker's host name (never
+  // an IP address), keep-alive probes after a minute.
+  const sni = net.isIP(host) ? {} : { servername: host };
+  const socket = ssl
+    ? tls.connect(Object.assign({ host, port }, sni, ssl), onConnect)
+    : net.connect({ host, port }, onConnect);
+  socket.setKeepAlive(true, 60_000);
+  return socket;
 }
 
 /** Kafka's name of the failing mechanism, from kafkajs's message ("SASL SCRAM SHA512 ..."). */
@@ -489,7 +494,9 @@ export function classifyConnectError(
       const mechanism = mechanismOf(c, sasl);
       const who = sasl && "username" in sasl ? ` as user "${sasl.username}"` : "";
       return new KafkaAuthenticationError(
-        `SASL ${mechanism} authentication${who} at ${brokers} failed: ${c.message}; check the ` +
+        `SASL ${mechanism} authentication${who} at ${brokers} failed: ${
+          c.message.replace(/^SASL .*? authentication failed: /, "")
+        }; check the ` +
           "credentials and that the cluster enables this mechanism for them",
         mechanism,
         { cause: e },
