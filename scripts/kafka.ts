@@ -611,7 +611,7 @@ async function up(): Promise<number> {
   const mavenMs = await ensureJars(version, lib);
   info(
     mavenMs === null
-      ? `jars: cached in .kafka/lib (Kafka ${version})`
+      ? `jars: cached in ${lib.slice(ROOT.length + 1)} (Kafka ${version})`
       : `jars: fetched in ${seconds(mavenMs)}`,
   );
   const { keystore } = await ensureCerts();
