@@ -6,13 +6,26 @@
  * @module
  */
 import type { Admin, Kafka } from "kafkajs";
-import { ClosedError, ConfigurationError, requirePositiveInteger } from "../../types.ts";
+import {
+  ClosedError,
+  ConfigurationError,
+  requirePositiveInteger,
+  SluiceError,
+} from "../../types.ts";
 import { type KafkaClientOptions, resolveClient, type ResolvedClientOptions } from "./config.ts";
 import { createKafka } from "./payload.ts";
 import { ConnectionWatch, connectWatched } from "./security.ts";
 import "./kafkajs_patch.ts";
 
-/** A topic to create with {@link KafkaAdmin.createTopics}. */
+/**
+ * A topic to create with {@link KafkaAdmin.createTopics}.
+ *
+ * @example
+ * ```ts
+ * import type { KafkaTopicSpec } from "@sluice/sluice/kafka";
+ * const orders: KafkaTopicSpec = { name: "orders", partitions: 6, replicationFactor: 3 };
+ * ```
+ */
 export interface KafkaTopicSpec {
   /** Topic name. */
   name: string;
@@ -24,7 +37,15 @@ export interface KafkaTopicSpec {
   config?: Record<string, string>;
 }
 
-/** One partition of {@link KafkaGroupOffsets}. */
+/**
+ * One partition of {@link KafkaGroupOffsets}.
+ *
+ * @example
+ * ```ts
+ * import type { KafkaPartitionLag } from "@sluice/sluice/kafka";
+ * const line = (p: KafkaPartitionLag) => `${p.topic}/${p.partition}: lag ${p.lag}`;
+ * ```
+ */
 export interface KafkaPartitionLag {
   /** Topic name. */
   topic: string;
@@ -41,7 +62,15 @@ export interface KafkaPartitionLag {
   lag: number;
 }
 
-/** What {@link KafkaAdmin.describeGroup} returns. */
+/**
+ * What {@link KafkaAdmin.describeGroup} returns.
+ *
+ * @example
+ * ```ts
+ * import type { KafkaGroupOffsets } from "@sluice/sluice/kafka";
+ * const behind = (g: KafkaGroupOffsets) => g.partitions.filter((p) => p.lag > 1000);
+ * ```
+ */
 export interface KafkaGroupOffsets {
   /** The group id. */
   group: string;
@@ -147,8 +176,39 @@ export class KafkaAdmin {
     }
     const missing = specs.filter((s) => !existing.has(s.topic));
     if (missing.length === 0) return [];
-    await admin.createTopics({ topics: missing, waitForLeaders: true });
+    // Not kafkajs's waitForLeaders: right after a creation, KRaft brokers may answer
+    // UNKNOWN_TOPIC_OR_PARTITION for a moment, which it does not retry.
+    try {
+      await admin.createTopics({ topics: missing, waitForLeaders: false });
+    } catch (e) {
+      // Someone else created one meanwhile: fine if it has the partitions asked for.
+      if (!/already exists/i.test(String((e as Error).message))) throw e;
+    }
+    await this.#awaitLeaders(admin, missing.map((s) => s.topic));
     return missing.map((s) => s.topic);
+  }
+
+  /** Waits (30 s at most) until every partition of `topics` has a leader. */
+  async #awaitLeaders(admin: Admin, topics: string[]): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      try {
+        const { topics: meta } = await admin.fetchTopicMetadata({ topics });
+        if (
+          meta.length === topics.length &&
+          meta.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))
+        ) return;
+      } catch (e) {
+        last = e;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new SluiceError(
+      `topics ${topics.join(", ")} were created but got no partition leaders within 30 s` +
+        (last instanceof Error ? ` (last error: ${last.message})` : "") +
+        "; check the broker's health and min.insync.replicas",
+    );
   }
 
   /** Deletes topics; names that do not exist are ignored. */

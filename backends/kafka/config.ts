@@ -58,7 +58,18 @@ export interface KafkaClientOptions {
   kafkajs?: KafkajsOptions;
 }
 
-/** kafkajs options passed through as they are; see {@link KafkaClientOptions.kafkajs}. */
+/**
+ * kafkajs options passed through as they are; see {@link KafkaClientOptions.kafkajs}.
+ *
+ * @example
+ * ```ts
+ * import type { KafkajsOptions } from "@sluice/sluice/kafka";
+ * const kafkajs: KafkajsOptions = {
+ *   client: { requestTimeout: 60_000 },
+ *   consumer: { rackId: "eu-west-1a" },
+ * };
+ * ```
+ */
 export interface KafkajsOptions {
   /** Extra options of `new Kafka(...)` (e.g. `requestTimeout`, `authenticationTimeout`). */
   client?: Partial<KafkaConfig>;

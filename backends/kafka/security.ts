@@ -40,7 +40,19 @@ export interface KafkaTlsOptions {
   rejectUnauthorized?: boolean;
 }
 
-/** SASL with a user name and password: PLAIN (only over TLS!) or SCRAM. */
+/**
+ * SASL with a user name and password: PLAIN (only over TLS!) or SCRAM.
+ *
+ * @example
+ * ```ts
+ * import type { KafkaSaslPasswordOptions } from "@sluice/sluice/kafka";
+ * const sasl: KafkaSaslPasswordOptions = {
+ *   mechanism: "SCRAM-SHA-256",
+ *   username: "svc",
+ *   password: Deno.env.get("KAFKA_PASSWORD") ?? "",
+ * };
+ * ```
+ */
 export interface KafkaSaslPasswordOptions {
   /** Kafka's mechanism name, either case: `"SCRAM-SHA-512"` or `"scram-sha-512"`. */
   mechanism:
@@ -56,7 +68,19 @@ export interface KafkaSaslPasswordOptions {
   password: string;
 }
 
-/** SASL OAUTHBEARER: a callback returns the current token (called at each authentication). */
+/**
+ * SASL OAUTHBEARER: a callback returns the current token (called at each authentication).
+ *
+ * @example
+ * ```ts
+ * import type { KafkaSaslOAuthBearerOptions } from "@sluice/sluice/kafka";
+ * declare function fetchToken(): Promise<string>;
+ * const sasl: KafkaSaslOAuthBearerOptions = {
+ *   mechanism: "OAUTHBEARER",
+ *   oauthBearerProvider: async () => ({ value: await fetchToken() }),
+ * };
+ * ```
+ */
 export interface KafkaSaslOAuthBearerOptions {
   /** `"oauthbearer"` or `"OAUTHBEARER"`. */
   mechanism: "oauthbearer" | "OAUTHBEARER";
