@@ -76,8 +76,24 @@ export async function createTopic(kafka: Kafka, topic: string, partitions: numbe
   try {
     await admin.createTopics({
       topics: [{ topic, numPartitions: partitions }],
-      waitForLeaders: true,
+      waitForLeaders: false,
     });
+    // Not kafkajs's waitForLeaders: it does not retry the UNKNOWN_TOPIC_OR_PARTITION a
+    // KRaft broker may answer right after the creation (seen under a parallel run).
+    await eventually(
+      async () => {
+        try {
+          const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+          return topics[0]?.partitions.length === partitions &&
+            topics[0].partitions.every((p) => p.leader >= 0);
+        } catch {
+          return false;
+        }
+      },
+      `leaders for the partitions of ${topic}`,
+      30_000,
+      100,
+    );
   } finally {
     await admin.disconnect();
   }
