@@ -526,6 +526,15 @@ export function classifyConnectError(
         { cause: e },
       );
     }
+    if ((c as { type?: unknown }).type === "ILLEGAL_SASL_STATE" && sasl) {
+      const mechanism = kafkaMechanismName(sasl.mechanism);
+      return new KafkaAuthenticationError(
+        `the Kafka listener at ${brokers} does not take SASL (${c.message}): drop sasl, or ` +
+          "connect to the cluster's SASL_SSL (or SASL_PLAINTEXT) port",
+        mechanism,
+        { cause: e },
+      );
+    }
     if (isTlsFailure(c) && !/before secure TLS/.test(c.message)) {
       return new KafkaTlsError(
         `TLS connection to Kafka at ${brokers} failed: ${c.message}; check ssl.ca (the CA ` +

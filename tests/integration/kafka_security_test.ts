@@ -33,7 +33,6 @@ import {
 } from "../../backends/kafka/mod.ts";
 import { SECURE_PASSWORD, SECURE_USER } from "../../scripts/kafka_env.ts";
 import {
-  BROKERS,
   eventually,
   FAST,
   kafkaTest,
@@ -298,5 +297,25 @@ kafkaTest(
   { sanitizeOps: false, sanitizeResources: false },
 );
 
-// Keeps the linter quiet about BROKERS when only the secured tests run.
-void BROKERS;
+kafkaTest(
+  "kafka security: SASL against a listener without SASL is a KafkaAuthenticationError, fast",
+  async (brokers) => {
+    const producer = new KafkaProducer({
+      brokers,
+      sasl: { mechanism: "SCRAM-SHA-256", username: SECURE_USER, password: WRONG_PASSWORD },
+      logLevel: "nothing",
+      connectTimeoutMs: 30_000,
+      retry: FAST.retry,
+    });
+    const { error, ms } = await failure(() =>
+      producer.produce(Topic.of("sluice-warmup"), { key: null, value: "x" })
+    );
+    await producer.close();
+    console.log(`user sees (${Math.round(ms)} ms): ${error}`);
+    assertInstanceOf(error, KafkaAuthenticationError);
+    assertStringIncludes(error.message, "does not take SASL");
+    assert(ms < 10_000, `failed in ${ms} ms, long before the 30 s connect timeout`);
+    assertNoSecret(error, WRONG_PASSWORD);
+  },
+  { sanitizeOps: false, sanitizeResources: false },
+);
