@@ -139,7 +139,9 @@ export class KafkaProducer implements Producer<KafkaPayload> {
       ...o.kafkajs.producer,
       retry: { ...o.retry },
       idempotent: o.idempotent,
-      maxInFlightRequests: o.idempotent ? 1 : undefined,
+      maxInFlightRequests: o.idempotent
+        ? 1
+        : o.kafkajs.producer.maxInFlightRequests as number | undefined,
     });
     this.#admin = this.#kafka.admin({
       retry: { ...o.retry, retries: Math.min(o.retry.retries, 3) },

@@ -404,9 +404,10 @@ export class ConnectionWatch {
   }
 
   /** Wraps `inner` (or kafkajs's behaviour: net or tls.connect) to watch each socket. */
-  socketFactory(inner?: SocketFactory): SocketFactory {
+  socketFactory(inner?: unknown): SocketFactory {
+    const own = typeof inner === "function" ? inner as SocketFactory : undefined;
     return (args) => {
-      const socket = inner ? inner(args) : defaultSocket(args);
+      const socket = own ? own(args) : defaultSocket(args);
       const address = `${args.host}:${args.port}`;
       socket.once("error", (e: Error & { code?: string }) => {
         this.last = e;

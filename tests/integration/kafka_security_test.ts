@@ -31,6 +31,7 @@ import {
   type KafkaSaslOptions,
   KafkaTlsError,
 } from "../../backends/kafka/mod.ts";
+import net from "node:net";
 import { SECURE_PASSWORD, SECURE_USER } from "../../scripts/kafka_env.ts";
 import {
   eventually,
@@ -316,6 +317,34 @@ kafkaTest(
     assertStringIncludes(error.message, "does not take SASL");
     assert(ms < 10_000, `failed in ${ms} ms, long before the 30 s connect timeout`);
     assertNoSecret(error, WRONG_PASSWORD);
+  },
+  { sanitizeOps: false, sanitizeResources: false },
+);
+
+kafkaTest(
+  "kafka options: the kafkajs escape hatch reaches kafkajs (a socketFactory of one's own is used)",
+  async (brokers) => {
+    let sockets = 0;
+    const producer = new KafkaProducer({
+      brokers,
+      logLevel: "nothing",
+      kafkajs: {
+        client: {
+          requestTimeout: 20_000,
+          socketFactory: ({ host, port, onConnect }) => {
+            sockets++;
+            return net.connect({ host, port }, onConnect);
+          },
+        },
+      },
+    });
+    try {
+      const sent = await producer.produce(Topic.of("sluice-warmup"), { key: null, value: "x" });
+      assert(sent.offset >= 0);
+      assert(sockets > 0, "kafkajs connected through the given socketFactory");
+    } finally {
+      await producer.close();
+    }
   },
   { sanitizeOps: false, sanitizeResources: false },
 );
