@@ -256,6 +256,35 @@ secureTest(
 );
 
 secureTest(
+  "kafka security: mutual TLS: a client certificate the broker trusts works, another is refused",
+  async (s) => {
+    const withCert = async (cert: string, key: string) => {
+      const producer = new KafkaProducer({
+        ...secured(s),
+        ssl: { ca: s.ca, cert: await s.pem(cert), key: await s.pem(key) },
+        connectTimeoutMs: 30_000,
+      });
+      try {
+        return await failure(() =>
+          producer.produce(Topic.of("sluice-warmup"), { key: null, value: "x" })
+        );
+      } finally {
+        await producer.close();
+      }
+    };
+    const trusted = await withCert("client.pem", "client-key.pem");
+    assertEquals(trusted.error, undefined, "a certificate signed by the broker's CA is accepted");
+    const { error, ms } = await withCert("rogue.pem", "rogue-key.pem");
+    console.log(`user sees (${Math.round(ms)} ms): ${error}`);
+    assertInstanceOf(error, KafkaTlsError);
+    assertStringIncludes(error.message, "does not trust the client certificate");
+    assert(ms < 10_000, `failed in ${ms} ms, long before the 30 s connect timeout`);
+    assertNoSecret(error, "PRIVATE KEY", (await s.pem("rogue-key.pem")).split("\n")[1]);
+  },
+  { sanitizeOps: false, sanitizeResources: false },
+);
+
+secureTest(
   "kafka security: a plaintext client at the TLS listener gets a KafkaTlsError, not a hang",
   async (s) => {
     const consumer = new KafkaConsumer({
