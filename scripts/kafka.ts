@@ -1,6 +1,7 @@
 /**
- * Development/CI Kafka broker: a single-node KRaft Apache Kafka 3.9 broker built
- * from Maven Central jars (see `scripts/kafka-broker/pom.xml`), bound to 127.0.0.1.
+ * Development/CI Kafka broker: a single-node KRaft Apache Kafka broker (3.9.x pinned in
+ * `scripts/kafka-broker/pom.xml`, or `KAFKA_VERSION`, e.g. 4.4.0) built from Maven Central
+ * jars, bound to 127.0.0.1.
  *
  * ```sh
  * deno run -A scripts/kafka.ts up      # or: deno task kafka:up
@@ -286,17 +287,14 @@ async function ensureCerts(): Promise<{ keystore: string; truststore: string }> 
     const failed = results.findIndex((r) => !r.ok);
     if (failed >= 0) await fail(`keytool ${stage[failed][0]}`, results[failed]);
   }
-  for (const alias of ["client", "rogue"]) {
-    const r = await run("java", [
-      ...TOOL_JVM_FLAGS,
-      `${ROOT}/scripts/kafka-broker/ExportKey.java`,
-      at(`${alias}.p12`),
-      STORE_PASSWORD,
-      alias,
-    ]);
-    if (!r.ok || !r.output.includes("PRIVATE KEY")) await fail(`ExportKey ${alias}`, r);
-    await Deno.writeTextFile(at(`${alias}-key.pem`), r.output);
-  }
+  // rogue-key.pem last: its presence says the whole set is complete.
+  const exported = await run("java", [
+    ...TOOL_JVM_FLAGS,
+    `${ROOT}/scripts/kafka-broker/ExportKey.java`,
+    STORE_PASSWORD,
+    ...["client", "rogue"].flatMap((a) => [at(`${a}.p12`), a, at(`${a}-key.pem`)]),
+  ]);
+  if (!exported.ok || !(await exists(done))) await fail("ExportKey.java", exported);
   info(`certificates: made with keytool in ${seconds(performance.now() - started)}`);
   return { keystore, truststore };
 }

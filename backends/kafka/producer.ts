@@ -165,7 +165,7 @@ export class KafkaProducer implements Producer<KafkaPayload> {
             `topic "${topic.name}" does not exist on ${
               this.#o.brokers.join(",")
             }; create it first ` +
-              "(kafka-topics.sh --create, or kafkajs admin.createTopics): Sluice never auto-creates topics",
+              "(KafkaAdmin.createTopics, or kafka-topics.sh --create): Sluice never auto-creates topics",
           );
         }
         const md = await this.#admin!.fetchTopicMetadata({ topics: [topic.name] });
