@@ -4,7 +4,6 @@
  * @module
  */
 import { logLevel as KafkajsLevel } from "kafkajs";
-import type { ConsumerConfig, KafkaConfig, ProducerConfig } from "kafkajs";
 import { ConfigurationError, requirePositiveInteger } from "../../types.ts";
 import {
   type KafkaSaslOptions,
@@ -71,12 +70,29 @@ export interface KafkaClientOptions {
  * ```
  */
 export interface KafkajsOptions {
-  /** Extra options of `new Kafka(...)` (e.g. `requestTimeout`, `authenticationTimeout`). */
-  client?: Partial<KafkaConfig>;
-  /** Extra options of `kafka.consumer(...)` (e.g. `rackId`, `partitionAssigners`); consumer only. */
-  consumer?: Partial<ConsumerConfig>;
-  /** Extra options of `kafka.producer(...)` (e.g. `metadataMaxAge`); producer only. */
-  producer?: Partial<ProducerConfig>;
+  /**
+   * Extra options of `new Kafka(...)` (kafkajs's `KafkaConfig`, e.g. `requestTimeout`,
+   * `authenticationTimeout`). Passed through as given: kafkajs checks them, Sluice does not.
+   */
+  client?: Readonly<Record<string, unknown>> & {
+    /** kafkajs's `socketFactory`: opens the socket for one broker connection. */
+    socketFactory?: (args: {
+      host: string;
+      port: number;
+      ssl: unknown;
+      onConnect: () => void;
+    }) => unknown;
+  };
+  /**
+   * Extra options of `kafka.consumer(...)` (kafkajs's `ConsumerConfig`, e.g. `rackId`,
+   * `partitionAssigners`); consumer only.
+   */
+  consumer?: Readonly<Record<string, unknown>>;
+  /**
+   * Extra options of `kafka.producer(...)` (kafkajs's `ProducerConfig`, e.g.
+   * `metadataMaxAge`); producer only.
+   */
+  producer?: Readonly<Record<string, unknown>>;
 }
 
 /** Options of a {@link KafkaConsumer}. */

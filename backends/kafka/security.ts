@@ -398,7 +398,11 @@ export class ConnectionWatch {
   readonly fatal: Promise<never>;
   #reject!: (e: Error) => void;
 
-  constructor(readonly tlsEnabled: boolean) {
+  /** The client connects with TLS. */
+  readonly tlsEnabled: boolean;
+
+  constructor(tlsEnabled: boolean) {
+    this.tlsEnabled = tlsEnabled;
     this.fatal = new Promise<never>((_, reject) => this.#reject = reject);
     this.fatal.catch(() => {}); // observed by connect(); never an unhandled rejection
   }
