@@ -25,12 +25,17 @@ export class HistogramBuffer {
   /** Samples not yet recorded. */
   #values: number[] = [];
 
-  /** `histogram` may be undefined: then samples are counted nowhere and dropped on flush. */
+  /**
+   * `histogram` may be undefined: then samples are counted nowhere and dropped on flush.
+   * Samples are multiplied by `scale` when recorded (0.001: kept in ms, recorded in s).
+   */
   constructor(
     /** Where samples go on {@link HistogramBuffer.flush}. */
     readonly histogram: Histogram | undefined,
     /** The attributes every sample is recorded with (created once). */
     readonly attributes: Attributes,
+    /** Factor applied to every sample when it is recorded. Default 1. */
+    readonly scale: number = 1,
   ) {}
 
   /** Samples waiting to be recorded. */
@@ -51,6 +56,7 @@ export class HistogramBuffer {
     this.#values = [];
     const h = this.histogram;
     if (h === undefined) return;
-    for (let i = 0; i < values.length; i++) h.record(values[i], this.attributes);
+    const k = this.scale;
+    for (let i = 0; i < values.length; i++) h.record(values[i] * k, this.attributes);
   }
 }
