@@ -16,6 +16,7 @@ import {
   type Commit,
   CommitOffsets,
   CommitPolicy,
+  ConsumerMeter,
   DURATION_BUCKETS_S,
   HealthServer,
   highestOffsets,
@@ -28,6 +29,7 @@ import {
   renderStatus,
   renderStatusLine,
   RunTask,
+  StatusWindow,
   type StepOptions,
   StreamProcessor,
   StreamStep,
@@ -205,6 +207,7 @@ Deno.test("status(): a backpressured pipeline names its bottleneck, per-step rat
   assertEquals(s.lagPerSecond, 0);
   assertEquals(s.bottleneck.kind, "step");
   assertEquals(s.bottleneck.name, "sink");
+  assertStringIncludes(s.bottleneck.reason, '"sink" rejected its upstream 100% of it');
   assert(s.backpressureShare > 0.9, `backpressure share ${s.backpressureShare}`);
   assertEquals(s.partitions, [{
     topic: "orders",
@@ -242,12 +245,18 @@ Deno.test("status(): paused is shown as part of backpressured, never instead of 
   assertStringIncludes(renderStatusLine({ ...s, state: "backpressured" }), "fetching paused");
 });
 
-/** Commits partition 1 at once; holds partition 0 forever (a stuck key, say). */
+/**
+ * Holds partition 0 forever (a stuck key, say); on partition 1 commits each message when
+ * the next one arrives, so partition 1 always has lag yet makes progress.
+ */
 class StallsPartitionZero implements ProcessingStrategy<string> {
   readonly ready: Promise<void> = Promise.resolve();
+  #previous: Message<string> | undefined;
   constructor(readonly commit: Commit, readonly onClose?: () => void) {}
   submit(m: Message<string>): void {
-    if (m.committable.keys().next().value?.index === 1) this.commit(m.committable);
+    if (m.committable.keys().next().value?.index !== 1) return;
+    if (this.#previous !== undefined) this.commit(this.#previous.committable);
+    this.#previous = m;
   }
   poll(): void {}
   close(): void {
@@ -285,15 +294,15 @@ Deno.test("probes: a partition with lag and no committed progress is stalled, wh
     for (let t = 0; t < 5; t++) {
       await processor.runOnce();
       await settle();
-      if (t === 3) broker.produce(p1, "more"); // partition 1 keeps moving
+      if (t < 4) broker.produce(p1, `more${t}`); // partition 1 keeps moving (with lag 1)
       await clock.advance(1000);
     }
     await processor.runOnce();
     const byIndex = new Map(processor.status().partitions.map((x) => [x.partition, x]));
     assertEquals(byIndex.get(0)!.lag, 3);
     assertEquals(byIndex.get(0)!.stalledMs, 5000);
-    assertEquals(byIndex.get(1)!.lag, 0);
-    assertEquals(byIndex.get(1)!.stalledMs, 0);
+    assertEquals(byIndex.get(1)!.lag, 1, "partition 1 always has lag...");
+    assertEquals(byIndex.get(1)!.stalledMs, 1000, "...but its committed offset moved a second ago");
 
     const ready = server.readiness();
     assertEquals(ready.status, "partition-stalled");
@@ -317,7 +326,7 @@ Deno.test("probes: a partition with lag and no committed progress is stalled, wh
       d.attributes["messaging.destination.partition.id"],
       d.value,
     ]);
-    assertEquals(stalled, [["0", 5], ["1", 0]]);
+    assertEquals(stalled, [["0", 5], ["1", 1]]);
   } finally {
     await server.close();
   }
@@ -454,4 +463,83 @@ Deno.test("status log: statusLogMs logs one line per period while run() runs", a
   assertEquals(lines.length, 2, lines.join("\n"));
   assertStringIncludes(lines[0], "sluice: running; polled");
   assertStringIncludes(lines[0], "commit_offsets");
+});
+
+Deno.test("probes: a partition idle (no lag) for long is not stalled the moment a message arrives", async () => {
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<string>({ clock });
+  const topic = broker.createTopic("idle", 1);
+  broker.produce(topic, "first");
+  let hold = false;
+  const processor = new StreamProcessor<string>({
+    consumer: broker.getConsumer("g"),
+    topics: [topic],
+    clock,
+    meterProvider: null,
+    commitPolicy: CommitPolicy.IMMEDIATE,
+    pollTimeoutMs: 0,
+    handleSignals: false,
+    factory: {
+      createWithPartitions: (commit) => ({
+        ready: Promise.resolve(),
+        submit: (m: Message<string>) => void (hold || commit(m.committable)),
+        poll() {},
+        close() {},
+        join: () => Promise.resolve(),
+        terminate() {},
+      }),
+    },
+  });
+  for (let t = 0; t < 10; t++) {
+    await processor.runOnce(); // caught up: lag 0, seen by the loop every second
+    await clock.advance(1000);
+  }
+  hold = true;
+  broker.produce(topic, "late");
+  await processor.runOnce();
+  await clock.advance(1000);
+  await processor.runOnce();
+  const [p] = processor.status().partitions;
+  assertEquals(p.lag, 1);
+  // Last seen caught up by the loop's once-a-second check at t=9000 (the message came at
+  // t=10000): at most PROGRESS_CHECK_MS early, never counted from the commit at t=0.
+  assertEquals(p.stalledMs, 2000);
+});
+
+Deno.test("status(): lag growing while the pipeline has room names the consumer/broker", async () => {
+  const clock = new ManualClock(0);
+  const p0 = Partition.of("fast", 0);
+  let end = 0;
+  const counters = {
+    iterations: 0,
+    messagesPolled: 0,
+    pauses: 0,
+    resumes: 0,
+    backpressureMs: 0,
+    invalidMessages: 0,
+  };
+  const meter = new ConsumerMeter(clock, counters, { endOffset: () => end });
+  meter.assigned(new Map([[p0, 0]]));
+  const window = new StatusWindow(clock, new Map(), meter);
+  const input = () => ({
+    running: true,
+    rebalancingSince: undefined,
+    backpressureSince: undefined,
+    paused: false,
+    heldMessages: 0,
+    iterations: counters.iterations,
+    messagesPolled: counters.messagesPolled,
+  });
+  end = 100;
+  await clock.advance(1000);
+  assertEquals(window.status(input()).bottleneck.kind, "none", "no lag trend yet");
+  end = 600; // the producer outruns the consumer: +500/s
+  counters.messagesPolled = 300;
+  await clock.advance(1000);
+  const s = window.status(input());
+  assertEquals(s.lagPerSecond, 500);
+  assertEquals(s.polledPerSecond, 300);
+  assertEquals(s.bottleneck.kind, "consumer");
+  assertEquals(s.bottleneck.name, "consumer/broker");
+  assertEquals(s.state, "running");
 });
