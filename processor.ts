@@ -8,9 +8,9 @@
 import type { Consumer } from "./backends/abstract.ts";
 import { type Clock, macrotask, systemClock } from "./clock.ts";
 import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
-import { type Attributes, createNoopMeter, type MeterProvider, metrics } from "@opentelemetry/api";
+import { createNoopMeter, type MeterProvider, metrics } from "@opentelemetry/api";
 import { ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "./metrics/consumer.ts";
-import { MetricSeries, SluiceMetrics } from "./metrics/otel.ts";
+import { MetricSeries, type SeriesAttributes, SluiceMetrics } from "./metrics/otel.ts";
 import { type ProcessorStatus, renderStatusLine, StatusWindow } from "./metrics/status.ts";
 import { withStepMetrics } from "./metrics/step.ts";
 import { StuckDetector } from "./metrics/stuck.ts";
@@ -79,7 +79,7 @@ export interface StreamProcessorOptions<T> {
    * `messaging.consumer.group.name` and `messaging.client.id` taken from the consumer:
    * give two processors with the same group and client id distinct series.
    */
-  metricAttributes?: Attributes;
+  metricAttributes?: SeriesAttributes;
   /**
    * Log a one-line status (see {@link renderStatusLine}) this often while `run()` runs,
    * in milliseconds. Default: off.
@@ -885,8 +885,8 @@ function globalMeterProvider(): MeterProvider | undefined {
 const NOOP_METER_CLASS = createNoopMeter().constructor;
 
 /** `messaging.*` attributes from what the consumer says about itself. */
-function consumerAttributes(consumer: Consumer<unknown>): Attributes {
-  const out: Attributes = {};
+function consumerAttributes(consumer: Consumer<unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
   if (typeof consumer.messagingSystem === "string") {
     out["messaging.system"] = consumer.messagingSystem;
   }

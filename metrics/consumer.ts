@@ -10,6 +10,7 @@ import type { Attributes } from "@opentelemetry/api";
 import type { Clock } from "../clock.ts";
 import type { Committable, Partition } from "../types.ts";
 import type { HistogramBuffer } from "./buffer.ts";
+import type { SeriesAttributes } from "./otel.ts";
 
 /** What the processor loop is doing; time is accounted to the current phase. */
 export const Phase: {
@@ -163,7 +164,7 @@ export class ConsumerMeter {
   readonly #partitions = new Map<Partition, PartitionState>();
   #trackedAt = -Infinity;
   /** The series' attributes (`messaging.*`), on every point this meter reports. */
-  readonly attributes: Attributes;
+  readonly attributes: SeriesAttributes;
 
   /**
    * Creates the meter. `openBackpressureSince` returns the open episode's start, if any;
@@ -174,7 +175,7 @@ export class ConsumerMeter {
     counters: ConsumerCounters,
     source: EndOffsets,
     openBackpressureSince: () => number | undefined = () => undefined,
-    attributes: Attributes = {},
+    attributes: SeriesAttributes = {},
   ) {
     this.attributes = attributes;
     this.#clock = clock;

@@ -17,7 +17,13 @@ export {
   type TimestampedOffset,
 } from "./consumer.ts";
 export { EpisodeStats, EpisodeTracker } from "./episode.ts";
-export { DURATION_BUCKETS_S, METER_NAME, MetricSeries, SluiceMetrics } from "./otel.ts";
+export {
+  DURATION_BUCKETS_S,
+  METER_NAME,
+  MetricSeries,
+  type SeriesAttributes,
+  SluiceMetrics,
+} from "./otel.ts";
 export {
   type Bottleneck,
   BOTTLENECK_SHARE,
@@ -26,6 +32,7 @@ export {
   type ProcessorStatus,
   renderStatus,
   renderStatusLine,
+  STALL_SHOWN_MS,
   STATUS_WINDOW_MS,
   type StatusInput,
   StatusWindow,

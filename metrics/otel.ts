@@ -104,6 +104,12 @@ function noRetired(): Retired {
 type Observe = (result: ObservableResult) => void;
 
 /**
+ * Attributes of one series of Sluice's metrics, e.g.
+ * `{ "messaging.system": "kafka", "messaging.consumer.group.name": "orders" }`.
+ */
+export type SeriesAttributes = Readonly<Record<string, string | number | boolean>>;
+
+/**
  * One series of Sluice's metrics: the steps and processors that share one set of
  * attributes (the processor's `messaging.system`, `messaging.consumer.group.name`,
  * `messaging.client.id`). A processor without a `MeterProvider` keeps a series of its own
@@ -132,7 +138,7 @@ export class MetricSeries implements StepMetricsSource {
   /** Creates an empty series; `episodes` builds the totals of one step, side and origin. */
   constructor(
     /** The attributes of every point of this series. */
-    readonly attributes: Attributes = {},
+    readonly attributes: SeriesAttributes = {},
     episodes?: (side: BackpressureSide, attributes: Attributes) => EpisodeStats,
   ) {
     this.#episodes = episodes;
@@ -150,7 +156,7 @@ export class MetricSeries implements StepMetricsSource {
 }
 
 /** A stable key of an attribute set. */
-function keyOf(attributes: Attributes): string {
+function keyOf(attributes: SeriesAttributes): string {
   return JSON.stringify(Object.keys(attributes).sort().map((k) => [k, attributes[k]]));
 }
 
@@ -230,7 +236,7 @@ export class SluiceMetrics implements StepMetricsSource {
    * The series with exactly these `attributes` (created on first use). Processors with the
    * same attributes (same system, group and client id) add up in one series.
    */
-  series(attributes: Attributes): MetricSeries {
+  series(attributes: SeriesAttributes): MetricSeries {
     const key = keyOf(attributes);
     let s = this.#series.get(key);
     if (s === undefined) {

@@ -10,6 +10,9 @@ import type { Clock } from "../clock.ts";
 import type { ConsumerMeter, PartitionProgress } from "./consumer.ts";
 import type { StepStats } from "./step.ts";
 
+/** {@link renderStatus} shows a partition's time without progress from this long (ms). */
+export const STALL_SHOWN_MS = 5000;
+
 /** Shortest window rates are computed over, in milliseconds. */
 export const STATUS_WINDOW_MS = 1000;
 
@@ -418,7 +421,7 @@ export function renderStatus(s: ProcessorStatus): string {
   if (s.partitions.length > 0) {
     const parts = s.partitions.map((p) =>
       `${p.topic}/${p.partition} ${p.lag ?? "?"}` +
-      (p.stalledMs > 0 ? ` (no progress for ${seconds(p.stalledMs)})` : "")
+      (p.stalledMs >= STALL_SHOWN_MS ? ` (no progress for ${seconds(p.stalledMs)})` : "")
     );
     lines.push(`lag by partition: ${parts.join(", ")}`);
   }
