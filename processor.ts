@@ -347,10 +347,11 @@ export class StreamProcessor<T> {
    * @example
    * ```ts
    * import { renderStatus, type StreamProcessor } from "@sluice/sluice";
-   * declare const processor: StreamProcessor<string>;
-   * const status = processor.status();
-   * console.log(status.bottleneck.name, status.lag);
-   * console.log(renderStatus(status));
+   * function show(processor: StreamProcessor<string>): void {
+   *   const status = processor.status();
+   *   console.log(status.bottleneck.name, status.lag);
+   *   console.log(renderStatus(status));
+   * }
    * ```
    */
   status(): ProcessorStatus {

@@ -24,8 +24,9 @@ export { type ProcessorStatus, renderStatus, renderStatusLine } from "./metrics/
  * @example
  * ```ts
  * import { fetchStatus, renderStatus } from "@sluice/sluice/status";
- * const status = await fetchStatus("http://127.0.0.1:8080/status");
- * console.log(renderStatus(status));
+ * async function show(url = "http://127.0.0.1:8080/status"): Promise<void> {
+ *   console.log(renderStatus(await fetchStatus(url)));
+ * }
  * ```
  */
 export async function fetchStatus(
@@ -90,7 +91,14 @@ function parseArgs(args: readonly string[]): Args {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(Deno.args);
+  let args: Args;
+  try {
+    args = parseArgs(Deno.args);
+  } catch (e) {
+    console.error(e instanceof Error ? e.message : e);
+    Deno.exitCode = 2;
+    return;
+  }
   const encoder = new TextEncoder();
   const stop = new AbortController();
   const onSignal = () => stop.abort();

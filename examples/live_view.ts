@@ -5,7 +5,7 @@
  * `renderStatus`'s screen: per-step throughput, share of time backpressured and where the
  * pressure comes from, the bottleneck, lag per partition. Finishes by itself after ~6 s.
  *
- * Run: `deno run -A examples/live_view.ts`
+ * Run: `deno run -A examples/live_view.ts` (`STATUS_PORT=8080` for a fixed port)
  *
  * Against your own consumer (a `HealthServer` given `processor`), from another terminal:
  * `deno run --allow-net status.ts http://127.0.0.1:<port>/status`
@@ -76,8 +76,8 @@ const processor = new StreamProcessor<string>({
   },
 });
 
-// The probes and /status, on an ephemeral port.
-const server = new HealthServer({ port: 0, processor });
+// The probes and /status, on an ephemeral port (or STATUS_PORT).
+const server = new HealthServer({ port: Number(Deno.env.get("STATUS_PORT") ?? 0), processor });
 const url = `http://127.0.0.1:${server.port}/status`;
 console.log(`status on ${url}`);
 

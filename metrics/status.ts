@@ -347,9 +347,10 @@ function seconds(ms: number): string {
  *
  * @example
  * ```ts
- * import { describeState, type ProcessorStatus } from "@sluice/sluice";
- * declare const status: ProcessorStatus;
- * console.log(describeState(status)); // e.g. "backpressured for 3.2 s, fetching paused"
+ * import { describeState, type StreamProcessor } from "@sluice/sluice";
+ * function state(processor: StreamProcessor<string>): string {
+ *   return describeState(processor.status()); // e.g. "backpressured for 3.2 s, fetching paused"
+ * }
  * ```
  */
 export function describeState(s: ProcessorStatus): string {
@@ -382,8 +383,9 @@ function percent(x: number): string {
  * @example
  * ```ts
  * import { renderStatus, type StreamProcessor } from "@sluice/sluice";
- * declare const processor: StreamProcessor<string>;
- * console.log(renderStatus(processor.status()));
+ * function show(processor: StreamProcessor<string>): void {
+ *   console.log(renderStatus(processor.status()));
+ * }
  * ```
  */
 export function renderStatus(s: ProcessorStatus): string {
@@ -434,8 +436,9 @@ export function renderStatus(s: ProcessorStatus): string {
  * @example
  * ```ts
  * import { renderStatusLine, type StreamProcessor } from "@sluice/sluice";
- * declare const processor: StreamProcessor<string>;
- * console.log(renderStatusLine(processor.status()));
+ * function log(processor: StreamProcessor<string>): void {
+ *   console.log(renderStatusLine(processor.status()));
+ * }
  * ```
  */
 export function renderStatusLine(s: ProcessorStatus): string {

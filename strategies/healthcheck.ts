@@ -102,12 +102,17 @@ export interface HealthStatus {
 }
 
 /**
- * A small HTTP server (`Deno.serve`) answering liveness and readiness probes:
+ * A small HTTP server (`Deno.serve`) answering liveness and readiness probes, with a JSON
+ * body ({@link HealthStatus}) saying why:
  *
- * - `GET /healthz`: 200 while the main loop beat within `livenessTimeoutMs` (counted from
- *   the server's start before the first beat), else 503;
- * - `GET /readyz`: 200 when, in addition, a pipeline is attached (partitions assigned) and
- *   not closing, else 503.
+ * - `GET /healthz`: 200 while the main loop beat (or, with a watched processor, iterated)
+ *   within `livenessTimeoutMs` (counted from the server's start before the first beat),
+ *   or while a rebalance is within `rebalanceGraceMs` ("rebalancing"); else 503 "stuck";
+ * - `GET /readyz`: 200 when, in addition, partitions are assigned (or a rebalance is within
+ *   its grace period) and no partition with lag has gone `partitionStallMs` without
+ *   committed progress ("partition-stalled"), else 503;
+ * - `GET /status`: the watched processor's {@link StreamProcessor.status} (see
+ *   {@link HealthServer.watch}).
  *
  * A {@link Healthcheck} step given `http: { port }` starts its own server and closes it
  * on `join`/`terminate`. To keep one endpoint across rebalances (pipelines come and go),
