@@ -543,3 +543,70 @@ Deno.test("status(): lag growing while the pipeline has room names the consumer/
   assertEquals(s.bottleneck.name, "consumer/broker");
   assertEquals(s.state, "running");
 });
+
+Deno.test("probes: a real processor blocked in a revoke's join is 'rebalancing' (200) within the grace, 'stuck' after", async () => {
+  const clock = new ManualClock(0);
+  // A session long enough for the slow join (kafkajs heartbeats in the background).
+  const broker = new LocalBroker<string>({ clock, sessionTimeoutMs: 600_000 });
+  broker.createTopic("t", 2);
+  let releaseJoin: (() => void) | undefined;
+  const processor = new StreamProcessor<string>({
+    consumer: broker.getConsumer("g"),
+    topics: ["t"],
+    clock,
+    meterProvider: null,
+    pollTimeoutMs: 0,
+    joinTimeoutMs: 1_000_000,
+    handleSignals: false,
+    factory: {
+      createWithPartitions: () => ({
+        ready: Promise.resolve(),
+        submit() {},
+        poll() {},
+        close() {},
+        // A slow drain: the join takes as long as the test says.
+        join: () => new Promise<void>((r) => releaseJoin = r),
+        terminate() {},
+      }),
+    },
+  });
+  const server = new HealthServer({
+    port: 0,
+    clock,
+    processor,
+    livenessTimeoutMs: 10_000,
+    rebalanceGraceMs: 60_000,
+  });
+  try {
+    await processor.runOnce();
+    server.liveness();
+    await processor.runOnce();
+    assertEquals(server.liveness().status, "ok");
+    const other = broker.getConsumer("g");
+    other.subscribe(["t"]);
+    await other.poll(0);
+    const blocked = processor.runOnce(); // revokes: closes the pipeline and joins it
+    await settle();
+    assert(releaseJoin !== undefined, "the loop is inside the revoke's join");
+    await clock.advance(30_000); // three times livenessTimeoutMs without an iteration
+    let live = server.liveness();
+    assertEquals([live.status, live.httpStatus], ["rebalancing", 200], live.reason);
+    assertEquals(live.rebalancingForMs, 30_000);
+    assertEquals(server.readiness().httpStatus, 200);
+    await clock.advance(40_000); // 70 s: past the grace period
+    live = server.liveness();
+    assertEquals([live.status, live.httpStatus], ["stuck", 503], live.reason);
+    releaseJoin!();
+    await settle();
+    await other.poll(0);
+    await clock.advance(100);
+    await blocked;
+    await processor.runOnce();
+    await other.poll(0);
+    await processor.runOnce();
+    assertEquals(server.liveness().status, "ok", "iterating again");
+    await other.close();
+  } finally {
+    await server.close();
+  }
+});
