@@ -114,8 +114,9 @@ export interface DlqPolicyOptions<T, P> {
   /**
    * Builds the payload to produce from the raw message and the dead-letter info (which
    * carries the standard headers). Default: a {@link DlqRecord} (raw payload + headers).
+   * May return a promise: it is awaited before the payload is produced.
    */
-  build?: (raw: BrokerValue<T>, info: DlqInfo) => P;
+  build?: (raw: BrokerValue<T>, info: DlqInfo) => P | PromiseLike<P>;
   /** Limits on invalid messages; none by default. */
   limit?: DlqLimit;
   /**
@@ -160,7 +161,7 @@ export class DlqPolicy<T, P = DlqRecord<T>> {
   /** The dead-letter topic. */
   readonly topic: Topic;
   /** Builds the produced payload. */
-  readonly build: (raw: BrokerValue<T>, info: DlqInfo) => P;
+  readonly build: (raw: BrokerValue<T>, info: DlqInfo) => P | PromiseLike<P>;
   /** The limits (a copy, validated). */
   readonly limit: Readonly<Required<Pick<DlqLimit, "minMessagesForRatio">> & DlqLimit>;
   /** See {@link DlqPolicyOptions.maxBufferedPerPartition}. */
@@ -545,7 +546,7 @@ export class DlqRunner<T> {
     const stop = new AbortController();
     let timedOut = false;
     try {
-      const payload = policy.build(raw, info);
+      const payload = await policy.build(raw, info); // may be async (a schema lookup, say)
       const timeout = this.#hooks.clock.sleep(policy.deliveryTimeoutMs, stop.signal).then(
         () => {
           if (!stop.signal.aborted) timedOut = true;

@@ -36,7 +36,12 @@
 export * from "./types.ts";
 export { type Clock, macrotask, ManualClock, systemClock } from "./clock.ts";
 export { CommitPolicy, type CommitPolicyOptions, CommitPolicyState } from "./commit_policy.ts";
-export { type ProcessorStats, StreamProcessor, type StreamProcessorOptions } from "./processor.ts";
+export {
+  type MeterProviderLike,
+  type ProcessorStats,
+  StreamProcessor,
+  type StreamProcessorOptions,
+} from "./processor.ts";
 export type { AssignmentCallbacks, Consumer, Producer } from "./backends/abstract.ts";
 export type {
   Commit,
@@ -49,12 +54,14 @@ export {
   DEFAULT_HIGH_WATER_MARK,
   HOLD,
   MapStep,
+  type SettledResult,
   SKIP,
   type StepOptions,
   StreamStep,
   type TransformResult,
 } from "./strategies/bridge.ts";
 export { RunTask } from "./strategies/run_task.ts";
+export { isThenable, requireSync } from "./strategies/thenable.ts";
 export { CommitOffsets, highestOffsets } from "./strategies/commit_offsets.ts";
 export { FilterStep } from "./strategies/filter.ts";
 export { Noop } from "./strategies/noop.ts";
@@ -68,6 +75,7 @@ export {
 export { Produce, type ProduceOptions } from "./strategies/produce.ts";
 export {
   DLQ_HEADERS,
+  type DlqCounters,
   DlqDeliveryError,
   type DlqFailureMode,
   type DlqInfo,
@@ -85,6 +93,7 @@ export { Buffer, type BufferOptions, type BufferProtocol } from "./strategies/bu
 export { Reduce, type ReduceOptions } from "./strategies/reduce.ts";
 export { type BatchOptions, BatchStep, UnbatchStep } from "./strategies/batching.ts";
 export { Unfold } from "./strategies/unfold.ts";
+export { Pipeline, pipeline, type StepFactory } from "./strategies/pipeline.ts";
 export {
   type DropReason,
   LoadShed,

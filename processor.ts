@@ -40,25 +40,48 @@ export interface StreamProcessorOptions<T> {
   topics: readonly (Topic | string)[];
   /** Builds the pipeline on every assignment. */
   factory: ProcessingStrategyFactory<T>;
-  /** When to commit. Default {@link CommitPolicy.ONCE_PER_SECOND}. */
+  /**
+   * When to commit.
+   * @default CommitPolicy.ONCE_PER_SECOND
+   */
   commitPolicy?: CommitPolicy;
-  /** Longest wait for the pipeline to finish its work on revoke and shutdown. Default 25 000. */
+  /**
+   * Longest wait (ms) for the pipeline to finish its work on revoke and shutdown; what is
+   * unfinished then is not committed.
+   * @default 25000
+   */
   joinTimeoutMs?: number;
-  /** Continuous backpressure after which all assigned partitions are paused. Default 1000. */
+  /**
+   * Continuous backpressure (ms) after which all assigned partitions are paused.
+   * @default 1000
+   */
   pauseAfterMs?: number;
-  /** How long `poll` waits for messages when there are none. Default 100. */
+  /**
+   * How long (ms) `poll` waits for messages when there are none.
+   * @default 100
+   */
   pollTimeoutMs?: number;
-  /** Longest wait between retries while the pipeline rejects and does not signal `ready`. Default 100. */
+  /**
+   * Longest wait (ms) between retries while the pipeline rejects and does not signal `ready`.
+   * @default 100
+   */
   maxBackoffMs?: number;
   /**
    * The same bound once the partitions are paused: a paused consumer wakes this often (or
-   * when the pipeline signals `ready`) to poll the consumer and retry. Default 1000, so a
-   * fully backpressured consumer costs next to no CPU.
+   * when the pipeline signals `ready`) to poll the consumer and retry, so a fully
+   * backpressured consumer costs next to no CPU.
+   * @default 1000
    */
   pausedBackoffMs?: number;
-  /** Clock for all timing. Default: the system clock. */
+  /**
+   * Clock for all timing; a `ManualClock` drives time in tests.
+   * @default systemClock
+   */
   clock?: Clock;
-  /** Install SIGINT/SIGTERM handlers that shut down gracefully during `run()`. Default true. */
+  /**
+   * Install SIGINT/SIGTERM handlers that shut down gracefully during `run()`.
+   * @default true
+   */
   handleSignals?: boolean;
   /**
    * OpenTelemetry `MeterProvider` for Sluice's metrics (`sluice.consumer.*`, and
@@ -66,36 +89,58 @@ export interface StreamProcessorOptions<T> {
    * one is set when the processor is built (`metrics.setGlobalMeterProvider(...)` from
    * `@opentelemetry/api`, which `OTEL_DENO=true` does); `null`: no OpenTelemetry metrics
    * even then ({@link StreamProcessor.status} still works).
+   * @default the global MeterProvider, if one is set
    */
-  meterProvider?: MeterProvider | null;
+  meterProvider?: MeterProviderLike | null;
   /**
    * `false` turns every metric off, OpenTelemetry and the numbers behind
    * {@link StreamProcessor.status} alike (its steps and partitions are then empty).
-   * Default true.
+   * @default true
    */
   metrics?: boolean;
   /**
    * Attributes added to every metric of this processor, next to the `messaging.system`,
    * `messaging.consumer.group.name` and `messaging.client.id` taken from the consumer:
    * give two processors with the same group and client id distinct series.
+   * @default {}
    */
   metricAttributes?: SeriesAttributes;
   /**
    * Log a one-line status (see {@link renderStatusLine}) this often while `run()` runs,
-   * in milliseconds. Default: off.
+   * in milliseconds.
+   * @default undefined (off)
    */
   statusLogMs?: number;
   /**
    * When `run()`'s loop has not advanced for this many milliseconds, log a warning saying
-   * what it was doing and count `sluice.consumer.stuck`. Default: off.
+   * what it was doing and count `sluice.consumer.stuck`.
+   * @default undefined (off)
    */
   stuckTimeoutMs?: number;
   /**
    * Dead-letter queue for `InvalidMessage`s. Without one, an invalid message stops the
    * processor (nothing is committed past it). See {@link DlqPolicy}.
+   * @default undefined (an invalid message stops the processor)
    */
   // deno-lint-ignore no-explicit-any
   dlqPolicy?: DlqPolicy<T, any>;
+}
+
+/**
+ * An OpenTelemetry `MeterProvider`: `metrics.getMeterProvider()` from `@opentelemetry/api`,
+ * or `new MeterProvider(...)` from `@opentelemetry/sdk-metrics`. Declared by its shape so
+ * that Sluice's API names no type of another package; Sluice only calls `getMeter`.
+ *
+ * @example
+ * ```ts
+ * import { MeterProvider } from "@opentelemetry/sdk-metrics";
+ * import type { MeterProviderLike } from "@sluice/sluice";
+ * const provider: MeterProviderLike = new MeterProvider();
+ * ```
+ */
+export interface MeterProviderLike {
+  /** Returns the meter of the instrumentation scope `name`. */
+  getMeter(name: string, version?: string, options?: { schemaUrl?: string }): object;
 }
 
 /** Counters the processor keeps (also the source of its metrics). */
@@ -282,7 +327,9 @@ export class StreamProcessor<T> {
         ? globalMeterProvider()
         : options.meterProvider ?? undefined;
       const attributes = { ...consumerAttributes(this.#consumer), ...options.metricAttributes };
-      this.#metrics = provider === undefined ? undefined : SluiceMetrics.for(provider);
+      this.#metrics = provider === undefined
+        ? undefined
+        : SluiceMetrics.for(provider as MeterProvider);
       this.#series = this.#metrics?.series(attributes) ?? new MetricSeries(attributes);
       this.#meter = new ConsumerMeter(
         this.#clock,

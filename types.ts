@@ -293,6 +293,20 @@ export class Message<T> {
    * committable and timestamp as {@link value}, but its payload may be an earlier one. Read
    * offsets from here in a step: unlike `value`, it never allocates. For a `BrokerValue` or
    * a `Value` it is the message itself.
+   *
+   * `m.source.partition` and `m.source.offset` type-check on every message: they are the
+   * broker message's for a message read from the broker (or made from one with
+   * `replacePayload`), and `undefined` for a `Value` (a batch, a reduced result), whose
+   * offsets are in `committable`.
+   *
+   * @example
+   * ```ts
+   * import { BrokerValue, type Message, Partition } from "@sluice/sluice";
+   * const where = (m: Message<unknown>): string =>
+   *   m.source.offset === undefined ? "a batch" : `${m.source.partition}@${m.source.offset}`;
+   * const m = new BrokerValue("x", Partition.of("events", 0), 7, Date.now()).replacePayload(1);
+   * console.log(where(m)); // "events/0@7"
+   * ```
    */
   get source(): BrokerValue<unknown> | Value<unknown> {
     return internals(this)[SOURCE];
@@ -397,6 +411,17 @@ export class BrokerValue<T> extends Message<T> {
  */
 export class Value<T> extends Message<T> {
   /**
+   * Always `undefined`: a value maps to no single broker message. Declared so that
+   * `message.source.partition` type-checks on any message (`Partition | undefined`).
+   */
+  declare readonly partition?: undefined;
+  /**
+   * Always `undefined`: a value maps to no single broker message. Declared so that
+   * `message.source.offset` type-checks on any message (`number | undefined`).
+   */
+  declare readonly offset?: undefined;
+
+  /**
    * Creates a value with the offsets it makes committable once processed and an optional
    * timestamp, epoch milliseconds (for example the newest message folded in).
    */
@@ -436,8 +461,20 @@ export class Value<T> extends Message<T> {
  *
  * @example
  * ```ts
- * import { InvalidMessage, Partition } from "@sluice/sluice";
- * throw new InvalidMessage(Partition.of("events", 0), 17, "payload is not JSON");
+ * import { BrokerValue, InvalidMessage, type Message, Noop, RunTask } from "@sluice/sluice";
+ *
+ * const parse = new RunTask((m: Message<string>) => {
+ *   try {
+ *     return JSON.parse(m.payload) as unknown;
+ *   } catch (e) {
+ *     // A message straight from the broker (before any batching step) knows where it was read.
+ *     if (m.source instanceof BrokerValue) {
+ *       throw InvalidMessage.fromValue(m.source, `payload is not JSON: ${e}`);
+ *     }
+ *     throw e;
+ *   }
+ * }, new Noop());
+ * parse.terminate();
  * ```
  */
 export class InvalidMessage extends SluiceError {

@@ -23,14 +23,19 @@ export interface ConsumerReadableOptions {
   /**
    * Messages the stream fetches ahead of the reader. The consumer is polled only while
    * the stream's `desiredSize` is positive, so at most this many plus one poll's worth
-   * are buffered. Default 1000; 0 fetches only when the reader asks.
+   * are buffered; 0 fetches only when the reader asks.
+   * @default 1000
    */
   highWaterMark?: number;
-  /** How long one consumer poll waits for messages when there are none. Default 100 ms. */
+  /**
+   * How long (ms) one consumer poll waits for messages when there are none.
+   * @default 100
+   */
   pollTimeoutMs?: number;
   /**
    * Acknowledged offsets are committed at most this often while reading (and always on
-   * revoke, `commit()` and close). Default 1000 ms; 0 commits at every fetch.
+   * revoke, `commit()` and close), in milliseconds; 0 commits at every fetch.
+   * @default 1000
    */
   commitIntervalMs?: number;
   /** Called after partitions were assigned. */
@@ -40,11 +45,15 @@ export interface ConsumerReadableOptions {
   /**
    * While the reader asks for nothing (the stream is full), the consumer is still polled
    * this often, with every partition paused, so it keeps its group membership and takes
-   * part in rebalances (and acknowledged offsets keep being committed). Default 1000 ms;
+   * part in rebalances (and acknowledged offsets keep being committed). In milliseconds;
    * 0 disables it.
+   * @default 1000
    */
   keepAliveMs?: number;
-  /** Clock for the commit interval and keep-alive polls. Default: the system clock. */
+  /**
+   * Clock for the commit interval and keep-alive polls.
+   * @default systemClock
+   */
   clock?: Clock;
 }
 

@@ -30,9 +30,15 @@ export class HistogramBuffer {
    * Samples are multiplied by `scale` when recorded (0.001: kept in ms, recorded in s).
    */
   constructor(
-    /** Where samples go on {@link HistogramBuffer.flush}. */
+    /**
+     * Where samples go on {@link HistogramBuffer.flush}.
+     * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+     */
     readonly histogram: Histogram | undefined,
-    /** The attributes every sample is recorded with (created once). */
+    /**
+     * The attributes every sample is recorded with (created once).
+     * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+     */
     readonly attributes: Attributes,
     /** Factor applied to every sample when it is recorded. Default 1. */
     readonly scale: number = 1,

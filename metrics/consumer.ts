@@ -151,7 +151,10 @@ export class ConsumerMeter {
   partitionsRevoked = 0;
   /** Durations of commits, in milliseconds (set by the binding). */
   commitDurations: HistogramBuffer | undefined;
-  /** Builds the latency buffer of a partition (set by the binding). */
+  /**
+   * Builds the latency buffer of a partition (set by the binding).
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
   latencyBuffer: ((attributes: Attributes) => HistogramBuffer) | undefined;
 
   readonly #clock: Clock;
@@ -327,6 +330,7 @@ export class ConsumerMeter {
   /**
    * Calls `observe(lag, attributes)` for every assigned partition whose end offset the
    * consumer knows: end offset minus committed offset.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
    */
   observeLag(observe: (lag: number, attributes: Attributes) => void): void {
     for (const s of this.#partitions.values()) {
@@ -339,6 +343,7 @@ export class ConsumerMeter {
    * Calls `observe(ms, attributes)` for every assigned partition: how long it has had lag
    * while its committed offset did not move (0 when it moves or has no lag). Partitions
    * whose lag is unknown report 0.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
    */
   observeStalls(observe: (stalledMs: number, attributes: Attributes) => void): void {
     const now = this.#clock.now();

@@ -36,7 +36,10 @@ export class EpisodeStats {
 
   /** Creates the totals; `durations` receives one sample per episode ended with this origin. */
   constructor(
-    /** Attributes these totals are reported with (`step`, `origin`). */
+    /**
+     * Attributes these totals are reported with (`step`, `origin`).
+     * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+     */
     readonly attributes: Attributes,
     /** Where each ended episode's duration goes (buffered histogram), if anywhere. */
     readonly durations?: HistogramBuffer,

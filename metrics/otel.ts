@@ -177,7 +177,10 @@ const bindings = new WeakMap<MeterProvider, SluiceMetrics>();
  * ```
  */
 export class SluiceMetrics implements StepMetricsSource {
-  /** The meter every instrument belongs to. */
+  /**
+   * The meter every instrument belongs to.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
   readonly meter: Meter;
   readonly #series = new Map<string, MetricSeries>();
   readonly #default: MetricSeries;

@@ -22,7 +22,10 @@ export type BackpressureSide = "send" | "receive";
 
 /** Messages a step dropped for one reason (attribute `reason`). */
 export interface DropCount {
-  /** `{ step, reason }`, created once. */
+  /**
+   * `{ step, reason }`, created once.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
   readonly attributes: Attributes;
   /** Messages dropped so far. */
   count: number;
@@ -51,7 +54,10 @@ export class StepStats {
   readonly send: Map<string, EpisodeStats> = new Map();
   /** Receive-side totals by origin. */
   readonly receive: Map<string, EpisodeStats> = new Map();
-  /** `{ ...base, step: name }`, created once. */
+  /**
+   * `{ ...base, step: name }`, created once.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
   readonly attributes: Attributes;
   readonly #base: Attributes;
   readonly #make: (side: BackpressureSide, attributes: Attributes) => EpisodeStats;

@@ -20,7 +20,10 @@ export interface StuckDetectorOptions {
   describe: () => string;
   /** Called once per stuck episode with how long it has been stuck and what it was doing. */
   onStuck: (stuckForMs: number, doing: string) => void;
-  /** How often to check. Default: a quarter of the timeout, at most 1000 ms. */
+  /**
+   * How often to check, in milliseconds.
+   * @default a quarter of the timeout, at most 1000
+   */
   checkEveryMs?: number;
 }
 

@@ -29,8 +29,12 @@ export interface ProcessingStrategy<T> {
    * Hands a message to the step. Synchronous; throws `MessageRejected` when the step cannot
    * take it now (the caller keeps the message and retries after `ready`). Returning does
    * not mean the message was processed.
+   *
+   * Declared as a property (not a method) on purpose: TypeScript then checks it
+   * contravariantly, so a step that handles `Message<string>` is not accepted where
+   * `Message<string | null>` will be submitted.
    */
-  submit(message: Message<T>): void;
+  submit: (message: Message<T>) => void;
   /**
    * Optional: submits `messages[from]`, `messages[from + 1]`, ... in order, as `submit`
    * would one by one, and stops at the first one the step cannot take now. Returns the
@@ -39,7 +43,7 @@ export interface ProcessingStrategy<T> {
    * errors are thrown as from `submit`, before any message is taken. The processor uses it
    * when present; the built-in steps have it.
    */
-  submitMany?(messages: readonly Message<T>[], from: number): number;
+  submitMany?: (messages: readonly Message<T>[], from: number) => number;
   /** Non-blocking housekeeping: drives timers, forwards finished work, rethrows async failures. */
   poll(): void;
   /** No more messages will be submitted. Does not block. */

@@ -22,23 +22,37 @@ import { type StepOptions, StreamStep } from "./bridge.ts";
 export interface AdaptiveBatchOptions extends StepOptions {
   /** The processing time to aim for per batch, in milliseconds. Required, > 0. */
   targetMs: number;
-  /** Smallest batch size. Default 1. */
+  /**
+   * Smallest batch size.
+   * @default 1
+   */
   minSize?: number;
-  /** Largest batch size. Default 10 000. */
+  /**
+   * Largest batch size.
+   * @default 10000
+   */
   maxSize?: number;
-  /** Size of the first batch. Default `minSize`, or 10 if that is within bounds. */
+  /**
+   * Size of the first batch.
+   * @default 10, clamped to [minSize, maxSize]
+   */
   initialSize?: number;
   /**
    * Longest a partial batch waits for more messages (from its first message), in
-   * milliseconds; then it is processed as it is. Default 1 000.
+   * milliseconds; then it is processed as it is.
+   * @default 1000
    */
   maxWaitMs?: number;
   /**
    * No change while a batch's time is within this fraction of `targetMs` (0.1 = ±10%),
-   * so the size settles instead of oscillating. Default 0.1.
+   * so the size settles instead of oscillating.
+   * @default 0.1
    */
   tolerance?: number;
-  /** Largest factor the size may grow or shrink by after one batch. Default 2. */
+  /**
+   * Largest factor the size may grow or shrink by after one batch.
+   * @default 2
+   */
   maxStep?: number;
 }
 

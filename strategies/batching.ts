@@ -15,7 +15,10 @@ export interface BatchOptions<T> extends StepOptions {
   maxBatchSize?: number;
   /** Hand on a batch at the latest this many milliseconds after its first message. */
   maxBatchTimeMs?: number;
-  /** Size of one message in the unit of `maxBatchSize`. Default 1. */
+  /**
+   * Size of one message in the unit of `maxBatchSize`.
+   * @default () => 1
+   */
   computeBatchSize?: (message: Message<T>) => number;
 }
 

@@ -23,6 +23,7 @@ import {
   StepError,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
+import { requireSync } from "./thenable.ts";
 import { type StepMeter, stepMeterFor, type StepMetricsSource } from "../metrics/step.ts";
 
 /** What a step's writable stream accepts: one message, or an array of them. */
@@ -39,7 +40,8 @@ export interface StepOptions {
   highWaterMark?: number;
   /**
    * Size of one message in the high-water mark's unit, for byte-bounded queues, e.g.
-   * `(m) => m.payload.byteLength`. Default: every message counts 1.
+   * `(m) => m.payload.byteLength`. Default: every message counts 1. Synchronous: a
+   * promise from it is a `ConfigurationError` thrown by `submit`.
    */
   // deno-lint-ignore no-explicit-any
   size?: (message: Message<any>) => number;
@@ -144,7 +146,13 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       `step "${this.name}": chunkSize`,
       options.chunkSize ?? DEFAULT_CHUNK_SIZE,
     );
-    const sizeOf = this.#sizeOf = options.size;
+    const userSize = options.size;
+    // A size() that returns a promise would count as NaN: stop at the first one instead.
+    const sizeOf = this.#sizeOf = userSize === undefined ? undefined : (m: Message<unknown>) => {
+      const n = userSize(m);
+      if (typeof n === "number") return n;
+      return requireSync(this.name, "size()", "a number", "Measure the payload as it is.", n);
+    };
     const chunkSizeOf = sizeOf
       ? (c: Chunk<TIn>) => {
         if (!Array.isArray(c)) return sizeOf(c);
@@ -598,18 +606,71 @@ function stepLabel(strategy: object): string {
 /** Returned by {@link MapStep.transform} for a message that produces no output. */
 export const SKIP: unique symbol = Symbol("skip");
 
-/** What {@link MapStep.transform} may return. */
-export type TransformResult<T> = Message<T> | typeof HOLD | typeof SKIP | InvalidMessage;
+/** What {@link MapStep.transform} may return, or a promise of it (awaited in input order). */
+export type TransformResult<T> =
+  | Message<T>
+  | typeof HOLD
+  | typeof SKIP
+  | InvalidMessage
+  | Promise<SettledResult<T>>;
+
+/** What a settled asynchronous transform gives: a {@link TransformResult} that is not a promise. */
+export type SettledResult<T> = Message<T> | typeof HOLD | typeof SKIP | InvalidMessage;
 
 /**
  * A step that turns each input message into at most one output, in order: `RunTask`,
  * `FilterStep` and friends. It handles the next step's rejections (holding the result,
  * never re-running the transform), holds (`HOLD`, retried on the next poll) and invalid
- * messages (reported, then their offsets forwarded as filtered).
+ * messages (reported, then their offsets forwarded as filtered). A transform that returns
+ * a promise is awaited before the next message is transformed (the chunk stays in the
+ * queue meanwhile, so upstream is held back by the high-water mark); the promise must not
+ * reject: a failure is recorded with `fail` and the promise resolves.
  */
 export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
   /** Transforms one message. Filtered input should normally pass through unchanged. */
   protected abstract transform(message: Message<TIn>): TransformResult<TOut>;
+
+  /**
+   * Awaits a user function's promise (or other thenable) for `message`: `onValue` turns its
+   * value into the result. A rejection goes to `onError` when given; by default
+   * `MessageRejected` holds the message (the function runs again after the next `poll()`),
+   * `InvalidMessage` reports it, and anything else fails the step with a `StepError`
+   * naming the message (as does anything `onValue` or `onError` throws). The returned
+   * promise never rejects, so no rejection is ever unhandled.
+   */
+  protected settle<R>(
+    pending: PromiseLike<R>,
+    message: Message<TIn>,
+    onValue: (value: R) => SettledResult<TOut>,
+    onError?: (error: unknown) => SettledResult<TOut>,
+  ): Promise<SettledResult<TOut>> {
+    return Promise.resolve(pending).then(
+      (value) => {
+        try {
+          return onValue(value);
+        } catch (e) {
+          return this.#failed(e, message);
+        }
+      },
+      (e) => {
+        if (onError !== undefined) {
+          try {
+            return onError(e);
+          } catch (e2) {
+            return this.#failed(e2, message);
+          }
+        }
+        if (e instanceof MessageRejected) return HOLD;
+        if (e instanceof InvalidMessage) return e;
+        return this.#failed(e, message);
+      },
+    );
+  }
+
+  #failed(e: unknown, message: Message<TIn>): typeof SKIP {
+    this.fail(this.wrapError(e, message));
+    return SKIP;
+  }
 
   /** Called after the last message of a chunk was handled; may return a final output. */
   protected endOfBatch(): Message<TOut> | undefined {
@@ -640,13 +701,14 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
   }
 
   /**
-   * From `batch[i]`, which `transform` answered with a hold or an invalid message: waits
-   * (hold) or reports it (invalid), then goes on one message at a time.
+   * From `batch[i]`, which `transform` answered with a hold, an invalid message or a
+   * promise: waits (hold), reports it (invalid) or awaits it (promise), then goes on one
+   * message at a time.
    */
   async #slow(
     batch: Message<TIn>[],
     i: number,
-    hold: typeof HOLD | InvalidMessage | undefined,
+    hold: Exclude<TransformResult<TOut>, Message<TOut> | typeof SKIP> | undefined,
   ): Promise<void> {
     let held: Message<TOut> | undefined;
     for (;;) {
@@ -654,6 +716,18 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
         await this.emitWhenRoom(held);
         if (this.abandoned) return;
         held = undefined;
+      }
+      if (hold instanceof Promise) {
+        // An asynchronous transform of batch[i]: nothing after it runs until it settles.
+        const out = await hold;
+        if (this.abandoned) return;
+        hold = undefined;
+        if (out === SKIP) i++;
+        else if (out instanceof Message) {
+          i++;
+          held = out;
+        } else hold = out;
+        continue;
       }
       if (hold === HOLD) {
         await this.waitForPoll();

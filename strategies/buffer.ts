@@ -18,6 +18,28 @@ import {
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, type StepOptions, StreamStep } from "./bridge.ts";
+import { isThenable } from "./thenable.ts";
+
+/** Where a {@link Buffer} step is stuck: an append being awaited, a hold, or an invalid message. */
+type Pending =
+  | Promise<true | typeof HOLD | InvalidMessage>
+  | typeof HOLD
+  | InvalidMessage
+  | undefined;
+
+/**
+ * Throws a `TypeError` when a buffer callback that must be synchronous returned a promise,
+ * rather than treat the promise as a truthy flag or hand it on as a payload.
+ */
+function notThenable<T>(value: T, what: string, returns: string): T {
+  if (isThenable(value)) {
+    throw new TypeError(
+      `${what} returned a promise; it must return ${returns} synchronously. Do asynchronous ` +
+        "work in append() (awaited) or in a RunTask after this step (awaited too)",
+    );
+  }
+  return value;
+}
 
 /**
  * What a {@link Buffer} step accumulates into. The step owns offsets, timestamps and
@@ -46,12 +68,19 @@ export interface BufferProtocol<TIn, TOut> {
   /**
    * Adds one message (never a filtered one). May throw `MessageRejected` to hold the
    * message until the next `poll()`, or `InvalidMessage` for a message that can never be
-   * added (the step then flushes what it holds before reporting it).
+   * added (the step then flushes what it holds before reporting it). May return a promise:
+   * the step awaits it before it adds the next message (a rejection counts as a throw).
    */
-  append(message: Message<TIn>): void;
-  /** True when the buffer should be flushed now (full, say). Checked after every append and on `poll()`. */
+  append(message: Message<TIn>): void | PromiseLike<void>;
+  /**
+   * True when the buffer should be flushed now (full, say). Checked after every append and
+   * on `poll()`. Synchronous: a promise fails the step.
+   */
   isReady(): boolean;
-  /** Returns the payload to hand on and resets the buffer to empty. */
+  /**
+   * Returns the payload to hand on and resets the buffer to empty. Synchronous: a promise
+   * fails the step (do the I/O in a `RunTask` after this step, which awaits it).
+   */
   flush(): TOut;
   /**
    * True when there is nothing to flush. Default: no message was appended since the last
@@ -65,7 +94,8 @@ export interface BufferProtocol<TIn, TOut> {
 export interface BufferOptions extends StepOptions {
   /**
    * Flush at the latest this many milliseconds after the first message of the batch was
-   * added, from `poll()` even when no new message arrives. Default: no time limit.
+   * added, from `poll()` even when no new message arrives.
+   * @default undefined (no time limit)
    */
   maxBufferTimeMs?: number;
 }
@@ -82,6 +112,9 @@ export interface BufferOptions extends StepOptions {
  *   is pending, their offsets are handed on as one filtered marker per chunk.
  * - When the next step rejects a batch, the batch is kept and retried (`append` never runs
  *   twice for one message); the step's queue fills and upstream is rejected.
+ * - `append` may return a promise: it is awaited before the next message is added (input
+ *   order kept, upstream held back by the queue meanwhile); a rejection counts as a throw.
+ *   `isReady`, `isEmpty` and `flush` must be synchronous: a promise fails the step.
  * - Errors thrown by `append`, `isReady` or `flush` surface in `poll()` as a `StepError`
  *   naming the step and the message.
  *
@@ -171,7 +204,7 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
   async #slow(
     batch: Message<TIn>[],
     i: number,
-    pending: typeof HOLD | InvalidMessage | undefined,
+    pending: Pending,
   ): Promise<void> {
     this.#busy = true;
     try {
@@ -181,6 +214,17 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
           await this.emitWhenRoom(held);
           if (this.abandoned) return;
           this.#held = undefined;
+        }
+        if (pending instanceof Promise) {
+          // An asynchronous append of batch[i]: nothing after it is added until it settles.
+          const r = await pending;
+          if (this.abandoned) return;
+          if (r === true) {
+            pending = undefined;
+            // A batch this flushes and the next step rejects is in #held: handed on above.
+            this.#appended(batch[i++], this.clock.now());
+          } else pending = r;
+          continue;
         }
         if (pending === HOLD) {
           await this.waitForPoll();
@@ -222,7 +266,7 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
   #runUntilStuck(
     batch: Message<TIn>[],
     i: number,
-  ): { i: number; pending: typeof HOLD | InvalidMessage | undefined } | undefined {
+  ): { i: number; pending: Pending } | undefined {
     const now = this.clock.now();
     const maxTime = this.#maxTime;
     for (; i < batch.length; i++) {
@@ -238,27 +282,16 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
         this.#merge(m);
         continue;
       }
+      let r: void | PromiseLike<void>;
       try {
-        this.#buffer.append(m);
+        r = this.#buffer.append(m);
       } catch (e) {
         if (e instanceof MessageRejected) return { i, pending: HOLD };
         if (e instanceof InvalidMessage) return { i, pending: e };
         throw this.wrapError(e, m);
       }
-      this.#merge(m);
-      const t = m.timestamp;
-      if (t !== undefined && (this.#timestamp === undefined || t > this.#timestamp)) {
-        this.#timestamp = t;
-      }
-      this.#last = m;
-      if (this.#count++ === 0) this.#startedAt = now;
-      if (this.#due(now)) {
-        const out = this.#take()!;
-        if (!this.emit(out)) {
-          this.#held = out;
-          return { i: i + 1, pending: undefined };
-        }
-      }
+      if (r !== undefined && isThenable(r)) return { i, pending: this.#settle(r, m) };
+      if (this.#appended(m, now)) return { i: i + 1, pending: undefined };
     }
     if (this.#offsets.size > 0 && this.#isEmpty()) {
       const out = this.#take()!;
@@ -268,6 +301,44 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
       }
     }
     return undefined;
+  }
+
+  /**
+   * Records `m` as added to the batch; flushes when due. True when the flushed batch was
+   * rejected by the next step (it is in `#held`).
+   */
+  #appended(m: Message<TIn>, now: number): boolean {
+    this.#merge(m);
+    const t = m.timestamp;
+    if (t !== undefined && (this.#timestamp === undefined || t > this.#timestamp)) {
+      this.#timestamp = t;
+    }
+    this.#last = m;
+    if (this.#count++ === 0) this.#startedAt = now;
+    if (this.#due(now)) {
+      const out = this.#take()!;
+      if (!this.emit(out)) {
+        this.#held = out;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Awaits an asynchronous append: true once done, HOLD or the `InvalidMessage` it
+   * rejected with; any other rejection fails the step. Never rejects.
+   */
+  #settle(r: PromiseLike<void>, m: Message<TIn>): Promise<true | typeof HOLD | InvalidMessage> {
+    return Promise.resolve(r).then(
+      () => true as const,
+      (e) => {
+        if (e instanceof MessageRejected) return HOLD;
+        if (e instanceof InvalidMessage) return e;
+        this.fail(this.wrapError(e, m));
+        return HOLD;
+      },
+    );
   }
 
   /** Time-based and readiness flushes while no message arrives. */
@@ -290,6 +361,7 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /** `join`: hands on the held batch, then flushes the partial one. */
   protected override async onDrained(): Promise<void> {
+    if (this.abandoned) return; // failed or terminated: nothing more is handed on
     const held = this.#held;
     if (held !== undefined) {
       await this.emitWhenRoom(held);
@@ -309,7 +381,7 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
   #due(now: number): boolean {
     if (this.#maxTime !== undefined && now - this.#startedAt >= this.#maxTime) return true;
     try {
-      return this.#buffer.isReady();
+      return notThenable(this.#buffer.isReady(), "isReady()", "a boolean");
     } catch (e) {
       throw this.#batchError(e);
     }
@@ -318,7 +390,7 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
   #isEmpty(): boolean {
     if (this.#buffer.isEmpty === undefined) return this.#count === 0;
     try {
-      return this.#buffer.isEmpty();
+      return notThenable(this.#buffer.isEmpty(), "isEmpty()", "a boolean");
     } catch (e) {
       throw this.#batchError(e);
     }
@@ -348,7 +420,7 @@ export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
     if (!this.#isEmpty()) {
       let payload: TOut;
       try {
-        payload = this.#buffer.flush();
+        payload = notThenable(this.#buffer.flush(), "flush()", "the payload");
       } catch (e) {
         throw this.#batchError(e);
       }

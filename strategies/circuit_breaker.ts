@@ -15,6 +15,7 @@ import {
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./bridge.ts";
+import { isThenable, requireSync } from "./thenable.ts";
 
 /** The breaker's state. */
 export type CircuitState = "closed" | "open" | "half-open";
@@ -58,11 +59,13 @@ export interface CircuitBreakerOptions extends StepOptions {
   retryDelayMs?: number;
   /**
    * Which errors count as the dependency failing. Others fail the step (as in `RunTask`).
-   * Default: every error except `InvalidMessage` and `MessageRejected`.
+   * Default: every error except `InvalidMessage` and `MessageRejected`. Synchronous: a
+   * promise fails the step with a `ConfigurationError`.
    */
   isFailure?: (error: unknown) => boolean;
   /**
-   * Called on every state change. Default: logs one line with `console.warn`.
+   * Called on every state change. Default: logs one line with `console.warn`. Synchronous:
+   * returning a promise fails the step with a `ConfigurationError` (it is not awaited).
    */
   onStateChange?: (change: CircuitStateChange) => void;
 }
@@ -353,7 +356,14 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
   }
 
   #failed(error: unknown, m: Message<TIn>): void {
-    if (!this.#isFailure(error)) throw this.wrapError(error, m);
+    const counts = requireSync(
+      this.name,
+      "isFailure()",
+      "a boolean",
+      "Classify the error from its type or fields.",
+      this.#isFailure(error),
+    );
+    if (!counts) throw this.wrapError(error, m);
     this.failures++;
     this.#bad[this.#roll()]++;
     const why = error instanceof Error ? error.message : String(error);
@@ -416,7 +426,21 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.transitionCounts[to]++;
     this.transitions.push(change);
     if (this.transitions.length > MAX_TRANSITIONS_KEPT) this.transitions.shift();
-    this.#onStateChange(change);
+    const r = this.#onStateChange(change) as unknown;
+    if (isThenable(r)) {
+      // A notification is not awaited: fail the step (through poll) rather than drop it.
+      try {
+        requireSync(
+          this.name,
+          "onStateChange()",
+          "nothing",
+          "Start asynchronous work from it without returning its promise, and handle its errors.",
+          r,
+        );
+      } catch (e) {
+        this.fail(e);
+      }
+    }
   }
 
   /** Sleeps on the clock until `at`, waking early on abandonment (checked on every poll). */

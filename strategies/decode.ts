@@ -14,6 +14,7 @@ import {
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, MapStep, type StepOptions, type TransformResult } from "./bridge.ts";
+import { isThenable } from "./thenable.ts";
 
 /** Decodes raw payloads. `decode` throws (anything) for a payload it cannot decode. */
 export interface Codec<TRaw, T> {
@@ -48,6 +49,8 @@ export const JSON_CODEC: Codec<string | Uint8Array, unknown> = {
  * fails the step instead).
  *
  * The codec may also throw `MessageRejected` (hold and retry) or `InvalidMessage` itself.
+ * It may be asynchronous (a schema-registry lookup, say): a promise is awaited in input
+ * order before the next payload is decoded, and a rejection counts as a throw.
  *
  * @example
  * ```ts
@@ -69,13 +72,17 @@ export const JSON_CODEC: Codec<string | Uint8Array, unknown> = {
  * ```
  */
 export class Decode<TRaw, T> extends MapStep<TRaw, T> {
-  readonly #decode: (raw: TRaw) => T;
+  readonly #decode: (raw: TRaw) => T | PromiseLike<T>;
   /** Payloads that failed to decode so far. */
   failures = 0;
 
-  /** Creates the step around a codec or a decode function. */
+  /**
+   * Creates the step around a codec or a decode function. Either may return a promise
+   * (a schema-registry lookup, say): it is awaited in input order before the next payload
+   * is decoded, and a rejection is a decode failure like a throw.
+   */
   constructor(
-    codec: Codec<TRaw, T> | ((raw: TRaw) => T),
+    codec: Codec<TRaw, T | PromiseLike<T>> | ((raw: TRaw) => T | PromiseLike<T>),
     next: ProcessingStrategy<T>,
     options?: StepOptions,
   ) {
@@ -93,26 +100,35 @@ export class Decode<TRaw, T> extends MapStep<TRaw, T> {
   /** Decodes one message; a decode failure becomes an `InvalidMessage`. */
   protected transform(m: Message<TRaw>): TransformResult<T> {
     if (m.filtered) return m as unknown as Message<T>;
+    let out: T | PromiseLike<T>;
     try {
-      return m.replacePayload(this.#decode(m.payload));
+      out = this.#decode(m.payload);
     } catch (e) {
-      if (e instanceof MessageRejected) return HOLD;
-      const v = m.source;
-      if (e instanceof InvalidMessage) {
-        this.failures++;
-        return e;
-      }
-      if (v instanceof BrokerValue) {
-        this.failures++;
-        return new InvalidMessage(
-          v.partition,
-          v.offset,
-          `decode failed: ${e instanceof Error ? e.message : String(e)}`,
-          this.name,
-          { cause: e },
-        );
-      }
-      throw this.wrapError(e, m);
+      return this.#failure(e, m);
     }
+    if (isThenable(out)) {
+      return this.settle(out, m, (v) => m.replacePayload(v), (e) => this.#failure(e, m));
+    }
+    return m.replacePayload(out);
+  }
+
+  #failure(e: unknown, m: Message<TRaw>): typeof HOLD | InvalidMessage {
+    if (e instanceof MessageRejected) return HOLD;
+    const v = m.source;
+    if (e instanceof InvalidMessage) {
+      this.failures++;
+      return e;
+    }
+    if (v instanceof BrokerValue) {
+      this.failures++;
+      return new InvalidMessage(
+        v.partition,
+        v.offset,
+        `decode failed: ${e instanceof Error ? e.message : String(e)}`,
+        this.name,
+        { cause: e },
+      );
+    }
+    throw this.wrapError(e, m);
   }
 }

@@ -14,32 +14,44 @@ import {
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, MapStep, SKIP, type StepOptions, type TransformResult } from "./bridge.ts";
+import { isThenable } from "./thenable.ts";
 
 /**
  * Forwards the messages for which `predicate` returns true. Dropped messages are counted
  * (`dropped`) and their offsets are still carried forward (as one filtered marker per
  * chunk), so a fully filtered stream keeps committing.
  *
+ * `predicate` may be `async` (a lookup, say): the step awaits it before it tests the next
+ * message, keeping input order, and holds upstream back meanwhile. A rejection fails the
+ * step with a `StepError` naming the message (`MessageRejected` holds the message and
+ * `InvalidMessage` reports it, as when thrown).
+ *
  * @example
  * ```ts
- * import { CommitOffsets, FilterStep } from "@sluice/sluice";
- * const step = new FilterStep(
- *   (m: { payload: number }) => m.payload % 2 === 0,
+ * import { CommitOffsets, FilterStep, type Message } from "@sluice/sluice";
+ * declare const blocklist: { has(id: string): Promise<boolean> };
+ *
+ * const even = new FilterStep(
+ *   (m: Message<number>) => m.payload % 2 === 0,
  *   new CommitOffsets(() => {}),
  *   { name: "even-only" },
+ * );
+ * const allowed = new FilterStep(
+ *   async (m: Message<string>) => !(await blocklist.has(m.payload)),
+ *   new CommitOffsets(() => {}),
  * );
  * ```
  */
 export class FilterStep<T> extends MapStep<T, T> {
-  readonly #predicate: (message: Message<T>) => boolean;
+  readonly #predicate: (message: Message<T>) => boolean | PromiseLike<boolean>;
   #carried = new Map<Partition, number>();
   /** Messages dropped by the predicate so far (also the `sluice.step.dropped` metric). */
   dropped = 0;
   #droppedInChunk = 0;
 
-  /** Creates the step. */
+  /** Creates the step. `predicate` returns a boolean or a promise of one. */
   constructor(
-    predicate: (message: Message<T>) => boolean,
+    predicate: (message: Message<T>) => boolean | PromiseLike<boolean>,
     next: ProcessingStrategy<T>,
     options?: StepOptions,
   ) {
@@ -49,20 +61,27 @@ export class FilterStep<T> extends MapStep<T, T> {
 
   /** Keeps a message when the predicate holds; else records its offset as dropped. */
   protected transform(m: Message<T>): TransformResult<T> {
-    let keep: boolean;
-    if (m.filtered) keep = false;
-    else {
-      try {
-        keep = this.#predicate(m);
-      } catch (e) {
-        if (e instanceof MessageRejected) return HOLD;
-        if (e instanceof InvalidMessage) return e;
-        throw this.wrapError(e, m);
-      }
-      if (!keep) {
-        this.dropped++;
-        this.#droppedInChunk++;
-      }
+    if (m.filtered) return this.#decide(m, false);
+    let keep: boolean | PromiseLike<boolean>;
+    try {
+      keep = this.#predicate(m);
+    } catch (e) {
+      if (e instanceof MessageRejected) return HOLD;
+      if (e instanceof InvalidMessage) return e;
+      throw this.wrapError(e, m);
+    }
+    if (isThenable(keep)) return this.settle(keep, m, (k) => this.#decide(m, k, true));
+    if (!keep) {
+      this.dropped++;
+      this.#droppedInChunk++;
+    }
+    return this.#decide(m, keep);
+  }
+
+  #decide(m: Message<T>, keep: boolean, count = false): Message<T> | typeof SKIP {
+    if (count && !keep) {
+      this.dropped++;
+      this.#droppedInChunk++;
     }
     const v = m.source;
     if (keep) {

@@ -19,10 +19,14 @@ import {
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./bridge.ts";
+import { requireSync } from "./thenable.ts";
 
 /** Options of a {@link KeyedConcurrency}. */
 export interface KeyedConcurrencyOptions<T> extends StepOptions {
-  /** The ordering key of a message (a user id, an account...). Required. */
+  /**
+   * The ordering key of a message (a user id, an account...). Required. Synchronous: a
+   * promise fails the step with a `ConfigurationError` (it would be a new key every time).
+   */
   key: (message: Message<T>) => string | number;
   /** Most calls running at once, over all keys. Default 16. */
   maxInFlight?: number;
@@ -245,7 +249,13 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
     let k: string | number;
     try {
-      k = this.#key(m);
+      k = requireSync(
+        this.name,
+        "key()",
+        "a string or a number",
+        "Read the key from the message; do lookups in fn, which is awaited.",
+        this.#key(m),
+      );
     } catch (e) {
       this.#pending--;
       throw this.wrapError(e, m);

@@ -13,6 +13,7 @@ import {
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./bridge.ts";
+import { isThenable, requireSync } from "./thenable.ts";
 
 /** Which message a full {@link LoadShed} drops. */
 export type ShedPolicy = "drop-newest" | "drop-oldest";
@@ -34,7 +35,10 @@ export interface LoadShedOptions<T> extends StepOptions {
    * keeps the freshest data). Required: shedding is never a default.
    */
   policy: ShedPolicy;
-  /** Called for every dropped message with the reason, for logs or your own metrics. */
+  /**
+   * Called for every dropped message with the reason, for logs or your own metrics.
+   * Synchronous: returning a promise fails the step with a `ConfigurationError`.
+   */
   onDrop?: (message: Message<T>, reason: DropReason) => void;
 }
 
@@ -242,7 +246,22 @@ export class LoadShed<T> extends StreamStep<T, T> {
   #drop(m: Message<T>, reason: DropReason): void {
     this.dropped[reason]++;
     this.countDropped(1, reason === "newest" ? "shed_newest" : "shed_oldest");
-    this.#onDrop?.(m, reason);
+    if (this.#onDrop === undefined) return;
+    const r = this.#onDrop(m, reason) as unknown;
+    if (isThenable(r)) {
+      // A notification is not awaited: fail the step (through poll) rather than drop it.
+      try {
+        requireSync(
+          this.name,
+          "onDrop()",
+          "nothing",
+          "Start asynchronous work from it without returning its promise, and handle its errors.",
+          r,
+        );
+      } catch (e) {
+        this.fail(e);
+      }
+    }
   }
 
   #startDrain(): void {

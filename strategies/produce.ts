@@ -15,7 +15,8 @@ export interface ProduceOptions extends StepOptions {
   /**
    * Most deliveries sent and not yet handed on (unconfirmed, or confirmed but waiting
    * behind an earlier unconfirmed one). When they are all in use the step stops taking
-   * messages from its queue, the queue fills and `submit` rejects. Default 1000.
+   * messages from its queue, the queue fills and `submit` rejects.
+   * @default 1000
    */
   maxInFlight?: number;
 }

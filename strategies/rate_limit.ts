@@ -6,6 +6,7 @@
 import { ConfigurationError, type Message, MessageRejected } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { DEFAULT_HIGH_WATER_MARK, type StepOptions, StreamStep } from "./bridge.ts";
+import { requireSync } from "./thenable.ts";
 
 /**
  * Options of a {@link RateLimit}. Its queue's `highWaterMark` defaults to `capacity` (at
@@ -19,6 +20,7 @@ export interface RateLimitOptions<T> extends StepOptions {
   /**
    * Tokens one message costs (for example its byte length, for a bytes-per-second
    * quota). Default 1. Filtered messages are free. A cost above `capacity` fails the step.
+   * Synchronous: a promise fails the step with a `ConfigurationError`.
    */
   cost?: (message: Message<T>) => number;
 }
@@ -155,7 +157,13 @@ export class RateLimit<T> extends StreamStep<T, T> {
 
   #costOf(m: Message<T>): number {
     if (m.filtered || this.#cost === undefined) return m.filtered ? 0 : 1;
-    const cost = this.#cost(m);
+    const cost = requireSync(
+      this.name,
+      "cost()",
+      "a number",
+      "Compute the cost from the message itself.",
+      this.#cost(m),
+    );
     if (!(cost >= 0) || cost > this.capacity) {
       throw new ConfigurationError(
         `step "${this.name}": cost ${cost} of message ${m} is not between 0 and capacity ` +

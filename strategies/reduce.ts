@@ -11,6 +11,7 @@ import {
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import type { StepOptions } from "./bridge.ts";
+import { isThenable } from "./thenable.ts";
 import { Buffer, type BufferProtocol } from "./buffer.ts";
 
 /** Options of a {@link Reduce} step: at least one of `maxBatchSize` and `maxBatchTimeMs`. */
@@ -22,7 +23,10 @@ export interface ReduceOptions<TIn> extends StepOptions {
    * `poll()` even when no new message arrives.
    */
   maxBatchTimeMs?: number;
-  /** Size of one message in the unit of `maxBatchSize` (bytes, rows...). Default 1. */
+  /**
+   * Size of one message in the unit of `maxBatchSize` (bytes, rows...).
+   * @default () => 1
+   */
   computeBatchSize?: (message: Message<TIn>) => number;
 }
 
@@ -32,19 +36,50 @@ class ReduceBuffer<TIn, TAcc> implements BufferProtocol<TIn, TAcc> {
   #size = 0;
 
   constructor(
-    readonly accumulator: (acc: TAcc, message: Message<TIn>) => TAcc,
+    readonly accumulator: (acc: TAcc, message: Message<TIn>) => TAcc | PromiseLike<TAcc>,
     readonly initialValue: () => TAcc,
     readonly maxBatchSize: number | undefined,
     readonly computeBatchSize: ((message: Message<TIn>) => number) | undefined,
   ) {
-    this.#acc = initialValue();
+    try {
+      this.#acc = this.#initial();
+    } catch (e) {
+      if (!(e instanceof TypeError)) throw e;
+      throw new ConfigurationError(e.message);
+    }
   }
 
-  append(message: Message<TIn>): void {
+  append(message: Message<TIn>): void | Promise<void> {
     // Size first: if it throws, the accumulator has not seen the message yet.
     const n = this.computeBatchSize === undefined ? 1 : this.computeBatchSize(message);
-    this.#acc = this.accumulator(this.#acc, message);
+    if (typeof n !== "number") {
+      throw new TypeError(
+        `computeBatchSize must return a number synchronously, got ${
+          isThenable(n) ? "a promise" : typeof n
+        }`,
+      );
+    }
+    const acc = this.accumulator(this.#acc, message);
+    if (isThenable(acc)) {
+      // Awaited by the step before the next message is folded in.
+      return Promise.resolve(acc).then((a) => {
+        this.#acc = a;
+        this.#size += n;
+      });
+    }
+    this.#acc = acc;
     this.#size += n;
+  }
+
+  #initial(): TAcc {
+    const acc = this.initialValue();
+    if (isThenable(acc)) {
+      throw new TypeError(
+        "initialValue returned a promise; it must return a fresh accumulator synchronously " +
+          "(e.g. () => 0 or () => new Map()); fold asynchronously in the accumulator instead",
+      );
+    }
+    return acc;
   }
 
   isReady(): boolean {
@@ -54,13 +89,13 @@ class ReduceBuffer<TIn, TAcc> implements BufferProtocol<TIn, TAcc> {
   flush(): TAcc {
     const out = this.#acc;
     this.#size = 0;
-    this.#acc = this.initialValue();
+    this.#acc = this.#initial();
     return out;
   }
 }
 
 function reduceBuffer<TIn, TAcc>(
-  accumulator: (acc: TAcc, message: Message<TIn>) => TAcc,
+  accumulator: (acc: TAcc, message: Message<TIn>) => TAcc | PromiseLike<TAcc>,
   initialValue: () => TAcc,
   options: ReduceOptions<TIn>,
 ): ReduceBuffer<TIn, TAcc> {
@@ -101,6 +136,11 @@ function reduceBuffer<TIn, TAcc>(
  * - A batch due by time is flushed from `poll()` even when no new message arrives. The
  *   clock starts at the batch's first message, not when the previous batch was flushed.
  * - Filtered messages are folded into the pending batch's offsets, never passed ahead of it.
+ * - The accumulator may be `async` (or return a promise of the new accumulator): it is
+ *   awaited before the next message is folded in, in input order, and the queue holds
+ *   upstream back meanwhile; a rejection fails the step with a `StepError` naming the
+ *   message, and the batch is not handed on. `initialValue` and `computeBatchSize` must
+ *   be synchronous (a promise from them fails the step with a `TypeError` cause).
  * - The accumulator runs once per message; when the next step rejects a result, the
  *   result is kept and retried. It may throw `MessageRejected` to hold a message until the
  *   next `poll()`, or `InvalidMessage` (the batch so far is flushed first).
@@ -121,9 +161,9 @@ function reduceBuffer<TIn, TAcc>(
  * ```
  */
 export class Reduce<TIn, TAcc> extends Buffer<TIn, TAcc> {
-  /** Creates the step. */
+  /** Creates the step. `accumulator` returns the new accumulator or a promise of it. */
   constructor(
-    accumulator: (acc: TAcc, message: Message<TIn>) => TAcc,
+    accumulator: (acc: TAcc, message: Message<TIn>) => TAcc | PromiseLike<TAcc>,
     initialValue: () => TAcc,
     next: ProcessingStrategy<TAcc>,
     options: ReduceOptions<TIn>,

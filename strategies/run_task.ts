@@ -1,40 +1,65 @@
 /**
- * `RunTask`: runs a synchronous user function on every message.
+ * `RunTask`: runs a user function on every message, awaiting it when it returns a promise.
  *
  * @module
  */
 import { InvalidMessage, type Message, MessageRejected } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, MapStep, type StepOptions, type TransformResult } from "./bridge.ts";
+import { isThenable } from "./thenable.ts";
 
 /**
  * Runs `fn` once per message and forwards `message.replacePayload(result)`.
  *
+ * - `fn` may be `async` (or return any promise): the step awaits it before it runs `fn`
+ *   on the next message, and hands results on in input order, so an offset is committed
+ *   only once the work of its message (and of every message before it) has finished.
+ *   While it waits, the step's queue fills and upstream is held back (`highWaterMark`).
+ *   One call at a time: for several calls in flight use `RunTaskAsync`. A synchronous
+ *   `fn` pays nothing for this.
  * - Filtered messages pass through; `fn` never sees them.
  * - When the next step rejects, the *result* is held and handed on later: `fn` never runs
  *   twice for one message.
- * - `fn` may throw `MessageRejected` to hold the message back (for example while an
- *   external system asks you to pause). It is retried on the next `poll()`; the queue
- *   fills, upstream is rejected, and the processor pauses the consumer.
- * - `fn` may throw `InvalidMessage` for a message that can never be processed.
- * - Any other error fails the step; `poll()` rethrows it naming the message.
+ * - `fn` may throw (or reject with) `MessageRejected` to hold the message back (for
+ *   example while an external system asks you to pause). It is run again after the next
+ *   `poll()`; the queue fills, upstream is rejected, and the processor pauses the consumer.
+ * - `fn` may throw (or reject with) `InvalidMessage` for a message that can never be
+ *   processed.
+ * - Any other error or rejection fails the step: `poll()` rethrows it as a `StepError`
+ *   naming the message's partition and offset; nothing after it is handed on or committed.
  *
  * @example
  * ```ts
- * import { CommitOffsets, RunTask } from "@sluice/sluice";
- * const step = new RunTask(
- *   (m: { payload: string }) => m.payload.toUpperCase(),
+ * import { CommitOffsets, type Message, RunTask } from "@sluice/sluice";
+ * declare const db: { insert(row: string): Promise<void> };
+ *
+ * // Synchronous: the result is the new payload.
+ * const upper = new RunTask(
+ *   (m: Message<string>) => m.payload.toUpperCase(),
  *   new CommitOffsets(() => {}),
  *   { name: "upper", highWaterMark: 500 },
+ * );
+ *
+ * // Asynchronous: awaited, one message at a time, before its offset can be committed.
+ * const save = new RunTask(
+ *   async (m: Message<string>) => {
+ *     await db.insert(m.payload);
+ *     return m.payload;
+ *   },
+ *   new CommitOffsets(() => {}),
+ *   { name: "save" },
  * );
  * ```
  */
 export class RunTask<TIn, TOut> extends MapStep<TIn, TOut> {
-  readonly #fn: (message: Message<TIn>) => TOut;
+  readonly #fn: (message: Message<TIn>) => TOut | PromiseLike<TOut>;
 
-  /** Creates the step. */
+  /**
+   * Creates the step. `fn` returns the new payload, or a promise of it (awaited; the
+   * payload type is what the promise resolves to).
+   */
   constructor(
-    fn: (message: Message<TIn>) => TOut,
+    fn: (message: Message<TIn>) => TOut | PromiseLike<TOut>,
     next: ProcessingStrategy<TOut>,
     options?: StepOptions,
   ) {
@@ -42,15 +67,18 @@ export class RunTask<TIn, TOut> extends MapStep<TIn, TOut> {
     this.#fn = fn;
   }
 
-  /** Applies `fn` to one message; filtered markers pass through. */
+  /** Applies `fn` to one message; filtered markers pass through; a promise is awaited. */
   protected transform(m: Message<TIn>): TransformResult<TOut> {
     if (m.filtered) return m as unknown as Message<TOut>;
+    let out: TOut | PromiseLike<TOut>;
     try {
-      return m.replacePayload(this.#fn(m));
+      out = this.#fn(m);
     } catch (e) {
       if (e instanceof MessageRejected) return HOLD;
       if (e instanceof InvalidMessage) return e;
       throw this.wrapError(e, m);
     }
+    if (isThenable(out)) return this.settle(out, m, (v) => m.replacePayload(v));
+    return m.replacePayload(out);
   }
 }

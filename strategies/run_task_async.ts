@@ -26,12 +26,16 @@ export type AsyncTask<TIn, TOut> = (
 
 /** Options of a {@link RunTaskAsync}. */
 export interface RunTaskAsyncOptions extends StepOptions {
-  /** Most calls of the function running at the same time. Default 16. */
+  /**
+   * Most calls of the function running at the same time.
+   * @default 16
+   */
   concurrency?: number;
   /**
    * Most messages started or finished and not yet handed on to the next step (a slow
    * message holds back the faster ones behind it, up to this many). Must be at least
-   * `concurrency`. Default `2 × concurrency`.
+   * `concurrency`.
+   * @default 2 × concurrency
    */
   maxPending?: number;
 }

@@ -17,7 +17,7 @@ import {
 export interface TransformStepOptions extends StepOptions {
   /**
    * Most messages inside the transform at once: written to it and not yet handed on.
-   * Default: the step's `highWaterMark` (256 when the queue is sized in bytes).
+   * @default the step's `highWaterMark` (256 when the queue is sized in bytes)
    */
   maxInFlight?: number;
 }

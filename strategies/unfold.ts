@@ -18,6 +18,7 @@ import {
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, type StepOptions, StreamStep } from "./bridge.ts";
+import { isThenable } from "./thenable.ts";
 
 /** True when `a` (or `also`) commits at least as far as `b` on every partition of `b`. */
 function covers(a: Committable, b: Committable, also: Committable | undefined): boolean {
@@ -44,6 +45,11 @@ function covers(a: Committable, b: Committable, also: Committable | undefined): 
  *   produced before it are handed on; they carry no offsets, so nothing is committed
  *   past it, and the input's offsets follow once the processor has dealt with it).
  * - Other errors surface in `poll()` as a `StepError` naming the step and the message.
+ * - `fn` may be `async` (return a promise of an iterable, say an array of rows fetched
+ *   for the message): it is awaited before anything of the message is handed on, and
+ *   before the next message's `fn` runs; a rejection is handled like a throw. An async
+ *   iterable (an `async function*`), or an element that is a promise, fails the step with
+ *   a `TypeError` cause: return a promise of an array instead.
  *
  * @example
  * ```ts
@@ -65,15 +71,15 @@ function covers(a: Committable, b: Committable, also: Committable | undefined): 
  * ```
  */
 export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
-  readonly #fn: (message: Message<TIn>) => Iterable<TOut>;
+  readonly #fn: (message: Message<TIn>) => Iterable<TOut> | PromiseLike<Iterable<TOut>>;
   /** Children handed on so far (filtered markers not counted). */
   children = 0;
   /** Highest offsets carried by the current input's earlier children (when they carry any). */
   #carried: Map<Partition, number> | undefined;
 
-  /** Creates the step. */
+  /** Creates the step. `fn` returns an iterable of payloads, or a promise of one. */
   constructor(
-    fn: (message: Message<TIn>) => Iterable<TOut>,
+    fn: (message: Message<TIn>) => Iterable<TOut> | PromiseLike<Iterable<TOut>>,
     next: ProcessingStrategy<TOut>,
     options?: StepOptions,
   ) {
@@ -109,7 +115,7 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
   async #slow(
     batch: Message<TIn>[],
     i: number,
-    r: Promise<void> | typeof HOLD,
+    r: Promise<void | typeof HOLD> | typeof HOLD,
   ): Promise<void> {
     for (;;) {
       if (r === HOLD) {
@@ -121,8 +127,12 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
           continue;
         }
       } else {
-        await r;
+        const again = await r;
         if (this.abandoned) return;
+        if (again === HOLD) {
+          r = HOLD;
+          continue;
+        }
       }
       for (i++; i < batch.length; i++) {
         const next = this.#start(batch[i]);
@@ -140,15 +150,49 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
    * Returns undefined when done, HOLD when `fn` asked to hold the message, or a promise
    * of the rest.
    */
-  #start(m: Message<TIn>): Promise<void> | typeof HOLD | undefined {
+  #start(m: Message<TIn>): Promise<void | typeof HOLD> | typeof HOLD | undefined {
     if (m.filtered) {
       const passed = m as unknown as Message<TOut>;
       return this.emit(passed) ? undefined : this.emitWhenRoom(passed);
     }
+    let out: Iterable<TOut> | PromiseLike<Iterable<TOut>>;
+    try {
+      out = this.#fn(m);
+    } catch (e) {
+      if (e instanceof MessageRejected) return HOLD;
+      if (e instanceof InvalidMessage) return this.reportInvalid(e, m);
+      throw this.wrapError(e, m);
+    }
+    if (isThenable(out)) return this.#awaitIterable(out, m);
+    return this.#begin(m, out);
+  }
+
+  /**
+   * Awaits the promised iterable of an `async` function, then unfolds it. Resolves to HOLD
+   * when it rejected with `MessageRejected`; other rejections are handled as throws.
+   */
+  async #awaitIterable(
+    pending: PromiseLike<Iterable<TOut>>,
+    m: Message<TIn>,
+  ): Promise<void | typeof HOLD> {
+    let out: Iterable<TOut>;
+    try {
+      out = await pending;
+    } catch (e) {
+      if (e instanceof MessageRejected) return HOLD;
+      if (e instanceof InvalidMessage) return this.reportInvalid(e, m);
+      throw this.wrapError(e, m);
+    }
+    if (this.abandoned) return;
+    return this.#begin(m, out);
+  }
+
+  /** Unfolds the iterable `fn` returned for `m`. */
+  #begin(m: Message<TIn>, out: unknown): Promise<void | typeof HOLD> | typeof HOLD | undefined {
     let it: Iterator<unknown>;
     let first: IteratorResult<unknown>;
     try {
-      it = this.#iterate(m)[Symbol.iterator]();
+      it = this.#iterable(out)[Symbol.iterator]();
       first = it.next();
     } catch (e) {
       if (e instanceof MessageRejected) return HOLD;
@@ -215,8 +259,16 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
     await this.reportInvalid(error, m);
   }
 
-  #iterate(m: Message<TIn>): Iterable<unknown> {
-    const out = this.#fn(m);
+  #iterable(out: unknown): Iterable<unknown> {
+    if (
+      out !== null && typeof out === "object" && !(Symbol.iterator in out) &&
+      Symbol.asyncIterator in out
+    ) {
+      throw new TypeError(
+        "the function returned an async iterable (an async generator?); return an array, " +
+          "or a promise of one, from an async function instead",
+      );
+    }
     if (out === null || typeof out !== "object" || !(Symbol.iterator in out)) {
       throw new TypeError(
         `the function must return an iterable (an array or a generator), got ${
@@ -224,7 +276,7 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
         }`,
       );
     }
-    return out;
+    return out as Iterable<unknown>;
   }
 
   /** The next element; an `InvalidMessage` the iterator threw is returned, other errors thrown. */
@@ -250,6 +302,12 @@ export class Unfold<TIn, TOut> extends StreamStep<TIn, TOut> {
   #child(item: unknown, m: Message<TIn>, last: boolean): Message<TOut> {
     let child: Message<TOut>;
     try {
+      if (isThenable(item)) {
+        throw new TypeError(
+          "an element of the iterable is a promise; await the values in an async function " +
+            "and return them as an array, so no promise is handed on as a payload",
+        );
+      }
       child = this.child(item, m, last);
     } catch (e) {
       throw this.wrapError(e, m);

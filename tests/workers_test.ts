@@ -111,7 +111,7 @@ async function runUntilAllCommitted<T>(
 }
 
 /** Polls until poll() throws; returns the error. */
-async function pollError(step: ProcessingStrategy<unknown>, what: string): Promise<unknown> {
+async function pollError(step: ProcessingStrategy<never>, what: string): Promise<unknown> {
   let error: unknown;
   await waitFor(
     () => {

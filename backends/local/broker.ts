@@ -21,20 +21,30 @@ import type { AssignmentCallbacks, Consumer, Producer } from "../abstract.ts";
 
 /** Options of a {@link LocalBroker}. */
 export interface LocalBrokerOptions {
-  /** Clock for timestamps, poll waits and session timeouts. Default: the system clock. */
+  /**
+   * Clock for timestamps, poll waits and session timeouts.
+   * @default systemClock
+   */
   clock?: Clock;
   /**
    * A member that has not polled for this long is removed from its group and its
-   * partitions are given to the others. Default 30 000 ms.
+   * partitions are given to the others. In milliseconds.
+   * @default 30000
    */
   sessionTimeoutMs?: number;
 }
 
 /** Options of a {@link LocalConsumer}. */
 export interface LocalConsumerOptions {
-  /** Most messages one `poll()` returns. Default 1000. */
+  /**
+   * Most messages one `poll()` returns.
+   * @default 1000
+   */
   maxPollMessages?: number;
-  /** Where to start a partition with no committed offset. Default "earliest". */
+  /**
+   * Where to start a partition with no committed offset.
+   * @default "earliest"
+   */
   initialOffset?: "earliest" | "latest";
 }
 
