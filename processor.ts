@@ -8,9 +8,10 @@
 import type { Consumer } from "./backends/abstract.ts";
 import { type Clock, macrotask, systemClock } from "./clock.ts";
 import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
-import type { MeterProvider } from "@opentelemetry/api";
+import { createNoopMeter, type MeterProvider, metrics } from "@opentelemetry/api";
 import { ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "./metrics/consumer.ts";
-import { SluiceMetrics } from "./metrics/otel.ts";
+import { MetricSeries, type SeriesAttributes, SluiceMetrics } from "./metrics/otel.ts";
+import { type ProcessorStatus, renderStatusLine, StatusWindow } from "./metrics/status.ts";
 import { withStepMetrics } from "./metrics/step.ts";
 import { StuckDetector } from "./metrics/stuck.ts";
 import {
@@ -92,11 +93,32 @@ export interface StreamProcessorOptions<T> {
   handleSignals?: boolean;
   /**
    * OpenTelemetry `MeterProvider` for Sluice's metrics (`sluice.consumer.*`, and
-   * `sluice.step.*` for every step the factory builds). Without one nothing is recorded.
-   * With `OTEL_DENO=true`, pass `metrics.getMeterProvider()` from `@opentelemetry/api`.
-   * @default undefined (no metrics)
+   * `sluice.step.*` for every step the factory builds). Default: the global provider when
+   * one is set when the processor is built (`metrics.setGlobalMeterProvider(...)` from
+   * `@opentelemetry/api`, which `OTEL_DENO=true` does); `null`: no OpenTelemetry metrics
+   * even then ({@link StreamProcessor.status} still works).
+   * @default the global MeterProvider, if one is set
    */
-  meterProvider?: MeterProviderLike;
+  meterProvider?: MeterProviderLike | null;
+  /**
+   * `false` turns every metric off, OpenTelemetry and the numbers behind
+   * {@link StreamProcessor.status} alike (its steps and partitions are then empty).
+   * @default true
+   */
+  metrics?: boolean;
+  /**
+   * Attributes added to every metric of this processor, next to the `messaging.system`,
+   * `messaging.consumer.group.name` and `messaging.client.id` taken from the consumer:
+   * give two processors with the same group and client id distinct series.
+   * @default {}
+   */
+  metricAttributes?: SeriesAttributes;
+  /**
+   * Log a one-line status (see {@link renderStatusLine}) this often while `run()` runs,
+   * in milliseconds.
+   * @default undefined (off)
+   */
+  statusLogMs?: number;
   /**
    * When `run()`'s loop has not advanced for this many milliseconds, log a warning saying
    * what it was doing and count `sluice.consumer.stuck`.
@@ -243,9 +265,15 @@ export class StreamProcessor<T> {
    * runs right after it: commit checks made meanwhile reuse it instead of reading again.
    */
   #polledAt: number | undefined;
-  /** Metrics on the given MeterProvider (shared) and this processor's share of them. */
+  /** Metrics on the MeterProvider (shared), if any, and this processor's share of them. */
   readonly #metrics: SluiceMetrics | undefined;
+  /** The series this processor's steps count into (the provider's, or its own). */
+  readonly #series: MetricSeries | undefined;
   readonly #meter: ConsumerMeter | undefined;
+  readonly #window: StatusWindow;
+  readonly #statusLogMs: number | undefined;
+  /** When the current rebalance began: a revoke started, or no assignment yet. */
+  #rebalancingSince: number | undefined;
   readonly #stuck: StuckDetector | undefined;
   /** What the loop is doing, for the stuck detector (and time accounting when metered). */
   #phase: Phase = Phase.Idle;
@@ -304,10 +332,33 @@ export class StreamProcessor<T> {
       );
     }
     this.#handleSignals = options.handleSignals ?? hasSignals();
-    if (options.meterProvider !== undefined) {
-      this.#metrics = SluiceMetrics.for(options.meterProvider as MeterProvider);
-      this.#meter = new ConsumerMeter(this.#clock, this.stats, this.#consumer, () => this.#bpStart);
-      this.#metrics.addConsumer(this.#meter);
+    if (options.metrics !== undefined && typeof options.metrics !== "boolean") {
+      throw new ConfigurationError(
+        `metrics must be true or false, got ${JSON.stringify(options.metrics)}; to choose ` +
+          "where metrics go, use meterProvider",
+      );
+    }
+    if (options.metrics !== false) {
+      const provider = options.meterProvider === undefined
+        ? globalMeterProvider()
+        : options.meterProvider ?? undefined;
+      const attributes = { ...consumerAttributes(this.#consumer), ...options.metricAttributes };
+      this.#metrics = provider === undefined
+        ? undefined
+        : SluiceMetrics.for(provider as MeterProvider);
+      this.#series = this.#metrics?.series(attributes) ?? new MetricSeries(attributes);
+      this.#meter = new ConsumerMeter(
+        this.#clock,
+        this.stats,
+        this.#consumer,
+        () => this.#bpStart,
+        attributes,
+      );
+      this.#metrics?.addConsumer(this.#meter, this.#series);
+    }
+    this.#window = new StatusWindow(this.#clock, this.#series?.steps ?? new Map(), this.#meter);
+    if (options.statusLogMs !== undefined) {
+      this.#statusLogMs = requireNonNegative("statusLogMs", options.statusLogMs);
     }
     if (options.stuckTimeoutMs !== undefined) {
       this.#stuck = new StuckDetector({
@@ -349,6 +400,35 @@ export class StreamProcessor<T> {
     return this.#carried ? this.#carried.length - this.#carriedIndex : 0;
   }
 
+  /**
+   * What the processor is doing now: per-step throughput and backpressure (share of time,
+   * origin), whether it is backpressured and for how long (and whether fetching is
+   * paused, as part of that), rebalancing, lag and progress per partition, and the
+   * bottleneck. Rates cover about the last second (since the processor was built, at
+   * first). Cheap enough to call every second; `HealthServer` serves it as `/status`.
+   *
+   * @example
+   * ```ts
+   * import { renderStatus, type StreamProcessor } from "@sluice/sluice";
+   * function show(processor: StreamProcessor<string>): void {
+   *   const status = processor.status();
+   *   console.log(status.bottleneck.name, status.lag);
+   *   console.log(renderStatus(status));
+   * }
+   * ```
+   */
+  status(): ProcessorStatus {
+    return this.#window.status({
+      running: this.#running,
+      rebalancingSince: this.#rebalancingSince,
+      backpressureSince: this.#bpStart,
+      paused: this.#paused,
+      heldMessages: this.carriedCount,
+      iterations: this.stats.iterations,
+      messagesPolled: this.stats.messagesPolled,
+    });
+  }
+
   /** Asks `run()` to stop after the current iteration: the pipeline is closed, joined and committed. */
   signalShutdown(): void {
     this.#shutdownRequested = true;
@@ -364,6 +444,8 @@ export class StreamProcessor<T> {
     this.#running = true;
     const removeSignals = this.#handleSignals ? this.#installSignals() : () => {};
     this.#stuck?.start();
+    if (this.#strategy === undefined) this.#rebalancingSince ??= this.#clock.now();
+    const stopLog = this.#startStatusLog();
     try {
       while (!this.#shutdownRequested) await this.runOnce();
       await this.#shutdown();
@@ -372,8 +454,10 @@ export class StreamProcessor<T> {
       throw e;
     } finally {
       this.#stuck?.stop();
+      stopLog();
+      this.#rebalancingSince = undefined;
       this.#enter(Phase.Idle);
-      if (this.#meter !== undefined) this.#metrics!.retire(this.#meter);
+      if (this.#meter !== undefined) this.#metrics?.retire(this.#meter);
       removeSignals();
       this.#running = false;
     }
@@ -406,6 +490,7 @@ export class StreamProcessor<T> {
         this.#carriedIndex = 0;
       }
     }
+    this.#meter?.track(polledAt);
     const strategy = this.#strategy;
     if (strategy === undefined) {
       if (this.#carried !== undefined) {
@@ -671,13 +756,15 @@ export class StreamProcessor<T> {
     this.#resetBackpressureState();
     this.#policy.start(current);
     this.#strategy = withStepMetrics(
-      this.#metrics,
+      this.#series,
       () => this.#factory.createWithPartitions(this.#commit, current),
     );
+    this.#rebalancingSince = undefined;
   }
 
   async #onRevoke(partitions: readonly Partition[]): Promise<void> {
     this.stats.revocations++;
+    this.#rebalancingSince ??= this.#clock.now();
     const revoked = new Set(partitions);
     if (this.#strategy !== undefined) await this.#closeStrategy();
     // Messages of revoked partitions are re-read by their next owner from the commit point.
@@ -700,9 +787,10 @@ export class StreamProcessor<T> {
     for (const p of revoked) remaining.delete(p);
     if (remaining.size > 0) {
       this.#strategy = withStepMetrics(
-        this.#metrics,
+        this.#series,
         () => this.#factory.createWithPartitions(this.#commit, remaining),
       );
+      this.#rebalancingSince = undefined;
     }
   }
 
@@ -820,7 +908,42 @@ export class StreamProcessor<T> {
     );
   }
 
+  /** Logs a status line every `statusLogMs` until the returned function is called. */
+  #startStatusLog(): () => void {
+    const every = this.#statusLogMs;
+    if (every === undefined || every <= 0) return () => {};
+    const stop = new AbortController();
+    (async () => {
+      while (!stop.signal.aborted) {
+        await this.#clock.sleep(every, stop.signal);
+        if (stop.signal.aborted) return;
+        console.log(renderStatusLine(this.status()));
+      }
+    })().catch(() => {/* aborted */});
+    return () => stop.abort(WAIT_OVER);
+  }
+
   #installSignals(): () => void {
     return onShutdownSignals(() => this.signalShutdown());
   }
+}
+
+/** The global MeterProvider, if one was registered (not the API's no-op default). */
+function globalMeterProvider(): MeterProvider | undefined {
+  const provider = metrics.getMeterProvider();
+  const meter = provider.getMeter("@sluice/sluice");
+  return meter.constructor === NOOP_METER_CLASS ? undefined : provider;
+}
+
+const NOOP_METER_CLASS = createNoopMeter().constructor;
+
+/** `messaging.*` attributes from what the consumer says about itself. */
+function consumerAttributes(consumer: Consumer<unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (typeof consumer.messagingSystem === "string") {
+    out["messaging.system"] = consumer.messagingSystem;
+  }
+  if (typeof consumer.group === "string") out["messaging.consumer.group.name"] = consumer.group;
+  if (typeof consumer.clientId === "string") out["messaging.client.id"] = consumer.clientId;
+  return out;
 }

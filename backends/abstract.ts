@@ -61,6 +61,15 @@ export interface Consumer<T> {
    * Backends that cannot answer cheaply return undefined.
    */
   endOffset?(partition: Partition): number | undefined;
+  /**
+   * Optional, for metric attributes (`messaging.system`): the OpenTelemetry name of the
+   * messaging system, e.g. "kafka".
+   */
+  readonly messagingSystem?: string;
+  /** Optional, for metric attributes (`messaging.consumer.group.name`): the group's name. */
+  readonly group?: string;
+  /** Optional, for metric attributes (`messaging.client.id`): the client id. */
+  readonly clientId?: string;
 }
 
 /** Writes messages to a topic (or a specific partition). */

@@ -60,6 +60,8 @@ interface DenoGlobal {
   ): { addr: { port: number }; shutdown(): Promise<void> };
   env: { get(name: string): string | undefined };
   exit(code?: number): never;
+  args?: string[];
+  exitCode?: number;
 }
 interface NodeProcess {
   versions: { node?: string; bun?: string };
@@ -68,6 +70,8 @@ interface NodeProcess {
   env: Record<string, string | undefined>;
   exit(code?: number): never;
   getBuiltinModule?(name: string): unknown;
+  argv?: string[];
+  exitCode?: number;
 }
 interface BunGlobal {
   serve(options: {
@@ -504,4 +508,35 @@ export function env(name: string): string | undefined {
   } catch {
     return undefined; // no permission
   }
+}
+
+/**
+ * The command-line arguments of a script (after the script's own name), or an empty list
+ * where the runtime has none (browsers, edge runtimes).
+ *
+ * @example
+ * ```ts
+ * import { commandLineArgs } from "@sluice/sluice/runtime";
+ * const [url = "http://127.0.0.1:8080/status"] = commandLineArgs();
+ * console.log(url);
+ * ```
+ */
+export function commandLineArgs(): string[] {
+  if (g.Deno !== undefined) return [...(g.Deno.args ?? [])];
+  return g.process?.argv?.slice(2) ?? [];
+}
+
+/**
+ * Sets the exit code the process ends with once it has nothing left to do (Deno, Node,
+ * Bun); does nothing where there is no process.
+ *
+ * @example
+ * ```ts
+ * import { setExitCode } from "@sluice/sluice/runtime";
+ * setExitCode(0);
+ * ```
+ */
+export function setExitCode(code: number): void {
+  const target = g.Deno ?? g.process;
+  if (target !== undefined) target.exitCode = code;
 }

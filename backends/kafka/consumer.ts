@@ -326,6 +326,14 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     return this.#o.group;
   }
 
+  /** The client id (`clientId` option). */
+  get clientId(): string {
+    return this.#o.clientId;
+  }
+
+  /** The messaging system in metric attributes. */
+  readonly messagingSystem = "kafka";
+
   /** Partitions currently assigned (as seen by the processor). */
   get assignment(): Partition[] {
     return [...this.#assigned];

@@ -529,6 +529,8 @@ export class LocalBroker<T> {
 export class LocalConsumer<T> implements Consumer<T> {
   /** This member's id. */
   readonly memberId: string;
+  /** The messaging system in metric attributes. */
+  readonly messagingSystem = "sluice_local";
   /** @internal */
   _topics: Set<Topic> = new Set();
   /** @internal */
@@ -550,6 +552,16 @@ export class LocalConsumer<T> implements Consumer<T> {
   #rotation = 0;
   /** Number of `commitOffsets()` calls that committed something (for tests). */
   commitCalls = 0;
+
+  /** The consumer group's name. */
+  get group(): string {
+    return this.#group.name;
+  }
+
+  /** The client id in metric attributes: the member id. */
+  get clientId(): string {
+    return this.memberId;
+  }
 
   /** @internal Use {@link LocalBroker.getConsumer}. */
   constructor(
