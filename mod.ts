@@ -36,7 +36,13 @@
 export * from "./types.ts";
 export { type Clock, macrotask, ManualClock, systemClock } from "./clock.ts";
 export { CommitPolicy, type CommitPolicyOptions, CommitPolicyState } from "./commit_policy.ts";
-export { type ProcessorStats, StreamProcessor, type StreamProcessorOptions } from "./processor.ts";
+export {
+  type ProcessorStats,
+  ProcessorStoppedError,
+  type RunOptions,
+  StreamProcessor,
+  type StreamProcessorOptions,
+} from "./processor.ts";
 export type { AssignmentCallbacks, Consumer, Producer } from "./backends/abstract.ts";
 export type {
   Commit,

@@ -61,6 +61,11 @@ export interface Consumer<T> {
    * Backends that cannot answer cheaply return undefined.
    */
   endOffset?(partition: Partition): number | undefined;
+  /**
+   * Optional: the end offsets (next offset to be written) of `partitions`, asked of the
+   * broker now. `StreamProcessor.run({ untilCaughtUp: true })` needs it.
+   */
+  endOffsets?(partitions: readonly Partition[]): Promise<Map<Partition, number>>;
 }
 
 /** Writes messages to a topic (or a specific partition). */
