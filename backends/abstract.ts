@@ -62,6 +62,11 @@ export interface Consumer<T> {
    */
   endOffset?(partition: Partition): number | undefined;
   /**
+   * Optional: the end offsets (next offset to be written) of `partitions`, asked of the
+   * broker now. `StreamProcessor.run({ untilCaughtUp: true })` needs it.
+   */
+  endOffsets?(partitions: readonly Partition[]): Promise<Map<Partition, number>>;
+  /**
    * Optional, for metric attributes (`messaging.system`): the OpenTelemetry name of the
    * messaging system, e.g. "kafka".
    */

@@ -135,40 +135,48 @@ export function hasSignals(): boolean {
   return rt === "deno" || rt === "node" || rt === "bun";
 }
 
+/** The process signals Sluice handles: both ask for a graceful shutdown. */
+export type ShutdownSignal = "SIGINT" | "SIGTERM";
+
 /**
- * Calls `handler` on SIGINT and SIGTERM; returns the function that removes the handlers.
- * Throws an {@link UnsupportedRuntimeError} where there are no process signals (browsers,
- * edge runtimes): there, call the processor's `signalShutdown()` from your own event
- * (e.g. `pagehide`, a request's abort signal).
+ * Calls `handler` with the signal's name on SIGINT and SIGTERM; returns the function that
+ * removes the handlers. Throws an {@link UnsupportedRuntimeError} where there are no
+ * process signals (browsers, edge runtimes): there, call the processor's
+ * `signalShutdown()` from your own event (e.g. `pagehide`, a request's abort signal).
  *
  * @example
  * ```ts
  * import { onShutdownSignals } from "@sluice/sluice/runtime";
- * const remove = onShutdownSignals(() => console.log("shutting down"));
+ * const remove = onShutdownSignals((signal) => console.log(`${signal}: shutting down`));
  * remove();
  * ```
  */
-export function onShutdownSignals(handler: () => void): () => void {
+export function onShutdownSignals(handler: (signal: ShutdownSignal) => void): () => void {
   const rt = detectRuntime();
-  const signals = ["SIGINT", "SIGTERM"];
+  const signals: ShutdownSignal[] = ["SIGINT", "SIGTERM"];
+  const added: Array<[ShutdownSignal, () => void]> = [];
   if (rt === "deno") {
     const deno = g.Deno!;
-    const added: string[] = [];
     for (const s of signals) {
+      const listener = () => handler(s);
       try {
-        deno.addSignalListener(s, handler);
-        added.push(s);
+        deno.addSignalListener(s, listener);
+        added.push([s, listener]);
       } catch { /* not supported on this platform (SIGTERM on Windows) */ }
     }
     return () => {
-      for (const s of added) deno.removeSignalListener(s, handler);
+      for (const [s, listener] of added) deno.removeSignalListener(s, listener);
     };
   }
   if (rt === "node" || rt === "bun") {
     const proc = g.process!;
-    for (const s of signals) proc.on(s, handler);
+    for (const s of signals) {
+      const listener = () => handler(s);
+      proc.on(s, listener);
+      added.push([s, listener]);
+    }
     return () => {
-      for (const s of signals) proc.off(s, handler);
+      for (const [s, listener] of added) proc.off(s, listener);
     };
   }
   throw new UnsupportedRuntimeError(
@@ -177,6 +185,29 @@ export function onShutdownSignals(handler: () => void): () => void {
     "pass handleSignals: false and call processor.signalShutdown() from your own event " +
       "(pagehide, an AbortSignal, the end of the request)",
   );
+}
+
+/**
+ * Ends the process at once with `code` (Deno, Node, Bun). Throws an
+ * {@link UnsupportedRuntimeError} where there is no process to end (browsers, edge
+ * runtimes).
+ *
+ * @example
+ * ```ts ignore
+ * import { exitProcess } from "@sluice/sluice/runtime";
+ * exitProcess(130); // as after a second Ctrl-C
+ * ```
+ */
+export function exitProcess(code: number): never {
+  const target = g.Deno ?? g.process;
+  if (target === undefined || typeof target.exit !== "function") {
+    throw new UnsupportedRuntimeError(
+      detectRuntime(),
+      "exit",
+      "there is no process to end here; stop the work with processor.signalShutdown()",
+    );
+  }
+  return target.exit(code);
 }
 
 /**
