@@ -175,8 +175,18 @@ export interface RunOptions {
  *
  * @example
  * ```ts
- * import { ProcessorStoppedError, type StreamProcessor } from "@sluice/sluice";
- * declare const processor: StreamProcessor<string>;
+ * import { CommitOffsets, ProcessorStoppedError, StreamProcessor } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 1);
+ * const processor = new StreamProcessor<string>({
+ *   consumer: broker.getConsumer("example"),
+ *   topics: ["events"],
+ *   factory: { createWithPartitions: (commit) => new CommitOffsets(commit) },
+ *   handleSignals: false,
+ * });
+ * await processor.run({ untilCaughtUp: true }); // nothing to read: returns at once
  * try {
  *   await processor.run();
  * } catch (e) {

@@ -74,7 +74,7 @@ export interface KafkaSaslPasswordOptions {
  * @example
  * ```ts
  * import type { KafkaSaslOAuthBearerOptions } from "@sluice/sluice/kafka";
- * declare function fetchToken(): Promise<string>;
+ * const fetchToken = async (): Promise<string> => "token"; // your identity provider
  * const sasl: KafkaSaslOAuthBearerOptions = {
  *   mechanism: "OAUTHBEARER",
  *   oauthBearerProvider: async () => ({ value: await fetchToken() }),
