@@ -8,7 +8,7 @@
 import type { Consumer } from "./backends/abstract.ts";
 import { type Clock, macrotask, systemClock } from "./clock.ts";
 import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
-import { createNoopMeter, type MeterProvider, metrics } from "@opentelemetry/api";
+import type { MeterProvider } from "@opentelemetry/api";
 import { ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "./metrics/consumer.ts";
 import { MetricSeries, type SeriesAttributes, SluiceMetrics } from "./metrics/otel.ts";
 import { type ProcessorStatus, renderStatusLine, StatusWindow } from "./metrics/status.ts";
@@ -1162,14 +1162,18 @@ export class StreamProcessor<T> {
   }
 }
 
-/** The global MeterProvider, if one was registered (not the API's no-op default). */
-function globalMeterProvider(): MeterProvider | undefined {
-  const provider = metrics.getMeterProvider();
-  const meter = provider.getMeter("@sluice/sluice");
-  return meter.constructor === NOOP_METER_CLASS ? undefined : provider;
-}
+/**
+ * Where every copy of `@opentelemetry/api` 1.x keeps its globals (`metrics.setGlobalMeterProvider`
+ * writes the provider there): read directly, so the core needs no OpenTelemetry code at run time.
+ */
+const OTEL_API_GLOBAL = Symbol.for("opentelemetry.js.api.1");
 
-const NOOP_METER_CLASS = createNoopMeter().constructor;
+/** The global MeterProvider, if one was registered (`metrics.setGlobalMeterProvider`). */
+function globalMeterProvider(): MeterProviderLike | undefined {
+  const api = (globalThis as Record<symbol, { metrics?: unknown } | undefined>)[OTEL_API_GLOBAL];
+  const provider = api?.metrics as Partial<MeterProviderLike> | undefined;
+  return typeof provider?.getMeter === "function" ? provider as MeterProviderLike : undefined;
+}
 
 /** `messaging.*` attributes from what the consumer says about itself. */
 function consumerAttributes(consumer: Consumer<unknown>): Record<string, string> {
