@@ -150,3 +150,41 @@ if (
   kafkajsOriginals.readVarLong = readVarLong;
   Long[DECODE_PATCHED] = true;
 }
+
+// @ts-ignore: internal kafkajs module without type declarations
+import ConsumerGroupModule from "npm:kafkajs@2.2.4/src/consumer/consumerGroup.js";
+// deno-lint-ignore no-explicit-any
+const ConsumerGroup = ConsumerGroupModule as any;
+const SEEKS_PATCHED = Symbol.for("sluice.kafkajs.seeksClearedOnJoin");
+
+/** True when pending seeks are dropped when kafkajs (re)joins its group (for tests). */
+export function kafkajsSeeksPatched(): boolean {
+  return ConsumerGroup?.prototype?.[SEEKS_PATCHED] === true;
+}
+
+/*
+ * **Seeks that outlive their generation.** `consumer.seek()` only records the offset in
+ * `ConsumerGroup.seekOffset` (src/consumer/consumerGroup.js `seek`, a `SeekOffsets` map
+ * created once in the constructor); the next fetch pops it (`seekOffsets`, called from
+ * `fetch`) and applies it to the current `OffsetManager`. A rejoin (`joinAndSync`)
+ * replaces the OffsetManager (`[PRIVATE.SYNC]`) but not that map: a seek made in the old
+ * generation and not yet fetched (the fetch loop waits for the `eachBatch` handlers
+ * during a rebalance) is applied to the new generation's first fetch instead of the
+ * committed offset, and a seek of a partition that went to another member is applied
+ * whenever the partition comes back, generations later. Kafka's own consumer forgets
+ * positions with the assignment. The fix clears the map when a join starts; Sluice seeks
+ * every partition of the new assignment itself (to the committed offset, or to where it
+ * continues for a partition it kept).
+ */
+if (
+  typeof ConsumerGroup?.prototype?.joinAndSync === "function" &&
+  !ConsumerGroup.prototype[SEEKS_PATCHED]
+) {
+  const joinAndSync = ConsumerGroup.prototype.joinAndSync;
+  // deno-lint-ignore no-explicit-any
+  ConsumerGroup.prototype.joinAndSync = function (this: any): unknown {
+    this.seekOffset?.clear?.();
+    return joinAndSync.call(this);
+  };
+  ConsumerGroup.prototype[SEEKS_PATCHED] = true;
+}
