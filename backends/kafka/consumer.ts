@@ -82,6 +82,7 @@ import {
 } from "./config.ts";
 import "./kafkajs_patch.ts";
 import { createKafka, describeError, type KafkaPayload, withTimeout } from "./payload.ts";
+import { KafkajsLog } from "./log.ts";
 
 interface Deferred {
   promise: Promise<void>;
@@ -234,6 +235,11 @@ export interface KafkaConsumerStats {
    * the records in between no longer exist (retention deleted them) (warned).
    */
   gapsAccepted: number;
+  /**
+   * Errors kafkajs logged that are expected while it retries (rebalances, a coordinator
+   * moving, a broker restarting): reported as rate-limited warnings, not errors.
+   */
+  kafkajsTransientErrors: number;
 }
 
 /**
@@ -274,7 +280,9 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     commitsFailed: 0,
     gapsRefetched: 0,
     gapsAccepted: 0,
+    kafkajsTransientErrors: 0,
   };
+  readonly #log = new KafkajsLog(() => this.stats.kafkajsTransientErrors++);
   /** Per partition, the last gap re-fetched: the position and the offset kafkajs fetched from. */
   readonly #gapSeen = new Map<Partition, { position: number; fetchedOffset: number }>();
   /**
@@ -648,7 +656,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
 
   async #start(): Promise<void> {
     const o = this.#o;
-    const kafka = this.#kafka = createKafka(o);
+    const kafka = this.#kafka = createKafka(o, this.#log);
     const consumer = this.#consumer = kafka.consumer({
       groupId: o.group,
       sessionTimeout: o.sessionTimeoutMs,

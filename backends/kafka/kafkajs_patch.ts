@@ -188,3 +188,69 @@ if (
   };
   ConsumerGroup.prototype[SEEKS_PATCHED] = true;
 }
+
+// @ts-ignore: internal kafkajs module without type declarations
+import BrokerPoolModule from "npm:kafkajs@2.2.4/src/cluster/brokerPool.js";
+// @ts-ignore: internal kafkajs module without type declarations
+import ErrorsModule from "npm:kafkajs@2.2.4/src/errors.js";
+// deno-lint-ignore no-explicit-any
+const BrokerPool = BrokerPoolModule as any;
+// deno-lint-ignore no-explicit-any
+const KafkaErrors = ErrorsModule as any;
+const POOL_PATCHED = Symbol.for("sluice.kafkajs.connectStopsOnDisconnect");
+const POOL_CLOSED = Symbol.for("sluice.kafkajs.poolDisconnected");
+
+/** True when a disconnect ends a connect still retrying (for tests). */
+export function kafkajsConnectPatched(): boolean {
+  return BrokerPool?.prototype?.[POOL_PATCHED] === true;
+}
+
+/*
+ * **A connect that outlives its client.** `BrokerPool.connect` (src/cluster/brokerPool.js)
+ * retries the seed broker with the client's retry policy (10 retries up to 10 s apart by
+ * default: about a minute) and nothing stops it: `disconnect()` closes the brokers, but the
+ * retry loop creates a new seed broker (`createSeedBroker`) and tries again, keeping the
+ * process alive and logging an error per attempt long after Sluice gave up on its
+ * `connectTimeoutMs`. The fix marks the pool on `disconnect()`; from then on the seed
+ * broker's `connect` fails with a non-retriable error, which ends the loop at its next
+ * attempt (`bail`). A later `connect()` clears the mark.
+ */
+if (
+  typeof BrokerPool?.prototype?.connect === "function" &&
+  typeof BrokerPool.prototype.disconnect === "function" &&
+  typeof BrokerPool.prototype.createSeedBroker === "function" &&
+  typeof KafkaErrors?.KafkaJSNonRetriableError === "function" &&
+  !BrokerPool.prototype[POOL_PATCHED]
+) {
+  const proto = BrokerPool.prototype;
+  const { connect, disconnect, createSeedBroker } = proto;
+  const closedConnect = () =>
+    Promise.reject(
+      new KafkaErrors.KafkaJSNonRetriableError("the client was disconnected; not reconnecting"),
+    );
+  // deno-lint-ignore no-explicit-any
+  const fence = (pool: any) => {
+    if (pool[POOL_CLOSED] && pool.seedBroker) pool.seedBroker.connect = closedConnect;
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.connect = function (this: any): unknown {
+    this[POOL_CLOSED] = false;
+    return connect.call(this);
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.disconnect = async function (this: any): Promise<unknown> {
+    this[POOL_CLOSED] = true;
+    try {
+      return await disconnect.call(this);
+    } finally {
+      fence(this);
+    }
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.createSeedBroker = async function (this: any): Promise<unknown> {
+    const r = await createSeedBroker.call(this);
+    fence(this);
+    return r;
+  };
+  proto[POOL_PATCHED] = true;
+}
