@@ -282,6 +282,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     gapsAccepted: 0,
     kafkajsTransientErrors: 0,
   };
+  /** kafkajs's open sockets, closed at teardown if kafkajs left any open. */
+  readonly #sockets = new Set<{ destroy(): void }>();
   readonly #log = new KafkajsLog(() => this.stats.kafkajsTransientErrors++);
   /** Per partition, the last gap re-fetched: the position and the offset kafkajs fetched from. */
   readonly #gapSeen = new Map<Partition, { position: number; fetchedOffset: number }>();
@@ -656,7 +658,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
 
   async #start(): Promise<void> {
     const o = this.#o;
-    const kafka = this.#kafka = createKafka(o, this.#log);
+    const kafka = this.#kafka = createKafka(o, this.#log, this.#sockets);
     const consumer = this.#consumer = kafka.consumer({
       groupId: o.group,
       sessionTimeout: o.sessionTimeoutMs,
@@ -744,6 +746,10 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     }
     this.#revokeDone.resolve();
     await Promise.allSettled([consumer?.disconnect(), admin?.disconnect()]);
+    // kafkajs can leave a connection open after a broker restart (it reconnected a broker
+    // its cluster no longer lists): close them, or the process would not end.
+    for (const s of this.#sockets) s.destroy();
+    this.#sockets.clear();
   }
 
   // ---- kafkajs events ------------------------------------------------------------------
