@@ -46,8 +46,15 @@ export interface MemberConfig {
   rate: number;
   /** The window of the rate limit (ms). Default 1000. */
   windowMs?: number;
+  /**
+   * After this many records, hold back completely (every record rejected) until the
+   * process receives SIGUSR2. Default: never.
+   */
+  holdAfter?: number;
   /** `maxPollMessages` of the consumer. */
   maxPollMessages?: number;
+  /** `maxBytesPerPartition` of the consumer. */
+  maxBytesPerPartition?: number;
   /** `pauseAfterMs` of the processor. Default 300. */
   pauseAfterMs?: number;
   /** `joinTimeoutMs` of the processor. */
@@ -80,7 +87,15 @@ const windowMs = config.windowMs ?? 1000;
 const perWindow = Math.max(1, Math.round(config.rate * windowMs / 1000));
 let window = -1;
 let used = 0;
+let done = 0;
+let held = config.holdAfter !== undefined;
+const release = () => {
+  held = false;
+};
+// Removed when run() returns: a signal listener alone would keep the process alive.
+if (held) Deno.addSignalListener("SIGUSR2", release);
 function take(): boolean {
+  if (held && done >= config.holdAfter!) return false;
   if (config.rate <= 0) return true;
   const w = Math.floor(performance.now() / windowMs);
   if (w !== window) {
@@ -131,6 +146,7 @@ const processor = new StreamProcessor<KafkaPayload>({
     maxWaitTimeMs: 100,
     retry: { initialRetryTimeMs: 100, retries: 10, maxRetryTimeMs: 2000 },
     maxPollMessages: config.maxPollMessages,
+    maxBytesPerPartition: config.maxBytesPerPartition,
     logLevel: config.logLevel ?? "warn",
   }),
   topics: [config.topic],
@@ -145,6 +161,7 @@ const processor = new StreamProcessor<KafkaPayload>({
       return new Logged(
         new RunTask((m: Message<KafkaPayload>) => {
           if (!take()) throw new MessageRejected();
+          done++;
           const v = m.source as BrokerValue<unknown>;
           write(`P ${Date.now()} ${v.partition.index} ${v.offset}`);
           return null;
@@ -166,5 +183,6 @@ try {
   Deno.exitCode = 1;
 } finally {
   clearTimeout(stopTimer);
+  if (config.holdAfter !== undefined) Deno.removeSignalListener("SIGUSR2", release);
   file.close();
 }

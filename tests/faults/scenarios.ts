@@ -105,24 +105,28 @@ export const broker: Scenario = {
 
 /**
  * (d) One partition: member A is backpressured while it holds most of a 5 000-message
- * poll; member B joins, stays 4 s, leaves. A must resume at the committed offset.
+ * poll (it processed `faults` records and holds back until released); member B joins,
+ * stays 4 s, leaves; then A is released. A must resume at the committed offset.
  */
 export const handback: Scenario = {
   name: "handback",
   title: "one partition: a backpressured member holding a big poll, another joins 4 s",
   partitions: 1,
-  quick: { messages: 5000, rate: 300, faults: 1, settleMs: 90_000 },
-  long: { messages: 5000, rate: 150, faults: 1, settleMs: 120_000 },
-  member: { maxPollMessages: 5000 },
-  async faults(run) {
+  // `rate` is B's: B processes a few hundred records, far fewer than A had polled.
+  quick: { messages: 20_000, rate: 100, faults: 2048, settleMs: 90_000 },
+  long: { messages: 20_000, rate: 100, faults: 2048, settleMs: 120_000 },
+  // A few record batches per fetch, so a second fetch round waits in kafkajs while the first
+  // is handed out; a pause that comes late (after the rebalance began).
+  member: { maxPollMessages: 5000, maxBytesPerPartition: 64 * 1024, pauseAfterMs: 3000 },
+  async faults(run, sizes) {
     // The round-robin assigner gives the partition to the member whose id sorts first: B
     // while it is in the group, so the partition goes to B and comes back to A.
-    const a = run.spawn({ clientId: "sluice-fault-2-A" }, "A");
-    // A polled (up to) the whole topic and holds most of it while it processes slowly.
-    await run.awaitProgress(300, 60_000);
+    const a = run.spawn({ clientId: "sluice-fault-2-A", rate: 0, holdAfter: sizes.faults }, "A");
+    await run.awaitProgress(sizes.faults, 60_000);
+    await sleep(1000);
     const b = run.spawn({ clientId: "sluice-fault-1-B" }, "B");
-    // B is in the group once its pipeline was created for its assignment (or after 10 s).
-    const deadline = Date.now() + 10_000;
+    // B is in the group once its pipeline was created for its assignment (or after 20 s).
+    const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       const text = await Deno.readTextFile(b.log).catch(() => "");
       if (text.includes("A ")) break;
@@ -130,7 +134,10 @@ export const handback: Scenario = {
     }
     await sleep(4000);
     await run.leave(b);
-    if (a.exited) run.say("A is gone");
+    // The partition comes back to A, which is released once it has it again.
+    await sleep(1000);
+    if (!a.exited) a.proc.kill("SIGUSR2");
+    run.say("A released (SIGUSR2)");
     return 1;
   },
 };
