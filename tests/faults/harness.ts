@@ -557,7 +557,28 @@ export function judgeLogs(input: {
   for (const e of stuck) note(`stuck: ${e.id} did not exit within the bound after SIGTERM`);
   const crashed = input.ends.filter((e) => e.how === "crashed");
   for (const e of crashed) note(`crashed: ${e.id} exited by itself with code ${e.code}`);
-  if (input.stalled) note("stalled: the committed offsets never reached the end offsets");
+  if (input.stalled) {
+    const last = input.samples.at(-1)?.committed ?? new Map<number, number>();
+    for (const [p, end] of produced) {
+      const c = last.get(p) ?? -1;
+      if (c === end) continue;
+      let latest: { id: string; r: Rec } | undefined;
+      for (const [id, { recs }] of perProc) {
+        for (let i = recs.length - 1; i >= 0; i--) {
+          if (recs[i].p !== p) continue;
+          if (latest === undefined || recs[i].t > latest.r.t) latest = { id, r: recs[i] };
+          break;
+        }
+      }
+      note(
+        `stalled: p${p} committed ${c} of end ${end} at the last sample; last record on p${p}: ${
+          latest
+            ? `offset ${latest.r.o} by ${latest.id} at ${new Date(latest.r.t).toISOString()}`
+            : "none"
+        }`,
+      );
+    }
+  }
   const total = [...produced.values()].reduce((a, b) => a + b, 0);
   const v: Verdict = {
     scenario: input.scenario,

@@ -135,20 +135,21 @@ class Logged implements ProcessingStrategy<KafkaPayload> {
   }
 }
 
+const consumer = new KafkaConsumer({
+  brokers: config.brokers,
+  group: config.group,
+  clientId: config.clientId ?? `sluice-fault-member-${Deno.pid}`,
+  sessionTimeoutMs: 6000,
+  heartbeatIntervalMs: 500,
+  rebalanceTimeoutMs: 10_000,
+  maxWaitTimeMs: 100,
+  retry: { initialRetryTimeMs: 100, retries: 10, maxRetryTimeMs: 2000 },
+  maxPollMessages: config.maxPollMessages,
+  maxBytesPerPartition: config.maxBytesPerPartition,
+  logLevel: config.logLevel ?? "warn",
+});
 const processor = new StreamProcessor<KafkaPayload>({
-  consumer: new KafkaConsumer({
-    brokers: config.brokers,
-    group: config.group,
-    clientId: config.clientId ?? `sluice-fault-member-${Deno.pid}`,
-    sessionTimeoutMs: 6000,
-    heartbeatIntervalMs: 500,
-    rebalanceTimeoutMs: 10_000,
-    maxWaitTimeMs: 100,
-    retry: { initialRetryTimeMs: 100, retries: 10, maxRetryTimeMs: 2000 },
-    maxPollMessages: config.maxPollMessages,
-    maxBytesPerPartition: config.maxBytesPerPartition,
-    logLevel: config.logLevel ?? "warn",
-  }),
+  consumer,
   topics: [config.topic],
   commitPolicy: new CommitPolicy({ intervalMs: config.commitIntervalMs ?? 200 }),
   pauseAfterMs: config.pauseAfterMs ?? 300,
@@ -171,14 +172,28 @@ const processor = new StreamProcessor<KafkaPayload>({
   },
 });
 
+/** What the processor and the consumer counted, for the log's last line. */
+function stats(): string {
+  const p = processor.stats;
+  return JSON.stringify({
+    pauses: p.pauses,
+    resumes: p.resumes,
+    assignments: p.assignments,
+    revocations: p.revocations,
+    commits: p.commits,
+    commitsIncomplete: p.commitsIncomplete,
+    consumer: consumer.stats,
+  });
+}
+
 const stopTimer = config.stopAfterMs === undefined
   ? undefined
   : setTimeout(() => processor.signalShutdown(), config.stopAfterMs);
 try {
   await processor.run();
-  write(`X ${Date.now()} run() returned`);
+  write(`X ${Date.now()} run() returned ${stats()}`);
 } catch (e) {
-  write(`X ${Date.now()} run() failed: ${e instanceof Error ? e.message : String(e)}`);
+  write(`X ${Date.now()} run() failed: ${e instanceof Error ? e.message : String(e)} ${stats()}`);
   console.error(e);
   Deno.exitCode = 1;
 } finally {

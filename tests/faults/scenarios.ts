@@ -32,6 +32,12 @@ export interface Scenario {
   faults(run: FaultRun, sizes: Sizes): Promise<number>;
 }
 
+/**
+ * Members hold back for about half of every two-second window and pause after the default
+ * second of it: a rebalance often reaches a member that is backpressured and about to pause.
+ */
+const SLOW_WINDOWS = { windowMs: 2000, pauseAfterMs: 1000 };
+
 /** (a) 3 members, 6 partitions; kill -9 of a random member every 2-5 s, restarted at once. */
 export const kill9: Scenario = {
   name: "kill9",
@@ -39,6 +45,7 @@ export const kill9: Scenario = {
   partitions: 6,
   quick: { messages: 9000, rate: 400, faults: 3, settleMs: 90_000 },
   long: { messages: 100_000, rate: 800, faults: 10, settleMs: 180_000 },
+  member: SLOW_WINDOWS,
   async faults(run, sizes) {
     for (let i = 0; i < 3; i++) run.spawn();
     await run.awaitProgress(2000, 60_000);
@@ -61,6 +68,7 @@ export const churn: Scenario = {
   partitions: 6,
   quick: { messages: 9000, rate: 400, faults: 12, settleMs: 90_000 },
   long: { messages: 100_000, rate: 700, faults: 60, settleMs: 180_000 },
+  member: SLOW_WINDOWS,
   async faults(run, sizes) {
     for (let i = 0; i < 2; i++) run.spawn();
     await run.awaitProgress(2000, 60_000);
@@ -89,6 +97,7 @@ export const broker: Scenario = {
     outageMs: [15_000, 25_000],
     settleMs: 120_000,
   },
+  member: SLOW_WINDOWS,
   async faults(run, sizes) {
     for (let i = 0; i < 3; i++) run.spawn();
     await run.awaitProgress(2000, 60_000);
