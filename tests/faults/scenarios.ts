@@ -33,8 +33,9 @@ export interface Scenario {
 }
 
 /**
- * Members hold back for about half of every two-second window and pause after the default
- * second of it: a rebalance often reaches a member that is backpressured and about to pause.
+ * Members process their share of a two-second window at once, then hold back until the
+ * window ends and pause after the default second of it: a rebalance often reaches a member
+ * that is backpressured and about to pause.
  */
 const SLOW_WINDOWS = { windowMs: 2000, pauseAfterMs: 1000 };
 
