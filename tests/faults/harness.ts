@@ -556,7 +556,11 @@ export function judgeLogs(input: {
   const stuck = input.ends.filter((e) => e.how === "stuck");
   for (const e of stuck) note(`stuck: ${e.id} did not exit within the bound after SIGTERM`);
   const crashed = input.ends.filter((e) => e.how === "crashed");
-  for (const e of crashed) note(`crashed: ${e.id} exited by itself with code ${e.code}`);
+  for (const e of crashed) {
+    const text = input.logs.find((l) => l.id === e.id)?.text ?? "";
+    const x = text.split("\n").find((l) => l.startsWith("X ")) ?? "(no X line)";
+    note(`crashed: ${e.id} exited by itself with code ${e.code}: ${x.slice(0, 300)}`);
+  }
   if (input.stalled) {
     const last = input.samples.at(-1)?.committed ?? new Map<number, number>();
     for (const [p, end] of produced) {
