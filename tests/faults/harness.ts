@@ -79,7 +79,8 @@ export interface Verdict {
   jumps: number;
   /** Members that did not exit by themselves in time after SIGTERM. */
   stuck: number;
-  /** Members that exited without being asked (restarted by the harness). */
+  /** Members that exited without being asked (`run()` failed; restarted by the harness so
+   * the run goes on, but a failure: a fault must not stop a member). */
   crashed: number;
   /** The committed offsets did not reach the end offsets within `settleMs`. */
   stalled: boolean;
@@ -604,7 +605,7 @@ export function judgeLogs(input: {
     ok: false,
   };
   v.ok = lost === 0 && maxAhead <= 0 && overlaps === 0 && jumps === 0 && stuck.length === 0 &&
-    !input.stalled;
+    crashed.length === 0 && !input.stalled;
   return v;
 }
 
