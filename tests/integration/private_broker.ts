@@ -5,7 +5,8 @@
  * It uses the jars of `deno task kafka:up` (`.kafka/lib`), free ports and a temporary
  * data directory; {@link PrivateBroker.kill} is a SIGKILL and {@link PrivateBroker.start}
  * after it restarts the broker on the same data. Ports come from the operating system,
- * or from `SLUICE_TEST_PORTS=<from>-<to>` when set (a range reserved for this run).
+ * or from `SLUICE_TEST_PORTS=<from>-<to>` when set (a range reserved for this run; ports
+ * are given back by {@link PrivateBroker.remove}).
  */
 import { tcpAnswers } from "../../scripts/kafka_env.ts";
 import { committedOffsets, eventually, testKafka } from "./kafka_helpers.ts";
@@ -34,7 +35,8 @@ const taken = new Set<number>();
 
 /**
  * A port nobody listens on: from `SLUICE_TEST_PORTS` (`from-to`) when set, else one the
- * operating system picks. Ports handed out by this module are not handed out twice.
+ * operating system picks. A port of the range is not handed out again until the broker
+ * holding it is removed.
  */
 export function freePort(): number {
   const range = /^(\d+)-(\d+)$/.exec(Deno.env.get("SLUICE_TEST_PORTS")?.trim() ?? "");
@@ -232,9 +234,11 @@ export class PrivateBroker {
     await p.status;
   }
 
-  /** Kills the broker and deletes its data directory. */
+  /** Kills the broker, deletes its data directory and gives its ports back. */
   async remove(): Promise<void> {
     await this.kill();
+    taken.delete(this.port);
+    taken.delete(this.controllerPort);
     if (this.#dir) await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }
 }
