@@ -3,9 +3,9 @@
  * continues without losing a message.
  *
  * The shared development broker cannot be restarted under other tests, so this test
- * starts a private single-node broker of its own (same jars, `.kafka/lib`, from
- * `deno task kafka:up`) on free ports with a temporary data directory, stops it with
- * SIGKILL while the consumer runs, and starts it again on the same data. It needs `java`
+ * starts a private single-node broker of its own (`private_broker.ts`: same jars,
+ * `.kafka/lib`, from `deno task kafka:up`, free ports, a temporary data directory), stops
+ * it with SIGKILL while the consumer runs, and starts it again on the same data. It needs `java`
  * and the jars; without them it is skipped with a warning (and fails under CI).
  */
 import { assert, assertEquals } from "@std/assert";
@@ -28,9 +28,9 @@ import {
   testKafka,
   unique,
 } from "./kafka_helpers.ts";
-import { javaAndJars, PrivateBroker } from "./private_broker.ts";
+import { PrivateBroker, privateBrokerMissing } from "./private_broker.ts";
 
-const missing = await javaAndJars();
+const missing = await privateBrokerMissing();
 if (missing !== null && Deno.env.get("CI") === "true") {
   Deno.test("kafka: broker restart mid-run", () => {
     throw new Error(`cannot run a private Kafka broker under CI: ${missing}`);

@@ -18,7 +18,7 @@ import {
   testKafka,
   unique,
 } from "./kafka_helpers.ts";
-import { javaAndJars, PrivateBroker } from "./private_broker.ts";
+import { PrivateBroker, privateBrokerMissing, privateBrokerTest } from "./private_broker.ts";
 
 /** A port of this suite's range where nothing listens (KAFKA_PORT + 12). */
 const DEAD_PORT = Number(Deno.env.get("KAFKA_PORT") ?? 19092) + 12;
@@ -153,14 +153,11 @@ kafkaTest(
   },
 );
 
-const missing = await javaAndJars();
-Deno.test({
-  name: "kafka: after a broker restart, a process exits by itself soon after run() returned",
-  ignore: missing !== null && Deno.env.get("CI") !== "true",
-  fn: async () => {
-    if (missing !== null) throw new Error(`cannot run a private Kafka broker under CI: ${missing}`);
-    const base = Number(Deno.env.get("KAFKA_PORT") ?? 19092);
-    const broker = new PrivateBroker(base + 10, base + 11);
+privateBrokerTest(
+  "kafka: after a broker restart, a process exits by itself soon after run() returned",
+  async () => {
+    // Ports from SLUICE_TEST_PORTS when set (see private_broker.ts).
+    const broker = new PrivateBroker();
     await broker.format();
     await broker.start();
     const brokers = broker.address;
@@ -205,4 +202,5 @@ Deno.test({
       await broker.remove();
     }
   },
-});
+  await privateBrokerMissing(),
+);

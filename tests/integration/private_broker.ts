@@ -1,15 +1,21 @@
 /**
- * A private single-node KRaft broker for tests that kill and restart it (the shared
- * development broker cannot be restarted under other tests). Not a test file itself.
+ * A private single-node KRaft broker for tests that must stop, kill or restart a broker
+ * (the shared development broker cannot be touched under other tests). Not a test file.
+ *
+ * It uses the jars of `deno task kafka:up` (`.kafka/lib`), free ports and a temporary
+ * data directory; {@link PrivateBroker.kill} is a SIGKILL and {@link PrivateBroker.start}
+ * after it restarts the broker on the same data. Ports come from the operating system,
+ * or from `SLUICE_TEST_PORTS=<from>-<to>` when set (a range reserved for this run; ports
+ * are given back by {@link PrivateBroker.remove}).
  */
-import { eventually } from "./kafka_helpers.ts";
 import { tcpAnswers } from "../../scripts/kafka_env.ts";
+import { committedOffsets, eventually, testKafka } from "./kafka_helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const LIB = `${ROOT}.kafka/lib`;
 
-/** Null when `java` and the broker jars are there, else why not. */
-export async function javaAndJars(): Promise<string | null> {
+/** Why a private broker cannot run here (no jars, no java), or `null` when it can. */
+export async function privateBrokerMissing(): Promise<string | null> {
   try {
     const jars = [...Deno.readDirSync(LIB)].filter((e) => e.name.startsWith("kafka_2.13-"));
     if (jars.length === 0) return `no Kafka jars in ${LIB}; run \`deno task kafka:up\` once`;
@@ -25,26 +31,82 @@ export async function javaAndJars(): Promise<string | null> {
   }
 }
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+const taken = new Set<number>();
+
+/**
+ * A port nobody listens on: from `SLUICE_TEST_PORTS` (`from-to`) when set, else one the
+ * operating system picks. A port of the range is not handed out again until the broker
+ * holding it is removed.
+ */
+export function freePort(): number {
+  const range = /^(\d+)-(\d+)$/.exec(Deno.env.get("SLUICE_TEST_PORTS")?.trim() ?? "");
+  if (!range) {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    return port;
+  }
+  // A random starting point: parallel test modules (separate module instances) rarely
+  // try the same port first.
+  const from = Number(range[1]), size = Number(range[2]) - from + 1;
+  const start = Math.floor(Math.random() * size);
+  for (let i = 0; i < size; i++) {
+    const port = from + (start + i) % size;
+    if (taken.has(port)) continue;
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+    } catch {
+      continue;
+    }
+    taken.add(port);
+    return port;
+  }
+  throw new Error(`no free port left in SLUICE_TEST_PORTS=${range[0]}`);
+}
+
+/**
+ * Registers `fn` as a test that needs a private broker: without java or the jars it is
+ * ignored with a warning, or fails under `CI=true` (a skipped suite is a failure there).
+ */
+export function privateBrokerTest(
+  name: string,
+  fn: () => Promise<void>,
+  missing: string | null,
+): void {
+  if (missing === null) {
+    Deno.test(name, fn);
+  } else if (Deno.env.get("CI") === "true") {
+    Deno.test(name, () => {
+      throw new Error(`cannot run a private Kafka broker under CI: ${missing}`);
+    });
+  } else {
+    console.warn(`KAFKA INTEGRATION TEST SKIPPED (${name}): ${missing}`);
+    Deno.test({ name, ignore: true, fn: () => {} });
+  }
 }
 
 /** A private single-node KRaft broker, child of this process. */
 export class PrivateBroker {
-  /** Free ports are picked when none are given. */
-  constructor(readonly port = freePort(), readonly controllerPort = freePort()) {}
+  /** The PLAINTEXT (client) port. */
+  readonly port: number = freePort();
+  /** The CONTROLLER port. */
+  readonly controllerPort: number = freePort();
   #dir = "";
   #proc: Deno.ChildProcess | undefined;
 
+  /** `127.0.0.1:<port>`, for `brokers`. */
   get address(): string {
     return `127.0.0.1:${this.port}`;
   }
 
+  /** Whether the broker process is running. */
+  get running(): boolean {
+    return this.#proc !== undefined;
+  }
+
+  /** Writes the configuration into a new temporary directory and formats the storage. */
   async format(): Promise<void> {
-    this.#dir = await Deno.makeTempDir({ prefix: "sluice-kafka-restart-" });
+    this.#dir = await Deno.makeTempDir({ prefix: "sluice-kafka-private-" });
     await Deno.writeTextFile(
       `${this.#dir}/server.properties`,
       [
@@ -98,7 +160,8 @@ export class PrivateBroker {
     if (!r.success) throw new Error(`storage format failed: ${new TextDecoder().decode(r.stderr)}`);
   }
 
-  async start(): Promise<void> {
+  /** Starts the broker (on the data it has, after a kill) and waits until it listens. */
+  async start(timeoutMs = 90_000): Promise<void> {
     this.#proc = new Deno.Command("java", {
       args: [
         "-Xms128m",
@@ -119,11 +182,48 @@ export class PrivateBroker {
     await eventually(
       () => tcpAnswers("127.0.0.1", this.port, 500),
       "the private broker to listen",
-      90_000,
+      timeoutMs,
       200,
     );
   }
 
+  /**
+   * Waits until the broker serves group requests (the first one creates
+   * `__consumer_offsets`) and, when given, creates `topic` with `partitions` partitions.
+   */
+  async ready(topic?: string, partitions = 1, timeoutMs = 60_000): Promise<void> {
+    const kafka = testKafka(this.address);
+    await eventually(
+      async () => {
+        try {
+          await committedOffsets(kafka, "warm-up", "none").catch(() => new Map());
+          if (topic !== undefined) {
+            const admin = kafka.admin();
+            await admin.connect();
+            try {
+              const existing = await admin.listTopics();
+              if (!existing.includes(topic)) {
+                await admin.createTopics({
+                  topics: [{ topic, numPartitions: partitions }],
+                  waitForLeaders: true,
+                });
+              }
+            } finally {
+              await admin.disconnect();
+            }
+          }
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      "the private broker to accept a topic",
+      timeoutMs,
+      500,
+    );
+  }
+
+  /** SIGKILL: no clean shutdown; the data directory stays for a restart. */
   async kill(): Promise<void> {
     const p = this.#proc;
     this.#proc = undefined;
@@ -134,8 +234,11 @@ export class PrivateBroker {
     await p.status;
   }
 
+  /** Kills the broker, deletes its data directory and gives its ports back. */
   async remove(): Promise<void> {
     await this.kill();
+    taken.delete(this.port);
+    taken.delete(this.controllerPort);
     if (this.#dir) await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }
 }
