@@ -13,9 +13,22 @@
  * `heartbeatIntervalMs`, so the member stays in the group however long the pipeline holds
  * back. A batch dropped before it was fully handed out (pause, or taken by a paused
  * partition) seeks kafkajs back to the first message not handed out, so it is fetched
- * again from there: nothing is skipped (seek, revoke and rejoin set kafkajs's position
- * themselves; a batch fetched before such a seek is recognised by `isStale()` and not
- * queued, and `poll()` never hands out an offset below the partition's position).
+ * again from there: nothing is skipped (a batch fetched before such a seek is recognised
+ * by `isStale()` and not queued, and `poll()` never hands out an offset below the
+ * partition's position).
+ *
+ * ## Contiguity (issue 13)
+ *
+ * What `poll()` hands out of a partition is contiguous: every assignment seeks kafkajs,
+ * for every assigned partition, to where Sluice continues (the committed offset of a new
+ * partition, our position for a kept one) and drops what was queued before; kafkajs's
+ * pending seeks are cleared whenever it (re)joins (`kafkajs_patch.ts`: kafkajs 2.2.4 kept
+ * them across generations). As a defence in depth, a batch that kafkajs fetched from
+ * beyond the partition's position is never handed out: kafkajs is sought back to the
+ * position and fetches again (`stats.gapsRefetched`). A gap is let through only when
+ * kafkajs fetched from the position or before it (transaction markers, aborted or
+ * compacted records consumers never see), or when fetching again from the position
+ * starts at the same offset (records deleted by retention; `stats.gapsAccepted`).
  * kafkajs never commits (`autoCommit: false`, and `commitOffsetsIfNecessary` is never
  * called), so resolved offsets are only its fetch positions; commits are
  * `consumer.commitOffsets` with the offsets the processor staged.
@@ -47,8 +60,12 @@
  * 4. `GROUP_JOIN` carries the new assignment; the next `poll()` calls `onAssign` with each
  *    partition's committed offset (or `initialOffset`) before handing out any message.
  *    If kafkajs rejoined without a detected rebalance (metadata change, restart after a
- *    crash), partitions we lost are revoked first and partitions we kept are sought to
- *    our position, because a rejoin resets kafkajs's fetch positions to the last commit.
+ *    crash, `UNKNOWN_MEMBER_ID`), partitions we lost are revoked first (without a commit)
+ *    and partitions we kept continue at our position. Either way kafkajs is sought for
+ *    every assigned partition (see Contiguity).
+ * 5. A processor whose pipeline holds back does not poll until it pauses; it asks
+ *    `rebalancePending()` and polls at once when a revoke is waiting, so the coordinator
+ *    does not give its partitions to another member while it still processes them.
  *
  * If kafkajs crashes and restarts (its retries exhausted, e.g. a long broker outage), it
  * left the group: our partitions are revoked without committing (another member, or we
