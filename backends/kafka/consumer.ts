@@ -1150,6 +1150,28 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     console.warn(`sluice kafka: gap detected: ${message()}${more}`);
   }
 
+  /**
+   * Makes kafkajs continue `p` where Sluice does (`offset`) after an assignment. Batches of
+   * this generation already queued that start exactly there, each where the previous
+   * ended, are kept and kafkajs is sought to the end of the last one; otherwise they are
+   * dropped and kafkajs is sought to `offset`. The seek also replaces any seek kafkajs
+   * still holds for the partition.
+   */
+  #resync(p: Partition, offset: number): void {
+    let next = offset;
+    for (const b of this.#queue) {
+      if (b.settled || b.partition !== p) continue;
+      if (b.generation !== this.#generation || b.fetchedOffset !== next) {
+        this.#refetch(p, offset);
+        return;
+      }
+      next = b.lastOffset + 1;
+    }
+    this.#kafkajsCall(() =>
+      this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(next) })
+    );
+  }
+
   /** Drops the queued batches of `p` and makes kafkajs fetch it again from `offset`. */
   #refetch(p: Partition, offset: number): void {
     this.#drop((b) => b.partition === p, false);
@@ -1192,7 +1214,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     // pending seeks across rejoins: `ConsumerGroup.seekOffset`).
     for (const p of this.#assigned) {
       const o = this.#positions.get(p);
-      if (o !== undefined) this.#refetch(p, o);
+      if (o !== undefined) this.#resync(p, o);
     }
     const added = [...next].filter((p) => !this.#assigned.has(p));
     if (added.length === 0) return;
@@ -1220,7 +1242,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       this.#assigned.add(p);
       this.#positions.set(p, o);
       this.#gapSeen.delete(p);
-      this.#refetch(p, o);
+      this.#resync(p, o);
     }
     await this.#callbacks.onAssign?.(starts);
   }
