@@ -75,6 +75,11 @@ export interface Consumer<T> {
   readonly group?: string;
   /** Optional, for metric attributes (`messaging.client.id`): the client id. */
   readonly clientId?: string;
+  /**
+   * Optional: true when the group is rebalancing and the next `poll()` would revoke
+   * partitions. A processor holding back polls at once when it sees this.
+   */
+  rebalancePending?(): boolean;
 }
 
 /** Writes messages to a topic (or a specific partition). */

@@ -6,7 +6,8 @@
  */
 import { Kafka, type KafkaConfig, type logLevel as LogLevelEnum } from "kafkajs";
 import { kafkajsLogLevel, type ResolvedClientOptions } from "./config.ts";
-import { ConnectionWatch, kafkajsSasl, kafkajsSsl } from "./security.ts";
+import { KafkajsLog } from "./log.ts";
+import { ConnectionWatch, kafkajsSasl, kafkajsSsl, type SocketFactory } from "./security.ts";
 
 /** Header values as Kafka carries them (bytes; strings are accepted when producing). */
 export type KafkaHeaders = Record<
@@ -44,33 +45,57 @@ export interface KafkaPayload {
   readonly timestamp?: number;
 }
 
-const LEVEL_NAMES = ["NOTHING", "ERROR", "WARN", "INFO", "DEBUG"];
+/** @internal What {@link createKafka} wires into the kafkajs client besides the options. */
+export interface KafkaClientWiring {
+  /** Classifies connection failures (TLS, SASL, plaintext at a TLS listener). */
+  watch?: ConnectionWatch;
+  /** Where kafkajs's log goes (a new {@link KafkajsLog} when not given). */
+  log?: KafkajsLog;
+  /** Records every open socket, so a teardown can close what kafkajs left open. */
+  sockets?: Set<{ destroy(): void }>;
+}
 
-/** @internal A kafkajs client logging through `console.error` with a `kafkajs` prefix. */
-export function createKafka(o: ResolvedClientOptions, watch?: ConnectionWatch): Kafka {
+/**
+ * @internal A kafkajs client whose log goes through `wiring.log`: no stacks, transient
+ * errors counted and rate-limited as warnings. Its sockets go through the connection watch
+ * (typed TLS/SASL failures) and, when `wiring.sockets` is given, are tracked.
+ */
+export function createKafka(o: ResolvedClientOptions, wiring: KafkaClientWiring = {}): Kafka {
   const level = kafkajsLogLevel(o.logLevel);
   const { socketFactory, ...extra } = o.kafkajs.client;
   return new Kafka({
     ...extra,
     ssl: kafkajsSsl(o.ssl),
     sasl: kafkajsSasl(o.sasl) as KafkaConfig["sasl"],
-    socketFactory: (watch ?? new ConnectionWatch(o.ssl !== false))
-      .socketFactory(socketFactory) as unknown as KafkaConfig["socketFactory"],
+    socketFactory: trackedSockets(
+      (wiring.watch ?? new ConnectionWatch(o.ssl !== false)).socketFactory(socketFactory),
+      wiring.sockets,
+    ) as unknown as KafkaConfig["socketFactory"],
     clientId: o.clientId,
     brokers: o.brokers,
     connectionTimeout: Math.min(o.connectTimeoutMs, 3000),
     retry: { ...o.retry },
     logLevel: level as LogLevelEnum,
-    logCreator: () => ({ namespace, level, label, log }) => {
-      const { message, ...rest } = log as { message: string; [k: string]: unknown };
-      delete rest.timestamp;
-      delete rest.logger;
-      console.error(
-        `kafkajs ${label ?? LEVEL_NAMES[level]} [${namespace}] ${message}`,
-        Object.keys(rest).length > 0 ? JSON.stringify(rest) : "",
-      );
-    },
+    logCreator: (wiring.log ?? new KafkajsLog()).creator,
   });
+}
+
+/**
+ * `create`, recording each socket it opens in `sockets` until it closes, so that a
+ * client's teardown can close what kafkajs left open (after a broker restart a connection
+ * survived kafkajs's `disconnect()` and kept the process alive).
+ */
+function trackedSockets(
+  create: SocketFactory,
+  sockets: Set<{ destroy(): void }> | undefined,
+): SocketFactory {
+  if (sockets === undefined) return create;
+  return (args) => {
+    const socket = create(args);
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    return socket;
+  };
 }
 
 /** @internal Races `p` against a timer; the timer is always cleared. */

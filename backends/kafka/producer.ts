@@ -17,6 +17,7 @@ import {
   ClosedError,
   ConfigurationError,
   Partition,
+  ProducerError,
   SluiceError,
   Topic,
   UnknownTopicError,
@@ -28,7 +29,12 @@ import {
 } from "./config.ts";
 import "./kafkajs_patch.ts";
 import { createKafka, describeError, type KafkaPayload } from "./payload.ts";
-import { ConnectionWatch, connectWatched } from "./security.ts";
+import {
+  ConnectionWatch,
+  connectWatched,
+  KafkaAuthenticationError,
+  KafkaTlsError,
+} from "./security.ts";
 
 /** A delivery to Kafka failed; `cause` holds kafkajs's error. */
 export class ProduceError extends SluiceError {}
@@ -132,7 +138,7 @@ export class KafkaProducer implements Producer<KafkaPayload> {
   async #start(): Promise<void> {
     const o = this.#o;
     const watch = new ConnectionWatch(o.ssl !== false);
-    this.#kafka = createKafka(o, watch);
+    this.#kafka = createKafka(o, { watch });
     this.#producer = this.#kafka.producer({
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner,
@@ -147,11 +153,13 @@ export class KafkaProducer implements Producer<KafkaPayload> {
       retry: { ...o.retry, retries: Math.min(o.retry.retries, 3) },
     });
     try {
-      // Typed errors: KafkaAuthenticationError, KafkaTlsError, or a ConsumerError.
+      // Typed errors: KafkaAuthenticationError, KafkaTlsError; anything else a ProducerError.
       await connectWatched([this.#producer.connect(), this.#admin.connect()], watch, o);
     } catch (e) {
       await this.#teardown();
-      throw e;
+      if (e instanceof KafkaAuthenticationError || e instanceof KafkaTlsError) throw e;
+      if (e instanceof ProducerError) throw e;
+      throw new ProducerError(e instanceof Error ? e.message : String(e), { cause: e });
     }
   }
 

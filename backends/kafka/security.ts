@@ -376,7 +376,8 @@ interface SocketFactoryArgs {
   ssl: tls.ConnectionOptions | null | undefined;
   onConnect: () => void;
 }
-type SocketFactory = (args: SocketFactoryArgs) => net.Socket;
+/** @internal kafkajs's socket factory shape. */
+export type SocketFactory = (args: SocketFactoryArgs) => net.Socket;
 
 const CERT_CODES =
   /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|ERR_SSL|HOSTNAME|ALTNAME/;
