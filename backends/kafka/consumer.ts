@@ -13,9 +13,22 @@
  * `heartbeatIntervalMs`, so the member stays in the group however long the pipeline holds
  * back. A batch dropped before it was fully handed out (pause, or taken by a paused
  * partition) seeks kafkajs back to the first message not handed out, so it is fetched
- * again from there: nothing is skipped (seek, revoke and rejoin set kafkajs's position
- * themselves; a batch fetched before such a seek is recognised by `isStale()` and not
- * queued, and `poll()` never hands out an offset below the partition's position).
+ * again from there: nothing is skipped (a batch fetched before such a seek is recognised
+ * by `isStale()` and not queued, and `poll()` never hands out an offset below the
+ * partition's position).
+ *
+ * ## Contiguity (issue 13)
+ *
+ * What `poll()` hands out of a partition is contiguous: every assignment seeks kafkajs,
+ * for every assigned partition, to where Sluice continues (the committed offset of a new
+ * partition, our position for a kept one) and drops what was queued before; kafkajs's
+ * pending seeks are cleared whenever it (re)joins (`kafkajs_patch.ts`: kafkajs 2.2.4 kept
+ * them across generations). As a defence in depth, a batch that kafkajs fetched from
+ * beyond the partition's position is never handed out: kafkajs is sought back to the
+ * position and fetches again (`stats.gapsRefetched`). A gap is let through only when
+ * kafkajs fetched from the position or before it (transaction markers, aborted or
+ * compacted records consumers never see), or when fetching again from the position
+ * starts at the same offset (records deleted by retention; `stats.gapsAccepted`).
  * kafkajs never commits (`autoCommit: false`, and `commitOffsetsIfNecessary` is never
  * called), so resolved offsets are only its fetch positions; commits are
  * `consumer.commitOffsets` with the offsets the processor staged.
@@ -47,8 +60,12 @@
  * 4. `GROUP_JOIN` carries the new assignment; the next `poll()` calls `onAssign` with each
  *    partition's committed offset (or `initialOffset`) before handing out any message.
  *    If kafkajs rejoined without a detected rebalance (metadata change, restart after a
- *    crash), partitions we lost are revoked first and partitions we kept are sought to
- *    our position, because a rejoin resets kafkajs's fetch positions to the last commit.
+ *    crash, `UNKNOWN_MEMBER_ID`), partitions we lost are revoked first (without a commit)
+ *    and partitions we kept continue at our position. Either way kafkajs is sought for
+ *    every assigned partition (see Contiguity).
+ * 5. A processor whose pipeline holds back does not poll until it pauses; it asks
+ *    `rebalancePending()` and polls at once when a revoke is waiting, so the coordinator
+ *    does not give its partitions to another member while it still processes them.
  *
  * If kafkajs crashes and restarts (its retries exhausted, e.g. a long broker outage), it
  * left the group: our partitions are revoked without committing (another member, or we
@@ -82,6 +99,7 @@ import {
 } from "./config.ts";
 import "./kafkajs_patch.ts";
 import { createKafka, describeError, type KafkaPayload, withTimeout } from "./payload.ts";
+import { KafkajsLog } from "./log.ts";
 
 interface Deferred {
   promise: Promise<void>;
@@ -98,6 +116,13 @@ function deferred(): Deferred {
 interface PendingBatch {
   readonly partition: Partition;
   readonly messages: KafkaMessage[];
+  /** The offset kafkajs fetched this batch from (its position for the partition then). */
+  readonly fetchedOffset: number;
+  /**
+   * The last offset of the fetch for this partition, records consumers never see
+   * (transaction markers, aborted records) after the last message included.
+   */
+  readonly lastOffset: number;
   /** Index of the next message to hand out. */
   next: number;
   readonly generation: number;
@@ -217,6 +242,21 @@ export interface KafkaConsumerStats {
    * timed out): nothing was committed; the processor sends the offsets again.
    */
   commitsFailed: number;
+  /**
+   * Batches kafkajs fetched from beyond a partition's position (a gap): not handed out;
+   * kafkajs was sought back to the position and fetched again (warned).
+   */
+  gapsRefetched: number;
+  /**
+   * Gaps accepted after the re-fetch from the position started at the same offset again:
+   * the records in between no longer exist (retention deleted them) (warned).
+   */
+  gapsAccepted: number;
+  /**
+   * Errors kafkajs logged that are expected while it retries (rebalances, a coordinator
+   * moving, a broker restarting): reported as rate-limited warnings, not errors.
+   */
+  kafkajsTransientErrors: number;
 }
 
 /**
@@ -255,7 +295,22 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     commitsSkipped: 0,
     crashes: 0,
     commitsFailed: 0,
+    gapsRefetched: 0,
+    gapsAccepted: 0,
+    kafkajsTransientErrors: 0,
   };
+  /** kafkajs's open sockets, closed at teardown if kafkajs left any open. */
+  readonly #sockets = new Set<{ destroy(): void }>();
+  readonly #log = new KafkajsLog(() => this.stats.kafkajsTransientErrors++);
+  /** Per partition, the last gap re-fetched: the position and the offset kafkajs fetched from. */
+  readonly #gapSeen = new Map<Partition, { position: number; fetchedOffset: number }>();
+  /**
+   * Per partition, where the fetch of the last batch fully handed out ended, when that is
+   * past the position (it ended with records consumers never see): kafkajs continues there.
+   */
+  readonly #fetchedTo = new Map<Partition, { position: number; next: number }>();
+  #gapWarnedAt = -Infinity;
+  #gapsUnwarned = 0;
   /** Commit failures and rejections in a row (see `#warnCommitFailure`). */
   #commitFailures = 0;
   #failingSince = 0;
@@ -400,6 +455,16 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
 
   paused(): Partition[] {
     return [...this.#paused];
+  }
+
+  /**
+   * True when the group is rebalancing and the next `poll()` runs `onRevoke`. A processor
+   * whose pipeline holds back polls at once when it sees this, instead of after
+   * `pauseAfterMs`: the coordinator waits for this member before it hands its partitions
+   * to another member.
+   */
+  rebalancePending(): boolean {
+    return this.#revokeState === "pending";
   }
 
   tell(): Map<Partition, number> {
@@ -610,7 +675,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
 
   async #start(): Promise<void> {
     const o = this.#o;
-    const kafka = this.#kafka = createKafka(o);
+    const kafka = this.#kafka = createKafka(o, this.#log, this.#sockets);
     const consumer = this.#consumer = kafka.consumer({
       groupId: o.group,
       sessionTimeout: o.sessionTimeoutMs,
@@ -698,6 +763,10 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     }
     this.#revokeDone.resolve();
     await Promise.allSettled([consumer?.disconnect(), admin?.disconnect()]);
+    // kafkajs can leave a connection open after a broker restart (it reconnected a broker
+    // its cluster no longer lists): close them, or the process would not end.
+    for (const s of this.#sockets) s.destroy();
+    this.#sockets.clear();
   }
 
   // ---- kafkajs events ------------------------------------------------------------------
@@ -781,9 +850,13 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     if (this.#activeHandlers++ === 0) this.#round++;
     const round = this.#round;
     try {
+      // kafkajs's Batch records the offset it fetched from (not in its type declarations).
+      const fetched = (batch as { fetchedOffset?: string }).fetchedOffset;
       const entry: PendingBatch = {
         partition: p,
         messages,
+        fetchedOffset: Number(fetched ?? messages[0].offset),
+        lastOffset: Number(batch.lastOffset()),
         next: 0,
         generation,
         round,
@@ -793,7 +866,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       // Resolve now, so that kafkajs fetches the next batch while poll() hands this one
       // out. kafkajs never commits resolved offsets (autoCommit off); a batch dropped before
       // it was fully handed out rewinds kafkajs to the first message not handed out
-      // (`#drop`), and a rejoin resets kafkajs to the committed offsets anyway.
+      // (`#drop`), and every assignment seeks kafkajs to Sluice's start position.
       resolveOffset(messages[messages.length - 1].offset);
       this.#wakeUp();
       await this.#waitForRoom(entry, payload, generation);
@@ -973,6 +1046,13 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
         const pos = this.#positions.get(p);
         if (pos !== undefined) {
           while (start < msgs.length && Number(msgs[start].offset) < pos) start++;
+          if (
+            start < msgs.length && Number(msgs[start].offset) > pos && !this.#gapAllowed(b, pos)
+          ) {
+            // Never hand out (and so never commit across) a batch that skips records.
+            this.#refetch(p, pos);
+            continue;
+          }
         }
       }
       const end = Math.min(msgs.length, start + limit - out.length);
@@ -1009,10 +1089,73 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
         this.#positions.set(p, last + 1);
       }
       b.next = end;
-      if (b.next >= msgs.length) this.#settle(b);
+      if (b.next >= msgs.length) {
+        this.#settle(b);
+        const pos = this.#positions.get(p);
+        if (pos !== undefined && b.lastOffset >= pos) {
+          this.#fetchedTo.set(p, { position: pos, next: b.lastOffset + 1 });
+        }
+      }
     }
     this.#compactQueue();
     return out;
+  }
+
+  /**
+   * A batch whose first message is above the partition's position: is the gap real? When
+   * kafkajs fetched from the position or before it, the broker returned everything there
+   * is from there and the missing offsets are records consumers never see (transaction
+   * markers, aborted or compacted records): allowed. When kafkajs fetched from beyond the
+   * position (a stale seek, a reset), it is re-fetched from the position once; if the
+   * re-fetch again starts at the same place, the records no longer exist (retention deleted
+   * them, kafkajs reset an out-of-range offset): accepted, with a warning.
+   */
+  #gapAllowed(b: PendingBatch, position: number): boolean {
+    if (b.fetchedOffset <= position) return true;
+    const to = this.#fetchedTo.get(b.partition);
+    if (to !== undefined && to.position === position && b.fetchedOffset <= to.next) return true;
+    const seen = this.#gapSeen.get(b.partition);
+    if (
+      seen === undefined || seen.position !== position || seen.fetchedOffset !== b.fetchedOffset
+    ) {
+      this.#gapSeen.set(b.partition, { position, fetchedOffset: b.fetchedOffset });
+      this.stats.gapsRefetched++;
+      this.#warnGap(() =>
+        `${b.partition}: kafkajs fetched from offset ${b.fetchedOffset}, beyond the next ` +
+        `offset to hand out (${position}); not handed out, fetching again from ${position}`
+      );
+      return false;
+    }
+    this.#gapSeen.delete(b.partition);
+    this.stats.gapsAccepted++;
+    console.warn(
+      `sluice kafka: ${b.partition}: offsets ${position}..${
+        b.fetchedOffset - 1
+      } cannot be fetched (fetching from ${position} again started at ${b.fetchedOffset}: ` +
+        "deleted by retention, or out of range); continuing at " + b.fetchedOffset,
+    );
+    return true;
+  }
+
+  /** Warns about a re-fetched gap at most every 10 s, with the number left unwarned. */
+  #warnGap(message: () => string): void {
+    const now = performance.now();
+    if (now - this.#gapWarnedAt < 10_000) {
+      this.#gapsUnwarned++;
+      return;
+    }
+    const more = this.#gapsUnwarned > 0 ? ` (and ${this.#gapsUnwarned} more since the last)` : "";
+    this.#gapWarnedAt = now;
+    this.#gapsUnwarned = 0;
+    console.warn(`sluice kafka: gap detected: ${message()}${more}`);
+  }
+
+  /** Drops the queued batches of `p` and makes kafkajs fetch it again from `offset`. */
+  #refetch(p: Partition, offset: number): void {
+    this.#drop((b) => b.partition === p, false);
+    this.#kafkajsCall(() =>
+      this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(offset) })
+    );
   }
 
   // ---- assignment changes, run from poll() ------------------------------------------------
@@ -1043,15 +1186,13 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     // would accept our commit and could move the new owner's offset. Not committed.
     for (const p of lost) this.#lost.add(p);
     if (lost.length > 0) await this.#revoke(lost, true);
-    const kept = [...this.#assigned];
-    for (const p of kept) {
-      // A rejoin resets kafkajs's fetch position to the last commit: continue from ours.
+    // Every assignment seeks kafkajs to where Sluice continues, and drops what was queued
+    // before: kafkajs would otherwise fetch a kept partition from the last commit, and
+    // either kind from a seek it kept from an earlier generation (kafkajs 2.2.4 keeps
+    // pending seeks across rejoins: `ConsumerGroup.seekOffset`).
+    for (const p of this.#assigned) {
       const o = this.#positions.get(p);
-      if (o !== undefined) {
-        this.#kafkajsCall(() =>
-          this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(o) })
-        );
-      }
+      if (o !== undefined) this.#refetch(p, o);
     }
     const added = [...next].filter((p) => !this.#assigned.has(p));
     if (added.length === 0) return;
@@ -1078,6 +1219,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     for (const [p, o] of starts) {
       this.#assigned.add(p);
       this.#positions.set(p, o);
+      this.#gapSeen.delete(p);
+      this.#refetch(p, o);
     }
     await this.#callbacks.onAssign?.(starts);
   }
@@ -1090,6 +1233,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       for (const p of parts) {
         this.#assigned.delete(p);
         this.#positions.delete(p);
+        this.#fetchedTo.delete(p);
+        this.#gapSeen.delete(p);
         this.#staged.delete(p);
         this.#lost.delete(p);
         if (this.#paused.delete(p) && resumeInKafkajs) {

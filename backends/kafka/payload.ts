@@ -4,8 +4,12 @@
  *
  * @module
  */
-import { Kafka, type logLevel as LogLevelEnum } from "kafkajs";
+import { type ISocketFactory, Kafka, type logLevel as LogLevelEnum } from "kafkajs";
+// @ts-ignore: internal kafkajs module without type declarations
+// deno-lint-ignore no-import-prefix
+import defaultSocketFactory from "npm:kafkajs@2.2.4/src/network/socketFactory.js";
 import { kafkajsLogLevel, type ResolvedClientOptions } from "./config.ts";
+import { KafkajsLog } from "./log.ts";
 
 /** Header values as Kafka carries them (bytes; strings are accepted when producing). */
 export type KafkaHeaders = Record<
@@ -43,27 +47,40 @@ export interface KafkaPayload {
   readonly timestamp?: number;
 }
 
-const LEVEL_NAMES = ["NOTHING", "ERROR", "WARN", "INFO", "DEBUG"];
-
-/** @internal A kafkajs client logging through `console.error` with a `kafkajs` prefix. */
-export function createKafka(o: ResolvedClientOptions): Kafka {
+/**
+ * @internal A kafkajs client whose log goes through `log` (a new {@link KafkajsLog} when
+ * not given): no stacks, transient errors counted and rate-limited as warnings.
+ */
+export function createKafka(
+  o: ResolvedClientOptions,
+  log = new KafkajsLog(),
+  sockets?: Set<{ destroy(): void }>,
+): Kafka {
   const level = kafkajsLogLevel(o.logLevel);
   return new Kafka({
+    ...(sockets === undefined ? {} : { socketFactory: trackedSockets(sockets) }),
     clientId: o.clientId,
     brokers: o.brokers,
     connectionTimeout: Math.min(o.connectTimeoutMs, 3000),
     retry: { ...o.retry },
     logLevel: level as LogLevelEnum,
-    logCreator: () => ({ namespace, level, label, log }) => {
-      const { message, ...rest } = log as { message: string; [k: string]: unknown };
-      delete rest.timestamp;
-      delete rest.logger;
-      console.error(
-        `kafkajs ${label ?? LEVEL_NAMES[level]} [${namespace}] ${message}`,
-        Object.keys(rest).length > 0 ? JSON.stringify(rest) : "",
-      );
-    },
+    logCreator: log.creator,
   });
+}
+
+/**
+ * kafkajs's own socket factory, recording each socket in `sockets` until it closes, so
+ * that a client's teardown can close what kafkajs left open (after a broker restart a
+ * connection survived kafkajs's `disconnect()` and kept the process alive).
+ */
+function trackedSockets(sockets: Set<{ destroy(): void }>): ISocketFactory {
+  const create = (defaultSocketFactory as () => ISocketFactory)();
+  return (args) => {
+    const socket = create(args);
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    return socket;
+  };
 }
 
 /** @internal Races `p` against a timer; the timer is always cleared. */

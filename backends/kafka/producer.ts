@@ -16,8 +16,8 @@ import {
   BrokerValue,
   ClosedError,
   ConfigurationError,
-  ConsumerError,
   Partition,
+  ProducerError,
   SluiceError,
   Topic,
   UnknownTopicError,
@@ -148,15 +148,15 @@ export class KafkaProducer implements Producer<KafkaPayload> {
         Promise.all([this.#producer.connect(), this.#admin.connect()]),
         o.connectTimeoutMs,
         () =>
-          new ConsumerError(
+          new ProducerError(
             `could not connect to Kafka at ${brokers} within ${o.connectTimeoutMs} ms; check that ` +
               "the broker runs and that `brokers` (e.g. KAFKA_BROKERS) names it",
           ),
       );
     } catch (e) {
       await this.#teardown();
-      if (e instanceof ConsumerError) throw e;
-      throw new ConsumerError(`could not connect to Kafka at ${brokers}: ${describeError(e)}`, {
+      if (e instanceof ProducerError) throw e;
+      throw new ProducerError(`could not connect to Kafka at ${brokers}: ${describeError(e)}`, {
         cause: e,
       });
     }
