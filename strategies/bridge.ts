@@ -50,6 +50,13 @@ export interface StepOptions {
   /** Clock for time-based behaviour and join timeouts. Default: the system clock. */
   clock?: Clock;
   /**
+   * Longest wait, on `clock`, between retries of a message the step's function holds back
+   * (throws `MessageRejected`): the wait starts at 10 ms and doubles up to this. Once the
+   * step is closed (revoke or shutdown) a held message is tried once more, then given up:
+   * it and what follows are not handed on, so not committed, and are read again. Default 1000.
+   */
+  maxBackoffMs?: number;
+  /**
    * Where the step reports backpressure metrics. Default: the processor's metrics when the
    * step is built by a factory of a `StreamProcessor` with a `meterProvider`; else none.
    */
@@ -62,6 +69,10 @@ export const DEFAULT_HIGH_WATER_MARK = 1024;
 export const DEFAULT_CHUNK_SIZE = 256;
 /** How often a waiting `join` re-kicks held work, in milliseconds. */
 const JOIN_TICK_MS = 10;
+/** Default {@link StepOptions.maxBackoffMs}. */
+export const DEFAULT_MAX_BACKOFF_MS = 1000;
+/** First wait before a held message is tried again. */
+const FIRST_BACKOFF_MS = 10;
 
 /** Returned by a transform to say "the user function asked to hold this message". */
 export const HOLD: unique symbol = Symbol("hold");
@@ -75,14 +86,16 @@ export const HOLD: unique symbol = Symbol("hold");
 export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<TIn> {
   /** The step's name, used in errors and metrics. */
   readonly name: string;
-  /** The step's input queue as a standard `WritableStream`. `submit` writes to it. */
-  readonly writable: WritableStream<Chunk<TIn>>;
   /** The next step, if any. */
   protected readonly next: ProcessingStrategy<TOut> | undefined;
   /** The clock in use. */
   protected readonly clock: Clock;
 
+  /** The input queue; `submit` writes to it through `#writer`, which it holds for life. */
+  readonly #queue: WritableStream<Chunk<TIn>>;
   readonly #writer: WritableStreamDefaultWriter<Chunk<TIn>>;
+  /** The public `writable`, made on first use. */
+  #input: WritableStream<Chunk<TIn>> | undefined;
   // deno-lint-ignore no-explicit-any
   readonly #sizeOf: ((message: Message<any>) => number) | undefined;
   readonly #chunkSize: number;
@@ -96,6 +109,9 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
    */
   #room = 0;
   #flushScheduled = false;
+  readonly #maxBackoffMs: number;
+  /** Aborted when the step is closed or abandoned: ends a backoff early. */
+  #stopBackoff: AbortController | undefined;
   #closed = false;
   #abandoned = false;
   #terminated = false;
@@ -142,6 +158,13 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
           `unit (e.g. bytes: { size: byteLength, highWaterMark: 16 * 1024 * 1024 })`,
       );
     }
+    const maxBackoff = options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS;
+    if (typeof maxBackoff !== "number" || !(maxBackoff > 0) || !Number.isFinite(maxBackoff)) {
+      throw new ConfigurationError(
+        `step "${this.name}": maxBackoffMs must be a finite number > 0, got ${String(maxBackoff)}`,
+      );
+    }
+    this.#maxBackoffMs = maxBackoff;
     this.#chunkSize = requirePositiveInteger(
       `step "${this.name}": chunkSize`,
       options.chunkSize ?? DEFAULT_CHUNK_SIZE,
@@ -161,11 +184,11 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
         return s;
       }
       : (c: Chunk<TIn>) => Array.isArray(c) ? c.length : 1;
-    this.writable = new WritableStream<Chunk<TIn>>(
+    this.#queue = new WritableStream<Chunk<TIn>>(
       { write: (chunk) => this.#write(chunk) },
       { highWaterMark: hwm, size: chunkSizeOf },
     );
-    this.#writer = this.writable.getWriter();
+    this.#writer = this.#queue.getWriter();
     this.#room = this.#writer.desiredSize ?? 0;
     this.#metrics = stepMeterFor(
       options.metrics,
@@ -175,6 +198,65 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       next !== undefined && #metrics in next ? next.#metrics : undefined,
       next === undefined ? undefined : stepLabel(next),
     );
+  }
+
+  /**
+   * The step's input as a standard `WritableStream` of messages (or arrays of them) that
+   * other code can `pipeTo` or write to, e.g. `source.pipeTo(step.writable)`.
+   *
+   * - It feeds the same queue as `submit`, with the same high-water mark: a write resolves
+   *   once the step's queue has taken the message, so `writer.ready` (and a pipe) waits
+   *   while the queue is full, and a source piped in is not pulled meanwhile. What the
+   *   stream itself holds on top is one chunk.
+   * - While a write waits for room it polls the step every few milliseconds (nobody else
+   *   polls a step fed by a pipe), so held work and the next steps move on.
+   * - A step failure rejects the write (a pipe then cancels its source); closing the stream
+   *   closes the step and joins it and the steps after it, so `await source.pipeTo(step.writable)`
+   *   resolves once everything piped in was processed and handed on (and, through
+   *   `CommitOffsets`, committed). Aborting it terminates the step.
+   * - Use either this stream or `submit` (a processor) to feed one step, not both at once.
+   *
+   * @example
+   * ```ts
+   * import { CommitOffsets, type Message, RunTask } from "@sluice/sluice";
+   * declare const messages: ReadableStream<Message<string>>;
+   * const step = new RunTask((m: Message<string>) => m.payload.length, new CommitOffsets(() => {}));
+   * await messages.pipeTo(step.writable);
+   * ```
+   */
+  get writable(): WritableStream<Chunk<TIn>> {
+    return this.#input ??= new WritableStream<Chunk<TIn>>({
+      write: (chunk) => this.#accept(chunk),
+      close: () => this.join(),
+      abort: () => this.terminate(),
+    });
+  }
+
+  /** A chunk written to `writable`: submitted message by message, waiting for room. */
+  #accept(chunk: Chunk<TIn>): void | Promise<void> {
+    const batch = Array.isArray(chunk) ? chunk : [chunk];
+    let i = 0;
+    try {
+      for (; i < batch.length; i++) this.submit(batch[i]);
+      return;
+    } catch (e) {
+      if (!(e instanceof MessageRejected)) throw e;
+    }
+    return this.#acceptSlow(batch, i);
+  }
+
+  async #acceptSlow(batch: Message<TIn>[], i: number): Promise<void> {
+    while (i < batch.length) {
+      this.poll(); // rethrows a failure of this step or the next ones
+      const stop = new AbortController();
+      await Promise.race([this.ready, this.clock.sleep(JOIN_TICK_MS, stop.signal)]);
+      stop.abort();
+      try {
+        for (; i < batch.length; i++) this.submit(batch[i]);
+      } catch (e) {
+        if (!(e instanceof MessageRejected)) throw e;
+      }
+    }
   }
 
   /**
@@ -333,6 +415,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopBackoff?.abort();
     this.#flush();
     this.#closing = this.#writer.close();
     this.#metrics?.relieveUpstream();
@@ -476,6 +559,35 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     return ready ? Promise.race([ready, poll]) : poll;
   }
 
+  /**
+   * Waits before held work is tried again (`attempt` 0, 1, 2...): 10 ms doubling up to
+   * `maxBackoffMs`, on the step's clock. Resolves at once when the step is closed or
+   * abandoned: after `close` the caller tries once more and, held again, calls
+   * {@link StreamStep.giveUpHeld}.
+   */
+  protected backoff(attempt: number): Promise<void> {
+    if (this.#closed || this.#abandoned) return Promise.resolve();
+    const stop = this.#stopBackoff ??= new AbortController();
+    const ms = Math.min(this.#maxBackoffMs, FIRST_BACKOFF_MS * 2 ** Math.min(attempt, 30));
+    return this.clock.sleep(ms, stop.signal);
+  }
+
+  /**
+   * The step was closed while `message` is held and it was held again on its last try:
+   * the step stops there. Work handed on before it is joined and committed as usual;
+   * `message` and everything after it are not handed on (nor committed) and are read
+   * again by whoever consumes the partition next.
+   */
+  protected giveUpHeld(message: Message<TIn>): void {
+    if (this.#abandoned) return;
+    console.warn(
+      `sluice: step "${this.name}" stopped retrying ${message} at close (its function ` +
+        `still throws MessageRejected); it and the messages after it are not committed and ` +
+        `will be read again`,
+    );
+    this.#abandon();
+  }
+
   /** Resolves at the next `poll()` (or join tick), or when the step is abandoned. */
   protected waitForPoll(): Promise<void> {
     if (this.#abandoned) return Promise.resolve();
@@ -557,6 +669,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
 
   #abandon(): void {
     this.#abandoned = true;
+    this.#stopBackoff?.abort();
     this.#metrics?.endAll();
     this.#wake();
   }
@@ -620,7 +733,7 @@ export type SettledResult<T> = Message<T> | typeof HOLD | typeof SKIP | InvalidM
 /**
  * A step that turns each input message into at most one output, in order: `RunTask`,
  * `FilterStep` and friends. It handles the next step's rejections (holding the result,
- * never re-running the transform), holds (`HOLD`, retried on the next poll) and invalid
+ * never re-running the transform), holds (`HOLD`, retried after a backoff) and invalid
  * messages (reported, then their offsets forwarded as filtered). A transform that returns
  * a promise is awaited before the next message is transformed (the chunk stays in the
  * queue meanwhile, so upstream is held back by the high-water mark); the promise must not
@@ -711,6 +824,7 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
     hold: Exclude<TransformResult<TOut>, Message<TOut> | typeof SKIP> | undefined,
   ): Promise<void> {
     let held: Message<TOut> | undefined;
+    let holds = 0;
     for (;;) {
       if (held !== undefined) {
         await this.emitWhenRoom(held);
@@ -730,7 +844,8 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
         continue;
       }
       if (hold === HOLD) {
-        await this.waitForPoll();
+        if (this.closed && holds > 0) return this.giveUpHeld(batch[i]);
+        await this.backoff(holds++);
         if (this.abandoned) return;
       } else if (hold !== undefined) {
         await this.reportInvalid(hold, batch[i]);
@@ -740,6 +855,7 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
       hold = undefined;
       if (i >= batch.length) break;
       const out = this.transform(batch[i]);
+      if (out !== HOLD) holds = 0;
       if (out === SKIP) i++;
       else if (out instanceof Message) {
         i++;
