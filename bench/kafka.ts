@@ -12,8 +12,8 @@
  * Options: `--messages=N` (default 1 000 000), `--bytes=N` per message (default 100),
  * `--partitions=N` (default 4), `--rounds=N` (default 2; the order of the consumers is
  * reversed every other round), `--keep-topic`, `--topic=NAME` (reuse a kept topic),
- * `--only=LIST` (any of kafkajs, kafkajs-fixed, kafkajs1, poll, sluice, rdkafka, rdkafka-1s,
- * arroyo), `--arroyo-messages=N` (default 300 000: Python Arroyo reads only the first N). Brokers:
+ * `--only=LIST` (any of kafkajs, kafkajs-fixed, kafkajs1, poll, sluice, sluice-young4,
+ * sluice-lowmem, rdkafka, rdkafka-1s, arroyo), `--arroyo-messages=N` (default 300 000: Python Arroyo reads only the first N). Brokers:
  * `KAFKA_BROKERS`, else 127.0.0.1:19092.
  *
  * Every consumer run is a separate Deno process (started by this one with `--run=NAME`):
@@ -232,7 +232,7 @@ async function baseline(concurrency: number): Promise<Result> {
 }
 
 /** Sluice: KafkaConsumer → StreamProcessor → RunTask → CommitOffsets, commits once per second. */
-async function sluice(): Promise<Result> {
+async function sluice(fetch: typeof FETCH = FETCH, label = ""): Promise<Result> {
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { KafkaConsumer } = await import("../backends/kafka/mod.ts");
   let count = 0;
@@ -245,7 +245,7 @@ async function sluice(): Promise<Result> {
     consumer: new KafkaConsumer({
       brokers: brokers!,
       group: `bench-sluice-${crypto.randomUUID().slice(0, 8)}`,
-      ...FETCH,
+      ...fetch,
       logLevel: "nothing",
     }),
     topics: [topic],
@@ -272,7 +272,7 @@ async function sluice(): Promise<Result> {
   const seconds = (ended - started) / 1000;
   if (bytes !== MESSAGES * BYTES) throw new Error(`sluice read ${bytes} bytes`);
   return {
-    name: "Sluice StreamProcessor (RunTask → CommitOffsets)",
+    name: `Sluice StreamProcessor (RunTask → CommitOffsets)${label}`,
     seconds,
     messages: count,
     cpuNs: cpu * 1000 / count,
@@ -327,6 +327,22 @@ async function pollLoop(): Promise<Result> {
   };
 }
 
+/**
+ * Sluice with the memory knobs (bench/README.md, "Kafka memory"): `sluice-young4` caps
+ * V8's young generation (`--max-semi-space-size=4`, set on its process by `runChild`);
+ * `sluice-lowmem` also fetches 256 KiB per partition and 1 MiB per response.
+ */
+const LOW_MEMORY_RUNS: Record<string, () => Promise<Result>> = {
+  "sluice-young4": () => sluice(FETCH, ", --max-semi-space-size=4"),
+  "sluice-lowmem": () =>
+    sluice(
+      { ...FETCH, maxBytes: 1024 * 1024, maxBytesPerPartition: 256 * 1024 },
+      ", --max-semi-space-size=4, maxBytes 1 MiB, maxBytesPerPartition 256 KiB",
+    ),
+};
+/** V8 flags of the runs above. */
+const LOW_MEMORY_V8 = "--v8-flags=--max-semi-space-size=4";
+
 /** The consumer runs, by `--only` name. */
 const RUNS: Record<string, () => Promise<Result>> = {
   kafkajs: () => baseline(64),
@@ -338,7 +354,8 @@ const RUNS: Record<string, () => Promise<Result>> = {
   },
   kafkajs1: () => baseline(1),
   poll: pollLoop,
-  sluice,
+  sluice: () => sluice(),
+  ...LOW_MEMORY_RUNS,
 };
 
 if (RUN !== undefined) {
@@ -356,7 +373,9 @@ function runChild(name: string): Promise<Result> {
     new URL(import.meta.url),
     [`--run=${name}`, `--topic=${topic}`, `--messages=${MESSAGES}`, `--bytes=${BYTES}`],
     {
-      runtimeArgs: Deno.args.filter((a) => a.startsWith("--v8-flags=")),
+      runtimeArgs: LOW_MEMORY_RUNS[name] !== undefined
+        ? [LOW_MEMORY_V8]
+        : Deno.args.filter((a) => a.startsWith("--v8-flags=")),
       env: { KAFKA_BROKERS: brokers! },
     },
   );
