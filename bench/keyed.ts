@@ -15,7 +15,8 @@
  * while calls are waiting. Figures: best and median msg/s of interleaved rounds, CPU ns
  * per message (this process, all threads), and the ideal rate of each variant (messages
  * over the time the work alone takes at that concurrency; for the keyed step also bounded
- * by the hottest key, whose messages run one at a time).
+ * by the hottest key, whose messages run one at a time). `KEYED_DEBUG=1` also prints each
+ * run's processor stats.
  *
  * @module
  */
