@@ -272,14 +272,18 @@ export function withDlqHeaders<P extends { headers?: unknown }>(
 
 /** The consumer stopped because invalid messages went over a {@link DlqLimit}. */
 export class DlqLimitExceeded extends SluiceError {
+  /** The limit crossed: "maxConsecutiveInvalid" or "maxInvalidRatio". */
+  readonly limit: "maxConsecutiveInvalid" | "maxInvalidRatio";
+  /** The partition. */
+  readonly partition: Partition;
+  /** The invalid message that crossed the limit (not dead-lettered, not committed past). */
+  readonly offset: number;
+
   /** Creates the error. */
   constructor(
-    /** The limit crossed: "maxConsecutiveInvalid" or "maxInvalidRatio". */
-    readonly limit: "maxConsecutiveInvalid" | "maxInvalidRatio",
-    /** The partition. */
-    readonly partition: Partition,
-    /** The invalid message that crossed the limit (not dead-lettered, not committed past). */
-    readonly offset: number,
+    limit: "maxConsecutiveInvalid" | "maxInvalidRatio",
+    partition: Partition,
+    offset: number,
     detail: string,
     cause: InvalidMessage,
   ) {
@@ -290,20 +294,21 @@ export class DlqLimitExceeded extends SluiceError {
         `Last reason: ${cause.reason}`,
       { cause },
     );
+    this.limit = limit;
+    this.partition = partition;
+    this.offset = offset;
   }
 }
 
 /** A dead-letter delivery failed (or timed out) and the policy says "stop". */
 export class DlqDeliveryError extends SluiceError {
+  /** The partition of the message that could not be dead-lettered. */
+  readonly partition: Partition;
+  /** Its offset; nothing was committed at or past it. */
+  readonly offset: number;
+
   /** Creates the error. */
-  constructor(
-    /** The partition of the message that could not be dead-lettered. */
-    readonly partition: Partition,
-    /** Its offset; nothing was committed at or past it. */
-    readonly offset: number,
-    topic: Topic,
-    cause: unknown,
-  ) {
+  constructor(partition: Partition, offset: number, topic: Topic, cause: unknown) {
     super(
       `could not dead-letter ${partition}@${offset} to topic "${topic.name}": ${
         cause instanceof Error ? cause.message : String(cause)
@@ -312,6 +317,8 @@ export class DlqDeliveryError extends SluiceError {
         `onDeliveryFailure: "drop-and-count" to drop such messages (counted in dlqDropped).`,
       { cause },
     );
+    this.partition = partition;
+    this.offset = offset;
   }
 }
 
@@ -321,15 +328,13 @@ export class DlqDeliveryError extends SluiceError {
  * were in flight, or reported twice or for a message this consumer never polled).
  */
 export class DlqMessageMissing extends SluiceError {
+  /** The partition. */
+  readonly partition: Partition;
+  /** The offset reported invalid. */
+  readonly offset: number;
+
   /** Creates the error. */
-  constructor(
-    /** The partition. */
-    readonly partition: Partition,
-    /** The offset reported invalid. */
-    readonly offset: number,
-    evicted: boolean,
-    cause: InvalidMessage,
-  ) {
+  constructor(partition: Partition, offset: number, evicted: boolean, cause: InvalidMessage) {
     super(
       `cannot dead-letter ${partition}@${offset}: the raw message is not in the DLQ buffer ` +
         (evicted
@@ -340,6 +345,8 @@ export class DlqMessageMissing extends SluiceError {
         `onDeliveryFailure: "drop-and-count" to drop such messages instead (counted).`,
       { cause },
     );
+    this.partition = partition;
+    this.offset = offset;
   }
 }
 

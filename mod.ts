@@ -119,22 +119,38 @@ export {
 } from "./strategies/adaptive_batch.ts";
 export {
   type BackpressureSide,
+  type Bottleneck,
+  BOTTLENECK_SHARE,
   type ConsumerCounters,
   ConsumerMeter,
-  DURATION_BUCKETS_MS,
+  describeState,
+  DURATION_BUCKETS_S,
   type EndOffsets,
   EpisodeStats,
   EpisodeTracker,
   HistogramBuffer,
   MAX_BUFFERED_SAMPLES,
   METER_NAME,
+  MetricSeries,
+  type PartitionProgress,
+  type PartitionStatus,
   Phase,
   PHASE_DESCRIPTIONS,
+  type ProcessorStatus,
+  PROGRESS_CHECK_MS,
+  renderStatus,
+  renderStatusLine,
+  type SeriesAttributes,
   SluiceMetrics,
+  STALL_SHOWN_MS,
+  STATUS_WINDOW_MS,
+  type StatusInput,
+  StatusWindow,
   StepMeter,
   stepMeterFor,
   type StepMetricsSource,
   StepStats,
+  type StepStatus,
   StuckDetector,
   type StuckDetectorOptions,
   type TimestampedOffset,
@@ -150,7 +166,9 @@ export {
   type HealthcheckOptions,
   HealthServer,
   type HealthServerOptions,
+  type HealthSource,
   type HealthStatus,
+  type PartitionHealth,
 } from "./strategies/healthcheck.ts";
 export { KeyedConcurrency, type KeyedConcurrencyOptions } from "./strategies/keyed_concurrency.ts";
 export {
@@ -159,3 +177,9 @@ export {
   type ConsumerReadableOptions,
 } from "./backends/readable.ts";
 export type { DropCount } from "./metrics/mod.ts";
+export {
+  detectRuntime,
+  type RuntimeFeature,
+  type RuntimeName,
+  UnsupportedRuntimeError,
+} from "./runtime/mod.ts";

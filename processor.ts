@@ -10,9 +10,17 @@ import { type Clock, macrotask, systemClock } from "./clock.ts";
 import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
 import type { MeterProvider } from "@opentelemetry/api";
 import { ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "./metrics/consumer.ts";
-import { SluiceMetrics } from "./metrics/otel.ts";
+import { MetricSeries, type SeriesAttributes, SluiceMetrics } from "./metrics/otel.ts";
+import { type ProcessorStatus, renderStatusLine, StatusWindow } from "./metrics/status.ts";
 import { withStepMetrics } from "./metrics/step.ts";
 import { StuckDetector } from "./metrics/stuck.ts";
+import {
+  detectRuntime,
+  exitProcess,
+  hasSignals,
+  onShutdownSignals,
+  UnsupportedRuntimeError,
+} from "./runtime/mod.ts";
 import { type DlqCounters, DlqPolicy, DlqRunner } from "./dlq.ts";
 import type {
   Commit,
@@ -80,20 +88,43 @@ export interface StreamProcessorOptions<T> {
    */
   clock?: Clock;
   /**
-   * Handle SIGINT/SIGTERM during `run()`. The first one shuts down gracefully and prints a
-   * line (stderr) saying what is drained and the deadline (`joinTimeoutMs`); a second one
-   * stops the process at once (exit code 130 for SIGINT, 143 for SIGTERM): unfinished work
-   * is not committed and is read again.
-   * @default true
+   * Handle SIGINT/SIGTERM during `run()` (Deno, Node, Bun). The first one shuts down
+   * gracefully and prints a line (stderr) saying what is drained and the deadline
+   * (`joinTimeoutMs`); a second one stops the process at once (exit code 130 for SIGINT,
+   * 143 for SIGTERM): unfinished work is not committed and is read again. Default: true
+   * where the runtime has process signals, false elsewhere (browsers, edge runtimes);
+   * `true` there throws an `UnsupportedRuntimeError`.
+   * @default true where the runtime has signals
    */
   handleSignals?: boolean;
   /**
    * OpenTelemetry `MeterProvider` for Sluice's metrics (`sluice.consumer.*`, and
-   * `sluice.step.*` for every step the factory builds). Without one nothing is recorded.
-   * With `OTEL_DENO=true`, pass `metrics.getMeterProvider()` from `@opentelemetry/api`.
-   * @default undefined (no metrics)
+   * `sluice.step.*` for every step the factory builds). Default: the global provider when
+   * one is set when the processor is built (`metrics.setGlobalMeterProvider(...)` from
+   * `@opentelemetry/api`, which `OTEL_DENO=true` does); `null`: no OpenTelemetry metrics
+   * even then ({@link StreamProcessor.status} still works).
+   * @default the global MeterProvider, if one is set
    */
-  meterProvider?: MeterProviderLike;
+  meterProvider?: MeterProviderLike | null;
+  /**
+   * `false` turns every metric off, OpenTelemetry and the numbers behind
+   * {@link StreamProcessor.status} alike (its steps and partitions are then empty).
+   * @default true
+   */
+  metrics?: boolean;
+  /**
+   * Attributes added to every metric of this processor, next to the `messaging.system`,
+   * `messaging.consumer.group.name` and `messaging.client.id` taken from the consumer:
+   * give two processors with the same group and client id distinct series.
+   * @default {}
+   */
+  metricAttributes?: SeriesAttributes;
+  /**
+   * Log a one-line status (see {@link renderStatusLine}) this often while `run()` runs,
+   * in milliseconds.
+   * @default undefined (off)
+   */
+  statusLogMs?: number;
   /**
    * When `run()`'s loop has not advanced for this many milliseconds, log a warning saying
    * what it was doing and count `sluice.consumer.stuck`.
@@ -144,8 +175,18 @@ export interface RunOptions {
  *
  * @example
  * ```ts
- * import { ProcessorStoppedError, type StreamProcessor } from "@sluice/sluice";
- * declare const processor: StreamProcessor<string>;
+ * import { CommitOffsets, ProcessorStoppedError, StreamProcessor } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 1);
+ * const processor = new StreamProcessor<string>({
+ *   consumer: broker.getConsumer("example"),
+ *   topics: ["events"],
+ *   factory: { createWithPartitions: (commit) => new CommitOffsets(commit) },
+ *   handleSignals: false,
+ * });
+ * await processor.run({ untilCaughtUp: true }); // nothing to read: returns at once
  * try {
  *   await processor.run();
  * } catch (e) {
@@ -279,9 +320,15 @@ export class StreamProcessor<T> {
    * runs right after it: commit checks made meanwhile reuse it instead of reading again.
    */
   #polledAt: number | undefined;
-  /** Metrics on the given MeterProvider (shared) and this processor's share of them. */
+  /** Metrics on the MeterProvider (shared), if any, and this processor's share of them. */
   readonly #metrics: SluiceMetrics | undefined;
+  /** The series this processor's steps count into (the provider's, or its own). */
+  readonly #series: MetricSeries | undefined;
   readonly #meter: ConsumerMeter | undefined;
+  readonly #window: StatusWindow;
+  readonly #statusLogMs: number | undefined;
+  /** When the current rebalance began: a revoke started, or no assignment yet. */
+  #rebalancingSince: number | undefined;
   readonly #stuck: StuckDetector | undefined;
   /** What the loop is doing, for the stuck detector (and time accounting when metered). */
   #phase: Phase = Phase.Idle;
@@ -336,11 +383,42 @@ export class StreamProcessor<T> {
       "pausedBackoffMs",
       options.pausedBackoffMs ?? Math.max(1000, this.#maxBackoffMs),
     );
-    this.#handleSignals = options.handleSignals ?? true;
-    if (options.meterProvider !== undefined) {
-      this.#metrics = SluiceMetrics.for(options.meterProvider as MeterProvider);
-      this.#meter = new ConsumerMeter(this.#clock, this.stats, this.#consumer, () => this.#bpStart);
-      this.#metrics.addConsumer(this.#meter);
+    if (options.handleSignals === true && !hasSignals()) {
+      throw new UnsupportedRuntimeError(
+        detectRuntime(),
+        "signals",
+        "pass handleSignals: false (the default here) and call signalShutdown() from your " +
+          "own event (pagehide, an AbortSignal, the end of the request)",
+      );
+    }
+    this.#handleSignals = options.handleSignals ?? hasSignals();
+    if (options.metrics !== undefined && typeof options.metrics !== "boolean") {
+      throw new ConfigurationError(
+        `metrics must be true or false, got ${JSON.stringify(options.metrics)}; to choose ` +
+          "where metrics go, use meterProvider",
+      );
+    }
+    if (options.metrics !== false) {
+      const provider = options.meterProvider === undefined
+        ? globalMeterProvider()
+        : options.meterProvider ?? undefined;
+      const attributes = { ...consumerAttributes(this.#consumer), ...options.metricAttributes };
+      this.#metrics = provider === undefined
+        ? undefined
+        : SluiceMetrics.for(provider as MeterProvider);
+      this.#series = this.#metrics?.series(attributes) ?? new MetricSeries(attributes);
+      this.#meter = new ConsumerMeter(
+        this.#clock,
+        this.stats,
+        this.#consumer,
+        () => this.#bpStart,
+        attributes,
+      );
+      this.#metrics?.addConsumer(this.#meter, this.#series);
+    }
+    this.#window = new StatusWindow(this.#clock, this.#series?.steps ?? new Map(), this.#meter);
+    if (options.statusLogMs !== undefined) {
+      this.#statusLogMs = requireNonNegative("statusLogMs", options.statusLogMs);
     }
     if (options.stuckTimeoutMs !== undefined) {
       this.#stuck = new StuckDetector({
@@ -380,6 +458,35 @@ export class StreamProcessor<T> {
   /** Messages polled but not yet accepted by the pipeline. */
   get carriedCount(): number {
     return this.#carried ? this.#carried.length - this.#carriedIndex : 0;
+  }
+
+  /**
+   * What the processor is doing now: per-step throughput and backpressure (share of time,
+   * origin), whether it is backpressured and for how long (and whether fetching is
+   * paused, as part of that), rebalancing, lag and progress per partition, and the
+   * bottleneck. Rates cover about the last second (since the processor was built, at
+   * first). Cheap enough to call every second; `HealthServer` serves it as `/status`.
+   *
+   * @example
+   * ```ts
+   * import { renderStatus, type StreamProcessor } from "@sluice/sluice";
+   * function show(processor: StreamProcessor<string>): void {
+   *   const status = processor.status();
+   *   console.log(status.bottleneck.name, status.lag);
+   *   console.log(renderStatus(status));
+   * }
+   * ```
+   */
+  status(): ProcessorStatus {
+    return this.#window.status({
+      running: this.#running,
+      rebalancingSince: this.#rebalancingSince,
+      backpressureSince: this.#bpStart,
+      paused: this.#paused,
+      heldMessages: this.carriedCount,
+      iterations: this.stats.iterations,
+      messagesPolled: this.stats.messagesPolled,
+    });
   }
 
   /** Asks `run()` to stop after the current iteration: the pipeline is closed, joined and committed. */
@@ -426,6 +533,8 @@ export class StreamProcessor<T> {
     this.#running = true;
     const removeSignals = this.#handleSignals ? this.#installSignals() : () => {};
     this.#stuck?.start();
+    if (this.#strategy === undefined) this.#rebalancingSince ??= this.#clock.now();
+    const stopLog = this.#startStatusLog();
     try {
       while (!this.#shutdownRequested) {
         await this.runOnce();
@@ -437,8 +546,10 @@ export class StreamProcessor<T> {
       throw e;
     } finally {
       this.#stuck?.stop();
+      stopLog();
+      this.#rebalancingSince = undefined;
       this.#enter(Phase.Idle);
-      if (this.#meter !== undefined) this.#metrics!.retire(this.#meter);
+      if (this.#meter !== undefined) this.#metrics?.retire(this.#meter);
       removeSignals();
       this.#running = false;
       this.#stopped = true;
@@ -515,6 +626,7 @@ export class StreamProcessor<T> {
         this.#carriedIndex = 0;
       }
     }
+    this.#meter?.track(polledAt);
     const strategy = this.#strategy;
     if (strategy === undefined) {
       if (this.#carried !== undefined) {
@@ -798,9 +910,10 @@ export class StreamProcessor<T> {
     }
     this.#pipelineStart = start;
     this.#strategy = withStepMetrics(
-      this.#metrics,
+      this.#series,
       () => this.#factory.createWithPartitions(this.#commit, partitions),
     );
+    this.#rebalancingSince = undefined;
   }
 
   /**
@@ -848,6 +961,7 @@ export class StreamProcessor<T> {
 
   async #onRevoke(partitions: readonly Partition[]): Promise<void> {
     this.stats.revocations++;
+    this.#rebalancingSince ??= this.#clock.now();
     const revoked = new Set(partitions);
     const closed = this.#strategy !== undefined;
     if (closed) await this.#closeStrategy();
@@ -991,6 +1105,21 @@ export class StreamProcessor<T> {
     );
   }
 
+  /** Logs a status line every `statusLogMs` until the returned function is called. */
+  #startStatusLog(): () => void {
+    const every = this.#statusLogMs;
+    if (every === undefined || every <= 0) return () => {};
+    const stop = new AbortController();
+    (async () => {
+      while (!stop.signal.aborted) {
+        await this.#clock.sleep(every, stop.signal);
+        if (stop.signal.aborted) return;
+        console.log(renderStatusLine(this.status()));
+      }
+    })().catch(() => {/* aborted */});
+    return () => stop.abort(WAIT_OVER);
+  }
+
   /**
    * SIGINT/SIGTERM: the first shuts down gracefully, saying what is drained and until
    * when; a second stops at once (nothing more is committed). Returns true when the
@@ -1028,19 +1157,32 @@ export class StreamProcessor<T> {
   }
 
   #installSignals(): () => void {
-    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-    const added: Array<[Deno.Signal, () => void]> = [];
-    for (const s of signals) {
-      const handler = () => {
-        if (this.#onSignal(s)) Deno.exit(s === "SIGINT" ? 130 : 143);
-      };
-      try {
-        Deno.addSignalListener(s, handler);
-        added.push([s, handler]);
-      } catch { /* unsupported on this platform */ }
-    }
-    return () => {
-      for (const [s, handler] of added) Deno.removeSignalListener(s, handler);
-    };
+    return onShutdownSignals((s) => {
+      if (this.#onSignal(s)) exitProcess(s === "SIGINT" ? 130 : 143);
+    });
   }
+}
+
+/**
+ * Where every copy of `@opentelemetry/api` 1.x keeps its globals (`metrics.setGlobalMeterProvider`
+ * writes the provider there): read directly, so the core needs no OpenTelemetry code at run time.
+ */
+const OTEL_API_GLOBAL = Symbol.for("opentelemetry.js.api.1");
+
+/** The global MeterProvider, if one was registered (`metrics.setGlobalMeterProvider`). */
+function globalMeterProvider(): MeterProviderLike | undefined {
+  const api = (globalThis as Record<symbol, { metrics?: unknown } | undefined>)[OTEL_API_GLOBAL];
+  const provider = api?.metrics as Partial<MeterProviderLike> | undefined;
+  return typeof provider?.getMeter === "function" ? provider as MeterProviderLike : undefined;
+}
+
+/** `messaging.*` attributes from what the consumer says about itself. */
+function consumerAttributes(consumer: Consumer<unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (typeof consumer.messagingSystem === "string") {
+    out["messaging.system"] = consumer.messagingSystem;
+  }
+  if (typeof consumer.group === "string") out["messaging.consumer.group.name"] = consumer.group;
+  if (typeof consumer.clientId === "string") out["messaging.client.id"] = consumer.clientId;
+  return out;
 }

@@ -503,16 +503,21 @@ export class Value<T> extends Message<T> {
  * ```
  */
 export class InvalidMessage extends SluiceError {
+  /** The partition of the invalid message. */
+  readonly partition: Partition;
+  /** Its offset. */
+  readonly offset: number;
+  /** Why it is invalid. */
+  readonly reason: string;
+  /** The step that rejected it, when known. */
+  step?: string;
+
   /** Creates the error for the message at `partition`/`offset`. */
   constructor(
-    /** The partition of the invalid message. */
-    readonly partition: Partition,
-    /** Its offset. */
-    readonly offset: number,
-    /** Why it is invalid. */
-    readonly reason = "invalid message",
-    /** The step that rejected it, when known. */
-    public step?: string,
+    partition: Partition,
+    offset: number,
+    reason = "invalid message",
+    step?: string,
     options?: ErrorOptions,
   ) {
     super(
@@ -521,6 +526,10 @@ export class InvalidMessage extends SluiceError {
         "; configure a dlqPolicy to route such messages aside instead of stopping",
       options,
     );
+    this.partition = partition;
+    this.offset = offset;
+    this.reason = reason;
+    this.step = step;
   }
 
   /** Builds the error for a message read from the broker. */
@@ -542,6 +551,8 @@ export class InvalidMessage extends SluiceError {
  * ```
  */
 export class StepError extends SluiceError {
+  /** The step's name. */
+  readonly step: string;
   /** The message being processed, as `topic/partition@offset` or a value description. */
   readonly messageRef: string;
   /** The failed message's partition, when it maps to one broker message. */
@@ -552,12 +563,7 @@ export class StepError extends SluiceError {
   readonly committable?: Committable;
 
   /** Creates the error for `message` (a message, or a description of what failed). */
-  constructor(
-    /** The step's name. */
-    readonly step: string,
-    message: Message<unknown> | string,
-    cause: unknown,
-  ) {
+  constructor(step: string, message: Message<unknown> | string, cause: unknown) {
     const ref = String(message);
     super(
       `step "${step}" failed on message ${ref}: ${
@@ -565,6 +571,7 @@ export class StepError extends SluiceError {
       }`,
       { cause },
     );
+    this.step = step;
     this.messageRef = ref;
     if (message instanceof Message) {
       const source = message.source;

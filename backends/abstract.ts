@@ -62,16 +62,24 @@ export interface Consumer<T> {
    */
   endOffset?(partition: Partition): number | undefined;
   /**
-   * Optional: true when the group is rebalancing and the next `poll()` would revoke
-   * partitions. A processor holding back polls at once when it sees this.
-   */
-  rebalancePending?(): boolean;
-
-  /**
    * Optional: the end offsets (next offset to be written) of `partitions`, asked of the
    * broker now. `StreamProcessor.run({ untilCaughtUp: true })` needs it.
    */
   endOffsets?(partitions: readonly Partition[]): Promise<Map<Partition, number>>;
+  /**
+   * Optional, for metric attributes (`messaging.system`): the OpenTelemetry name of the
+   * messaging system, e.g. "kafka".
+   */
+  readonly messagingSystem?: string;
+  /** Optional, for metric attributes (`messaging.consumer.group.name`): the group's name. */
+  readonly group?: string;
+  /** Optional, for metric attributes (`messaging.client.id`): the client id. */
+  readonly clientId?: string;
+  /**
+   * Optional: true when the group is rebalancing and the next `poll()` would revoke
+   * partitions. A processor holding back polls at once when it sees this.
+   */
+  rebalancePending?(): boolean;
 }
 
 /** Writes messages to a topic (or a specific partition). */

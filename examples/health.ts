@@ -26,6 +26,9 @@ const processor = new StreamProcessor<string>({
       new Healthcheck(new CommitOffsets(commit), { file, intervalMs: 100, http: server }),
   },
 });
+// Watching the processor: its loop counts as a heartbeat between pipelines, rebalances get
+// a grace period, partitions' progress is checked, and /status serves processor.status().
+server.watch(processor);
 
 const before = await fetch(`http://127.0.0.1:${server.port}/readyz`);
 console.log(`before run:  GET /readyz  -> ${before.status} ${await before.text()}`);
@@ -34,7 +37,7 @@ const run = processor.run();
 while (broker.committed("health-demo").size < 2) await new Promise((r) => setTimeout(r, 10));
 await new Promise((r) => setTimeout(r, 150));
 
-for (const path of ["/healthz", "/readyz"]) {
+for (const path of ["/healthz", "/readyz", "/status"]) {
   const res = await fetch(`http://127.0.0.1:${server.port}${path}`);
   console.log(`while running: GET ${path.padEnd(8)} -> ${res.status} ${await res.text()}`);
 }

@@ -25,19 +25,28 @@ export class HistogramBuffer {
   /** Samples not yet recorded. */
   #values: number[] = [];
 
-  /** `histogram` may be undefined: then samples are counted nowhere and dropped on flush. */
-  constructor(
-    /**
-     * Where samples go on {@link HistogramBuffer.flush}.
-     * @internal An OpenTelemetry type, for Sluice's metrics binding only.
-     */
-    readonly histogram: Histogram | undefined,
-    /**
-     * The attributes every sample is recorded with (created once).
-     * @internal An OpenTelemetry type, for Sluice's metrics binding only.
-     */
-    readonly attributes: Attributes,
-  ) {}
+  /**
+   * Where samples go on {@link HistogramBuffer.flush}.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
+  readonly histogram: Histogram | undefined;
+  /**
+   * The attributes every sample is recorded with (created once).
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
+  readonly attributes: Attributes;
+  /** Factor applied to every sample when it is recorded. Default 1. */
+  readonly scale: number;
+
+  /**
+   * `histogram` may be undefined: then samples are counted nowhere and dropped on flush.
+   * Samples are multiplied by `scale` when recorded (0.001: kept in ms, recorded in s).
+   */
+  constructor(histogram: Histogram | undefined, attributes: Attributes, scale: number = 1) {
+    this.histogram = histogram;
+    this.attributes = attributes;
+    this.scale = scale;
+  }
 
   /** Samples waiting to be recorded. */
   get size(): number {
@@ -57,6 +66,7 @@ export class HistogramBuffer {
     this.#values = [];
     const h = this.histogram;
     if (h === undefined) return;
-    for (let i = 0; i < values.length; i++) h.record(values[i], this.attributes);
+    const k = this.scale;
+    for (let i = 0; i < values.length; i++) h.record(values[i] * k, this.attributes);
   }
 }

@@ -10,6 +10,7 @@ import type { Attributes } from "@opentelemetry/api";
 import type { Clock } from "../clock.ts";
 import type { Committable, Partition } from "../types.ts";
 import type { HistogramBuffer } from "./buffer.ts";
+import type { SeriesAttributes } from "./otel.ts";
 
 /** What the processor loop is doing; time is accounted to the current phase. */
 export const Phase: {
@@ -81,14 +82,35 @@ export interface TimestampedOffset {
   readonly timestamp: number;
 }
 
+/** Progress of one assigned partition (see {@link ConsumerMeter.partitions}). */
+export interface PartitionProgress {
+  /** The partition. */
+  readonly partition: Partition;
+  /** Its committed offset (the next offset to read), as this processor last committed it. */
+  readonly committed: number;
+  /** End offset minus committed offset; undefined when the consumer cannot tell. */
+  readonly lag: number | undefined;
+  /**
+   * Milliseconds it has had lag while its committed offset did not move (0 when it moves
+   * or has no lag). Refreshed by the processor's loop about once a second.
+   */
+  readonly stalledMs: number;
+}
+
 /** Most timestamp samples kept per partition. */
 const MAX_SAMPLES = 64;
 /** Batches are sampled for latency at most this often (ms, by the time of the last phase switch). */
 const SAMPLE_EVERY_MS = 10;
 
+/** How often the loop refreshes partition progress ({@link ConsumerMeter.track}), in ms. */
+export const PROGRESS_CHECK_MS = 1000;
+
 interface PartitionState {
+  readonly partition: Partition;
   readonly attributes: Attributes;
   committed: number;
+  /** Last time the committed offset moved, or the partition was seen with no lag. */
+  progressAt: number;
   /** Sampled offsets and timestamps, oldest first (parallel arrays, offsets increasing). */
   offsets: number[];
   timestamps: number[];
@@ -143,14 +165,22 @@ export class ConsumerMeter {
   #mark: number;
   #lastSample = -Infinity;
   readonly #partitions = new Map<Partition, PartitionState>();
+  #trackedAt = -Infinity;
+  /** The series' attributes (`messaging.*`), on every point this meter reports. */
+  readonly attributes: SeriesAttributes;
 
-  /** Creates the meter. `openBackpressureSince` returns the open episode's start, if any. */
+  /**
+   * Creates the meter. `openBackpressureSince` returns the open episode's start, if any;
+   * `attributes` (the processor's `messaging.*` ones) go on every point it reports.
+   */
   constructor(
     clock: Clock,
     counters: ConsumerCounters,
     source: EndOffsets,
     openBackpressureSince: () => number | undefined = () => undefined,
+    attributes: SeriesAttributes = {},
   ) {
+    this.attributes = attributes;
     this.#clock = clock;
     this.counters = counters;
     this.#source = source;
@@ -198,16 +228,24 @@ export class ConsumerMeter {
   assigned(offsets: ReadonlyMap<Partition, number>): void {
     this.assigns++;
     this.partitionsAssigned += offsets.size;
+    const now = this.#clock.now();
     for (const [p, o] of offsets) {
       const existing = this.#partitions.get(p);
       if (existing !== undefined) {
         existing.committed = o;
+        existing.progressAt = now;
         continue;
       }
-      const attributes: Attributes = { topic: p.topic.name, partition: p.index };
+      const attributes: Attributes = {
+        ...this.attributes,
+        "messaging.destination.name": p.topic.name,
+        "messaging.destination.partition.id": String(p.index),
+      };
       this.#partitions.set(p, {
+        partition: p,
         attributes,
         committed: o,
+        progressAt: now,
         offsets: [],
         timestamps: [],
         latency: this.latencyBuffer?.(attributes),
@@ -267,7 +305,10 @@ export class ConsumerMeter {
     for (const [p, o] of offsets) {
       const s = this.#partitions.get(p);
       if (s === undefined) continue;
-      if (o > s.committed) s.committed = o;
+      if (o > s.committed) {
+        s.committed = o;
+        s.progressAt = now;
+      }
       // The newest sampled message the commit covers gives this commit's latency.
       const offsets = s.offsets;
       let k = 0;
@@ -292,19 +333,70 @@ export class ConsumerMeter {
    * @internal An OpenTelemetry type, for Sluice's metrics binding only.
    */
   observeLag(observe: (lag: number, attributes: Attributes) => void): void {
-    const endOffset = this.#source.endOffset;
-    if (typeof endOffset !== "function") return;
-    for (const [p, s] of this.#partitions) {
-      let end: number | undefined;
-      try {
-        end = endOffset.call(this.#source, p);
-      } catch {
-        continue; // a backend that cannot answer now reports no lag rather than fail collection
-      }
-      if (typeof end === "number" && Number.isFinite(end)) {
-        observe(Math.max(0, end - s.committed), s.attributes);
-      }
+    for (const s of this.#partitions.values()) {
+      const lag = this.#lag(s);
+      if (lag !== undefined) observe(lag, s.attributes);
     }
+  }
+
+  /**
+   * Calls `observe(ms, attributes)` for every assigned partition: how long it has had lag
+   * while its committed offset did not move (0 when it moves or has no lag). Partitions
+   * whose lag is unknown report 0.
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
+  observeStalls(observe: (stalledMs: number, attributes: Attributes) => void): void {
+    const now = this.#clock.now();
+    for (const s of this.#partitions.values()) observe(this.#stalledMs(s, now), s.attributes);
+  }
+
+  /**
+   * Refreshes partition progress (a partition seen with no lag counts as progressing) at
+   * most once per {@link PROGRESS_CHECK_MS}; the processor calls it every iteration with a
+   * clock reading it has, or none (the meter reads the clock).
+   */
+  track(now?: number): void {
+    if (now === undefined) now = this.#clock.now();
+    if (now - this.#trackedAt < PROGRESS_CHECK_MS && now >= this.#trackedAt) return;
+    this.#trackedAt = now;
+    for (const s of this.#partitions.values()) {
+      if (this.#lag(s) === 0) s.progressAt = now;
+    }
+  }
+
+  /** Per assigned partition: committed offset, lag (undefined when unknown), stalled time. */
+  partitions(): PartitionProgress[] {
+    const now = this.#clock.now();
+    const out: PartitionProgress[] = [];
+    for (const s of this.#partitions.values()) {
+      out.push({
+        partition: s.partition,
+        committed: s.committed,
+        lag: this.#lag(s),
+        stalledMs: this.#stalledMs(s, now),
+      });
+    }
+    return out;
+  }
+
+  #stalledMs(s: PartitionState, now: number): number {
+    const lag = this.#lag(s);
+    if (lag === undefined || lag === 0) return 0;
+    return Math.max(0, now - s.progressAt);
+  }
+
+  #lag(s: PartitionState): number | undefined {
+    const endOffset = this.#source.endOffset;
+    if (typeof endOffset !== "function") return undefined;
+    let end: number | undefined;
+    try {
+      end = endOffset.call(this.#source, s.partition);
+    } catch {
+      return undefined; // a backend that cannot answer now reports no lag rather than fail
+    }
+    return typeof end === "number" && Number.isFinite(end)
+      ? Math.max(0, end - s.committed)
+      : undefined;
   }
 
   /** Records the buffered latency samples. */

@@ -34,16 +34,19 @@ export class EpisodeStats {
   /** Sum of the start times of the open stretches (so open time needs no list). */
   openStartSum = 0;
 
+  /**
+   * Attributes these totals are reported with (`step`, `origin`).
+   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   */
+  readonly attributes: Attributes;
+  /** Where each ended episode's duration goes (buffered histogram), if anywhere. */
+  readonly durations?: HistogramBuffer;
+
   /** Creates the totals; `durations` receives one sample per episode ended with this origin. */
-  constructor(
-    /**
-     * Attributes these totals are reported with (`step`, `origin`).
-     * @internal An OpenTelemetry type, for Sluice's metrics binding only.
-     */
-    readonly attributes: Attributes,
-    /** Where each ended episode's duration goes (buffered histogram), if anywhere. */
-    readonly durations?: HistogramBuffer,
-  ) {}
+  constructor(attributes: Attributes, durations?: HistogramBuffer) {
+    this.attributes = attributes;
+    this.durations = durations;
+  }
 
   /** Milliseconds attributed to this origin, open stretches included up to `now`. */
   timeMs(now: number): number {

@@ -10,12 +10,34 @@ export {
   type ConsumerCounters,
   ConsumerMeter,
   type EndOffsets,
+  type PartitionProgress,
   Phase,
   PHASE_DESCRIPTIONS,
+  PROGRESS_CHECK_MS,
   type TimestampedOffset,
 } from "./consumer.ts";
 export { EpisodeStats, EpisodeTracker } from "./episode.ts";
-export { DURATION_BUCKETS_MS, METER_NAME, SluiceMetrics } from "./otel.ts";
+export {
+  DURATION_BUCKETS_S,
+  METER_NAME,
+  MetricSeries,
+  type SeriesAttributes,
+  SluiceMetrics,
+} from "./otel.ts";
+export {
+  type Bottleneck,
+  BOTTLENECK_SHARE,
+  describeState,
+  type PartitionStatus,
+  type ProcessorStatus,
+  renderStatus,
+  renderStatusLine,
+  STALL_SHOWN_MS,
+  STATUS_WINDOW_MS,
+  type StatusInput,
+  StatusWindow,
+  type StepStatus,
+} from "./status.ts";
 export {
   type BackpressureSide,
   type DropCount,

@@ -55,25 +55,35 @@ export class StepStats {
   /** Receive-side totals by origin. */
   readonly receive: Map<string, EpisodeStats> = new Map();
   /**
-   * `{ step: name }`, created once.
+   * `{ ...base, step: name }`, created once.
    * @internal An OpenTelemetry type, for Sluice's metrics binding only.
    */
   readonly attributes: Attributes;
-  readonly #make: (side: BackpressureSide, origin: string) => EpisodeStats;
+  readonly #base: Attributes;
+  readonly #make: (side: BackpressureSide, attributes: Attributes) => EpisodeStats;
+
+  /** The step's name (attribute `step`). */
+  readonly name: string;
+  /** The clock episodes are timed with (the step's). */
+  clock: Clock;
 
   /**
-   * Creates the totals. `make` builds the totals of one side and origin (the OpenTelemetry
-   * binding gives them a buffered histogram); by default they only count.
+   * Creates the totals. `make` builds the totals of one side and origin from their
+   * attributes (the OpenTelemetry binding gives them a buffered histogram); by default
+   * they only count. `base` attributes (the processor's `messaging.*` ones) go on every
+   * series of this step.
    */
   constructor(
-    /** The step's name (attribute `step`). */
-    readonly name: string,
-    /** The clock episodes are timed with (the step's). */
-    public clock: Clock,
-    make?: (side: BackpressureSide, origin: string) => EpisodeStats,
+    name: string,
+    clock: Clock,
+    make?: (side: BackpressureSide, attributes: Attributes) => EpisodeStats,
+    base: Attributes = {},
   ) {
-    this.attributes = { step: name };
-    this.#make = make ?? ((_side, origin) => new EpisodeStats({ step: name, origin }));
+    this.name = name;
+    this.clock = clock;
+    this.#base = base;
+    this.attributes = { ...base, step: name };
+    this.#make = make ?? ((_side, attributes) => new EpisodeStats(attributes));
   }
 
   /** The totals of `side` for episodes that originated at `origin` (created on first use). */
@@ -81,7 +91,7 @@ export class StepStats {
     const map = side === "send" ? this.send : this.receive;
     let s = map.get(origin);
     if (s === undefined) {
-      s = this.#make(side, origin);
+      s = this.#make(side, { ...this.#base, step: this.name, origin });
       map.set(origin, s);
     }
     return s;
@@ -91,7 +101,7 @@ export class StepStats {
   dropCount(reason: string): DropCount {
     let d = this.drops.get(reason);
     if (d === undefined) {
-      d = { attributes: { step: this.name, reason }, count: 0 };
+      d = { attributes: { ...this.#base, step: this.name, reason }, count: 0 };
       this.drops.set(reason, d);
     }
     return d;
@@ -140,8 +150,7 @@ export interface StepMetricsSource {
  * ```
  */
 export class StepMeter {
-  /** The totals this instance counts into. */
-  readonly stats: StepStats;
+  #stats: StepStats;
   readonly #clock: Clock;
   readonly #downstream: StepMeter | undefined;
   readonly #downstreamName: string;
@@ -167,16 +176,29 @@ export class StepMeter {
     downstream?: StepMeter,
     downstreamName = "downstream",
   ) {
-    this.stats = stats;
+    this.#stats = stats;
     this.#clock = clock;
     this.#downstream = downstream;
     this.#downstreamName = downstreamName;
     if (downstream !== undefined) downstream.#upstream = this;
   }
 
+  /** The totals this instance counts into. */
+  get stats(): StepStats {
+    return this.#stats;
+  }
+
   /** The step's name in metrics. */
   get name(): string {
-    return this.stats.name;
+    return this.#stats.name;
+  }
+
+  /**
+   * @internal Moves this meter to other totals before it counted anything: a pipeline's
+   * steps are named once all of them are built (see {@link withStepMetrics}).
+   */
+  rebind(stats: StepStats): void {
+    this.#stats = stats;
   }
 
   /** True while the step's upstream is being rejected (send episode open). */
@@ -201,14 +223,14 @@ export class StepMeter {
 
   /** Counts `n` messages accepted by the step. */
   count(n: number): void {
-    this.stats.messages += n;
+    this.#stats.messages += n;
   }
 
   /** Counts `n` messages the step dropped for `reason` (e.g. "filtered", "shed_oldest"). */
   dropped(n: number, reason: string): void {
     let d = this.#lastDrop;
     if (d === undefined || d.attributes.reason !== reason) {
-      d = this.#lastDrop = this.stats.dropCount(reason);
+      d = this.#lastDrop = this.#stats.dropCount(reason);
     }
     d.count += n;
   }
@@ -220,11 +242,11 @@ export class StepMeter {
   rejectedUpstream(ready: Promise<void>): void {
     if (!this.#sending) {
       const follows = this.#receiving;
-      const origin = follows ? this.#receiveOrigin : this.stats.name;
+      const origin = follows ? this.#receiveOrigin : this.#stats.name;
       this.#sendOrigin = origin;
       this.#sendFollows = follows;
       this.#sending = true;
-      this.#send.begin(this.#clock.now(), this.stats.episodes("send", origin));
+      this.#send.begin(this.#clock.now(), this.#stats.episodes("send", origin));
       const episode = ++this.#sendEpisode;
       const end = () => {
         if (this.#sendEpisode === episode) this.relieveUpstream();
@@ -234,7 +256,7 @@ export class StepMeter {
       const up = this.#upstream;
       if (up !== undefined) up.#downstreamOriginChanged(origin);
     }
-    this.stats.sendRejections++;
+    this.#stats.sendRejections++;
   }
 
   /** The upstream is no longer held back: room in the queue, close, revoke or shutdown. */
@@ -253,13 +275,13 @@ export class StepMeter {
       const origin = d === undefined ? this.#downstreamName : d.#currentOrigin();
       this.#receiveOrigin = origin;
       this.#receiving = true;
-      this.#receive.begin(this.#clock.now(), this.stats.episodes("receive", origin));
+      this.#receive.begin(this.#clock.now(), this.#stats.episodes("receive", origin));
       if (this.#sending) {
         this.#sendFollows = true;
         this.#setSendOrigin(origin);
       }
     }
-    this.stats.receiveRejections++;
+    this.#stats.receiveRejections++;
   }
 
   /** The downstream accepted a hand-off: the receive episode, if any, ends. */
@@ -277,13 +299,13 @@ export class StepMeter {
 
   /** What this step's upstream should call the origin of a rejection from this step. */
   #currentOrigin(): string {
-    return this.#sending ? this.#sendOrigin : this.stats.name;
+    return this.#sending ? this.#sendOrigin : this.#stats.name;
   }
 
   #setSendOrigin(origin: string): void {
     if (origin === this.#sendOrigin) return;
     this.#sendOrigin = origin;
-    this.#send.reattribute(this.#clock.now(), this.stats.episodes("send", origin));
+    this.#send.reattribute(this.#clock.now(), this.#stats.episodes("send", origin));
     const up = this.#upstream;
     if (up !== undefined) up.#downstreamOriginChanged(origin);
   }
@@ -291,49 +313,87 @@ export class StepMeter {
   #downstreamOriginChanged(origin: string): void {
     if (!this.#receiving || origin === this.#receiveOrigin) return;
     this.#receiveOrigin = origin;
-    this.#receive.reattribute(this.#clock.now(), this.stats.episodes("receive", origin));
+    this.#receive.reattribute(this.#clock.now(), this.#stats.episodes("receive", origin));
     if (this.#sending && this.#sendFollows) this.#setSendOrigin(origin);
   }
 }
 
+interface Pending {
+  readonly meter: StepMeter;
+  readonly name: string;
+  readonly named: boolean;
+  readonly clock: Clock;
+}
+
 interface Scope {
   readonly source: StepMetricsSource;
-  readonly defaults: Map<string, number>;
+  /** Meters of the steps built so far, in construction order (last step first). */
+  readonly pending: Pending[];
 }
 
 let currentScope: Scope | undefined;
 
+/** Totals that count nothing anywhere: a meter's stand-in until its pipeline is named. */
+function unbound(name: string, clock: Clock): StepStats {
+  return new StepStats(name, clock);
+}
+
 /**
  * Runs `build` (a factory's `createWithPartitions`) so that every step it constructs
  * without an explicit `metrics` option is instrumented with `source`. The processor does
- * this when it has a `meterProvider`; with `source` undefined it just calls `build`.
+ * this for every pipeline; with `source` undefined it just calls `build`.
+ *
+ * Steps are named once `build` returns, from the first step of the pipeline to the last
+ * (steps are constructed last one first, since each takes its next step): unnamed steps
+ * that share a default name get `#2`, `#3`... in pipeline order, so the first of two
+ * `RunTask`s is `run_task` and the second `run_task#2`.
  *
  * @example
  * ```ts
- * import { CommitOffsets, StepStats, systemClock, withStepMetrics } from "@sluice/sluice";
+ * import { CommitOffsets, RunTask, StepStats, systemClock, withStepMetrics } from "@sluice/sluice";
  * const stats = new Map<string, StepStats>();
  * const source = {
  *   stepStats: (name: string) => stats.get(name) ?? stats.set(name, new StepStats(name, systemClock)).get(name)!,
  * };
- * const step = withStepMetrics(source, () => new CommitOffsets(() => {}));
- * console.log([...stats.keys()]); // ["commit_offsets"]
+ * withStepMetrics(source, () => new RunTask((m) => m.payload, new RunTask((m) => m.payload, new CommitOffsets(() => {}))));
+ * console.log([...stats.keys()]); // ["run_task", "run_task#2", "commit_offsets"]
  * ```
  */
 export function withStepMetrics<T>(source: StepMetricsSource | undefined, build: () => T): T {
   if (source === undefined) return build();
   const previous = currentScope;
-  currentScope = { source, defaults: new Map() };
+  const scope: Scope = { source, pending: [] };
+  currentScope = scope;
+  let built: T;
   try {
-    return build();
+    built = build();
   } finally {
     currentScope = previous;
+  }
+  nameSteps(scope);
+  return built;
+}
+
+/** Binds the scope's meters to their totals, first step of the pipeline first. */
+function nameSteps(scope: Scope): void {
+  const pending = scope.pending;
+  const seen = new Map<string, number>();
+  for (let i = pending.length - 1; i >= 0; i--) {
+    const p = pending[i];
+    let name = p.name;
+    if (!p.named) {
+      const n = (seen.get(name) ?? 0) + 1;
+      seen.set(name, n);
+      if (n > 1) name = `${name}#${n}`;
+    }
+    p.meter.rebind(scope.source.stepStats(name, p.clock));
   }
 }
 
 /**
  * The meter for a step being constructed: from `explicit`, else from the enclosing
- * {@link withStepMetrics}, else none (undefined: the step records nothing). Unnamed steps
- * that share a default name within one pipeline get `#2`, `#3`... suffixes.
+ * {@link withStepMetrics} (which names it once the whole pipeline is built), else none
+ * (undefined: the step records nothing).
  *
  * @example
  * ```ts
@@ -351,15 +411,12 @@ export function stepMeterFor(
   downstream?: StepMeter,
   downstreamName?: string,
 ): StepMeter | undefined {
-  const scope = currentScope;
-  const source = explicit ?? scope?.source;
-  if (source === undefined) return undefined;
-  let metricName = name;
-  if (!named && scope !== undefined && explicit === undefined) {
-    const n = (scope.defaults.get(name) ?? 0) + 1;
-    scope.defaults.set(name, n);
-    if (n > 1) metricName = `${name}#${n}`;
+  if (explicit !== undefined) {
+    return new StepMeter(explicit.stepStats(name, clock), clock, downstream, downstreamName);
   }
-  const stats = source.stepStats(metricName, clock);
-  return new StepMeter(stats, clock, downstream, downstreamName);
+  const scope = currentScope;
+  if (scope === undefined) return undefined;
+  const meter = new StepMeter(unbound(name, clock), clock, downstream, downstreamName);
+  scope.pending.push({ meter, name, named, clock });
+  return meter;
 }

@@ -227,7 +227,12 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
    * @example
    * ```ts
    * import { CommitOffsets, type Message, RunTask } from "@sluice/sluice";
-   * declare const messages: ReadableStream<Message<string>>;
+   * import { LocalBroker } from "@sluice/sluice/local";
+   *
+   * const broker = new LocalBroker<string>();
+   * broker.createTopic("t", 1);
+   * const sent = await broker.produce("t", "hello");
+   * const messages = ReadableStream.from([sent]);
    * const step = new RunTask((m: Message<string>) => m.payload.length, new CommitOffsets(() => {}));
    * await messages.pipeTo(step.writable);
    * ```

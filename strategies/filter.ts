@@ -29,7 +29,7 @@ import { isThenable } from "./thenable.ts";
  * @example
  * ```ts
  * import { CommitOffsets, FilterStep, type Message } from "@sluice/sluice";
- * declare const blocklist: { has(id: string): Promise<boolean> };
+ * const blocklist = { has: async (id: string): Promise<boolean> => id === "spam" }; // a service
  *
  * const even = new FilterStep(
  *   (m: Message<number>) => m.payload % 2 === 0,

@@ -44,7 +44,7 @@ type AnyLink = (next: ProcessingStrategy<any>) => ProcessingStrategy<any>;
  * import { LocalBroker } from "@sluice/sluice/local";
  *
  * type Order = { id: string; amount: number };
- * declare const db: { insertMany(rows: Order[]): Promise<void> };
+ * const db = { insertMany: async (_rows: Order[]): Promise<void> => {} }; // your database
  *
  * const factory = pipeline<string>()
  *   .map((m) => JSON.parse(m.payload) as Order | null)
@@ -208,7 +208,7 @@ export class Pipeline<TSource, T> {
  * @example
  * ```ts
  * import { pipeline } from "@sluice/sluice";
- * declare function save(text: string): Promise<void>;
+ * const save = async (_text: string): Promise<void> => {}; // your storage
  *
  * const factory = pipeline<Uint8Array>()
  *   .map((m) => new TextDecoder().decode(m.payload))

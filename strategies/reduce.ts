@@ -35,12 +35,21 @@ class ReduceBuffer<TIn, TAcc> implements BufferProtocol<TIn, TAcc> {
   #acc: TAcc;
   #size = 0;
 
+  readonly accumulator: (acc: TAcc, message: Message<TIn>) => TAcc | PromiseLike<TAcc>;
+  readonly initialValue: () => TAcc;
+  readonly maxBatchSize: number | undefined;
+  readonly computeBatchSize: ((message: Message<TIn>) => number) | undefined;
+
   constructor(
-    readonly accumulator: (acc: TAcc, message: Message<TIn>) => TAcc | PromiseLike<TAcc>,
-    readonly initialValue: () => TAcc,
-    readonly maxBatchSize: number | undefined,
-    readonly computeBatchSize: ((message: Message<TIn>) => number) | undefined,
+    accumulator: (acc: TAcc, message: Message<TIn>) => TAcc | PromiseLike<TAcc>,
+    initialValue: () => TAcc,
+    maxBatchSize: number | undefined,
+    computeBatchSize: ((message: Message<TIn>) => number) | undefined,
   ) {
+    this.accumulator = accumulator;
+    this.initialValue = initialValue;
+    this.maxBatchSize = maxBatchSize;
+    this.computeBatchSize = computeBatchSize;
     try {
       this.#acc = this.#initial();
     } catch (e) {

@@ -34,7 +34,7 @@ import { isThenable } from "./thenable.ts";
  * @example
  * ```ts
  * import { CommitOffsets, type Message, RunTask } from "@sluice/sluice";
- * declare const db: { insert(row: string): Promise<void> };
+ * const db = { insert: async (_row: string): Promise<void> => {} }; // your database
  *
  * // Synchronous: the result is the new payload.
  * const upper = new RunTask(

@@ -301,12 +301,14 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     if (this.#retryPump) return;
     this.#retryPump = true;
     try {
-      while (this.#retrying > this.#ready && !this.abandoned) {
+      while (!this.abandoned) {
         let holds = Infinity;
         for (let i = this.#head; i < this.#slots.length; i++) {
           const s = this.#slots[i];
           if (s.state === RETRY && s.holds < holds) holds = s.holds;
         }
+        // Nothing left to retry (restarted, or given up: those stay counted in #retrying).
+        if (holds === Infinity) return;
         await this.backoff(holds - 1);
         if (this.abandoned) return;
         for (let i = this.#head; i < this.#slots.length; i++) {

@@ -15,6 +15,13 @@ import {
   StepError,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
+import {
+  createModuleWorker,
+  detectRuntime,
+  hasWorkers,
+  type ModuleWorker,
+  UnsupportedRuntimeError,
+} from "../runtime/mod.ts";
 import { type StepOptions, StreamStep } from "./bridge.ts";
 
 /** Options of a {@link RunTaskInWorkers}. */
@@ -42,7 +49,13 @@ export interface RunTaskInWorkersOptions extends StepOptions {
   batchTimeoutMs?: number;
 }
 
-const RUNTIME_URL = new URL("./worker_runtime.ts", import.meta.url).href;
+// The npm build is type-stripped JavaScript: its worker runtime is the .js file beside this
+// one. Computed when workers start: a bundle (workerd, some pages) may have no module URL.
+const runtimeUrl = () =>
+  new URL(
+    import.meta.url.endsWith(".ts") ? "./worker_runtime.ts" : "./worker_runtime.js",
+    import.meta.url,
+  ).href;
 
 interface Batch<TIn> {
   readonly id: number;
@@ -59,7 +72,7 @@ interface Batch<TIn> {
 }
 
 interface PoolWorker {
-  readonly worker: Worker;
+  readonly worker: ModuleWorker;
   /** Ids of batches sent to this worker and not answered yet, oldest first. */
   readonly batches: number[];
 }
@@ -151,6 +164,14 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
     options: RunTaskInWorkersOptions = {},
   ) {
     super("run_task_in_workers", next, options);
+    if (!hasWorkers()) {
+      throw new UnsupportedRuntimeError(
+        detectRuntime(),
+        "workers",
+        `step "${this.name}" needs module workers (Web Workers, or worker_threads under ` +
+          "Node); use RunTaskAsync instead, which runs async work concurrently on this thread",
+      );
+    }
     let url: URL;
     try {
       url = new URL(module);
@@ -280,7 +301,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
   #startPool(): PoolWorker[] {
     const pool: PoolWorker[] = [];
     for (let i = 0; i < this.workers; i++) {
-      const worker = new Worker(RUNTIME_URL, { type: "module", name: `${this.name}#${i}` });
+      const worker = createModuleWorker(runtimeUrl(), `${this.name}#${i}`);
       worker.onmessage = (e: MessageEvent) => this.#onReply(i, e.data as WorkerReply);
       worker.onerror = (e: ErrorEvent) => {
         e.preventDefault();
@@ -574,11 +595,14 @@ const CYCLE = Symbol("cycle");
 /** A view to pack: its kind, its offset in the batch's buffer and, once made, its copy. */
 class PlannedView {
   copy: ArrayBufferView | undefined;
-  constructor(
-    readonly view: ArrayBufferView,
-    readonly View: ViewConstructor,
-    readonly at: number,
-  ) {}
+  readonly view: ArrayBufferView;
+  readonly View: ViewConstructor;
+  readonly at: number;
+  constructor(view: ArrayBufferView, View: ViewConstructor, at: number) {
+    this.view = view;
+    this.View = View;
+    this.at = at;
+  }
 }
 
 /** A batch's views to pack, and where their copies go, found before the buffer is made. */
@@ -596,7 +620,10 @@ class Packing {
   /** The containers being searched, outermost first. */
   readonly path: object[] = [];
 
-  constructor(readonly depth: number) {}
+  readonly depth: number;
+  constructor(depth: number) {
+    this.depth = depth;
+  }
 }
 
 /**

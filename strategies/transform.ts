@@ -36,12 +36,15 @@ class Entry<TIn, TOut> {
   has = false;
   /** The transform's writable side finished taking its payload (`write()` resolved). */
   written = false;
-  constructor(
-    readonly message: Message<TIn>,
-    readonly real: boolean,
-    /** Position in the stream of messages, to order entries. */
-    readonly seq: number,
-  ) {}
+  readonly message: Message<TIn>;
+  readonly real: boolean;
+  /** Position in the stream of messages, to order entries. */
+  readonly seq: number;
+  constructor(message: Message<TIn>, real: boolean, seq: number) {
+    this.message = message;
+    this.real = real;
+    this.seq = seq;
+  }
 }
 
 const ignore = () => {};

@@ -11,33 +11,23 @@
  *
  * @module
  */
-
-interface WorkerScope {
-  postMessage(message: unknown): void;
-  onmessage: ((event: MessageEvent) => void) | null;
-}
+import { workerScope, wrapExit } from "../runtime/mod.ts";
 
 type UserFunction = (payload: unknown) => unknown;
 
-const scope = globalThis as unknown as WorkerScope;
+const scope = workerScope();
 let loaded: Promise<UserFunction> | undefined;
 let chain: Promise<void> = Promise.resolve();
 
-// A worker that calls Deno.exit() disappears without any event on the parent's side:
-// announce it first, so the step can fail with a clear error instead of waiting.
-const realExit = Deno.exit;
-try {
-  Object.defineProperty(Deno, "exit", {
-    configurable: true,
-    writable: true,
-    value: (code?: number): never => {
-      try {
-        scope.postMessage({ t: "exit", code: code ?? 0 });
-      } catch { /* nothing more to do */ }
-      return realExit(code);
-    },
-  });
-} catch { /* Deno.exit cannot be replaced here; the batch timeout still applies */ }
+// A worker that calls Deno.exit() (process.exit() under Node) disappears without any event
+// on the parent's side: announce it first, so the step can fail with a clear error instead
+// of waiting. Where it cannot be replaced (or there is none), the batch timeout still applies.
+wrapExit((realExit) => (code?: number): never => {
+  try {
+    scope.postMessage({ t: "exit", code: code ?? 0 });
+  } catch { /* nothing more to do */ }
+  return realExit(code);
+});
 
 function describe(error: unknown): { name: string; message: string; stack?: string } {
   if (error instanceof Error) {

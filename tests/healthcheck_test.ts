@@ -140,7 +140,7 @@ Deno.test("Healthcheck: /healthz follows the loop's heartbeat, /readyz the pipel
   await clock.advance(1001);
   const stale = await get(port, "/healthz");
   assertEquals(stale.status, 503);
-  assertEquals((stale.body as { status: string }).status, "stale");
+  assertEquals((stale.body as { status: string }).status, "stuck");
   assertEquals((await get(port, "/readyz")).status, 503);
   step.poll();
   assertEquals((await get(port, "/healthz")).status, 200, "alive again once polled");

@@ -206,7 +206,7 @@ class InMemoryReader extends MetricReader {
   }
 }
 
-Deno.test("LoadShed: drops are exported as sluice.step.dropped with their reason", async () => {
+Deno.test("LoadShed: drops are exported as sluice.step.dropped_messages with their reason", async () => {
   const reader = new InMemoryReader();
   const provider = new MeterProvider({ readers: [reader] });
   const broker = new LocalBroker<number>();
@@ -245,8 +245,8 @@ Deno.test("LoadShed: drops are exported as sluice.step.dropped with their reason
   const { resourceMetrics, errors } = await reader.collect();
   assertEquals(errors, []);
   const dropped = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics)
-    .find((m) => m.descriptor.name === "sluice.step.dropped");
-  assert(dropped !== undefined, "sluice.step.dropped is exported");
+    .find((m) => m.descriptor.name === "sluice.step.dropped_messages");
+  assert(dropped !== undefined, "sluice.step.dropped_messages is exported");
   const point = dropped.dataPoints.find((d) =>
     d.attributes.step === "shed" && d.attributes.reason === "shed_newest"
   );

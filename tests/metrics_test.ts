@@ -72,10 +72,21 @@ class Snapshot {
       value: p.value,
     }));
   }
-  /** The value of the point whose attributes equal `attrs` exactly. */
+  /**
+   * The value of the point whose attributes equal `attrs` (besides the processor's
+   * `messaging.*` ones when `attrs` does not name them). Metrics in seconds are given in
+   * milliseconds, as the scenarios' clocks count (the unit itself is asserted apart).
+   */
   value(name: string, attrs: Attrs = {}): number | undefined {
     const p = this.#find(name, attrs);
-    return p === undefined ? undefined : p.value as number;
+    return p === undefined ? undefined : this.#ms(name, p.value as number);
+  }
+  /** The unit `name` is exported with. */
+  unit(name: string): string | undefined {
+    return this.#byName.get(name)?.descriptor.unit;
+  }
+  #ms(name: string, v: number): number {
+    return this.unit(name) === "s" ? Math.round(v * 1000 * 1e6) / 1e6 : v;
   }
   histogram(
     name: string,
@@ -86,14 +97,33 @@ class Snapshot {
     assertEquals(m.dataPointType, DataPointType.HISTOGRAM, `${name} is a histogram`);
     const p = (m as HistogramMetricData).dataPoints.find((d) => sameAttrs(d.attributes, attrs));
     if (p === undefined) return undefined;
-    return { count: p.value.count, sum: p.value.sum ?? NaN, min: p.value.min, max: p.value.max };
+    const ms = (v: number | undefined) => v === undefined ? undefined : this.#ms(name, v);
+    return {
+      count: p.value.count,
+      sum: ms(p.value.sum) ?? NaN,
+      min: ms(p.value.min),
+      max: ms(p.value.max),
+    };
   }
   #find(name: string, attrs: Attrs): { attributes: Attrs; value: unknown } | undefined {
     return this.points(name).find((p) => sameAttrs(p.attributes, attrs));
   }
 }
 
-function sameAttrs(a: Record<string, unknown>, b: Attrs): boolean {
+/** Attributes every point of a processor carries (its series), ignored unless asked for. */
+const SERIES_KEYS = ["messaging.system", "messaging.consumer.group.name", "messaging.client.id"];
+
+/** A partition's attributes. */
+function tp(topic: string, partition: number): Attrs {
+  return {
+    "messaging.destination.name": topic,
+    "messaging.destination.partition.id": String(partition),
+  };
+}
+
+function sameAttrs(all: Record<string, unknown>, b: Attrs): boolean {
+  const a: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(all)) if (!SERIES_KEYS.includes(k) || k in b) a[k] = v;
   const ka = Object.keys(a).sort();
   const kb = Object.keys(b).sort();
   return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
@@ -150,10 +180,10 @@ class SlowSink extends StreamStep<string, never> {
 }
 
 const ONE = { highWaterMark: 1, chunkSize: 1 } as const;
-const SEND_DURATION = "sluice.step.send_backpressure_duration";
-const RECEIVE_DURATION = "sluice.step.receive_backpressure_duration";
-const SEND_TIME = "sluice.step.send_backpressure_time";
-const RECEIVE_TIME = "sluice.step.receive_backpressure_time";
+const SEND_DURATION = "sluice.step.send_backpressure.duration";
+const RECEIVE_DURATION = "sluice.step.receive_backpressure.duration";
+const SEND_TIME = "sluice.step.send_backpressure.time";
+const RECEIVE_TIME = "sluice.step.receive_backpressure.time";
 
 interface SlowPipeline {
   clock: ManualClock;
@@ -166,7 +196,12 @@ interface SlowPipeline {
 /** LocalBroker → parse (RunTask) → sink (SlowSink), every queue holding one message. */
 function slowPipeline(
   messages: number,
-  extra: { joinTimeoutMs?: number; pauseAfterMs?: number; metrics?: boolean } = {},
+  extra: {
+    joinTimeoutMs?: number;
+    pauseAfterMs?: number;
+    metrics?: boolean;
+    meterProvider?: MeterProvider | null;
+  } = {},
 ): SlowPipeline {
   const clock = new ManualClock(0);
   const broker = new LocalBroker<string>({ clock });
@@ -178,7 +213,8 @@ function slowPipeline(
     consumer: broker.getConsumer("g"),
     topics: ["slow"],
     clock,
-    meterProvider: extra.metrics === false ? undefined : provider,
+    meterProvider: "meterProvider" in extra ? extra.meterProvider : provider,
+    metrics: extra.metrics,
     commitPolicy: CommitPolicy.IMMEDIATE,
     pollTimeoutMs: 0,
     joinTimeoutMs: extra.joinTimeoutMs ?? 0,
@@ -225,7 +261,7 @@ Deno.test("slow sink: the sink is the origin on every step, durations match the 
   assertEquals(s.value(SEND_TIME, { step: "parse", origin: "sink" }), 40);
   assertEquals(s.value(RECEIVE_TIME, { step: "parse", origin: "sink" }), 40);
   assertEquals(s.value("sluice.consumer.backpressure.time"), 40);
-  assertEquals(s.value("sluice.consumer.lag", { topic: "slow", partition: 0 }), 3);
+  assertEquals(s.value("sluice.consumer.lag", tp("slow", 0)), 3);
 
   assert(p.sink().release(), "sink finishes m0 at t=40");
   await settle();
@@ -279,24 +315,27 @@ Deno.test("slow sink: the sink is the origin on every step, durations match the 
   assertEquals(s.value("sluice.step.messages", { step: "sink" }), 3);
   // Rejections count every refused hand-off, retries included: at least one per episode,
   // and each one the sink gave is one parse received.
-  const sinkRejections = s.value("sluice.step.send_backpressure", { step: "sink" })!;
+  const sinkRejections = s.value("sluice.step.send_backpressure.rejections", { step: "sink" })!;
   assert(sinkRejections >= 2, `sink rejections: ${sinkRejections}`);
-  assertEquals(s.value("sluice.step.receive_backpressure", { step: "parse" }), sinkRejections);
+  assertEquals(
+    s.value("sluice.step.receive_backpressure.rejections", { step: "parse" }),
+    sinkRejections,
+  );
   // parse refused the processor twice: m1 (t=0) and m2 (t=0..40).
-  assertEquals(s.value("sluice.step.send_backpressure", { step: "parse" }), 2);
+  assertEquals(s.value("sluice.step.send_backpressure.rejections", { step: "parse" }), 2);
 
   // Consumer side.
   assertEquals(s.value("sluice.consumer.backpressure.time"), 40);
   assertEquals(s.value("sluice.consumer.messages"), 3);
-  assertEquals(s.value("sluice.consumer.run.count"), 3);
-  assertEquals(s.value("sluice.consumer.commit.count", { status: "ok" }), 3);
-  assertEquals(s.value("sluice.consumer.commit.count", { status: "error" }), 0);
-  assertEquals(s.value("sluice.consumer.lag", { topic: "slow", partition: 0 }), 0);
+  assertEquals(s.value("sluice.consumer.iterations"), 3);
+  assertEquals(s.value("sluice.consumer.commits", { status: "ok" }), 3);
+  assertEquals(s.value("sluice.consumer.commits", { status: "error" }), 0);
+  assertEquals(s.value("sluice.consumer.lag", tp("slow", 0)), 0);
   assertEquals(s.value("sluice.consumer.assigned_partitions"), 1);
-  assertEquals(s.value("sluice.consumer.rebalance.count", { kind: "assign" }), 1);
-  assertEquals(s.value("sluice.consumer.partitions_assigned.count"), 1);
+  assertEquals(s.value("sluice.consumer.rebalances", { kind: "assign" }), 1);
+  assertEquals(s.value("sluice.consumer.partition_assignments"), 1);
   // Produced at t=0; the commit at t=40 covers m0 (sampled), the one at t=65 covers m2.
-  assertEquals(s.histogram("sluice.consumer.latency", { topic: "slow", partition: 0 }), {
+  assertEquals(s.histogram("sluice.consumer.latency", tp("slow", 0)), {
     count: 2,
     sum: 105,
     min: 40,
@@ -375,8 +414,8 @@ Deno.test("revoke during an episode: every episode ends at the revoke", async ()
   assert(revokedAt !== undefined && revokedAt > 20, "the pipeline was closed by the revoke");
   await p.clock.advance(1000); // idle after the revoke
   const s = await p.snapshot();
-  assertEquals(s.value("sluice.consumer.rebalance.count", { kind: "revoke" }), 1);
-  assertEquals(s.value("sluice.consumer.pause"), 1);
+  assertEquals(s.value("sluice.consumer.rebalances", { kind: "revoke" }), 1);
+  assertEquals(s.value("sluice.consumer.pauses"), 1);
   for (
     const [name, step] of [
       [SEND_DURATION, "sink"],
@@ -415,30 +454,61 @@ Deno.test("shutdown during an episode: episodes end at the shutdown, or when the
   assertEquals(s.value("sluice.consumer.join.time"), 100);
   // The processor stopped: its counters are kept, its gauges are no longer observed.
   assertEquals(s.value("sluice.consumer.messages"), 3);
-  assertEquals(s.value("sluice.consumer.assigned_partitions"), 0);
+  assertEquals(s.points("sluice.consumer.assigned_partitions"), []);
   assertEquals(s.points("sluice.consumer.lag"), []);
 });
 
-Deno.test("no metric is recorded without a meter provider, even with a global one set", async () => {
+Deno.test("metrics flow to the global provider once one is set, in seconds", async () => {
   const reader = new InMemoryReader();
   const global = new MeterProvider({ readers: [reader] });
   otelApi.setGlobalMeterProvider(global);
   try {
-    const p = slowPipeline(3, { metrics: false });
+    const p = slowPipeline(3, { meterProvider: undefined });
     await openEpisodes(p, 10);
     p.sink().release();
     p.sink().release();
     p.processor.signalShutdown();
     await p.processor.run();
     const { resourceMetrics } = await reader.collect();
-    const points = resourceMetrics.scopeMetrics.flatMap((sm) =>
-      sm.metrics.flatMap((m): unknown[] => m.dataPoints)
-    );
-    assertEquals(points, []);
+    const s = new Snapshot(resourceMetrics.scopeMetrics.flatMap((sm) => sm.metrics));
+    assertEquals(s.value("sluice.consumer.messages"), 3);
+    assert(s.value("sluice.step.messages", { step: "parse" })! >= 2);
+    assertEquals(s.unit("sluice.consumer.backpressure.time"), "s");
+    assertEquals(s.value("sluice.consumer.backpressure.time"), 10); // ms, read back from 0.01 s
   } finally {
     otelApi.disable();
   }
 });
+
+for (
+  const [label, extra] of [["meterProvider: null", { meterProvider: null }], ["metrics: false", {
+    metrics: false,
+  }]] as const
+) {
+  Deno.test(`${label}: nothing reaches a global provider`, async () => {
+    const reader = new InMemoryReader();
+    const global = new MeterProvider({ readers: [reader] });
+    otelApi.setGlobalMeterProvider(global);
+    try {
+      const p = slowPipeline(3, extra);
+      await openEpisodes(p, 10);
+      p.sink().release();
+      p.sink().release();
+      p.processor.signalShutdown();
+      await p.processor.run();
+      const { resourceMetrics } = await reader.collect();
+      const points = resourceMetrics.scopeMetrics.flatMap((sm) =>
+        sm.metrics.flatMap((m): unknown[] => m.dataPoints)
+      );
+      assertEquals(points, []);
+      // meterProvider: null keeps the status view's numbers; metrics: false turns them off.
+      const steps = p.processor.status().steps.map((x) => x.name);
+      assertEquals(steps, "metrics" in extra ? [] : ["parse", "sink"]);
+    } finally {
+      otelApi.disable();
+    }
+  });
+}
 
 Deno.test("poll and processing time come from the injected clock", async () => {
   const clock = new ManualClock(0);
@@ -463,8 +533,8 @@ Deno.test("poll and processing time come from the injected clock", async () => {
   const s = await snapshot();
   assertEquals(s.value("sluice.consumer.poll.time"), 300);
   assertEquals(s.value("sluice.consumer.processing.time"), 0);
-  assertEquals(s.value("sluice.consumer.run.count"), 3);
-  assertEquals(s.value("sluice.consumer.lag", { topic: "idle", partition: 0 }), 0);
+  assertEquals(s.value("sluice.consumer.iterations"), 3);
+  assertEquals(s.value("sluice.consumer.lag", tp("idle", 0)), 0);
 });
 
 Deno.test("with the system clock, poll and processing time stay exact though the loop's clock readings are shared", async () => {
@@ -577,8 +647,8 @@ Deno.test("lag is end offset minus committed offset, and absent for consumers wi
     await settle();
     const s = await snapshot();
     if (withEndOffset) {
-      assertEquals(s.value("sluice.consumer.lag", { topic: "lag", partition: 0 }), 2);
-      assertEquals(s.value("sluice.consumer.lag", { topic: "lag", partition: 1 }), 5);
+      assertEquals(s.value("sluice.consumer.lag", tp("lag", 0)), 2);
+      assertEquals(s.value("sluice.consumer.lag", tp("lag", 1)), 5);
     } else {
       assertEquals(s.points("sluice.consumer.lag"), []);
       assertEquals(s.value("sluice.consumer.messages"), 3, "other metrics still work");
@@ -623,11 +693,11 @@ Deno.test("stuck detector: a hung consumer poll is reported once, with what the 
     assert(warnings[0].includes("polling the consumer"), warnings[0]);
     assert(warnings[0].includes("has not advanced for"), warnings[0]);
     const s = await snapshot();
-    assertEquals(s.value("sluice.consumer.stuck"), 1);
+    assertEquals(s.value("sluice.consumer.stuck_episodes"), 1);
     release!();
     processor.signalShutdown();
     await running;
-    assertEquals((await snapshot()).value("sluice.consumer.stuck"), 1);
+    assertEquals((await snapshot()).value("sluice.consumer.stuck_episodes"), 1);
   } finally {
     console.warn = warn;
   }
@@ -739,8 +809,8 @@ Deno.test("drops counted by a step and dead-letter outcomes appear as metrics", 
   assertEquals(broker.committed("g").get(broker.partitions("numbers")[0]), 10);
   const s = await snapshot();
   // 1, 3, 5, 7, 9 dropped on purpose; 4 dead-lettered (and never reaches "evens").
-  assertEquals(s.value("sluice.step.dropped", { step: "evens", reason: "odd" }), 5);
-  assertEquals(s.value("sluice.consumer.invalid_message.count"), 1);
+  assertEquals(s.value("sluice.step.dropped_messages", { step: "evens", reason: "odd" }), 5);
+  assertEquals(s.value("sluice.consumer.invalid_messages"), 1);
   assertEquals(s.value("sluice.consumer.dlq.messages"), 1);
   assertEquals(s.value("sluice.consumer.dlq.dropped_messages"), 0);
   assertEquals(dlqBroker.endOffset(dlqBroker.partitions(dlqTopic)[0]), 1);
@@ -797,11 +867,16 @@ Deno.test("unnamed steps of one kind get distinct names; explicit metrics work w
   });
   await processor.runOnce();
   await settle();
-  // Built innermost first: the last RunTask keeps the default name.
+  // Named from the first step to the last, though they are built last one first.
   let s = await snapshot();
   assertEquals(s.value("sluice.step.messages", { step: "run_task" }), 4);
   assertEquals(s.value("sluice.step.messages", { step: "run_task#2" }), 4);
   assertEquals(s.value("sluice.step.messages", { step: "commit_offsets" }), 4);
+  assertEquals(processor.status().steps.map((x) => x.name), [
+    "run_task",
+    "run_task#2",
+    "commit_offsets",
+  ]);
 
   // A step built outside any processor, given the binding explicitly.
   const standalone = new CommitOffsets(() => {}, {
@@ -815,7 +890,7 @@ Deno.test("unnamed steps of one kind get distinct names; explicit metrics work w
   standalone.terminate();
 });
 
-Deno.test("processors sharing a provider add up; a stopped one keeps its counters", async () => {
+Deno.test("processors sharing a provider are separate series (messaging.* attributes); a stopped one keeps its counters", async () => {
   const { provider, snapshot } = meterProvider();
   const clock = new ManualClock(0);
   const broker = new LocalBroker<number>({ clock });
@@ -842,21 +917,36 @@ Deno.test("processors sharing a provider add up; a stopped one keeps its counter
   await b.runOnce();
   await settle();
   let s = await snapshot();
-  assertEquals(s.value("sluice.consumer.messages"), 8);
-  assertEquals(s.value("sluice.step.messages", { step: "commit" }), 8);
-  assertEquals(s.value("sluice.consumer.assigned_partitions"), 2);
-  assertEquals(s.value("sluice.consumer.lag", { topic: "shared-a", partition: 0 }), 0);
-  assertEquals(s.value("sluice.consumer.lag", { topic: "shared-b", partition: 0 }), 0);
+  const series = (group: string, client: string) => ({
+    "messaging.system": "sluice_local",
+    "messaging.consumer.group.name": group,
+    "messaging.client.id": client,
+  });
+  const sa = series("g-shared-a", "g-shared-a-member-000001");
+  const sb = series("g-shared-b", "g-shared-b-member-000001");
+  assertEquals(s.value("sluice.consumer.messages", sa), 3);
+  assertEquals(s.value("sluice.consumer.messages", sb), 5);
+  assertEquals(s.value("sluice.step.messages", { ...sa, step: "commit" }), 3);
+  assertEquals(s.value("sluice.step.messages", { ...sb, step: "commit" }), 5);
+  assertEquals(s.value("sluice.consumer.assigned_partitions", sa), 1);
+  assertEquals(s.value("sluice.consumer.assigned_partitions", sb), 1);
+  assertEquals(s.value("sluice.consumer.lag", { ...sa, ...tp("shared-a", 0) }), 0);
+  assertEquals(s.value("sluice.consumer.lag", tp("shared-a", 0)), 0);
+  assertEquals(s.value("sluice.consumer.lag", tp("shared-b", 0)), 0);
   a.signalShutdown();
   await a.run();
   s = await snapshot();
-  assertEquals(s.value("sluice.consumer.messages"), 8, "a's counters are kept after it stopped");
-  assertEquals(s.value("sluice.consumer.assigned_partitions"), 1);
+  assertEquals(
+    s.value("sluice.consumer.messages", sa),
+    3,
+    "a's counters are kept after it stopped",
+  );
+  assertEquals(s.value("sluice.consumer.assigned_partitions", sb), 1);
   // (The SDK, with cumulative temporality, keeps repeating the last lag it saw for
   // shared-a; Sluice no longer observes it.)
   broker.produce("shared-b", 99);
   s = await snapshot();
-  assertEquals(s.value("sluice.consumer.lag", { topic: "shared-b", partition: 0 }), 1);
+  assertEquals(s.value("sluice.consumer.lag", tp("shared-b", 0)), 1);
   b.signalShutdown();
   await b.run();
 });
@@ -914,7 +1004,7 @@ Deno.test("a step that rejects in its own submit override records the episode wi
   gate.submit(brokerMessage(3, 3));
   await settle();
   const s = await snapshot();
-  assertEquals(s.value("sluice.step.send_backpressure", { step: "gate" }), 3);
+  assertEquals(s.value("sluice.step.send_backpressure.rejections", { step: "gate" }), 3);
   assertEquals(s.histogram(SEND_DURATION, { step: "gate", origin: "gate" }), {
     count: 1,
     sum: 70,

@@ -220,3 +220,24 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     assertLessOrEqual(Math.max(...commits), 5, "nothing committed past the unfinished offset 5");
   });
 }
+
+Deno.test("RunTaskAsync: a message given up at close waits for the calls before it, without spinning", async () => {
+  const clock = new ManualClock();
+  const sink = new Sink<number>();
+  const step = new RunTaskAsync(
+    async (m: Message<number>) => {
+      if (m.payload === 0) await new Promise((r) => setTimeout(r, 30)); // real I/O, slow
+      if (m.payload === 1) throw new MessageRejected();
+      return m.payload;
+    },
+    sink,
+    { clock },
+  );
+  step.submit(brokerMessage(0, 0));
+  step.submit(brokerMessage(1, 1));
+  step.submit(brokerMessage(2, 2));
+  await tick();
+  step.close();
+  await step.join(60_000); // would starve the timer above if the give-up spun
+  assertEquals(sink.received.map((m) => m.payload), [0], "the call before it finished and went on");
+});

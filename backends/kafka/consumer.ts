@@ -98,7 +98,8 @@ import {
   type ResolvedConsumerOptions,
 } from "./config.ts";
 import "./kafkajs_patch.ts";
-import { createKafka, describeError, type KafkaPayload, withTimeout } from "./payload.ts";
+import { ConnectionWatch, connectWatched } from "./security.ts";
+import { createKafka, describeError, type KafkaPayload } from "./payload.ts";
 import { KafkajsLog } from "./log.ts";
 
 interface Deferred {
@@ -379,6 +380,14 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   get group(): string {
     return this.#o.group;
   }
+
+  /** The client id (`clientId` option). */
+  get clientId(): string {
+    return this.#o.clientId;
+  }
+
+  /** The messaging system in metric attributes. */
+  readonly messagingSystem = "kafka";
 
   /** Partitions currently assigned (as seen by the processor). */
   get assignment(): Partition[] {
@@ -710,8 +719,10 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
 
   async #start(): Promise<void> {
     const o = this.#o;
-    const kafka = this.#kafka = createKafka(o, this.#log, this.#sockets);
+    const watch = new ConnectionWatch(o.ssl !== false);
+    const kafka = this.#kafka = createKafka(o, { watch, log: this.#log, sockets: this.#sockets });
     const consumer = this.#consumer = kafka.consumer({
+      ...o.kafkajs.consumer,
       groupId: o.group,
       sessionTimeout: o.sessionTimeoutMs,
       rebalanceTimeout: o.rebalanceTimeoutMs,
@@ -728,25 +739,11 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     });
     const brokers = o.brokers.join(",");
     try {
-      await withTimeout(
-        Promise.all([consumer.connect(), admin.connect()]),
-        o.connectTimeoutMs,
-        () =>
-          new ConsumerError(
-            `could not connect to Kafka at ${brokers} within ${o.connectTimeoutMs} ms; check that ` +
-              "the broker runs and that `brokers` (e.g. KAFKA_BROKERS) names it (use 127.0.0.1, not localhost)",
-          ),
-      );
+      // Typed errors: KafkaAuthenticationError, KafkaTlsError, or a ConsumerError.
+      await connectWatched([consumer.connect(), admin.connect()], watch, o);
     } catch (e) {
       await this.#teardown();
-      if (e instanceof ConsumerError) throw e;
-      throw new ConsumerError(
-        `could not connect to Kafka at ${brokers}: ${
-          describeError(e)
-        }; check that the broker runs ` +
-          "and that `brokers` (e.g. KAFKA_BROKERS) names it",
-        { cause: e },
-      );
+      throw e;
     }
     try {
       const existing = new Set(await admin.listTopics());
@@ -756,7 +753,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
           `topic${missing.length > 1 ? "s" : ""} ${missing.map((t) => `"${t.name}"`).join(", ")} ` +
             `do${missing.length > 1 ? "" : "es"} not exist on ${brokers}; create ${
               missing.length > 1 ? "them" : "it"
-            } first (kafka-topics.sh --create, or kafkajs admin.createTopics): Sluice never auto-creates topics`,
+            } first (KafkaAdmin.createTopics, or kafka-topics.sh --create): Sluice never auto-creates topics`,
         );
       }
       consumer.on(consumer.events.GROUP_JOIN, (e) => this.#onGroupJoin(e.payload));
@@ -1185,6 +1182,28 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     console.warn(`sluice kafka: gap detected: ${message()}${more}`);
   }
 
+  /**
+   * Makes kafkajs continue `p` where Sluice does (`offset`) after an assignment. Batches of
+   * this generation already queued that start exactly there, each where the previous
+   * ended, are kept and kafkajs is sought to the end of the last one; otherwise they are
+   * dropped and kafkajs is sought to `offset`. The seek also replaces any seek kafkajs
+   * still holds for the partition.
+   */
+  #resync(p: Partition, offset: number): void {
+    let next = offset;
+    for (const b of this.#queue) {
+      if (b.settled || b.partition !== p) continue;
+      if (b.generation !== this.#generation || b.fetchedOffset !== next) {
+        this.#refetch(p, offset);
+        return;
+      }
+      next = b.lastOffset + 1;
+    }
+    this.#kafkajsCall(() =>
+      this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(next) })
+    );
+  }
+
   /** Drops the queued batches of `p` and makes kafkajs fetch it again from `offset`. */
   #refetch(p: Partition, offset: number): void {
     this.#drop((b) => b.partition === p, false);
@@ -1227,7 +1246,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     // pending seeks across rejoins: `ConsumerGroup.seekOffset`).
     for (const p of this.#assigned) {
       const o = this.#positions.get(p);
-      if (o !== undefined) this.#refetch(p, o);
+      if (o !== undefined) this.#resync(p, o);
     }
     const added = [...next].filter((p) => !this.#assigned.has(p));
     if (added.length === 0) return;
@@ -1255,7 +1274,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       this.#assigned.add(p);
       this.#positions.set(p, o);
       this.#gapSeen.delete(p);
-      this.#refetch(p, o);
+      this.#resync(p, o);
     }
     await this.#callbacks.onAssign?.(starts);
   }

@@ -4,12 +4,10 @@
  *
  * @module
  */
-import { type ISocketFactory, Kafka, type logLevel as LogLevelEnum } from "kafkajs";
-// @ts-ignore: internal kafkajs module without type declarations
-// deno-lint-ignore no-import-prefix
-import defaultSocketFactory from "npm:kafkajs@2.2.4/src/network/socketFactory.js";
+import { Kafka, type KafkaConfig, type logLevel as LogLevelEnum } from "kafkajs";
 import { kafkajsLogLevel, type ResolvedClientOptions } from "./config.ts";
 import { KafkajsLog } from "./log.ts";
+import { ConnectionWatch, kafkajsSasl, kafkajsSsl, type SocketFactory } from "./security.ts";
 
 /** Header values as Kafka carries them (bytes; strings are accepted when producing). */
 export type KafkaHeaders = Record<
@@ -47,34 +45,51 @@ export interface KafkaPayload {
   readonly timestamp?: number;
 }
 
+/** @internal What {@link createKafka} wires into the kafkajs client besides the options. */
+export interface KafkaClientWiring {
+  /** Classifies connection failures (TLS, SASL, plaintext at a TLS listener). */
+  watch?: ConnectionWatch;
+  /** Where kafkajs's log goes (a new {@link KafkajsLog} when not given). */
+  log?: KafkajsLog;
+  /** Records every open socket, so a teardown can close what kafkajs left open. */
+  sockets?: Set<{ destroy(): void }>;
+}
+
 /**
- * @internal A kafkajs client whose log goes through `log` (a new {@link KafkajsLog} when
- * not given): no stacks, transient errors counted and rate-limited as warnings.
+ * @internal A kafkajs client whose log goes through `wiring.log`: no stacks, transient
+ * errors counted and rate-limited as warnings. Its sockets go through the connection watch
+ * (typed TLS/SASL failures) and, when `wiring.sockets` is given, are tracked.
  */
-export function createKafka(
-  o: ResolvedClientOptions,
-  log = new KafkajsLog(),
-  sockets?: Set<{ destroy(): void }>,
-): Kafka {
+export function createKafka(o: ResolvedClientOptions, wiring: KafkaClientWiring = {}): Kafka {
   const level = kafkajsLogLevel(o.logLevel);
+  const { socketFactory, ...extra } = o.kafkajs.client;
   return new Kafka({
-    ...(sockets === undefined ? {} : { socketFactory: trackedSockets(sockets) }),
+    ...extra,
+    ssl: kafkajsSsl(o.ssl),
+    sasl: kafkajsSasl(o.sasl) as KafkaConfig["sasl"],
+    socketFactory: trackedSockets(
+      (wiring.watch ?? new ConnectionWatch(o.ssl !== false)).socketFactory(socketFactory),
+      wiring.sockets,
+    ) as unknown as KafkaConfig["socketFactory"],
     clientId: o.clientId,
     brokers: o.brokers,
     connectionTimeout: Math.min(o.connectTimeoutMs, 3000),
     retry: { ...o.retry },
     logLevel: level as LogLevelEnum,
-    logCreator: log.creator,
+    logCreator: (wiring.log ?? new KafkajsLog()).creator,
   });
 }
 
 /**
- * kafkajs's own socket factory, recording each socket in `sockets` until it closes, so
- * that a client's teardown can close what kafkajs left open (after a broker restart a
- * connection survived kafkajs's `disconnect()` and kept the process alive).
+ * `create`, recording each socket it opens in `sockets` until it closes, so that a
+ * client's teardown can close what kafkajs left open (after a broker restart a connection
+ * survived kafkajs's `disconnect()` and kept the process alive).
  */
-function trackedSockets(sockets: Set<{ destroy(): void }>): ISocketFactory {
-  const create = (defaultSocketFactory as () => ISocketFactory)();
+function trackedSockets(
+  create: SocketFactory,
+  sockets: Set<{ destroy(): void }> | undefined,
+): SocketFactory {
+  if (sockets === undefined) return create;
   return (args) => {
     const socket = create(args);
     sockets.add(socket);

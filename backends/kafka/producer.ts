@@ -28,7 +28,13 @@ import {
   resolveProducerOptions,
 } from "./config.ts";
 import "./kafkajs_patch.ts";
-import { createKafka, describeError, type KafkaPayload, withTimeout } from "./payload.ts";
+import { createKafka, describeError, type KafkaPayload } from "./payload.ts";
+import {
+  ConnectionWatch,
+  connectWatched,
+  KafkaAuthenticationError,
+  KafkaTlsError,
+} from "./security.ts";
 
 /** A delivery to Kafka failed; `cause` holds kafkajs's error. */
 export class ProduceError extends SluiceError {}
@@ -131,34 +137,29 @@ export class KafkaProducer implements Producer<KafkaPayload> {
 
   async #start(): Promise<void> {
     const o = this.#o;
-    this.#kafka = createKafka(o);
+    const watch = new ConnectionWatch(o.ssl !== false);
+    this.#kafka = createKafka(o, { watch });
     this.#producer = this.#kafka.producer({
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner,
+      ...o.kafkajs.producer,
       retry: { ...o.retry },
       idempotent: o.idempotent,
-      maxInFlightRequests: o.idempotent ? 1 : undefined,
+      maxInFlightRequests: o.idempotent
+        ? 1
+        : o.kafkajs.producer.maxInFlightRequests as number | undefined,
     });
     this.#admin = this.#kafka.admin({
       retry: { ...o.retry, retries: Math.min(o.retry.retries, 3) },
     });
-    const brokers = o.brokers.join(",");
     try {
-      await withTimeout(
-        Promise.all([this.#producer.connect(), this.#admin.connect()]),
-        o.connectTimeoutMs,
-        () =>
-          new ProducerError(
-            `could not connect to Kafka at ${brokers} within ${o.connectTimeoutMs} ms; check that ` +
-              "the broker runs and that `brokers` (e.g. KAFKA_BROKERS) names it",
-          ),
-      );
+      // Typed errors: KafkaAuthenticationError, KafkaTlsError; anything else a ProducerError.
+      await connectWatched([this.#producer.connect(), this.#admin.connect()], watch, o);
     } catch (e) {
       await this.#teardown();
+      if (e instanceof KafkaAuthenticationError || e instanceof KafkaTlsError) throw e;
       if (e instanceof ProducerError) throw e;
-      throw new ProducerError(`could not connect to Kafka at ${brokers}: ${describeError(e)}`, {
-        cause: e,
-      });
+      throw new ProducerError(e instanceof Error ? e.message : String(e), { cause: e });
     }
   }
 
@@ -172,7 +173,7 @@ export class KafkaProducer implements Producer<KafkaPayload> {
             `topic "${topic.name}" does not exist on ${
               this.#o.brokers.join(",")
             }; create it first ` +
-              "(kafka-topics.sh --create, or kafkajs admin.createTopics): Sluice never auto-creates topics",
+              "(KafkaAdmin.createTopics, or kafka-topics.sh --create): Sluice never auto-creates topics",
           );
         }
         const md = await this.#admin!.fetchTopicMetadata({ topics: [topic.name] });

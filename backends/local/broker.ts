@@ -114,7 +114,10 @@ function grown<A extends Float64Array | Uint32Array>(array: A, size: number): A 
  * in place changes neither the log nor what other readers see.
  */
 class PartitionLog<T> {
-  constructor(readonly arena: ReadArena) {}
+  readonly arena: ReadArena;
+  constructor(arena: ReadArena) {
+    this.arena = arena;
+  }
   #length = 0;
   #timestamps = new Float64Array(16);
   /** Payloads by offset, once the log holds anything but plain bytes. */
@@ -526,6 +529,8 @@ export class LocalBroker<T> {
 export class LocalConsumer<T> implements Consumer<T> {
   /** This member's id. */
   readonly memberId: string;
+  /** The messaging system in metric attributes. */
+  readonly messagingSystem = "sluice_local";
   /** @internal */
   _topics: Set<Topic> = new Set();
   /** @internal */
@@ -547,6 +552,16 @@ export class LocalConsumer<T> implements Consumer<T> {
   #rotation = 0;
   /** Number of `commitOffsets()` calls that committed something (for tests). */
   commitCalls = 0;
+
+  /** The consumer group's name. */
+  get group(): string {
+    return this.#group.name;
+  }
+
+  /** The client id in metric attributes: the member id. */
+  get clientId(): string {
+    return this.memberId;
+  }
 
   /** @internal Use {@link LocalBroker.getConsumer}. */
   constructor(

@@ -79,8 +79,9 @@ export interface Verdict {
   jumps: number;
   /** Members that did not exit by themselves in time after SIGTERM. */
   stuck: number;
-  /** Members that exited without being asked (`run()` failed; restarted by the harness so
-   * the run goes on, but a failure: a fault must not stop a member). */
+  /** Members whose `run()` failed (they exited without being asked, and were restarted by
+   * the harness so the run goes on, or failed when asked to stop): a fault must not stop a
+   * member. */
   crashed: number;
   /** The committed offsets did not reach the end offsets within `settleMs`. */
   stalled: boolean;
@@ -556,11 +557,18 @@ export function judgeLogs(input: {
 
   const stuck = input.ends.filter((e) => e.how === "stuck");
   for (const e of stuck) note(`stuck: ${e.id} did not exit within the bound after SIGTERM`);
-  const crashed = input.ends.filter((e) => e.how === "crashed");
+  // Crashed: exited without being asked, or asked and `run()` failed (its `X` line).
+  const crashed: { id: string; code: number | null }[] = input.ends.filter((e) =>
+    e.how === "crashed"
+  );
+  for (const { id, text } of input.logs) {
+    if (crashed.some((c) => c.id === id) || !/^X \d+ run\(\) failed/m.test(text)) continue;
+    crashed.push({ id, code: input.ends.find((e) => e.id === id)?.code ?? null });
+  }
   for (const e of crashed) {
     const text = input.logs.find((l) => l.id === e.id)?.text ?? "";
     const x = text.split("\n").find((l) => l.startsWith("X ")) ?? "(no X line)";
-    note(`crashed: ${e.id} exited by itself with code ${e.code}: ${x.slice(0, 300)}`);
+    note(`crashed: ${e.id} ended with code ${e.code}: ${x.slice(0, 300)}`);
   }
   if (input.stalled) {
     const last = input.samples.at(-1)?.committed ?? new Map<number, number>();

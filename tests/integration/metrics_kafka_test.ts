@@ -49,7 +49,7 @@ async function points(reader: MetricReader, name: string): Promise<DataPoint<num
 async function lagByPartition(reader: MetricReader): Promise<Map<number, number>> {
   return new Map(
     (await points(reader, "sluice.consumer.lag")).map((p) => [
-      p.attributes.partition as number,
+      Number(p.attributes["messaging.destination.partition.id"]),
       p.value,
     ]),
   );
@@ -99,7 +99,7 @@ kafkaTest("kafka: lag per partition while held, zero once committed", async (bro
         30_000,
         100,
       );
-      const sendTime = await points(reader, "sluice.step.send_backpressure_time");
+      const sendTime = await points(reader, "sluice.step.send_backpressure.time");
       assert(
         sendTime.some((p) => p.attributes.step === "hold" && p.attributes.origin === "hold"),
         "the holding step is the origin of its own backpressure",

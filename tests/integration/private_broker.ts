@@ -32,11 +32,40 @@ export async function privateBrokerMissing(): Promise<string | null> {
 }
 
 const taken = new Set<number>();
+const LOCKS = Deno.env.get("TMPDIR") ?? "/tmp";
+/** A lock older than this is left over from a run that died: it is taken over. */
+const STALE_LOCK_MS = 2 * 60 * 60 * 1000;
+
+/** Reserves `port` across processes and test modules (a lock file); false when taken. */
+function lockPort(port: number): boolean {
+  const path = `${LOCKS}/sluice-test-port-${port}.lock`;
+  try {
+    Deno.writeTextFileSync(path, String(Deno.pid), { createNew: true });
+    return true;
+  } catch {
+    try {
+      const age = Date.now() - (Deno.statSync(path).mtime?.getTime() ?? Date.now());
+      if (age > STALE_LOCK_MS) {
+        Deno.removeSync(path);
+        return lockPort(port);
+      }
+    } catch { /* gone meanwhile: the next caller gets it */ }
+    return false;
+  }
+}
+
+function unlockPort(port: number): void {
+  if (!taken.delete(port)) return;
+  try {
+    Deno.removeSync(`${LOCKS}/sluice-test-port-${port}.lock`);
+  } catch { /* already gone */ }
+}
 
 /**
  * A port nobody listens on: from `SLUICE_TEST_PORTS` (`from-to`) when set, else one the
- * operating system picks. A port of the range is not handed out again until the broker
- * holding it is removed.
+ * operating system picks. A port of the range is reserved with a lock file (parallel test
+ * modules and processes never get the same one, although a broker binds it only seconds
+ * later) until the broker holding it is removed.
  */
 export function freePort(): number {
   const range = /^(\d+)-(\d+)$/.exec(Deno.env.get("SLUICE_TEST_PORTS")?.trim() ?? "");
@@ -46,8 +75,6 @@ export function freePort(): number {
     l.close();
     return port;
   }
-  // A random starting point: parallel test modules (separate module instances) rarely
-  // try the same port first.
   const from = Number(range[1]), size = Number(range[2]) - from + 1;
   const start = Math.floor(Math.random() * size);
   for (let i = 0; i < size; i++) {
@@ -58,6 +85,7 @@ export function freePort(): number {
     } catch {
       continue;
     }
+    if (!lockPort(port)) continue;
     taken.add(port);
     return port;
   }
@@ -179,8 +207,17 @@ export class PrivateBroker {
       stdout: "null",
       stderr: "null",
     }).spawn();
+    const proc = this.#proc;
+    let exited: Deno.CommandStatus | undefined;
+    proc.status.then((st) => exited = st);
     await eventually(
-      () => tcpAnswers("127.0.0.1", this.port, 500),
+      () => {
+        // A broker that died (a port taken meanwhile, a bad data dir) fails at once.
+        if (exited !== undefined && this.#proc === proc) {
+          throw new Error(`the private broker exited during start-up (code ${exited.code})`);
+        }
+        return tcpAnswers("127.0.0.1", this.port, 500);
+      },
       "the private broker to listen",
       timeoutMs,
       200,
@@ -237,8 +274,8 @@ export class PrivateBroker {
   /** Kills the broker, deletes its data directory and gives its ports back. */
   async remove(): Promise<void> {
     await this.kill();
-    taken.delete(this.port);
-    taken.delete(this.controllerPort);
+    unlockPort(this.port);
+    unlockPort(this.controllerPort);
     if (this.#dir) await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }
 }
