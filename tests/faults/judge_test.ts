@@ -79,6 +79,30 @@ Deno.test("fault judge: two members on one partition at once is an overlap", () 
   assert(!v.ok);
 });
 
+Deno.test("fault judge: an overlap that starts during a broker outage or its grace is tolerated, counted apart", () => {
+  const logs = [
+    { id: "a", text: `A ${T} 0:0,1:0\n${records(0, 0, 9, T)}\n${records(1, 0, 9, T)}` },
+    { id: "b", text: `A ${T + 2} 0:3\n${records(0, 3, 5, T + 3)}` },
+  ];
+  const during = (outage: { from: number; to: number }, grace: number) =>
+    judgeLogs({
+      scenario: "t",
+      produced: new Map([[0, 10], [1, 10]]),
+      logs,
+      samples: [],
+      ends: [],
+      stalled: false,
+      outages: [outage],
+      sessionTimeoutMs: grace,
+    });
+  const tolerated = during({ from: T - 100, to: T - 10 }, 50); // b starts within the grace
+  assertEquals([tolerated.overlaps, tolerated.overlapsAfterOutage], [0, 1]);
+  assert(tolerated.ok);
+  const late = during({ from: T - 100, to: T - 10 }, 5); // b starts after the grace
+  assertEquals([late.overlaps, late.overlapsAfterOutage], [1, 0]);
+  assert(!late.ok);
+});
+
 Deno.test("fault judge: stuck and crashed members, and a stall, fail the run", () => {
   const logs = [{
     id: "a",

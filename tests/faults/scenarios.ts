@@ -103,11 +103,11 @@ export const broker: Scenario = {
     for (let i = 0; i < 3; i++) run.spawn();
     await run.awaitProgress(2000, 60_000);
     await sleep(between(1000, 3000));
-    await run.broker.kill();
+    await run.killBroker();
     const down = between(...sizes.outageMs!);
     run.say(`broker killed (kill -9), down for ${(down / 1000).toFixed(1)} s`);
     await sleep(down);
-    await run.broker.start();
+    await run.restartBroker();
     run.say("broker restarted on its data");
     return 3;
   },

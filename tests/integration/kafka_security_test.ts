@@ -12,10 +12,10 @@ import {
   type Commit,
   CommitOffsets,
   CommitPolicy,
-  ConsumerError,
   DlqPolicy,
   InvalidMessage,
   type Message,
+  ProducerError,
   RunTask,
   StreamProcessor,
   Topic,
@@ -320,7 +320,7 @@ kafkaTest(
     );
     await producer.close();
     console.log(`user sees (${Math.round(ms)} ms): ${error}`);
-    assertInstanceOf(error, ConsumerError);
+    assertInstanceOf(error, ProducerError); // a producer's failure, with its own type
     assertStringIncludes(error.message, "TLS");
     assert(ms < 8000, `failed in ${ms} ms (connectTimeoutMs 3000)`);
   },
