@@ -241,6 +241,13 @@ const TIMESTAMP: unique symbol = Symbol("sluice.timestamp");
 const COMMITTABLE: unique symbol = Symbol("sluice.committable");
 // Passed by BrokerValue and Value to Message's constructor: "this message is its own source".
 const OWN_SOURCE: unique symbol = Symbol("sluice.ownSource");
+// Passed by replacePayload to Message's constructor, with the payload and source in
+// `replacing` (one allocation, no field written twice).
+const REPLACING: unique symbol = Symbol("sluice.replacing");
+const replacing: {
+  payload: unknown;
+  source: BrokerValue<unknown> | Value<unknown> | undefined;
+} = { payload: undefined, source: undefined };
 
 interface MessageInternals {
   payload: unknown;
@@ -282,7 +289,12 @@ export class Message<T> {
    */
   constructor(value: BrokerValue<T> | Value<T>) {
     const self = internals(this);
-    if ((value as unknown) === OWN_SOURCE) {
+    if ((value as unknown) === REPLACING) {
+      // replacePayload: the same three fields in the same order (one hidden class).
+      self.payload = replacing.payload;
+      self[SOURCE] = replacing.source!;
+      self[VALUE] = undefined;
+    } else if ((value as unknown) === OWN_SOURCE) {
       // A BrokerValue or Value being built: it sets its payload right after.
       self.payload = undefined;
       self[SOURCE] = this as unknown as BrokerValue<unknown>;
@@ -341,10 +353,11 @@ export class Message<T> {
 
   /** A message with another payload and the same committable and timestamp. */
   replacePayload<U>(payload: U): Message<U> {
-    const m = new Message<U>(internals(this)[SOURCE] as BrokerValue<U> | Value<U>);
-    const inner = internals(m);
-    inner.payload = payload;
-    inner[VALUE] = undefined;
+    replacing.payload = payload;
+    replacing.source = internals(this)[SOURCE];
+    const m = new Message<U>(REPLACING as never);
+    replacing.payload = undefined;
+    replacing.source = undefined;
     return m;
   }
 

@@ -326,6 +326,62 @@ export async function runArroyo(
 }
 
 // ---------------------------------------------------------------------------------------
+// Rust Arroyo (crate sentry_arroyo), when cargo is installed: bench/rust_arroyo.
+
+/** Path of the Rust Arroyo binary once built, or why it is not available. */
+let rustBinary: Promise<{ path: string } | { error: string }> | undefined;
+
+/** Builds bench/rust_arroyo (`cargo build --release`, once per process). */
+export function buildRustArroyo(): Promise<{ path: string } | { error: string }> {
+  return rustBinary ??= (async () => {
+    const dir = new URL("./rust_arroyo/", import.meta.url).pathname;
+    try {
+      const out = await new Deno.Command("cargo", {
+        args: ["build", "--release", "--quiet"],
+        cwd: dir,
+        stdout: "inherit",
+        stderr: "piped",
+      }).output();
+      if (!out.success) {
+        const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" ");
+        return { error: `cargo build --release in ${dir} failed: ${err}` };
+      }
+    } catch (e) {
+      return {
+        error: `cargo not runnable (${(e as Error).message}); install Rust (rustup.rs) ` +
+          "to measure Rust Arroyo",
+      };
+    }
+    return { path: `${dir}target/release/sluice_bench_rust_arroyo` };
+  })();
+}
+
+/** One Rust Arroyo run in its own process: msg/s and CPU ns/msg (its own, all threads). */
+export async function runRustArroyo(
+  messages: number,
+  partitions: number,
+  chain: number,
+): Promise<{ rate: number; cpuNs: number }> {
+  const bin = await buildRustArroyo();
+  if ("error" in bin) throw new Error(bin.error);
+  const out = await new Deno.Command(bin.path, {
+    args: [
+      "--messages",
+      String(messages),
+      "--partitions",
+      String(partitions),
+      "--chain",
+      String(chain),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`${bin.path} failed (exit ${out.code})`);
+  const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+  return { rate: r.rate, cpuNs: r.cpu_ns };
+}
+
+// ---------------------------------------------------------------------------------------
 
 interface Variant {
   name: string;
@@ -333,7 +389,13 @@ interface Variant {
   steps: number;
   chunkSize?: number;
   run: () => Promise<number>;
+  /** Runs in another process: its CPU per message, read after `run` (not this process's). */
+  externalCpuNs?: () => number;
 }
+
+/** The Rust Arroyo rows' names, by shape. */
+const RUST_RUNTASK = "Rust Arroyo 2.49: RunTask → CommitOffsets";
+const RUST_CHAIN5 = "Rust Arroyo 2.49: 5 × RunTask → CommitOffsets";
 
 /** Runs the in-memory benchmarks and prints their tables. */
 export async function runInMemory(
@@ -387,6 +449,24 @@ export async function runInMemory(
       });
     }
   }
+  const rust = await buildRustArroyo();
+  if ("error" in rust) console.log(`Rust Arroyo not measured: ${rust.error}`);
+  else {
+    for (const [p, chain] of [[1, 1], [8, 1], [1, 5]] as const) {
+      let cpu = NaN;
+      variants.push({
+        name: chain === 1 ? RUST_RUNTASK : RUST_CHAIN5,
+        partitions: p,
+        steps: chain + 1,
+        run: async () => {
+          const r = await runRustArroyo(N, p, chain);
+          cpu = r.cpuNs;
+          return r.rate;
+        },
+        externalCpuNs: () => cpu,
+      });
+    }
+  }
   const selected = only ? variants.filter((v) => v.name.includes(only)) : variants;
 
   // Warm the JIT on every path once, then measure in interleaved rounds so that noise from
@@ -396,6 +476,7 @@ export async function runInMemory(
   const wb8 = makeBroker(warm, 8);
   const wvals = storedValues(wb.broker, wb.broker.partitions(wb.topic)[0]);
   for (const v of selected) {
+    if (v.externalCpuNs !== undefined) continue; // another process: nothing to warm here
     if (v.name.startsWith("strategies")) {
       await runStrategyOnly(wvals, v.steps, v.chunkSize!, wrap);
     } else if (v.steps === 0) {
@@ -422,7 +503,8 @@ export async function runInMemory(
     for (let i = 0; i < selected.length; i++) {
       const c0 = cpuSeconds();
       results[i].rates.push(await selected[i].run());
-      results[i].cpuNs.push(((cpuSeconds() - c0) * 1e9) / N);
+      const external = selected[i].externalCpuNs;
+      results[i].cpuNs.push(external ? external() : ((cpuSeconds() - c0) * 1e9) / N);
       await turn();
     }
   }
@@ -467,6 +549,44 @@ export async function runInMemory(
     ],
     rows,
   );
+
+  // Table 1b: against Rust Arroyo, same shapes, same rounds.
+  const rrows: string[][] = [];
+  for (
+    const [label, sName, rName, p] of [
+      ["RunTask → CommitOffsets", "RunTask → CommitOffsets", RUST_RUNTASK, 1],
+      ["RunTask → CommitOffsets", "RunTask → CommitOffsets", RUST_RUNTASK, 8],
+      ["5 × RunTask → CommitOffsets", "5 × RunTask → CommitOffsets", RUST_CHAIN5, 1],
+    ] as const
+  ) {
+    const s = find(sName, p, 256);
+    const r = find(rName, p);
+    if (!s || !r) continue;
+    rrows.push([
+      label,
+      String(p),
+      `${fmtRate(best(s))} / ${fmtRate(median(s.rates))}`,
+      `${fmtRate(best(r))} / ${fmtRate(median(r.rates))}`,
+      fmtRatio(median(s.rates) / median(r.rates)),
+      `${median(s.cpuNs).toFixed(0)} / ${median(r.cpuNs).toFixed(0)}`,
+      fmtRatio(median(r.cpuNs) / median(s.cpuNs)),
+    ]);
+  }
+  if (rrows.length > 0) {
+    printTable(
+      `Sluice against Rust Arroyo (each round runs both; best / median of ${flags.repeat})`,
+      [
+        "pipeline",
+        "partitions",
+        "Sluice msg/s",
+        "Rust Arroyo msg/s",
+        "Sluice ÷ Rust (medians)",
+        "CPU ns/msg Sluice / Rust (medians)",
+        "Rust CPU ÷ Sluice CPU",
+      ],
+      rrows,
+    );
+  }
 
   // Table 2: the bridge alone, per-message versus batched chunks.
   const srows: string[][] = [];

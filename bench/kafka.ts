@@ -12,7 +12,8 @@
  * Options: `--messages=N` (default 1 000 000), `--bytes=N` per message (default 100),
  * `--partitions=N` (default 4), `--rounds=N` (default 2; the order of the consumers is
  * reversed every other round), `--keep-topic`, `--topic=NAME` (reuse a kept topic),
- * `--only=LIST` (any of kafkajs, kafkajs-fixed, kafkajs1, poll, sluice). Brokers:
+ * `--only=LIST` (any of kafkajs, kafkajs-fixed, kafkajs1, poll, sluice, sluice-young4,
+ * sluice-lowmem, rdkafka, rdkafka-1s, arroyo), `--arroyo-messages=N` (default 300 000: Python Arroyo reads only the first N). Brokers:
  * `KAFKA_BROKERS`, else 127.0.0.1:19092.
  *
  * Every consumer run is a separate Deno process (started by this one with `--run=NAME`):
@@ -123,13 +124,45 @@ interface Result {
   messages: number;
   /** Process CPU time (all threads, GC helpers included) per message over the timed span. */
   cpuNs: number;
+  /** Peak resident set size of the process (kernel high-water mark), bytes. */
+  rssPeak?: number;
+  /** Median resident set size sampled every 100 ms over the timed span, bytes. */
+  rssSteady?: number;
 }
 
 /** Process CPU time so far, in microseconds (user + system, all threads). */
 function cpuMicros(): number {
   const u = process.cpuUsage();
+  rssSampler.mark();
   return u.user + u.system;
 }
+
+/**
+ * RSS over the timed span of a Deno consumer run. Every run reads {@link cpuMicros} exactly
+ * twice, at its first and at its last message, so the first read starts sampling (every
+ * 100 ms) and the second stops it: the runs themselves need no extra code.
+ */
+const rssSampler = {
+  samples: [] as number[],
+  timer: undefined as ReturnType<typeof setInterval> | undefined,
+  marks: 0,
+  mark(): void {
+    if (++this.marks === 1) {
+      this.timer = setInterval(() => this.samples.push(Deno.memoryUsage().rss), 100);
+    } else if (this.marks === 2) {
+      clearInterval(this.timer);
+      this.samples.push(Deno.memoryUsage().rss);
+    }
+  },
+  /** Peak (VmHWM) and the median sample. */
+  read(): { rssPeak: number; rssSteady: number } {
+    const hwm = Deno.readTextFileSync("/proc/self/status").match(/VmHWM:\s+(\d+) kB/);
+    const v = [...this.samples].sort((a, b) => a - b);
+    const m = v.length >> 1;
+    const steady = v.length === 0 ? 0 : v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+    return { rssPeak: hwm ? Number(hwm[1]) * 1024 : 0, rssSteady: steady };
+  },
+};
 
 /**
  * The hand-written kafkajs consumer: eachBatch, manual commits once per second.
@@ -199,7 +232,7 @@ async function baseline(concurrency: number): Promise<Result> {
 }
 
 /** Sluice: KafkaConsumer → StreamProcessor → RunTask → CommitOffsets, commits once per second. */
-async function sluice(): Promise<Result> {
+async function sluice(fetch: typeof FETCH = FETCH, label = ""): Promise<Result> {
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { KafkaConsumer } = await import("../backends/kafka/mod.ts");
   let count = 0;
@@ -212,7 +245,7 @@ async function sluice(): Promise<Result> {
     consumer: new KafkaConsumer({
       brokers: brokers!,
       group: `bench-sluice-${crypto.randomUUID().slice(0, 8)}`,
-      ...FETCH,
+      ...fetch,
       logLevel: "nothing",
     }),
     topics: [topic],
@@ -239,7 +272,7 @@ async function sluice(): Promise<Result> {
   const seconds = (ended - started) / 1000;
   if (bytes !== MESSAGES * BYTES) throw new Error(`sluice read ${bytes} bytes`);
   return {
-    name: "Sluice StreamProcessor (RunTask → CommitOffsets)",
+    name: `Sluice StreamProcessor (RunTask → CommitOffsets)${label}`,
     seconds,
     messages: count,
     cpuNs: cpu * 1000 / count,
@@ -294,6 +327,22 @@ async function pollLoop(): Promise<Result> {
   };
 }
 
+/**
+ * Sluice with the memory knobs (bench/README.md, "Kafka memory"): `sluice-young4` caps
+ * V8's young generation (`--max-semi-space-size=4`, set on its process by `runChild`);
+ * `sluice-lowmem` also fetches 256 KiB per partition and 1 MiB per response.
+ */
+const LOW_MEMORY_RUNS: Record<string, () => Promise<Result>> = {
+  "sluice-young4": () => sluice(FETCH, ", --max-semi-space-size=4"),
+  "sluice-lowmem": () =>
+    sluice(
+      { ...FETCH, maxBytes: 1024 * 1024, maxBytesPerPartition: 256 * 1024 },
+      ", --max-semi-space-size=4, maxBytes 1 MiB, maxBytesPerPartition 256 KiB",
+    ),
+};
+/** V8 flags of the runs above. */
+const LOW_MEMORY_V8 = "--v8-flags=--max-semi-space-size=4";
+
 /** The consumer runs, by `--only` name. */
 const RUNS: Record<string, () => Promise<Result>> = {
   kafkajs: () => baseline(64),
@@ -305,14 +354,16 @@ const RUNS: Record<string, () => Promise<Result>> = {
   },
   kafkajs1: () => baseline(1),
   poll: pollLoop,
-  sluice,
+  sluice: () => sluice(),
+  ...LOW_MEMORY_RUNS,
 };
 
 if (RUN !== undefined) {
   // A child: one run, its result as JSON on stdout.
   const run = RUNS[RUN];
   if (run === undefined) throw new Error(`--run=${RUN}: use ${Object.keys(RUNS).join(", ")}`);
-  console.log(JSON.stringify(await run()));
+  const result = await run();
+  console.log(JSON.stringify({ ...result, ...rssSampler.read() }));
   Deno.exit(0);
 }
 
@@ -322,10 +373,67 @@ function runChild(name: string): Promise<Result> {
     new URL(import.meta.url),
     [`--run=${name}`, `--topic=${topic}`, `--messages=${MESSAGES}`, `--bytes=${BYTES}`],
     {
-      runtimeArgs: Deno.args.filter((a) => a.startsWith("--v8-flags=")),
+      runtimeArgs: LOW_MEMORY_RUNS[name] !== undefined
+        ? [LOW_MEMORY_V8]
+        : Deno.args.filter((a) => a.startsWith("--v8-flags=")),
       env: { KAFKA_BROKERS: brokers! },
     },
   );
+}
+
+// ---------------------------------------------------------------------------------------
+// Python baselines: librdkafka (confluent_kafka) and Python Arroyo, each in its own process
+// (bench/kafka_python.py), interleaved with the Deno runs.
+
+/** The Python runs, by `--only` name: their arguments to bench/kafka_python.py. */
+const PYTHON_RUNS: Record<string, string[]> = {
+  rdkafka: ["--mode", "rdkafka", "--backoff-ms", "10"],
+  "rdkafka-1s": ["--mode", "rdkafka"],
+  arroyo: ["--mode", "arroyo"],
+};
+const PYTHON = Deno.env.get("ARROYO_PYTHON") ?? "python3";
+/** Python Arroyo polls one message at a time (~0.1 M msg/s): it reads the first N only. */
+const ARROYO_MESSAGES = Math.min(MESSAGES, flag("arroyo-messages", 300_000));
+
+/** Why the Python baselines cannot run, or null when they can. */
+async function pythonMissing(): Promise<string | null> {
+  try {
+    const out = await new Deno.Command(PYTHON, {
+      args: ["-c", "import confluent_kafka, arroyo"],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (out.success) return null;
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n").pop();
+    return `${PYTHON} cannot import confluent_kafka and arroyo (${err})`;
+  } catch (e) {
+    return `${PYTHON} not runnable (${(e as Error).message})`;
+  }
+}
+
+/** Runs one Python baseline in a fresh process. */
+async function runPython(name: string): Promise<Result> {
+  const script = new URL("./kafka_python.py", import.meta.url).pathname;
+  const messages = name === "arroyo" ? ARROYO_MESSAGES : MESSAGES;
+  const out = await new Deno.Command(PYTHON, {
+    args: [
+      script,
+      ...PYTHON_RUNS[name],
+      "--brokers",
+      brokers!,
+      "--topic",
+      topic,
+      "--messages",
+      String(messages),
+      "--bytes",
+      String(BYTES),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`${script} ${name} failed (exit ${out.code})`);
+  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]) as Result;
 }
 
 await setUp();
@@ -333,18 +441,30 @@ const results: Result[] = [];
 const byName = new Map<Result, string>();
 try {
   const only = Deno.args.find((a) => a.startsWith("--only="))?.slice("--only=".length);
-  const wanted = only === undefined
-    ? ["kafkajs", "kafkajs-fixed", "poll", "sluice"]
+  let wanted = only === undefined
+    ? ["kafkajs", "kafkajs-fixed", "poll", "sluice", ...Object.keys(PYTHON_RUNS)]
     : only.split(",");
   for (const w of wanted) {
-    if (RUNS[w] === undefined) {
-      throw new Error(`--only=${only}: use ${Object.keys(RUNS).join(", ")}`);
+    if (RUNS[w] === undefined && PYTHON_RUNS[w] === undefined) {
+      const names = [...Object.keys(RUNS), ...Object.keys(PYTHON_RUNS)];
+      throw new Error(`--only=${only}: use ${names.join(", ")}`);
+    }
+  }
+  if (wanted.some((w) => PYTHON_RUNS[w] !== undefined)) {
+    const missing = await pythonMissing();
+    if (missing !== null) {
+      console.error(
+        `skipping the librdkafka and Python Arroyo baselines: ${missing}; ` +
+          "set ARROYO_PYTHON to a virtualenv's python with " +
+          "`pip install confluent-kafka sentry-arroyo` (see bench/README.md)",
+      );
+      wanted = wanted.filter((w) => PYTHON_RUNS[w] === undefined);
     }
   }
   for (let r = 0; r < ROUNDS; r++) {
     const order = r % 2 === 0 ? wanted : [...wanted].reverse();
     for (const name of order) {
-      const res = await runChild(name);
+      const res = PYTHON_RUNS[name] !== undefined ? await runPython(name) : await runChild(name);
       console.error(
         `  round ${r + 1}: ${res.name}: ${(res.messages / res.seconds / 1000).toFixed(0)} k msg/s`,
       );
@@ -401,3 +521,38 @@ const all = results.map((r) =>
   `${byName.get(r)} ${Math.round(rate(r) / 1000)}k (${Math.round(r.cpuNs)} ns CPU)`
 ).join(", ");
 console.log(`\nall runs (msg/s): ${all}`);
+
+// Against librdkafka: rate and CPU ratios, and memory (a table of its own).
+printAgainstLibrdkafka();
+
+/** Each consumer against the librdkafka loop (backoff 10 ms) of this run, with its RSS. */
+function printAgainstLibrdkafka(): void {
+  const ref = refName("rdkafka");
+  const mib = (v: number[]) =>
+    v.length === 0
+      ? "—"
+      : `${(medianOf(v) / 1048576).toFixed(0)} (${(Math.max(...v) / 1048576).toFixed(0)})`;
+  console.log(
+    `\nAgainst librdkafka (${
+      ref === undefined ? "not measured in this run" : "confluent_kafka, fetch.queue.backoff.ms 10"
+    }); RSS in MiB, median of runs (highest run in brackets); load average ${
+      Deno.loadavg().map((l) => l.toFixed(1)).join(" ")
+    }\n`,
+  );
+  console.log(
+    "| consumer | msg/s (median) | vs librdkafka (medians) | CPU ns/msg (median) | CPU vs librdkafka | RSS peak | RSS steady |",
+  );
+  console.log("|---|---:|---:|---:|---:|---:|---:|");
+  for (const r of best) {
+    const runs = results.filter((x) => x.name === r.name);
+    const m = median(r.name);
+    const cpu = medianCpu(r.name);
+    console.log(
+      `| ${r.name} | ${Math.round(m).toLocaleString("en")} | ${
+        pct(m, ref === undefined ? undefined : median(ref))
+      } | ${Math.round(cpu)} | ${pct(cpu, ref === undefined ? undefined : medianCpu(ref))} | ${
+        mib(runs.flatMap((x) => x.rssPeak === undefined ? [] : [x.rssPeak]))
+      } | ${mib(runs.flatMap((x) => x.rssSteady === undefined ? [] : [x.rssSteady]))} |`,
+    );
+  }
+}

@@ -74,6 +74,14 @@ export const DEFAULT_MAX_BACKOFF_MS = 1000;
 /** First wait before a held message is tried again. */
 const FIRST_BACKOFF_MS = 10;
 
+/**
+ * Module-private: `emitAll` for an array the caller gives up (a {@link MapStep}'s chunk,
+ * rewritten in place with its outputs), and the next step's side of it, which may write
+ * that array to its queue as a chunk instead of copying it.
+ */
+const EMIT_OWNED: unique symbol = Symbol("sluice.emitOwned");
+const SUBMIT_OWNED: unique symbol = Symbol("sluice.submitOwned");
+
 /** Returned by a transform to say "the user function asked to hold this message". */
 export const HOLD: unique symbol = Symbol("hold");
 
@@ -387,6 +395,26 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     return i;
   }
 
+  /**
+   * `submitMany(messages, 0)` for an array its caller gives up: when it all fits in one
+   * chunk and nothing is pending, the array itself is written as the chunk (no copy).
+   */
+  [SUBMIT_OWNED](messages: Message<TIn>[]): number {
+    const n = messages.length;
+    if (
+      n > 1 && n <= this.#chunkSize && this.#pending.length === 0 && this.#sizeOf === undefined &&
+      this.#room >= n && this.#error === undefined && !this.#closed &&
+      this.submit === StreamStep.prototype.submit
+    ) {
+      const meter = this.#metrics;
+      if (meter !== undefined && meter.sending) meter.relieveUpstream();
+      this.#room -= n;
+      this.#writer.write(messages);
+      return n;
+    }
+    return this.submitMany(messages, 0);
+  }
+
   /** `submitMany` through an overridden `submit`, one message at a time. */
   #submitEach(messages: readonly Message<TIn>[], from: number): number {
     let i = from;
@@ -511,6 +539,20 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     const meter = this.#metrics;
     if (meter !== undefined) {
       if (taken > from && meter.receiving) meter.acceptedDownstream();
+      if (taken < out.length) meter.rejectedDownstream();
+    }
+    if (taken < out.length) return this.#emitSlow(out, taken, true);
+  }
+
+  /** {@link StreamStep.emitAll} of an array nobody uses afterwards (see `EMIT_OWNED`). */
+  [EMIT_OWNED](out: Message<TOut>[]): void | Promise<void> {
+    const next = this.next!;
+    if (!(SUBMIT_OWNED in next)) return this.emitAll(out);
+    if (out.length === 0) return;
+    const taken = (next as unknown as StreamStep<TOut>)[SUBMIT_OWNED](out);
+    const meter = this.#metrics;
+    if (meter !== undefined) {
+      if (taken > 0 && meter.receiving) meter.acceptedDownstream();
       if (taken < out.length) meter.rejectedDownstream();
     }
     if (taken < out.length) return this.#emitSlow(out, taken, true);
@@ -801,21 +843,26 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
    * next step rejects are held and handed on when it has room; a transform is never re-run.
    */
   protected process(batch: Message<TIn>[]): void | Promise<void> {
-    const outs: Message<TOut>[] = [];
-    for (let i = 0; i < batch.length; i++) {
+    // The chunk's array is the step's own (the queue's writer made it): the outputs are
+    // written over the inputs already transformed (k <= i), and the array is handed on.
+    const outs = batch as unknown as Message<TOut>[];
+    const n = batch.length;
+    let k = 0;
+    for (let i = 0; i < n; i++) {
       const out = this.transform(batch[i]);
       if (out === SKIP) continue;
       if (!(out instanceof Message)) {
         // A hold or an invalid message: hand on what came before it, then go one by one.
-        const sent = this.emitAll(outs);
+        const sent = this.emitAll(outs.slice(0, k));
         if (sent === undefined) return this.#slow(batch, i, out);
         return sent.then(() => this.abandoned ? undefined : this.#slow(batch, i, out));
       }
-      outs.push(out);
+      outs[k++] = out;
     }
+    if (k < n) outs.length = k;
     const last = this.endOfBatch();
     if (last !== undefined) outs.push(last);
-    return this.emitAll(outs);
+    return this[EMIT_OWNED](outs);
   }
 
   /**
