@@ -251,6 +251,11 @@ export class StreamProcessor<T> {
   #commitInFlight: Promise<void> | undefined;
   #commitAgain = false;
   #commitError: unknown;
+  /**
+   * Per partition of the current pipeline, the first offset it was not given at creation
+   * (the consumer's position, or the first carried message): where its work began.
+   */
+  #pipelineStart = new Map<Partition, number>();
   /** True while `#closeStrategy` joins a pipeline (commits are deferred to its end). */
   #joining = false;
   /** Dead-letter machinery (raw-message buffer, limits, deliveries), when configured. */
@@ -651,19 +656,80 @@ export class StreamProcessor<T> {
     this.#meter?.assigned(partitions);
     const current = this.#consumer.tell();
     for (const [p, o] of partitions) current.set(p, o);
-    if (this.#strategy !== undefined) await this.#closeStrategy();
+    if (this.#strategy !== undefined) {
+      await this.#closeStrategy();
+      this.#rewindUnfinished(this.#consumer.tell().keys(), current);
+    }
     this.#resetBackpressureState();
     this.#policy.start(current);
+    this.#createStrategy(current);
+  }
+
+  /** Builds the pipeline for `partitions` (partition → next offset to read). */
+  #createStrategy(partitions: Map<Partition, number>): void {
+    const start = new Map(partitions);
+    const carried = this.#carried;
+    if (carried !== undefined) {
+      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
+        const m = carried[i];
+        if (start.has(m.partition)) start.set(m.partition, m.offset);
+      }
+    }
+    this.#pipelineStart = start;
     this.#strategy = withStepMetrics(
       this.#metrics,
-      () => this.#factory.createWithPartitions(this.#commit, current),
+      () => this.#factory.createWithPartitions(this.#commit, partitions),
+    );
+  }
+
+  /**
+   * After the pipeline was closed for an assignment change: a partition that stays
+   * assigned and whose accepted messages did not all finish (the join timed out, or gave
+   * up on held work) is read again from its first unfinished offset, so the next pipeline
+   * never commits past the abandoned ones. Its carried messages are dropped: they come
+   * again, in order, after the seek. `partitions` gets the rewound offsets.
+   */
+  #rewindUnfinished(kept: Iterable<Partition>, partitions?: Map<Partition, number>): void {
+    const positions = this.#consumer.tell();
+    const carried = this.#carried;
+    const firstCarried = new Map<Partition, number>();
+    if (carried !== undefined) {
+      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
+        firstCarried.set(carried[i].partition, carried[i].offset);
+      }
+    }
+    const rewind = new Map<Partition, number>();
+    for (const p of kept) {
+      const start = this.#pipelineStart.get(p);
+      const position = positions.get(p);
+      if (start === undefined || position === undefined) continue;
+      const accepted = firstCarried.get(p) ?? position;
+      let finished = Math.max(start, this.#dirty.get(p) ?? -1, this.#staged.get(p) ?? -1);
+      const blocked = this.#blocked.get(p);
+      if (blocked !== undefined && blocked.length > 0) finished = Math.min(finished, blocked[0]);
+      if (finished < accepted) rewind.set(p, finished);
+    }
+    if (rewind.size === 0) return;
+    this.#consumer.seek(rewind);
+    for (const [p, o] of rewind) partitions?.set(p, o);
+    if (carried !== undefined) {
+      const keep = carried.slice(this.#carriedIndex).filter((m) => !rewind.has(m.partition));
+      this.#carried = keep.length > 0 ? keep : undefined;
+      this.#carriedIndex = 0;
+    }
+    console.warn(
+      `sluice: the pipeline closed for an assignment change did not finish its work on ${
+        [...rewind].map(([p, o]) => `${p} (from ${o})`).join(", ")
+      } within joinTimeoutMs; those partitions stay assigned and are read again from their ` +
+        "first unfinished message: duplicates, not loss",
     );
   }
 
   async #onRevoke(partitions: readonly Partition[]): Promise<void> {
     this.stats.revocations++;
     const revoked = new Set(partitions);
-    if (this.#strategy !== undefined) await this.#closeStrategy();
+    const closed = this.#strategy !== undefined;
+    if (closed) await this.#closeStrategy();
     // Messages of revoked partitions are re-read by their next owner from the commit point.
     if (this.#carried !== undefined) {
       const keep = this.#carried.slice(this.#carriedIndex).filter((m) => !revoked.has(m.partition));
@@ -683,10 +749,8 @@ export class StreamProcessor<T> {
     const remaining = this.#consumer.tell();
     for (const p of revoked) remaining.delete(p);
     if (remaining.size > 0) {
-      this.#strategy = withStepMetrics(
-        this.#metrics,
-        () => this.#factory.createWithPartitions(this.#commit, remaining),
-      );
+      if (closed) this.#rewindUnfinished(remaining.keys(), remaining);
+      this.#createStrategy(remaining);
     }
   }
 

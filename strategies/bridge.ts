@@ -73,14 +73,16 @@ export const HOLD: unique symbol = Symbol("hold");
 export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<TIn> {
   /** The step's name, used in errors and metrics. */
   readonly name: string;
-  /** The step's input queue as a standard `WritableStream`. `submit` writes to it. */
-  readonly writable: WritableStream<Chunk<TIn>>;
   /** The next step, if any. */
   protected readonly next: ProcessingStrategy<TOut> | undefined;
   /** The clock in use. */
   protected readonly clock: Clock;
 
+  /** The input queue; `submit` writes to it through `#writer`, which it holds for life. */
+  readonly #queue: WritableStream<Chunk<TIn>>;
   readonly #writer: WritableStreamDefaultWriter<Chunk<TIn>>;
+  /** The public `writable`, made on first use. */
+  #input: WritableStream<Chunk<TIn>> | undefined;
   // deno-lint-ignore no-explicit-any
   readonly #sizeOf: ((message: Message<any>) => number) | undefined;
   readonly #chunkSize: number;
@@ -153,11 +155,11 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
         return s;
       }
       : (c: Chunk<TIn>) => Array.isArray(c) ? c.length : 1;
-    this.writable = new WritableStream<Chunk<TIn>>(
+    this.#queue = new WritableStream<Chunk<TIn>>(
       { write: (chunk) => this.#write(chunk) },
       { highWaterMark: hwm, size: chunkSizeOf },
     );
-    this.#writer = this.writable.getWriter();
+    this.#writer = this.#queue.getWriter();
     this.#room = this.#writer.desiredSize ?? 0;
     this.#metrics = stepMeterFor(
       options.metrics,
@@ -167,6 +169,65 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       next !== undefined && #metrics in next ? next.#metrics : undefined,
       next === undefined ? undefined : stepLabel(next),
     );
+  }
+
+  /**
+   * The step's input as a standard `WritableStream` of messages (or arrays of them) that
+   * other code can `pipeTo` or write to, e.g. `source.pipeTo(step.writable)`.
+   *
+   * - It feeds the same queue as `submit`, with the same high-water mark: a write resolves
+   *   once the step's queue has taken the message, so `writer.ready` (and a pipe) waits
+   *   while the queue is full, and a source piped in is not pulled meanwhile. What the
+   *   stream itself holds on top is one chunk.
+   * - While a write waits for room it polls the step every few milliseconds (nobody else
+   *   polls a step fed by a pipe), so held work and the next steps move on.
+   * - A step failure rejects the write (a pipe then cancels its source); closing the stream
+   *   closes the step and joins it and the steps after it, so `await source.pipeTo(step.writable)`
+   *   resolves once everything piped in was processed and handed on (and, through
+   *   `CommitOffsets`, committed). Aborting it terminates the step.
+   * - Use either this stream or `submit` (a processor) to feed one step, not both at once.
+   *
+   * @example
+   * ```ts
+   * import { CommitOffsets, type Message, RunTask } from "@sluice/sluice";
+   * declare const messages: ReadableStream<Message<string>>;
+   * const step = new RunTask((m: Message<string>) => m.payload.length, new CommitOffsets(() => {}));
+   * await messages.pipeTo(step.writable);
+   * ```
+   */
+  get writable(): WritableStream<Chunk<TIn>> {
+    return this.#input ??= new WritableStream<Chunk<TIn>>({
+      write: (chunk) => this.#accept(chunk),
+      close: () => this.join(),
+      abort: () => this.terminate(),
+    });
+  }
+
+  /** A chunk written to `writable`: submitted message by message, waiting for room. */
+  #accept(chunk: Chunk<TIn>): void | Promise<void> {
+    const batch = Array.isArray(chunk) ? chunk : [chunk];
+    let i = 0;
+    try {
+      for (; i < batch.length; i++) this.submit(batch[i]);
+      return;
+    } catch (e) {
+      if (!(e instanceof MessageRejected)) throw e;
+    }
+    return this.#acceptSlow(batch, i);
+  }
+
+  async #acceptSlow(batch: Message<TIn>[], i: number): Promise<void> {
+    while (i < batch.length) {
+      this.poll(); // rethrows a failure of this step or the next ones
+      const stop = new AbortController();
+      await Promise.race([this.ready, this.clock.sleep(JOIN_TICK_MS, stop.signal)]);
+      stop.abort();
+      try {
+        for (; i < batch.length; i++) this.submit(batch[i]);
+      } catch (e) {
+        if (!(e instanceof MessageRejected)) throw e;
+      }
+    }
   }
 
   /**

@@ -32,8 +32,16 @@ export interface TransformPair<TIn, TOut> {
 
 class Entry<TIn, TOut> {
   out: TOut | undefined = undefined;
+  /** An output was read for it. */
   has = false;
-  constructor(readonly message: Message<TIn>, readonly real: boolean) {}
+  /** The transform's writable side finished taking its payload (`write()` resolved). */
+  written = false;
+  constructor(
+    readonly message: Message<TIn>,
+    readonly real: boolean,
+    /** Position in the stream of messages, to order entries. */
+    readonly seq: number,
+  ) {}
 }
 
 const ignore = () => {};
@@ -52,10 +60,16 @@ const ignore = () => {};
  *   real ones and are handed on in order.
  * - An error from the transform surfaces in `poll()` as a `StepError` naming the step and
  *   the oldest message still waiting for its output.
- * - A transform that yields more outputs than inputs fails the step; one that ends with
- *   inputs left without output fails it in `join`. A transform that yields fewer outputs
- *   mid-stream cannot be detected (the outputs would be paired with earlier messages'
- *   offsets, which never commits too far, but is wrong): use `Unfold` or `RunTask` for
+ * - An output is handed on only once the transform has finished taking its input (the
+ *   `write` of that payload resolved) and no later input was given an output meanwhile:
+ *   a transform that yields two outputs for one input fails the step, whatever
+ *   `maxInFlight` is, before anything mispaired is handed on or committed, with a
+ *   `StepError` naming that message (partition and offset). When `transform` is a
+ *   `TransformStream`, an input it finishes without an output fails the step the same
+ *   way (its outputs must be enqueued before `transform()` returns or settles). For
+ *   another readable/writable pair (a `pipeThrough` chain, `TextDecoderStream`), whose
+ *   outputs may lag behind, extra outputs are caught as soon as they are read, and a
+ *   missing one only when the transform ends (in `join`). Use `Unfold` or `RunTask` for
  *   anything that is not one-to-one. `TextDecoderStream`, for example, yields nothing for
  *   an empty chunk.
  * - A `TransformStream` can be used once: build the step (and the stream) in
@@ -88,6 +102,11 @@ export class TransformStep<TIn, TOut> extends StreamStep<TIn, TOut> {
   #pumping: Promise<void> | undefined;
   #space: (() => void) | undefined;
   readonly #reading: Promise<void>;
+  /** The transform is a `TransformStream`: an input it finishes has its output already read. */
+  readonly #strict: boolean;
+  /** The last real message written, to name in an error once it left the queue. */
+  #lastReal: Message<TIn> | undefined;
+  #seq = 0;
 
   /** Creates the step around `transform` (a `TransformStream` or any readable/writable pair). */
   constructor(
@@ -121,6 +140,7 @@ export class TransformStep<TIn, TOut> extends StreamStep<TIn, TOut> {
           ? (options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK)
           : DEFAULT_CHUNK_SIZE),
     );
+    this.#strict = transform instanceof TransformStream;
     this.#writer = transform.writable.getWriter();
     this.#reader = transform.readable.getReader();
     this.#reading = this.#read();
@@ -161,9 +181,48 @@ export class TransformStep<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   #push(m: Message<TIn>): void {
     const real = !m.filtered;
-    this.#fifo.push(new Entry<TIn, TOut>(m, real));
+    const entry = new Entry<TIn, TOut>(m, real, this.#seq++);
+    this.#fifo.push(entry);
+    if (!real) return;
+    this.#lastReal = m;
     // Write errors also error the readable side; the read loop reports them.
-    if (real) this.#writer.write(m.payload).catch(ignore);
+    this.#writer.write(m.payload).then(() => this.#written(entry), ignore);
+  }
+
+  /**
+   * The transform finished taking `entry`'s payload. Whatever it made of it has been read
+   * by now (a later input is only taken after this), so an output already paired with a
+   * later entry is an extra one: `entry` (or one before it) yielded more than one.
+   */
+  #written(entry: Entry<TIn, TOut>): void {
+    entry.written = true;
+    if (this.abandoned) return;
+    const last = this.#fifo[this.#nextOut - 1];
+    if (last !== undefined && last.has && last.seq > entry.seq) {
+      this.#failPairing(entry.message, "more than one output");
+      return;
+    }
+    if (this.#strict && !entry.has) {
+      this.#failPairing(entry.message, "no output");
+      return;
+    }
+    this.#pump();
+  }
+
+  #failPairing(message: Message<TIn> | string, what: string): void {
+    this.fail(
+      new StepError(
+        this.name,
+        message,
+        new Error(
+          `the transform yielded ${what} for this message; a TransformStep needs exactly one ` +
+            `output per input, enqueued while transform() runs (use Unfold for one-to-many, ` +
+            `FilterStep or RunTask for fewer); nothing from this message on was handed on`,
+        ),
+      ),
+    );
+    this.#reader.cancel().catch(ignore);
+    this.#writer.abort().catch(ignore);
   }
 
   async #read(): Promise<void> {
@@ -175,17 +234,9 @@ export class TransformStep<TIn, TOut> extends StreamStep<TIn, TOut> {
         let i = Math.max(this.#nextOut, this.#head);
         while (i < fifo.length && !fifo[i].real) i++;
         if (i >= fifo.length) {
-          this.fail(
-            new StepError(
-              this.name,
-              "(none)",
-              new Error(
-                "the transform produced more outputs than it was given inputs; a TransformStep " +
-                  "needs exactly one output per input (use Unfold for one-to-many)",
-              ),
-            ),
-          );
-          this.#reader.cancel().catch(ignore);
+          // More outputs than inputs: name the first message not handed on yet.
+          const first = this.#firstUnsent();
+          this.#failPairing(first ?? this.#lastReal ?? "(none)", "more than one output");
           return;
         }
         fifo[i].out = value;
@@ -198,6 +249,13 @@ export class TransformStep<TIn, TOut> extends StreamStep<TIn, TOut> {
       const waiting = this.#firstWaiting();
       this.fail(new StepError(this.name, waiting ? waiting.message : "(unknown)", e));
     }
+  }
+
+  /** The oldest real message not handed on yet (its pairing is not confirmed). */
+  #firstUnsent(): Message<TIn> | undefined {
+    const fifo = this.#fifo;
+    for (let i = this.#head; i < fifo.length; i++) if (fifo[i].real) return fifo[i].message;
+    return undefined;
   }
 
   #firstWaiting(): Entry<TIn, TOut> | undefined {
@@ -214,7 +272,8 @@ export class TransformStep<TIn, TOut> extends StreamStep<TIn, TOut> {
     try {
       while (this.#head < this.#fifo.length) {
         const e = this.#fifo[this.#head];
-        if (e.real && !e.has) break;
+        // A real output waits until its input was fully taken (see #written).
+        if (e.real && !(e.has && e.written)) break;
         const out = e.real
           ? e.message.replacePayload(e.out as TOut)
           : e.message as unknown as Message<TOut>;

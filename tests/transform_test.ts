@@ -210,7 +210,7 @@ Deno.test("TransformStep: a transform that is not one-to-one fails instead of mi
       a.poll();
       return false;
     } catch (e) {
-      assertStringIncludes(String(e), "more outputs than it was given inputs");
+      assertStringIncludes(String(e), "more than one output");
       return true;
     }
   }, "the extra output to be detected");
@@ -219,7 +219,7 @@ Deno.test("TransformStep: a transform that is not one-to-one fails instead of mi
   const b = new TransformStep(swallow, new Sink<number>(), { clock: new ManualClock() });
   b.submit(brokerMessage(1, 0));
   await tick();
-  await assertRejects(() => b.join(1000), StepError, "without an output for 1 input(s)");
+  await assertRejects(() => b.join(1000), StepError, "yielded no output");
 });
 
 Deno.test("TransformStep: terminate cancels the transform and commits nothing", async () => {
@@ -277,3 +277,70 @@ Deno.test("TransformStep: bad input is a configuration error", () => {
     "maxInFlight",
   );
 });
+
+/** Feeds `count` messages (payload = 10 × offset) and polls until the step fails. */
+async function pairingFailure(
+  transform: () => TransformStream<number, number>,
+  maxInFlight: number | undefined,
+  count = 6,
+) {
+  const recorder = new CommitRecorder();
+  const gate = new Gate<number>(true, new CommitOffsets(recorder.commit));
+  const step = new TransformStep(transform(), gate, {
+    maxInFlight,
+    chunkSize: maxInFlight === 1 ? 1 : undefined,
+    clock: new ManualClock(),
+  });
+  const input = Array.from({ length: count }, (_, i) => brokerMessage(i * 10, i));
+  let error: unknown;
+  try {
+    await feed(step, input);
+  } catch (e) {
+    error = e;
+  }
+  error ??= await pollError(step, "the step to fail");
+  // Nothing handed on is mispaired: each output is its own message's first output.
+  for (const m of gate.received) {
+    const source = m.source as unknown as { offset: number };
+    assertEquals(m.payload, source.offset * 10, `output ${m.payload} handed on with ${m}`);
+  }
+  return { error, recorder, gate };
+}
+
+for (const maxInFlight of [1, 2, 3, 16, undefined]) {
+  Deno.test(`TransformStep: two outputs for one input fail the step before anything mispaired is handed on (maxInFlight ${maxInFlight ?? "default"})`, async () => {
+    const twice = () =>
+      new TransformStream<number, number>({
+        transform(n, c) {
+          c.enqueue(n);
+          c.enqueue(n + 1);
+        },
+      });
+    const { error, recorder, gate } = await pairingFailure(twice, maxInFlight);
+    assertInstanceOf(error, StepError);
+    assertEquals([error.partition, error.offset], [P0, 0], "names the first message involved");
+    assertStringIncludes(error.message, "contract-topic/0@0");
+    assertEquals(gate.received.length, 0, "nothing handed on");
+    assertEquals(recorder.latest.size, 0, "nothing committed");
+  });
+
+  Deno.test(`TransformStep: a TransformStream that yields nothing for one input and two for the next fails at the first (maxInFlight ${maxInFlight ?? "default"})`, async () => {
+    // Output counts 1, 1, 0, 2, 1, 1: as many outputs as inputs in all, mispaired from offset 2.
+    let k = 0;
+    const uneven = () =>
+      new TransformStream<number, number>({
+        transform(n, c) {
+          const i = k++;
+          if (i === 2) return;
+          c.enqueue(n);
+          if (i === 3) c.enqueue(n + 1);
+        },
+      });
+    k = 0;
+    const { error, recorder, gate } = await pairingFailure(uneven, maxInFlight);
+    assertInstanceOf(error, StepError);
+    assertEquals([error.partition, error.offset], [P0, 2], "names the message left without output");
+    assertEquals(gate.received.map((m) => m.payload), [0, 10], "the correctly paired ones only");
+    assertLessOrEqual(recorder.latest.get(P0) ?? 0, 2, "nothing committed past offset 1");
+  });
+}
