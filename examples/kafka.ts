@@ -8,12 +8,22 @@
  * ```
  *
  * `KAFKA_BROKERS` defaults to 127.0.0.1:19092. The example creates its topic
- * (`sluice-example`, 3 partitions) if it does not exist. Stop it with Ctrl-C: the pipeline
- * is closed, joined and committed before the consumer leaves its group.
+ * (`sluice-example`, 3 partitions) if it does not exist, and prints the group's lag at the
+ * end. Stop it with Ctrl-C: the pipeline is closed, joined and committed before the
+ * consumer leaves its group.
+ *
+ * A secured cluster (SASL_SSL): set `KAFKA_CA_FILE` (PEM of the CA to trust; leave it out
+ * for a public CA), `KAFKA_SASL_MECHANISM` (e.g. `SCRAM-SHA-512`), `KAFKA_USERNAME` and
+ * `KAFKA_PASSWORD`. The development broker has such a listener on port 19094:
+ *
+ * ```sh
+ * KAFKA_BROKERS=127.0.0.1:19094 KAFKA_CA_FILE=.kafka/certs/ca.pem \
+ *   KAFKA_SASL_MECHANISM=SCRAM-SHA-512 KAFKA_USERNAME=sluice KAFKA_PASSWORD=sluice-test-password \
+ *   deno run -A examples/kafka.ts
+ * ```
  *
  * @module
  */
-import { Kafka, logLevel } from "kafkajs";
 import {
   CommitOffsets,
   CommitPolicy,
@@ -22,23 +32,44 @@ import {
   StreamProcessor,
   Topic,
 } from "../mod.ts";
-import { KafkaConsumer, type KafkaPayload, KafkaProducer } from "../backends/kafka/mod.ts";
+import {
+  KafkaAdmin,
+  type KafkaClientOptions,
+  KafkaConsumer,
+  type KafkaPayload,
+  KafkaProducer,
+} from "../backends/kafka/mod.ts";
 
-const brokers = Deno.env.get("KAFKA_BROKERS") ?? "127.0.0.1:19092";
+const env = (name: string) => Deno.env.get(name) || undefined;
 const topic = "sluice-example";
+const group = "sluice-example";
 const count = Number(Deno.args[0] ?? 1000);
 
-// 1. Make sure the topic exists (Sluice never auto-creates topics).
-const admin = new Kafka({ brokers: brokers.split(","), logLevel: logLevel.NOTHING }).admin();
-await admin.connect();
-if (!(await admin.listTopics()).includes(topic)) {
-  await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true });
-  console.log(`created topic ${topic}`);
-}
-await admin.disconnect();
+// 0. The connection, shared by the admin, the producer and the consumer: TLS and SASL
+//    only when the environment asks for them.
+const caFile = env("KAFKA_CA_FILE");
+const mechanism = env("KAFKA_SASL_MECHANISM") as "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512";
+const connection: KafkaClientOptions = {
+  brokers: env("KAFKA_BROKERS") ?? "127.0.0.1:19092",
+  ...(caFile || mechanism ? { ssl: caFile ? { ca: await Deno.readTextFile(caFile) } : true } : {}),
+  ...(mechanism
+    ? {
+      sasl: {
+        mechanism,
+        username: env("KAFKA_USERNAME") ?? "",
+        password: env("KAFKA_PASSWORD") ?? "",
+      },
+    }
+    : {}),
+};
+
+// 1. Make sure the topic exists (Sluice never auto-creates topics). Idempotent.
+const admin = new KafkaAdmin(connection);
+const created = await admin.createTopics([{ name: topic, partitions: 3 }]);
+if (created.length > 0) console.log(`created topic ${topic}`);
 
 // 2. Produce some events; each promise resolves with where the record landed.
-const producer = new KafkaProducer({ brokers });
+const producer = new KafkaProducer(connection);
 const delivered = await Promise.all(
   Array.from({ length: count }, (_, i) =>
     producer.produce(Topic.of(topic), {
@@ -54,7 +85,7 @@ const decoder = new TextDecoder();
 const clicks = new Map<number, number>();
 let seen = 0;
 const processor = new StreamProcessor<KafkaPayload>({
-  consumer: new KafkaConsumer({ brokers, group: "sluice-example", maxWaitTimeMs: 200 }),
+  consumer: new KafkaConsumer({ ...connection, group, maxWaitTimeMs: 200 }),
   topics: [topic],
   commitPolicy: CommitPolicy.ONCE_PER_SECOND,
   factory: {
@@ -77,3 +108,6 @@ const timer = setInterval(() => {
 await processor.run();
 clearInterval(timer);
 console.log(`processed ${seen} events; clicks per user:`, Object.fromEntries(clicks));
+const { totalLag } = await admin.describeGroup(group, [topic]);
+console.log(`group ${group}: ${totalLag} messages not committed yet`);
+await admin.close();

@@ -19,19 +19,40 @@
  * - `status` tells whether it is up (exit code 0 when up, 1 when not).
  *
  * Environment: `KAFKA_PORT` (PLAINTEXT port, default 19092), `KAFKA_CONTROLLER_PORT`
- * (default `KAFKA_PORT + 1`).
+ * (default `KAFKA_PORT + 1`), `KAFKA_SECURE_PORT` (SASL_SSL port, default `KAFKA_PORT + 2`),
+ * `KAFKA_VERSION` (e.g. `4.4.0`; default: the version pinned in `pom.xml`; each version's
+ * jars live in their own folder, `.kafka/lib` for the pinned one, `.kafka/lib-<version>`
+ * for the others).
+ *
+ * Besides PLAINTEXT the broker has a SASL_SSL listener for the security tests: its
+ * certificate is signed by a throw-away CA that `keytool` makes on the first run
+ * (`.kafka/certs/`, `ca.pem` is what clients trust); it accepts PLAIN, SCRAM-SHA-256,
+ * SCRAM-SHA-512 (users created by Kafka's storage tool, `format --add-scram`) and
+ * OAUTHBEARER (Kafka's unsecured JWT validator). User and password are in
+ * `scripts/kafka_env.ts` (`SECURE_USER`, `SECURE_PASSWORD`); test credentials only. `up`
+ * prints `KAFKA_SECURE_BROKERS=127.0.0.1:<port>` and `KAFKA_SECURE_CA=<ca.pem>`.
  *
  * @module
  */
 
 import process from "node:process";
 import { Kafka, logLevel } from "kafkajs";
-import { KAFKA_HOST, kafkaPort, readEnv, tcpAnswers } from "./kafka_env.ts";
+import {
+  KAFKA_HOST,
+  kafkaPort,
+  readEnv,
+  SECURE_PASSWORD,
+  SECURE_USER,
+  tcpAnswers,
+} from "./kafka_env.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname).replace(/\/$/, "");
 const POM = `${ROOT}/scripts/kafka-broker/pom.xml`;
 const KAFKA_DIR = `${ROOT}/.kafka`;
 const LIB_DIR = `${KAFKA_DIR}/lib`;
+const CERT_DIR = `${KAFKA_DIR}/certs`;
+/** Password of the throw-away keystores in `.kafka/certs` (test material only). */
+const STORE_PASSWORD = "sluice-test-store";
 const RUN_DIR = `${KAFKA_DIR}/run`;
 const PID_FILE = `${RUN_DIR}/broker.pid`;
 const LOG_FILE = `${RUN_DIR}/broker.log`;
@@ -56,11 +77,15 @@ const BROKER_JVM_FLAGS = [
 /** JVM flags for the one-shot storage format tool. */
 const TOOL_JVM_FLAGS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"];
 
+/** JVM flags for keytool: it runs 7 times on a first `up`, so start it fast. */
+const KEYTOOL_JVM_FLAGS = ["-J-XX:+UseSerialGC", "-J-XX:TieredStopAtLevel=1", "-J-Xshare:auto"];
+
 /** What `up` records in `.kafka/run/broker.json` for `status`/`down`/re-`up`. */
 interface BrokerState {
   pid: number;
   port: number;
   controllerPort: number;
+  securePort?: number;
   confDir: string;
   kafkaVersion: string;
   startedAt: string;
@@ -98,12 +123,27 @@ async function readTextOrNull(path: string): Promise<string | null> {
   }
 }
 
-/** Kafka version pinned in the POM (single source of truth). */
-async function kafkaVersion(): Promise<string> {
+/** Kafka version pinned in the POM (the default). */
+async function pinnedKafkaVersion(): Promise<string> {
   const pom = await Deno.readTextFile(POM);
   const match = pom.match(/<kafka\.version>\s*([^<\s]+)\s*<\/kafka\.version>/);
   if (!match) throw new Error(`no <kafka.version> property in ${POM}`);
   return match[1];
+}
+
+/** The Kafka version to run: `KAFKA_VERSION`, else the one pinned in the POM. */
+async function kafkaVersion(): Promise<string> {
+  const wanted = readEnv("KAFKA_VERSION");
+  if (wanted === undefined) return await pinnedKafkaVersion();
+  if (!/^\d+\.\d+\.\d+$/.test(wanted)) {
+    throw new Error(`KAFKA_VERSION must look like 3.9.2 or 4.4.0, got "${wanted}"`);
+  }
+  return wanted;
+}
+
+/** Where the jars of `version` live: `.kafka/lib` for the pinned one, else `.kafka/lib-<v>`. */
+async function libDir(version: string): Promise<string> {
+  return version === await pinnedKafkaVersion() ? LIB_DIR : `${KAFKA_DIR}/lib-${version}`;
 }
 
 /** Runs a command to completion, capturing its output. */
@@ -135,40 +175,142 @@ async function run(
  * Makes sure the broker jars for `version` are in `.kafka/lib`, running Maven if not.
  * Returns how long Maven took, or `null` when the cache was used.
  */
-async function ensureJars(version: string): Promise<number | null> {
-  const marker = `${LIB_DIR}/kafka_2.13-${version}.jar`;
+async function ensureJars(version: string, lib: string): Promise<number | null> {
+  const marker = `${lib}/kafka_2.13-${version}.jar`;
   if (await exists(marker)) return null;
   // Another version (or a half-finished copy) would mix jars on the classpath.
-  await Deno.remove(LIB_DIR, { recursive: true }).catch(() => {});
-  info(`downloading Kafka ${version} broker jars with Maven into .kafka/lib (first run only)...`);
+  await Deno.remove(lib, { recursive: true }).catch(() => {});
+  info(`downloading Kafka ${version} broker jars with Maven into ${lib} (first run only)...`);
   const started = performance.now();
   const mvn = await run("mvn", [
     "-B",
     "-q",
     "-f",
     POM,
+    `-Dkafka.version=${version}`,
     "dependency:copy-dependencies",
     "-DincludeScope=runtime",
-    `-DoutputDirectory=${LIB_DIR}`,
+    `-DoutputDirectory=${lib}`,
   ]);
   if (!mvn.ok || !(await exists(marker))) {
     console.error(mvn.output);
-    throw new Error(`Maven failed (exit ${mvn.code}) to fetch the Kafka jars into ${LIB_DIR}`);
+    throw new Error(`Maven failed (exit ${mvn.code}) to fetch the Kafka jars into ${lib}`);
   }
   return performance.now() - started;
 }
 
-function serverProperties(port: number, controllerPort: number, dataDir: string): string {
+/**
+ * Makes (once) the throw-away TLS material of the SASL_SSL listener with the JDK's
+ * keytool: a CA, and a broker key pair whose certificate (SAN 127.0.0.1, localhost) the CA
+ * signs. Returns the broker's PKCS12 keystore; clients trust `ca.pem`.
+ */
+async function ensureCerts(): Promise<{ keystore: string; caPem: string }> {
+  const keystore = `${CERT_DIR}/broker.p12`;
+  const caPem = `${CERT_DIR}/ca.pem`;
+  if (await exists(keystore) && await exists(caPem)) return { keystore, caPem };
+  await Deno.remove(CERT_DIR, { recursive: true }).catch(() => {});
+  await Deno.mkdir(CERT_DIR, { recursive: true });
+  const started = performance.now();
+  const ca = `${CERT_DIR}/ca.p12`;
+  const store = ["-storetype", "PKCS12", "-storepass", STORE_PASSWORD];
+  const key = ["-keyalg", "RSA", "-keysize", "2048", "-validity", "3650"];
+  // Stages run one after the other; the commands inside a stage are independent.
+  const stages: string[][][] = [[
+    ["-genkeypair", "-alias", "ca", ...key, "-dname", "CN=Sluice test CA", "-ext", "bc:c"]
+      .concat("-keystore", ca, ...store),
+    ["-genkeypair", "-alias", "broker", ...key, "-dname", `CN=${KAFKA_HOST}`]
+      .concat("-keystore", keystore, ...store),
+  ], [
+    ["-exportcert", "-rfc", "-alias", "ca", "-file", caPem, "-keystore", ca, ...store],
+    ["-certreq", "-alias", "broker", "-file", `${CERT_DIR}/broker.csr`]
+      .concat("-keystore", keystore, ...store),
+  ], [[
+    "-gencert",
+    "-alias",
+    "ca",
+    "-rfc",
+    "-validity",
+    "3650",
+    "-infile",
+    `${CERT_DIR}/broker.csr`,
+    "-outfile",
+    `${CERT_DIR}/broker.pem`,
+    "-ext",
+    `SAN=ip:${KAFKA_HOST},dns:localhost`,
+    "-ext",
+    "KU=digitalSignature,keyEncipherment",
+    "-ext",
+    "EKU=serverAuth",
+    "-keystore",
+    ca,
+    ...store,
+  ]], [
+    ["-importcert", "-noprompt", "-alias", "ca", "-file", caPem]
+      .concat("-keystore", keystore, ...store),
+  ], [
+    ["-importcert", "-alias", "broker", "-file", `${CERT_DIR}/broker.pem`]
+      .concat("-keystore", keystore, ...store),
+  ]];
+  for (const stage of stages) {
+    const results = await Promise.all(
+      stage.map((args) => run("keytool", [...KEYTOOL_JVM_FLAGS, ...args])),
+    );
+    const failed = results.findIndex((r) => !r.ok);
+    if (failed >= 0) {
+      console.error(results[failed].output);
+      await Deno.remove(CERT_DIR, { recursive: true }).catch(() => {});
+      throw new Error(
+        `keytool ${stage[failed][0]} failed (exit ${results[failed].code}) making ${CERT_DIR}`,
+      );
+    }
+  }
+  info(`certificates: made with keytool in ${seconds(performance.now() - started)}`);
+  return { keystore, caPem };
+}
+
+/** The SASL_SSL listener: TLS with `keystore`, PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER. */
+function secureListenerProperties(keystore: string): string[] {
+  const prefix = "listener.name.sasl_ssl";
+  const quote = (s: string) => JSON.stringify(s);
+  return [
+    "# SASL_SSL listener for the security tests (throw-away credentials).",
+    "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER",
+    `${prefix}.ssl.keystore.type=PKCS12`,
+    `${prefix}.ssl.keystore.location=${keystore}`,
+    `${prefix}.ssl.keystore.password=${STORE_PASSWORD}`,
+    `${prefix}.ssl.key.password=${STORE_PASSWORD}`,
+    `${prefix}.ssl.client.auth=none`,
+    `${prefix}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule ` +
+    `required user_${SECURE_USER}=${quote(SECURE_PASSWORD)};`,
+    `${prefix}.scram-sha-256.sasl.jaas.config=` +
+    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    `${prefix}.scram-sha-512.sasl.jaas.config=` +
+    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    // No server callback handler: Kafka's unsecured validator (unsigned JWTs, `sub` claim).
+    `${prefix}.oauthbearer.sasl.jaas.config=` +
+    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
+  ];
+}
+
+function serverProperties(
+  port: number,
+  controllerPort: number,
+  securePort: number,
+  keystore: string,
+  dataDir: string,
+): string {
   return [
     "# Written by scripts/kafka.ts: single-node KRaft broker for tests. Not for production.",
     "process.roles=broker,controller",
     "node.id=1",
     `controller.quorum.voters=1@${KAFKA_HOST}:${controllerPort}`,
-    `listeners=PLAINTEXT://${KAFKA_HOST}:${port},CONTROLLER://${KAFKA_HOST}:${controllerPort}`,
-    `advertised.listeners=PLAINTEXT://${KAFKA_HOST}:${port}`,
+    `listeners=PLAINTEXT://${KAFKA_HOST}:${port},CONTROLLER://${KAFKA_HOST}:${controllerPort},` +
+    `SASL_SSL://${KAFKA_HOST}:${securePort}`,
+    `advertised.listeners=PLAINTEXT://${KAFKA_HOST}:${port},SASL_SSL://${KAFKA_HOST}:${securePort}`,
     "controller.listener.names=CONTROLLER",
     "inter.broker.listener.name=PLAINTEXT",
-    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+    ...secureListenerProperties(keystore),
     `log.dirs=${dataDir}`,
     "# Internal topics sized for one broker, or the group coordinator never comes up.",
     "offsets.topic.replication.factor=1",
@@ -424,7 +566,15 @@ async function up(): Promise<number> {
       `already up: pid ${existing.pid}, ${KAFKA_HOST}:${existing.port}, ` +
         `Kafka ${existing.kafkaVersion}, RSS ${rss ?? "?"} MiB, started ${existing.startedAt}`,
     );
+    const wanted = await kafkaVersion();
+    if (existing.kafkaVersion !== wanted) {
+      throw new Error(
+        `a Kafka ${existing.kafkaVersion} broker is already up on ${KAFKA_HOST}:${existing.port}, ` +
+          `not ${wanted}; stop it (\`kafka.ts down\`) or use another KAFKA_PORT`,
+      );
+    }
     console.log(`KAFKA_BROKERS=${KAFKA_HOST}:${existing.port}`);
+    printSecure(existing.securePort);
     // For callers that stop what they started (scripts/run_tests.ts): this one they did not.
     console.log("KAFKA_ALREADY_UP=1");
     return 0;
@@ -443,7 +593,11 @@ async function up(): Promise<number> {
   if (!Number.isInteger(controllerPort) || controllerPort < 1 || controllerPort > 65535) {
     throw new Error(`bad controller port ${controllerPort}`);
   }
-  for (const p of [port, controllerPort]) {
+  const securePort = Number(readEnv("KAFKA_SECURE_PORT") ?? port + 2);
+  if (!Number.isInteger(securePort) || securePort < 1 || securePort > 65535) {
+    throw new Error(`bad KAFKA_SECURE_PORT ${securePort}`);
+  }
+  for (const p of [port, controllerPort, securePort]) {
     if (await tcpAnswers(KAFKA_HOST, p, 500)) {
       throw new Error(
         `${KAFKA_HOST}:${p} is already in use by something that is not our broker; ` +
@@ -453,12 +607,14 @@ async function up(): Promise<number> {
   }
 
   const version = await kafkaVersion();
-  const mavenMs = await ensureJars(version);
+  const lib = await libDir(version);
+  const mavenMs = await ensureJars(version, lib);
   info(
     mavenMs === null
-      ? `jars: cached in .kafka/lib (Kafka ${version})`
+      ? `jars: cached in ${lib.slice(ROOT.length + 1)} (Kafka ${version})`
       : `jars: fetched in ${seconds(mavenMs)}`,
   );
+  const { keystore } = await ensureCerts();
 
   await Deno.mkdir(RUN_DIR, { recursive: true });
   const confDir = await Deno.makeTempDir({ dir: RUN_DIR, prefix: "broker-" });
@@ -468,9 +624,12 @@ async function up(): Promise<number> {
   await Deno.mkdir(logsDir);
   const serverProps = `${confDir}/server.properties`;
   const log4jProps = `${confDir}/log4j.properties`;
-  await Deno.writeTextFile(serverProps, serverProperties(port, controllerPort, dataDir));
+  await Deno.writeTextFile(
+    serverProps,
+    serverProperties(port, controllerPort, securePort, keystore, dataDir),
+  );
   await Deno.writeTextFile(log4jProps, log4jProperties());
-  const classpath = `${LIB_DIR}/*`; // expanded by java itself, not by a shell
+  const classpath = `${lib}/*`; // expanded by java itself, not by a shell
   const log4jFlag = `-Dlog4j.configuration=file:${log4jProps}`;
 
   const formatStarted = performance.now();
@@ -486,6 +645,11 @@ async function up(): Promise<number> {
     "--config",
     serverProps,
     "--ignore-formatted",
+    // The SCRAM users of the SASL_SSL listener, written into the cluster metadata.
+    ...["SCRAM-SHA-256", "SCRAM-SHA-512"].flatMap((m) => [
+      "--add-scram",
+      `${m}=[name=${SECURE_USER},password=${SECURE_PASSWORD}]`,
+    ]),
   ]);
   if (!format.ok) {
     console.error(format.output);
@@ -510,6 +674,7 @@ async function up(): Promise<number> {
     pid,
     port,
     controllerPort,
+    securePort,
     confDir,
     kafkaVersion: version,
     startedAt: new Date().toISOString(),
@@ -537,7 +702,15 @@ async function up(): Promise<number> {
     return 1;
   }
   console.log(`KAFKA_BROKERS=${KAFKA_HOST}:${port}`);
+  printSecure(securePort);
   return 0;
+}
+
+/** Prints where the SASL_SSL listener is and the CA its clients trust (stdout). */
+function printSecure(securePort: number | undefined): void {
+  if (securePort === undefined) return;
+  console.log(`KAFKA_SECURE_BROKERS=${KAFKA_HOST}:${securePort}`);
+  console.log(`KAFKA_SECURE_CA=${CERT_DIR}/ca.pem`);
 }
 
 async function down(): Promise<number> {

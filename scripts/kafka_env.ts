@@ -16,6 +16,12 @@
 /** Loopback host the development broker binds to and advertises. */
 export const KAFKA_HOST = "127.0.0.1";
 
+/** User of the development broker's SASL_SSL listener (PLAIN, SCRAM; test credentials). */
+export const SECURE_USER = "sluice";
+
+/** Password of {@link SECURE_USER} (a throw-away test credential, not a secret). */
+export const SECURE_PASSWORD = "sluice-test-password";
+
 /** Default PLAINTEXT (client) port of the development broker. */
 export const DEFAULT_KAFKA_PORT = 19092;
 

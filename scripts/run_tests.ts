@@ -44,6 +44,11 @@ if (brokers) {
   const found = out.match(/KAFKA_BROKERS=(\S+)/);
   if (up.success && found) {
     brokers = found[1];
+    // The same broker's SASL_SSL listener, for the security tests.
+    for (const name of ["KAFKA_SECURE_BROKERS", "KAFKA_SECURE_CA"]) {
+      const value = out.match(new RegExp(`${name}=(\\S+)`))?.[1];
+      if (value) env[name] = value;
+    }
     // A broker that was already running (a developer's `deno task kafka:up`) is left running.
     startedBroker = !out.includes("KAFKA_ALREADY_UP=1");
     console.log(

@@ -4,7 +4,17 @@
  * @module
  */
 import { logLevel as KafkajsLevel } from "kafkajs";
+import type { ConsumerConfig, KafkaConfig, ProducerConfig } from "kafkajs";
 import { ConfigurationError, requirePositiveInteger } from "../../types.ts";
+import {
+  type KafkaSaslOptions,
+  type KafkaTlsOptions,
+  type ResolvedSasl,
+  type ResolvedTls,
+  resolveSasl,
+  resolveTls,
+} from "./security.ts";
+import { checkOptionKeys, resolveKafkajs } from "./option_keys.ts";
 
 /** How much kafkajs logs (to stderr). Default `"error"`. */
 export type KafkaLogLevel = "nothing" | "error" | "warn" | "info" | "debug";
@@ -30,6 +40,43 @@ export interface KafkaClientOptions {
   retry?: { initialRetryTimeMs?: number; retries?: number; maxRetryTimeMs?: number };
   /** How much kafkajs logs. Default `"error"`. */
   logLevel?: KafkaLogLevel;
+  /**
+   * TLS: `true` (trust the system's CAs) or {@link KafkaTlsOptions} (CA, client
+   * certificate and key, server name, `rejectUnauthorized`). Default: no TLS.
+   */
+  ssl?: boolean | KafkaTlsOptions;
+  /** SASL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER. Default: none. */
+  sasl?: KafkaSaslOptions;
+  /**
+   * Escape hatch: kafkajs options Sluice does not model, passed to kafkajs as they are
+   * (`client` to `new Kafka()`, `consumer` to `kafka.consumer()`, `producer` to
+   * `kafka.producer()`), e.g. `{ client: { requestTimeout: 60_000 }, consumer: {
+   * rackId: "eu-1a" } }`. Options Sluice models or must own (`groupId`, `ssl`, `retry`,
+   * `allowAutoTopicCreation`...) are refused with the Sluice option to use instead. Not
+   * covered by Sluice's guarantees: you are talking to kafkajs directly.
+   */
+  kafkajs?: KafkajsOptions;
+}
+
+/**
+ * kafkajs options passed through as they are; see {@link KafkaClientOptions.kafkajs}.
+ *
+ * @example
+ * ```ts
+ * import type { KafkajsOptions } from "@sluice/sluice/kafka";
+ * const kafkajs: KafkajsOptions = {
+ *   client: { requestTimeout: 60_000 },
+ *   consumer: { rackId: "eu-west-1a" },
+ * };
+ * ```
+ */
+export interface KafkajsOptions {
+  /** Extra options of `new Kafka(...)` (e.g. `requestTimeout`, `authenticationTimeout`). */
+  client?: Partial<KafkaConfig>;
+  /** Extra options of `kafka.consumer(...)` (e.g. `rackId`, `partitionAssigners`); consumer only. */
+  consumer?: Partial<ConsumerConfig>;
+  /** Extra options of `kafka.producer(...)` (e.g. `metadataMaxAge`); producer only. */
+  producer?: Partial<ProducerConfig>;
 }
 
 /** Options of a {@link KafkaConsumer}. */
@@ -94,6 +141,13 @@ export interface ResolvedClientOptions {
   connectTimeoutMs: number;
   retry: { initialRetryTime: number; retries: number; maxRetryTime: number };
   logLevel: KafkaLogLevel;
+  ssl: false | true | ResolvedTls;
+  sasl: ResolvedSasl | undefined;
+  kafkajs: {
+    client: Record<string, unknown>;
+    consumer: Record<string, unknown>;
+    producer: Record<string, unknown>;
+  };
 }
 
 /** @internal The validated consumer options. */
@@ -187,12 +241,17 @@ export function parseBrokers(brokers: unknown): string[] {
   return out;
 }
 
-function resolveClient(o: KafkaClientOptions, what: string): ResolvedClientOptions {
+/** @internal Validates the options every Kafka client takes (`what` names the class). */
+export function resolveClient(
+  o: KafkaClientOptions,
+  what: "KafkaConsumer" | "KafkaProducer" | "KafkaAdmin",
+): ResolvedClientOptions {
   if (o === null || typeof o !== "object") {
     throw new ConfigurationError(
       `${what} needs an options object, e.g. { brokers: "127.0.0.1:9092" }`,
     );
   }
+  checkOptionKeys(o as unknown as Record<string, unknown>, what);
   if (o.brokers === undefined) {
     throw new ConfigurationError(
       `${what} needs brokers, e.g. { brokers: "127.0.0.1:9092" } (or Deno.env.get("KAFKA_BROKERS"))`,
@@ -224,6 +283,9 @@ function resolveClient(o: KafkaClientOptions, what: string): ResolvedClientOptio
       maxRetryTime: optionalPositive("retry.maxRetryTimeMs", r.maxRetryTimeMs, 10_000),
     },
     logLevel,
+    ssl: resolveTls(o.ssl),
+    sasl: resolveSasl(o.sasl),
+    kafkajs: resolveKafkajs(o.kafkajs, what),
   };
 }
 

@@ -81,7 +81,8 @@ import {
   type ResolvedConsumerOptions,
 } from "./config.ts";
 import "./kafkajs_patch.ts";
-import { createKafka, describeError, type KafkaPayload, withTimeout } from "./payload.ts";
+import { ConnectionWatch, connectWatched } from "./security.ts";
+import { createKafka, describeError, type KafkaPayload } from "./payload.ts";
 
 interface Deferred {
   promise: Promise<void>;
@@ -610,8 +611,10 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
 
   async #start(): Promise<void> {
     const o = this.#o;
-    const kafka = this.#kafka = createKafka(o);
+    const watch = new ConnectionWatch(o.ssl !== false);
+    const kafka = this.#kafka = createKafka(o, watch);
     const consumer = this.#consumer = kafka.consumer({
+      ...o.kafkajs.consumer,
       groupId: o.group,
       sessionTimeout: o.sessionTimeoutMs,
       rebalanceTimeout: o.rebalanceTimeoutMs,
@@ -628,25 +631,11 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     });
     const brokers = o.brokers.join(",");
     try {
-      await withTimeout(
-        Promise.all([consumer.connect(), admin.connect()]),
-        o.connectTimeoutMs,
-        () =>
-          new ConsumerError(
-            `could not connect to Kafka at ${brokers} within ${o.connectTimeoutMs} ms; check that ` +
-              "the broker runs and that `brokers` (e.g. KAFKA_BROKERS) names it (use 127.0.0.1, not localhost)",
-          ),
-      );
+      // Typed errors: KafkaAuthenticationError, KafkaTlsError, or a ConsumerError.
+      await connectWatched([consumer.connect(), admin.connect()], watch, o);
     } catch (e) {
       await this.#teardown();
-      if (e instanceof ConsumerError) throw e;
-      throw new ConsumerError(
-        `could not connect to Kafka at ${brokers}: ${
-          describeError(e)
-        }; check that the broker runs ` +
-          "and that `brokers` (e.g. KAFKA_BROKERS) names it",
-        { cause: e },
-      );
+      throw e;
     }
     try {
       const existing = new Set(await admin.listTopics());

@@ -27,9 +27,24 @@
 export {
   type KafkaClientOptions,
   type KafkaConsumerOptions,
+  type KafkajsOptions,
   type KafkaLogLevel,
   type KafkaProducerOptions,
 } from "./config.ts";
+export {
+  KafkaAuthenticationError,
+  type KafkaSaslOAuthBearerOptions,
+  type KafkaSaslOptions,
+  type KafkaSaslPasswordOptions,
+  KafkaTlsError,
+  type KafkaTlsOptions,
+} from "./security.ts";
+export {
+  KafkaAdmin,
+  type KafkaGroupOffsets,
+  type KafkaPartitionLag,
+  type KafkaTopicSpec,
+} from "./admin.ts";
 export { KafkaConsumer, type KafkaConsumerStats } from "./consumer.ts";
 export { KafkaProducer, ProduceError } from "./producer.ts";
 export type { KafkaHeaders, KafkaPayload } from "./payload.ts";

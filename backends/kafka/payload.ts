@@ -4,8 +4,9 @@
  *
  * @module
  */
-import { Kafka, type logLevel as LogLevelEnum } from "kafkajs";
+import { Kafka, type KafkaConfig, type logLevel as LogLevelEnum } from "kafkajs";
 import { kafkajsLogLevel, type ResolvedClientOptions } from "./config.ts";
+import { ConnectionWatch, kafkajsSasl, kafkajsSsl } from "./security.ts";
 
 /** Header values as Kafka carries them (bytes; strings are accepted when producing). */
 export type KafkaHeaders = Record<
@@ -46,9 +47,15 @@ export interface KafkaPayload {
 const LEVEL_NAMES = ["NOTHING", "ERROR", "WARN", "INFO", "DEBUG"];
 
 /** @internal A kafkajs client logging through `console.error` with a `kafkajs` prefix. */
-export function createKafka(o: ResolvedClientOptions): Kafka {
+export function createKafka(o: ResolvedClientOptions, watch?: ConnectionWatch): Kafka {
   const level = kafkajsLogLevel(o.logLevel);
+  const { socketFactory, ...extra } = o.kafkajs.client;
   return new Kafka({
+    ...extra,
+    ssl: kafkajsSsl(o.ssl),
+    sasl: kafkajsSasl(o.sasl) as KafkaConfig["sasl"],
+    socketFactory: (watch ?? new ConnectionWatch(o.ssl !== false))
+      .socketFactory(socketFactory as undefined) as unknown as KafkaConfig["socketFactory"],
     clientId: o.clientId,
     brokers: o.brokers,
     connectionTimeout: Math.min(o.connectTimeoutMs, 3000),

@@ -16,7 +16,6 @@ import {
   BrokerValue,
   ClosedError,
   ConfigurationError,
-  ConsumerError,
   Partition,
   SluiceError,
   Topic,
@@ -28,7 +27,8 @@ import {
   resolveProducerOptions,
 } from "./config.ts";
 import "./kafkajs_patch.ts";
-import { createKafka, describeError, type KafkaPayload, withTimeout } from "./payload.ts";
+import { createKafka, describeError, type KafkaPayload } from "./payload.ts";
+import { ConnectionWatch, connectWatched } from "./security.ts";
 
 /** A delivery to Kafka failed; `cause` holds kafkajs's error. */
 export class ProduceError extends SluiceError {}
@@ -131,10 +131,12 @@ export class KafkaProducer implements Producer<KafkaPayload> {
 
   async #start(): Promise<void> {
     const o = this.#o;
-    this.#kafka = createKafka(o);
+    const watch = new ConnectionWatch(o.ssl !== false);
+    this.#kafka = createKafka(o, watch);
     this.#producer = this.#kafka.producer({
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner,
+      ...o.kafkajs.producer,
       retry: { ...o.retry },
       idempotent: o.idempotent,
       maxInFlightRequests: o.idempotent ? 1 : undefined,
@@ -142,23 +144,12 @@ export class KafkaProducer implements Producer<KafkaPayload> {
     this.#admin = this.#kafka.admin({
       retry: { ...o.retry, retries: Math.min(o.retry.retries, 3) },
     });
-    const brokers = o.brokers.join(",");
     try {
-      await withTimeout(
-        Promise.all([this.#producer.connect(), this.#admin.connect()]),
-        o.connectTimeoutMs,
-        () =>
-          new ConsumerError(
-            `could not connect to Kafka at ${brokers} within ${o.connectTimeoutMs} ms; check that ` +
-              "the broker runs and that `brokers` (e.g. KAFKA_BROKERS) names it",
-          ),
-      );
+      // Typed errors: KafkaAuthenticationError, KafkaTlsError, or a ConsumerError.
+      await connectWatched([this.#producer.connect(), this.#admin.connect()], watch, o);
     } catch (e) {
       await this.#teardown();
-      if (e instanceof ConsumerError) throw e;
-      throw new ConsumerError(`could not connect to Kafka at ${brokers}: ${describeError(e)}`, {
-        cause: e,
-      });
+      throw e;
     }
   }
 
