@@ -620,8 +620,9 @@ export class StreamProcessor<T> {
     this.#enter(Phase.Process);
     const bound = this.#paused ? this.#pausedBackoffMs : this.#maxBackoffMs;
     this.#backoff = Math.min(this.#backoff * 2, Math.max(bound, MIN_BACKOFF_MS));
-    if (this.#paused) {
-      // Keep group membership alive and let rebalances through while paused.
+    if (this.#paused || this.#consumer.rebalancePending?.() === true) {
+      // Keep group membership alive and let rebalances through while paused; a rebalance
+      // is let through at once (its onRevoke drops what is carried of revoked partitions).
       const batch = await this.#consumer.poll(0);
       if (batch.length > 0) {
         if (this.#carried !== undefined) {

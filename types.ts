@@ -39,6 +39,18 @@ export class ClosedError extends SluiceError {}
 /** A consumer operation failed (unassigned partition, invalid offset, commit rejected...). */
 export class ConsumerError extends SluiceError {}
 
+/**
+ * A producer could not do its work (e.g. no connection to the broker within its timeout).
+ *
+ * @example
+ * ```ts
+ * import { ProducerError } from "@sluice/sluice";
+ * const e = new ProducerError("could not connect to Kafka at 127.0.0.1:9092");
+ * console.log(e instanceof ProducerError, e.name);
+ * ```
+ */
+export class ProducerError extends SluiceError {}
+
 /** The processor reached a state that should not be possible; it stops rather than lose data. */
 export class InvalidStateError extends SluiceError {}
 

@@ -61,6 +61,11 @@ export interface Consumer<T> {
    * Backends that cannot answer cheaply return undefined.
    */
   endOffset?(partition: Partition): number | undefined;
+  /**
+   * Optional: true when the group is rebalancing and the next `poll()` would revoke
+   * partitions. A processor holding back polls at once when it sees this.
+   */
+  rebalancePending?(): boolean;
 }
 
 /** Writes messages to a topic (or a specific partition). */

@@ -114,7 +114,7 @@ export class KafkaAdmin {
     if (this.#closed) return Promise.reject(new ClosedError("KafkaAdmin is closed"));
     return this.#admin ??= (async () => {
       const watch = new ConnectionWatch(this.#o.ssl !== false);
-      const kafka = this.#kafka = createKafka(this.#o, watch);
+      const kafka = this.#kafka = createKafka(this.#o, undefined, watch);
       const admin = kafka.admin({ retry: { ...this.#o.retry } });
       try {
         await connectWatched([admin.connect()], watch, this.#o);

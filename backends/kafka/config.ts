@@ -30,7 +30,8 @@ export interface KafkaClientOptions {
   clientId?: string;
   /**
    * Longest wait for the first connection to the brokers. After it, `poll()` / `produce()`
-   * fail with a {@link ConsumerError} naming the brokers. Default 10 000 ms.
+   * fail with a {@link ConsumerError} (consumer) or a {@link ProducerError} (producer) naming
+   * the brokers. Default 10 000 ms.
    */
   connectTimeoutMs?: number;
   /**

@@ -83,6 +83,7 @@ import {
 import "./kafkajs_patch.ts";
 import { ConnectionWatch, connectWatched } from "./security.ts";
 import { createKafka, describeError, type KafkaPayload } from "./payload.ts";
+import { KafkajsLog } from "./log.ts";
 
 interface Deferred {
   promise: Promise<void>;
@@ -99,6 +100,13 @@ function deferred(): Deferred {
 interface PendingBatch {
   readonly partition: Partition;
   readonly messages: KafkaMessage[];
+  /** The offset kafkajs fetched this batch from (its position for the partition then). */
+  readonly fetchedOffset: number;
+  /**
+   * The last offset of the fetch for this partition, records consumers never see
+   * (transaction markers, aborted records) after the last message included.
+   */
+  readonly lastOffset: number;
   /** Index of the next message to hand out. */
   next: number;
   readonly generation: number;
@@ -218,6 +226,21 @@ export interface KafkaConsumerStats {
    * timed out): nothing was committed; the processor sends the offsets again.
    */
   commitsFailed: number;
+  /**
+   * Batches kafkajs fetched from beyond a partition's position (a gap): not handed out;
+   * kafkajs was sought back to the position and fetched again (warned).
+   */
+  gapsRefetched: number;
+  /**
+   * Gaps accepted after the re-fetch from the position started at the same offset again:
+   * the records in between no longer exist (retention deleted them) (warned).
+   */
+  gapsAccepted: number;
+  /**
+   * Errors kafkajs logged that are expected while it retries (rebalances, a coordinator
+   * moving, a broker restarting): reported as rate-limited warnings, not errors.
+   */
+  kafkajsTransientErrors: number;
 }
 
 /**
@@ -256,7 +279,20 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     commitsSkipped: 0,
     crashes: 0,
     commitsFailed: 0,
+    gapsRefetched: 0,
+    gapsAccepted: 0,
+    kafkajsTransientErrors: 0,
   };
+  readonly #log = new KafkajsLog(() => this.stats.kafkajsTransientErrors++);
+  /** Per partition, the last gap re-fetched: the position and the offset kafkajs fetched from. */
+  readonly #gapSeen = new Map<Partition, { position: number; fetchedOffset: number }>();
+  /**
+   * Per partition, where the fetch of the last batch fully handed out ended, when that is
+   * past the position (it ended with records consumers never see): kafkajs continues there.
+   */
+  readonly #fetchedTo = new Map<Partition, { position: number; next: number }>();
+  #gapWarnedAt = -Infinity;
+  #gapsUnwarned = 0;
   /** Commit failures and rejections in a row (see `#warnCommitFailure`). */
   #commitFailures = 0;
   #failingSince = 0;
@@ -401,6 +437,16 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
 
   paused(): Partition[] {
     return [...this.#paused];
+  }
+
+  /**
+   * True when the group is rebalancing and the next `poll()` runs `onRevoke`. A processor
+   * whose pipeline holds back polls at once when it sees this, instead of after
+   * `pauseAfterMs`: the coordinator waits for this member before it hands its partitions
+   * to another member.
+   */
+  rebalancePending(): boolean {
+    return this.#revokeState === "pending";
   }
 
   tell(): Map<Partition, number> {
@@ -612,7 +658,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   async #start(): Promise<void> {
     const o = this.#o;
     const watch = new ConnectionWatch(o.ssl !== false);
-    const kafka = this.#kafka = createKafka(o, watch);
+    const kafka = this.#kafka = createKafka(o, this.#log, watch);
     const consumer = this.#consumer = kafka.consumer({
       ...o.kafkajs.consumer,
       groupId: o.group,
@@ -770,9 +816,13 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     if (this.#activeHandlers++ === 0) this.#round++;
     const round = this.#round;
     try {
+      // kafkajs's Batch records the offset it fetched from (not in its type declarations).
+      const fetched = (batch as { fetchedOffset?: string }).fetchedOffset;
       const entry: PendingBatch = {
         partition: p,
         messages,
+        fetchedOffset: Number(fetched ?? messages[0].offset),
+        lastOffset: Number(batch.lastOffset()),
         next: 0,
         generation,
         round,
@@ -782,7 +832,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       // Resolve now, so that kafkajs fetches the next batch while poll() hands this one
       // out. kafkajs never commits resolved offsets (autoCommit off); a batch dropped before
       // it was fully handed out rewinds kafkajs to the first message not handed out
-      // (`#drop`), and a rejoin resets kafkajs to the committed offsets anyway.
+      // (`#drop`), and every assignment seeks kafkajs to Sluice's start position.
       resolveOffset(messages[messages.length - 1].offset);
       this.#wakeUp();
       await this.#waitForRoom(entry, payload, generation);
@@ -962,6 +1012,13 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
         const pos = this.#positions.get(p);
         if (pos !== undefined) {
           while (start < msgs.length && Number(msgs[start].offset) < pos) start++;
+          if (
+            start < msgs.length && Number(msgs[start].offset) > pos && !this.#gapAllowed(b, pos)
+          ) {
+            // Never hand out (and so never commit across) a batch that skips records.
+            this.#refetch(p, pos);
+            continue;
+          }
         }
       }
       const end = Math.min(msgs.length, start + limit - out.length);
@@ -998,10 +1055,73 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
         this.#positions.set(p, last + 1);
       }
       b.next = end;
-      if (b.next >= msgs.length) this.#settle(b);
+      if (b.next >= msgs.length) {
+        this.#settle(b);
+        const pos = this.#positions.get(p);
+        if (pos !== undefined && b.lastOffset >= pos) {
+          this.#fetchedTo.set(p, { position: pos, next: b.lastOffset + 1 });
+        }
+      }
     }
     this.#compactQueue();
     return out;
+  }
+
+  /**
+   * A batch whose first message is above the partition's position: is the gap real? When
+   * kafkajs fetched from the position or before it, the broker returned everything there
+   * is from there and the missing offsets are records consumers never see (transaction
+   * markers, aborted or compacted records): allowed. When kafkajs fetched from beyond the
+   * position (a stale seek, a reset), it is re-fetched from the position once; if the
+   * re-fetch again starts at the same place, the records no longer exist (retention deleted
+   * them, kafkajs reset an out-of-range offset): accepted, with a warning.
+   */
+  #gapAllowed(b: PendingBatch, position: number): boolean {
+    if (b.fetchedOffset <= position) return true;
+    const to = this.#fetchedTo.get(b.partition);
+    if (to !== undefined && to.position === position && b.fetchedOffset <= to.next) return true;
+    const seen = this.#gapSeen.get(b.partition);
+    if (
+      seen === undefined || seen.position !== position || seen.fetchedOffset !== b.fetchedOffset
+    ) {
+      this.#gapSeen.set(b.partition, { position, fetchedOffset: b.fetchedOffset });
+      this.stats.gapsRefetched++;
+      this.#warnGap(() =>
+        `${b.partition}: kafkajs fetched from offset ${b.fetchedOffset}, beyond the next ` +
+        `offset to hand out (${position}); not handed out, fetching again from ${position}`
+      );
+      return false;
+    }
+    this.#gapSeen.delete(b.partition);
+    this.stats.gapsAccepted++;
+    console.warn(
+      `sluice kafka: ${b.partition}: offsets ${position}..${
+        b.fetchedOffset - 1
+      } cannot be fetched (fetching from ${position} again started at ${b.fetchedOffset}: ` +
+        "deleted by retention, or out of range); continuing at " + b.fetchedOffset,
+    );
+    return true;
+  }
+
+  /** Warns about a re-fetched gap at most every 10 s, with the number left unwarned. */
+  #warnGap(message: () => string): void {
+    const now = performance.now();
+    if (now - this.#gapWarnedAt < 10_000) {
+      this.#gapsUnwarned++;
+      return;
+    }
+    const more = this.#gapsUnwarned > 0 ? ` (and ${this.#gapsUnwarned} more since the last)` : "";
+    this.#gapWarnedAt = now;
+    this.#gapsUnwarned = 0;
+    console.warn(`sluice kafka: gap detected: ${message()}${more}`);
+  }
+
+  /** Drops the queued batches of `p` and makes kafkajs fetch it again from `offset`. */
+  #refetch(p: Partition, offset: number): void {
+    this.#drop((b) => b.partition === p, false);
+    this.#kafkajsCall(() =>
+      this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(offset) })
+    );
   }
 
   // ---- assignment changes, run from poll() ------------------------------------------------
@@ -1032,15 +1152,13 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     // would accept our commit and could move the new owner's offset. Not committed.
     for (const p of lost) this.#lost.add(p);
     if (lost.length > 0) await this.#revoke(lost, true);
-    const kept = [...this.#assigned];
-    for (const p of kept) {
-      // A rejoin resets kafkajs's fetch position to the last commit: continue from ours.
+    // Every assignment seeks kafkajs to where Sluice continues, and drops what was queued
+    // before: kafkajs would otherwise fetch a kept partition from the last commit, and
+    // either kind from a seek it kept from an earlier generation (kafkajs 2.2.4 keeps
+    // pending seeks across rejoins: `ConsumerGroup.seekOffset`).
+    for (const p of this.#assigned) {
       const o = this.#positions.get(p);
-      if (o !== undefined) {
-        this.#kafkajsCall(() =>
-          this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(o) })
-        );
-      }
+      if (o !== undefined) this.#refetch(p, o);
     }
     const added = [...next].filter((p) => !this.#assigned.has(p));
     if (added.length === 0) return;
@@ -1067,6 +1185,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     for (const [p, o] of starts) {
       this.#assigned.add(p);
       this.#positions.set(p, o);
+      this.#gapSeen.delete(p);
+      this.#refetch(p, o);
     }
     await this.#callbacks.onAssign?.(starts);
   }
@@ -1079,6 +1199,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       for (const p of parts) {
         this.#assigned.delete(p);
         this.#positions.delete(p);
+        this.#fetchedTo.delete(p);
+        this.#gapSeen.delete(p);
         this.#staged.delete(p);
         this.#lost.delete(p);
         if (this.#paused.delete(p) && resumeInKafkajs) {

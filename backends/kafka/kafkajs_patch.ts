@@ -150,3 +150,107 @@ if (
   kafkajsOriginals.readVarLong = readVarLong;
   Long[DECODE_PATCHED] = true;
 }
+
+// @ts-ignore: internal kafkajs module without type declarations
+import ConsumerGroupModule from "npm:kafkajs@2.2.4/src/consumer/consumerGroup.js";
+// deno-lint-ignore no-explicit-any
+const ConsumerGroup = ConsumerGroupModule as any;
+const SEEKS_PATCHED = Symbol.for("sluice.kafkajs.seeksClearedOnJoin");
+
+/** True when pending seeks are dropped when kafkajs (re)joins its group (for tests). */
+export function kafkajsSeeksPatched(): boolean {
+  return ConsumerGroup?.prototype?.[SEEKS_PATCHED] === true;
+}
+
+/*
+ * **Seeks that outlive their generation.** `consumer.seek()` only records the offset in
+ * `ConsumerGroup.seekOffset` (src/consumer/consumerGroup.js `seek`, a `SeekOffsets` map
+ * created once in the constructor); the next fetch pops it (`seekOffsets`, called from
+ * `fetch`) and applies it to the current `OffsetManager`. A rejoin (`joinAndSync`)
+ * replaces the OffsetManager (`[PRIVATE.SYNC]`) but not that map: a seek made in the old
+ * generation and not yet fetched (the fetch loop waits for the `eachBatch` handlers
+ * during a rebalance) is applied to the new generation's first fetch instead of the
+ * committed offset, and a seek of a partition that went to another member is applied
+ * whenever the partition comes back, generations later. Kafka's own consumer forgets
+ * positions with the assignment. The fix clears the map when a join starts; Sluice seeks
+ * every partition of the new assignment itself (to the committed offset, or to where it
+ * continues for a partition it kept).
+ */
+if (
+  typeof ConsumerGroup?.prototype?.joinAndSync === "function" &&
+  !ConsumerGroup.prototype[SEEKS_PATCHED]
+) {
+  const joinAndSync = ConsumerGroup.prototype.joinAndSync;
+  // deno-lint-ignore no-explicit-any
+  ConsumerGroup.prototype.joinAndSync = function (this: any): unknown {
+    this.seekOffset?.clear?.();
+    return joinAndSync.call(this);
+  };
+  ConsumerGroup.prototype[SEEKS_PATCHED] = true;
+}
+
+// @ts-ignore: internal kafkajs module without type declarations
+import BrokerPoolModule from "npm:kafkajs@2.2.4/src/cluster/brokerPool.js";
+// @ts-ignore: internal kafkajs module without type declarations
+import ErrorsModule from "npm:kafkajs@2.2.4/src/errors.js";
+// deno-lint-ignore no-explicit-any
+const BrokerPool = BrokerPoolModule as any;
+// deno-lint-ignore no-explicit-any
+const KafkaErrors = ErrorsModule as any;
+const POOL_PATCHED = Symbol.for("sluice.kafkajs.connectStopsOnDisconnect");
+const POOL_CLOSED = Symbol.for("sluice.kafkajs.poolDisconnected");
+
+/** True when a disconnect ends a connect still retrying (for tests). */
+export function kafkajsConnectPatched(): boolean {
+  return BrokerPool?.prototype?.[POOL_PATCHED] === true;
+}
+
+/*
+ * **A connect that outlives its client.** `BrokerPool.connect` (src/cluster/brokerPool.js)
+ * retries the seed broker with the client's retry policy (10 retries up to 10 s apart by
+ * default: about a minute) and nothing stops it: `disconnect()` closes the brokers, but the
+ * retry loop creates a new seed broker (`createSeedBroker`) and tries again, keeping the
+ * process alive and logging an error per attempt long after Sluice gave up on its
+ * `connectTimeoutMs`. The fix marks the pool on `disconnect()`; from then on the seed
+ * broker's `connect` fails with a non-retriable error, which ends the loop at its next
+ * attempt (`bail`). A later `connect()` clears the mark.
+ */
+if (
+  typeof BrokerPool?.prototype?.connect === "function" &&
+  typeof BrokerPool.prototype.disconnect === "function" &&
+  typeof BrokerPool.prototype.createSeedBroker === "function" &&
+  typeof KafkaErrors?.KafkaJSNonRetriableError === "function" &&
+  !BrokerPool.prototype[POOL_PATCHED]
+) {
+  const proto = BrokerPool.prototype;
+  const { connect, disconnect, createSeedBroker } = proto;
+  const closedConnect = () =>
+    Promise.reject(
+      new KafkaErrors.KafkaJSNonRetriableError("the client was disconnected; not reconnecting"),
+    );
+  // deno-lint-ignore no-explicit-any
+  const fence = (pool: any) => {
+    if (pool[POOL_CLOSED] && pool.seedBroker) pool.seedBroker.connect = closedConnect;
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.connect = function (this: any): unknown {
+    this[POOL_CLOSED] = false;
+    return connect.call(this);
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.disconnect = async function (this: any): Promise<unknown> {
+    this[POOL_CLOSED] = true;
+    try {
+      return await disconnect.call(this);
+    } finally {
+      fence(this);
+    }
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.createSeedBroker = async function (this: any): Promise<unknown> {
+    const r = await createSeedBroker.call(this);
+    fence(this);
+    return r;
+  };
+  proto[POOL_PATCHED] = true;
+}

@@ -7,6 +7,7 @@
 import { Kafka, type KafkaConfig, type logLevel as LogLevelEnum } from "kafkajs";
 import { kafkajsLogLevel, type ResolvedClientOptions } from "./config.ts";
 import { ConnectionWatch, kafkajsSasl, kafkajsSsl } from "./security.ts";
+import { KafkajsLog } from "./log.ts";
 
 /** Header values as Kafka carries them (bytes; strings are accepted when producing). */
 export type KafkaHeaders = Record<
@@ -44,10 +45,15 @@ export interface KafkaPayload {
   readonly timestamp?: number;
 }
 
-const LEVEL_NAMES = ["NOTHING", "ERROR", "WARN", "INFO", "DEBUG"];
-
-/** @internal A kafkajs client logging through `console.error` with a `kafkajs` prefix. */
-export function createKafka(o: ResolvedClientOptions, watch?: ConnectionWatch): Kafka {
+/**
+ * @internal A kafkajs client whose log goes through `log` (a new {@link KafkajsLog} when
+ * not given): no stacks, transient errors counted and rate-limited as warnings.
+ */
+export function createKafka(
+  o: ResolvedClientOptions,
+  log = new KafkajsLog(),
+  watch?: ConnectionWatch,
+): Kafka {
   const level = kafkajsLogLevel(o.logLevel);
   const { socketFactory, ...extra } = o.kafkajs.client;
   return new Kafka({
@@ -61,15 +67,7 @@ export function createKafka(o: ResolvedClientOptions, watch?: ConnectionWatch): 
     connectionTimeout: Math.min(o.connectTimeoutMs, 3000),
     retry: { ...o.retry },
     logLevel: level as LogLevelEnum,
-    logCreator: () => ({ namespace, level, label, log }) => {
-      const { message, ...rest } = log as { message: string; [k: string]: unknown };
-      delete rest.timestamp;
-      delete rest.logger;
-      console.error(
-        `kafkajs ${label ?? LEVEL_NAMES[level]} [${namespace}] ${message}`,
-        Object.keys(rest).length > 0 ? JSON.stringify(rest) : "",
-      );
-    },
+    logCreator: log.creator,
   });
 }
 

@@ -17,6 +17,7 @@ import {
   ClosedError,
   ConfigurationError,
   Partition,
+  ProducerError,
   SluiceError,
   Topic,
   UnknownTopicError,
@@ -28,7 +29,12 @@ import {
 } from "./config.ts";
 import "./kafkajs_patch.ts";
 import { createKafka, describeError, type KafkaPayload } from "./payload.ts";
-import { ConnectionWatch, connectWatched } from "./security.ts";
+import {
+  ConnectionWatch,
+  connectWatched,
+  KafkaAuthenticationError,
+  KafkaTlsError,
+} from "./security.ts";
 
 /** A delivery to Kafka failed; `cause` holds kafkajs's error. */
 export class ProduceError extends SluiceError {}
@@ -132,7 +138,7 @@ export class KafkaProducer implements Producer<KafkaPayload> {
   async #start(): Promise<void> {
     const o = this.#o;
     const watch = new ConnectionWatch(o.ssl !== false);
-    this.#kafka = createKafka(o, watch);
+    this.#kafka = createKafka(o, undefined, watch);
     this.#producer = this.#kafka.producer({
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner,
@@ -149,7 +155,9 @@ export class KafkaProducer implements Producer<KafkaPayload> {
       await connectWatched([this.#producer.connect(), this.#admin.connect()], watch, o);
     } catch (e) {
       await this.#teardown();
-      throw e;
+      if (e instanceof KafkaAuthenticationError || e instanceof KafkaTlsError) throw e;
+      // A producer fails with its own error type (the message says what to check).
+      throw new ProducerError((e as Error).message, { cause: e });
     }
   }
 
