@@ -172,12 +172,13 @@ function toBuffer(v: Uint8Array | string): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function headersOf(h: NonNullable<KafkaPayload["headers"]>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+function headersOf(h: NonNullable<KafkaPayload["headers"]>): Map<Buffer, Buffer> {
+  const out = new Map<Buffer, Buffer>();
   for (const [k, v] of Object.entries(h)) {
     if (v === undefined) continue;
-    const one = Array.isArray(v) ? v[0] : v;
-    out[k] = toBuffer(one as Uint8Array | string);
+    for (const one of Array.isArray(v) ? v : [v]) {
+      out.set(toBuffer(k), toBuffer(one as Uint8Array | string));
+    }
   }
   return out;
 }
