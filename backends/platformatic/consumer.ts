@@ -134,6 +134,8 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
   /** Eager (roundrobin) rebalance under way: no assignment until the group has synced. */
   #assignBlocked = false;
   #wake: Deferred = deferred();
+  /** Resolved when the library asks for a revoke (renewed once it is taken up). */
+  #revokeRequested: Deferred = deferred();
   #error: unknown;
 
   /** Validates `options`; connects on the first `poll()`. */
@@ -244,7 +246,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       }
     }
     try {
-      await this.#client!.commit({
+      const commit = this.#client!.commit({
         offsets: [...staged].map(([p, o]) => ({
           topic: p.topic.name,
           partition: p.index,
@@ -252,7 +254,16 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
           leaderEpoch: this.#epochs.get(p) ?? -1,
         })),
       });
-      return staged;
+      commit.catch(() => {});
+      // A commit the group refuses makes the library rejoin before it answers, and that
+      // rejoin may wait for a revoke from poll(), which waits for this commit: when a revoke
+      // is requested meanwhile, nothing is reported committed (the processor keeps the
+      // offsets and commits them again, inside onRevoke).
+      const done = await Promise.race([
+        commit.then(() => true),
+        this.#revokeRequested.promise.then(() => false),
+      ]);
+      return done ? staged : new Map();
     } catch (e) {
       if (isRebalanceError(e)) return new Map(); // kept by the processor and sent again
       throw new ConsumerError(`commit failed: ${describe(e)}`, { cause: e });
@@ -305,13 +316,16 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       ...(o.groupProtocol === "consumer"
         ? {
           groupProtocol: "consumer" as const,
-          rebalanceTimeout: o.rebalanceTimeoutMs,
+          // The broker owns the session timeout under KIP-848; the library still checks
+          // its own against the rebalance timeout.
+          sessionTimeout: o.sessionTimeoutMs,
+          rebalanceTimeout: Math.max(o.rebalanceTimeoutMs, o.sessionTimeoutMs),
           ...(o.remoteAssignor ? { groupRemoteAssignor: o.remoteAssignor } : {}),
         }
         : {
           sessionTimeout: o.sessionTimeoutMs,
           heartbeatInterval: o.heartbeatIntervalMs,
-          rebalanceTimeout: o.rebalanceTimeoutMs,
+          rebalanceTimeout: Math.max(o.rebalanceTimeoutMs, o.sessionTimeoutMs),
           protocols: [{ name: o.assignor, version: 1 }],
         }),
       // deno-lint-ignore no-explicit-any
@@ -401,6 +415,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       this.#revoke = { partitions: new Set(partitions), done: deferred() };
     } else for (const p of partitions) this.#revoke.partitions.add(p);
     this.#wake.resolve();
+    this.#revokeRequested.resolve();
     return this.#revoke.done.promise;
   }
 
@@ -409,6 +424,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
     const revoke = this.#revoke;
     if (revoke !== undefined) {
       this.#revoke = undefined;
+      this.#revokeRequested = deferred();
       try {
         await this.#runRevoke([...revoke.partitions].filter((p) => this.#positions.has(p)));
       } finally {
@@ -426,8 +442,13 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       }
     }
     if (added.length === 0) return;
-    const starts = await this.#startOffsets(added);
-    // A revoke may have been requested meanwhile: it is handled on the next poll.
+    // Reading committed offsets is a group request: the library may hold it behind a rejoin
+    // that itself waits for a revoke from this poll. A revoke requested meanwhile wins; the
+    // assignment is taken up again afterwards.
+    const lookup = this.#startOffsets(added);
+    lookup.catch(() => {});
+    const starts = await Promise.race([lookup, this.#revokeRequested.promise.then(() => null)]);
+    if (starts === null) return await this.#rebalance();
     for (const [p, o] of starts) this.#positions.set(p, o);
     this.stats.assigns++;
     await this.#callbacks.onAssign?.(starts);
