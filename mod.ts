@@ -39,6 +39,8 @@ export { CommitPolicy, type CommitPolicyOptions, CommitPolicyState } from "./com
 export {
   type MeterProviderLike,
   type ProcessorStats,
+  ProcessorStoppedError,
+  type RunOptions,
   StreamProcessor,
   type StreamProcessorOptions,
 } from "./processor.ts";

@@ -21,7 +21,9 @@ import type {
 } from "./strategies/abstract.ts";
 import {
   type BrokerValue,
+  ClosedError,
   ConfigurationError,
+  ConsumerError,
   InvalidMessage,
   InvalidStateError,
   MESSAGE_REJECTED,
@@ -78,7 +80,10 @@ export interface StreamProcessorOptions<T> {
    */
   clock?: Clock;
   /**
-   * Install SIGINT/SIGTERM handlers that shut down gracefully during `run()`.
+   * Handle SIGINT/SIGTERM during `run()`. The first one shuts down gracefully and prints a
+   * line (stderr) saying what is drained and the deadline (`joinTimeoutMs`); a second one
+   * stops the process at once (exit code 130 for SIGINT, 143 for SIGTERM): unfinished work
+   * is not committed and is read again.
    * @default true
    */
   handleSignals?: boolean;
@@ -120,6 +125,35 @@ export interface MeterProviderLike {
   /** Returns the meter of the instrumentation scope `name`. */
   getMeter(name: string, version?: string, options?: { schemaUrl?: string }): object;
 }
+
+/** Options of {@link StreamProcessor.run}. */
+export interface RunOptions {
+  /**
+   * Stop gracefully once the consumer has caught up: every assigned partition processed
+   * (and, by the shutdown's final commit, committed) up to the end offset it had when the
+   * processor first saw it assigned. For batch jobs, scripts and examples. Needs a consumer
+   * with `endOffsets()` (the local and Kafka consumers have it). With no partition
+   * assigned (yet), it keeps waiting for one.
+   */
+  untilCaughtUp?: boolean;
+}
+
+/**
+ * `run()` was called on a processor that has already stopped (its consumer is closed).
+ * Create a new consumer and processor to consume again.
+ *
+ * @example
+ * ```ts
+ * import { ProcessorStoppedError, type StreamProcessor } from "@sluice/sluice";
+ * declare const processor: StreamProcessor<string>;
+ * try {
+ *   await processor.run();
+ * } catch (e) {
+ *   if (e instanceof ProcessorStoppedError) console.log("already stopped");
+ * }
+ * ```
+ */
+export class ProcessorStoppedError extends ClosedError {}
 
 /** Counters the processor keeps (also the source of its metrics). */
 export interface ProcessorStats extends DlqCounters {
@@ -230,6 +264,16 @@ export class StreamProcessor<T> {
   #shutdownRequested = false;
   #stopping = false;
   #running = false;
+  /** `run()` has returned (or thrown): the consumer is closed. */
+  #stopped = false;
+  /** SIGINT/SIGTERM received during `run()`. */
+  #signals = 0;
+  /** A second signal: nothing more is committed. */
+  #terminated = false;
+  /** The pipeline `#closeStrategy` is joining, if any. */
+  #joiningStrategy: ProcessingStrategy<T> | undefined;
+  /** With `untilCaughtUp`: per partition, the end offset when first seen assigned. */
+  #targets = new Map<Partition, number>();
   /** When the loop last yielded, by {@link StreamProcessor.#wallNow}. */
   #lastYield: number;
   /**
@@ -346,17 +390,49 @@ export class StreamProcessor<T> {
   }
 
   /**
-   * Runs until {@link StreamProcessor.signalShutdown} (or SIGINT/SIGTERM), then shuts down
-   * gracefully. On an error the pipeline is terminated, the consumer closed, and the
-   * error rethrown.
+   * Runs until {@link StreamProcessor.signalShutdown} (or SIGINT/SIGTERM, or, with
+   * `{ untilCaughtUp: true }`, until the assigned partitions are caught up), then shuts
+   * down gracefully. On an error the pipeline is terminated, the consumer closed, and the
+   * error rethrown. A processor runs once: `run()` after it stopped throws
+   * {@link ProcessorStoppedError}.
+   *
+   * @example
+   * ```ts
+   * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
+   * import { LocalBroker } from "@sluice/sluice/local";
+   *
+   * const broker = new LocalBroker<string>();
+   * broker.createTopic("events", 2);
+   * for (let i = 0; i < 10; i++) broker.produce("events", `event ${i}`);
+   * const processor = new StreamProcessor({
+   *   consumer: broker.getConsumer("batch-job"),
+   *   topics: ["events"],
+   *   factory: {
+   *     createWithPartitions: (commit) =>
+   *       new RunTask((m) => m.payload.length, new CommitOffsets(commit)),
+   *   },
+   * });
+   * await processor.run({ untilCaughtUp: true }); // all 10 processed and committed
+   * ```
    */
-  async run(): Promise<void> {
+  async run(options: RunOptions = {}): Promise<void> {
     if (this.#running) throw new InvalidStateError("run() is already running");
+    this.#checkNotStopped();
+    const untilCaughtUp = options?.untilCaughtUp === true;
+    if (untilCaughtUp && typeof this.#consumer.endOffsets !== "function") {
+      throw new ConfigurationError(
+        "run({ untilCaughtUp: true }) needs a consumer with endOffsets(partitions); this " +
+          "consumer has none: implement it, or stop the processor with signalShutdown()",
+      );
+    }
     this.#running = true;
     const removeSignals = this.#handleSignals ? this.#installSignals() : () => {};
     this.#stuck?.start();
     try {
-      while (!this.#shutdownRequested) await this.runOnce();
+      while (!this.#shutdownRequested) {
+        await this.runOnce();
+        if (untilCaughtUp && await this.#caughtUp()) this.#shutdownRequested = true;
+      }
       await this.#shutdown();
     } catch (e) {
       await this.#crash();
@@ -367,11 +443,55 @@ export class StreamProcessor<T> {
       if (this.#meter !== undefined) this.#metrics!.retire(this.#meter);
       removeSignals();
       this.#running = false;
+      this.#stopped = true;
     }
+  }
+
+  #checkNotStopped(): void {
+    if (this.#stopped) {
+      throw new ProcessorStoppedError(
+        "this StreamProcessor has stopped (run() returned and its consumer is closed); " +
+          "create a new consumer and StreamProcessor to consume again",
+      );
+    }
+  }
+
+  /**
+   * True when every assigned partition has been processed up to its target (its end
+   * offset when first seen assigned). Asks the consumer for the end offsets it lacks.
+   */
+  async #caughtUp(): Promise<boolean> {
+    const assigned = this.#consumer.tell();
+    if (assigned.size === 0 || this.#strategy === undefined) return false;
+    let missing: Partition[] | undefined;
+    for (const p of assigned.keys()) if (!this.#targets.has(p)) (missing ??= []).push(p);
+    if (missing !== undefined) {
+      const ends = await this.#consumer.endOffsets!(missing);
+      for (const p of missing) {
+        const end = ends.get(p);
+        if (typeof end !== "number" || !(end >= 0)) {
+          throw new ConsumerError(
+            `endOffsets() gave no end offset for ${p} (got ${end}); untilCaughtUp cannot tell ` +
+              "when it has caught up",
+          );
+        }
+        this.#targets.set(p, end);
+      }
+    }
+    for (const p of assigned.keys()) {
+      const done = Math.max(
+        this.#pipelineStart.get(p) ?? -1,
+        this.#dirty.get(p) ?? -1,
+        this.#staged.get(p) ?? -1,
+      );
+      if (done < this.#targets.get(p)!) return false;
+    }
+    return true;
   }
 
   /** One loop iteration: poll, submit, wait if rejected, commit. Public for deterministic tests. */
   async runOnce(): Promise<void> {
+    this.#checkNotStopped();
     this.stats.iterations++;
     if (this.#commitError !== undefined) throw this.#commitError;
     this.#dlq?.throwIfFailed();
@@ -494,7 +614,7 @@ export class StreamProcessor<T> {
   };
 
   #startCommit(): void {
-    if (this.#dirty.size === 0) return;
+    if (this.#dirty.size === 0 || this.#terminated) return;
     if (this.#commitInFlight !== undefined) {
       this.#commitAgain = true;
       return;
@@ -937,6 +1057,7 @@ export class StreamProcessor<T> {
     strategy.close();
     const deadline = this.#clock.now() + joinTimeoutMs;
     this.#joining = true;
+    this.#joiningStrategy = strategy;
     try {
       for (;;) {
         try {
@@ -957,6 +1078,7 @@ export class StreamProcessor<T> {
       }
     } finally {
       this.#joining = false;
+      this.#joiningStrategy = undefined;
     }
     // Dead-letter deliveries still in flight must land before the final commit (or fail it).
     await this.#dlq?.flush();
@@ -1023,18 +1145,56 @@ export class StreamProcessor<T> {
     );
   }
 
+  /**
+   * SIGINT/SIGTERM: the first shuts down gracefully, saying what is drained and until
+   * when; a second stops at once (nothing more is committed). Returns true when the
+   * process must exit now.
+   */
+  #onSignal(signal: string): boolean {
+    if (++this.#signals === 1) {
+      this.signalShutdown();
+      console.warn(`sluice: ${signal} received, shutting down: ${this.#drainPlan(signal)}`);
+      return false;
+    }
+    console.warn(
+      `sluice: ${signal} again: stopping at once; unfinished work is not committed and will ` +
+        "be read again",
+    );
+    this.#terminated = true;
+    try {
+      (this.#joiningStrategy ?? this.#strategy)?.terminate();
+    } catch { /* stopping anyway */ }
+    return true;
+  }
+
+  /** What a graceful shutdown will do now, in one sentence. */
+  #drainPlan(signal: string): string {
+    const assigned = [...this.#consumer.tell().keys()];
+    const shown = assigned.slice(0, 8).map(String).join(", ") +
+      (assigned.length > 8 ? `, +${assigned.length - 8} more` : "");
+    const held = this.carriedCount;
+    return (this.#strategy === undefined
+      ? "no pipeline to drain (no partition assigned)"
+      : `draining the pipeline of ${assigned.length} partition(s) (${shown}) and committing ` +
+        `its finished work, for at most ${this.#joinTimeoutMs} ms (joinTimeoutMs)`) +
+      (held > 0 ? `; ${held} polled message(s) not in the pipeline yet will be read again` : "") +
+      `. Send ${signal} again to stop at once without committing unfinished work.`;
+  }
+
   #installSignals(): () => void {
-    const handler = () => this.signalShutdown();
     const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-    const added: Deno.Signal[] = [];
+    const added: Array<[Deno.Signal, () => void]> = [];
     for (const s of signals) {
+      const handler = () => {
+        if (this.#onSignal(s)) Deno.exit(s === "SIGINT" ? 130 : 143);
+      };
       try {
         Deno.addSignalListener(s, handler);
-        added.push(s);
+        added.push([s, handler]);
       } catch { /* unsupported on this platform */ }
     }
     return () => {
-      for (const s of added) Deno.removeSignalListener(s, handler);
+      for (const [s, handler] of added) Deno.removeSignalListener(s, handler);
     };
   }
 }

@@ -66,6 +66,11 @@ export interface Consumer<T> {
    * partitions. A processor holding back polls at once when it sees this.
    */
   rebalancePending?(): boolean;
+  /**
+   * Optional: the end offsets (next offset to be written) of `partitions`, asked of the
+   * broker now. `StreamProcessor.run({ untilCaughtUp: true })` needs it.
+   */
+  endOffsets?(partitions: readonly Partition[]): Promise<Map<Partition, number>>;
 }
 
 /** Writes messages to a topic (or a specific partition). */

@@ -40,7 +40,7 @@ const processor = new StreamProcessor<string>({
 });
 
 const started = performance.now();
-const running = processor.run();
+const running = processor.run({ untilCaughtUp: true });
 let shown = 0;
 const show = () => {
   const history = batcher?.history ?? [];
@@ -54,12 +54,8 @@ const show = () => {
   }
 };
 const ticker = setInterval(show, 50);
-const done = () =>
-  broker.partitions(topic).every((p) => broker.committed("loader").get(p) === broker.endOffset(p));
-while (!done()) await new Promise((r) => setTimeout(r, 20));
-clearInterval(ticker);
-processor.signalShutdown();
 await running;
+clearInterval(ticker);
 show();
 
 const seconds = (performance.now() - started) / 1000;

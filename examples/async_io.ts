@@ -65,17 +65,8 @@ const processor = new StreamProcessor<string>({
 });
 
 const started = performance.now();
-const run = processor.run();
-while (
-  !broker.partitions(topic).every((p) =>
-    broker.committed("enricher").get(p) === broker.endOffset(p)
-  )
-) {
-  await new Promise((r) => setTimeout(r, 10));
-}
+await processor.run({ untilCaughtUp: true });
 const elapsed = performance.now() - started;
-processor.signalShutdown();
-await run;
 
 console.log(`looked up ${looked} users in ${elapsed.toFixed(0)} ms`);
 console.log(`  sum of simulated latencies  ${simulatedMs} ms (what one-at-a-time would take)`);

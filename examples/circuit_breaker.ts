@@ -60,7 +60,7 @@ const processor = new StreamProcessor<number>({
   },
 });
 
-const running = processor.run();
+const running = processor.run({ untilCaughtUp: true });
 const report = setInterval(() => {
   console.log(
     `${since()}   delivered ${delivered.length}, calls ${calls}, state ${breaker?.state}, ` +
@@ -68,10 +68,8 @@ const report = setInterval(() => {
   );
 }, 400);
 const p0 = broker.partitions(topic)[0];
-while (broker.committed("webhooks").get(p0) !== TOTAL) await new Promise((r) => setTimeout(r, 20));
-clearInterval(report);
-processor.signalShutdown();
 await running;
+clearInterval(report);
 
 const unique = new Set(delivered).size;
 console.log("\nsummary");

@@ -67,12 +67,7 @@ const processor = new StreamProcessor<Uint8Array>({
   handleSignals: false,
 });
 
-const running = processor.run();
-const end = () => broker.partitions(orders).reduce((n, p) => n + broker.endOffset(p), 0);
-const committed = () => [...broker.committed("billing").values()].reduce((n, o) => n + o, 0);
-while (committed() < end()) await new Promise((r) => setTimeout(r, 20));
-processor.signalShutdown();
-await running;
+await processor.run({ untilCaughtUp: true });
 
 const dlqConsumer = dlqBroker.getConsumer("inspect");
 dlqConsumer.subscribe([dlqTopic]);

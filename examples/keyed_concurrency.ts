@@ -67,7 +67,7 @@ const processor = new StreamProcessor<Update>({
 });
 
 const started = performance.now();
-const running = processor.run();
+const running = processor.run({ untilCaughtUp: true });
 const report = setInterval(() => {
   const w = step ? [...step.watermarks()].map(([p, o]) => `${p}<${o}`).join(" ") : "";
   console.log(
@@ -75,12 +75,8 @@ const report = setInterval(() => {
       `commit watermark ${w}`,
   );
 }, 200);
-const done = () =>
-  broker.partitions(topic).every((p) => broker.committed("ledger").get(p) === broker.endOffset(p));
-while (!done()) await new Promise((r) => setTimeout(r, 20));
-clearInterval(report);
-processor.signalShutdown();
 await running;
+clearInterval(report);
 
 const seconds = (performance.now() - started) / 1000;
 console.log(

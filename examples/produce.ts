@@ -43,14 +43,7 @@ const processor = new StreamProcessor<string>({
   },
 });
 
-const run = processor.run();
-while (
-  !broker.partitions(raw).every((p) => broker.committed("cleaner").get(p) === broker.endOffset(p))
-) {
-  await new Promise((r) => setTimeout(r, 10));
-}
-processor.signalShutdown();
-await run;
+await processor.run({ untilCaughtUp: true });
 
 const reader = broker.getConsumer("reader");
 reader.subscribe([clean]);

@@ -71,18 +71,10 @@ const progress = setInterval(() => {
   );
 }, 250);
 
-const running = processor.run();
-// Stop once every partition's committed offset reached its end offset.
-const group = "quickstart";
-while (true) {
-  const committed = broker.committed(group);
-  const done = broker.partitions(topic).every((p) => committed.get(p) === broker.endOffset(p));
-  if (done) break;
-  await new Promise((r) => setTimeout(r, 20));
-}
+// Stop once every partition is processed and committed up to its end offset.
+await processor.run({ untilCaughtUp: true });
 const elapsed = (performance.now() - started) / 1000;
-processor.signalShutdown();
-await running;
+const group = "quickstart";
 clearInterval(progress);
 
 const committed = broker.committed(group);

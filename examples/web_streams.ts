@@ -64,14 +64,7 @@ const processor = new StreamProcessor<Uint8Array>({
   },
 });
 
-const running = processor.run();
-while (
-  !broker.partitions(topic).every((p) => broker.committed("revenue").get(p) === broker.endOffset(p))
-) {
-  await new Promise((r) => setTimeout(r, 20));
-}
-processor.signalShutdown();
-await running;
+await processor.run({ untilCaughtUp: true });
 console.log(`1. TransformStep pipeline: ${TOTAL} orders, revenue ${revenue}`);
 console.log(
   `   committed ${[...broker.committed("revenue")].map(([p, o]) => `${p}=${o}`).join(" ")}`,

@@ -48,15 +48,8 @@ const processor = new StreamProcessor<Job>({
 });
 
 const started = performance.now();
-const run = processor.run();
-while (
-  !broker.partitions(topic).every((p) => broker.committed("hasher").get(p) === broker.endOffset(p))
-) {
-  await new Promise((r) => setTimeout(r, 10));
-}
+await processor.run({ untilCaughtUp: true });
 const elapsed = performance.now() - started;
-processor.signalShutdown();
-await run;
 
 console.log(`hashed ${seen.length} documents in ${elapsed.toFixed(0)} ms`);
 console.log(`  first results  ${seen.slice(0, 3).join(" ")}`);

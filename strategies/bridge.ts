@@ -48,6 +48,13 @@ export interface StepOptions {
   /** Clock for time-based behaviour and join timeouts. Default: the system clock. */
   clock?: Clock;
   /**
+   * Longest wait, on `clock`, between retries of a message the step's function holds back
+   * (throws `MessageRejected`): the wait starts at 10 ms and doubles up to this. Once the
+   * step is closed (revoke or shutdown) a held message is tried once more, then given up:
+   * it and what follows are not handed on, so not committed, and are read again. Default 1000.
+   */
+  maxBackoffMs?: number;
+  /**
    * Where the step reports backpressure metrics. Default: the processor's metrics when the
    * step is built by a factory of a `StreamProcessor` with a `meterProvider`; else none.
    */
@@ -60,6 +67,10 @@ export const DEFAULT_HIGH_WATER_MARK = 1024;
 export const DEFAULT_CHUNK_SIZE = 256;
 /** How often a waiting `join` re-kicks held work, in milliseconds. */
 const JOIN_TICK_MS = 10;
+/** Default {@link StepOptions.maxBackoffMs}. */
+export const DEFAULT_MAX_BACKOFF_MS = 1000;
+/** First wait before a held message is tried again. */
+const FIRST_BACKOFF_MS = 10;
 
 /** Returned by a transform to say "the user function asked to hold this message". */
 export const HOLD: unique symbol = Symbol("hold");
@@ -96,6 +107,9 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
    */
   #room = 0;
   #flushScheduled = false;
+  readonly #maxBackoffMs: number;
+  /** Aborted when the step is closed or abandoned: ends a backoff early. */
+  #stopBackoff: AbortController | undefined;
   #closed = false;
   #abandoned = false;
   #terminated = false;
@@ -142,6 +156,13 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
           `unit (e.g. bytes: { size: byteLength, highWaterMark: 16 * 1024 * 1024 })`,
       );
     }
+    const maxBackoff = options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS;
+    if (typeof maxBackoff !== "number" || !(maxBackoff > 0) || !Number.isFinite(maxBackoff)) {
+      throw new ConfigurationError(
+        `step "${this.name}": maxBackoffMs must be a finite number > 0, got ${String(maxBackoff)}`,
+      );
+    }
+    this.#maxBackoffMs = maxBackoff;
     this.#chunkSize = requirePositiveInteger(
       `step "${this.name}": chunkSize`,
       options.chunkSize ?? DEFAULT_CHUNK_SIZE,
@@ -386,6 +407,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopBackoff?.abort();
     this.#flush();
     this.#closing = this.#writer.close();
     this.#metrics?.relieveUpstream();
@@ -529,6 +551,35 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     return ready ? Promise.race([ready, poll]) : poll;
   }
 
+  /**
+   * Waits before held work is tried again (`attempt` 0, 1, 2...): 10 ms doubling up to
+   * `maxBackoffMs`, on the step's clock. Resolves at once when the step is closed or
+   * abandoned: after `close` the caller tries once more and, held again, calls
+   * {@link StreamStep.giveUpHeld}.
+   */
+  protected backoff(attempt: number): Promise<void> {
+    if (this.#closed || this.#abandoned) return Promise.resolve();
+    const stop = this.#stopBackoff ??= new AbortController();
+    const ms = Math.min(this.#maxBackoffMs, FIRST_BACKOFF_MS * 2 ** Math.min(attempt, 30));
+    return this.clock.sleep(ms, stop.signal);
+  }
+
+  /**
+   * The step was closed while `message` is held and it was held again on its last try:
+   * the step stops there. Work handed on before it is joined and committed as usual;
+   * `message` and everything after it are not handed on (nor committed) and are read
+   * again by whoever consumes the partition next.
+   */
+  protected giveUpHeld(message: Message<TIn>): void {
+    if (this.#abandoned) return;
+    console.warn(
+      `sluice: step "${this.name}" stopped retrying ${message} at close (its function ` +
+        `still throws MessageRejected); it and the messages after it are not committed and ` +
+        `will be read again`,
+    );
+    this.#abandon();
+  }
+
   /** Resolves at the next `poll()` (or join tick), or when the step is abandoned. */
   protected waitForPoll(): Promise<void> {
     if (this.#abandoned) return Promise.resolve();
@@ -610,6 +661,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
 
   #abandon(): void {
     this.#abandoned = true;
+    this.#stopBackoff?.abort();
     this.#metrics?.endAll();
     this.#wake();
   }
@@ -665,7 +717,7 @@ export type TransformResult<T> = Message<T> | typeof HOLD | typeof SKIP | Invali
 /**
  * A step that turns each input message into at most one output, in order: `RunTask`,
  * `FilterStep` and friends. It handles the next step's rejections (holding the result,
- * never re-running the transform), holds (`HOLD`, retried on the next poll) and invalid
+ * never re-running the transform), holds (`HOLD`, retried after a backoff) and invalid
  * messages (reported, then their offsets forwarded as filtered).
  */
 export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
@@ -710,6 +762,7 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
     hold: typeof HOLD | InvalidMessage | undefined,
   ): Promise<void> {
     let held: Message<TOut> | undefined;
+    let holds = 0;
     for (;;) {
       if (held !== undefined) {
         await this.emitWhenRoom(held);
@@ -717,7 +770,8 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
         held = undefined;
       }
       if (hold === HOLD) {
-        await this.waitForPoll();
+        if (this.closed && holds > 0) return this.giveUpHeld(batch[i]);
+        await this.backoff(holds++);
         if (this.abandoned) return;
       } else if (hold !== undefined) {
         await this.reportInvalid(hold, batch[i]);
@@ -727,6 +781,7 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
       hold = undefined;
       if (i >= batch.length) break;
       const out = this.transform(batch[i]);
+      if (out !== HOLD) holds = 0;
       if (out === SKIP) i++;
       else if (out instanceof Message) {
         i++;

@@ -14,8 +14,11 @@ import { HOLD, MapStep, type StepOptions, type TransformResult } from "./bridge.
  * - When the next step rejects, the *result* is held and handed on later: `fn` never runs
  *   twice for one message.
  * - `fn` may throw `MessageRejected` to hold the message back (for example while an
- *   external system asks you to pause). It is retried on the next `poll()`; the queue
- *   fills, upstream is rejected, and the processor pauses the consumer.
+ *   external system asks you to pause). It is retried after a backoff on the step's clock
+ *   (10 ms doubling up to `maxBackoffMs`, default 1 s); the queue fills, upstream is
+ *   rejected, and the processor pauses the consumer. Once the step is closed (revoke,
+ *   shutdown) the message is tried once more, then given up: it and what follows are not
+ *   committed and are read again, so shutdown does not wait `joinTimeoutMs` for it.
  * - `fn` may throw `InvalidMessage` for a message that can never be processed.
  * - Any other error fails the step; `poll()` rethrows it naming the message.
  *

@@ -44,7 +44,7 @@ export interface RunTaskAsyncOptions extends StepOptions {
 export const DEFAULT_CONCURRENCY = 16;
 
 const RUNNING = 0;
-/** Threw `MessageRejected`: waits for the next `poll()`. */
+/** Threw `MessageRejected`: waits for a backoff (see `StepOptions.maxBackoffMs`). */
 const RETRY = 1;
 /** A poll came after a `MessageRejected`: starts again as soon as there is capacity. */
 const READY = 2;
@@ -52,12 +52,18 @@ const DONE = 3;
 const FAILED = 4;
 const INVALID = 5;
 const REPORTING = 6;
+/** Held again after the step was closed: the step stops here (see `giveUpHeld`). */
+const GAVE_UP = 7;
 
 interface Slot<TIn, TOut> {
   readonly message: Message<TIn>;
   state: number;
   output: Message<TOut> | undefined;
   error: unknown;
+  /** Times its function threw `MessageRejected`. */
+  holds: number;
+  /** Run after the step was closed: its last try. */
+  lastTry: boolean;
 }
 
 /**
@@ -71,7 +77,9 @@ interface Slot<TIn, TOut> {
  *   step has room (or on the next `poll()`); `fn` never runs twice for one message and
  *   the rejection never escapes `poll()`.
  * - `fn` may reject with `MessageRejected` to hold a message back: it is run again after
- *   the next `poll()`, in its place (no reordering); no new message starts meanwhile.
+ *   a backoff (10 ms doubling up to `maxBackoffMs`, default 1 s), in its place (no
+ *   reordering); no new message starts meanwhile. Once the step is closed (revoke,
+ *   shutdown) it is tried once more, then given up: not committed, read again later.
  * - `fn` may reject with `InvalidMessage` for a message that can never be processed: it is
  *   reported through `poll()` like `RunTask`'s.
  * - Any other rejection fails the step: `poll()` throws a `StepError` naming the step and
@@ -215,6 +223,8 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
         state: DONE,
         output: m as unknown as Message<TOut>,
         error: undefined,
+        holds: 0,
+        lastTry: false,
       });
       this.#forward();
       return;
@@ -224,6 +234,8 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
       state: RUNNING,
       output: undefined,
       error: undefined,
+      holds: 0,
+      lastTry: false,
     };
     this.#slots.push(slot);
     this.#start(slot);
@@ -231,6 +243,8 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   #start(slot: Slot<TIn, TOut>): void {
     slot.state = RUNNING;
+    // Started after close (revoke, shutdown): held again, it is given up.
+    slot.lastTry = this.closed;
     this.#running++;
     let result: Promise<TOut> | TOut;
     try {
@@ -254,9 +268,14 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
       slot.state = DONE;
       slot.output = slot.message.replacePayload(value as TOut);
     } else if (value instanceof MessageRejected) {
-      slot.state = RETRY;
+      // Still counted as retrying once given up: nothing new starts behind it.
       this.#retrying++;
-      this.#pumpRetries();
+      if (slot.lastTry) slot.state = GAVE_UP;
+      else {
+        slot.state = RETRY;
+        slot.holds++;
+        this.#pumpRetries();
+      }
     } else if (value instanceof InvalidMessage) {
       slot.state = INVALID;
       slot.error = value;
@@ -274,13 +293,23 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#notify();
   }
 
-  /** Restarts, after the next poll, the messages whose function threw `MessageRejected`. */
+  /**
+   * Restarts, after a backoff, the messages whose function threw `MessageRejected`; once the
+   * step is closed, after one last try, gives them up.
+   */
   async #pumpRetries(): Promise<void> {
     if (this.#retryPump) return;
     this.#retryPump = true;
     try {
-      while (this.#retrying > this.#ready && !this.abandoned) {
-        await this.waitForPoll();
+      while (!this.abandoned) {
+        let holds = Infinity;
+        for (let i = this.#head; i < this.#slots.length; i++) {
+          const s = this.#slots[i];
+          if (s.state === RETRY && s.holds < holds) holds = s.holds;
+        }
+        // Nothing left to retry (restarted, or given up: those stay counted in #retrying).
+        if (holds === Infinity) return;
+        await this.backoff(holds - 1);
         if (this.abandoned) return;
         for (let i = this.#head; i < this.#slots.length; i++) {
           const s = this.#slots[i];
@@ -335,6 +364,11 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
           return;
         } else if (s.state === FAILED) {
           this.fail(this.wrapError(s.error, s.message));
+          return;
+        } else if (s.state === GAVE_UP) {
+          // Everything before it was handed on: stop here.
+          this.giveUpHeld(s.message);
+          this.#onAbandon();
           return;
         } else return;
       }

@@ -617,6 +617,41 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     return this.#highWatermarks.get(partition);
   }
 
+  /**
+   * The end offsets (high watermarks) of `partitions`, asked of the broker now (one admin
+   * request per topic). Used by `StreamProcessor.run({ untilCaughtUp: true })`.
+   */
+  async endOffsets(partitions: readonly Partition[]): Promise<Map<Partition, number>> {
+    const admin = this.#admin;
+    if (admin === undefined || this.#closed || this.#closing) {
+      throw new ClosedError(
+        `consumer ${this.memberId} is not connected (closed, or not started yet: poll first)`,
+      );
+    }
+    const out = new Map<Partition, number>();
+    const topics = [...new Set(partitions.map((p) => p.topic))];
+    const now = performance.now();
+    for (const topic of topics) {
+      let offsets;
+      try {
+        offsets = await admin.fetchTopicOffsets(topic.name);
+      } catch (e) {
+        throw new ConsumerError(
+          `could not read the end offsets of "${topic.name}": ${describeError(e)}`,
+          { cause: e },
+        );
+      }
+      for (const o of offsets) {
+        const p = Partition.of(topic, o.partition);
+        const high = Number(o.high);
+        if (high >= (this.#highWatermarks.get(p) ?? -1)) this.#highWatermarks.set(p, high);
+        this.#highWatermarkAt.set(p, now);
+        if (partitions.includes(p)) out.set(p, high);
+      }
+    }
+    return out;
+  }
+
   #refreshEndOffsets(topic: Topic): void {
     const admin = this.#admin;
     if (admin === undefined || this.#closing || this.#refreshing.has(topic)) return;

@@ -764,6 +764,11 @@ export class LocalConsumer<T> implements Consumer<T> {
     return this.#broker.endOffset(partition);
   }
 
+  /** The end offsets of `partitions` (see `Consumer.endOffsets`). */
+  endOffsets(partitions: readonly Partition[]): Promise<Map<Partition, number>> {
+    return Promise.resolve(new Map(partitions.map((p) => [p, this.#broker.endOffset(p)])));
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     if (this.#subscribed && !this.#expired) {

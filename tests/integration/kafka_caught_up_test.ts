@@ -1,0 +1,51 @@
+/**
+ * `run({ untilCaughtUp: true })` over the Kafka consumer: its `endOffsets()` asks the broker,
+ * and the processor stops once everything there was is processed and committed.
+ */
+import { assertEquals } from "@std/assert";
+import { CommitOffsets, Partition, RunTask, StreamProcessor } from "../../mod.ts";
+import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
+import {
+  committedOffsets,
+  createTopic,
+  deleteTopics,
+  endOffsets,
+  FAST,
+  kafkaTest,
+  produceNumbers,
+  testKafka,
+  unique,
+} from "./kafka_helpers.ts";
+
+kafkaTest(
+  "kafka: run({ untilCaughtUp: true }) stops once every partition is committed to its end",
+  async (brokers) => {
+    const kafka = testKafka(brokers);
+    const topic = unique("sluice-caught-up");
+    const group = unique("g");
+    const N = 2_000;
+    await createTopic(kafka, topic, 3);
+    try {
+      await produceNumbers(kafka, topic, N);
+      const ends = await endOffsets(kafka, topic);
+      const consumer = new KafkaConsumer({ brokers, group, ...FAST });
+      let processed = 0;
+      const processor = new StreamProcessor<KafkaPayload>({
+        consumer,
+        topics: [topic],
+        handleSignals: false,
+        factory: {
+          createWithPartitions: (commit) =>
+            new RunTask(() => processed++, new CommitOffsets(commit)),
+        },
+      });
+      await processor.run({ untilCaughtUp: true });
+      assertEquals(processed, N);
+      assertEquals(await committedOffsets(kafka, group, topic), ends);
+      // endOffsets() asked the broker: the lag source agrees.
+      for (const [p, end] of ends) assertEquals(consumer.endOffset(Partition.of(topic, p)), end);
+    } finally {
+      await deleteTopics(kafka, [topic]);
+    }
+  },
+);
