@@ -1,6 +1,7 @@
 /**
- * Development/CI Kafka broker: a single-node KRaft Apache Kafka 3.9 broker built
- * from Maven Central jars (see `scripts/kafka-broker/pom.xml`), bound to 127.0.0.1.
+ * Development/CI Kafka broker: a single-node KRaft Apache Kafka broker (3.9.x pinned in
+ * `scripts/kafka-broker/pom.xml`, or `KAFKA_VERSION`, e.g. 4.4.0) built from Maven Central
+ * jars, bound to 127.0.0.1.
  *
  * ```sh
  * deno run -A scripts/kafka.ts up      # or: deno task kafka:up
@@ -201,30 +202,34 @@ async function ensureJars(version: string, lib: string): Promise<number | null> 
 
 /**
  * Makes (once) the throw-away TLS material of the SASL_SSL listener with the JDK's
- * keytool: a CA, and a broker key pair whose certificate (SAN 127.0.0.1, localhost) the CA
- * signs. Returns the broker's PKCS12 keystore; clients trust `ca.pem`.
+ * keytool: a CA; a broker key pair whose certificate (SAN 127.0.0.1, localhost) the CA
+ * signs; a truststore with the CA (the listener checks client certificates against it when
+ * a client sends one); a client key pair signed by the CA and a self-signed "rogue" one,
+ * their keys printed as PEM by `ExportKey.java` (the JDK's source launcher). Clients trust
+ * `ca.pem`; `client.pem`/`client-key.pem` and `rogue.pem`/`rogue-key.pem` are for the
+ * mutual-TLS tests.
  */
-async function ensureCerts(): Promise<{ keystore: string; caPem: string }> {
+async function ensureCerts(): Promise<{ keystore: string; truststore: string }> {
   const keystore = `${CERT_DIR}/broker.p12`;
-  const caPem = `${CERT_DIR}/ca.pem`;
-  if (await exists(keystore) && await exists(caPem)) return { keystore, caPem };
+  const truststore = `${CERT_DIR}/truststore.p12`;
+  const done = `${CERT_DIR}/rogue-key.pem`; // written last
+  if (await exists(done)) return { keystore, truststore };
   await Deno.remove(CERT_DIR, { recursive: true }).catch(() => {});
   await Deno.mkdir(CERT_DIR, { recursive: true });
   const started = performance.now();
-  const ca = `${CERT_DIR}/ca.p12`;
+  const at = (name: string) => `${CERT_DIR}/${name}`;
+  const ca = at("ca.p12");
+  const caPem = at("ca.pem");
   const store = ["-storetype", "PKCS12", "-storepass", STORE_PASSWORD];
   const key = ["-keyalg", "RSA", "-keysize", "2048", "-validity", "3650"];
-  // Stages run one after the other; the commands inside a stage are independent.
-  const stages: string[][][] = [[
-    ["-genkeypair", "-alias", "ca", ...key, "-dname", "CN=Sluice test CA", "-ext", "bc:c"]
-      .concat("-keystore", ca, ...store),
-    ["-genkeypair", "-alias", "broker", ...key, "-dname", `CN=${KAFKA_HOST}`]
-      .concat("-keystore", keystore, ...store),
-  ], [
-    ["-exportcert", "-rfc", "-alias", "ca", "-file", caPem, "-keystore", ca, ...store],
-    ["-certreq", "-alias", "broker", "-file", `${CERT_DIR}/broker.csr`]
-      .concat("-keystore", keystore, ...store),
-  ], [[
+  const genkey = (alias: string, file: string, dname: string, ...extra: string[]) =>
+    ["-genkeypair", "-alias", alias, ...key, "-dname", dname, ...extra, "-keystore", file]
+      .concat(store);
+  const certreq = (
+    alias: string,
+    file: string,
+  ) => ["-certreq", "-alias", alias, "-file", at(`${alias}.csr`), "-keystore", file, ...store];
+  const sign = (alias: string, ...ext: string[]) => [
     "-gencert",
     "-alias",
     "ca",
@@ -232,44 +237,70 @@ async function ensureCerts(): Promise<{ keystore: string; caPem: string }> {
     "-validity",
     "3650",
     "-infile",
-    `${CERT_DIR}/broker.csr`,
+    at(`${alias}.csr`),
     "-outfile",
-    `${CERT_DIR}/broker.pem`,
-    "-ext",
-    `SAN=ip:${KAFKA_HOST},dns:localhost`,
-    "-ext",
-    "KU=digitalSignature,keyEncipherment",
-    "-ext",
-    "EKU=serverAuth",
+    at(`${alias}.pem`),
+    ...ext.flatMap((e) => ["-ext", e]),
     "-keystore",
     ca,
     ...store,
-  ]], [
-    ["-importcert", "-noprompt", "-alias", "ca", "-file", caPem]
-      .concat("-keystore", keystore, ...store),
+  ];
+  const importCert = (
+    alias: string,
+    file: string,
+    into: string,
+  ) => ["-importcert", "-noprompt", "-alias", alias, "-file", file, "-keystore", into, ...store];
+  // Stages run one after the other; the commands inside a stage are independent.
+  const stages: string[][][] = [[
+    genkey("ca", ca, "CN=Sluice test CA", "-ext", "bc:c"),
+    genkey("broker", keystore, `CN=${KAFKA_HOST}`),
+    genkey("client", at("client.p12"), "CN=sluice-test-client"),
+    genkey("rogue", at("rogue.p12"), "CN=sluice-rogue-client"),
   ], [
-    ["-importcert", "-alias", "broker", "-file", `${CERT_DIR}/broker.pem`]
-      .concat("-keystore", keystore, ...store),
+    ["-exportcert", "-rfc", "-alias", "ca", "-file", caPem, "-keystore", ca, ...store],
+    ["-exportcert", "-rfc", "-alias", "rogue", "-file", at("rogue.pem")]
+      .concat("-keystore", at("rogue.p12"), ...store),
+    certreq("broker", keystore),
+    certreq("client", at("client.p12")),
+  ], [
+    sign(
+      "broker",
+      `SAN=ip:${KAFKA_HOST},dns:localhost`,
+      "KU=digitalSignature,keyEncipherment",
+      "EKU=serverAuth",
+    ),
+    sign("client", "KU=digitalSignature,keyEncipherment", "EKU=clientAuth"),
+    importCert("ca", caPem, keystore),
+    importCert("ca", caPem, truststore),
+  ], [
+    importCert("broker", at("broker.pem"), keystore),
   ]];
+  const fail = async (what: string, r: { code: number; output: string }) => {
+    console.error(r.output);
+    await Deno.remove(CERT_DIR, { recursive: true }).catch(() => {});
+    throw new Error(`${what} failed (exit ${r.code}) making ${CERT_DIR}`);
+  };
   for (const stage of stages) {
     const results = await Promise.all(
       stage.map((args) => run("keytool", [...KEYTOOL_JVM_FLAGS, ...args])),
     );
     const failed = results.findIndex((r) => !r.ok);
-    if (failed >= 0) {
-      console.error(results[failed].output);
-      await Deno.remove(CERT_DIR, { recursive: true }).catch(() => {});
-      throw new Error(
-        `keytool ${stage[failed][0]} failed (exit ${results[failed].code}) making ${CERT_DIR}`,
-      );
-    }
+    if (failed >= 0) await fail(`keytool ${stage[failed][0]}`, results[failed]);
   }
+  // rogue-key.pem last: its presence says the whole set is complete.
+  const exported = await run("java", [
+    ...TOOL_JVM_FLAGS,
+    `${ROOT}/scripts/kafka-broker/ExportKey.java`,
+    STORE_PASSWORD,
+    ...["client", "rogue"].flatMap((a) => [at(`${a}.p12`), a, at(`${a}-key.pem`)]),
+  ]);
+  if (!exported.ok || !(await exists(done))) await fail("ExportKey.java", exported);
   info(`certificates: made with keytool in ${seconds(performance.now() - started)}`);
-  return { keystore, caPem };
+  return { keystore, truststore };
 }
 
 /** The SASL_SSL listener: TLS with `keystore`, PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER. */
-function secureListenerProperties(keystore: string): string[] {
+function secureListenerProperties(keystore: string, truststore: string): string[] {
   const prefix = "listener.name.sasl_ssl";
   const quote = (s: string) => JSON.stringify(s);
   return [
@@ -279,7 +310,11 @@ function secureListenerProperties(keystore: string): string[] {
     `${prefix}.ssl.keystore.location=${keystore}`,
     `${prefix}.ssl.keystore.password=${STORE_PASSWORD}`,
     `${prefix}.ssl.key.password=${STORE_PASSWORD}`,
-    `${prefix}.ssl.client.auth=none`,
+    // A client certificate is optional, but one that is sent must be signed by the CA.
+    `${prefix}.ssl.client.auth=requested`,
+    `${prefix}.ssl.truststore.type=PKCS12`,
+    `${prefix}.ssl.truststore.location=${truststore}`,
+    `${prefix}.ssl.truststore.password=${STORE_PASSWORD}`,
     `${prefix}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule ` +
     `required user_${SECURE_USER}=${quote(SECURE_PASSWORD)};`,
     `${prefix}.scram-sha-256.sasl.jaas.config=` +
@@ -297,6 +332,7 @@ function serverProperties(
   controllerPort: number,
   securePort: number,
   keystore: string,
+  truststore: string,
   dataDir: string,
 ): string {
   return [
@@ -310,7 +346,7 @@ function serverProperties(
     "controller.listener.names=CONTROLLER",
     "inter.broker.listener.name=PLAINTEXT",
     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
-    ...secureListenerProperties(keystore),
+    ...secureListenerProperties(keystore, truststore),
     `log.dirs=${dataDir}`,
     "# Internal topics sized for one broker, or the group coordinator never comes up.",
     "offsets.topic.replication.factor=1",
@@ -614,7 +650,7 @@ async function up(): Promise<number> {
       ? `jars: cached in ${lib.slice(ROOT.length + 1)} (Kafka ${version})`
       : `jars: fetched in ${seconds(mavenMs)}`,
   );
-  const { keystore } = await ensureCerts();
+  const { keystore, truststore } = await ensureCerts();
 
   await Deno.mkdir(RUN_DIR, { recursive: true });
   const confDir = await Deno.makeTempDir({ dir: RUN_DIR, prefix: "broker-" });
@@ -626,7 +662,7 @@ async function up(): Promise<number> {
   const log4jProps = `${confDir}/log4j.properties`;
   await Deno.writeTextFile(
     serverProps,
-    serverProperties(port, controllerPort, securePort, keystore, dataDir),
+    serverProperties(port, controllerPort, securePort, keystore, truststore, dataDir),
   );
   await Deno.writeTextFile(log4jProps, log4jProperties());
   const classpath = `${lib}/*`; // expanded by java itself, not by a shell

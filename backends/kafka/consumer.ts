@@ -726,7 +726,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
           `topic${missing.length > 1 ? "s" : ""} ${missing.map((t) => `"${t.name}"`).join(", ")} ` +
             `do${missing.length > 1 ? "" : "es"} not exist on ${brokers}; create ${
               missing.length > 1 ? "them" : "it"
-            } first (kafka-topics.sh --create, or kafkajs admin.createTopics): Sluice never auto-creates topics`,
+            } first (KafkaAdmin.createTopics, or kafka-topics.sh --create): Sluice never auto-creates topics`,
         );
       }
       consumer.on(consumer.events.GROUP_JOIN, (e) => this.#onGroupJoin(e.payload));

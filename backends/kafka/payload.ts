@@ -61,7 +61,7 @@ export function createKafka(
     ssl: kafkajsSsl(o.ssl),
     sasl: kafkajsSasl(o.sasl) as KafkaConfig["sasl"],
     socketFactory: (watch ?? new ConnectionWatch(o.ssl !== false))
-      .socketFactory(socketFactory as undefined) as unknown as KafkaConfig["socketFactory"],
+      .socketFactory(socketFactory) as unknown as KafkaConfig["socketFactory"],
     clientId: o.clientId,
     brokers: o.brokers,
     connectionTimeout: Math.min(o.connectTimeoutMs, 3000),

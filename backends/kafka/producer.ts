@@ -145,7 +145,9 @@ export class KafkaProducer implements Producer<KafkaPayload> {
       ...o.kafkajs.producer,
       retry: { ...o.retry },
       idempotent: o.idempotent,
-      maxInFlightRequests: o.idempotent ? 1 : undefined,
+      maxInFlightRequests: o.idempotent
+        ? 1
+        : o.kafkajs.producer.maxInFlightRequests as number | undefined,
     });
     this.#admin = this.#kafka.admin({
       retry: { ...o.retry, retries: Math.min(o.retry.retries, 3) },
@@ -171,7 +173,7 @@ export class KafkaProducer implements Producer<KafkaPayload> {
             `topic "${topic.name}" does not exist on ${
               this.#o.brokers.join(",")
             }; create it first ` +
-              "(kafka-topics.sh --create, or kafkajs admin.createTopics): Sluice never auto-creates topics",
+              "(KafkaAdmin.createTopics, or kafka-topics.sh --create): Sluice never auto-creates topics",
           );
         }
         const md = await this.#admin!.fetchTopicMetadata({ topics: [topic.name] });

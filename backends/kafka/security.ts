@@ -404,22 +404,17 @@ export class ConnectionWatch {
   }
 
   /** Wraps `inner` (or kafkajs's behaviour: net or tls.connect) to watch each socket. */
-  socketFactory(inner?: SocketFactory): SocketFactory {
+  socketFactory(inner?: unknown): SocketFactory {
+    const own = typeof inner === "function" ? inner as SocketFactory : undefined;
     return (args) => {
-      const socket = inner ? inner(args) : defaultSocket(args);
+      const socket = own ? own(args) : defaultSocket(args);
       const address = `${args.host}:${args.port}`;
       socket.once("error", (e: Error & { code?: string }) => {
         this.last = e;
-        if (args.ssl && isTlsFailure(e) && !/before secure TLS/.test(e.message)) {
-          this.#reject(
-            new KafkaTlsError(
-              `TLS handshake with the Kafka broker at ${address} failed: ${e.message}` +
-                `${e.code ? ` (${e.code})` : ""}; the broker's certificate is not trusted: ` +
-                "give its CA as ssl: { ca: <PEM text> } (the system's CAs are used otherwise), " +
-                "and check that its certificate names the host you connect to (ssl.servername)",
-              { cause: e },
-            ),
-          );
+        try {
+          this.#onError(e, args, address);
+        } catch {
+          // A listener must never throw: kafkajs handles the error itself anyway.
         }
       });
       if (!args.ssl) {
@@ -438,6 +433,34 @@ export class ConnectionWatch {
       }
       return socket;
     };
+  }
+
+  /** A TLS failure retrying cannot fix: fail the connect at once with what to change. */
+  #onError(e: Error & { code?: string }, args: SocketFactoryArgs, address: string): void {
+    if (args.ssl && isTlsFailure(e) && !/before secure TLS/.test(e.message)) {
+      const peerAlert = /received fatal alert|_ALERT_/i.test(`${e.message} ${e.code ?? ""}`);
+      const hasCert = typeof args.ssl === "object" && args.ssl.cert !== undefined;
+      this.#reject(
+        peerAlert
+          ? new KafkaTlsError(
+            `the Kafka broker at ${address} refused the TLS handshake: ${e.message}` +
+              `${e.code ? ` (${e.code})` : ""}; ${
+                hasCert
+                  ? "it does not trust the client certificate (ssl.cert): it must be " +
+                    "signed by a CA in the broker's truststore"
+                  : "it may require a client certificate (ssl.cert and ssl.key)"
+              }`,
+            { cause: e },
+          )
+          : new KafkaTlsError(
+            `TLS handshake with the Kafka broker at ${address} failed: ${e.message}` +
+              `${e.code ? ` (${e.code})` : ""}; the broker's certificate is not trusted: ` +
+              "give its CA as ssl: { ca: <PEM text> } (the system's CAs are used otherwise), " +
+              "and check that its certificate names the host you connect to (ssl.servername)",
+            { cause: e },
+          ),
+      );
+    }
   }
 }
 

@@ -229,6 +229,8 @@ export const FAST = {
 export interface SecureBroker {
   brokers: string;
   ca: string;
+  /** Read the PEM files next to the CA (`client.pem`, `client-key.pem`, `rogue.pem`...). */
+  pem(name: string): Promise<string>;
 }
 
 /**
@@ -253,7 +255,12 @@ async function secureAvailability(): Promise<SecureBroker | null> {
   }
   if (brokers === undefined || caPath === undefined) return null;
   try {
-    return { brokers, ca: await Deno.readTextFile(caPath) };
+    const dir = caPath.replace(/[^/]*$/, "");
+    return {
+      brokers,
+      ca: await Deno.readTextFile(caPath),
+      pem: (name) => Deno.readTextFile(`${dir}${name}`),
+    };
   } catch {
     return null;
   }

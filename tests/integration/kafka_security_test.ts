@@ -31,6 +31,7 @@ import {
   type KafkaSaslOptions,
   KafkaTlsError,
 } from "../../backends/kafka/mod.ts";
+import net from "node:net";
 import { SECURE_PASSWORD, SECURE_USER } from "../../scripts/kafka_env.ts";
 import {
   eventually,
@@ -255,6 +256,35 @@ secureTest(
 );
 
 secureTest(
+  "kafka security: mutual TLS: a client certificate the broker trusts works, another is refused",
+  async (s) => {
+    const withCert = async (cert: string, key: string) => {
+      const producer = new KafkaProducer({
+        ...secured(s),
+        ssl: { ca: s.ca, cert: await s.pem(cert), key: await s.pem(key) },
+        connectTimeoutMs: 30_000,
+      });
+      try {
+        return await failure(() =>
+          producer.produce(Topic.of("sluice-warmup"), { key: null, value: "x" })
+        );
+      } finally {
+        await producer.close();
+      }
+    };
+    const trusted = await withCert("client.pem", "client-key.pem");
+    assertEquals(trusted.error, undefined, "a certificate signed by the broker's CA is accepted");
+    const { error, ms } = await withCert("rogue.pem", "rogue-key.pem");
+    console.log(`user sees (${Math.round(ms)} ms): ${error}`);
+    assertInstanceOf(error, KafkaTlsError);
+    assertStringIncludes(error.message, "does not trust the client certificate");
+    assert(ms < 10_000, `failed in ${ms} ms, long before the 30 s connect timeout`);
+    assertNoSecret(error, "PRIVATE KEY", (await s.pem("rogue-key.pem")).split("\n")[1]);
+  },
+  { sanitizeOps: false, sanitizeResources: false },
+);
+
+secureTest(
   "kafka security: a plaintext client at the TLS listener gets a KafkaTlsError, not a hang",
   async (s) => {
     const consumer = new KafkaConsumer({
@@ -316,6 +346,34 @@ kafkaTest(
     assertStringIncludes(error.message, "does not take SASL");
     assert(ms < 10_000, `failed in ${ms} ms, long before the 30 s connect timeout`);
     assertNoSecret(error, WRONG_PASSWORD);
+  },
+  { sanitizeOps: false, sanitizeResources: false },
+);
+
+kafkaTest(
+  "kafka options: the kafkajs escape hatch reaches kafkajs (a socketFactory of one's own is used)",
+  async (brokers) => {
+    let sockets = 0;
+    const producer = new KafkaProducer({
+      brokers,
+      logLevel: "nothing",
+      kafkajs: {
+        client: {
+          requestTimeout: 20_000,
+          socketFactory: ({ host, port, onConnect }) => {
+            sockets++;
+            return net.connect({ host, port }, onConnect);
+          },
+        },
+      },
+    });
+    try {
+      const sent = await producer.produce(Topic.of("sluice-warmup"), { key: null, value: "x" });
+      assert(sent.offset >= 0);
+      assert(sockets > 0, "kafkajs connected through the given socketFactory");
+    } finally {
+      await producer.close();
+    }
   },
   { sanitizeOps: false, sanitizeResources: false },
 );
