@@ -388,3 +388,45 @@ Deno.test("an invalid message without a dead-letter queue stops the processor; c
     "committed up to, not past, the invalid message",
   );
 });
+
+Deno.test("a backpressured processor lets a pending rebalance through at once, not after pauseAfterMs", async () => {
+  const { clock, broker, topic } = setup(2, 50);
+  const consumer = broker.getConsumer("g");
+  // The Kafka consumer says so through rebalancePending(); here the test does.
+  let pending = false;
+  Object.assign(consumer, { rebalancePending: () => pending });
+  const p = new StreamProcessor<number>({
+    consumer,
+    topics: [topic],
+    factory: {
+      createWithPartitions: (commit) =>
+        new RunTask(
+          () => {
+            throw new MessageRejected();
+          },
+          new CommitOffsets(commit, { clock }),
+          { highWaterMark: 2, clock },
+        ),
+    },
+    pauseAfterMs: 60_000,
+    pollTimeoutMs: 0,
+    joinTimeoutMs: 100,
+    clock,
+    handleSignals: false,
+  });
+  const running = p.run();
+  await waitFor(() => p.backpressured, "backpressure");
+  const b = broker.getConsumer("g");
+  b.subscribe([topic]);
+  pending = true;
+  for (let t = 0; t < 1000 && p.stats.revocations === 0; t += 50) await clock.advance(50);
+  assertEquals(p.stats.revocations, 1, "revoked within a second, long before pauseAfterMs");
+  assertEquals(p.paused, false, "without pausing first");
+  pending = false;
+  p.signalShutdown();
+  let stopped = false;
+  running.then(() => stopped = true);
+  for (let i = 0; i < 50 && !stopped; i++) await clock.advance(100);
+  await running;
+  await b.close();
+});

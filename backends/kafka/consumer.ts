@@ -13,9 +13,22 @@
  * `heartbeatIntervalMs`, so the member stays in the group however long the pipeline holds
  * back. A batch dropped before it was fully handed out (pause, or taken by a paused
  * partition) seeks kafkajs back to the first message not handed out, so it is fetched
- * again from there: nothing is skipped (seek, revoke and rejoin set kafkajs's position
- * themselves; a batch fetched before such a seek is recognised by `isStale()` and not
- * queued, and `poll()` never hands out an offset below the partition's position).
+ * again from there: nothing is skipped (a batch fetched before such a seek is recognised
+ * by `isStale()` and not queued, and `poll()` never hands out an offset below the
+ * partition's position).
+ *
+ * ## Contiguity (issue 13)
+ *
+ * What `poll()` hands out of a partition is contiguous: every assignment seeks kafkajs,
+ * for every assigned partition, to where Sluice continues (the committed offset of a new
+ * partition, our position for a kept one) and drops what was queued before; kafkajs's
+ * pending seeks are cleared whenever it (re)joins (`kafkajs_patch.ts`: kafkajs 2.2.4 kept
+ * them across generations). As a defence in depth, a batch that kafkajs fetched from
+ * beyond the partition's position is never handed out: kafkajs is sought back to the
+ * position and fetches again (`stats.gapsRefetched`). A gap is let through only when
+ * kafkajs fetched from the position or before it (transaction markers, aborted or
+ * compacted records consumers never see), or when fetching again from the position
+ * starts at the same offset (records deleted by retention; `stats.gapsAccepted`).
  * kafkajs never commits (`autoCommit: false`, and `commitOffsetsIfNecessary` is never
  * called), so resolved offsets are only its fetch positions; commits are
  * `consumer.commitOffsets` with the offsets the processor staged.
@@ -47,8 +60,12 @@
  * 4. `GROUP_JOIN` carries the new assignment; the next `poll()` calls `onAssign` with each
  *    partition's committed offset (or `initialOffset`) before handing out any message.
  *    If kafkajs rejoined without a detected rebalance (metadata change, restart after a
- *    crash), partitions we lost are revoked first and partitions we kept are sought to
- *    our position, because a rejoin resets kafkajs's fetch positions to the last commit.
+ *    crash, `UNKNOWN_MEMBER_ID`), partitions we lost are revoked first (without a commit)
+ *    and partitions we kept continue at our position. Either way kafkajs is sought for
+ *    every assigned partition (see Contiguity).
+ * 5. A processor whose pipeline holds back does not poll until it pauses; it asks
+ *    `rebalancePending()` and polls at once when a revoke is waiting, so the coordinator
+ *    does not give its partitions to another member while it still processes them.
  *
  * If kafkajs crashes and restarts (its retries exhausted, e.g. a long broker outage), it
  * left the group: our partitions are revoked without committing (another member, or we
@@ -283,6 +300,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     gapsAccepted: 0,
     kafkajsTransientErrors: 0,
   };
+  /** kafkajs's open sockets, closed at teardown if kafkajs left any open. */
+  readonly #sockets = new Set<{ destroy(): void }>();
   readonly #log = new KafkajsLog(() => this.stats.kafkajsTransientErrors++);
   /** Per partition, the last gap re-fetched: the position and the offset kafkajs fetched from. */
   readonly #gapSeen = new Map<Partition, { position: number; fetchedOffset: number }>();
@@ -693,7 +712,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   async #start(): Promise<void> {
     const o = this.#o;
     const watch = new ConnectionWatch(o.ssl !== false);
-    const kafka = this.#kafka = createKafka(o, this.#log, watch);
+    const kafka = this.#kafka = createKafka(o, this.#log, watch, this.#sockets);
     const consumer = this.#consumer = kafka.consumer({
       ...o.kafkajs.consumer,
       groupId: o.group,
@@ -768,6 +787,10 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     }
     this.#revokeDone.resolve();
     await Promise.allSettled([consumer?.disconnect(), admin?.disconnect()]);
+    // kafkajs can leave a connection open after a broker restart (it reconnected a broker
+    // its cluster no longer lists): close them, or the process would not end.
+    for (const s of this.#sockets) s.destroy();
+    this.#sockets.clear();
   }
 
   // ---- kafkajs events ------------------------------------------------------------------
@@ -1151,6 +1174,28 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     console.warn(`sluice kafka: gap detected: ${message()}${more}`);
   }
 
+  /**
+   * Makes kafkajs continue `p` where Sluice does (`offset`) after an assignment. Batches of
+   * this generation already queued that start exactly there, each where the previous
+   * ended, are kept and kafkajs is sought to the end of the last one; otherwise they are
+   * dropped and kafkajs is sought to `offset`. The seek also replaces any seek kafkajs
+   * still holds for the partition.
+   */
+  #resync(p: Partition, offset: number): void {
+    let next = offset;
+    for (const b of this.#queue) {
+      if (b.settled || b.partition !== p) continue;
+      if (b.generation !== this.#generation || b.fetchedOffset !== next) {
+        this.#refetch(p, offset);
+        return;
+      }
+      next = b.lastOffset + 1;
+    }
+    this.#kafkajsCall(() =>
+      this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(next) })
+    );
+  }
+
   /** Drops the queued batches of `p` and makes kafkajs fetch it again from `offset`. */
   #refetch(p: Partition, offset: number): void {
     this.#drop((b) => b.partition === p, false);
@@ -1193,7 +1238,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     // pending seeks across rejoins: `ConsumerGroup.seekOffset`).
     for (const p of this.#assigned) {
       const o = this.#positions.get(p);
-      if (o !== undefined) this.#refetch(p, o);
+      if (o !== undefined) this.#resync(p, o);
     }
     const added = [...next].filter((p) => !this.#assigned.has(p));
     if (added.length === 0) return;
@@ -1221,7 +1266,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       this.#assigned.add(p);
       this.#positions.set(p, o);
       this.#gapSeen.delete(p);
-      this.#refetch(p, o);
+      this.#resync(p, o);
     }
     await this.#callbacks.onAssign?.(starts);
   }

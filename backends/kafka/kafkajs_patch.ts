@@ -58,8 +58,29 @@ if (proto && typeof proto.scheduleCheckPendingRequests === "function" && !proto[
     if (!Array.isArray(this.pending) || this.pending.length === 0) return;
     return original.call(this);
   };
+  // See "A request-timeout timer that outlives its connection" below.
+  const scheduleTimeoutCheck = proto.scheduleRequestTimeoutCheck;
+  if (typeof scheduleTimeoutCheck === "function") {
+    proto.scheduleRequestTimeoutCheck = function (this: AnyQueue): void {
+      scheduleTimeoutCheck.call(this);
+      this.requestTimeoutIntervalId?.unref?.();
+    };
+  }
   proto[PATCHED] = true;
 }
+
+/*
+ * **A request-timeout timer that outlives its connection.** On connect,
+ * `RequestQueue.scheduleRequestTimeoutCheck` (src/network/requestQueue/index.js, line 91)
+ * starts a 100 ms `setInterval` that is cleared only by `destroy()` (the connection's
+ * `disconnect()`) or once the connection no longer reports itself connected. After a
+ * broker restart kafkajs drops brokers from its pool (`removeBroker` on a closed
+ * connection) without disconnecting their other connections, so `disconnect()` of the
+ * client never reaches them: their interval ran for ever and the process never ended
+ * after `run()` returned. The fix unrefs the interval: it only enforces timeouts of
+ * requests in flight, and a request in flight keeps the process alive through its socket
+ * anyway. (Sluice's clients also close any socket kafkajs left open at teardown.)
+ */
 
 // deno-lint-ignore no-explicit-any
 const Long = LongModule as any;
@@ -213,7 +234,8 @@ export function kafkajsConnectPatched(): boolean {
  * process alive and logging an error per attempt long after Sluice gave up on its
  * `connectTimeoutMs`. The fix marks the pool on `disconnect()`; from then on the seed
  * broker's `connect` fails with a non-retriable error, which ends the loop at its next
- * attempt (`bail`). A later `connect()` clears the mark.
+ * attempt (`bail`). A later `connect()` (kafkajs's own restart after a crash calls
+ * `disconnect()` then `connect()`) clears the mark.
  */
 if (
   typeof BrokerPool?.prototype?.connect === "function" &&
@@ -235,6 +257,7 @@ if (
   // deno-lint-ignore no-explicit-any
   proto.connect = function (this: any): unknown {
     this[POOL_CLOSED] = false;
+    if (this.seedBroker?.connect === closedConnect) delete this.seedBroker.connect;
     return connect.call(this);
   };
   // deno-lint-ignore no-explicit-any

@@ -19,7 +19,7 @@ export const TRANSIENT_REPORT_MS = 30_000;
  * member the coordinator forgot (kafkajs rejoins), and kafkajs's own retries and restarts.
  */
 const TRANSIENT =
-  /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|Connection (error|timeout|closed)|Closed connection|Failed to connect|not reconnecting|rebalanc|not aware of this member|member id is not valid|generation id is not valid|coordinator|not the correct|leader|leadership|timed out|Request .* timeout|does not host this topic-partition|retries exceeded|NumberOfRetriesExceeded|Restarting the consumer|offset ?commit|heartbeat|was disconnected|socket hang up|KafkaJSConnection/i;
+  /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|Connection (error|timeout|closed)|Closed connection|Failed to connect|not reconnecting|rebalanc|not aware of this member|member id is not valid|generation id is not valid|coordinator|not the correct|leader|leadership|timed out|Request .* timeout|does not host this topic-partition|retries exceeded|NumberOfRetriesExceeded|Restarting the consumer|was disconnected|socket hang up|KafkaJSConnection/i;
 
 /** Counts of what a {@link KafkajsLog} routed. */
 export interface KafkajsLogCounts {

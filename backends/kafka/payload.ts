@@ -4,7 +4,15 @@
  *
  * @module
  */
-import { Kafka, type KafkaConfig, type logLevel as LogLevelEnum } from "kafkajs";
+import {
+  type ISocketFactory,
+  Kafka,
+  type KafkaConfig,
+  type logLevel as LogLevelEnum,
+} from "kafkajs";
+// @ts-ignore: internal kafkajs module without type declarations
+// deno-lint-ignore no-import-prefix
+import defaultSocketFactory from "npm:kafkajs@2.2.4/src/network/socketFactory.js";
 import { kafkajsLogLevel, type ResolvedClientOptions } from "./config.ts";
 import { ConnectionWatch, kafkajsSasl, kafkajsSsl } from "./security.ts";
 import { KafkajsLog } from "./log.ts";
@@ -53,6 +61,7 @@ export function createKafka(
   o: ResolvedClientOptions,
   log = new KafkajsLog(),
   watch?: ConnectionWatch,
+  sockets?: Set<{ destroy(): void }>,
 ): Kafka {
   const level = kafkajsLogLevel(o.logLevel);
   const { socketFactory, ...extra } = o.kafkajs.client;
@@ -60,8 +69,11 @@ export function createKafka(
     ...extra,
     ssl: kafkajsSsl(o.ssl),
     sasl: kafkajsSasl(o.sasl) as KafkaConfig["sasl"],
-    socketFactory: (watch ?? new ConnectionWatch(o.ssl !== false))
-      .socketFactory(socketFactory) as unknown as KafkaConfig["socketFactory"],
+    socketFactory: (watch ?? new ConnectionWatch(o.ssl !== false)).socketFactory(
+      sockets === undefined
+        ? socketFactory
+        : trackedSockets(sockets, socketFactory as ISocketFactory | undefined),
+    ) as unknown as KafkaConfig["socketFactory"],
     clientId: o.clientId,
     brokers: o.brokers,
     connectionTimeout: Math.min(o.connectTimeoutMs, 3000),
@@ -69,6 +81,26 @@ export function createKafka(
     logLevel: level as LogLevelEnum,
     logCreator: log.creator,
   });
+}
+
+/**
+ * kafkajs's own socket factory, recording each socket in `sockets` until it closes, so
+ * that a client's teardown can close what kafkajs left open (after a broker restart a
+ * connection survived kafkajs's `disconnect()` and kept the process alive).
+ */
+function trackedSockets(
+  sockets: Set<{ destroy(): void }>,
+  inner?: ISocketFactory,
+): ISocketFactory {
+  const create = typeof inner === "function"
+    ? inner
+    : (defaultSocketFactory as () => ISocketFactory)();
+  return (args) => {
+    const socket = create(args);
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    return socket;
+  };
 }
 
 /** @internal Races `p` against a timer; the timer is always cleared. */
