@@ -40,24 +40,29 @@ import {
 
 const decoder = new TextDecoder();
 
-/** Whether the broker speaks KIP-848 (Kafka 4.x): the dev broker runs 4.x with KAFKA_VERSION. */
+/**
+ * Whether the broker runs KIP-848's consumer protocol (Kafka 4.x; the dev broker runs 4.x
+ * with KAFKA_VERSION): a member joins a one-partition topic with it.
+ */
 async function supportsConsumerProtocol(brokers: string): Promise<boolean> {
-  const c = new PlatformaticConsumer({ brokers, group: unique("probe"), ...FAST });
+  const kafka = testKafka(brokers);
+  const topic = unique("sluice-plt-probe");
+  await createTopic(kafka, topic, 1);
+  const c = new PlatformaticConsumer({
+    brokers,
+    group: unique("probe"),
+    ...FAST,
+    groupProtocol: "consumer",
+  });
   try {
-    // deno-lint-ignore no-explicit-any
-    const { Admin } = await import("@platformatic/kafka") as any;
-    const admin = new Admin({ clientId: "probe", bootstrapBrokers: [brokers] });
-    try {
-      const apis = await admin.listApis();
-      // deno-lint-ignore no-explicit-any
-      return apis.some((a: any) => a.name === "ConsumerGroupHeartbeat" || a.apiKey === 68);
-    } finally {
-      await admin.close();
-    }
+    c.subscribe([topic]);
+    await c.poll(0);
+    return true;
   } catch {
     return false;
   } finally {
-    await c.close();
+    await c.close().catch(() => {});
+    await deleteTopics(kafka, [topic]);
   }
 }
 
