@@ -11,12 +11,15 @@ import {
   CommitPolicy,
   type Consumer,
   ConsumerError,
+  DlqPolicy,
+  InvalidMessage,
   type Message,
   Partition,
   RunTask,
   RunTaskAsync,
   StreamProcessor,
   Topic,
+  withDlqHeaders,
 } from "../../mod.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
@@ -412,6 +415,76 @@ kafkaTest(
         `${r.stableGapMs.toFixed(0)} ms, at most ${r.segmentsMax} owner runs per partition`,
     );
     assert(r.segmentsMax <= 3, "no partition processed by two members at once");
+  },
+  { sanitizeOps: false, sanitizeResources: false },
+);
+
+kafkaTest(
+  "platformatic: invalid messages go to the DLQ through the platformatic producer; commits reach the end only once delivered",
+  async (brokers) => {
+    const kafka = testKafka(brokers);
+    const topic = unique("sluice-plt-dlq-src");
+    const dlqTopic = unique("sluice-plt-dlq");
+    const group = unique("g");
+    await createTopic(kafka, topic, 1);
+    await createTopic(kafka, dlqTopic, 1);
+    const values = ["0", "1", "bad-2", "3", "4", "5", "bad-6", "7", "8", "9"];
+    const producer = testProducer(kafka);
+    await producer.connect();
+    await producer.send({ topic, messages: values.map((value) => ({ value })), acks: -1 });
+    await producer.disconnect();
+    const dlqProducer = new PlatformaticProducer({ brokers, logLevel: "nothing" });
+    const processed: string[] = [];
+    const processor = new StreamProcessor<KafkaPayload>({
+      consumer: new PlatformaticConsumer({ brokers, group, ...FAST }),
+      topics: [topic],
+      commitPolicy: CommitPolicy.IMMEDIATE,
+      handleSignals: false,
+      dlqPolicy: new DlqPolicy<KafkaPayload, KafkaPayload>({
+        producer: dlqProducer,
+        topic: dlqTopic,
+        build: withDlqHeaders,
+      }),
+      factory: {
+        incremental: true,
+        createWithPartitions: (commit) =>
+          new RunTask((m: Message<KafkaPayload>) => {
+            const v = decoder.decode(m.payload.value as Uint8Array);
+            if (v.startsWith("bad")) {
+              throw InvalidMessage.fromValue(
+                m.value as BrokerValue<KafkaPayload>,
+                `value ${v} is not a number`,
+                "parse",
+              );
+            }
+            processed.push(v);
+            return v;
+          }, new CommitOffsets(commit)),
+      },
+    });
+    const running = processor.run();
+    const reader = new PlatformaticConsumer({ brokers, group: unique("reader"), ...FAST });
+    try {
+      await committedToEnd(kafka, group, topic, new Map([[0, values.length]]), 30_000);
+      assertEquals(processed, values.filter((v) => !v.startsWith("bad")));
+      assertEquals(processor.stats.deadLettered, 2);
+      reader.subscribe([dlqTopic]);
+      const dead: string[] = [];
+      const deadline = performance.now() + 30_000;
+      while (dead.length < 2) {
+        assert(performance.now() < deadline, "two DLQ entries");
+        for (const v of await reader.poll(100)) {
+          dead.push(decoder.decode(v.payload.value as Uint8Array));
+        }
+      }
+      assertEquals(dead.sort(), ["bad-2", "bad-6"]);
+    } finally {
+      processor.signalShutdown();
+      await running;
+      await reader.close();
+      await dlqProducer.close();
+      await deleteTopics(kafka, [topic, dlqTopic]);
+    }
   },
   { sanitizeOps: false, sanitizeResources: false },
 );
