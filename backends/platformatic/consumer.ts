@@ -70,6 +70,11 @@ interface RawBatch {
 
 const IS_CONTROL = 0b100000;
 
+interface Lookup {
+  settled: boolean;
+  starts?: Map<Partition, number>;
+}
+
 /** Counters of a {@link PlatformaticConsumer}. */
 export interface PlatformaticConsumerStats {
   /** Fetch requests sent. */
@@ -116,6 +121,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
   readonly #o: ResolvedPlatformaticConsumerOptions;
   #client: PltConsumer | undefined;
   #stream: { close(): Promise<void> } | undefined;
+  #fetchPool: { close(): Promise<void> } | undefined;
   #started: Promise<void> | undefined;
   #callbacks: AssignmentCallbacks = {};
   #topics: string[] = [];
@@ -134,6 +140,8 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
   /** Eager (roundrobin) rebalance under way: no assignment until the group has synced. */
   #assignBlocked = false;
   #wake: Deferred = deferred();
+  /** Start offsets of newly assigned partitions, being looked up. */
+  #lookup: Lookup | undefined;
   /** Resolved when the library asks for a revoke (renewed once it is taken up). */
   #revokeRequested: Deferred = deferred();
   #error: unknown;
@@ -292,6 +300,9 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
         await this.#stream?.close();
       } catch { /* closing anyway */ }
       try {
+        await this.#fetchPool?.close();
+      } catch { /* idem */ }
+      try {
         await this.#client?.close(true);
       } catch { /* idem */ }
     }
@@ -331,6 +342,12 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       // deno-lint-ignore no-explicit-any
     } as any);
     this.#client = client;
+    // Fetches get connections of their own: Kafka answers the requests of one connection in
+    // order, so on the client's connections a fetch would wait behind a JoinGroup the broker
+    // holds until the whole group has rejoined (kept partitions would stall meanwhile).
+    const createPool = librarySymbol(client, "plt.kafka.base.createConnectionPool");
+    this.#fetchPool = (client as unknown as Record<symbol, () => { close(): Promise<void> }>)
+      [createPool]();
     this.#hook(client);
     client.on("consumer:group:join", () => {
       this.#assignBlocked = false;
@@ -432,26 +449,45 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       }
     }
     if (this.#assignBlocked || this.#revoke !== undefined) return;
-    const assignments = this.#client?.assignments;
-    if (assignments == null) return;
-    const added: Partition[] = [];
-    for (const a of assignments) {
-      for (const i of a.partitions) {
-        const p = Partition.of(a.topic, i);
-        if (!this.#positions.has(p)) added.push(p);
+    const assigned = this.#libraryAssignment();
+    if (assigned === undefined) return;
+    const pending = this.#lookup;
+    if (pending !== undefined) {
+      // Reading committed offsets is a group request the library may hold behind a rejoin
+      // (which may itself wait for a revoke from poll()): it runs in the background while
+      // the owned partitions go on being fetched, and is taken up once it has answered.
+      if (!pending.settled) return;
+      this.#lookup = undefined;
+      const starts = new Map<Partition, number>();
+      for (const [p, o] of pending.starts ?? []) {
+        if (assigned.has(p) && !this.#positions.has(p)) starts.set(p, o);
       }
+      if (starts.size === 0) return; // failed or moved meanwhile: looked up again next poll
+      for (const [p, o] of starts) this.#positions.set(p, o);
+      this.stats.assigns++;
+      await this.#callbacks.onAssign?.(starts);
+      return;
     }
+    const added = [...assigned].filter((p) => !this.#positions.has(p));
     if (added.length === 0) return;
-    // Reading committed offsets is a group request: the library may hold it behind a rejoin
-    // that itself waits for a revoke from this poll. A revoke requested meanwhile wins; the
-    // assignment is taken up again afterwards.
-    const lookup = this.#startOffsets(added);
-    lookup.catch(() => {});
-    const starts = await Promise.race([lookup, this.#revokeRequested.promise.then(() => null)]);
-    if (starts === null) return await this.#rebalance();
-    for (const [p, o] of starts) this.#positions.set(p, o);
-    this.stats.assigns++;
-    await this.#callbacks.onAssign?.(starts);
+    const lookup: Lookup = { settled: false };
+    this.#lookup = lookup;
+    this.#startOffsets(added).then(
+      (starts) => lookup.starts = starts,
+      () => {},
+    ).finally(() => {
+      lookup.settled = true;
+      this.#wake.resolve();
+    });
+  }
+
+  /** The partitions the library has assigned to this member (undefined: not known yet). */
+  #libraryAssignment(): Set<Partition> | undefined {
+    const assignments = this.#client?.assignments;
+    if (assignments == null) return undefined;
+    const out = new Set<Partition>();
+    for (const a of assignments) for (const i of a.partitions) out.add(Partition.of(a.topic, i));
+    return out;
   }
 
   async #runRevoke(partitions: Partition[]): Promise<void> {
@@ -534,6 +570,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
         maxWaitTime: maxWait,
         minBytes: this.#o.minBytes,
         maxBytes: this.#o.maxBytes,
+        connectionPool: this.#fetchPool,
         topics: [...topics.values()].map((t) => ({
           topicId: t.id,
           partitions: t.parts.map((p) => ({
