@@ -230,6 +230,8 @@ export interface ProcessorStats extends DlqCounters {
 const MIN_BACKOFF_MS = 1;
 /** Abort reason that ends a backoff timer early (cheaper than the default DOMException). */
 const WAIT_OVER = "wait over";
+/** Longest wait (ms) between checks whether revoked partitions' work is done. */
+const DRAIN_MAX_BACKOFF_MS = 20;
 /** Give timers, I/O and signals a turn at least this often (wall-clock ms) when busy. */
 const YIELD_EVERY_MS = 20;
 
@@ -701,7 +703,14 @@ export class StreamProcessor<T> {
 
   /** The commit callback handed to the factory. */
   readonly #commit: Commit = (offsets, force = false) => {
+    const incremental = this.#factory.incremental === true;
     for (const [p, o] of offsets) {
+      if (incremental) {
+        // A running pipeline outlives assignment changes: an offset of a partition it no
+        // longer has (or of an earlier time it had it) must not be committed.
+        const start = this.#pipelineStart.get(p);
+        if (start === undefined || o < start) continue;
+      }
       const prev = this.#dirty.get(p) ?? this.#staged.get(p);
       if (prev === undefined || o > prev) this.#dirty.set(p, o);
     }
@@ -889,6 +898,16 @@ export class StreamProcessor<T> {
     this.#meter?.assigned(partitions);
     const current = this.#consumer.tell();
     for (const [p, o] of partitions) current.set(p, o);
+    if (this.#strategy !== undefined && this.#factory.incremental === true) {
+      // Incremental: the new partitions join the running pipeline; nothing stops.
+      for (const [p, o] of partitions) this.#pipelineStart.set(p, o);
+      this.#policy.start(partitions);
+      // Paused for backpressure: the new partitions wait with the others.
+      if (this.#paused && partitions.size > 0) this.#consumer.pause([...partitions.keys()]);
+      this.#strategy.addPartitions?.(partitions);
+      this.#rebalancingSince = undefined;
+      return;
+    }
     if (this.#strategy !== undefined) {
       await this.#closeStrategy();
       this.#rewindUnfinished(this.#consumer.tell().keys(), current);
@@ -963,8 +982,24 @@ export class StreamProcessor<T> {
     this.stats.revocations++;
     this.#rebalancingSince ??= this.#clock.now();
     const revoked = new Set(partitions);
+    let joinTimeoutMs = this.#joinTimeoutMs;
+    if (this.#strategy !== undefined && this.#factory.incremental === true && !this.#stopping) {
+      const keeps = [...this.#consumer.tell().keys()].some((p) => !revoked.has(p));
+      if (keeps) {
+        const started = this.#clock.now();
+        if (await this.#drainRevoked(revoked)) {
+          this.#forgetRevoked(revoked, partitions);
+          // The pipeline of the kept partitions never stopped: no rebalance to wait out.
+          this.#rebalancingSince = undefined;
+          return;
+        }
+        // Not finished in time: fall back to closing the whole pipeline (below), with what
+        // is left of joinTimeoutMs; kept partitions' unfinished work is read again.
+        joinTimeoutMs = Math.max(0, this.#joinTimeoutMs - (this.#clock.now() - started));
+      }
+    }
     const closed = this.#strategy !== undefined;
-    if (closed) await this.#closeStrategy();
+    if (closed) await this.#closeStrategy(joinTimeoutMs);
     // Messages of revoked partitions are re-read by their next owner from the commit point.
     if (this.#carried !== undefined) {
       const keep = this.#carried.slice(this.#carriedIndex).filter((m) => !revoked.has(m.partition));
@@ -972,14 +1007,7 @@ export class StreamProcessor<T> {
       this.#carriedIndex = 0;
     }
     this.#resetBackpressureState();
-    for (const p of revoked) {
-      this.#dirty.delete(p);
-      this.#staged.delete(p);
-      this.#blocked.delete(p);
-    }
-    this.#dlq?.forget(revoked);
-    this.#meter?.revoked(partitions);
-    this.#policy.forget(revoked);
+    this.#forgetRevoked(revoked, partitions);
     if (this.#stopping) return;
     const remaining = this.#consumer.tell();
     for (const p of revoked) remaining.delete(p);
@@ -987,6 +1015,135 @@ export class StreamProcessor<T> {
       if (closed) this.#rewindUnfinished(remaining.keys(), remaining);
       this.#createStrategy(remaining);
     }
+  }
+
+  /** Drops all state of revoked partitions (their next owner reads from the commit point). */
+  #forgetRevoked(revoked: ReadonlySet<Partition>, partitions: readonly Partition[]): void {
+    for (const p of revoked) {
+      this.#dirty.delete(p);
+      this.#staged.delete(p);
+      this.#blocked.delete(p);
+      if (this.#factory.incremental === true) this.#pipelineStart.delete(p);
+    }
+    this.#dlq?.forget(revoked);
+    this.#meter?.revoked(partitions);
+    this.#policy.forget(revoked);
+  }
+
+  /**
+   * Incremental revoke: the pipeline keeps running (it is polled, and takes carried
+   * messages of kept partitions) while the work it accepted of `revoked` finishes; then that
+   * work is committed. Carried messages of `revoked` are dropped (their next owner reads
+   * them). Returns false when the work did not finish within `joinTimeoutMs`.
+   */
+  async #drainRevoked(revoked: ReadonlySet<Partition>): Promise<boolean> {
+    const strategy = this.#strategy!;
+    // Accepted so far, per revoked partition: up to its first carried message, else up to
+    // the consumer's position.
+    const accepted = new Map<Partition, number>();
+    const positions = this.#consumer.tell();
+    for (const p of revoked) {
+      const position = positions.get(p);
+      if (position !== undefined) accepted.set(p, position);
+    }
+    const carried = this.#carried;
+    if (carried !== undefined) {
+      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
+        if (revoked.has(carried[i].partition)) {
+          accepted.set(carried[i].partition, carried[i].offset);
+        }
+      }
+      const keep = carried.slice(this.#carriedIndex).filter((m) => !revoked.has(m.partition));
+      this.#carried = keep.length > 0 ? keep : undefined;
+      this.#carriedIndex = 0;
+      if (this.#carried === undefined) this.#endBackpressure();
+    }
+    strategy.removePartitions?.([...revoked]);
+    const phase = this.#phase;
+    this.#enter(Phase.Join);
+    const deadline = this.#clock.now() + this.#joinTimeoutMs;
+    let backoff = MIN_BACKOFF_MS;
+    try {
+      let submitting = true;
+      for (;;) {
+        try {
+          strategy.poll();
+        } catch (e) {
+          if (!(e instanceof InvalidMessage)) throw e;
+          await this.#onInvalid(e);
+        }
+        if (submitting) submitting = this.#submitCarriedWhileDraining(strategy);
+        if (this.#revokedWorkDone(accepted)) break;
+        const left = deadline - this.#clock.now();
+        if (left <= 0) return false;
+        // Wait a little (and for room, when carried messages wait for it): the pipeline's
+        // own timers and promises finish its work meanwhile.
+        const stop = new AbortController();
+        const sleep = this.#clock.sleep(Math.min(backoff, left), stop.signal);
+        await (this.#carried !== undefined && submitting
+          ? Promise.race([strategy.ready, sleep])
+          : sleep);
+        stop.abort(WAIT_OVER);
+        backoff = Math.min(backoff * 2, DRAIN_MAX_BACKOFF_MS);
+      }
+    } finally {
+      this.#enter(phase);
+    }
+    await this.#dlq?.flush();
+    const incomplete = this.stats.commitsIncomplete;
+    await this.#flushCommits();
+    if (this.stats.commitsIncomplete > incomplete) {
+      console.warn(
+        `sluice: the final commit before giving back ${
+          [...revoked].map(String).join(", ")
+        } did not go through; that work will be read again by the partitions' next owner: ` +
+          "duplicates, not loss",
+      );
+    }
+    return true;
+  }
+
+  /** Whether every revoked partition's accepted work is committed (or ready to be). */
+  #revokedWorkDone(accepted: ReadonlyMap<Partition, number>): boolean {
+    for (const [p, a] of accepted) {
+      let finished = Math.max(
+        this.#pipelineStart.get(p) ?? -1,
+        this.#dirty.get(p) ?? -1,
+        this.#staged.get(p) ?? -1,
+      );
+      const blocked = this.#blocked.get(p);
+      if (blocked !== undefined && blocked.length > 0) finished = Math.min(finished, blocked[0]);
+      if (finished < a) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Hands carried messages (of kept partitions) to the pipeline during an incremental
+   * revoke, as far as it takes them. Returns false once a message is refused with an error
+   * other than backpressure: the loop handles it after the revoke.
+   */
+  #submitCarriedWhileDraining(strategy: ProcessingStrategy<T>): boolean {
+    const carried = this.#carried;
+    if (carried === undefined) return true;
+    let i = this.#carriedIndex;
+    let ok = true;
+    try {
+      if (strategy.submitMany !== undefined) i = strategy.submitMany(carried, i);
+      else for (; i < carried.length; i++) strategy.submit(carried[i]);
+    } catch (e) {
+      if (!(e instanceof MessageRejected) && !(e instanceof InvalidMessage)) throw e;
+      ok = e instanceof MessageRejected;
+    }
+    this.stats.messagesSubmitted += i - this.#carriedIndex;
+    if (i > this.#carriedIndex) this.#progressSinceWait = true;
+    this.#carriedIndex = i;
+    if (i >= carried.length) {
+      this.#carried = undefined;
+      this.#carriedIndex = 0;
+      this.#endBackpressure();
+    }
+    return ok;
   }
 
   #resetBackpressureState(): void {
@@ -1007,7 +1164,7 @@ export class StreamProcessor<T> {
   }
 
   /** close → join(timeout) → commit. Invalid messages reported during join are handled. */
-  async #closeStrategy(): Promise<void> {
+  async #closeStrategy(joinTimeoutMs = this.#joinTimeoutMs): Promise<void> {
     const strategy = this.#strategy!;
     this.#strategy = undefined;
     // The held message is no longer waiting on this pipeline: its episode ends here.
@@ -1015,7 +1172,7 @@ export class StreamProcessor<T> {
     const phase = this.#phase;
     this.#enter(Phase.Join);
     strategy.close();
-    const deadline = this.#clock.now() + this.#joinTimeoutMs;
+    const deadline = this.#clock.now() + joinTimeoutMs;
     this.#joining = true;
     this.#joiningStrategy = strategy;
     try {

@@ -13,7 +13,8 @@
  * `--partitions=N` (default 4), `--rounds=N` (default 2; the order of the consumers is
  * reversed every other round), `--keep-topic`, `--topic=NAME` (reuse a kept topic),
  * `--only=LIST` (any of kafkajs, kafkajs-fixed, kafkajs1, poll, sluice, sluice-young4,
- * sluice-lowmem, rdkafka, rdkafka-1s, arroyo), `--arroyo-messages=N` (default 300 000: Python Arroyo reads only the first N). Brokers:
+ * sluice-lowmem, sluice-platformatic, raw-platformatic, rdkafka, rdkafka-1s, arroyo),
+ * `--arroyo-messages=N` (default 300 000: Python Arroyo reads only the first N). Brokers:
  * `KAFKA_BROKERS`, else 127.0.0.1:19092.
  *
  * Every consumer run is a separate Deno process (started by this one with `--run=NAME`):
@@ -279,6 +280,110 @@ async function sluice(fetch: typeof FETCH = FETCH, label = ""): Promise<Result> 
   };
 }
 
+/** Sluice on the platformatic backend: the same pipeline as `sluice`, PlatformaticConsumer. */
+async function sluicePlatformatic(): Promise<Result> {
+  const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
+  const { PlatformaticConsumer } = await import("../backends/platformatic/mod.ts");
+  let count = 0;
+  let bytes = 0;
+  let started = 0;
+  let ended = 0;
+  let cpuStart = 0;
+  let cpu = 0;
+  const processor = new StreamProcessor<KafkaPayload>({
+    consumer: new PlatformaticConsumer({
+      brokers: brokers!,
+      group: `bench-plt-${crypto.randomUUID().slice(0, 8)}`,
+      ...FETCH,
+      logLevel: "nothing",
+    }),
+    topics: [topic],
+    commitPolicy: CommitPolicy.ONCE_PER_SECOND,
+    handleSignals: false,
+    factory: {
+      incremental: true,
+      createWithPartitions: (commit) =>
+        new RunTask((m: Message<KafkaPayload>) => {
+          if (count === 0) {
+            started = performance.now();
+            cpuStart = cpuMicros();
+          }
+          bytes += m.payload.value?.length ?? 0;
+          if (++count === MESSAGES) {
+            ended = performance.now();
+            cpu = cpuMicros() - cpuStart;
+            processor.signalShutdown();
+          }
+          return null;
+        }, new CommitOffsets(commit)),
+    },
+  });
+  await processor.run();
+  if (bytes !== MESSAGES * BYTES) throw new Error(`sluice-platformatic read ${bytes} bytes`);
+  return {
+    name: "Sluice StreamProcessor on PlatformaticConsumer",
+    seconds: (ended - started) / 1000,
+    messages: count,
+    cpuNs: cpu * 1000 / count,
+  };
+}
+
+/**
+ * Raw @platformatic/kafka: its MessagesStream (mode earliest, no autocommit), reading each
+ * value's length and committing the highest offsets once per second.
+ */
+async function rawPlatformatic(): Promise<Result> {
+  const { Consumer } = await import("@platformatic/kafka");
+  const consumer = new Consumer({
+    clientId: "bench-raw-plt",
+    bootstrapBrokers: brokers!.split(","),
+    groupId: `bench-rawplt-${crypto.randomUUID().slice(0, 8)}`,
+    maxWaitTime: FETCH.maxWaitTimeMs,
+    maxBytes: FETCH.maxBytes,
+    maxBytesPerPartition: FETCH.maxBytesPerPartition,
+  });
+  const stream = await consumer.consume({ topics: [topic], mode: "earliest", autocommit: false });
+  let count = 0;
+  let bytes = 0;
+  let started = 0;
+  let cpuStart = 0;
+  let lastCommit = performance.now();
+  const highest = new Map<string, { topic: string; partition: number; offset: bigint }>();
+  for await (const m of stream) {
+    if (count === 0) {
+      started = performance.now();
+      cpuStart = cpuMicros();
+    }
+    bytes += m.value?.length ?? 0;
+    highest.set(`${m.partition}`, {
+      topic: m.topic,
+      partition: m.partition,
+      offset: m.offset + 1n,
+    });
+    if (++count === MESSAGES) break;
+    if (performance.now() - lastCommit >= 1000) {
+      lastCommit = performance.now();
+      await consumer.commit({
+        offsets: [...highest.values()].map((o) => ({ ...o, leaderEpoch: -1 })),
+      });
+    }
+  }
+  const ended = performance.now();
+  const cpu = cpuMicros() - cpuStart;
+  await consumer.commit({
+    offsets: [...highest.values()].map((o) => ({ ...o, leaderEpoch: -1 })),
+  }).catch(() => {});
+  await stream.close();
+  await consumer.close(true);
+  if (bytes !== MESSAGES * BYTES) throw new Error(`raw platformatic read ${bytes} bytes`);
+  return {
+    name: "raw @platformatic/kafka MessagesStream",
+    seconds: (ended - started) / 1000,
+    messages: count,
+    cpuNs: cpu * 1000 / count,
+  };
+}
+
 /** The adapter alone: KafkaConsumer.poll() in a loop, no pipeline (shows where the cost is). */
 async function pollLoop(): Promise<Result> {
   const { KafkaConsumer } = await import("../backends/kafka/mod.ts");
@@ -356,6 +461,8 @@ const RUNS: Record<string, () => Promise<Result>> = {
   poll: pollLoop,
   sluice: () => sluice(),
   ...LOW_MEMORY_RUNS,
+  "sluice-platformatic": sluicePlatformatic,
+  "raw-platformatic": rawPlatformatic,
 };
 
 if (RUN !== undefined) {
@@ -504,9 +611,9 @@ const fixed = refName("kafkajs-fixed");
 const pct = (a: number, b: number | undefined) =>
   b === undefined || !Number.isFinite(b) ? "—" : `${(100 * a / b).toFixed(1)}%`;
 console.log(
-  "| consumer | seconds (best) | msg/s (best) | msg/s (median) | vs stock kafkajs (medians) | vs kafkajs + fixes (medians) | CPU ns/msg (median) |",
+  "| consumer | seconds (best) | msg/s (best) | msg/s (median) | vs stock kafkajs (medians) | vs kafkajs + fixes (medians) | CPU ns/msg (median) | peak RSS MiB (max) |",
 );
-console.log("|---|---:|---:|---:|---:|---:|---:|");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of best) {
   const m = median(r.name);
   console.log(
@@ -514,7 +621,12 @@ for (const r of best) {
       Math.round(m).toLocaleString("en")
     } | ${pct(m, stock === undefined ? undefined : median(stock))} | ${
       pct(m, fixed === undefined ? undefined : median(fixed))
-    } | ${Math.round(medianCpu(r.name))} |`,
+    } | ${Math.round(medianCpu(r.name))} | ${
+      Math.round(
+        Math.max(...results.filter((x) => x.name === r.name).map((x) => x.rssPeak ?? NaN)) /
+          2 ** 20,
+      )
+    } |`,
   );
 }
 const all = results.map((r) =>

@@ -58,6 +58,19 @@ export interface ProcessingStrategy<T> {
   terminate(): void;
   /** Resolves when `submit` would accept again. */
   readonly ready: Promise<void>;
+  /**
+   * Optional, for pipelines of an {@link ProcessingStrategyFactory.incremental} factory:
+   * `partitions` (partition → first offset) joined the assignment; their messages follow.
+   * Called on the first step only; a step that keeps per-partition state forwards it.
+   */
+  addPartitions?(partitions: ReadonlyMap<Partition, number>): void;
+  /**
+   * Optional, for pipelines of an {@link ProcessingStrategyFactory.incremental} factory:
+   * `partitions` are being revoked. No more of their messages come; the step should finish
+   * (flush) what it holds of them now, so that their work is committed before the
+   * partitions are released. Called on the first step only.
+   */
+  removePartitions?(partitions: readonly Partition[]): void;
 }
 
 /**
@@ -80,4 +93,22 @@ export interface ProcessingStrategyFactory<T> {
   ): ProcessingStrategy<T>;
   /** Called once when the processor stops, on success or failure. */
   shutdown?(): void | Promise<void>;
+  /**
+   * The pipeline follows a partial assignment change without being recreated (incremental,
+   * or cooperative, rebalancing). Set it only when the pipeline (1) accepts messages of
+   * partitions it was not created with and (2) finishes, and commits, the work of every
+   * message it accepted without being closed (a time-bounded batch does; a batch that waits
+   * for its size alone does not, unless it implements
+   * {@link ProcessingStrategy.removePartitions}).
+   *
+   * With it, on a revoke of some partitions the processor stops handing out their messages,
+   * waits (at most `joinTimeoutMs`) until their accepted work is committed, commits, and only
+   * then lets them go, while the pipeline keeps processing the other partitions; newly
+   * assigned partitions just join the running pipeline. Without it (the default, Arroyo's
+   * contract), every assignment change closes, joins and recreates the pipeline. If the
+   * wait times out, the processor falls back to that: the pipeline is closed, joined and
+   * recreated, and kept partitions' unfinished work is read again.
+   * @default false
+   */
+  incremental?: boolean;
 }

@@ -32,6 +32,17 @@ export interface LocalBrokerOptions {
    * @default 30000
    */
   sessionTimeoutMs?: number;
+  /**
+   * How groups rebalance. `"eager"`, as with kafkajs (and Kafka's classic protocol with an
+   * eager assignor): every member revokes all its partitions, then all are assigned again.
+   * `"cooperative"`, as with Kafka's cooperative-sticky assignor and the KIP-848 consumer
+   * protocol: a sticky target assignment is computed, each member revokes only the
+   * partitions that move away from it (its callbacks see just those), and once every member
+   * has done so, the moved partitions are assigned to their new owners (`onAssign` with
+   * only the added ones). Members keep fetching the partitions they keep throughout.
+   * @default "eager"
+   */
+  rebalance?: "eager" | "cooperative";
 }
 
 /** Options of a {@link LocalConsumer}. */
@@ -244,6 +255,8 @@ interface GroupState {
   readonly joined: Set<string>;
   generation: number;
   nextMemberId: number;
+  /** Cooperative rebalancing: each member's partitions once the rebalance completes. */
+  targets?: Map<string, Partition[]>;
 }
 
 /**
@@ -270,6 +283,7 @@ export class LocalBroker<T> {
   /** The broker's clock. */
   readonly clock: Clock;
   readonly #sessionTimeoutMs: number;
+  readonly #cooperative: boolean;
   readonly #logs = new Map<Partition, PartitionLog<T>>();
   readonly #arena = new ReadArena();
   readonly #topics = new Map<Topic, number>();
@@ -284,6 +298,18 @@ export class LocalBroker<T> {
       "sessionTimeoutMs",
       options.sessionTimeoutMs ?? 30_000,
     );
+    const rebalance = options.rebalance ?? "eager";
+    if (rebalance !== "eager" && rebalance !== "cooperative") {
+      throw new ConfigurationError(
+        `rebalance must be "eager" or "cooperative", got ${JSON.stringify(rebalance)}`,
+      );
+    }
+    this.#cooperative = rebalance === "cooperative";
+  }
+
+  /** @internal Whether groups rebalance cooperatively. */
+  get _cooperative(): boolean {
+    return this.#cooperative;
   }
 
   /** Creates a topic with `partitions` partitions; throws if it exists or the count is invalid. */
@@ -417,6 +443,7 @@ export class LocalBroker<T> {
   _rebalance(group: GroupState): void {
     group.rebalancing = true;
     group.joined.clear();
+    if (this.#cooperative) group.targets = this.#stickyTargets(group);
     // A new generation supersedes assignments members have not taken yet.
     for (const m of group.members.values()) m._assign(undefined, group.generation);
     this.#maybeCompleteRebalance(group);
@@ -449,6 +476,12 @@ export class LocalBroker<T> {
     for (const id of group.members.keys()) if (!group.joined.has(id)) return;
     group.rebalancing = false;
     group.generation++;
+    if (group.targets !== undefined) {
+      for (const [id, m] of group.members) m._assign(group.targets.get(id) ?? [], group.generation);
+      group.targets = undefined;
+      this.#notify();
+      return;
+    }
     const ids = [...group.members.keys()].sort();
     const assignment = new Map<string, Partition[]>(ids.map((id) => [id, []]));
     const topics = new Set<Topic>();
@@ -463,6 +496,47 @@ export class LocalBroker<T> {
     }
     for (const [id, parts] of assignment) group.members.get(id)!._assign(parts, group.generation);
     this.#notify();
+  }
+
+  /**
+   * A balanced assignment that leaves every partition where it is when it can: each member
+   * keeps what it owns up to its share; the rest goes to members below theirs.
+   */
+  #stickyTargets(group: GroupState): Map<string, Partition[]> {
+    const ids = [...group.members.keys()].sort();
+    const target = new Map<string, Partition[]>(ids.map((id) => [id, []]));
+    if (ids.length === 0) return target;
+    const topics = new Set<Topic>();
+    for (const m of group.members.values()) for (const t of m._topics) topics.add(t);
+    const sorted = [...topics].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    const all = sorted.flatMap((t) => this.partitions(t));
+    const owner = new Map<Partition, string>();
+    for (const [id, m] of group.members) for (const p of m.assignment) owner.set(p, id);
+    const owned = (id: string) => group.members.get(id)!.assignment.length;
+    const byOwned = [...ids].sort((a, b) => owned(b) - owned(a) || (a < b ? -1 : 1));
+    const base = Math.floor(all.length / ids.length);
+    const extra = all.length % ids.length;
+    const quota = new Map(byOwned.map((id, i) => [id, base + (i < extra ? 1 : 0)]));
+    const free: Partition[] = [];
+    for (const p of all) {
+      const o = owner.get(p);
+      if (
+        o !== undefined && group.members.get(o)!._topics.has(p.topic) &&
+        target.get(o)!.length < quota.get(o)!
+      ) target.get(o)!.push(p);
+      else free.push(p);
+    }
+    for (const p of free) {
+      const interested = ids.filter((id) => group.members.get(id)!._topics.has(p.topic));
+      let best = interested[0];
+      for (const id of interested) {
+        const room = quota.get(id)! - target.get(id)!.length;
+        const bestRoom = quota.get(best)! - target.get(best)!.length;
+        if (room > bestRoom) best = id;
+      }
+      if (best !== undefined) target.get(best)!.push(p);
+    }
+    return target;
   }
 
   #topic(topic: Topic | string): Topic {
@@ -511,10 +585,12 @@ export class LocalBroker<T> {
 }
 
 /**
- * A consumer-group member of a {@link LocalBroker}. Rebalances are eager, as with
+ * A consumer-group member of a {@link LocalBroker}. Rebalances are eager by default, as with
  * kafkajs: when membership changes, every member revokes all its partitions (running
  * `onRevoke`, and committing inside it), then the group assigns partitions round-robin.
- * A partition is never owned by two members at once.
+ * With `rebalance: "cooperative"` on the broker, only partitions that move are revoked and
+ * assigned (see {@link LocalBrokerOptions.rebalance}). A partition is never owned by two
+ * members at once.
  *
  * @example
  * ```ts
@@ -736,13 +812,36 @@ export class LocalConsumer<T> implements Consumer<T> {
   async #handleRebalance(): Promise<void> {
     const g = this.#group;
     if (g.rebalancing && this.#subscribed && !g.joined.has(this.memberId)) {
-      if (this.#assigned.length > 0) await this.#revoke();
+      if (g.targets !== undefined) {
+        // Cooperative: give up only what moves away from this member.
+        const keep = new Set(g.targets.get(this.memberId) ?? []);
+        const lose = this.#assigned.filter((p) => !keep.has(p));
+        if (lose.length > 0) await this.#revoke(lose);
+      } else if (this.#assigned.length > 0) await this.#revoke();
       if (this.#closed || this.#expired) return;
       this.#broker._joined(g, this.memberId);
     }
     const parts = this.#pendingAssign;
     if (parts === undefined) return;
     this.#pendingAssign = undefined;
+    if (this.#broker._cooperative) {
+      const target = new Set(parts);
+      const lose = this.#assigned.filter((p) => !target.has(p));
+      if (lose.length > 0) await this.#revoke(lose);
+      const added = parts.filter((p) => !this.#assigned.includes(p));
+      this.#assigned = [...this.#assigned, ...added];
+      const start = new Map<Partition, number>();
+      for (const p of added) {
+        const committed = g.committed.get(p);
+        start.set(
+          p,
+          committed ?? (this.#initialOffset === "earliest" ? 0 : this.#broker.endOffset(p)),
+        );
+        this.#positions.set(p, start.get(p)!);
+      }
+      if (added.length > 0) await this.#callbacks.onAssign?.(start);
+      return;
+    }
     this.#assigned = parts;
     this.#paused.clear();
     this.#positions.clear();
@@ -755,12 +854,12 @@ export class LocalConsumer<T> implements Consumer<T> {
     if (parts.length > 0) await this.#callbacks.onAssign?.(new Map(this.#positions));
   }
 
-  async #revoke(): Promise<void> {
-    const parts = this.#assigned;
+  async #revoke(parts: Partition[] = this.#assigned): Promise<void> {
     try {
       await this.#callbacks.onRevoke?.(parts);
     } finally {
-      this.#assigned = [];
+      const gone = new Set(parts);
+      this.#assigned = this.#assigned.filter((p) => !gone.has(p));
       for (const p of parts) {
         this.#positions.delete(p);
         this.#paused.delete(p);
