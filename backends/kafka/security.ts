@@ -382,7 +382,8 @@ export type SocketFactory = (args: SocketFactoryArgs) => net.Socket;
 const CERT_CODES =
   /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|ERR_SSL|HOSTNAME|ALTNAME/;
 
-function isTlsFailure(e: Error & { code?: unknown }): boolean {
+/** @internal A TLS failure retrying cannot fix (untrusted certificate, host name mismatch...). */
+export function isTlsFailure(e: Error & { code?: unknown }): boolean {
   const code = typeof e.code === "string" ? e.code : "";
   return CERT_CODES.test(code) || /certificate|secure TLS connection|SSL routines/i.test(e.message);
 }

@@ -28,6 +28,7 @@ import {
   type ResolvedPlatformaticConsumerOptions,
   resolvePlatformaticConsumerOptions,
 } from "./options.ts";
+import { failFastOnSecurityErrors, securityError } from "./errors.ts";
 
 interface Deferred {
   promise: Promise<void>;
@@ -274,12 +275,50 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       return done ? staged : new Map();
     } catch (e) {
       if (isRebalanceError(e)) return new Map(); // kept by the processor and sent again
-      throw new ConsumerError(`commit failed: ${describe(e)}`, { cause: e });
+      throw securityError(e, this.#o) ??
+        new ConsumerError(`commit failed: ${describe(e)}`, { cause: e });
     }
   }
 
   endOffset(partition: Partition): number | undefined {
     return this.#high.get(partition);
+  }
+
+  /**
+   * The end offsets (high watermarks) of `partitions`, asked of the broker now (one
+   * ListOffsets request). Used by `StreamProcessor.run({ untilCaughtUp: true })`.
+   */
+  async endOffsets(partitions: readonly Partition[]): Promise<Map<Partition, number>> {
+    const client = this.#client;
+    if (client === undefined || this.#closed || this.#closing || this.#error !== undefined) {
+      throw new ClosedError(
+        `consumer ${this.memberId} is not connected (closed, failed, or not started yet: ` +
+          "subscribe first)",
+      );
+    }
+    const out = new Map<Partition, number>();
+    if (partitions.length === 0) return out;
+    const topics = [...new Set(partitions.map((p) => p.topic.name))];
+    let offsets: Map<string, bigint[]>;
+    try {
+      offsets = await client.listOffsets({ topics, timestamp: -1n });
+    } catch (e) {
+      throw securityError(e, this.#o) ??
+        new ConsumerError(
+          `could not read the end offsets of ${topics.join(", ")}: ${describe(e)}`,
+          {
+            cause: e,
+          },
+        );
+    }
+    for (const p of partitions) {
+      const end = offsets.get(p.topic.name)?.[p.index];
+      if (end === undefined) continue;
+      const high = Number(end);
+      if (high >= (this.#high.get(p) ?? -1)) this.#high.set(p, high);
+      out.set(p, high);
+    }
+    return out;
   }
 
   async close(): Promise<void> {
@@ -342,6 +381,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       // deno-lint-ignore no-explicit-any
     } as any);
     this.#client = client;
+    failFastOnSecurityErrors(client, o);
     // Fetches get connections of their own: Kafka answers the requests of one connection in
     // order, so on the client's connections a fetch would wait behind a JoinGroup the broker
     // holds until the whole group has rejoined (kept partitions would stall meanwhile).
@@ -380,11 +420,12 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
         }),
       ]);
     } catch (e) {
-      this.#error = e instanceof ConsumerError
-        ? e
-        : new ConsumerError(`could not join group "${o.group}" at ${brokers}: ${describe(e)}`, {
-          cause: e,
-        });
+      this.#error = securityError(e, o) ??
+        (e instanceof ConsumerError
+          ? e
+          : new ConsumerError(`could not join group "${o.group}" at ${brokers}: ${describe(e)}`, {
+            cause: e,
+          }));
       try {
         await client.close(true);
       } catch { /* failing anyway */ }
@@ -599,7 +640,8 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       }
     })).catch((e) => {
       if (isRebalanceError(e) || isTransient(e)) return; // fetched again on the next poll
-      throw new ConsumerError(`fetch failed: ${describe(e)}`, { cause: e });
+      throw securityError(e, this.#o) ??
+        new ConsumerError(`fetch failed: ${describe(e)}`, { cause: e });
     });
   }
 

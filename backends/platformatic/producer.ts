@@ -22,6 +22,7 @@ import {
   type PlatformaticProducerOptions,
   resolvePlatformaticProducerOptions,
 } from "./options.ts";
+import { failFastOnSecurityErrors, securityError } from "./errors.ts";
 
 interface Pending {
   partition: Partition;
@@ -69,6 +70,7 @@ export class PlatformaticProducer implements Producer<KafkaPayload> {
       idempotent: o.idempotent,
       autocreateTopics: false,
     });
+    failFastOnSecurityErrors(this.#client, o);
   }
 
   async produce(
@@ -109,6 +111,8 @@ export class PlatformaticProducer implements Producer<KafkaPayload> {
       }).catch((e) => {
         this.#partitions.delete(topic);
         if (e instanceof UnknownTopicError) throw e;
+        const security = securityError(e, this.#o);
+        if (security !== undefined) throw security;
         throw new UnknownTopicError(
           `topic "${topic.name}" does not exist or cannot be described (${(e as Error).message})`,
           { cause: e },
@@ -158,7 +162,8 @@ export class PlatformaticProducer implements Producer<KafkaPayload> {
         );
       }
     }, (e) => {
-      const err = new ProducerError(`produce failed: ${(e as Error).message}`, { cause: e });
+      const err = securityError(e, this.#o) ??
+        new ProducerError(`produce failed: ${(e as Error).message}`, { cause: e });
       for (const m of batch) m.reject(err);
     });
     this.#inFlight.add(sent);
