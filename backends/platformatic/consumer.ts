@@ -86,6 +86,11 @@ export interface PlatformaticConsumerStats {
   revokes: number;
   /** Assignments run. */
   assigns: number;
+  /**
+   * Commits that failed for a passing reason (broker unreachable or restarting): nothing
+   * was committed; the processor sends the offsets again.
+   */
+  commitsFailed: number;
 }
 
 /**
@@ -118,6 +123,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
     recordsBeforePosition: 0,
     revokes: 0,
     assigns: 0,
+    commitsFailed: 0,
   };
   readonly #o: ResolvedPlatformaticConsumerOptions;
   #client: PltConsumer | undefined;
@@ -275,6 +281,12 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       return done ? staged : new Map();
     } catch (e) {
       if (isRebalanceError(e)) return new Map(); // kept by the processor and sent again
+      if (securityError(e, this.#o) === undefined && isTransient(e)) {
+        // The broker is away (restarting) and the library's retries ran out: nothing was
+        // committed; the processor keeps the offsets and sends them with its next commit.
+        this.stats.commitsFailed++;
+        return new Map();
+      }
       throw securityError(e, this.#o) ??
         new ConsumerError(`commit failed: ${describe(e)}`, { cause: e });
     }
@@ -586,7 +598,18 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       await this.#idle(timeoutMs);
       return;
     }
-    const metadata = await client.metadata({ topics: this.#topics });
+    let metadata: Awaited<ReturnType<PltConsumer["metadata"]>>;
+    try {
+      metadata = await client.metadata({ topics: this.#topics });
+    } catch (e) {
+      // The broker is away (restarting, a leader moving): the library has retried already;
+      // nothing is fetched this time, and the next poll asks again.
+      if (securityError(e, this.#o) === undefined && (isRebalanceError(e) || isTransient(e))) {
+        return;
+      }
+      throw securityError(e, this.#o) ??
+        new ConsumerError(`fetch failed (metadata): ${describe(e)}`, { cause: e });
+    }
     const byNode = new Map<number, Map<string, { id: string; parts: Partition[] }>>();
     const topicNames = new Map<string, string>();
     for (const p of wanted) {

@@ -43,6 +43,7 @@ import {
   testKafka,
   unique,
 } from "./kafka_helpers.ts";
+import { PrivateBroker, privateBrokerMissing, privateBrokerTest } from "./private_broker.ts";
 
 const WRONG_PASSWORD = "not-the-password-0xBADC0DE";
 
@@ -256,4 +257,108 @@ kafkaTest(
     }
   },
   { sanitizeOps: false, sanitizeResources: false },
+);
+
+const privateMissing = await privateBrokerMissing();
+privateBrokerTest(
+  "platformatic: the broker restarts mid-run; every message is processed and commits reach the end",
+  async () => {
+    const broker = new PrivateBroker();
+    await broker.format();
+    await broker.start();
+    const brokers = broker.address;
+    const kafka = testKafka(brokers);
+    const topic = unique("sluice-plt-restart");
+    const group = unique("g");
+    const N1 = 2000;
+    const N2 = 2000;
+    let running: Promise<void> | undefined;
+    let processor: StreamProcessor<KafkaPayload> | undefined;
+    try {
+      // Warm up the group coordinator (creates __consumer_offsets), then the topic.
+      await eventually(
+        async () => {
+          try {
+            await committedOffsets(kafka, "warm-up", "none").catch(() => new Map());
+            await createTopic(kafka, topic, 2);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        "the private broker to accept a topic",
+        60_000,
+        500,
+      );
+      await produceNumbers(kafka, topic, N1);
+      const seen = new Uint8Array(N1 + N2);
+      let distinct = 0;
+      const consumer = new PlatformaticConsumer({
+        brokers,
+        group,
+        ...FAST,
+        retry: { initialRetryTimeMs: 200, retries: 5, maxRetryTimeMs: 1000 },
+      });
+      processor = new StreamProcessor<KafkaPayload>({
+        consumer,
+        topics: [topic],
+        commitPolicy: new CommitPolicy({ intervalMs: 200 }),
+        handleSignals: false,
+        factory: {
+          createWithPartitions: (commit) =>
+            new RunTask((m: Message<KafkaPayload>) => {
+              const v = Number(text(m.payload.value));
+              if (seen[v]++ === 0) distinct++;
+            }, new CommitOffsets(commit)),
+        },
+      });
+      running = processor.run();
+      let stopped: string | undefined;
+      running.then(
+        () => stopped = "run() returned",
+        (e) => stopped = `run() failed: ${e instanceof Error ? e.stack : e}`,
+      );
+      const p = processor;
+      const state = () =>
+        `${distinct} of ${N1 + N2} distinct messages seen; consumer ${
+          JSON.stringify(consumer.stats)
+        }; processor ${JSON.stringify(p.stats)}`;
+      const until = (condition: () => boolean) => () => {
+        if (stopped) throw new Error(`${stopped}; ${state()}`);
+        return condition();
+      };
+      await eventually(until(() => distinct === N1), "the first messages", 60_000, 50, state);
+      await broker.kill();
+      await broker.start();
+      await produceNumbers(kafka, topic, N2, N1);
+      await eventually(
+        until(() => distinct === N1 + N2),
+        "every message processed after the restart",
+        120_000,
+        50,
+        state,
+      );
+      const ends = await endOffsets(kafka, topic);
+      await eventually(
+        async () => {
+          if (stopped) throw new Error(`${stopped}; ${state()}`);
+          const committed = await committedOffsets(kafka, group, topic);
+          return [...ends].every(([i, end]) => committed.get(i) === end);
+        },
+        "commits to reach the end offsets after the restart",
+        60_000,
+        300,
+        state,
+      );
+      processor.signalShutdown();
+      await running;
+      running = undefined;
+      assertEquals(distinct, N1 + N2, "nothing lost");
+    } finally {
+      processor?.signalShutdown();
+      await running?.catch(() => {});
+      await broker.remove();
+    }
+  },
+  privateMissing,
 );
