@@ -846,7 +846,7 @@ export class StreamProcessor<T> {
         this.stats.pauses++;
       }
     }
-    // Wait for room, or a short timer (held work only retries on poll). If `ready` resolved
+    // Wait for room, or a short timer (held work retries on its own backoff). If `ready` resolved
     // last time and yet nothing was accepted, it is not to be trusted: use the timer alone.
     const trustReady = !(this.#readyWon && !this.#progressSinceWait);
     this.#readyWon = false;
@@ -866,14 +866,21 @@ export class StreamProcessor<T> {
       // is let through at once (its onRevoke drops what is carried of revoked partitions).
       const batch = await this.#consumer.poll(0);
       if (batch.length > 0) {
-        if (this.#carried !== undefined) {
+        if (this.#paused) {
           throw new InvalidStateError(
             "the consumer returned messages from paused partitions; this is a backend bug",
           );
         }
+        // A rebalance ran inside that poll and resumed the kept partitions: their next
+        // messages follow what is still carried of them (a partition read again from an
+        // earlier offset had its carried messages dropped by the rewind), so they queue up
+        // behind it, in order. At most one poll's worth, once per rebalance.
         this.stats.messagesPolled += batch.length;
+        this.#meter?.sample(batch);
         this.#dlq?.record(batch);
-        this.#carried = batch;
+        this.#carried = this.#carried === undefined
+          ? batch
+          : [...this.#carried.slice(this.#carriedIndex), ...batch];
         this.#carriedIndex = 0;
       }
     }
