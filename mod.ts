@@ -35,7 +35,11 @@
  */
 export * from "./types.ts";
 export { type Clock, macrotask, ManualClock, systemClock } from "./clock.ts";
-export { CommitPolicy, type CommitPolicyOptions, CommitPolicyState } from "./commit_policy.ts";
+export {
+  CommitPolicy,
+  type CommitPolicyOptions,
+  CommitPolicyState,
+} from "./processing/commit_policy.ts";
 export {
   type MeterProviderLike,
   type ProcessorStats,
@@ -43,7 +47,7 @@ export {
   type RunOptions,
   StreamProcessor,
   type StreamProcessorOptions,
-} from "./processor.ts";
+} from "./processing/processor.ts";
 export type { AssignmentCallbacks, Consumer, Producer } from "./backends/abstract.ts";
 export type {
   Commit,
@@ -61,7 +65,7 @@ export {
   type StepOptions,
   StreamStep,
   type TransformResult,
-} from "./strategies/bridge.ts";
+} from "./strategies/stream_step.ts";
 export { RunTask } from "./strategies/run_task.ts";
 export { isThenable, requireSync } from "./strategies/thenable.ts";
 export { CommitOffsets, highestOffsets } from "./strategies/commit_offsets.ts";
@@ -89,7 +93,7 @@ export {
   type DlqRecord,
   MAX_REASON_LENGTH,
   withDlqHeaders,
-} from "./dlq.ts";
+} from "./processing/dlq.ts";
 export { type Codec, Decode, JSON_CODEC } from "./strategies/decode.ts";
 export { Buffer, type BufferOptions, type BufferProtocol } from "./strategies/buffer.ts";
 export { Reduce, type ReduceOptions } from "./strategies/reduce.ts";
@@ -111,7 +115,7 @@ export {
 export {
   RunTaskInWorkers,
   type RunTaskInWorkersOptions,
-} from "./strategies/run_task_in_workers.ts";
+} from "./strategies/workers/run_task_in_workers.ts";
 export {
   AdaptiveBatch,
   type AdaptiveBatchOptions,
@@ -175,7 +179,7 @@ export {
   type ConsumerReadable,
   consumerReadable,
   type ConsumerReadableOptions,
-} from "./backends/readable.ts";
+} from "./processing/consumer_readable.ts";
 export type { DropCount } from "./metrics/mod.ts";
 export {
   detectRuntime,

@@ -29,7 +29,11 @@
  * @module
  */
 import type { AssignmentCallbacks, Consumer } from "./abstract.ts";
-import { type ProcessorStats, StreamProcessor, type StreamProcessorOptions } from "../processor.ts";
+import {
+  type ProcessorStats,
+  StreamProcessor,
+  type StreamProcessorOptions,
+} from "../processing/processor.ts";
 import {
   BrokerValue,
   type Committable,

@@ -6,7 +6,7 @@
  * `.ts` imports rewritten to `.js` and `npm:` specifiers to plain package names. Output:
  *
  * - `dist/js/`: the whole tree, library plus the smoke suite and the edge example, for
- *   running them under Node and in a page (`tests/runtimes_test.ts`);
+ *   running them under Node and in a page (`tests/runtime/runtimes_test.ts`);
  * - `dist/npm/`: the package (library files, `package.json`, `README.md`, `LICENSE` when
  *   present). `kafkajs` is an optional peer dependency: only `@sluice/sluice/kafka` needs it;
  *   `@opentelemetry/api` is a peer dependency (types only in the core; npm installs it).
@@ -25,7 +25,7 @@ const EXTRA = [
   "tests/smoke/double.ts",
   "tests/fixtures/signal_app.ts",
   "examples/edge/pipeline.ts",
-  "strategies/worker_runtime.ts",
+  "strategies/workers/_runtime.ts",
 ];
 const COPY = ["examples/edge/index.html"];
 const outJs = `${root}dist/js/`;

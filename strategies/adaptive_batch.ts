@@ -16,7 +16,7 @@ import {
   Value,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { type StepOptions, StreamStep } from "./bridge.ts";
+import { type StepOptions, StreamStep } from "./stream_step.ts";
 
 /** Options of an {@link AdaptiveBatch}. */
 export interface AdaptiveBatchOptions extends StepOptions {

@@ -5,7 +5,7 @@
  */
 import { Message } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import type { StepOptions } from "./bridge.ts";
+import type { StepOptions } from "./stream_step.ts";
 import { Reduce } from "./reduce.ts";
 import { Unfold } from "./unfold.ts";
 

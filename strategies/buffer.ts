@@ -17,7 +17,7 @@ import {
   Value,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { HOLD, type StepOptions, StreamStep } from "./bridge.ts";
+import { HOLD, type StepOptions, StreamStep } from "./stream_step.ts";
 import { isThenable } from "./thenable.ts";
 
 /** Where a {@link Buffer} step is stuck: an append being awaited, a hold, or an invalid message. */

@@ -14,7 +14,7 @@ import {
   requirePositiveInteger,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { type StepOptions, StreamStep } from "./bridge.ts";
+import { type StepOptions, StreamStep } from "./stream_step.ts";
 import { isThenable, requireSync } from "./thenable.ts";
 
 /** The breaker's state. */

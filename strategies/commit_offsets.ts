@@ -11,7 +11,7 @@ import {
   type Partition,
 } from "../types.ts";
 import type { Commit } from "./abstract.ts";
-import { type StepOptions, StreamStep } from "./bridge.ts";
+import { type StepOptions, StreamStep } from "./stream_step.ts";
 
 /**
  * Commits the offsets of every message that reaches it (once per chunk, highest offset

@@ -13,7 +13,7 @@ import {
   Value,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { HOLD, MapStep, SKIP, type StepOptions, type TransformResult } from "./bridge.ts";
+import { HOLD, MapStep, SKIP, type StepOptions, type TransformResult } from "./stream_step.ts";
 import { isThenable } from "./thenable.ts";
 
 /**

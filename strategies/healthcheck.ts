@@ -16,7 +16,7 @@ import {
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type HttpServerHandle, serveHttp, writeTextFileSync } from "../runtime/mod.ts";
-import { type StepOptions, StreamStep } from "./bridge.ts";
+import { type StepOptions, StreamStep } from "./stream_step.ts";
 
 /** Options of a {@link HealthServer}. */
 export interface HealthServerOptions {

@@ -18,7 +18,7 @@ import {
   Value,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { type StepOptions, StreamStep } from "./bridge.ts";
+import { type StepOptions, StreamStep } from "./stream_step.ts";
 import { requireSync } from "./thenable.ts";
 
 /** Options of a {@link KeyedConcurrency}. */

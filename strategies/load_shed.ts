@@ -12,7 +12,7 @@ import {
   Value,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { type StepOptions, StreamStep } from "./bridge.ts";
+import { type StepOptions, StreamStep } from "./stream_step.ts";
 import { isThenable, requireSync } from "./thenable.ts";
 
 /** Which message a full {@link LoadShed} drops. */

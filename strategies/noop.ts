@@ -4,7 +4,7 @@
  * @module
  */
 import type { Message } from "../types.ts";
-import { type StepOptions, StreamStep } from "./bridge.ts";
+import { type StepOptions, StreamStep } from "./stream_step.ts";
 
 /**
  * Accepts and discards every message; commits nothing. Useful as a placeholder next step

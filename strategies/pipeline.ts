@@ -7,7 +7,7 @@
  */
 import type { Message } from "../types.ts";
 import type { Commit, ProcessingStrategy, ProcessingStrategyFactory } from "./abstract.ts";
-import type { StepOptions } from "./bridge.ts";
+import type { StepOptions } from "./stream_step.ts";
 import { type BatchOptions, BatchStep, UnbatchStep } from "./batching.ts";
 import { CommitOffsets } from "./commit_offsets.ts";
 import { type Codec, Decode } from "./decode.ts";

@@ -7,7 +7,7 @@
 import type { Producer } from "../backends/abstract.ts";
 import { ConfigurationError, Partition, requirePositiveInteger, Topic } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import type { StepOptions } from "./bridge.ts";
+import type { StepOptions } from "./stream_step.ts";
 import { RunTaskAsync } from "./run_task_async.ts";
 
 /** Options of a {@link Produce}. */

@@ -5,7 +5,7 @@
  */
 import { ConfigurationError, type Message, MessageRejected } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { DEFAULT_HIGH_WATER_MARK, type StepOptions, StreamStep } from "./bridge.ts";
+import { DEFAULT_HIGH_WATER_MARK, type StepOptions, StreamStep } from "./stream_step.ts";
 import { requireSync } from "./thenable.ts";
 
 /**

@@ -10,7 +10,7 @@ import {
   requirePositiveInteger,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import type { StepOptions } from "./bridge.ts";
+import type { StepOptions } from "./stream_step.ts";
 import { isThenable } from "./thenable.ts";
 import { Buffer, type BufferProtocol } from "./buffer.ts";
 

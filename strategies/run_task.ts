@@ -5,7 +5,7 @@
  */
 import { InvalidMessage, type Message, MessageRejected } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { HOLD, MapStep, type StepOptions, type TransformResult } from "./bridge.ts";
+import { HOLD, MapStep, type StepOptions, type TransformResult } from "./stream_step.ts";
 import { isThenable } from "./thenable.ts";
 
 /**

@@ -12,7 +12,7 @@ import {
   requirePositiveInteger,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { type StepOptions, StreamStep } from "./bridge.ts";
+import { type StepOptions, StreamStep } from "./stream_step.ts";
 
 /**
  * The user function of a {@link RunTaskAsync}: returns (a promise of) the new payload.

@@ -11,7 +11,7 @@ import {
   DEFAULT_HIGH_WATER_MARK,
   type StepOptions,
   StreamStep,
-} from "./bridge.ts";
+} from "./stream_step.ts";
 
 /** Options of a {@link TransformStep}. */
 export interface TransformStepOptions extends StepOptions {

@@ -17,7 +17,7 @@ import {
   Value,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { HOLD, type StepOptions, StreamStep } from "./bridge.ts";
+import { HOLD, type StepOptions, StreamStep } from "./stream_step.ts";
 import { isThenable } from "./thenable.ts";
 
 /** True when `a` (or `also`) commits at least as far as `b` on every partition of `b`. */

@@ -11,7 +11,7 @@ import {
   UnknownTopicError,
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
-import { brokerMessage } from "./helpers.ts";
+import { brokerMessage } from "./_support/helpers.ts";
 
 const noop = () => {};
 

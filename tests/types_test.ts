@@ -18,7 +18,7 @@ import {
   RunTask,
   UnbatchStep,
 } from "../mod.ts";
-import { brokerMessage, CommitRecorder, P0 } from "./helpers.ts";
+import { brokerMessage, CommitRecorder, P0 } from "./_support/helpers.ts";
 
 /** A step that claims `Message<string>`: it calls string methods on the payload. */
 function stringStep(commit: Commit): ProcessingStrategy<string> {

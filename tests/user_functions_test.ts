@@ -48,7 +48,7 @@ import {
   Sink,
   tick,
   waitFor,
-} from "./helpers.ts";
+} from "./_support/helpers.ts";
 
 /** A promise resolved or rejected from outside, for work whose end the test decides. */
 class Deferred<T> {

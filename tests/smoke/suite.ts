@@ -1,6 +1,6 @@
 /**
  * The runtime smoke suite: the same checks in Deno, Node, Bun, Chromium and workerd
- * (`tests/runtimes_test.ts` runs it in each). It uses web-standard APIs only and gets the
+ * (`tests/runtime/runtimes_test.ts` runs it in each). It uses web-standard APIs only and gets the
  * library passed in, so each runtime can load it its own way (sources under Deno and Bun,
  * the type-stripped npm build under Node, in a page and in workerd).
  *

@@ -1,0 +1,724 @@
+/**
+ * Dead-letter queue: invalid messages are routed aside, to a topic of your choice, without
+ * blocking their partition and without ever committing past a message that went nowhere.
+ *
+ * A step (or your function) raises {@link InvalidMessage}; with a {@link DlqPolicy} on the
+ * {@link StreamProcessor} the processor looks up the *raw* message it polled, produces it to
+ * the dead-letter topic with headers saying where it came from and why, and lets commits
+ * move past it only once the broker confirmed the delivery.
+ *
+ * @module
+ */
+import type { Producer } from "../backends/abstract.ts";
+import type { Clock } from "../clock.ts";
+import {
+  type BrokerValue,
+  ConfigurationError,
+  type InvalidMessage,
+  type Partition,
+  requireNonNegative,
+  requirePositiveInteger,
+  SluiceError,
+  Topic,
+} from "../types.ts";
+
+/**
+ * Header names written on every dead-lettered message. Values are strings (decimal for
+ * numbers; the timestamp is epoch milliseconds).
+ *
+ * @example
+ * ```ts
+ * import { DLQ_HEADERS } from "@sluice/sluice";
+ * console.log(DLQ_HEADERS.offset); // "sluice-original-offset"
+ * ```
+ */
+export const DLQ_HEADERS: {
+  readonly topic: "sluice-original-topic";
+  readonly partition: "sluice-original-partition";
+  readonly offset: "sluice-original-offset";
+  readonly timestamp: "sluice-original-timestamp";
+  readonly reason: "sluice-dlq-reason";
+  readonly step: "sluice-dlq-step";
+} = {
+  topic: "sluice-original-topic",
+  partition: "sluice-original-partition",
+  offset: "sluice-original-offset",
+  timestamp: "sluice-original-timestamp",
+  reason: "sluice-dlq-reason",
+  step: "sluice-dlq-step",
+} as const;
+
+/** Longest `reason` header written, in characters (longer reasons are cut with "…"). */
+export const MAX_REASON_LENGTH = 1000;
+
+/** What the processor knows about a message it dead-letters. */
+export interface DlqInfo {
+  /** Where the message was read from. */
+  readonly partition: Partition;
+  /** Its offset there. */
+  readonly offset: number;
+  /** Its broker timestamp, epoch milliseconds. */
+  readonly timestamp: number;
+  /** Why it was rejected (`InvalidMessage.reason`). */
+  readonly reason: string;
+  /** The step that rejected it, or "unknown". */
+  readonly step: string;
+  /** The standard headers ({@link DLQ_HEADERS}) built from the fields above. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/**
+ * The default dead-letter payload: the raw payload, the standard headers and the original
+ * timestamp. Use it when your DLQ producer can carry any value (the in-memory broker); for
+ * Kafka pass a `build` function that returns the backend's payload type.
+ */
+export interface DlqRecord<T> {
+  /** The original payload, exactly as polled. */
+  readonly value: T;
+  /** {@link DLQ_HEADERS}. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The original broker timestamp, epoch milliseconds. */
+  readonly timestamp: number;
+}
+
+/**
+ * Limits on invalid messages, counted per partition since it was assigned. Going over a
+ * limit stops the consumer with {@link DlqLimitExceeded}: a flood of invalid messages is an
+ * incident, not something to dead-letter silently. The message that crossed the limit is
+ * not dead-lettered and nothing is committed past it.
+ */
+export interface DlqLimit {
+  /**
+   * Most invalid messages in a row (consecutive offsets) before the consumer stops.
+   * E.g. 10: the 11th invalid message in a row stops it.
+   */
+  maxConsecutiveInvalid?: number;
+  /**
+   * Highest fraction (0..1) of invalid messages among the messages of a partition seen
+   * since assignment, checked once at least {@link DlqLimit.minMessagesForRatio} were seen.
+   */
+  maxInvalidRatio?: number;
+  /** Messages of a partition to see before `maxInvalidRatio` applies. Default 100. */
+  minMessagesForRatio?: number;
+}
+
+/** What happens when the DLQ producer fails to deliver (or the raw message is missing). */
+export type DlqFailureMode = "stop" | "drop-and-count";
+
+/** Options of a {@link DlqPolicy} with a `build` function turning raw messages into `P`. */
+export interface DlqPolicyOptions<T, P> {
+  /** Producer for the dead-letter topic. The policy does not close it; you do. */
+  producer: Producer<P>;
+  /** The dead-letter topic. */
+  topic: Topic | string;
+  /**
+   * Builds the payload to produce from the raw message and the dead-letter info (which
+   * carries the standard headers). Default: a {@link DlqRecord} (raw payload + headers).
+   * May return a promise: it is awaited before the payload is produced.
+   */
+  build?: (raw: BrokerValue<T>, info: DlqInfo) => P | PromiseLike<P>;
+  /** Limits on invalid messages; none by default. */
+  limit?: DlqLimit;
+  /**
+   * Most raw messages kept per partition for a possible dead-lettering. Messages leave the
+   * buffer once the pipeline has committed past them; past this bound the oldest is
+   * evicted (counted in `stats.dlqBufferEvicted`). Default 10 000.
+   */
+  maxBufferedPerPartition?: number;
+  /** Most deliveries awaiting confirmation; the processor waits when there are more. Default 1000. */
+  maxInFlight?: number;
+  /** A delivery not confirmed within this many milliseconds has failed. Default 30 000. */
+  deliveryTimeoutMs?: number;
+  /**
+   * `"stop"` (default): a failed delivery stops the consumer with {@link DlqDeliveryError}
+   * and nothing is committed past the message. `"drop-and-count"`: the message is dropped,
+   * counted in `stats.dlqDropped`, and processing goes on.
+   */
+  onDeliveryFailure?: DlqFailureMode;
+}
+
+/**
+ * Where and how invalid messages are dead-lettered: pass it as `dlqPolicy` to the
+ * {@link StreamProcessor}.
+ *
+ * @example
+ * ```ts
+ * import { DlqPolicy, type DlqRecord, StreamProcessor } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const dlqBroker = new LocalBroker<DlqRecord<string>>();
+ * dlqBroker.createTopic("events-dlq", 1);
+ * const dlqPolicy = new DlqPolicy<string>({
+ *   producer: dlqBroker.getProducer(),
+ *   topic: "events-dlq",
+ *   limit: { maxConsecutiveInvalid: 10, maxInvalidRatio: 0.05 },
+ * });
+ * ```
+ */
+export class DlqPolicy<T, P = DlqRecord<T>> {
+  /** The DLQ producer. */
+  readonly producer: Producer<P>;
+  /** The dead-letter topic. */
+  readonly topic: Topic;
+  /** Builds the produced payload. */
+  readonly build: (raw: BrokerValue<T>, info: DlqInfo) => P | PromiseLike<P>;
+  /** The limits (a copy, validated). */
+  readonly limit: Readonly<Required<Pick<DlqLimit, "minMessagesForRatio">> & DlqLimit>;
+  /** See {@link DlqPolicyOptions.maxBufferedPerPartition}. */
+  readonly maxBufferedPerPartition: number;
+  /** See {@link DlqPolicyOptions.maxInFlight}. */
+  readonly maxInFlight: number;
+  /** See {@link DlqPolicyOptions.deliveryTimeoutMs}. */
+  readonly deliveryTimeoutMs: number;
+  /** See {@link DlqPolicyOptions.onDeliveryFailure}. */
+  readonly onDeliveryFailure: DlqFailureMode;
+
+  /** Validates the options; throws {@link ConfigurationError} naming a bad one. */
+  constructor(options: DlqPolicyOptions<T, P>) {
+    if (!options || typeof options.producer?.produce !== "function") {
+      throw new ConfigurationError(
+        "DlqPolicy needs { producer, topic }: a Producer for the dead-letter topic",
+      );
+    }
+    if (typeof options.topic !== "string" && !(options.topic instanceof Topic)) {
+      throw new ConfigurationError(
+        `DlqPolicy topic must be a topic name or Topic, got ${String(options.topic)}`,
+      );
+    }
+    this.producer = options.producer;
+    this.topic = typeof options.topic === "string" ? Topic.of(options.topic) : options.topic;
+    if (options.build !== undefined && typeof options.build !== "function") {
+      throw new ConfigurationError("DlqPolicy build must be a function (raw, info) => payload");
+    }
+    this.build = options.build ??
+      ((raw, info) =>
+        ({ value: raw.payload, headers: info.headers, timestamp: raw.timestamp }) as P);
+    const limit = options.limit ?? {};
+    if (limit.maxConsecutiveInvalid !== undefined) {
+      requirePositiveInteger("DlqLimit.maxConsecutiveInvalid", limit.maxConsecutiveInvalid);
+    }
+    if (
+      limit.maxInvalidRatio !== undefined &&
+      !(typeof limit.maxInvalidRatio === "number" && limit.maxInvalidRatio >= 0 &&
+        limit.maxInvalidRatio <= 1)
+    ) {
+      throw new ConfigurationError(
+        `DlqLimit.maxInvalidRatio must be a number between 0 and 1 (a fraction of messages), ` +
+          `got ${String(limit.maxInvalidRatio)}`,
+      );
+    }
+    this.limit = {
+      ...limit,
+      minMessagesForRatio: requirePositiveInteger(
+        "DlqLimit.minMessagesForRatio",
+        limit.minMessagesForRatio ?? 100,
+      ),
+    };
+    this.maxBufferedPerPartition = requirePositiveInteger(
+      "DlqPolicy.maxBufferedPerPartition",
+      options.maxBufferedPerPartition ?? 10_000,
+    );
+    this.maxInFlight = requirePositiveInteger("DlqPolicy.maxInFlight", options.maxInFlight ?? 1000);
+    this.deliveryTimeoutMs = requireNonNegative(
+      "DlqPolicy.deliveryTimeoutMs",
+      options.deliveryTimeoutMs ?? 30_000,
+    );
+    if (this.deliveryTimeoutMs === 0) {
+      throw new ConfigurationError(
+        "DlqPolicy.deliveryTimeoutMs must be > 0 milliseconds (every delivery would time out)",
+      );
+    }
+    const mode = options.onDeliveryFailure ?? "stop";
+    if (mode !== "stop" && mode !== "drop-and-count") {
+      throw new ConfigurationError(
+        `DlqPolicy onDeliveryFailure must be "stop" or "drop-and-count", got ${
+          JSON.stringify(mode)
+        }`,
+      );
+    }
+    this.onDeliveryFailure = mode;
+  }
+}
+
+/**
+ * A `build` function for payload types that carry their own headers (for example the
+ * Kafka backend's `{ key, value, headers, timestamp }`): the raw payload with the
+ * standard DLQ headers added to its headers.
+ *
+ * @example
+ * ```ts
+ * import { DlqPolicy, withDlqHeaders } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ * type Payload = { value: string; headers?: Record<string, string> };
+ * const broker = new LocalBroker<Payload>();
+ * broker.createTopic("dlq", 1);
+ * const policy = new DlqPolicy<Payload, Payload>({
+ *   producer: broker.getProducer(),
+ *   topic: "dlq",
+ *   build: withDlqHeaders,
+ * });
+ * ```
+ */
+export function withDlqHeaders<P extends { headers?: unknown }>(
+  raw: BrokerValue<P>,
+  info: DlqInfo,
+): P {
+  const own = raw.payload.headers;
+  const headers = own && typeof own === "object" ? { ...own, ...info.headers } : {
+    ...info.headers,
+  };
+  return { ...raw.payload, headers };
+}
+
+/** The consumer stopped because invalid messages went over a {@link DlqLimit}. */
+export class DlqLimitExceeded extends SluiceError {
+  /** The limit crossed: "maxConsecutiveInvalid" or "maxInvalidRatio". */
+  readonly limit: "maxConsecutiveInvalid" | "maxInvalidRatio";
+  /** The partition. */
+  readonly partition: Partition;
+  /** The invalid message that crossed the limit (not dead-lettered, not committed past). */
+  readonly offset: number;
+
+  /** Creates the error. */
+  constructor(
+    limit: "maxConsecutiveInvalid" | "maxInvalidRatio",
+    partition: Partition,
+    offset: number,
+    detail: string,
+    cause: InvalidMessage,
+  ) {
+    super(
+      `dead-letter limit ${limit} exceeded on ${partition} at offset ${offset}: ${detail}. ` +
+        `A flood of invalid messages is an incident: the consumer stopped and committed ` +
+        `nothing at or past offset ${offset}. Fix the input or raise DlqLimit.${limit}. ` +
+        `Last reason: ${cause.reason}`,
+      { cause },
+    );
+    this.limit = limit;
+    this.partition = partition;
+    this.offset = offset;
+  }
+}
+
+/** A dead-letter delivery failed (or timed out) and the policy says "stop". */
+export class DlqDeliveryError extends SluiceError {
+  /** The partition of the message that could not be dead-lettered. */
+  readonly partition: Partition;
+  /** Its offset; nothing was committed at or past it. */
+  readonly offset: number;
+
+  /** Creates the error. */
+  constructor(partition: Partition, offset: number, topic: Topic, cause: unknown) {
+    super(
+      `could not dead-letter ${partition}@${offset} to topic "${topic.name}": ${
+        cause instanceof Error ? cause.message : String(cause)
+      }. The consumer stopped and committed nothing at or past offset ${offset}; on restart ` +
+        `it resumes from there. Fix the DLQ topic/producer, or set ` +
+        `onDeliveryFailure: "drop-and-count" to drop such messages (counted in dlqDropped).`,
+      { cause },
+    );
+    this.partition = partition;
+    this.offset = offset;
+  }
+}
+
+/**
+ * An invalid message was reported but its raw message was not in the processor's DLQ
+ * buffer (evicted because more than `maxBufferedPerPartition` messages of the partition
+ * were in flight, or reported twice or for a message this consumer never polled).
+ */
+export class DlqMessageMissing extends SluiceError {
+  /** The partition. */
+  readonly partition: Partition;
+  /** The offset reported invalid. */
+  readonly offset: number;
+
+  /** Creates the error. */
+  constructor(partition: Partition, offset: number, evicted: boolean, cause: InvalidMessage) {
+    super(
+      `cannot dead-letter ${partition}@${offset}: the raw message is not in the DLQ buffer ` +
+        (evicted
+          ? `(it was evicted: more than maxBufferedPerPartition messages of the partition ` +
+            `were in flight; raise DlqPolicy.maxBufferedPerPartition)`
+          : `(it was never polled by this consumer, or was reported invalid twice)`) +
+        `. The consumer stopped and committed nothing at or past offset ${offset}; set ` +
+        `onDeliveryFailure: "drop-and-count" to drop such messages instead (counted).`,
+      { cause },
+    );
+    this.partition = partition;
+    this.offset = offset;
+  }
+}
+
+/** Counters the DLQ keeps in the processor's `stats`. */
+export interface DlqCounters {
+  /** Messages whose dead-letter delivery was confirmed. */
+  deadLettered: number;
+  /** Invalid messages dropped (delivery failed or raw message missing, under "drop-and-count"). */
+  dlqDropped: number;
+  /** Raw messages evicted from the DLQ buffer because it was full. */
+  dlqBufferEvicted: number;
+}
+
+/**
+ * A run of one partition's messages: `values[start..end)`. `values` is the polled array
+ * itself when it holds one partition only (never mutated), else a copy of the run.
+ */
+interface Segment<T> {
+  readonly values: readonly BrokerValue<T>[];
+  start: number;
+  end: number;
+}
+
+interface PartitionState<T> {
+  /** Buffered runs, by increasing offset, from `segHead`. */
+  segments: Segment<T>[];
+  segHead: number;
+  /** Messages buffered. */
+  size: number;
+  /** Offsets already taken for dead-lettering (still inside a segment). */
+  taken: Set<number>;
+  /** Highest offset evicted, for error messages. */
+  evictedUpTo: number;
+  /** First offset seen since assignment (for the ratio). */
+  first: number | undefined;
+  invalid: number;
+  consecutive: number;
+  lastInvalid: number;
+}
+
+/** What the DLQ tells the processor. */
+export interface DlqHooks {
+  /** Clock for delivery timeouts. */
+  clock: Clock;
+  /** Counters to update. */
+  stats: DlqCounters;
+  /**
+   * The invalid message at `partition`/`offset` is resolved (dead-lettered, or dropped and
+   * counted): commits may move past it.
+   */
+  resolved(partition: Partition, offset: number): void;
+}
+
+/**
+ * @internal The processor's dead-letter machinery: the bounded raw-message buffer, the
+ * limit state and the in-flight deliveries. Not part of the public API.
+ */
+export class DlqRunner<T> {
+  readonly #policy: DlqPolicy<T, unknown>;
+  readonly #hooks: DlqHooks;
+  readonly #parts = new Map<Partition, PartitionState<T>>();
+  readonly #pending = new Set<Promise<void>>();
+  #failure: unknown;
+
+  /** Creates the runner. */
+  constructor(policy: DlqPolicy<T, unknown>, hooks: DlqHooks) {
+    this.#policy = policy;
+    this.#hooks = hooks;
+  }
+
+  /** Deliveries awaiting confirmation. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Raw messages buffered for `partition`. */
+  buffered(partition: Partition): number {
+    return this.#parts.get(partition)?.size ?? 0;
+  }
+
+  /** Buffers freshly polled raw messages (by reference, or a copy of each partition's run). */
+  record(batch: readonly BrokerValue<T>[]): void {
+    const max = this.#policy.maxBufferedPerPartition;
+    const n = batch.length;
+    let i = 0;
+    while (i < n) {
+      const p = batch[i].partition;
+      let j = i + 1;
+      while (j < n && batch[j].partition === p) j++;
+      const s = this.#state(p);
+      s.first ??= batch[i].offset;
+      if (s.size > 0) this.#rewind(s, batch[i].offset);
+      // A batch of one partition is kept by reference; runs of a mixed batch are copied,
+      // so a buffered run never keeps other partitions' messages alive.
+      s.segments.push(
+        i === 0 && j === n
+          ? { values: batch, start: 0, end: n }
+          : { values: batch.slice(i, j), start: 0, end: j - i },
+      );
+      s.size += j - i;
+      if (s.size > max) this.#evict(s, s.size - max);
+      i = j;
+    }
+  }
+
+  /** Drops buffered messages below the committable offsets (they are processed). */
+  prune(offsets: ReadonlyMap<Partition, number>): void {
+    for (const [p, next] of offsets) {
+      const s = this.#parts.get(p);
+      if (s === undefined || s.size === 0) continue;
+      const segs = s.segments;
+      let h = s.segHead;
+      while (h < segs.length) {
+        const seg = segs[h];
+        const v = seg.values;
+        if (v[seg.end - 1].offset < next) {
+          s.size -= seg.end - seg.start;
+          h++;
+          continue;
+        }
+        if (v[seg.start].offset < next) {
+          // First index with offset >= next.
+          let lo = seg.start;
+          let hi = seg.end - 1;
+          while (lo < hi) {
+            const mid = (lo + hi) >>> 1;
+            if (v[mid].offset < next) lo = mid + 1;
+            else hi = mid;
+          }
+          s.size -= lo - seg.start;
+          seg.start = lo;
+        }
+        break;
+      }
+      this.#setHead(s, h);
+      if (s.taken.size > 0) { for (const o of s.taken) if (o < next) s.taken.delete(o); }
+    }
+  }
+
+  /** Forgets revoked partitions (buffers and limit counts). */
+  forget(partitions: Iterable<Partition>): void {
+    for (const p of partitions) this.#parts.delete(p);
+  }
+
+  /** Throws the first delivery failure, if any (policy "stop"). */
+  throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /**
+   * Handles an invalid message whose commit block the processor already set. Throws when
+   * the consumer must stop (limit exceeded, raw message missing); otherwise starts the
+   * delivery, and returns a promise when too many deliveries are in flight (wait for it).
+   */
+  handle(error: InvalidMessage): void | Promise<void> {
+    const { partition, offset } = error;
+    const s = this.#state(partition);
+    this.#checkLimits(s, error);
+    const raw = this.#take(s, offset);
+    if (raw === undefined) {
+      const missing = new DlqMessageMissing(partition, offset, offset <= s.evictedUpTo, error);
+      if (this.#policy.onDeliveryFailure === "stop") throw missing;
+      this.#hooks.stats.dlqDropped++;
+      this.#hooks.resolved(partition, offset);
+      return;
+    }
+    const headers: Record<string, string> = {
+      [DLQ_HEADERS.topic]: partition.topic.name,
+      [DLQ_HEADERS.partition]: String(partition.index),
+      [DLQ_HEADERS.offset]: String(offset),
+      [DLQ_HEADERS.timestamp]: String(raw.timestamp),
+      [DLQ_HEADERS.reason]: error.reason.length > MAX_REASON_LENGTH
+        ? error.reason.slice(0, MAX_REASON_LENGTH - 1) + "…"
+        : error.reason,
+      [DLQ_HEADERS.step]: error.step ?? "unknown",
+    };
+    const info: DlqInfo = {
+      partition,
+      offset,
+      timestamp: raw.timestamp,
+      reason: error.reason,
+      step: error.step ?? "unknown",
+      headers,
+    };
+    const delivery = this.#deliver(raw, info);
+    this.#pending.add(delivery);
+    delivery.then(() => this.#pending.delete(delivery));
+    if (this.#pending.size >= this.#policy.maxInFlight) return this.#waitForRoom();
+  }
+
+  /** Waits for every delivery in flight; throws the first failure (policy "stop"). */
+  async flush(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+    this.throwIfFailed();
+  }
+
+  async #waitForRoom(): Promise<void> {
+    while (this.#pending.size >= this.#policy.maxInFlight) await Promise.race(this.#pending);
+  }
+
+  /** Produces one message; never rejects (outcomes go through hooks and `#failure`). */
+  async #deliver(raw: BrokerValue<T>, info: DlqInfo): Promise<void> {
+    const policy = this.#policy;
+    const stop = new AbortController();
+    let timedOut = false;
+    try {
+      const payload = await policy.build(raw, info); // may be async (a schema lookup, say)
+      const timeout = this.#hooks.clock.sleep(policy.deliveryTimeoutMs, stop.signal).then(
+        () => {
+          if (!stop.signal.aborted) timedOut = true;
+        },
+      );
+      await Promise.race([policy.producer.produce(policy.topic, payload), timeout]);
+      if (timedOut) {
+        throw new Error(`delivery not confirmed within ${policy.deliveryTimeoutMs} ms`);
+      }
+    } catch (e) {
+      stop.abort();
+      if (policy.onDeliveryFailure === "drop-and-count") {
+        this.#hooks.stats.dlqDropped++;
+        this.#resolved(info);
+      } else {
+        this.#failure ??= new DlqDeliveryError(info.partition, info.offset, policy.topic, e);
+      }
+      return;
+    }
+    stop.abort();
+    this.#hooks.stats.deadLettered++;
+    this.#resolved(info);
+  }
+
+  /** Tells the processor, from a delivery callback: a failure there stops it (never lost). */
+  #resolved(info: DlqInfo): void {
+    try {
+      this.#hooks.resolved(info.partition, info.offset);
+    } catch (e) {
+      this.#failure ??= e;
+    }
+  }
+
+  #checkLimits(s: PartitionState<T>, error: InvalidMessage): void {
+    const { offset, partition } = error;
+    s.consecutive = offset === s.lastInvalid + 1 ? s.consecutive + 1 : 1;
+    if (offset > s.lastInvalid) s.lastInvalid = offset;
+    s.invalid++;
+    const limit = this.#policy.limit;
+    const maxRun = limit.maxConsecutiveInvalid;
+    if (maxRun !== undefined && s.consecutive > maxRun) {
+      throw new DlqLimitExceeded(
+        "maxConsecutiveInvalid",
+        partition,
+        offset,
+        `${s.consecutive} invalid messages in a row (offsets ${offset - s.consecutive + 1}..` +
+          `${offset}), more than maxConsecutiveInvalid ${maxRun}`,
+        error,
+      );
+    }
+    const maxRatio = limit.maxInvalidRatio;
+    if (maxRatio !== undefined) {
+      const seen = s.first === undefined ? s.invalid : Math.max(s.invalid, offset - s.first + 1);
+      if (seen >= limit.minMessagesForRatio && s.invalid / seen > maxRatio) {
+        throw new DlqLimitExceeded(
+          "maxInvalidRatio",
+          partition,
+          offset,
+          `${s.invalid} invalid out of ${seen} messages (${
+            (100 * s.invalid / seen).toFixed(1)
+          }%) since the partition was assigned, more than maxInvalidRatio ${maxRatio}`,
+          error,
+        );
+      }
+    }
+  }
+
+  /**
+   * Drops buffered entries at or after `from` (the consumer re-delivered from there, e.g.
+   * after a rejoin), so offsets stay increasing and the fresh copies are found.
+   */
+  #rewind(s: PartitionState<T>, from: number): void {
+    if (s.taken.size > 0) { for (const o of s.taken) if (o >= from) s.taken.delete(o); }
+    const segs = s.segments;
+    while (segs.length > s.segHead) {
+      const last = segs[segs.length - 1];
+      if (last.values[last.end - 1].offset < from) return;
+      let cut = last.end;
+      while (cut > last.start && last.values[cut - 1].offset >= from) cut--;
+      s.size -= last.end - cut;
+      if (cut > last.start) {
+        last.end = cut;
+        return;
+      }
+      segs.pop();
+    }
+    this.#setHead(s, s.segHead);
+  }
+
+  /** Evicts the `count` oldest buffered messages of a full partition buffer. */
+  #evict(s: PartitionState<T>, count: number): void {
+    this.#hooks.stats.dlqBufferEvicted += count;
+    s.size -= count;
+    let h = s.segHead;
+    while (count > 0) {
+      const seg = s.segments[h];
+      const drop = Math.min(count, seg.end - seg.start);
+      seg.start += drop;
+      count -= drop;
+      s.evictedUpTo = Math.max(s.evictedUpTo, seg.values[seg.start - 1].offset);
+      if (seg.start === seg.end) h++;
+    }
+    this.#setHead(s, h);
+  }
+
+  #setHead(s: PartitionState<T>, h: number): void {
+    if (h >= s.segments.length) {
+      s.segments = [];
+      s.segHead = 0;
+    } else if (h > 64 && h * 2 > s.segments.length) {
+      s.segments = s.segments.slice(h);
+      s.segHead = 0;
+    } else s.segHead = h;
+  }
+
+  /** Takes the buffered raw message at `offset`, if present and not taken before. */
+  #take(s: PartitionState<T>, offset: number): BrokerValue<T> | undefined {
+    if (s.taken.has(offset)) return undefined;
+    const segs = s.segments;
+    // The last segment starting at or before `offset`.
+    let lo = s.segHead;
+    let hi = segs.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const seg = segs[mid];
+      if (seg.start < seg.end && seg.values[seg.start].offset <= offset) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    if (found < 0) return undefined;
+    const seg = segs[found];
+    const v = seg.values;
+    lo = seg.start;
+    hi = seg.end - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const o = v[mid].offset;
+      if (o === offset) {
+        s.taken.add(offset);
+        return v[mid];
+      }
+      if (o < offset) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return undefined;
+  }
+
+  #state(p: Partition): PartitionState<T> {
+    let s = this.#parts.get(p);
+    if (s === undefined) {
+      s = {
+        segments: [],
+        segHead: 0,
+        size: 0,
+        taken: new Set(),
+        evictedUpTo: -1,
+        first: undefined,
+        invalid: 0,
+        consecutive: 0,
+        lastInvalid: -2,
+      };
+      this.#parts.set(p, s);
+    }
+    return s;
+  }
+}

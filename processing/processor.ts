@@ -1,0 +1,1352 @@
+/**
+ * The stream processor: polls the consumer, submits to the pipeline, waits (never spins)
+ * under backpressure, pauses the consumer when pressure lasts, commits by policy, and
+ * closes, joins and commits the pipeline on every revoke and on shutdown.
+ *
+ * @module
+ */
+import type { Consumer } from "../backends/abstract.ts";
+import { type Clock, macrotask, systemClock } from "../clock.ts";
+import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
+import type { MeterProvider } from "@opentelemetry/api";
+import { ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "../metrics/consumer.ts";
+import { MetricSeries, type SeriesAttributes, SluiceMetrics } from "../metrics/otel.ts";
+import { type ProcessorStatus, renderStatusLine, StatusWindow } from "../metrics/status.ts";
+import { withStepMetrics } from "../metrics/step.ts";
+import { StuckDetector } from "../metrics/stuck.ts";
+import {
+  detectRuntime,
+  exitProcess,
+  hasSignals,
+  onShutdownSignals,
+  UnsupportedRuntimeError,
+} from "../runtime/mod.ts";
+import { type DlqCounters, DlqPolicy, DlqRunner } from "./dlq.ts";
+import type {
+  Commit,
+  ProcessingStrategy,
+  ProcessingStrategyFactory,
+} from "../strategies/abstract.ts";
+import {
+  type BrokerValue,
+  ClosedError,
+  ConfigurationError,
+  ConsumerError,
+  InvalidMessage,
+  InvalidStateError,
+  MESSAGE_REJECTED,
+  MessageRejected,
+  type Partition,
+  requireNonNegative,
+  type Topic,
+} from "../types.ts";
+
+/** Options of a {@link StreamProcessor}. */
+export interface StreamProcessorOptions<T> {
+  /** The consumer to read from; the processor subscribes it. */
+  consumer: Consumer<T>;
+  /** Topics to subscribe to. */
+  topics: readonly (Topic | string)[];
+  /** Builds the pipeline on every assignment. */
+  factory: ProcessingStrategyFactory<T>;
+  /**
+   * When to commit.
+   * @default CommitPolicy.ONCE_PER_SECOND
+   */
+  commitPolicy?: CommitPolicy;
+  /**
+   * Longest wait (ms) for the pipeline to finish its work on revoke and shutdown; what is
+   * unfinished then is not committed.
+   * @default 25000
+   */
+  joinTimeoutMs?: number;
+  /**
+   * Continuous backpressure (ms) after which all assigned partitions are paused.
+   * @default 1000
+   */
+  pauseAfterMs?: number;
+  /**
+   * How long (ms) `poll` waits for messages when there are none.
+   * @default 100
+   */
+  pollTimeoutMs?: number;
+  /**
+   * Longest wait (ms) between retries while the pipeline rejects and does not signal `ready`.
+   * @default 100
+   */
+  maxBackoffMs?: number;
+  /**
+   * The same bound once the partitions are paused: a paused consumer wakes this often (or
+   * when the pipeline signals `ready`) to poll the consumer and retry, so a fully
+   * backpressured consumer costs next to no CPU.
+   * @default 1000
+   */
+  pausedBackoffMs?: number;
+  /**
+   * Clock for all timing; a `ManualClock` drives time in tests.
+   * @default systemClock
+   */
+  clock?: Clock;
+  /**
+   * Handle SIGINT/SIGTERM during `run()` (Deno, Node, Bun). The first one shuts down
+   * gracefully and prints a line (stderr) saying what is drained and the deadline
+   * (`joinTimeoutMs`); a second one stops the process at once (exit code 130 for SIGINT,
+   * 143 for SIGTERM): unfinished work is not committed and is read again. Default: true
+   * where the runtime has process signals, false elsewhere (browsers, edge runtimes);
+   * `true` there throws an `UnsupportedRuntimeError`.
+   * @default true where the runtime has signals
+   */
+  handleSignals?: boolean;
+  /**
+   * OpenTelemetry `MeterProvider` for Sluice's metrics (`sluice.consumer.*`, and
+   * `sluice.step.*` for every step the factory builds). Default: the global provider when
+   * one is set when the processor is built (`metrics.setGlobalMeterProvider(...)` from
+   * `@opentelemetry/api`, which `OTEL_DENO=true` does); `null`: no OpenTelemetry metrics
+   * even then ({@link StreamProcessor.status} still works).
+   * @default the global MeterProvider, if one is set
+   */
+  meterProvider?: MeterProviderLike | null;
+  /**
+   * `false` turns every metric off, OpenTelemetry and the numbers behind
+   * {@link StreamProcessor.status} alike (its steps and partitions are then empty).
+   * @default true
+   */
+  metrics?: boolean;
+  /**
+   * Attributes added to every metric of this processor, next to the `messaging.system`,
+   * `messaging.consumer.group.name` and `messaging.client.id` taken from the consumer:
+   * give two processors with the same group and client id distinct series.
+   * @default {}
+   */
+  metricAttributes?: SeriesAttributes;
+  /**
+   * Log a one-line status (see {@link renderStatusLine}) this often while `run()` runs,
+   * in milliseconds.
+   * @default undefined (off)
+   */
+  statusLogMs?: number;
+  /**
+   * When `run()`'s loop has not advanced for this many milliseconds, log a warning saying
+   * what it was doing and count `sluice.consumer.stuck`.
+   * @default undefined (off)
+   */
+  stuckTimeoutMs?: number;
+  /**
+   * Dead-letter queue for `InvalidMessage`s. Without one, an invalid message stops the
+   * processor (nothing is committed past it). See {@link DlqPolicy}.
+   * @default undefined (an invalid message stops the processor)
+   */
+  // deno-lint-ignore no-explicit-any
+  dlqPolicy?: DlqPolicy<T, any>;
+}
+
+/**
+ * An OpenTelemetry `MeterProvider`: `metrics.getMeterProvider()` from `@opentelemetry/api`,
+ * or `new MeterProvider(...)` from `@opentelemetry/sdk-metrics`. Declared by its shape so
+ * that Sluice's API names no type of another package; Sluice only calls `getMeter`.
+ *
+ * @example
+ * ```ts
+ * import { MeterProvider } from "@opentelemetry/sdk-metrics";
+ * import type { MeterProviderLike } from "@sluice/sluice";
+ * const provider: MeterProviderLike = new MeterProvider();
+ * ```
+ */
+export interface MeterProviderLike {
+  /** Returns the meter of the instrumentation scope `name`. */
+  getMeter(name: string, version?: string, options?: { schemaUrl?: string }): object;
+}
+
+/** Options of {@link StreamProcessor.run}. */
+export interface RunOptions {
+  /**
+   * Stop gracefully once the consumer has caught up: every assigned partition processed
+   * (and, by the shutdown's final commit, committed) up to the end offset it had when the
+   * processor first saw it assigned. For batch jobs, scripts and examples. Needs a consumer
+   * with `endOffsets()` (the local and Kafka consumers have it). With no partition
+   * assigned (yet), it keeps waiting for one.
+   */
+  untilCaughtUp?: boolean;
+}
+
+/**
+ * `run()` was called on a processor that has already stopped (its consumer is closed).
+ * Create a new consumer and processor to consume again.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, ProcessorStoppedError, StreamProcessor } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 1);
+ * const processor = new StreamProcessor<string>({
+ *   consumer: broker.getConsumer("example"),
+ *   topics: ["events"],
+ *   factory: { createWithPartitions: (commit) => new CommitOffsets(commit) },
+ *   handleSignals: false,
+ * });
+ * await processor.run({ untilCaughtUp: true }); // nothing to read: returns at once
+ * try {
+ *   await processor.run();
+ * } catch (e) {
+ *   if (e instanceof ProcessorStoppedError) console.log("already stopped");
+ * }
+ * ```
+ */
+export class ProcessorStoppedError extends ClosedError {}
+
+/** Counters the processor keeps (also the source of its metrics). */
+export interface ProcessorStats extends DlqCounters {
+  /** Loop iterations. */
+  iterations: number;
+  /** Messages received from the consumer. */
+  messagesPolled: number;
+  /** Messages accepted by the pipeline. */
+  messagesSubmitted: number;
+  /** Times `submit` rejected. */
+  rejections: number;
+  /** Times all partitions were paused for backpressure. */
+  pauses: number;
+  /** Times they were resumed. */
+  resumes: number;
+  /** Commits sent to the consumer. */
+  commits: number;
+  /**
+   * Commits that left offsets uncommitted (the broker was unreachable, or the group was
+   * rebalancing): those offsets are kept and sent again with the next commit.
+   */
+  commitsIncomplete: number;
+  /** Total milliseconds spent in finished backpressure episodes. */
+  backpressureMs: number;
+  /** Assignments received. */
+  assignments: number;
+  /** Revocations received. */
+  revocations: number;
+  /** Invalid messages reported by the pipeline. */
+  invalidMessages: number;
+}
+
+const MIN_BACKOFF_MS = 1;
+/** Abort reason that ends a backoff timer early (cheaper than the default DOMException). */
+const WAIT_OVER = "wait over";
+/** Longest wait (ms) between checks whether revoked partitions' work is done. */
+const DRAIN_MAX_BACKOFF_MS = 20;
+/** Give timers, I/O and signals a turn at least this often (wall-clock ms) when busy. */
+const YIELD_EVERY_MS = 20;
+
+/**
+ * Runs a pipeline over a consumer.
+ *
+ * @example
+ * ```ts
+ * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 2);
+ * for (let i = 0; i < 10; i++) broker.produce("events", `event ${i}`);
+ *
+ * const processor = new StreamProcessor({
+ *   consumer: broker.getConsumer("example"),
+ *   topics: ["events"],
+ *   factory: {
+ *     createWithPartitions: (commit) =>
+ *       new RunTask((m) => m.payload.length, new CommitOffsets(commit)),
+ *   },
+ *   handleSignals: false,
+ * });
+ * const running = processor.run();
+ * setTimeout(() => processor.signalShutdown(), 200);
+ * await running;
+ * ```
+ */
+export class StreamProcessor<T> {
+  /** Counters; see {@link ProcessorStats}. */
+  readonly stats: ProcessorStats = {
+    iterations: 0,
+    messagesPolled: 0,
+    messagesSubmitted: 0,
+    rejections: 0,
+    pauses: 0,
+    resumes: 0,
+    commits: 0,
+    commitsIncomplete: 0,
+    backpressureMs: 0,
+    assignments: 0,
+    revocations: 0,
+    invalidMessages: 0,
+    deadLettered: 0,
+    dlqDropped: 0,
+    dlqBufferEvicted: 0,
+  };
+
+  readonly #consumer: Consumer<T>;
+  readonly #factory: ProcessingStrategyFactory<T>;
+  readonly #clock: Clock;
+  readonly #policy: CommitPolicyState;
+  readonly #joinTimeoutMs: number;
+  readonly #pauseAfterMs: number;
+  readonly #pollTimeoutMs: number;
+  readonly #maxBackoffMs: number;
+  readonly #pausedBackoffMs: number;
+  readonly #handleSignals: boolean;
+  /** The clock is the system clock: its readings also serve as the loop's wall clock. */
+  readonly #clockIsWall: boolean;
+
+  #strategy: ProcessingStrategy<T> | undefined;
+  #carried: BrokerValue<T>[] | undefined;
+  #carriedIndex = 0;
+  #bpStart: number | undefined;
+  #backoff = MIN_BACKOFF_MS;
+  #progressSinceWait = true;
+  #readyWon = false;
+  #paused = false;
+  #shutdownRequested = false;
+  #stopping = false;
+  #running = false;
+  /** `run()` has returned (or thrown): the consumer is closed. */
+  #stopped = false;
+  /** SIGINT/SIGTERM received during `run()`. */
+  #signals = 0;
+  /** A second signal: nothing more is committed. */
+  #terminated = false;
+  /** The pipeline `#closeStrategy` is joining, if any. */
+  #joiningStrategy: ProcessingStrategy<T> | undefined;
+  /** With `untilCaughtUp`: per partition, the end offset when first seen assigned. */
+  #targets = new Map<Partition, number>();
+  /** When the loop last yielded, by {@link StreamProcessor.#wallNow}. */
+  #lastYield: number;
+  /**
+   * The metered clock reading taken as this iteration's poll returned, while `strategy.poll()`
+   * runs right after it: commit checks made meanwhile reuse it instead of reading again.
+   */
+  #polledAt: number | undefined;
+  /** Metrics on the MeterProvider (shared), if any, and this processor's share of them. */
+  readonly #metrics: SluiceMetrics | undefined;
+  /** The series this processor's steps count into (the provider's, or its own). */
+  readonly #series: MetricSeries | undefined;
+  readonly #meter: ConsumerMeter | undefined;
+  readonly #window: StatusWindow;
+  readonly #statusLogMs: number | undefined;
+  /** When the current rebalance began: a revoke started, or no assignment yet. */
+  #rebalancingSince: number | undefined;
+  readonly #stuck: StuckDetector | undefined;
+  /** What the loop is doing, for the stuck detector (and time accounting when metered). */
+  #phase: Phase = Phase.Idle;
+
+  /** Highest offset handed to `commit` per partition and not yet sent to the consumer. */
+  #dirty = new Map<Partition, number>();
+  /** Highest offset staged per partition (commits never go backwards). */
+  #staged = new Map<Partition, number>();
+  /** Invalid messages not yet resolved: commits of that partition stop at their offset. */
+  #blocked = new Map<Partition, number[]>();
+  #commitInFlight: Promise<void> | undefined;
+  #commitAgain = false;
+  #commitError: unknown;
+  /**
+   * Per partition of the current pipeline, the first offset it was not given at creation
+   * (the consumer's position, or the first carried message): where its work began.
+   */
+  #pipelineStart = new Map<Partition, number>();
+  /** True while `#closeStrategy` joins a pipeline (commits are deferred to its end). */
+  #joining = false;
+  /** Dead-letter machinery (raw-message buffer, limits, deliveries), when configured. */
+  readonly #dlq: DlqRunner<T> | undefined;
+
+  /** Creates the processor and subscribes the consumer. */
+  constructor(options: StreamProcessorOptions<T>) {
+    if (!options || !options.consumer || !options.factory) {
+      throw new ConfigurationError(
+        "StreamProcessor needs { consumer, topics, factory }; see the README's quick example",
+      );
+    }
+    if (typeof options.factory.createWithPartitions !== "function") {
+      throw new ConfigurationError(
+        "factory must have createWithPartitions(commit, partitions) returning a ProcessingStrategy",
+      );
+    }
+    if (!Array.isArray(options.topics) || options.topics.length === 0) {
+      throw new ConfigurationError("StreamProcessor needs at least one topic in `topics`");
+    }
+    this.#consumer = options.consumer;
+    this.#factory = options.factory;
+    this.#clock = options.clock ?? systemClock;
+    this.#clockIsWall = this.#clock === systemClock;
+    this.#lastYield = this.#wallNow();
+    this.#policy = (options.commitPolicy ?? CommitPolicy.ONCE_PER_SECOND).createState(
+      this.#clock.now(),
+    );
+    this.#joinTimeoutMs = requireNonNegative("joinTimeoutMs", options.joinTimeoutMs ?? 25_000);
+    this.#pauseAfterMs = requireNonNegative("pauseAfterMs", options.pauseAfterMs ?? 1000);
+    this.#pollTimeoutMs = requireNonNegative("pollTimeoutMs", options.pollTimeoutMs ?? 100);
+    this.#maxBackoffMs = requireNonNegative("maxBackoffMs", options.maxBackoffMs ?? 100);
+    this.#pausedBackoffMs = requireNonNegative(
+      "pausedBackoffMs",
+      options.pausedBackoffMs ?? Math.max(1000, this.#maxBackoffMs),
+    );
+    if (options.handleSignals === true && !hasSignals()) {
+      throw new UnsupportedRuntimeError(
+        detectRuntime(),
+        "signals",
+        "pass handleSignals: false (the default here) and call signalShutdown() from your " +
+          "own event (pagehide, an AbortSignal, the end of the request)",
+      );
+    }
+    this.#handleSignals = options.handleSignals ?? hasSignals();
+    if (options.metrics !== undefined && typeof options.metrics !== "boolean") {
+      throw new ConfigurationError(
+        `metrics must be true or false, got ${JSON.stringify(options.metrics)}; to choose ` +
+          "where metrics go, use meterProvider",
+      );
+    }
+    if (options.metrics !== false) {
+      const provider = options.meterProvider === undefined
+        ? globalMeterProvider()
+        : options.meterProvider ?? undefined;
+      const attributes = { ...consumerAttributes(this.#consumer), ...options.metricAttributes };
+      this.#metrics = provider === undefined
+        ? undefined
+        : SluiceMetrics.for(provider as MeterProvider);
+      this.#series = this.#metrics?.series(attributes) ?? new MetricSeries(attributes);
+      this.#meter = new ConsumerMeter(
+        this.#clock,
+        this.stats,
+        this.#consumer,
+        () => this.#bpStart,
+        attributes,
+      );
+      this.#metrics?.addConsumer(this.#meter, this.#series);
+    }
+    this.#window = new StatusWindow(this.#clock, this.#series?.steps ?? new Map(), this.#meter);
+    if (options.statusLogMs !== undefined) {
+      this.#statusLogMs = requireNonNegative("statusLogMs", options.statusLogMs);
+    }
+    if (options.stuckTimeoutMs !== undefined) {
+      this.#stuck = new StuckDetector({
+        clock: this.#clock,
+        timeoutMs: options.stuckTimeoutMs,
+        progress: () => this.stats.iterations,
+        describe: () => this.#describe(),
+        onStuck: (ms, doing) => this.#onStuck(ms, doing),
+      });
+    }
+    if (options.dlqPolicy !== undefined && !(options.dlqPolicy instanceof DlqPolicy)) {
+      throw new ConfigurationError(
+        'dlqPolicy must be a DlqPolicy, e.g. new DlqPolicy({ producer, topic: "my-dlq" })',
+      );
+    }
+    this.#dlq = options.dlqPolicy === undefined ? undefined : new DlqRunner(options.dlqPolicy, {
+      clock: this.#clock,
+      stats: this.stats,
+      resolved: (p, offset) => this.#onDlqResolved(p, offset),
+    });
+    this.#consumer.subscribe(options.topics, {
+      onAssign: (partitions) => this.#onAssign(partitions),
+      onRevoke: (partitions) => this.#onRevoke(partitions),
+    });
+  }
+
+  /** True while all assigned partitions are paused for backpressure. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** True while a rejected message is being held and retried. */
+  get backpressured(): boolean {
+    return this.#bpStart !== undefined;
+  }
+
+  /** Messages polled but not yet accepted by the pipeline. */
+  get carriedCount(): number {
+    return this.#carried ? this.#carried.length - this.#carriedIndex : 0;
+  }
+
+  /**
+   * What the processor is doing now: per-step throughput and backpressure (share of time,
+   * origin), whether it is backpressured and for how long (and whether fetching is
+   * paused, as part of that), rebalancing, lag and progress per partition, and the
+   * bottleneck. Rates cover about the last second (since the processor was built, at
+   * first). Cheap enough to call every second; `HealthServer` serves it as `/status`.
+   *
+   * @example
+   * ```ts
+   * import { renderStatus, type StreamProcessor } from "@sluice/sluice";
+   * function show(processor: StreamProcessor<string>): void {
+   *   const status = processor.status();
+   *   console.log(status.bottleneck.name, status.lag);
+   *   console.log(renderStatus(status));
+   * }
+   * ```
+   */
+  status(): ProcessorStatus {
+    return this.#window.status({
+      running: this.#running,
+      rebalancingSince: this.#rebalancingSince,
+      backpressureSince: this.#bpStart,
+      paused: this.#paused,
+      heldMessages: this.carriedCount,
+      iterations: this.stats.iterations,
+      messagesPolled: this.stats.messagesPolled,
+    });
+  }
+
+  /** Asks `run()` to stop after the current iteration: the pipeline is closed, joined and committed. */
+  signalShutdown(): void {
+    this.#shutdownRequested = true;
+  }
+
+  /**
+   * Runs until {@link StreamProcessor.signalShutdown} (or SIGINT/SIGTERM, or, with
+   * `{ untilCaughtUp: true }`, until the assigned partitions are caught up), then shuts
+   * down gracefully. On an error the pipeline is terminated, the consumer closed, and the
+   * error rethrown. A processor runs once: `run()` after it stopped throws
+   * {@link ProcessorStoppedError}.
+   *
+   * @example
+   * ```ts
+   * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
+   * import { LocalBroker } from "@sluice/sluice/local";
+   *
+   * const broker = new LocalBroker<string>();
+   * broker.createTopic("events", 2);
+   * for (let i = 0; i < 10; i++) broker.produce("events", `event ${i}`);
+   * const processor = new StreamProcessor({
+   *   consumer: broker.getConsumer("batch-job"),
+   *   topics: ["events"],
+   *   factory: {
+   *     createWithPartitions: (commit) =>
+   *       new RunTask((m) => m.payload.length, new CommitOffsets(commit)),
+   *   },
+   * });
+   * await processor.run({ untilCaughtUp: true }); // all 10 processed and committed
+   * ```
+   */
+  async run(options: RunOptions = {}): Promise<void> {
+    if (this.#running) throw new InvalidStateError("run() is already running");
+    this.#checkNotStopped();
+    const untilCaughtUp = options?.untilCaughtUp === true;
+    if (untilCaughtUp && typeof this.#consumer.endOffsets !== "function") {
+      throw new ConfigurationError(
+        "run({ untilCaughtUp: true }) needs a consumer with endOffsets(partitions); this " +
+          "consumer has none: implement it, or stop the processor with signalShutdown()",
+      );
+    }
+    this.#running = true;
+    const removeSignals = this.#handleSignals ? this.#installSignals() : () => {};
+    this.#stuck?.start();
+    if (this.#strategy === undefined) this.#rebalancingSince ??= this.#clock.now();
+    const stopLog = this.#startStatusLog();
+    try {
+      while (!this.#shutdownRequested) {
+        await this.runOnce();
+        if (untilCaughtUp && await this.#caughtUp()) this.#shutdownRequested = true;
+      }
+      await this.#shutdown();
+    } catch (e) {
+      await this.#crash();
+      throw e;
+    } finally {
+      this.#stuck?.stop();
+      stopLog();
+      this.#rebalancingSince = undefined;
+      this.#enter(Phase.Idle);
+      if (this.#meter !== undefined) this.#metrics?.retire(this.#meter);
+      removeSignals();
+      this.#running = false;
+      this.#stopped = true;
+    }
+  }
+
+  #checkNotStopped(): void {
+    if (this.#stopped) {
+      throw new ProcessorStoppedError(
+        "this StreamProcessor has stopped (run() returned and its consumer is closed); " +
+          "create a new consumer and StreamProcessor to consume again",
+      );
+    }
+  }
+
+  /**
+   * True when every assigned partition has been processed up to its target (its end
+   * offset when first seen assigned). Asks the consumer for the end offsets it lacks.
+   */
+  async #caughtUp(): Promise<boolean> {
+    const assigned = this.#consumer.tell();
+    if (assigned.size === 0 || this.#strategy === undefined) return false;
+    let missing: Partition[] | undefined;
+    for (const p of assigned.keys()) if (!this.#targets.has(p)) (missing ??= []).push(p);
+    if (missing !== undefined) {
+      const ends = await this.#consumer.endOffsets!(missing);
+      for (const p of missing) {
+        const end = ends.get(p);
+        if (typeof end !== "number" || !(end >= 0)) {
+          throw new ConsumerError(
+            `endOffsets() gave no end offset for ${p} (got ${end}); untilCaughtUp cannot tell ` +
+              "when it has caught up",
+          );
+        }
+        this.#targets.set(p, end);
+      }
+    }
+    for (const p of assigned.keys()) {
+      const done = Math.max(
+        this.#pipelineStart.get(p) ?? -1,
+        this.#dirty.get(p) ?? -1,
+        this.#staged.get(p) ?? -1,
+      );
+      if (done < this.#targets.get(p)!) return false;
+    }
+    return true;
+  }
+
+  /** One loop iteration: poll, submit, wait if rejected, commit. Public for deterministic tests. */
+  async runOnce(): Promise<void> {
+    this.#checkNotStopped();
+    this.stats.iterations++;
+    if (this.#commitError !== undefined) throw this.#commitError;
+    this.#dlq?.throwIfFailed();
+    // Give timers, I/O and signals a turn at least every YIELD_EVERY_MS when busy. With the
+    // system clock, this reading also ends the last iteration's processing phase: taken
+    // here, after the microtasks in which its pipeline went on processing, not before them.
+    let now: number | undefined = this.#wallNow();
+    if (now - this.#lastYield >= YIELD_EVERY_MS || now < this.#lastYield) {
+      this.#lastYield = now;
+      await macrotask();
+      now = undefined; // time passed: the meter reads the clock itself
+    }
+    let polledAt: number | undefined;
+    if (this.#carried === undefined) {
+      this.#enter(Phase.Poll, this.#clockIsWall ? now : undefined);
+      const batch = await this.#consumer.poll(this.#pollTimeoutMs);
+      polledAt = this.#enter(Phase.Process);
+      if (batch.length > 0) {
+        this.stats.messagesPolled += batch.length;
+        this.#meter?.sample(batch);
+        this.#dlq?.record(batch);
+        this.#carried = batch;
+        this.#carriedIndex = 0;
+      }
+    }
+    this.#meter?.track(polledAt);
+    const strategy = this.#strategy;
+    if (strategy === undefined) {
+      if (this.#carried !== undefined) {
+        throw new InvalidStateError(
+          "received messages without an active pipeline: the consumer returned messages " +
+            "before calling onAssign",
+        );
+      }
+      return;
+    }
+    let invalid: InvalidMessage | undefined;
+    this.#polledAt = polledAt;
+    try {
+      strategy.poll();
+    } catch (e) {
+      if (!(e instanceof InvalidMessage)) throw e;
+      invalid = e;
+    } finally {
+      this.#polledAt = undefined;
+    }
+    if (invalid !== undefined) {
+      await this.#onInvalid(invalid);
+      return;
+    }
+    const carried = this.#carried;
+    if (carried !== undefined) {
+      let i = this.#carriedIndex;
+      try {
+        if (strategy.submitMany !== undefined) {
+          i = strategy.submitMany(carried, i);
+          if (i < carried.length) throw MESSAGE_REJECTED; // handled below, as from submit
+        } else {
+          for (; i < carried.length; i++) strategy.submit(carried[i]);
+        }
+      } catch (e) {
+        this.stats.messagesSubmitted += i - this.#carriedIndex;
+        if (i > this.#carriedIndex) this.#progressSinceWait = true;
+        this.#carriedIndex = i;
+        if (e instanceof MessageRejected) return await this.#onRejected(strategy);
+        if (e instanceof InvalidMessage) {
+          // Drop the carried message only if it is the invalid one; once nothing is left
+          // carried, backpressure is over (paused partitions resume).
+          if (e.partition === carried[i].partition && e.offset === carried[i].offset) {
+            this.#carriedIndex++;
+          }
+          const waitForDlq = this.#onInvalid(e);
+          if (this.#carriedIndex >= carried.length) {
+            this.#carried = undefined;
+            this.#carriedIndex = 0;
+            this.#endBackpressure();
+          }
+          await waitForDlq;
+          return;
+        }
+        throw e;
+      }
+      this.stats.messagesSubmitted += i - this.#carriedIndex;
+      this.#carried = undefined;
+      this.#carriedIndex = 0;
+      this.#endBackpressure();
+    }
+  }
+
+  /**
+   * Wall-clock milliseconds for the yield check: the clock's own reading when it is the
+   * system clock (`Date.now()`, cheaper than `performance.now()` and shared with the
+   * metrics), else `performance.now()` (a manual clock may never move).
+   */
+  #wallNow(): number {
+    return this.#clockIsWall ? this.#clock.now() : performance.now();
+  }
+
+  /** The commit callback handed to the factory. */
+  readonly #commit: Commit = (offsets, force = false) => {
+    const incremental = this.#factory.incremental === true;
+    for (const [p, o] of offsets) {
+      if (incremental) {
+        // A running pipeline outlives assignment changes: an offset of a partition it no
+        // longer has (or of an earlier time it had it) must not be committed.
+        const start = this.#pipelineStart.get(p);
+        if (start === undefined || o < start) continue;
+      }
+      const prev = this.#dirty.get(p) ?? this.#staged.get(p);
+      if (prev === undefined || o > prev) this.#dirty.set(p, o);
+    }
+    // While a pipeline is being joined, an invalid message surfaces through `join()`'s
+    // promise, i.e. *after* microtasks in which the step may already have forwarded its
+    // filtered marker: offsets are only recorded then, and committed (clamped by the
+    // blocks set meanwhile) once the join is over.
+    if (this.#joining) return;
+    this.#dlq?.prune(offsets);
+    if (force || this.#policy.shouldCommit(this.#polledAt ?? this.#clock.now(), offsets)) {
+      this.#startCommit();
+    }
+  };
+
+  #startCommit(): void {
+    if (this.#dirty.size === 0 || this.#terminated) return;
+    if (this.#commitInFlight !== undefined) {
+      this.#commitAgain = true;
+      return;
+    }
+    const offsets = this.#takeCommittable();
+    if (offsets.size === 0) return;
+    this.#policy.didCommit(this.#clock.now(), offsets);
+    this.#consumer.stageOffsets(offsets);
+    this.stats.commits++;
+    const meter = this.#meter;
+    const startedAt = meter === undefined ? 0 : this.#clock.now();
+    this.#commitInFlight = this.#consumer.commitOffsets().then(
+      (committed) => {
+        this.#commitInFlight = undefined;
+        if (this.#keepUncommitted(offsets, committed)) {
+          this.stats.commitsIncomplete++;
+          if (committed.size > 0) meter?.committed(committed, startedAt);
+          meter?.commitFailed(startedAt);
+        } else meter?.committed(offsets, startedAt);
+        if (this.#commitAgain) {
+          this.#commitAgain = false;
+          this.#startCommit();
+        }
+      },
+      (e) => {
+        this.#commitInFlight = undefined;
+        meter?.commitFailed(startedAt);
+        this.#commitError ??= e;
+      },
+    );
+  }
+
+  /**
+   * Offsets the consumer did not commit (it resolves with what it did) become dirty again
+   * (a partition already dirty holds a newer offset, which covers them), so the commit
+   * policy sends them with its next commit:
+   * a broker restart or a rebalance costs a retry, not the commit. Returns whether any
+   * offset was left uncommitted.
+   */
+  #keepUncommitted(offsets: Map<Partition, number>, committed: Map<Partition, number>): boolean {
+    let left = false;
+    for (const [p, o] of offsets) {
+      if ((committed.get(p) ?? -1) >= o) continue;
+      left = true;
+      if (this.#staged.get(p) === o) this.#staged.delete(p);
+      if (!this.#dirty.has(p)) this.#dirty.set(p, o);
+    }
+    return left;
+  }
+
+  /** Takes dirty offsets that may be committed now (clamped below unresolved invalid messages). */
+  #takeCommittable(): Map<Partition, number> {
+    const out = new Map<Partition, number>();
+    for (const [p, o] of this.#dirty) {
+      const blocked = this.#blocked.get(p);
+      const limit = blocked && blocked.length > 0 ? Math.min(o, blocked[0]) : o;
+      const prev = this.#staged.get(p);
+      if (prev === undefined || limit > prev) {
+        out.set(p, limit);
+        this.#staged.set(p, limit);
+      }
+      if (limit === o) this.#dirty.delete(p);
+    }
+    return out;
+  }
+
+  /** Commits everything committable now and waits for it (revoke, shutdown). */
+  async #flushCommits(): Promise<void> {
+    while (this.#commitInFlight !== undefined) await this.#commitInFlight;
+    this.#startCommit();
+    while (this.#commitInFlight !== undefined) await this.#commitInFlight;
+    if (this.#commitError !== undefined) throw this.#commitError;
+  }
+
+  /**
+   * Blocks commits past the invalid message, then stops (no DLQ) or hands it to the DLQ,
+   * which lifts the block once the delivery is confirmed. Throws when the processor must
+   * stop; returns a promise when too many DLQ deliveries are in flight.
+   */
+  #onInvalid(e: InvalidMessage): void | Promise<void> {
+    this.stats.invalidMessages++;
+    // Block commits past the invalid message *synchronously*, before any step can forward
+    // its filtered marker: until it is dead-lettered it went nowhere.
+    const list = this.#blocked.get(e.partition) ?? [];
+    list.push(e.offset);
+    list.sort((a, b) => a - b);
+    this.#blocked.set(e.partition, list);
+    if (this.#dlq === undefined) throw e;
+    return this.#dlq.handle(e);
+  }
+
+  /** A dead-lettered (or dropped and counted) message no longer blocks its partition's commits. */
+  #onDlqResolved(p: Partition, offset: number): void {
+    const list = this.#blocked.get(p);
+    const i = list === undefined ? -1 : list.indexOf(offset);
+    if (i < 0) return;
+    list!.splice(i, 1);
+    if (list!.length === 0) this.#blocked.delete(p);
+    const dirty = this.#dirty.get(p);
+    if (
+      dirty !== undefined && !this.#consumer.closed && !this.#joining &&
+      this.#policy.shouldCommit(this.#clock.now(), new Map([[p, dirty]]))
+    ) this.#startCommit();
+  }
+
+  async #onRejected(strategy: ProcessingStrategy<T>): Promise<void> {
+    this.stats.rejections++;
+    const now = this.#clock.now();
+    if (this.#bpStart === undefined) {
+      this.#bpStart = now;
+      this.#backoff = MIN_BACKOFF_MS;
+    } else if (!this.#paused && now - this.#bpStart >= this.#pauseAfterMs) {
+      const assigned = [...this.#consumer.tell().keys()];
+      if (assigned.length > 0) {
+        this.#consumer.pause(assigned);
+        this.#paused = true;
+        this.stats.pauses++;
+      }
+    }
+    // Wait for room, or a short timer (held work retries on its own backoff). If `ready` resolved
+    // last time and yet nothing was accepted, it is not to be trusted: use the timer alone.
+    const trustReady = !(this.#readyWon && !this.#progressSinceWait);
+    this.#readyWon = false;
+    this.#progressSinceWait = false;
+    this.#enter(Phase.Backpressure);
+    const stop = new AbortController();
+    const timer = this.#clock.sleep(this.#backoff, stop.signal);
+    await (trustReady
+      ? Promise.race([strategy.ready.then(() => void (this.#readyWon = true)), timer])
+      : timer);
+    stop.abort(WAIT_OVER); // a reason: abort() alone builds a DOMException with a stack
+    this.#enter(Phase.Process);
+    const bound = this.#paused ? this.#pausedBackoffMs : this.#maxBackoffMs;
+    this.#backoff = Math.min(this.#backoff * 2, Math.max(bound, MIN_BACKOFF_MS));
+    if (this.#paused || this.#consumer.rebalancePending?.() === true) {
+      // Keep group membership alive and let rebalances through while paused; a rebalance
+      // is let through at once (its onRevoke drops what is carried of revoked partitions).
+      const batch = await this.#consumer.poll(0);
+      if (batch.length > 0) {
+        if (this.#paused) {
+          throw new InvalidStateError(
+            "the consumer returned messages from paused partitions; this is a backend bug",
+          );
+        }
+        // A rebalance ran inside that poll and resumed the kept partitions: their next
+        // messages follow what is still carried of them (a partition read again from an
+        // earlier offset had its carried messages dropped by the rewind), so they queue up
+        // behind it, in order. At most one poll's worth, once per rebalance.
+        this.stats.messagesPolled += batch.length;
+        this.#meter?.sample(batch);
+        this.#dlq?.record(batch);
+        this.#carried = this.#carried === undefined
+          ? batch
+          : [...this.#carried.slice(this.#carriedIndex), ...batch];
+        this.#carriedIndex = 0;
+      }
+    }
+  }
+
+  #endBackpressure(): void {
+    if (this.#bpStart === undefined) return;
+    this.stats.backpressureMs += this.#clock.now() - this.#bpStart;
+    this.#bpStart = undefined;
+    this.#progressSinceWait = true;
+    if (this.#paused) {
+      this.#paused = false;
+      const assigned = [...this.#consumer.tell().keys()];
+      if (assigned.length > 0) this.#consumer.resume(assigned);
+      this.stats.resumes++;
+    }
+  }
+
+  async #onAssign(partitions: ReadonlyMap<Partition, number>): Promise<void> {
+    this.stats.assignments++;
+    if (this.#stopping) return;
+    this.#meter?.assigned(partitions);
+    const current = this.#consumer.tell();
+    for (const [p, o] of partitions) current.set(p, o);
+    if (this.#strategy !== undefined && this.#factory.incremental === true) {
+      // Incremental: the new partitions join the running pipeline; nothing stops.
+      for (const [p, o] of partitions) this.#pipelineStart.set(p, o);
+      this.#policy.start(partitions);
+      // Paused for backpressure: the new partitions wait with the others.
+      if (this.#paused && partitions.size > 0) this.#consumer.pause([...partitions.keys()]);
+      this.#strategy.addPartitions?.(partitions);
+      this.#rebalancingSince = undefined;
+      return;
+    }
+    if (this.#strategy !== undefined) {
+      await this.#closeStrategy();
+      this.#rewindUnfinished(this.#consumer.tell().keys(), current);
+    }
+    this.#resetBackpressureState();
+    this.#policy.start(current);
+    this.#createStrategy(current);
+  }
+
+  /** Builds the pipeline for `partitions` (partition → next offset to read). */
+  #createStrategy(partitions: Map<Partition, number>): void {
+    const start = new Map(partitions);
+    const carried = this.#carried;
+    if (carried !== undefined) {
+      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
+        const m = carried[i];
+        if (start.has(m.partition)) start.set(m.partition, m.offset);
+      }
+    }
+    this.#pipelineStart = start;
+    this.#strategy = withStepMetrics(
+      this.#series,
+      () => this.#factory.createWithPartitions(this.#commit, partitions),
+    );
+    this.#rebalancingSince = undefined;
+  }
+
+  /**
+   * After the pipeline was closed for an assignment change: a partition that stays
+   * assigned and whose accepted messages did not all finish (the join timed out, or gave
+   * up on held work) is read again from its first unfinished offset, so the next pipeline
+   * never commits past the abandoned ones. Its carried messages are dropped: they come
+   * again, in order, after the seek. `partitions` gets the rewound offsets.
+   */
+  #rewindUnfinished(kept: Iterable<Partition>, partitions?: Map<Partition, number>): void {
+    const positions = this.#consumer.tell();
+    const carried = this.#carried;
+    const firstCarried = new Map<Partition, number>();
+    if (carried !== undefined) {
+      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
+        firstCarried.set(carried[i].partition, carried[i].offset);
+      }
+    }
+    const rewind = new Map<Partition, number>();
+    for (const p of kept) {
+      const start = this.#pipelineStart.get(p);
+      const position = positions.get(p);
+      if (start === undefined || position === undefined) continue;
+      const accepted = firstCarried.get(p) ?? position;
+      let finished = Math.max(start, this.#dirty.get(p) ?? -1, this.#staged.get(p) ?? -1);
+      const blocked = this.#blocked.get(p);
+      if (blocked !== undefined && blocked.length > 0) finished = Math.min(finished, blocked[0]);
+      if (finished < accepted) rewind.set(p, finished);
+    }
+    if (rewind.size === 0) return;
+    this.#consumer.seek(rewind);
+    for (const [p, o] of rewind) partitions?.set(p, o);
+    if (carried !== undefined) {
+      const keep = carried.slice(this.#carriedIndex).filter((m) => !rewind.has(m.partition));
+      this.#carried = keep.length > 0 ? keep : undefined;
+      this.#carriedIndex = 0;
+    }
+    console.warn(
+      `sluice: the pipeline closed for an assignment change did not finish its work on ${
+        [...rewind].map(([p, o]) => `${p} (from ${o})`).join(", ")
+      } within joinTimeoutMs; those partitions stay assigned and are read again from their ` +
+        "first unfinished message: duplicates, not loss",
+    );
+  }
+
+  async #onRevoke(partitions: readonly Partition[]): Promise<void> {
+    this.stats.revocations++;
+    this.#rebalancingSince ??= this.#clock.now();
+    const revoked = new Set(partitions);
+    let joinTimeoutMs = this.#joinTimeoutMs;
+    if (this.#strategy !== undefined && this.#factory.incremental === true && !this.#stopping) {
+      const keeps = [...this.#consumer.tell().keys()].some((p) => !revoked.has(p));
+      if (keeps) {
+        const started = this.#clock.now();
+        if (await this.#drainRevoked(revoked)) {
+          this.#forgetRevoked(revoked, partitions);
+          // The pipeline of the kept partitions never stopped: no rebalance to wait out.
+          this.#rebalancingSince = undefined;
+          return;
+        }
+        // Not finished in time: fall back to closing the whole pipeline (below), with what
+        // is left of joinTimeoutMs; kept partitions' unfinished work is read again.
+        joinTimeoutMs = Math.max(0, this.#joinTimeoutMs - (this.#clock.now() - started));
+      }
+    }
+    const closed = this.#strategy !== undefined;
+    if (closed) await this.#closeStrategy(joinTimeoutMs);
+    // Messages of revoked partitions are re-read by their next owner from the commit point.
+    if (this.#carried !== undefined) {
+      const keep = this.#carried.slice(this.#carriedIndex).filter((m) => !revoked.has(m.partition));
+      this.#carried = keep.length > 0 ? keep : undefined;
+      this.#carriedIndex = 0;
+    }
+    this.#resetBackpressureState();
+    this.#forgetRevoked(revoked, partitions);
+    if (this.#stopping) return;
+    const remaining = this.#consumer.tell();
+    for (const p of revoked) remaining.delete(p);
+    if (remaining.size > 0) {
+      if (closed) this.#rewindUnfinished(remaining.keys(), remaining);
+      this.#createStrategy(remaining);
+    }
+  }
+
+  /** Drops all state of revoked partitions (their next owner reads from the commit point). */
+  #forgetRevoked(revoked: ReadonlySet<Partition>, partitions: readonly Partition[]): void {
+    for (const p of revoked) {
+      this.#dirty.delete(p);
+      this.#staged.delete(p);
+      this.#blocked.delete(p);
+      if (this.#factory.incremental === true) this.#pipelineStart.delete(p);
+    }
+    this.#dlq?.forget(revoked);
+    this.#meter?.revoked(partitions);
+    this.#policy.forget(revoked);
+  }
+
+  /**
+   * Incremental revoke: the pipeline keeps running (it is polled, and takes carried
+   * messages of kept partitions) while the work it accepted of `revoked` finishes; then that
+   * work is committed. Carried messages of `revoked` are dropped (their next owner reads
+   * them). Returns false when the work did not finish within `joinTimeoutMs`.
+   */
+  async #drainRevoked(revoked: ReadonlySet<Partition>): Promise<boolean> {
+    const strategy = this.#strategy!;
+    // Accepted so far, per revoked partition: up to its first carried message, else up to
+    // the consumer's position.
+    const accepted = new Map<Partition, number>();
+    const positions = this.#consumer.tell();
+    for (const p of revoked) {
+      const position = positions.get(p);
+      if (position !== undefined) accepted.set(p, position);
+    }
+    const carried = this.#carried;
+    if (carried !== undefined) {
+      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
+        if (revoked.has(carried[i].partition)) {
+          accepted.set(carried[i].partition, carried[i].offset);
+        }
+      }
+      const keep = carried.slice(this.#carriedIndex).filter((m) => !revoked.has(m.partition));
+      this.#carried = keep.length > 0 ? keep : undefined;
+      this.#carriedIndex = 0;
+      if (this.#carried === undefined) this.#endBackpressure();
+    }
+    strategy.removePartitions?.([...revoked]);
+    const phase = this.#phase;
+    this.#enter(Phase.Join);
+    const deadline = this.#clock.now() + this.#joinTimeoutMs;
+    let backoff = MIN_BACKOFF_MS;
+    try {
+      let submitting = true;
+      for (;;) {
+        try {
+          strategy.poll();
+        } catch (e) {
+          if (!(e instanceof InvalidMessage)) throw e;
+          await this.#onInvalid(e);
+        }
+        if (submitting) submitting = this.#submitCarriedWhileDraining(strategy);
+        if (this.#revokedWorkDone(accepted)) break;
+        const left = deadline - this.#clock.now();
+        if (left <= 0) return false;
+        // Wait a little (and for room, when carried messages wait for it): the pipeline's
+        // own timers and promises finish its work meanwhile.
+        const stop = new AbortController();
+        const sleep = this.#clock.sleep(Math.min(backoff, left), stop.signal);
+        await (this.#carried !== undefined && submitting
+          ? Promise.race([strategy.ready, sleep])
+          : sleep);
+        stop.abort(WAIT_OVER);
+        backoff = Math.min(backoff * 2, DRAIN_MAX_BACKOFF_MS);
+      }
+    } finally {
+      this.#enter(phase);
+    }
+    await this.#dlq?.flush();
+    const incomplete = this.stats.commitsIncomplete;
+    await this.#flushCommits();
+    if (this.stats.commitsIncomplete > incomplete) {
+      console.warn(
+        `sluice: the final commit before giving back ${
+          [...revoked].map(String).join(", ")
+        } did not go through; that work will be read again by the partitions' next owner: ` +
+          "duplicates, not loss",
+      );
+    }
+    return true;
+  }
+
+  /** Whether every revoked partition's accepted work is committed (or ready to be). */
+  #revokedWorkDone(accepted: ReadonlyMap<Partition, number>): boolean {
+    for (const [p, a] of accepted) {
+      let finished = Math.max(
+        this.#pipelineStart.get(p) ?? -1,
+        this.#dirty.get(p) ?? -1,
+        this.#staged.get(p) ?? -1,
+      );
+      const blocked = this.#blocked.get(p);
+      if (blocked !== undefined && blocked.length > 0) finished = Math.min(finished, blocked[0]);
+      if (finished < a) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Hands carried messages (of kept partitions) to the pipeline during an incremental
+   * revoke, as far as it takes them. Returns false once a message is refused with an error
+   * other than backpressure: the loop handles it after the revoke.
+   */
+  #submitCarriedWhileDraining(strategy: ProcessingStrategy<T>): boolean {
+    const carried = this.#carried;
+    if (carried === undefined) return true;
+    let i = this.#carriedIndex;
+    let ok = true;
+    try {
+      if (strategy.submitMany !== undefined) i = strategy.submitMany(carried, i);
+      else for (; i < carried.length; i++) strategy.submit(carried[i]);
+    } catch (e) {
+      if (!(e instanceof MessageRejected) && !(e instanceof InvalidMessage)) throw e;
+      ok = e instanceof MessageRejected;
+    }
+    this.stats.messagesSubmitted += i - this.#carriedIndex;
+    if (i > this.#carriedIndex) this.#progressSinceWait = true;
+    this.#carriedIndex = i;
+    if (i >= carried.length) {
+      this.#carried = undefined;
+      this.#carriedIndex = 0;
+      this.#endBackpressure();
+    }
+    return ok;
+  }
+
+  #resetBackpressureState(): void {
+    if (this.#bpStart !== undefined) {
+      this.stats.backpressureMs += this.#clock.now() - this.#bpStart;
+      this.#bpStart = undefined;
+    }
+    if (this.#paused) {
+      // Partitions that stay assigned (an incremental revoke) must not stay paused.
+      this.#paused = false;
+      const assigned = [...this.#consumer.tell().keys()];
+      try {
+        if (assigned.length > 0) this.#consumer.resume(assigned);
+        this.stats.resumes++;
+      } catch { /* the backend already reset its pause state with the assignment */ }
+    }
+    this.#progressSinceWait = true;
+  }
+
+  /** close → join(timeout) → commit. Invalid messages reported during join are handled. */
+  async #closeStrategy(joinTimeoutMs = this.#joinTimeoutMs): Promise<void> {
+    const strategy = this.#strategy!;
+    this.#strategy = undefined;
+    // The held message is no longer waiting on this pipeline: its episode ends here.
+    this.#resetBackpressureState();
+    const phase = this.#phase;
+    this.#enter(Phase.Join);
+    strategy.close();
+    const deadline = this.#clock.now() + joinTimeoutMs;
+    this.#joining = true;
+    this.#joiningStrategy = strategy;
+    try {
+      for (;;) {
+        try {
+          await strategy.join(Math.max(0, deadline - this.#clock.now()));
+          break;
+        } catch (e) {
+          if (!(e instanceof InvalidMessage)) {
+            strategy.terminate();
+            throw e;
+          }
+          try {
+            await this.#onInvalid(e);
+          } catch (stop) {
+            strategy.terminate();
+            throw stop;
+          }
+        }
+      }
+    } finally {
+      this.#joining = false;
+      this.#joiningStrategy = undefined;
+    }
+    // Dead-letter deliveries still in flight must land before the final commit (or fail it).
+    await this.#dlq?.flush();
+    const incomplete = this.stats.commitsIncomplete;
+    await this.#flushCommits();
+    if (this.stats.commitsIncomplete > incomplete) {
+      const left = [...this.#dirty].map(([p, o]) => `${p}@${o}`).join(", ");
+      console.warn(
+        `sluice: the final commit before ${
+          this.#stopping ? "shutdown" : "giving partitions back"
+        } did not go through (${left}); that work will be read again by the partitions' ` +
+          "next owner: duplicates, not loss",
+      );
+    }
+    this.#enter(phase);
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#stopping = true;
+    if (this.#strategy !== undefined) await this.#closeStrategy();
+    await this.#consumer.close();
+    await this.#factory.shutdown?.();
+  }
+
+  async #crash(): Promise<void> {
+    this.#stopping = true;
+    const strategy = this.#strategy;
+    this.#strategy = undefined;
+    try {
+      strategy?.terminate();
+    } catch { /* already failing */ }
+    try {
+      // Offsets staged so far cover finished work only; committing them saves replays.
+      if (this.#commitError === undefined) await this.#flushCommits();
+    } catch { /* the original error matters more */ }
+    try {
+      await this.#consumer.close();
+    } catch { /* idem */ }
+    try {
+      await this.#factory.shutdown?.();
+    } catch { /* idem */ }
+  }
+
+  /**
+   * Switches the loop's phase (and accounts the time of the previous one when metered, at
+   * `now` if the caller has just read the clock). Returns the meter's reading, if any.
+   */
+  #enter(phase: Phase, now?: number): number | undefined {
+    this.#phase = phase;
+    return this.#meter?.enter(phase, now);
+  }
+
+  #describe(): string {
+    const assigned = [...this.#consumer.tell().keys()].map(String).join(", ") || "none";
+    return `${PHASE_DESCRIPTIONS[this.#phase]} (iteration ${this.stats.iterations}, ` +
+      `${this.carriedCount} message(s) held, paused: ${this.#paused}, assigned: ${assigned})`;
+  }
+
+  #onStuck(stuckForMs: number, doing: string): void {
+    if (this.#meter !== undefined) this.#meter.stuck++;
+    console.warn(
+      `sluice: the stream processor loop has not advanced for ${stuckForMs} ms; it is ${doing}. ` +
+        `A consumer call, commit or pipeline join that never settles keeps it there.`,
+    );
+  }
+
+  /** Logs a status line every `statusLogMs` until the returned function is called. */
+  #startStatusLog(): () => void {
+    const every = this.#statusLogMs;
+    if (every === undefined || every <= 0) return () => {};
+    const stop = new AbortController();
+    (async () => {
+      while (!stop.signal.aborted) {
+        await this.#clock.sleep(every, stop.signal);
+        if (stop.signal.aborted) return;
+        console.log(renderStatusLine(this.status()));
+      }
+    })().catch(() => {/* aborted */});
+    return () => stop.abort(WAIT_OVER);
+  }
+
+  /**
+   * SIGINT/SIGTERM: the first shuts down gracefully, saying what is drained and until
+   * when; a second stops at once (nothing more is committed). Returns true when the
+   * process must exit now.
+   */
+  #onSignal(signal: string): boolean {
+    if (++this.#signals === 1) {
+      this.signalShutdown();
+      console.warn(`sluice: ${signal} received, shutting down: ${this.#drainPlan(signal)}`);
+      return false;
+    }
+    console.warn(
+      `sluice: ${signal} again: stopping at once; unfinished work is not committed and will ` +
+        "be read again",
+    );
+    this.#terminated = true;
+    try {
+      (this.#joiningStrategy ?? this.#strategy)?.terminate();
+    } catch { /* stopping anyway */ }
+    return true;
+  }
+
+  /** What a graceful shutdown will do now, in one sentence. */
+  #drainPlan(signal: string): string {
+    const assigned = [...this.#consumer.tell().keys()];
+    const shown = assigned.slice(0, 8).map(String).join(", ") +
+      (assigned.length > 8 ? `, +${assigned.length - 8} more` : "");
+    const held = this.carriedCount;
+    return (this.#strategy === undefined
+      ? "no pipeline to drain (no partition assigned)"
+      : `draining the pipeline of ${assigned.length} partition(s) (${shown}) and committing ` +
+        `its finished work, for at most ${this.#joinTimeoutMs} ms (joinTimeoutMs)`) +
+      (held > 0 ? `; ${held} polled message(s) not in the pipeline yet will be read again` : "") +
+      `. Send ${signal} again to stop at once without committing unfinished work.`;
+  }
+
+  #installSignals(): () => void {
+    return onShutdownSignals((s) => {
+      if (this.#onSignal(s)) exitProcess(s === "SIGINT" ? 130 : 143);
+    });
+  }
+}
+
+/**
+ * Where every copy of `@opentelemetry/api` 1.x keeps its globals (`metrics.setGlobalMeterProvider`
+ * writes the provider there): read directly, so the core needs no OpenTelemetry code at run time.
+ */
+const OTEL_API_GLOBAL = Symbol.for("opentelemetry.js.api.1");
+
+/** The global MeterProvider, if one was registered (`metrics.setGlobalMeterProvider`). */
+function globalMeterProvider(): MeterProviderLike | undefined {
+  const api = (globalThis as Record<symbol, { metrics?: unknown } | undefined>)[OTEL_API_GLOBAL];
+  const provider = api?.metrics as Partial<MeterProviderLike> | undefined;
+  return typeof provider?.getMeter === "function" ? provider as MeterProviderLike : undefined;
+}
+
+/** `messaging.*` attributes from what the consumer says about itself. */
+function consumerAttributes(consumer: Consumer<unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (typeof consumer.messagingSystem === "string") {
+    out["messaging.system"] = consumer.messagingSystem;
+  }
+  if (typeof consumer.group === "string") out["messaging.consumer.group.name"] = consumer.group;
+  if (typeof consumer.clientId === "string") out["messaging.client.id"] = consumer.clientId;
+  return out;
+}

@@ -1,0 +1,783 @@
+/**
+ * `RunTaskInWorkers`: runs a CPU-heavy function on a pool of Web Workers, in batches,
+ * and hands the results on in input order.
+ *
+ * @module
+ */
+import {
+  BrokerValue,
+  ConfigurationError,
+  InvalidMessage,
+  type Message,
+  requireNonNegative,
+  requirePositiveInteger,
+  SluiceError,
+  StepError,
+} from "../../types.ts";
+import type { ProcessingStrategy } from "../abstract.ts";
+import {
+  createModuleWorker,
+  detectRuntime,
+  hasWorkers,
+  type ModuleWorker,
+  UnsupportedRuntimeError,
+} from "../../runtime/mod.ts";
+import { type StepOptions, StreamStep } from "../stream_step.ts";
+
+/** Options of a {@link RunTaskInWorkers}. */
+export interface RunTaskInWorkersOptions extends StepOptions {
+  /** Name of the function export to run. Default `"default"`. */
+  exportName?: string;
+  /** Number of workers. Default `navigator.hardwareConcurrency` (at least 1). */
+  workers?: number;
+  /** Most messages per batch sent to a worker. Default 100. */
+  maxBatchSize?: number;
+  /**
+   * A batch that is not full is sent once its first message has waited this long (checked
+   * on `poll()`). Default 50 ms.
+   */
+  maxBatchTimeMs?: number;
+  /**
+   * Batches each worker may have outstanding (sent, or finished and not yet handed on).
+   * Batches in flight never exceed `workers × prefetch`. Default 2.
+   */
+  prefetch?: number;
+  /**
+   * A batch not answered within this time fails the step (a worker that hangs or vanished
+   * without an error). Checked on `poll()`. Default 60 000 ms.
+   */
+  batchTimeoutMs?: number;
+}
+
+// The npm build is type-stripped JavaScript: its worker runtime is the .js file beside this
+// one. Computed when workers start: a bundle (workerd, some pages) may have no module URL.
+const runtimeUrl = () =>
+  new URL(
+    import.meta.url.endsWith(".ts") ? "./_runtime.ts" : "./_runtime.js",
+    import.meta.url,
+  ).href;
+
+interface Batch<TIn> {
+  readonly id: number;
+  readonly messages: Message<TIn>[];
+  readonly worker: number;
+  readonly sentAt: number;
+  done: boolean;
+  results: unknown[] | undefined;
+  invalid: Map<number, string> | undefined;
+  /** Next message index to hand on. */
+  next: number;
+  /** Index in `results` of the next non-filtered message. */
+  nextResult: number;
+}
+
+interface PoolWorker {
+  readonly worker: ModuleWorker;
+  /** Ids of batches sent to this worker and not answered yet, oldest first. */
+  readonly batches: number[];
+}
+
+type WorkerReply =
+  | { t: "result"; id: number; results: unknown[]; invalid: Array<[number, string]> }
+  | { t: "error"; id: number; index: number; name: string; message: string; stack?: string }
+  | { t: "init-error"; name: string; message: string }
+  | { t: "exit"; code: number };
+
+/**
+ * Runs a function exported by `module` on every message's payload, on a pool of module
+ * Web Workers, so CPU-heavy work uses more than one core. Payloads and results cross
+ * threads by structured cloning: plain data, typed arrays, `Map`s... but no functions.
+ * Structured clone copies a view's whole buffer, so typed arrays and `DataView`s over part of
+ * a larger buffer (a `LocalBroker` read; a `KafkaPayload`'s `key`, `value` and header values,
+ * slices of its fetch response) are first copied, with the batch's other such views, into one
+ * new buffer that is transferred: the worker gets views of the same kind (a `Buffer` as a
+ * `Uint8Array`) over a buffer of the batch's bytes only. That holds for a payload that is such
+ * a view and for views inside plain objects and arrays up to three levels deep (a payload
+ * object, its `headers`, an array of header values), which are sent as shallow copies; the
+ * sender's payloads are not touched. Views inside class instances, or deeper, are cloned as
+ * they are, whole source buffer included.
+ *
+ * The worker module is loaded by URL in every worker; it exports the function, e.g.
+ * `export function hash(payload: Uint8Array): string { ... }` (it may be async). It may
+ * throw an error named `"InvalidMessage"` for a payload that can never be processed.
+ *
+ * - Messages are batched (`maxBatchSize`, `maxBatchTimeMs`); at most `workers × prefetch`
+ *   batches are in flight. Then the step stops taking messages from its queue, the queue
+ *   fills, and `submit` rejects: memory holds at most the queue, one open batch and the
+ *   batches in flight.
+ * - Results are handed on in input order, each exactly once; when the next step rejects,
+ *   they wait (the function never runs twice for one message).
+ * - A function error fails the step: `poll()` throws a `StepError` naming the worker and
+ *   the message. A worker that crashes (uncaught error, `Deno.exit`, unloadable module)
+ *   or does not answer within `batchTimeoutMs` fails the step with a `StepError` naming
+ *   the worker and its batch's first message. Nothing past unfinished work is committed.
+ * - `join` sends the open batch, waits for all of them (within its timeout) and stops the
+ *   workers; `terminate` stops them at once.
+ *
+ * @example
+ * ```ts ignore
+ * import { CommitOffsets, RunTaskInWorkers } from "@sluice/sluice";
+ * // hash.ts: export function hash(payload: string): number { ... }
+ * const step = new RunTaskInWorkers<string, number>(
+ *   new URL("./hash.ts", import.meta.url),
+ *   new CommitOffsets(() => {}),
+ *   { exportName: "hash", workers: 4, maxBatchSize: 200, maxBatchTimeMs: 20 },
+ * );
+ * ```
+ */
+export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
+  /** The worker module's URL. */
+  readonly module: string;
+  /** The export run on every payload. */
+  readonly exportName: string;
+  /** Number of workers. */
+  readonly workers: number;
+  /** Most messages per batch. */
+  readonly maxBatchSize: number;
+  /** Longest wait of a partial batch, in milliseconds. */
+  readonly maxBatchTimeMs: number;
+  /** Batches outstanding per worker. */
+  readonly prefetch: number;
+  /** Longest wait for one batch's answer, in milliseconds. */
+  readonly batchTimeoutMs: number;
+
+  #pool: PoolWorker[] | undefined;
+  #stopped = false;
+  #open: Message<TIn>[] = [];
+  #openedAt = 0;
+  /** Batches sent and not fully handed on, oldest first. */
+  #batches: Batch<TIn>[] = [];
+  #byId = new Map<number, Batch<TIn>>();
+  #nextId = 0;
+  #forwarding = false;
+  #waitingRoom = false;
+  readonly #afterRoom = () => {
+    this.#waitingRoom = false;
+    this.#forward();
+  };
+  #waiters: Array<() => void> = [];
+
+  /** Creates the step; workers start with the first batch. */
+  constructor(
+    module: string | URL,
+    next: ProcessingStrategy<TOut>,
+    options: RunTaskInWorkersOptions = {},
+  ) {
+    super("run_task_in_workers", next, options);
+    if (!hasWorkers()) {
+      throw new UnsupportedRuntimeError(
+        detectRuntime(),
+        "workers",
+        `step "${this.name}" needs module workers (Web Workers, or worker_threads under ` +
+          "Node); use RunTaskAsync instead, which runs async work concurrently on this thread",
+      );
+    }
+    let url: URL;
+    try {
+      url = new URL(module);
+    } catch {
+      throw new ConfigurationError(
+        `step "${this.name}": module must be an absolute URL, got ${String(module)}; ` +
+          `pass new URL("./your_module.ts", import.meta.url)`,
+      );
+    }
+    this.module = url.href;
+    this.exportName = options.exportName ?? "default";
+    if (typeof this.exportName !== "string" || this.exportName.length === 0) {
+      throw new ConfigurationError(`step "${this.name}": exportName must be a non-empty string`);
+    }
+    const cores = typeof navigator !== "undefined" ? navigator.hardwareConcurrency : 1;
+    this.workers = requirePositiveInteger(
+      `step "${this.name}": workers`,
+      options.workers ?? Math.max(1, cores || 1),
+    );
+    this.maxBatchSize = requirePositiveInteger(
+      `step "${this.name}": maxBatchSize`,
+      options.maxBatchSize ?? 100,
+    );
+    this.maxBatchTimeMs = requireNonNegative(
+      `step "${this.name}": maxBatchTimeMs`,
+      options.maxBatchTimeMs ?? 50,
+    );
+    this.prefetch = requirePositiveInteger(`step "${this.name}": prefetch`, options.prefetch ?? 2);
+    this.batchTimeoutMs = requireNonNegative(
+      `step "${this.name}": batchTimeoutMs`,
+      options.batchTimeoutMs ?? 60_000,
+    );
+  }
+
+  /** Batches sent and not fully handed on. */
+  get batchesInFlight(): number {
+    return this.#batches.length;
+  }
+
+  /** Messages in the batch being built. */
+  get openBatchSize(): number {
+    return this.#open.length;
+  }
+
+  /** True while workers are running. */
+  get running(): boolean {
+    return this.#pool !== undefined && !this.#stopped;
+  }
+
+  /** Adds messages to the open batch and posts full batches to idle workers. */
+  protected process(batch: Message<TIn>[]): void | Promise<void> {
+    for (let i = 0; i < batch.length; i++) {
+      if (this.#open.length >= this.maxBatchSize && !this.#send()) {
+        return this.#processSlow(batch, i);
+      }
+      if (this.#open.length === 0) this.#openedAt = this.clock.now();
+      this.#open.push(batch[i]);
+    }
+    if (this.#open.length >= this.maxBatchSize) this.#send();
+  }
+
+  async #processSlow(batch: Message<TIn>[], i: number): Promise<void> {
+    while (i < batch.length) {
+      if (this.abandoned) return;
+      if (this.#open.length >= this.maxBatchSize && !this.#send()) {
+        await this.#change();
+        continue;
+      }
+      if (this.#open.length === 0) this.#openedAt = this.clock.now();
+      this.#open.push(batch[i++]);
+    }
+    if (this.#open.length >= this.maxBatchSize) this.#send();
+  }
+
+  /** Fails on a batch past `batchTimeoutMs`; posts the open batch once `maxBatchTimeMs` passed. */
+  protected override onPoll(): void {
+    const timedOut = this.#checkTimeouts();
+    if (timedOut !== undefined) throw timedOut;
+    if (this.#open.length > 0 && this.clock.now() - this.#openedAt >= this.maxBatchTimeMs) {
+      this.#send();
+    }
+  }
+
+  /** Posts the open batch and waits for every batch in the workers (the step is joined). */
+  protected override async onDrained(): Promise<void> {
+    while (!this.abandoned && (this.#open.length > 0 || this.#batches.length > 0)) {
+      if (this.#open.length > 0) this.#send();
+      this.#checkTimeouts();
+      if (this.abandoned) return;
+      await Promise.race([this.#change(), this.waitForPoll()]);
+    }
+  }
+
+  /** Stops the workers and abandons their batches; terminates the next step. */
+  override terminate(): void {
+    super.terminate();
+    this.#stop();
+  }
+
+  /** Sends the open batch, waits for all batches within `timeoutMs`, stops the workers. */
+  override async join(timeoutMs?: number): Promise<void> {
+    try {
+      await super.join(timeoutMs);
+    } catch (e) {
+      // An invalid message reported during join: the processor handles it (dead-letter
+      // queue) and joins again, so the workers must keep going.
+      if (!(e instanceof InvalidMessage)) this.#stop();
+      throw e;
+    }
+    this.#stop();
+  }
+
+  /** Fails the step and stops the workers. */
+  protected override fail(error: unknown): void {
+    super.fail(error);
+    this.#stop();
+  }
+
+  #stop(): void {
+    if (!this.#stopped) {
+      this.#stopped = true;
+      if (this.#pool) { for (const p of this.#pool) p.worker.terminate(); }
+    }
+    this.#notify();
+  }
+
+  #startPool(): PoolWorker[] {
+    const pool: PoolWorker[] = [];
+    for (let i = 0; i < this.workers; i++) {
+      const worker = createModuleWorker(runtimeUrl(), `${this.name}#${i}`);
+      worker.onmessage = (e: MessageEvent) => this.#onReply(i, e.data as WorkerReply);
+      worker.onerror = (e: ErrorEvent) => {
+        e.preventDefault();
+        this.#onCrash(i, `crashed: ${e.message}`);
+      };
+      worker.onmessageerror = () =>
+        this.#onCrash(i, "sent a result that could not be deserialized");
+      worker.postMessage({ t: "init", module: this.module, exportName: this.exportName });
+      pool.push({ worker, batches: [] });
+    }
+    return pool;
+  }
+
+  /** Sends the open batch if a worker has room. Returns false when every slot is in use. */
+  #send(): boolean {
+    if (this.#open.length === 0) return true;
+    if (this.abandoned || this.#stopped) return false;
+    if (this.#batches.length >= this.workers * this.prefetch) return false;
+    const pool = this.#pool ??= this.#startPool();
+    let w = 0;
+    for (let i = 1; i < pool.length; i++) {
+      if (pool[i].batches.length < pool[w].batches.length) w = i;
+    }
+    const messages = this.#open;
+    this.#open = [];
+    const payloads: unknown[] = [];
+    for (const m of messages) if (!m.filtered) payloads.push(m.payload);
+    const batch: Batch<TIn> = {
+      id: this.#nextId++,
+      messages,
+      worker: w,
+      sentAt: this.clock.now(),
+      done: payloads.length === 0,
+      results: payloads.length === 0 ? [] : undefined,
+      invalid: undefined,
+      next: 0,
+      nextResult: 0,
+    };
+    this.#batches.push(batch);
+    if (!batch.done) {
+      try {
+        const packed = packViews(payloads);
+        const message = { t: "batch", id: batch.id, payloads };
+        if (packed === undefined) pool[w].worker.postMessage(message);
+        else pool[w].worker.postMessage(message, [packed]);
+      } catch (e) {
+        const bad = messages.find((m) => !m.filtered && !cloneable(m.payload)) ?? messages[0];
+        this.fail(
+          new StepError(
+            this.name,
+            bad,
+            new SluiceError(
+              `payload cannot be sent to a worker (${e instanceof Error ? e.message : e}); ` +
+                `RunTaskInWorkers payloads must be structured-cloneable (plain data, typed arrays)`,
+            ),
+          ),
+        );
+        return true;
+      }
+      this.#byId.set(batch.id, batch);
+      pool[w].batches.push(batch.id);
+    } else this.#forward();
+    return true;
+  }
+
+  #onReply(w: number, reply: WorkerReply): void {
+    if (this.#stopped || this.abandoned) return;
+    if (reply.t === "exit") {
+      this.#onCrash(w, `exited (Deno.exit(${reply.code}))`);
+      return;
+    }
+    if (reply.t === "init-error") {
+      this.#onCrash(w, `could not load ${this.module}: ${reply.message}`);
+      return;
+    }
+    const batch = this.#byId.get(reply.id);
+    if (batch === undefined) return;
+    this.#byId.delete(reply.id);
+    const queue = this.#pool![w].batches;
+    const at = queue.indexOf(reply.id);
+    if (at >= 0) queue.splice(at, 1);
+    if (reply.t === "error") {
+      const m = reply.index >= 0 ? nthUnfiltered(batch.messages, reply.index) : batch.messages[0];
+      const cause = new Error(`worker ${w}: ${reply.name}: ${reply.message}`);
+      if (reply.stack) cause.stack = reply.stack;
+      this.fail(new StepError(this.name, m ?? batch.messages[0], cause));
+      return;
+    }
+    batch.results = reply.results;
+    if (reply.invalid.length > 0) batch.invalid = new Map(reply.invalid);
+    batch.done = true;
+    this.#forward();
+    this.#notify();
+  }
+
+  #onCrash(w: number, what: string): void {
+    if (this.#stopped || this.abandoned) return;
+    const queue = this.#pool?.[w]?.batches ?? [];
+    const batch = queue.length > 0 ? this.#byId.get(queue[0]) : undefined;
+    const ref = batch ? String(batch.messages[0]) : "(no batch in flight)";
+    this.fail(new StepError(this.name, ref, new SluiceError(`worker ${w} ${what}`)));
+  }
+
+  /** Fails the step if the oldest unanswered batch is overdue; returns that error. */
+  #checkTimeouts(): StepError | undefined {
+    if (this.#stopped || this.abandoned || this.#byId.size === 0) return undefined;
+    const now = this.clock.now();
+    for (const b of this.#batches) {
+      if (b.done) continue;
+      if (now - b.sentAt > this.batchTimeoutMs) {
+        const error = new StepError(
+          this.name,
+          b.messages[0],
+          new SluiceError(
+            `worker ${b.worker} did not answer within batchTimeoutMs (${this.batchTimeoutMs} ms); ` +
+              `it may be stuck or have exited; raise batchTimeoutMs for slower batches`,
+          ),
+        );
+        this.fail(error);
+        return error;
+      }
+      return undefined; // only the oldest unanswered batch matters
+    }
+    return undefined;
+  }
+
+  /** Hands on finished results from the oldest batch, in order. */
+  #forward(): void {
+    if (this.#forwarding || this.#waitingRoom) return;
+    this.#forwarding = true;
+    let freed = false;
+    try {
+      while (this.#batches.length > 0 && !this.abandoned) {
+        const b = this.#batches[0];
+        if (!b.done) return;
+        while (b.next < b.messages.length) {
+          if (this.abandoned) return;
+          const m = b.messages[b.next];
+          let out: Message<TOut>;
+          if (m.filtered) out = m as unknown as Message<TOut>;
+          else {
+            const k = b.nextResult;
+            const reason = b.invalid?.get(k);
+            if (reason !== undefined) {
+              b.invalid!.delete(k);
+              const v = m.source;
+              const err = v instanceof BrokerValue
+                ? InvalidMessage.fromValue(v, reason, this.name)
+                : new StepError(
+                  this.name,
+                  String(m),
+                  new SluiceError(`invalid message: ${reason}`),
+                );
+              if (err instanceof StepError) {
+                this.fail(err);
+                return;
+              }
+              this.#waitingRoom = true;
+              this.reportInvalid(err, m).then(() => {
+                this.#waitingRoom = false;
+                b.next++;
+                b.nextResult++;
+                this.#forward();
+              }, (e) => this.fail(e));
+              return;
+            }
+            out = m.replacePayload(b.results![k] as TOut);
+          }
+          if (!this.emitOrWhenRoom(out, this.#afterRoom)) {
+            this.#waitingRoom = !this.abandoned;
+            return;
+          }
+          b.next++;
+          if (!m.filtered) b.nextResult++;
+        }
+        this.#batches.shift();
+        freed = true;
+      }
+    } finally {
+      this.#forwarding = false;
+      if (freed) {
+        // Room for another batch: send one that is full or overdue.
+        if (
+          this.#open.length >= this.maxBatchSize ||
+          (this.#open.length > 0 && this.clock.now() - this.#openedAt >= this.maxBatchTimeMs)
+        ) this.#send();
+        this.#notify();
+      }
+    }
+  }
+
+  #change(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  #notify(): void {
+    if (this.#waiters.length === 0) return;
+    const ws = this.#waiters;
+    this.#waiters = [];
+    for (const w of ws) w();
+  }
+}
+
+function nthUnfiltered<T>(messages: Message<T>[], n: number): Message<T> | undefined {
+  for (const m of messages) {
+    if (m.filtered) continue;
+    if (n-- === 0) return m;
+  }
+  return undefined;
+}
+
+function cloneable(value: unknown): boolean {
+  try {
+    structuredClone(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+type ViewConstructor = {
+  new (buffer: ArrayBuffer, byteOffset: number, length: number): ArrayBufferView;
+  readonly BYTES_PER_ELEMENT?: number;
+};
+
+/** The built-in view classes by name (`Float16Array` where the runtime has it). */
+const VIEW_CLASSES = new Map<string, ViewConstructor>(
+  [
+    Int8Array,
+    Uint8Array,
+    Uint8ClampedArray,
+    Int16Array,
+    Uint16Array,
+    Int32Array,
+    Uint32Array,
+    Float32Array,
+    Float64Array,
+    BigInt64Array,
+    BigUint64Array,
+    (globalThis as { Float16Array?: ViewConstructor }).Float16Array,
+  ].filter((c) => c !== undefined).map((c) => [c.name, c as ViewConstructor]),
+);
+
+/** A typed array's built-in class name (`"Uint8Array"` for a Node `Buffer` too). */
+const typedArrayName = Object.getOwnPropertyDescriptor(
+  Object.getPrototypeOf(Uint8Array.prototype),
+  Symbol.toStringTag,
+)!.get!;
+
+/**
+ * The built-in class `view` arrives as in a worker (its typed array class, or `DataView`);
+ * undefined for a kind of view not known here.
+ */
+function viewConstructor(view: ArrayBufferView): ViewConstructor | undefined {
+  const name = typedArrayName.call(view) as string | undefined;
+  if (name !== undefined) return VIEW_CLASSES.get(name);
+  return view instanceof DataView ? DataView : undefined;
+}
+
+/**
+ * A view over part of a larger, unshared buffer. Structured clone copies a view's whole
+ * buffer (once per `postMessage`), so a 100-byte slice of a 1 MB fetch response costs 1 MB.
+ */
+function isPartialView(payload: unknown): payload is ArrayBufferView {
+  return ArrayBuffer.isView(payload) && payload.byteLength !== payload.buffer.byteLength &&
+    !(typeof SharedArrayBuffer !== "undefined" && payload.buffer instanceof SharedArrayBuffer);
+}
+
+/**
+ * Plain containers entered to find views, nested: a payload object, its `headers`, an array
+ * of a header's values (a `KafkaPayload`).
+ */
+const PACK_DEPTH = 3;
+
+/**
+ * Views of a smaller buffer are cloned with it: cloning up to 64 KiB costs a few
+ * microseconds, less than packing the dozens of records that usually share such a buffer
+ * (a compressed record batch, a small read), ~0.65 µs each when they are `KafkaPayload`s.
+ */
+const PACK_MIN_SOURCE_BYTES = 1 << 16;
+
+/**
+ * Longer arrays are not searched for views (a sparse array's length can be huge). An array's
+ * elements are searched, not its other properties (which a copy keeps, as a clone does).
+ */
+const PACK_MAX_ARRAY_LENGTH = 65_536;
+
+/** Thrown when a payload refers to a container that holds it (see {@link packViews}). */
+const CYCLE = Symbol("cycle");
+
+/** A view to pack: its kind, its offset in the batch's buffer and, once made, its copy. */
+class PlannedView {
+  copy: ArrayBufferView | undefined;
+  readonly view: ArrayBufferView;
+  readonly View: ViewConstructor;
+  readonly at: number;
+  constructor(view: ArrayBufferView, View: ViewConstructor, at: number) {
+    this.view = view;
+    this.View = View;
+    this.at = at;
+  }
+}
+
+/** A batch's views to pack, and where their copies go, found before the buffer is made. */
+class Packing {
+  /** Bytes of the buffer so far. */
+  size = 0;
+  /** Each distinct view to copy (one copy per view, as a clone makes one per view). */
+  readonly views = new Map<ArrayBufferView, PlannedView>();
+  /** Where copies go: a slot of the payloads or of a container's copy, and whose copy. */
+  readonly slots: Array<{ target: object; key: PropertyKey; planned: PlannedView }> = [];
+  /** Containers copied, so that one referred to twice is still one object in the worker. */
+  readonly copies = new Map<object, object>();
+  /** Payloads (by index) to be replaced by their copies. */
+  readonly replaced: Array<[number, object]> = [];
+  /** The containers being searched, outermost first. */
+  readonly path: object[] = [];
+
+  readonly depth: number;
+  constructor(depth: number) {
+    this.depth = depth;
+  }
+}
+
+/**
+ * Copies the bytes of every view over part of a buffer of 64 KiB or more in `payloads` (a payload, or
+ * inside a payload's plain objects and arrays, {@link PACK_DEPTH} deep) into one new buffer,
+ * each at an offset aligned to its element size, and replaces it by a view of the same
+ * built-in kind (`Buffer` → `Uint8Array`, as a clone would make it) over its copy: in
+ * `payloads` itself, and in shallow copies of the containers that held it (the sender's
+ * objects are not touched). Returns that buffer, referenced by nothing else, for the caller
+ * to transfer; `undefined` when there was nothing to pack. Other values, views spanning
+ * their whole buffer (cloned at no extra cost), class instances and deeper containers are
+ * left as they are. A view or container met twice gets one copy, as a clone keeps one
+ * object, and a reference back to a container already copied goes to its copy; a reference
+ * back to one not copied yet would need a full graph copy to keep the payload's shape, so
+ * then only the batch's top-level views are packed.
+ */
+function packViews(payloads: unknown[]): ArrayBuffer | undefined {
+  let packing = new Packing(PACK_DEPTH);
+  try {
+    planPayloads(payloads, packing);
+  } catch (e) {
+    if (e !== CYCLE) throw e;
+    planPayloads(payloads, packing = new Packing(0));
+  }
+  if (packing.views.size === 0) return undefined; // (then no container was copied either)
+  const buffer = new ArrayBuffer(packing.size);
+  const bytes = new Uint8Array(buffer);
+  for (const p of packing.views.values()) {
+    const { view, View, at } = p;
+    bytes.set(View === Uint8Array ? view as Uint8Array : bytesOfView(view), at);
+    p.copy = new View(buffer, at, view.byteLength / (View.BYTES_PER_ELEMENT ?? 1));
+  }
+  for (const { target, key, planned } of packing.slots) (target as Container)[key] = planned.copy;
+  for (const [i, copy] of packing.replaced) payloads[i] = copy;
+  return buffer;
+}
+
+/** Plans each payload; those to replace by a container's copy are listed in `packing`. */
+function planPayloads(payloads: unknown[], packing: Packing): void {
+  for (let i = 0; i < payloads.length; i++) {
+    const p = payloads[i];
+    if (typeof p !== "object" || p === null) continue;
+    const r = plan(p, packing.depth, packing);
+    if (r instanceof PlannedView) packing.slots.push({ target: payloads, key: i, planned: r });
+    else if (r !== p) packing.replaced.push([i, r]);
+  }
+}
+
+/**
+ * What to send for `value`: a {@link PlannedView} for a view to pack, a shallow copy of a
+ * plain object or array (entered if `depth` > 0) that holds views to pack, or `value` itself.
+ */
+function plan(value: object, depth: number, packing: Packing): object {
+  if (ArrayBuffer.isView(value)) return planView(value, packing);
+  if (depth === 0) return value;
+  const proto = Object.getPrototypeOf(value);
+  if (proto === Object.prototype || proto === null) return planContainer(value, depth, packing);
+  if (proto === Array.prototype && Array.isArray(value)) {
+    return value.length > PACK_MAX_ARRAY_LENGTH ? value : planContainer(value, depth, packing);
+  }
+  return value;
+}
+
+/** The plan of a view over part of a larger buffer (given its place), else `view`. */
+function planView(view: ArrayBufferView, packing: Packing): object {
+  if (!isPartialView(view) || view.buffer.byteLength < PACK_MIN_SOURCE_BYTES) return view;
+  let planned = packing.views.get(view);
+  if (planned !== undefined) return planned;
+  const View = viewConstructor(view);
+  if (View === undefined) return view; // an unknown kind of view: cloned as it is
+  planned = new PlannedView(view, View, alignUp(packing.size, View));
+  packing.views.set(view, planned);
+  packing.size = planned.at + view.byteLength;
+  return planned;
+}
+
+type Container = Record<PropertyKey, unknown>;
+
+/** {@link plan} for a plain object or array: its copy if an entry changes, else itself. */
+function planContainer(container: object, depth: number, packing: Packing): object {
+  // (Only looked up once there are copies: a lookup gives the object an identity hash.)
+  const done = packing.copies.size === 0 ? undefined : packing.copies.get(container);
+  if (done !== undefined) return done;
+  if (packing.path.includes(container)) throw CYCLE;
+  packing.path.push(container);
+  let copy: Container | undefined;
+  if (Array.isArray(container)) {
+    for (let i = 0; i < container.length; i++) {
+      copy = planEntry(container as unknown as Container, i, copy, depth, packing);
+    }
+  } else {
+    for (const key in container) {
+      copy = planEntry(container as Container, key, copy, depth, packing);
+    }
+  }
+  packing.path.pop();
+  return copy ?? container;
+}
+
+/** Plans `container[key]`; returns the container's copy, made once an entry changes. */
+function planEntry(
+  container: Container,
+  key: string | number,
+  copy: Container | undefined,
+  depth: number,
+  packing: Packing,
+): Container | undefined {
+  const v = container[key];
+  if (typeof v !== "object" || v === null) return copy;
+  const r = plan(v, depth - 1, packing);
+  // (A clone sends own properties only; an enumerable inherited one is left alone.)
+  if (r === v || !Object.hasOwn(container, key)) return copy;
+  if (copy === undefined) {
+    copy = Array.isArray(container)
+      ? copyArray(container) as unknown as Container
+      : { ...container };
+    packing.copies.set(container, copy);
+  }
+  if (r instanceof PlannedView) packing.slots.push({ target: copy, key, planned: r });
+  else copy[key] = r;
+  return copy;
+}
+
+/**
+ * A shallow copy of `array` as a clone sees it: same length and holes, and its own
+ * enumerable properties other than indices (which come last among its keys).
+ */
+function copyArray(array: unknown[]): unknown[] {
+  const copy = array.slice();
+  const keys = Object.keys(array);
+  let first = keys.length;
+  while (first > 0 && !isArrayIndex(keys[first - 1])) first--;
+  for (let j = first; j < keys.length; j++) {
+    Object.defineProperty(copy, keys[j], {
+      value: (array as unknown as Record<string, unknown>)[keys[j]],
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  }
+  return copy;
+}
+
+function isArrayIndex(key: string): boolean {
+  const n = Number(key);
+  return n >>> 0 === n && n !== 4294967295 && String(n) === key;
+}
+
+function bytesOfView(view: ArrayBufferView): Uint8Array {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+/** `at` rounded up to a multiple of the element size of `View` (1 for `DataView`). */
+function alignUp(at: number, View: ViewConstructor): number {
+  const n = View.BYTES_PER_ELEMENT ?? 1;
+  return Math.ceil(at / n) * n;
+}

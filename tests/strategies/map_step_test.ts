@@ -1,0 +1,97 @@
+/**
+ * A MapStep writes its outputs over its chunk's array and hands that array on (no copy, no
+ * second array): what the next steps see must be what a fresh array would have given —
+ * every output once, in order, skips dropped, a hold in the middle of a chunk handing on
+ * only what came before it, and arrays a step keeps never changed under it.
+ */
+import { assertEquals } from "@std/assert";
+import {
+  CommitOffsets,
+  FilterStep,
+  type Message,
+  MessageRejected,
+  type ProcessingStrategy,
+  RunTask,
+} from "../../mod.ts";
+import { brokerMessage, CommitRecorder, P0, waitFor } from "../_support/helpers.ts";
+
+/** A last step that keeps the arrays it is given by submitMany (as a step may). */
+class KeepArrays<T> implements ProcessingStrategy<T> {
+  readonly arrays: Message<T>[][] = [];
+  readonly copies: T[][] = [];
+  readonly received: T[] = [];
+  get ready(): Promise<void> {
+    return Promise.resolve();
+  }
+  submit = (m: Message<T>): void => {
+    if (!m.filtered) this.received.push(m.payload);
+  };
+  submitMany = (ms: readonly Message<T>[], from: number): number => {
+    this.arrays.push(ms as Message<T>[]);
+    this.copies.push(ms.map((m) => m.payload));
+    for (let i = from; i < ms.length; i++) if (!ms[i].filtered) this.received.push(ms[i].payload);
+    return ms.length;
+  };
+  poll(): void {}
+  close(): void {}
+  join(): Promise<void> {
+    return Promise.resolve();
+  }
+  terminate(): void {}
+}
+
+Deno.test("chain hand-over: skips, five steps, every output once and in order; kept arrays unchanged", async () => {
+  const last = new KeepArrays<number>();
+  let s: ProcessingStrategy<number> = last;
+  for (let k = 0; k < 4; k++) s = new RunTask((m: Message<number>) => m.payload + 1, s);
+  const head = new FilterStep((m: Message<number>) => m.payload % 3 !== 0, s);
+  const n = 2000;
+  const ms = Array.from({ length: n }, (_, i) => brokerMessage(i, i));
+  let i = 0;
+  while (i < n) {
+    i = head.submitMany(ms, i);
+    if (i < n) {
+      head.poll();
+      await head.ready;
+    }
+  }
+  await head.join();
+  // (FilterStep hands on a filtered marker carrying the offsets of what it dropped.)
+  const expected = ms.map((m) => m.payload).filter((p) => p % 3 !== 0).map((p) => p + 4);
+  assertEquals(last.received, expected);
+  // An array handed on is never written to afterwards by the step that handed it on.
+  for (let k = 0; k < last.arrays.length; k++) {
+    assertEquals(last.arrays[k].map((m) => m.payload), last.copies[k]);
+  }
+});
+
+Deno.test("chain hand-over: a hold in the middle of a chunk hands on what came before it, once", async () => {
+  const commits = new CommitRecorder();
+  const seen: number[] = [];
+  let holds = 0;
+  const tail = new RunTask((m: Message<number>) => {
+    seen.push(m.payload);
+  }, new CommitOffsets(commits.commit));
+  const head = new RunTask(
+    (m: Message<number>) => {
+      if (m.payload === 100 && holds++ < 2) throw new MessageRejected();
+      return m.payload;
+    },
+    tail,
+    { maxBackoffMs: 10 },
+  );
+  const n = 300;
+  const ms = Array.from({ length: n }, (_, i) => brokerMessage(i, i));
+  let i = 0;
+  while (i < n) {
+    i = head.submitMany(ms, i);
+    if (i < n) {
+      head.poll();
+      await head.ready;
+    }
+  }
+  await waitFor(() => seen.length === n, "every message seen");
+  await head.join();
+  assertEquals(seen, ms.map((m) => m.payload));
+  assertEquals(commits.latest.get(P0), n);
+});

@@ -1,0 +1,106 @@
+import { assert, assertEquals, assertInstanceOf, assertLessOrEqual } from "@std/assert";
+import { CommitOffsets, type Message, RunTask, StepError } from "../../mod.ts";
+import { brokerMessage, CommitRecorder, Gate, P0, tick } from "../_support/helpers.ts";
+
+/** A source of `count` messages (payload = offset) that counts how often it is pulled. */
+function countingSource(count: number) {
+  const state = { pulls: 0, cancelled: false };
+  let next = 0;
+  const readable = new ReadableStream<Message<number>>({
+    pull(controller) {
+      state.pulls++;
+      if (next >= count) controller.close();
+      else controller.enqueue(brokerMessage(next, next++));
+    },
+    cancel() {
+      state.cancelled = true;
+    },
+  });
+  return { readable, state };
+}
+
+/** Runs macrotasks until `value()` has not changed for `quiet` of them in a row. */
+async function settle(value: () => number, quiet = 30): Promise<number> {
+  let last = value();
+  for (let same = 0; same < quiet;) {
+    await tick();
+    const now = value();
+    if (now === last) same++;
+    else [last, same] = [now, 0];
+  }
+  return last;
+}
+
+Deno.test("step.writable: pipeTo from a ReadableStream; backpressure reaches the source; only processed messages commit", async () => {
+  const recorder = new CommitRecorder();
+  let processed = 0;
+  const commits: Array<{ committed: number; processed: number }> = [];
+  const commit: typeof recorder.commit = (offsets, force) => {
+    recorder.commit(offsets, force);
+    commits.push({ committed: recorder.latest.get(P0) ?? 0, processed });
+  };
+  const gate = new Gate<number>(false, new CommitOffsets(commit));
+  const step = new RunTask(
+    (m: Message<number>) => {
+      processed++;
+      return m.payload;
+    },
+    gate,
+    { highWaterMark: 4 },
+  );
+  const { readable, state } = countingSource(100);
+  const piped = readable.pipeTo(step.writable);
+
+  // The next step rejects: the chain fills, then the source is no longer pulled.
+  const pulls = await settle(() => state.pulls);
+  assertLessOrEqual(pulls, 8, "pulled no more than the chain holds: 4 queued, a few in hand");
+  for (let i = 0; i < 50; i++) await tick();
+  assertEquals(state.pulls, pulls, "not pulled while the chain is full");
+  assertEquals(recorder.latest.size, 0, "nothing committed: nothing got past the gate");
+
+  gate.setOpen(true);
+  await piped; // the source ended: the step was closed and joined, its work committed
+  assertEquals(gate.received.map((m) => m.payload), Array.from({ length: 100 }, (_, i) => i));
+  assertEquals(recorder.latest.get(P0), 100);
+  for (const c of commits) {
+    assertLessOrEqual(c.committed, c.processed, "a commit never passes a message not processed");
+  }
+  assert(!state.cancelled);
+});
+
+Deno.test("step.writable: a step failure rejects the pipe and cancels the source; nothing past it commits", async () => {
+  const recorder = new CommitRecorder();
+  const step = new RunTask(
+    (m: Message<number>) => {
+      if (m.payload === 7) throw new Error("seven");
+      return m.payload;
+    },
+    new CommitOffsets(recorder.commit),
+    { highWaterMark: 4, chunkSize: 1 },
+  );
+  const { readable, state } = countingSource(100);
+  let error: unknown;
+  await readable.pipeTo(step.writable).catch((e) => error = e);
+  assertInstanceOf(error, StepError);
+  assertEquals(error.offset, 7);
+  assert(state.cancelled, "the source was cancelled");
+  assertLessOrEqual(recorder.latest.get(P0) ?? 0, 7, "nothing committed past the failed message");
+});
+
+Deno.test("step.writable: a writer can write to it while submit is not used; closing joins the chain", async () => {
+  const recorder = new CommitRecorder();
+  const step = new RunTask(
+    (m: Message<number>) => m.payload * 2,
+    new CommitOffsets(recorder.commit),
+    {
+      highWaterMark: 2,
+    },
+  );
+  const writer = step.writable.getWriter();
+  for (let i = 0; i < 10; i++) {
+    await writer.ready;
+    writer.write(brokerMessage(i, i));
+  }
+  await writer.close();
+  assertEquals(recorder.latest.get(P0), 10);
+});
