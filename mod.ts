@@ -59,13 +59,10 @@ export {
   DEFAULT_CHUNK_SIZE,
   DEFAULT_HIGH_WATER_MARK,
   HOLD,
-  MapStep,
-  type SettledResult,
-  SKIP,
   type StepOptions,
   StreamStep,
-  type TransformResult,
 } from "./strategies/stream_step.ts";
+export { MapStep, type SettledResult, SKIP, type TransformResult } from "./strategies/map_step.ts";
 export { RunTask } from "./strategies/run_task.ts";
 export { isThenable, requireSync } from "./strategies/thenable.ts";
 export { CommitOffsets, highestOffsets } from "./strategies/commit_offsets.ts";

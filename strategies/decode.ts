@@ -13,7 +13,8 @@ import {
   MessageRejected,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { HOLD, MapStep, type StepOptions, type TransformResult } from "./stream_step.ts";
+import { HOLD, type StepOptions } from "./stream_step.ts";
+import { MapStep, type TransformResult } from "./map_step.ts";
 import { isThenable } from "./thenable.ts";
 
 /** Decodes raw payloads. `decode` throws (anything) for a payload it cannot decode. */

@@ -13,7 +13,8 @@ import {
   Value,
 } from "../types.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
-import { HOLD, MapStep, SKIP, type StepOptions, type TransformResult } from "./stream_step.ts";
+import { HOLD, type StepOptions } from "./stream_step.ts";
+import { MapStep, SKIP, type TransformResult } from "./map_step.ts";
 import { isThenable } from "./thenable.ts";
 
 /**
