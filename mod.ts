@@ -92,7 +92,7 @@ export {
   withDlqHeaders,
 } from "./processing/dlq.ts";
 export { type Codec, Decode, JSON_CODEC } from "./strategies/decode.ts";
-export { Buffer, type BufferOptions, type BufferProtocol } from "./strategies/buffer.ts";
+export { type BufferOptions, type BufferProtocol, BufferStep } from "./strategies/buffer.ts";
 export { Reduce, type ReduceOptions } from "./strategies/reduce.ts";
 export { type BatchOptions, BatchStep, UnbatchStep } from "./strategies/batching.ts";
 export { Unfold } from "./strategies/unfold.ts";

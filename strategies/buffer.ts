@@ -1,5 +1,5 @@
 /**
- * `Buffer`: accumulates messages in a user-supplied buffer and hands on one message per
+ * `BufferStep`: accumulates messages in a user-supplied buffer and hands on one message per
  * flush. It is the core that `Reduce` and `BatchStep` are built on.
  *
  * @module
@@ -20,7 +20,7 @@ import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, type StepOptions, StreamStep } from "./stream_step.ts";
 import { isThenable } from "./thenable.ts";
 
-/** Where a {@link Buffer} step is stuck: an append being awaited, a hold, or an invalid message. */
+/** Where a {@link BufferStep} is stuck: an append being awaited, a hold, or an invalid message. */
 type Pending =
   | Promise<true | typeof HOLD | InvalidMessage>
   | typeof HOLD
@@ -42,7 +42,7 @@ function notThenable<T>(value: T, what: string, returns: string): T {
 }
 
 /**
- * What a {@link Buffer} step accumulates into. The step owns offsets, timestamps and
+ * What a {@link BufferStep} accumulates into. The step owns offsets, timestamps and
  * timing; the protocol owns the payload.
  *
  * @example
@@ -90,7 +90,7 @@ export interface BufferProtocol<TIn, TOut> {
   isEmpty?(): boolean;
 }
 
-/** Options of a {@link Buffer} step. */
+/** Options of a {@link BufferStep}. */
 export interface BufferOptions extends StepOptions {
   /**
    * Flush at the latest this many milliseconds after the first message of the batch was
@@ -103,7 +103,9 @@ export interface BufferOptions extends StepOptions {
 /**
  * Accumulates messages in `buffer` and hands on `new Value(buffer.flush(), offsets,
  * newestTimestamp)` whenever the buffer is ready, when `maxBufferTimeMs` has
- * passed since the batch's first message, and in `join`.
+ * passed since the batch's first message, and in `join`. This is Arroyo's `Buffer` step;
+ * it is called `BufferStep` here so that importing it never shadows the global `Buffer` of
+ * Node, Bun and Deno's Node compatibility.
  *
  * - The batch message carries the highest offset per partition of everything folded into
  *   it, filtered messages included, and the newest timestamp.
@@ -123,7 +125,7 @@ export interface BufferOptions extends StepOptions {
  *
  * @example
  * ```ts
- * import { Buffer, type BufferProtocol, CommitOffsets, type Message } from "@sluice/sluice";
+ * import { BufferStep, type BufferProtocol, CommitOffsets, type Message } from "@sluice/sluice";
  *
  * class Csv implements BufferProtocol<string, string> {
  *   #rows: string[] = [];
@@ -140,10 +142,10 @@ export interface BufferOptions extends StepOptions {
  *   }
  * }
  *
- * const step = new Buffer(new Csv(), new CommitOffsets(() => {}), { maxBufferTimeMs: 500 });
+ * const step = new BufferStep(new Csv(), new CommitOffsets(() => {}), { maxBufferTimeMs: 500 });
  * ```
  */
-export class Buffer<TIn, TOut> extends StreamStep<TIn, TOut> {
+export class BufferStep<TIn, TOut> extends StreamStep<TIn, TOut> {
   readonly #buffer: BufferProtocol<TIn, TOut>;
   readonly #maxTime: number | undefined;
   #offsets = new Map<Partition, number>();

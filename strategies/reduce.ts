@@ -12,7 +12,7 @@ import {
 import type { ProcessingStrategy } from "./abstract.ts";
 import type { StepOptions } from "./stream_step.ts";
 import { isThenable } from "./thenable.ts";
-import { Buffer, type BufferProtocol } from "./buffer.ts";
+import { type BufferProtocol, BufferStep } from "./buffer.ts";
 
 /** Options of a {@link Reduce} step: at least one of `maxBatchSize` and `maxBatchTimeMs`. */
 export interface ReduceOptions<TIn> extends StepOptions {
@@ -169,7 +169,7 @@ function reduceBuffer<TIn, TAcc>(
  * );
  * ```
  */
-export class Reduce<TIn, TAcc> extends Buffer<TIn, TAcc> {
+export class Reduce<TIn, TAcc> extends BufferStep<TIn, TAcc> {
   /** Creates the step. `accumulator` returns the new accumulator or a promise of it. */
   constructor(
     accumulator: (acc: TAcc, message: Message<TIn>) => TAcc | PromiseLike<TAcc>,

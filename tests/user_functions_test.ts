@@ -15,7 +15,7 @@ import {
 } from "@std/assert";
 import {
   BatchStep,
-  Buffer,
+  BufferStep,
   CircuitBreaker,
   type Commit,
   CommitOffsets,
@@ -501,10 +501,10 @@ Deno.test("Reduce: an initialValue that returns a promise is a ConfigurationErro
   assertStringIncludes(e.message, "computeBatchSize must return a number synchronously");
 });
 
-Deno.test("Buffer: an isReady() that returns a promise fails the step instead of counting as true", async () => {
+Deno.test("BufferStep: an isReady() that returns a promise fails the step instead of counting as true", async () => {
   const sink = new Sink<number[]>();
   let rows: number[] = [];
-  const step = new Buffer<number, number[]>({
+  const step = new BufferStep<number, number[]>({
     append(m: Message<number>) {
       rows.push(m.payload);
     },

@@ -8,8 +8,8 @@ import {
 } from "@std/assert";
 import {
   BatchStep,
-  Buffer,
   type BufferProtocol,
+  BufferStep,
   CommitOffsets,
   CommitPolicy,
   type Committable,
@@ -102,13 +102,13 @@ class Collect implements BufferProtocol<number, number[]> {
 }
 
 strategyContract<number>({
-  name: "Buffer",
+  name: "BufferStep",
   holds: 4,
   batch: 4,
   make: ({ next, highWaterMark, clock }) =>
-    new Buffer(new Collect(4), next, { highWaterMark, clock, maxBufferTimeMs: 50 }),
+    new BufferStep(new Collect(4), next, { highWaterMark, clock, maxBufferTimeMs: 50 }),
   makeFailing: ({ next, highWaterMark, clock }) =>
-    new Buffer<number, number>(
+    new BufferStep<number, number>(
       {
         append() {},
         isReady: () => true,
@@ -480,7 +480,7 @@ Deno.test("Reduce: bad options are configuration errors that say what to do", ()
     "initialValue must be a function",
   );
   assertThrows(
-    () => new Buffer({} as BufferProtocol<number, number>, sink),
+    () => new BufferStep({} as BufferProtocol<number, number>, sink),
     ConfigurationError,
     "append(message), isReady() and flush()",
   );
@@ -512,7 +512,7 @@ Deno.test("Reduce: the queue bounds memory while the next step rejects", async (
   assertEquals(gate.received.reduce((a, m) => a + m.payload, 0), accepted);
 });
 
-// ---- BatchStep / Buffer -----------------------------------------------------------------
+// ---- BatchStep / BufferStep -----------------------------------------------------------------
 
 Deno.test("BatchStep: batches keep the original messages; filtered ones only add offsets", async () => {
   const sink = new Sink<Message<string>[]>();
@@ -530,11 +530,11 @@ Deno.test("BatchStep: batches keep the original messages; filtered ones only add
   assertEquals(offsets(sink.received[1].committable), { "contract-topic/1": 4 });
 });
 
-Deno.test("Buffer: flushes on readiness, on time and on join; isEmpty is honoured", async () => {
+Deno.test("BufferStep: flushes on readiness, on time and on join; isEmpty is honoured", async () => {
   const clock = new ManualClock(0);
   const sink = new Sink<number[]>();
   const collect = new Collect(3);
-  const step = new Buffer(collect, sink, { maxBufferTimeMs: 100, clock });
+  const step = new BufferStep(collect, sink, { maxBufferTimeMs: 100, clock });
   await feed(step, [1, 2, 3, 4].map((i) => brokerMessage(i, i)));
   await tick();
   assertEquals(sink.received.map((m) => m.payload), [[1, 2, 3]]);
@@ -549,7 +549,7 @@ Deno.test("Buffer: flushes on readiness, on time and on join; isEmpty is honoure
 
   // A protocol that absorbs messages into nothing still commits their offsets.
   const sink2 = new Sink<number>();
-  const dropAll = new Buffer<number, number>(
+  const dropAll = new BufferStep<number, number>(
     {
       append() {},
       isReady: () => false,
@@ -566,10 +566,10 @@ Deno.test("Buffer: flushes on readiness, on time and on join; isEmpty is honoure
   assertEquals(sink2.committed().get(P0), 2);
 });
 
-Deno.test("Buffer: a time flush rejected in poll is retried before anything that follows", async () => {
+Deno.test("BufferStep: a time flush rejected in poll is retried before anything that follows", async () => {
   const clock = new ManualClock(0);
   const gate = new Gate<number[]>(true);
-  const step = new Buffer(new Collect(100), gate, { maxBufferTimeMs: 10, clock });
+  const step = new BufferStep(new Collect(100), gate, { maxBufferTimeMs: 10, clock });
   await feed(step, [brokerMessage(1, 0)]);
   await tick();
   gate.setOpen(false);
