@@ -34,6 +34,7 @@
  * @module
  */
 export * from "./types.ts";
+export * from "./errors.ts";
 export { type Clock, macrotask, ManualClock, systemClock } from "./clock.ts";
 export {
   CommitPolicy,

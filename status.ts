@@ -13,7 +13,7 @@
  * @module
  */
 import { type ProcessorStatus, renderStatus, renderStatusLine } from "./metrics/status.ts";
-import { ConfigurationError, SluiceError } from "./types.ts";
+import { ConfigurationError, SluiceError } from "./errors.ts";
 import { commandLineArgs, onShutdownSignals, setExitCode } from "./runtime/mod.ts";
 
 export { type ProcessorStatus, renderStatus, renderStatusLine } from "./metrics/status.ts";

@@ -34,17 +34,9 @@ import {
   StreamProcessor,
   type StreamProcessorOptions,
 } from "../processing/processor.ts";
-import {
-  BrokerValue,
-  type Committable,
-  ConfigurationError,
-  InvalidStateError,
-  Partition,
-  requireNonNegative,
-  requirePositiveInteger,
-  SluiceError,
-  type Topic,
-} from "../types.ts";
+import { BrokerValue, type Committable, Partition, type Topic } from "../types.ts";
+import { ConfigurationError, InvalidStateError, SluiceError } from "../errors.ts";
+import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
 
 /** Options of a {@link StreamConsumer}. */
 export interface StreamConsumerOptions {

@@ -16,7 +16,7 @@ import type {
   ObservableResult,
 } from "@opentelemetry/api";
 import type { Clock } from "../clock.ts";
-import { ConfigurationError } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
 import { HistogramBuffer } from "./buffer.ts";
 import { type ConsumerMeter, Phase } from "./consumer.ts";
 import { EpisodeStats } from "./episode.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Clock } from "../clock.ts";
-import { ConfigurationError } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
 
 /** Options of a {@link StuckDetector}. */
 export interface StuckDetectorOptions {

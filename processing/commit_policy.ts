@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { type Committable, ConfigurationError, type Partition } from "../types.ts";
+import type { Committable, Partition } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
 
 /** Options of a {@link CommitPolicy}; at least one must be set. */
 export interface CommitPolicyOptions {

@@ -5,15 +5,9 @@
  * @module
  */
 import { type Clock, systemClock } from "../clock.ts";
-import {
-  BrokerValue,
-  ConfigurationError,
-  type Message,
-  type Partition,
-  requireNonNegative,
-  requirePositiveInteger,
-  type Topic,
-} from "../types.ts";
+import { BrokerValue, type Message, type Partition, type Topic } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
+import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
 import type { Consumer } from "../backends/abstract.ts";
 
 /** Options of {@link consumerReadable}. */

@@ -11,16 +11,9 @@
  */
 import type { Producer } from "../backends/abstract.ts";
 import type { Clock } from "../clock.ts";
-import {
-  type BrokerValue,
-  ConfigurationError,
-  type InvalidMessage,
-  type Partition,
-  requireNonNegative,
-  requirePositiveInteger,
-  SluiceError,
-  Topic,
-} from "../types.ts";
+import { type BrokerValue, type InvalidMessage, type Partition, Topic } from "../types.ts";
+import { ConfigurationError, SluiceError } from "../errors.ts";
+import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
 
 /**
  * Header names written on every dead-lettered message. Values are strings (decimal for

@@ -27,19 +27,16 @@ import type {
   ProcessingStrategy,
   ProcessingStrategyFactory,
 } from "../strategies/abstract.ts";
+import { type BrokerValue, InvalidMessage, type Partition, type Topic } from "../types.ts";
 import {
-  type BrokerValue,
   ClosedError,
   ConfigurationError,
   ConsumerError,
-  InvalidMessage,
   InvalidStateError,
   MESSAGE_REJECTED,
   MessageRejected,
-  type Partition,
-  requireNonNegative,
-  type Topic,
-} from "../types.ts";
+} from "../errors.ts";
+import { requireNonNegative } from "../_validate.ts";
 
 /** Options of a {@link StreamProcessor}. */
 export interface StreamProcessorOptions<T> {

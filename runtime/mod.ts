@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { SluiceError } from "../types.ts";
+import { SluiceError } from "../errors.ts";
 
 /** The runtimes Sluice tells apart. */
 export type RuntimeName = "deno" | "node" | "bun" | "workerd" | "browser" | "unknown";

@@ -6,15 +6,14 @@
  */
 import {
   BrokerValue,
-  ConfigurationError,
   FILTERED_PAYLOAD,
   type Message,
   type Partition,
-  requireNonNegative,
-  requirePositiveInteger,
   StepError,
   Value,
 } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
+import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
 

@@ -6,16 +6,15 @@
  */
 import {
   BrokerValue,
-  ConfigurationError,
   FILTERED_PAYLOAD,
   InvalidMessage,
   type Message,
-  MessageRejected,
   type Partition,
-  requireNonNegative,
   StepError,
   Value,
 } from "../types.ts";
+import { ConfigurationError, MessageRejected } from "../errors.ts";
+import { requireNonNegative } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, type StepOptions, StreamStep } from "./stream_step.ts";
 import { isThenable } from "./thenable.ts";

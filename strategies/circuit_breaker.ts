@@ -4,15 +4,9 @@
  *
  * @module
  */
-import {
-  ConfigurationError,
-  InvalidMessage,
-  type Message,
-  MESSAGE_REJECTED,
-  MessageRejected,
-  requireNonNegative,
-  requirePositiveInteger,
-} from "../types.ts";
+import { InvalidMessage, type Message } from "../types.ts";
+import { ConfigurationError, MESSAGE_REJECTED, MessageRejected } from "../errors.ts";
+import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
 import { isThenable, requireSync } from "./thenable.ts";

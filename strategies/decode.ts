@@ -5,13 +5,8 @@
  *
  * @module
  */
-import {
-  BrokerValue,
-  ConfigurationError,
-  InvalidMessage,
-  type Message,
-  MessageRejected,
-} from "../types.ts";
+import { BrokerValue, InvalidMessage, type Message } from "../types.ts";
+import { ConfigurationError, MessageRejected } from "../errors.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, type StepOptions } from "./stream_step.ts";
 import { MapStep, type TransformResult } from "./map_step.ts";

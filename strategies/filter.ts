@@ -8,10 +8,10 @@ import {
   FILTERED_PAYLOAD,
   InvalidMessage,
   type Message,
-  MessageRejected,
   type Partition,
   Value,
 } from "../types.ts";
+import { MessageRejected } from "../errors.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, type StepOptions } from "./stream_step.ts";
 import { MapStep, SKIP, type TransformResult } from "./map_step.ts";

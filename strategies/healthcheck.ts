@@ -6,14 +6,9 @@
  */
 import { type Clock, systemClock } from "../clock.ts";
 import type { ProcessorStatus } from "../metrics/status.ts";
-import {
-  ConfigurationError,
-  InvalidMessage,
-  type Message,
-  requireNonNegative,
-  requirePositiveInteger,
-  SluiceError,
-} from "../types.ts";
+import { InvalidMessage, type Message } from "../types.ts";
+import { ConfigurationError, SluiceError } from "../errors.ts";
+import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type HttpServerHandle, serveHttp, writeTextFileSync } from "../runtime/mod.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";

@@ -7,16 +7,15 @@
 import {
   BrokerValue,
   type Committable,
-  ConfigurationError,
   EMPTY_COMMITTABLE,
   FILTERED_PAYLOAD,
   InvalidMessage,
   type Message,
-  MessageRejected,
   type Partition,
-  requirePositiveInteger,
   Value,
 } from "../types.ts";
+import { ConfigurationError, MessageRejected } from "../errors.ts";
+import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
 import { requireSync } from "./thenable.ts";

@@ -3,14 +3,8 @@
  *
  * @module
  */
-import {
-  BrokerValue,
-  ConfigurationError,
-  FILTERED_PAYLOAD,
-  Message,
-  type Partition,
-  Value,
-} from "../types.ts";
+import { BrokerValue, FILTERED_PAYLOAD, Message, type Partition, Value } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
 import { isThenable, requireSync } from "./thenable.ts";

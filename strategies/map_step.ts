@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { InvalidMessage, Message, MessageRejected } from "../types.ts";
+import { InvalidMessage, Message } from "../types.ts";
+import { MessageRejected } from "../errors.ts";
 import { EMIT_OWNED, HOLD, StreamStep } from "./stream_step.ts";
 
 /** Returned by {@link MapStep.transform} for a message that produces no output. */

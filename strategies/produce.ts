@@ -5,7 +5,9 @@
  * @module
  */
 import type { Producer } from "../backends/abstract.ts";
-import { ConfigurationError, Partition, requirePositiveInteger, Topic } from "../types.ts";
+import { Partition, Topic } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
+import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import type { StepOptions } from "./stream_step.ts";
 import { RunTaskAsync } from "./run_task_async.ts";

@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { ConfigurationError, type Message, MessageRejected } from "../types.ts";
+import type { Message } from "../types.ts";
+import { ConfigurationError, MessageRejected } from "../errors.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { DEFAULT_HIGH_WATER_MARK, type StepOptions, StreamStep } from "./stream_step.ts";
 import { requireSync } from "./thenable.ts";

@@ -3,12 +3,9 @@
  *
  * @module
  */
-import {
-  ConfigurationError,
-  type Message,
-  requireNonNegative,
-  requirePositiveInteger,
-} from "../types.ts";
+import type { Message } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
+import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import type { StepOptions } from "./stream_step.ts";
 import { isThenable } from "./thenable.ts";

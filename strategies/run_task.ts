@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { InvalidMessage, type Message, MessageRejected } from "../types.ts";
+import { InvalidMessage, type Message } from "../types.ts";
+import { MessageRejected } from "../errors.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, type StepOptions } from "./stream_step.ts";
 import { MapStep, type TransformResult } from "./map_step.ts";

@@ -4,13 +4,9 @@
  *
  * @module
  */
-import {
-  ConfigurationError,
-  InvalidMessage,
-  type Message,
-  MessageRejected,
-  requirePositiveInteger,
-} from "../types.ts";
+import { InvalidMessage, type Message } from "../types.ts";
+import { ConfigurationError, MessageRejected } from "../errors.ts";
+import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
 

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { ConfigurationError, FILTERED_PAYLOAD, Message } from "../types.ts";
+import { FILTERED_PAYLOAD, Message } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
 
 /**
  * UTF-8 length of a string without encoding it (no allocation).

@@ -11,17 +11,9 @@
  * @module
  */
 import { type Clock, systemClock } from "../clock.ts";
-import {
-  ClosedError,
-  ConfigurationError,
-  FILTERED_PAYLOAD,
-  InvalidMessage,
-  type Message,
-  MESSAGE_REJECTED,
-  MessageRejected,
-  requirePositiveInteger,
-  StepError,
-} from "../types.ts";
+import { FILTERED_PAYLOAD, InvalidMessage, type Message, StepError } from "../types.ts";
+import { ClosedError, ConfigurationError, MESSAGE_REJECTED, MessageRejected } from "../errors.ts";
+import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { requireSync } from "./thenable.ts";
 import { type StepMeter, stepMeterFor, type StepMetricsSource } from "../metrics/step.ts";

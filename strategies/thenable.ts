@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ConfigurationError } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
 
 /**
  * True when `value` is a promise or another thenable.

@@ -4,7 +4,9 @@
  *
  * @module
  */
-import { ConfigurationError, type Message, requirePositiveInteger, StepError } from "../types.ts";
+import { type Message, StepError } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
+import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import {
   DEFAULT_CHUNK_SIZE,

@@ -6,16 +6,15 @@
 import {
   BrokerValue,
   type Committable,
-  ConfigurationError,
   EMPTY_COMMITTABLE,
   FILTERED_PAYLOAD,
   InvalidMessage,
   type Message,
-  MessageRejected,
   type Partition,
   StepError,
   Value,
 } from "../types.ts";
+import { ConfigurationError, MessageRejected } from "../errors.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, type StepOptions, StreamStep } from "./stream_step.ts";
 import { isThenable } from "./thenable.ts";

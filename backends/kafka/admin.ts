@@ -6,12 +6,8 @@
  * @module
  */
 import type { Admin, Kafka } from "kafkajs";
-import {
-  ClosedError,
-  ConfigurationError,
-  requirePositiveInteger,
-  SluiceError,
-} from "../../types.ts";
+import { ClosedError, ConfigurationError, SluiceError } from "../../errors.ts";
+import { requirePositiveInteger } from "../../_validate.ts";
 import { type KafkaClientOptions, resolveClient, type ResolvedClientOptions } from "./config.ts";
 import { createKafka } from "./payload.ts";
 import { ConnectionWatch, connectWatched } from "./security.ts";

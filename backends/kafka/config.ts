@@ -4,7 +4,8 @@
  * @module
  */
 import { logLevel as KafkajsLevel } from "kafkajs";
-import { ConfigurationError, requirePositiveInteger } from "../../types.ts";
+import { ConfigurationError } from "../../errors.ts";
+import { requirePositiveInteger } from "../../_validate.ts";
 import {
   type KafkaSaslOptions,
   type KafkaTlsOptions,

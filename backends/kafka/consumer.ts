@@ -82,16 +82,8 @@ import type {
 } from "kafkajs";
 import kafkajs from "kafkajs";
 import type { AssignmentCallbacks, Consumer } from "../abstract.ts";
-import {
-  BrokerValue,
-  ClosedError,
-  type Committable,
-  ConfigurationError,
-  ConsumerError,
-  Partition,
-  Topic,
-  UnknownTopicError,
-} from "../../types.ts";
+import { BrokerValue, type Committable, Partition, Topic } from "../../types.ts";
+import { ClosedError, ConfigurationError, ConsumerError, UnknownTopicError } from "../../errors.ts";
 import {
   type KafkaConsumerOptions,
   resolveConsumerOptions,

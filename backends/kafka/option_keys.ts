@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ConfigurationError } from "../../types.ts";
+import { ConfigurationError } from "../../errors.ts";
 import type { KafkaClientOptions, KafkaConsumerOptions, KafkaProducerOptions } from "./config.ts";
 
 const CLIENT_KEYS = [

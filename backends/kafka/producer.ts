@@ -12,16 +12,14 @@ import {
 } from "kafkajs";
 import type { Producer } from "../abstract.ts";
 import { macrotask } from "../../clock.ts";
+import { BrokerValue, Partition, Topic } from "../../types.ts";
 import {
-  BrokerValue,
   ClosedError,
   ConfigurationError,
-  Partition,
   ProducerError,
   SluiceError,
-  Topic,
   UnknownTopicError,
-} from "../../types.ts";
+} from "../../errors.ts";
 import {
   type KafkaProducerOptions,
   type ResolvedProducerOptions,

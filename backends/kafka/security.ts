@@ -7,7 +7,7 @@
  */
 import net from "node:net";
 import tls from "node:tls";
-import { ConfigurationError, ConsumerError } from "../../types.ts";
+import { ConfigurationError, ConsumerError } from "../../errors.ts";
 
 /**
  * TLS towards the brokers (Kafka's `SSL` or `SASL_SSL` listeners). PEM text, not paths:

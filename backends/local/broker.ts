@@ -5,18 +5,9 @@
  * @module
  */
 import { type Clock, systemClock } from "../../clock.ts";
-import {
-  BrokerValue,
-  ClosedError,
-  type Committable,
-  ConfigurationError,
-  ConsumerError,
-  Partition,
-  requireNonNegative,
-  requirePositiveInteger,
-  Topic,
-  UnknownTopicError,
-} from "../../types.ts";
+import { BrokerValue, type Committable, Partition, Topic } from "../../types.ts";
+import { ClosedError, ConfigurationError, ConsumerError, UnknownTopicError } from "../../errors.ts";
+import { requireNonNegative, requirePositiveInteger } from "../../_validate.ts";
 import type { AssignmentCallbacks, Consumer, Producer } from "../abstract.ts";
 
 /** Options of a {@link LocalBroker}. */

@@ -11,16 +11,8 @@
  */
 import { Consumer as PltConsumer } from "@platformatic/kafka";
 import type { AssignmentCallbacks, Consumer } from "../abstract.ts";
-import {
-  BrokerValue,
-  ClosedError,
-  type Committable,
-  ConfigurationError,
-  ConsumerError,
-  InvalidStateError,
-  Partition,
-  type Topic,
-} from "../../types.ts";
+import { BrokerValue, type Committable, Partition, type Topic } from "../../types.ts";
+import { ClosedError, ConfigurationError, ConsumerError, InvalidStateError } from "../../errors.ts";
 import type { KafkaHeaders, KafkaPayload } from "../kafka/payload.ts";
 import {
   connectionOptions,

@@ -5,7 +5,7 @@
  * @module
  */
 import type { ConnectionOptions, SASLOptions } from "@platformatic/kafka";
-import { ConfigurationError } from "../../types.ts";
+import { ConfigurationError } from "../../errors.ts";
 import {
   type KafkaConsumerOptions,
   type KafkaProducerOptions,

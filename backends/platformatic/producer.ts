@@ -7,14 +7,8 @@ import { Buffer } from "node:buffer";
 import { murmur2, Producer as PltProducer } from "@platformatic/kafka";
 import type { Producer } from "../abstract.ts";
 import { macrotask } from "../../clock.ts";
-import {
-  BrokerValue,
-  ClosedError,
-  Partition,
-  ProducerError,
-  type Topic,
-  UnknownTopicError,
-} from "../../types.ts";
+import { BrokerValue, Partition, type Topic } from "../../types.ts";
+import { ClosedError, ProducerError, UnknownTopicError } from "../../errors.ts";
 import type { KafkaPayload } from "../kafka/payload.ts";
 import type { ResolvedProducerOptions } from "../kafka/config.ts";
 import {

@@ -4,16 +4,9 @@
  *
  * @module
  */
-import {
-  BrokerValue,
-  ConfigurationError,
-  InvalidMessage,
-  type Message,
-  requireNonNegative,
-  requirePositiveInteger,
-  SluiceError,
-  StepError,
-} from "../../types.ts";
+import { BrokerValue, InvalidMessage, type Message, StepError } from "../../types.ts";
+import { ConfigurationError, SluiceError } from "../../errors.ts";
+import { requireNonNegative, requirePositiveInteger } from "../../_validate.ts";
 import type { ProcessingStrategy } from "../abstract.ts";
 import {
   createModuleWorker,
