@@ -134,3 +134,43 @@ export function macrotask(): Promise<void> {
     else setTimeout(resolve, 0);
   });
 }
+
+/** The abort reason of {@link sleepUnless}'s timer: a string, so aborting builds no stack. */
+const WAKE_REASON = "woken";
+
+/**
+ * Sleeps `ms` on `clock`, or less when `unless` settles first, and never leaves a timer
+ * behind: whichever comes first, the sleep is cancelled. `unless` may be undefined (a plain
+ * sleep). A rejection of `unless` ends the wait like a resolution and is not rethrown: the
+ * caller looks at the state it was waiting for. This is the one place Sluice waits "for
+ * this, or at most that long".
+ *
+ * @param clock The clock to sleep on (a {@link ManualClock} in tests).
+ * @param ms Longest wait, in the clock's milliseconds.
+ * @param unless What ends the wait early.
+ * @returns A promise that resolves when either happened.
+ *
+ * @example
+ * ```ts
+ * import { ManualClock, sleepUnless } from "./clock.ts";
+ * import { assertEquals } from "@std/assert";
+ * const clock = new ManualClock();
+ * await sleepUnless(clock, 1_000, Promise.resolve()); // woken at once, at time 0
+ * assertEquals([clock.now(), clock.pending], [0, 0]); // and no sleeper left behind
+ * ```
+ */
+export async function sleepUnless(
+  clock: Clock,
+  ms: number,
+  unless: Promise<unknown> | undefined,
+): Promise<void> {
+  if (unless === undefined) return clock.sleep(ms);
+  const stop = new AbortController();
+  try {
+    await Promise.race([clock.sleep(ms, stop.signal), unless.then(noop, noop)]);
+  } finally {
+    stop.abort(WAKE_REASON);
+  }
+}
+
+function noop(): void {}

@@ -1,15 +1,10 @@
 import { assertStringIncludes, assertThrows } from "@std/assert";
-import {
-  ClosedError,
-  CommitOffsets,
-  CommitPolicy,
-  ConfigurationError,
-  Partition,
-  RunTask,
-  StreamProcessor,
-  Topic,
-  UnknownTopicError,
-} from "../mod.ts";
+import { ClosedError, ConfigurationError, UnknownTopicError } from "../errors.ts";
+import { CommitPolicy } from "../processing/commit_policy.ts";
+import { StreamProcessor } from "../processing/processor.ts";
+import { CommitOffsets } from "../strategies/commit_offsets.ts";
+import { RunTask } from "../strategies/run_task.ts";
+import { Partition, Topic } from "../types.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 import { brokerMessage } from "./_support/helpers.ts";
 

@@ -8,18 +8,13 @@
  */
 import { assert, assertEquals, assertLessOrEqual } from "@std/assert";
 import type { AssignmentCallbacks, Consumer } from "../backends/abstract.ts";
-import {
-  BrokerValue,
-  byteLength,
-  CommitOffsets,
-  CommitPolicy,
-  type Committable,
-  type Message,
-  Partition,
-  type ProcessingStrategy,
-  StreamProcessor,
-  StreamStep,
-} from "../mod.ts";
+import { CommitPolicy } from "../processing/commit_policy.ts";
+import { StreamProcessor } from "../processing/processor.ts";
+import type { ProcessingStrategy } from "../strategies/abstract.ts";
+import { CommitOffsets } from "../strategies/commit_offsets.ts";
+import { byteLength } from "../strategies/size.ts";
+import { StreamStep } from "../strategies/stream_step.ts";
+import { BrokerValue, type Committable, type Message, Partition } from "../types.ts";
 
 const MiB = 1024 * 1024;
 const PAYLOAD = 64 * 1024;

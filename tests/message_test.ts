@@ -1,6 +1,6 @@
 /** Message: payload replacement keeps offsets, committable and timestamp, and `value` agrees. */
 import { assert, assertEquals, assertStrictEquals } from "@std/assert";
-import { BrokerValue, Message, Partition, Value } from "../mod.ts";
+import { BrokerValue, Message, Partition, Value } from "../types.ts";
 
 const p = Partition.of("message-test", 3);
 

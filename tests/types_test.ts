@@ -6,18 +6,14 @@
  * builds what must compile.
  */
 import { assertEquals } from "@std/assert";
-import {
-  BatchStep,
-  type Commit,
-  CommitOffsets,
-  FilterStep,
-  type Message,
-  pipeline,
-  type ProcessingStrategy,
-  RateLimit,
-  RunTask,
-  UnbatchStep,
-} from "../mod.ts";
+import type { Commit, ProcessingStrategy } from "../strategies/abstract.ts";
+import { BatchStep, UnbatchStep } from "../strategies/batching.ts";
+import { CommitOffsets } from "../strategies/commit_offsets.ts";
+import { FilterStep } from "../strategies/filter.ts";
+import { pipeline } from "../strategies/pipeline.ts";
+import { RateLimit } from "../strategies/rate_limit.ts";
+import { RunTask } from "../strategies/run_task.ts";
+import type { Message } from "../types.ts";
 import { brokerMessage, CommitRecorder, P0 } from "./_support/helpers.ts";
 
 /** A step that claims `Message<string>`: it calls string methods on the payload. */

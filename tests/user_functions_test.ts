@@ -13,31 +13,24 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import {
-  BatchStep,
-  BufferStep,
-  CircuitBreaker,
-  type Commit,
-  CommitOffsets,
-  CommitPolicy,
-  ConfigurationError,
-  Decode,
-  FilterStep,
-  InvalidMessage,
-  KeyedConcurrency,
-  LoadShed,
-  ManualClock,
-  type Message,
-  MessageRejected,
-  Partition,
-  type ProcessingStrategy,
-  RateLimit,
-  Reduce,
-  RunTask,
-  StepError,
-  StreamProcessor,
-  Unfold,
-} from "../mod.ts";
+import { ManualClock } from "../clock.ts";
+import { ConfigurationError, MessageRejected } from "../errors.ts";
+import { CommitPolicy } from "../processing/commit_policy.ts";
+import { StreamProcessor } from "../processing/processor.ts";
+import type { Commit, ProcessingStrategy } from "../strategies/abstract.ts";
+import { BatchStep } from "../strategies/batching.ts";
+import { BufferStep } from "../strategies/buffer.ts";
+import { CircuitBreaker } from "../strategies/circuit_breaker.ts";
+import { CommitOffsets } from "../strategies/commit_offsets.ts";
+import { Decode } from "../strategies/decode.ts";
+import { FilterStep } from "../strategies/filter.ts";
+import { KeyedConcurrency } from "../strategies/keyed_concurrency.ts";
+import { LoadShed } from "../strategies/load_shed.ts";
+import { RateLimit } from "../strategies/rate_limit.ts";
+import { Reduce } from "../strategies/reduce.ts";
+import { RunTask } from "../strategies/run_task.ts";
+import { Unfold } from "../strategies/unfold.ts";
+import { InvalidMessage, type Message, Partition, StepError } from "../types.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 import {
   brokerMessage,

@@ -11,15 +11,11 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import {
-  type Clock,
-  ClosedError,
-  CommitOffsets,
-  ManualClock,
-  type Message,
-  MessageRejected,
-  type ProcessingStrategy,
-} from "../../mod.ts";
+import { type Clock, ManualClock } from "../../clock.ts";
+import { ClosedError, MessageRejected } from "../../errors.ts";
+import type { ProcessingStrategy } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import type { Message } from "../../types.ts";
 import {
   brokerMessage,
   CommitRecorder,

@@ -1,16 +1,9 @@
 /**
  * Test doubles and utilities shared by the test suites (not part of the library).
  */
-import {
-  BrokerValue,
-  type Commit,
-  type Committable,
-  type Message,
-  MESSAGE_REJECTED,
-  MessageRejected,
-  Partition,
-  type ProcessingStrategy,
-} from "../../mod.ts";
+import { MESSAGE_REJECTED, MessageRejected } from "../../errors.ts";
+import type { Commit, ProcessingStrategy } from "../../strategies/abstract.ts";
+import { BrokerValue, type Committable, type Message, Partition } from "../../types.ts";
 
 /** `Partition.of("t", index)`. */
 export const P0: Partition = Partition.of("contract-topic", 0);

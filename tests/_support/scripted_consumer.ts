@@ -4,7 +4,7 @@
  * rebalance does), which the LocalBroker (eager: it revokes everything) cannot do.
  */
 import type { AssignmentCallbacks, Consumer } from "../../backends/abstract.ts";
-import { BrokerValue, type Committable, Partition, type Topic } from "../../mod.ts";
+import { BrokerValue, type Committable, Partition, type Topic } from "../../types.ts";
 
 export class ScriptedConsumer<T> implements Consumer<T> {
   readonly memberId = "scripted";

@@ -1,15 +1,11 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import {
-  CommitOffsets,
-  CommitPolicy,
-  ConfigurationError,
-  InvalidStateError,
-  Partition,
-  RunTask,
-  RunTaskAsync,
-  SluiceError,
-  StreamProcessor,
-} from "../../mod.ts";
+import { ConfigurationError, InvalidStateError, SluiceError } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { RunTaskAsync } from "../../strategies/run_task_async.ts";
+import { Partition } from "../../types.ts";
 import { lines, processStream, StreamConsumer } from "../../backends/stream.ts";
 import { waitFor } from "../_support/helpers.ts";
 

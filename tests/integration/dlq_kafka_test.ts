@@ -9,25 +9,27 @@
  */
 import { assert, assertEquals, assertInstanceOf, assertStringIncludes } from "@std/assert";
 import type { Kafka } from "kafkajs";
+import type { Producer } from "../../backends/abstract.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
 import {
-  type BrokerValue,
-  type Commit,
-  CommitOffsets,
-  CommitPolicy,
   DLQ_HEADERS,
   DlqDeliveryError,
   DlqLimitExceeded,
   DlqPolicy,
   type DlqPolicyOptions,
+  withDlqHeaders,
+} from "../../processing/dlq.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import type { Commit } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import {
+  type BrokerValue,
   InvalidMessage,
   type Message,
   type Partition,
-  type Producer,
-  RunTask,
-  StreamProcessor,
   type Topic,
-  withDlqHeaders,
-} from "../../mod.ts";
+} from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload, KafkaProducer } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,

@@ -3,7 +3,8 @@
  * refused), a group's committed offsets and lag per partition, topic deletion.
  */
 import { assertEquals, assertRejects } from "@std/assert";
-import { ConfigurationError, Partition } from "../../mod.ts";
+import { ConfigurationError } from "../../errors.ts";
+import { Partition } from "../../types.ts";
 import { KafkaAdmin, KafkaConsumer, KafkaProducer } from "../../backends/kafka/mod.ts";
 import { eventually, FAST, kafkaTest, unique } from "./kafka_helpers.ts";
 

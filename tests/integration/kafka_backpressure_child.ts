@@ -7,14 +7,12 @@
  * for `holdMs`, measures the process CPU over the hold, lets everything through, shuts
  * down cleanly and prints `RESULT {...}`.
  */
-import {
-  CommitOffsets,
-  CommitPolicy,
-  type Message,
-  MessageRejected,
-  RunTask,
-  StreamProcessor,
-} from "../../mod.ts";
+import { MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import type { Message } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import { eventually, FAST, processCpuMs } from "./kafka_helpers.ts";
 

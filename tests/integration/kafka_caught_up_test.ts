@@ -3,7 +3,10 @@
  * and the processor stops once everything there was is processed and committed.
  */
 import { assertEquals } from "@std/assert";
-import { CommitOffsets, Partition, RunTask, StreamProcessor } from "../../mod.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { Partition } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,

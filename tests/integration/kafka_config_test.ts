@@ -3,7 +3,7 @@
  * naming the option (no broker needed).
  */
 import { assert, assertThrows } from "@std/assert";
-import { ConfigurationError } from "../../mod.ts";
+import { ConfigurationError } from "../../errors.ts";
 import { kafkajsPatched } from "../../backends/kafka/kafkajs_patch.ts";
 import {
   KafkaConsumer,

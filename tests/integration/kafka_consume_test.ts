@@ -3,16 +3,12 @@
  * commit exactly the end offsets; clear errors for a missing topic and an unreachable broker.
  */
 import { assert, assertEquals, assertRejects } from "@std/assert";
-import {
-  CommitOffsets,
-  CommitPolicy,
-  ConsumerError,
-  type Message,
-  Partition,
-  RunTask,
-  StreamProcessor,
-  UnknownTopicError,
-} from "../../mod.ts";
+import { ConsumerError, UnknownTopicError } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { type Message, Partition } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,

@@ -3,7 +3,8 @@
  * pause and resume with batches only partly taken, seek, tell and manual commits.
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import { type BrokerValue, ConsumerError, Partition } from "../../mod.ts";
+import { ConsumerError } from "../../errors.ts";
+import { type BrokerValue, Partition } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,

@@ -4,14 +4,12 @@
  * `PROCESSED {"<partition>": highest offset processed, ...}` once. The parent kills it
  * with SIGKILL: no clean close, no final commit, no LeaveGroup.
  */
-import {
-  CommitOffsets,
-  CommitPolicy,
-  type Message,
-  MessageRejected,
-  RunTask,
-  StreamProcessor,
-} from "../../mod.ts";
+import { MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import type { Message } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import { FAST } from "./kafka_helpers.ts";
 

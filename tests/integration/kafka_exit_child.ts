@@ -6,7 +6,10 @@
  *
  * Usage: kafka_exit_child.ts <brokers> <topic> <group> <connectTimeoutMs>
  */
-import { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } from "../../mod.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 
 const [brokers, topic, group, connectTimeoutMs] = Deno.args;

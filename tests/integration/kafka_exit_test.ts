@@ -6,7 +6,9 @@
  * and its stderr is read.
  */
 import { assert, assertEquals } from "@std/assert";
-import { CommitOffsets, RunTask, StreamProcessor } from "../../mod.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   createTopic,

@@ -11,14 +11,12 @@
  * 5 000 while Sluice's position was 2 048, and A committed across 2 048..4 999.
  */
 import { assert, assertEquals } from "@std/assert";
-import {
-  CommitOffsets,
-  CommitPolicy,
-  type Message,
-  MessageRejected,
-  type ProcessingStrategy,
-  StreamProcessor,
-} from "../../mod.ts";
+import { MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import type { ProcessingStrategy } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import type { Message } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,

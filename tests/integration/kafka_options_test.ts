@@ -4,7 +4,7 @@
  * hatch; TLS/SASL validation; secrets never printed (options, clients, errors).
  */
 import { assert, assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
-import { ConfigurationError } from "../../mod.ts";
+import { ConfigurationError } from "../../errors.ts";
 import {
   KafkaAdmin,
   KafkaConsumer,

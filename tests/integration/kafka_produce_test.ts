@@ -5,16 +5,12 @@
  */
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { macrotask } from "../../clock.ts";
-import {
-  type BrokerValue,
-  CommitOffsets,
-  CommitPolicy,
-  Partition,
-  Produce,
-  StreamProcessor,
-  Topic,
-  UnknownTopicError,
-} from "../../mod.ts";
+import { UnknownTopicError } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { Produce } from "../../strategies/produce.ts";
+import { type BrokerValue, Partition, Topic } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload, KafkaProducer } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,

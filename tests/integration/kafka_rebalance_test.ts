@@ -5,14 +5,11 @@
  * processed twice.
  */
 import { assert, assertEquals } from "@std/assert";
-import {
-  CommitOffsets,
-  CommitPolicy,
-  type Message,
-  type Partition,
-  RunTask,
-  StreamProcessor,
-} from "../../mod.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import type { Message, Partition } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,

@@ -4,7 +4,11 @@
  * committed offsets.
  */
 import { assert, assertEquals } from "@std/assert";
-import { CommitOffsets, CommitPolicy, type Message, RunTask, StreamProcessor } from "../../mod.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import type { Message } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   committedOffsets,

@@ -7,20 +7,14 @@
  * secret in it.
  */
 import { assert, assertEquals, assertInstanceOf, assertStringIncludes } from "@std/assert";
-import {
-  type BrokerValue,
-  type Commit,
-  CommitOffsets,
-  CommitPolicy,
-  DlqPolicy,
-  InvalidMessage,
-  type Message,
-  ProducerError,
-  RunTask,
-  StreamProcessor,
-  Topic,
-  withDlqHeaders,
-} from "../../mod.ts";
+import { ProducerError } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { DlqPolicy, withDlqHeaders } from "../../processing/dlq.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import type { Commit } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { type BrokerValue, InvalidMessage, type Message, Topic } from "../../types.ts";
 import {
   KafkaAdmin,
   KafkaAuthenticationError,

@@ -6,14 +6,12 @@
 import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
 import type { DataPoint } from "@opentelemetry/sdk-metrics";
 import { assert, assertEquals } from "@std/assert";
-import {
-  CommitOffsets,
-  CommitPolicy,
-  type Message,
-  MessageRejected,
-  RunTask,
-  StreamProcessor,
-} from "../../mod.ts";
+import { MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import type { Message } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   createTopic,

@@ -7,15 +7,11 @@
  * PlatformaticConsumer (its `endOffsets()` asks the broker).
  */
 import { assert, assertEquals, assertInstanceOf, assertStringIncludes } from "@std/assert";
-import {
-  CommitOffsets,
-  CommitPolicy,
-  type Message,
-  Partition,
-  RunTask,
-  StreamProcessor,
-  Topic,
-} from "../../mod.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { type Message, Partition, Topic } from "../../types.ts";
 import {
   KafkaAdmin,
   KafkaAuthenticationError,

@@ -5,22 +5,15 @@
  * compared with the eager kafkajs backend in the same test.
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import {
-  type BrokerValue,
-  CommitOffsets,
-  CommitPolicy,
-  type Consumer,
-  ConsumerError,
-  DlqPolicy,
-  InvalidMessage,
-  type Message,
-  Partition,
-  RunTask,
-  RunTaskAsync,
-  StreamProcessor,
-  Topic,
-  withDlqHeaders,
-} from "../../mod.ts";
+import type { Consumer } from "../../backends/abstract.ts";
+import { ConsumerError } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { DlqPolicy, withDlqHeaders } from "../../processing/dlq.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { RunTaskAsync } from "../../strategies/run_task_async.ts";
+import { type BrokerValue, InvalidMessage, type Message, Partition, Topic } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
 import {
   PlatformaticConsumer,

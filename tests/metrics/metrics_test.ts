@@ -12,29 +12,18 @@ import {
   MetricReader,
 } from "@opentelemetry/sdk-metrics";
 import { assert, assertEquals, assertThrows } from "@std/assert";
-import {
-  type BrokerValue,
-  type Commit,
-  CommitOffsets,
-  CommitPolicy,
-  ConfigurationError,
-  DlqPolicy,
-  type DlqRecord,
-  FILTERED_PAYLOAD,
-  highestOffsets,
-  InvalidMessage,
-  macrotask,
-  ManualClock,
-  type Message,
-  MessageRejected,
-  RunTask,
-  SluiceMetrics,
-  StepMeter,
-  type StepOptions,
-  StepStats,
-  StreamProcessor,
-  StreamStep,
-} from "../../mod.ts";
+import { macrotask, ManualClock } from "../../clock.ts";
+import { ConfigurationError, MessageRejected } from "../../errors.ts";
+import { SluiceMetrics } from "../../metrics/otel.ts";
+import { StepMeter, StepStats } from "../../metrics/step.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { DlqPolicy, type DlqRecord } from "../../processing/dlq.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import type { Commit } from "../../strategies/abstract.ts";
+import { CommitOffsets, highestOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { type StepOptions, StreamStep } from "../../strategies/stream_step.ts";
+import { type BrokerValue, FILTERED_PAYLOAD, InvalidMessage, type Message } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { brokerMessage, waitFor } from "../_support/helpers.ts";
 

@@ -12,28 +12,23 @@ import {
   MetricReader,
 } from "@opentelemetry/sdk-metrics";
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import { macrotask, ManualClock } from "../../clock.ts";
+import { ConsumerMeter } from "../../metrics/consumer.ts";
+import { DURATION_BUCKETS_S } from "../../metrics/otel.ts";
 import {
-  type Commit,
-  CommitOffsets,
-  CommitPolicy,
-  ConsumerMeter,
-  DURATION_BUCKETS_S,
-  HealthServer,
-  highestOffsets,
-  macrotask,
-  ManualClock,
-  type Message,
-  Partition,
-  type ProcessingStrategy,
   type ProcessorStatus,
   renderStatus,
   renderStatusLine,
-  RunTask,
   StatusWindow,
-  type StepOptions,
-  StreamProcessor,
-  StreamStep,
-} from "../../mod.ts";
+} from "../../metrics/status.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import type { Commit, ProcessingStrategy } from "../../strategies/abstract.ts";
+import { CommitOffsets, highestOffsets } from "../../strategies/commit_offsets.ts";
+import { HealthServer } from "../../strategies/healthcheck.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { type StepOptions, StreamStep } from "../../strategies/stream_step.ts";
+import { type Message, Partition } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 
 class InMemoryReader extends MetricReader {

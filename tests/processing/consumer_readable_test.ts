@@ -1,15 +1,9 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import {
-  type BrokerValue,
-  ConfigurationError,
-  type Consumer,
-  consumerReadable,
-  ManualClock,
-  Message,
-  Partition,
-  Topic,
-  Value,
-} from "../../mod.ts";
+import type { Consumer } from "../../backends/abstract.ts";
+import { ManualClock } from "../../clock.ts";
+import { ConfigurationError } from "../../errors.ts";
+import { consumerReadable } from "../../processing/consumer_readable.ts";
+import { type BrokerValue, Message, Partition, Topic, Value } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { tick, waitFor } from "../_support/helpers.ts";
 

@@ -12,13 +12,11 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
+import type { Producer } from "../../backends/abstract.ts";
+import { ManualClock } from "../../clock.ts";
+import { ConfigurationError, MESSAGE_REJECTED } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
 import {
-  BrokerValue,
-  type Commit,
-  CommitOffsets,
-  CommitPolicy,
-  ConfigurationError,
-  Decode,
   DLQ_HEADERS,
   DlqDeliveryError,
   DlqLimitExceeded,
@@ -26,23 +24,23 @@ import {
   DlqPolicy,
   type DlqPolicyOptions,
   type DlqRecord,
+  withDlqHeaders,
+} from "../../processing/dlq.ts";
+import { StreamProcessor, type StreamProcessorOptions } from "../../processing/processor.ts";
+import type { Commit, ProcessingStrategy } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { Decode, JSON_CODEC } from "../../strategies/decode.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { RunTaskAsync } from "../../strategies/run_task_async.ts";
+import {
+  BrokerValue,
   InvalidMessage,
-  JSON_CODEC,
-  ManualClock,
   Message,
-  MESSAGE_REJECTED,
   Partition,
-  type ProcessingStrategy,
-  type Producer,
-  RunTask,
-  RunTaskAsync,
   StepError,
-  StreamProcessor,
-  type StreamProcessorOptions,
   type Topic,
   Value,
-  withDlqHeaders,
-} from "../../mod.ts";
+} from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { DlqRunner } from "../../processing/dlq.ts";
 import { strategyContract } from "../_support/contract.ts";

@@ -6,21 +6,14 @@ import {
   assertRejects,
   assertStringIncludes,
 } from "@std/assert";
-import {
-  type Commit,
-  CommitOffsets,
-  CommitPolicy,
-  InvalidMessage,
-  ManualClock,
-  type Message,
-  MessageRejected,
-  Partition,
-  type ProcessingStrategy,
-  RunTask,
-  StepError,
-  StreamProcessor,
-  type StreamProcessorOptions,
-} from "../../mod.ts";
+import { ManualClock } from "../../clock.ts";
+import { MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor, type StreamProcessorOptions } from "../../processing/processor.ts";
+import type { Commit, ProcessingStrategy } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { InvalidMessage, type Message, Partition, StepError } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { Gate, tick, waitFor } from "../_support/helpers.ts";
 

@@ -4,15 +4,11 @@
  * They follow what is carried, in order; nothing is skipped, repeated or thrown away.
  */
 import { assertEquals } from "@std/assert";
-import {
-  type BrokerValue,
-  type Commit,
-  CommitPolicy,
-  type Message,
-  MessageRejected,
-  type ProcessingStrategy,
-  StreamProcessor,
-} from "../../mod.ts";
+import { MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import type { Commit, ProcessingStrategy } from "../../strategies/abstract.ts";
+import type { BrokerValue, Message } from "../../types.ts";
 import { ScriptedConsumer } from "../_support/scripted_consumer.ts";
 
 Deno.test("a revoke let through while backpressured: the kept partition's next messages follow what is carried", async () => {

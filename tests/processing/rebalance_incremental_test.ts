@@ -3,17 +3,13 @@
  * ManualClock, and pipelines whose functions are held on gates.
  */
 import { assert, assertEquals } from "@std/assert";
-import {
-  CommitOffsets,
-  CommitPolicy,
-  ManualClock,
-  type Message,
-  Partition,
-  type ProcessingStrategy,
-  type ProcessingStrategyFactory,
-  RunTaskAsync,
-  StreamProcessor,
-} from "../../mod.ts";
+import { ManualClock } from "../../clock.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import type { ProcessingStrategy, ProcessingStrategyFactory } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTaskAsync } from "../../strategies/run_task_async.ts";
+import { type Message, Partition } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { tick } from "../_support/helpers.ts";
 

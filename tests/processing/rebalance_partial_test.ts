@@ -1,12 +1,10 @@
 import { assert, assertEquals } from "@std/assert";
-import {
-  CommitOffsets,
-  CommitPolicy,
-  ManualClock,
-  type Message,
-  RunTaskAsync,
-  StreamProcessor,
-} from "../../mod.ts";
+import { ManualClock } from "../../clock.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTaskAsync } from "../../strategies/run_task_async.ts";
+import type { Message } from "../../types.ts";
 import { ScriptedConsumer } from "../_support/scripted_consumer.ts";
 import { tick } from "../_support/helpers.ts";
 

@@ -7,20 +7,15 @@ import {
   assertRejects,
   assertStringIncludes,
 } from "@std/assert";
-import {
-  ClosedError,
-  CommitOffsets,
-  CommitPolicy,
-  ConfigurationError,
-  ManualClock,
-  type Message,
-  MessageRejected,
-  type ProcessingStrategy,
-  ProcessorStoppedError,
-  RunTask,
-  RunTaskAsync,
-  StreamProcessor,
-} from "../../mod.ts";
+import { ManualClock } from "../../clock.ts";
+import { ClosedError, ConfigurationError, MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { ProcessorStoppedError, StreamProcessor } from "../../processing/processor.ts";
+import type { ProcessingStrategy } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { RunTaskAsync } from "../../strategies/run_task_async.ts";
+import type { Message } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { brokerMessage, Sink, tick, waitFor } from "../_support/helpers.ts";
 

@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertInstanceOf } from "@std/assert";
-import { detectRuntime, SluiceError, UnsupportedRuntimeError } from "../../mod.ts";
+import { SluiceError } from "../../errors.ts";
+import { detectRuntime, UnsupportedRuntimeError } from "../../runtime/mod.ts";
 import {
   env,
   hasSignals,

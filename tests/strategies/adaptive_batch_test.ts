@@ -1,14 +1,10 @@
 import { assert, assertEquals, assertLessOrEqual, assertThrows } from "@std/assert";
-import {
-  AdaptiveBatch,
-  CommitOffsets,
-  ConfigurationError,
-  FILTERED_PAYLOAD,
-  ManualClock,
-  type Message,
-  MessageRejected,
-  Noop,
-} from "../../mod.ts";
+import { ManualClock } from "../../clock.ts";
+import { ConfigurationError, MessageRejected } from "../../errors.ts";
+import { AdaptiveBatch } from "../../strategies/adaptive_batch.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { Noop } from "../../strategies/noop.ts";
+import { FILTERED_PAYLOAD, type Message } from "../../types.ts";
 import { strategyContract } from "../_support/contract.ts";
 import { brokerMessage, CommitRecorder, Gate, P0, tick } from "../_support/helpers.ts";
 

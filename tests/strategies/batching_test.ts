@@ -6,26 +6,23 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
+import { ManualClock } from "../../clock.ts";
+import { ConfigurationError, MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { BatchStep, UnbatchStep } from "../../strategies/batching.ts";
+import { type BufferProtocol, BufferStep } from "../../strategies/buffer.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { Reduce } from "../../strategies/reduce.ts";
+import { RunTask } from "../../strategies/run_task.ts";
 import {
-  BatchStep,
-  type BufferProtocol,
-  BufferStep,
-  CommitOffsets,
-  CommitPolicy,
   type Committable,
-  ConfigurationError,
   FILTERED_PAYLOAD,
   InvalidMessage,
-  ManualClock,
   Message,
-  MessageRejected,
   Partition,
-  Reduce,
-  RunTask,
   StepError,
-  StreamProcessor,
-  UnbatchStep,
-} from "../../mod.ts";
+} from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { strategyContract } from "../_support/contract.ts";
 import {

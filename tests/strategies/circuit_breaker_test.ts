@@ -5,18 +5,14 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import {
-  CircuitBreaker,
-  type CircuitStateChange,
-  CommitOffsets,
-  CommitPolicy,
-  ConfigurationError,
-  ManualClock,
-  type Message,
-  MessageRejected,
-  Noop,
-  StreamProcessor,
-} from "../../mod.ts";
+import { ManualClock } from "../../clock.ts";
+import { ConfigurationError, MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CircuitBreaker, type CircuitStateChange } from "../../strategies/circuit_breaker.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { Noop } from "../../strategies/noop.ts";
+import type { Message } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { strategyContract } from "../_support/contract.ts";
 import {

@@ -1,13 +1,10 @@
 import { assert, assertEquals, assertThrows } from "@std/assert";
-import {
-  byteLength,
-  CommitOffsets,
-  FilterStep,
-  type Message,
-  Noop,
-  RunTask,
-  StepError,
-} from "../../mod.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { FilterStep } from "../../strategies/filter.ts";
+import { Noop } from "../../strategies/noop.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { byteLength } from "../../strategies/size.ts";
+import { type Message, StepError } from "../../types.ts";
 import { strategyContract } from "../_support/contract.ts";
 import { brokerMessage, CommitRecorder, feed, P0, tick } from "../_support/helpers.ts";
 

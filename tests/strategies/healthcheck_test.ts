@@ -6,15 +6,11 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import {
-  CommitOffsets,
-  ConfigurationError,
-  Healthcheck,
-  HealthServer,
-  ManualClock,
-  type ProcessingStrategy,
-  SluiceError,
-} from "../../mod.ts";
+import { ManualClock } from "../../clock.ts";
+import { ConfigurationError, SluiceError } from "../../errors.ts";
+import type { ProcessingStrategy } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { Healthcheck, HealthServer } from "../../strategies/healthcheck.ts";
 import { strategyContract } from "../_support/contract.ts";
 import { brokerMessage, CommitRecorder, Gate, P0 } from "../_support/helpers.ts";
 

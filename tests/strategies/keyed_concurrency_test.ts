@@ -1,21 +1,16 @@
 import { assert, assertEquals, assertLessOrEqual, assertThrows } from "@std/assert";
-import {
-  AdaptiveBatch,
-  CircuitBreaker,
-  CommitOffsets,
-  CommitPolicy,
-  ConfigurationError,
-  InvalidMessage,
-  KeyedConcurrency,
-  LoadShed,
-  macrotask,
-  type Message,
-  MessageRejected,
-  Noop,
-  type Partition,
-  RateLimit,
-  StreamProcessor,
-} from "../../mod.ts";
+import { macrotask } from "../../clock.ts";
+import { ConfigurationError, MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { AdaptiveBatch } from "../../strategies/adaptive_batch.ts";
+import { CircuitBreaker } from "../../strategies/circuit_breaker.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { KeyedConcurrency } from "../../strategies/keyed_concurrency.ts";
+import { LoadShed } from "../../strategies/load_shed.ts";
+import { Noop } from "../../strategies/noop.ts";
+import { RateLimit } from "../../strategies/rate_limit.ts";
+import { InvalidMessage, type Message, type Partition } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { strategyContract } from "../_support/contract.ts";
 import { brokerMessage, CommitRecorder, Gate, P0, P1, tick, waitFor } from "../_support/helpers.ts";

@@ -1,21 +1,16 @@
 import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
 import { assert, assertEquals, assertThrows } from "@std/assert";
-import {
-  byteLength,
-  CommitOffsets,
-  CommitPolicy,
-  ConfigurationError,
-  LoadShed,
-  macrotask,
-  type Message,
-  MessageRejected,
-  Noop,
-  type Partition,
-  type ProcessingStrategy,
-  RunTask,
-  type ShedPolicy,
-  StreamProcessor,
-} from "../../mod.ts";
+import { macrotask } from "../../clock.ts";
+import { ConfigurationError, MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import type { ProcessingStrategy } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { LoadShed, type ShedPolicy } from "../../strategies/load_shed.ts";
+import { Noop } from "../../strategies/noop.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { byteLength } from "../../strategies/size.ts";
+import type { Message, Partition } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { strategyContract } from "../_support/contract.ts";
 import { brokerMessage, CommitRecorder, Gate, P0, P1, tick, waitFor } from "../_support/helpers.ts";

@@ -5,14 +5,12 @@
  * only what came before it, and arrays a step keeps never changed under it.
  */
 import { assertEquals } from "@std/assert";
-import {
-  CommitOffsets,
-  FilterStep,
-  type Message,
-  MessageRejected,
-  type ProcessingStrategy,
-  RunTask,
-} from "../../mod.ts";
+import { MessageRejected } from "../../errors.ts";
+import type { ProcessingStrategy } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { FilterStep } from "../../strategies/filter.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import type { Message } from "../../types.ts";
 import { brokerMessage, CommitRecorder, P0, waitFor } from "../_support/helpers.ts";
 
 /** A last step that keeps the arrays it is given by submitMany (as a step may). */

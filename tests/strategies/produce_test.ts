@@ -6,21 +6,20 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
+import type { Producer } from "../../backends/abstract.ts";
+import { ManualClock } from "../../clock.ts";
+import { ConfigurationError, MessageRejected } from "../../errors.ts";
+import type { ProcessingStrategy } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { Produce } from "../../strategies/produce.ts";
 import {
   BrokerValue,
-  CommitOffsets,
-  ConfigurationError,
   FILTERED_PAYLOAD,
-  ManualClock,
   type Message,
-  MessageRejected,
   Partition,
-  type ProcessingStrategy,
-  Produce,
-  type Producer,
   StepError,
   Topic,
-} from "../../mod.ts";
+} from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { strategyContract } from "../_support/contract.ts";
 import {

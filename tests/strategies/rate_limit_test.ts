@@ -1,14 +1,12 @@
 import { assert, assertEquals, assertLessOrEqual, assertThrows } from "@std/assert";
-import {
-  CommitOffsets,
-  CommitPolicy,
-  ConfigurationError,
-  ManualClock,
-  type Message,
-  Noop,
-  RateLimit,
-  StreamProcessor,
-} from "../../mod.ts";
+import { ManualClock } from "../../clock.ts";
+import { ConfigurationError } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { Noop } from "../../strategies/noop.ts";
+import { RateLimit } from "../../strategies/rate_limit.ts";
+import type { Message } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { strategyContract } from "../_support/contract.ts";
 import { brokerMessage, Gate, tick, waitFor } from "../_support/helpers.ts";

@@ -6,19 +6,14 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import {
-  CommitOffsets,
-  CommitPolicy,
-  FILTERED_PAYLOAD,
-  InvalidMessage,
-  ManualClock,
-  type Message,
-  MessageRejected,
-  type ProcessingStrategy,
-  RunTaskAsync,
-  StepError,
-  StreamProcessor,
-} from "../../mod.ts";
+import { ManualClock } from "../../clock.ts";
+import { MessageRejected } from "../../errors.ts";
+import { CommitPolicy } from "../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../processing/processor.ts";
+import type { ProcessingStrategy } from "../../strategies/abstract.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTaskAsync } from "../../strategies/run_task_async.ts";
+import { FILTERED_PAYLOAD, InvalidMessage, type Message, StepError } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { strategyContract } from "../_support/contract.ts";
 import {

@@ -1,5 +1,7 @@
 import { assert, assertEquals, assertInstanceOf, assertLessOrEqual } from "@std/assert";
-import { CommitOffsets, type Message, RunTask, StepError } from "../../mod.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { RunTask } from "../../strategies/run_task.ts";
+import { type Message, StepError } from "../../types.ts";
 import { brokerMessage, CommitRecorder, Gate, P0, tick } from "../_support/helpers.ts";
 
 /** A source of `count` messages (payload = offset) that counts how often it is pulled. */

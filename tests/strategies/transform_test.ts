@@ -7,17 +7,11 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import {
-  CommitOffsets,
-  type Committable,
-  ConfigurationError,
-  FILTERED_PAYLOAD,
-  ManualClock,
-  type Message,
-  MessageRejected,
-  StepError,
-  TransformStep,
-} from "../../mod.ts";
+import { ManualClock } from "../../clock.ts";
+import { ConfigurationError, MessageRejected } from "../../errors.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { TransformStep } from "../../strategies/transform.ts";
+import { type Committable, FILTERED_PAYLOAD, type Message, StepError } from "../../types.ts";
 import { strategyContract } from "../_support/contract.ts";
 import {
   brokerMessage,

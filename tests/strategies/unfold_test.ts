@@ -5,17 +5,17 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
+import { ManualClock } from "../../clock.ts";
+import { MessageRejected } from "../../errors.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { Unfold } from "../../strategies/unfold.ts";
 import {
-  CommitOffsets,
   type Committable,
   FILTERED_PAYLOAD,
   InvalidMessage,
-  ManualClock,
   type Message,
-  MessageRejected,
   StepError,
-  Unfold,
-} from "../../mod.ts";
+} from "../../types.ts";
 import { strategyContract } from "../_support/contract.ts";
 import {
   brokerMessage,

@@ -1,15 +1,11 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
-import {
-  type BrokerValue,
-  CommitOffsets,
-  CommitPolicy,
-  ConsumerError,
-  ManualClock,
-  type Partition,
-  RunTask,
-  StreamProcessor,
-  type Topic,
-} from "../../../mod.ts";
+import { ManualClock } from "../../../clock.ts";
+import { ConsumerError } from "../../../errors.ts";
+import { CommitPolicy } from "../../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../../processing/processor.ts";
+import { CommitOffsets } from "../../../strategies/commit_offsets.ts";
+import { RunTask } from "../../../strategies/run_task.ts";
+import type { BrokerValue, Partition, Topic } from "../../../types.ts";
 import { LocalBroker } from "../../../backends/local/mod.ts";
 import { waitFor } from "../../_support/helpers.ts";
 

@@ -8,24 +8,25 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
+import { ManualClock } from "../../../clock.ts";
+import { ConfigurationError, MessageRejected } from "../../../errors.ts";
+import { CommitPolicy } from "../../../processing/commit_policy.ts";
+import { StreamProcessor } from "../../../processing/processor.ts";
+import type { ProcessingStrategy } from "../../../strategies/abstract.ts";
+import { CommitOffsets } from "../../../strategies/commit_offsets.ts";
+import { RunTask } from "../../../strategies/run_task.ts";
 import {
-  CommitOffsets,
-  CommitPolicy,
-  ConfigurationError,
-  FILTERED_PAYLOAD,
-  InvalidMessage,
-  ManualClock,
-  type Message,
-  MessageRejected,
-  Partition,
-  type ProcessingStrategy,
-  RunTask,
   RunTaskInWorkers,
   type RunTaskInWorkersOptions,
+} from "../../../strategies/workers/run_task_in_workers.ts";
+import {
+  FILTERED_PAYLOAD,
+  InvalidMessage,
+  type Message,
+  Partition,
   StepError,
-  StreamProcessor,
   type Topic,
-} from "../../../mod.ts";
+} from "../../../types.ts";
 import { Buffer } from "node:buffer";
 import { LocalBroker } from "../../../backends/local/mod.ts";
 import { consumedPayloads } from "../../fixtures/kafka_records.ts";
