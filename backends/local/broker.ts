@@ -10,6 +10,20 @@ import { ClosedError, ConfigurationError, ConsumerError, UnknownTopicError } fro
 import { requireNonNegative, requirePositiveInteger } from "../../_validate.ts";
 import type { AssignmentCallbacks, Consumer, Producer } from "../abstract.ts";
 import { PartitionLog, ReadArena } from "./_partition_log.ts";
+import {
+  ASSIGN,
+  CHANGED,
+  COOPERATIVE,
+  EXPIRE,
+  EXPIRE_IDLE,
+  JOINED,
+  LAST_POLL,
+  NOTIFY,
+  READ,
+  REBALANCE,
+  TOPIC,
+  TOPICS,
+} from "./_symbols.ts";
 
 /** Options of a {@link LocalBroker}. */
 export interface LocalBrokerOptions {
@@ -111,8 +125,8 @@ export class LocalBroker<T> {
     this.#cooperative = rebalance === "cooperative";
   }
 
-  /** @internal Whether groups rebalance cooperatively. */
-  get _cooperative(): boolean {
+  /** @ignore Whether groups rebalance cooperatively. */
+  get [COOPERATIVE](): boolean {
     return this.#cooperative;
   }
 
@@ -209,11 +223,11 @@ export class LocalBroker<T> {
   // ---- internals used by LocalConsumer -------------------------------------------------
 
   /**
-   * @internal Writes new `BrokerValue`s for the `count` messages of `partition` from offset
+   * @ignore Writes new `BrokerValue`s for the `count` messages of `partition` from offset
    * `from` (all below its end offset) to `out[at]`, `out[at + 1]`, …; returns the index
    * after the last one written.
    */
-  _read(
+  [READ](
     partition: Partition,
     from: number,
     count: number,
@@ -223,13 +237,13 @@ export class LocalBroker<T> {
     return this.#logs.get(partition)!.read(partition, from, count, out, at);
   }
 
-  /** @internal */
-  _topic(topic: Topic | string): Topic {
+  /** @ignore The topic, or an {@link UnknownTopicError} when it does not exist. */
+  [TOPIC](topic: Topic | string): Topic {
     return this.#topic(topic);
   }
 
-  /** @internal Resolves on the next produce or membership change. */
-  _changed(): Promise<void> {
+  /** @ignore Resolves on the next produce or membership change. */
+  [CHANGED](): Promise<void> {
     if (!this.#changed) {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => resolve = r);
@@ -238,41 +252,41 @@ export class LocalBroker<T> {
     return this.#changed.promise;
   }
 
-  /** @internal */
-  _notify(): void {
+  /** @ignore Wakes whoever waits on `[CHANGED]()`. */
+  [NOTIFY](): void {
     this.#notify();
   }
 
-  /** @internal Starts a rebalance of `group`: every member revokes, then rejoins. */
-  _rebalance(group: GroupState): void {
+  /** @ignore Starts a rebalance of `group`: every member revokes, then rejoins. */
+  [REBALANCE](group: GroupState): void {
     group.rebalancing = true;
     group.joined.clear();
     if (this.#cooperative) group.targets = this.#stickyTargets(group);
     // A new generation supersedes assignments members have not taken yet.
-    for (const m of group.members.values()) m._assign(undefined, group.generation);
+    for (const m of group.members.values()) m[ASSIGN](undefined, group.generation);
     this.#maybeCompleteRebalance(group);
     this.#notify();
   }
 
-  /** @internal A member finished revoking and rejoined. */
-  _joined(group: GroupState, memberId: string): void {
+  /** @ignore A member finished revoking and rejoined. */
+  [JOINED](group: GroupState, memberId: string): void {
     group.joined.add(memberId);
     this.#maybeCompleteRebalance(group);
   }
 
-  /** @internal Removes members that stopped polling. */
-  _expire(group: GroupState): void {
+  /** @ignore Removes members that stopped polling. */
+  [EXPIRE_IDLE](group: GroupState): void {
     if (this.#sessionTimeoutMs === 0) return;
     const now = this.clock.now();
     let expired = false;
     for (const [id, m] of group.members) {
-      if (now - m._lastPoll > this.#sessionTimeoutMs) {
+      if (now - m[LAST_POLL] > this.#sessionTimeoutMs) {
         group.members.delete(id);
-        m._expire();
+        m[EXPIRE]();
         expired = true;
       }
     }
-    if (expired) this._rebalance(group);
+    if (expired) this[REBALANCE](group);
   }
 
   #maybeCompleteRebalance(group: GroupState): void {
@@ -281,7 +295,7 @@ export class LocalBroker<T> {
     group.rebalancing = false;
     group.generation++;
     if (group.targets !== undefined) {
-      for (const [id, m] of group.members) m._assign(group.targets.get(id) ?? [], group.generation);
+      for (const [id, m] of group.members) m[ASSIGN](group.targets.get(id) ?? [], group.generation);
       group.targets = undefined;
       this.#notify();
       return;
@@ -289,16 +303,16 @@ export class LocalBroker<T> {
     const ids = [...group.members.keys()].sort();
     const assignment = new Map<string, Partition[]>(ids.map((id) => [id, []]));
     const topics = new Set<Topic>();
-    for (const m of group.members.values()) for (const t of m._topics) topics.add(t);
+    for (const m of group.members.values()) for (const t of m[TOPICS]) topics.add(t);
     const sorted = [...topics].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
     let k = 0;
     for (const t of sorted) {
-      const interested = ids.filter((id) => group.members.get(id)!._topics.has(t));
+      const interested = ids.filter((id) => group.members.get(id)![TOPICS].has(t));
       for (const p of this.partitions(t)) {
         assignment.get(interested[k++ % interested.length])!.push(p);
       }
     }
-    for (const [id, parts] of assignment) group.members.get(id)!._assign(parts, group.generation);
+    for (const [id, parts] of assignment) group.members.get(id)![ASSIGN](parts, group.generation);
     this.#notify();
   }
 
@@ -311,7 +325,7 @@ export class LocalBroker<T> {
     const target = new Map<string, Partition[]>(ids.map((id) => [id, []]));
     if (ids.length === 0) return target;
     const topics = new Set<Topic>();
-    for (const m of group.members.values()) for (const t of m._topics) topics.add(t);
+    for (const m of group.members.values()) for (const t of m[TOPICS]) topics.add(t);
     const sorted = [...topics].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
     const all = sorted.flatMap((t) => this.partitions(t));
     const owner = new Map<Partition, string>();
@@ -325,13 +339,13 @@ export class LocalBroker<T> {
     for (const p of all) {
       const o = owner.get(p);
       if (
-        o !== undefined && group.members.get(o)!._topics.has(p.topic) &&
+        o !== undefined && group.members.get(o)![TOPICS].has(p.topic) &&
         target.get(o)!.length < quota.get(o)!
       ) target.get(o)!.push(p);
       else free.push(p);
     }
     for (const p of free) {
-      const interested = ids.filter((id) => group.members.get(id)!._topics.has(p.topic));
+      const interested = ids.filter((id) => group.members.get(id)![TOPICS].has(p.topic));
       let best = interested[0];
       for (const id of interested) {
         const room = quota.get(id)! - target.get(id)!.length;
@@ -411,10 +425,10 @@ export class LocalConsumer<T> implements Consumer<T> {
   readonly memberId: string;
   /** The messaging system in metric attributes. */
   readonly messagingSystem = "sluice_local";
-  /** @internal */
-  _topics: Set<Topic> = new Set();
-  /** @internal */
-  _lastPoll: number;
+  /** @ignore The topics subscribed to. */
+  [TOPICS]: Set<Topic> = new Set();
+  /** @ignore When this member last polled, on the broker's clock. */
+  [LAST_POLL]: number;
 
   readonly #broker: LocalBroker<T>;
   readonly #group: GroupState;
@@ -443,7 +457,7 @@ export class LocalConsumer<T> implements Consumer<T> {
     return this.memberId;
   }
 
-  /** @internal Use {@link LocalBroker.getConsumer}. */
+  /** @ignore Use {@link LocalBroker.getConsumer}. */
   constructor(
     broker: LocalBroker<T>,
     group: GroupState,
@@ -461,7 +475,7 @@ export class LocalConsumer<T> implements Consumer<T> {
       );
     }
     this.#initialOffset = initial;
-    this._lastPoll = broker.clock.now();
+    this[LAST_POLL] = broker.clock.now();
   }
 
   /** True after `close()`. */
@@ -479,13 +493,13 @@ export class LocalConsumer<T> implements Consumer<T> {
     if (!Array.isArray(topics) || topics.length === 0) {
       throw new ConfigurationError("subscribe needs at least one topic");
     }
-    const resolved = topics.map((t) => this.#broker._topic(t));
-    this._topics = new Set(resolved);
+    const resolved = topics.map((t) => this.#broker[TOPIC](t));
+    this[TOPICS] = new Set(resolved);
     this.#callbacks = callbacks;
     this.#subscribed = true;
-    this._lastPoll = this.#broker.clock.now();
+    this[LAST_POLL] = this.#broker.clock.now();
     this.#group.members.set(this.memberId, this as unknown as LocalConsumer<unknown>);
-    this.#broker._rebalance(this.#group);
+    this.#broker[REBALANCE](this.#group);
   }
 
   unsubscribe(): void {
@@ -493,7 +507,7 @@ export class LocalConsumer<T> implements Consumer<T> {
     if (!this.#subscribed) return;
     this.#subscribed = false;
     this.#group.members.delete(this.memberId);
-    this.#broker._rebalance(this.#group);
+    this.#broker[REBALANCE](this.#group);
   }
 
   async poll(timeoutMs = 0): Promise<BrokerValue<T>[]> {
@@ -501,8 +515,8 @@ export class LocalConsumer<T> implements Consumer<T> {
     const clock = this.#broker.clock;
     const deadline = clock.now() + timeoutMs;
     for (;;) {
-      this._lastPoll = clock.now();
-      this.#broker._expire(this.#group);
+      this[LAST_POLL] = clock.now();
+      this.#broker[EXPIRE_IDLE](this.#group);
       if (this.#expired) {
         throw new ConsumerError(
           `consumer ${this.memberId} was removed from group "${this.#group.name}": it did not ` +
@@ -515,7 +529,7 @@ export class LocalConsumer<T> implements Consumer<T> {
       const left = deadline - clock.now();
       if (left <= 0) return batch;
       const stop = new AbortController();
-      await Promise.race([this.#broker._changed(), clock.sleep(left, stop.signal)]);
+      await Promise.race([this.#broker[CHANGED](), clock.sleep(left, stop.signal)]);
       stop.abort();
     }
   }
@@ -530,7 +544,7 @@ export class LocalConsumer<T> implements Consumer<T> {
     this.#checkOpen();
     this.#checkAssigned(partitions, "resume");
     for (const p of partitions) this.#paused.delete(p);
-    this.#broker._notify();
+    this.#broker[NOTIFY]();
   }
 
   paused(): Partition[] {
@@ -594,13 +608,13 @@ export class LocalConsumer<T> implements Consumer<T> {
       if (this.#assigned.length > 0) await this.#revoke();
       this.#subscribed = false;
       this.#group.members.delete(this.memberId);
-      this.#broker._rebalance(this.#group);
+      this.#broker[REBALANCE](this.#group);
     }
     this.#closed = true;
   }
 
-  /** @internal The group removed this member (session timeout). */
-  _expire(): void {
+  /** @ignore The group removed this member (session timeout). */
+  [EXPIRE](): void {
     this.#expired = true;
     this.#assigned = [];
     this.#positions.clear();
@@ -608,8 +622,8 @@ export class LocalConsumer<T> implements Consumer<T> {
     this.#staged.clear();
   }
 
-  /** @internal The group assigned partitions for a new generation. */
-  _assign(partitions: Partition[] | undefined, _generation: number): void {
+  /** @ignore The group assigned partitions for a new generation. */
+  [ASSIGN](partitions: Partition[] | undefined, _generation: number): void {
     this.#pendingAssign = partitions;
   }
 
@@ -623,12 +637,12 @@ export class LocalConsumer<T> implements Consumer<T> {
         if (lose.length > 0) await this.#revoke(lose);
       } else if (this.#assigned.length > 0) await this.#revoke();
       if (this.#closed || this.#expired) return;
-      this.#broker._joined(g, this.memberId);
+      this.#broker[JOINED](g, this.memberId);
     }
     const parts = this.#pendingAssign;
     if (parts === undefined) return;
     this.#pendingAssign = undefined;
-    if (this.#broker._cooperative) {
+    if (this.#broker[COOPERATIVE]) {
       const target = new Set(parts);
       const lose = this.#assigned.filter((p) => !target.has(p));
       if (lose.length > 0) await this.#revoke(lose);
@@ -699,7 +713,7 @@ export class LocalConsumer<T> implements Consumer<T> {
     const out = new Array<BrokerValue<T>>(total);
     let at = 0;
     for (let i = 0; i < picked.length; i++) {
-      at = this.#broker._read(picked[i], from[i], counts[i], out, at);
+      at = this.#broker[READ](picked[i], from[i], counts[i], out, at);
       this.#positions.set(picked[i], from[i] + counts[i]);
     }
     return out;
@@ -740,7 +754,7 @@ export class LocalProducer<T> implements Producer<T> {
   readonly #broker: LocalBroker<T>;
   #closed = false;
 
-  /** @internal Use {@link LocalBroker.getProducer}. */
+  /** @ignore Use {@link LocalBroker.getProducer}. */
   constructor(broker: LocalBroker<T>) {
     this.#broker = broker;
   }
