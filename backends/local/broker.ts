@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type Clock, systemClock } from "../../clock.ts";
+import { type Clock, sleepUnless, systemClock } from "../../clock.ts";
 import { BrokerValue, type Committable, Partition, Topic } from "../../types.ts";
 import { ClosedError, ConfigurationError, ConsumerError, UnknownTopicError } from "../../errors.ts";
 import { requireNonNegative, requirePositiveInteger } from "../../_validate.ts";
@@ -528,9 +528,7 @@ export class LocalConsumer<T> implements Consumer<T> {
       if (batch.length > 0) return batch;
       const left = deadline - clock.now();
       if (left <= 0) return batch;
-      const stop = new AbortController();
-      await Promise.race([this.#broker[CHANGED](), clock.sleep(left, stop.signal)]);
-      stop.abort();
+      await sleepUnless(clock, left, this.#broker[CHANGED]());
     }
   }
 
