@@ -53,6 +53,13 @@ export interface LocalBrokerOptions {
   rebalance?: "eager" | "cooperative";
 }
 
+/** The topics any member of `group` subscribed to, sorted by name. */
+function subscribedTopics(group: GroupState): Topic[] {
+  const topics = new Set<Topic>();
+  for (const m of group.members.values()) for (const t of m[TOPICS]) topics.add(t);
+  return [...topics].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}
+
 /**
  * The in-memory broker: the default backend, and the one tests use.
  *
@@ -278,9 +285,7 @@ export class LocalBroker<T> {
     }
     const ids = [...group.members.keys()].sort();
     const assignment = new Map<string, Partition[]>(ids.map((id) => [id, []]));
-    const topics = new Set<Topic>();
-    for (const m of group.members.values()) for (const t of m[TOPICS]) topics.add(t);
-    const sorted = [...topics].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    const sorted = subscribedTopics(group);
     let k = 0;
     for (const t of sorted) {
       const interested = ids.filter((id) => group.members.get(id)![TOPICS].has(t));
@@ -300,9 +305,7 @@ export class LocalBroker<T> {
     const ids = [...group.members.keys()].sort();
     const target = new Map<string, Partition[]>(ids.map((id) => [id, []]));
     if (ids.length === 0) return target;
-    const topics = new Set<Topic>();
-    for (const m of group.members.values()) for (const t of m[TOPICS]) topics.add(t);
-    const sorted = [...topics].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    const sorted = subscribedTopics(group);
     const all = sorted.flatMap((t) => this.partitions(t));
     const owner = new Map<Partition, string>();
     for (const [id, m] of group.members) for (const p of m.assignment) owner.set(p, id);

@@ -285,11 +285,7 @@ export class LocalConsumer<T> implements Consumer<T> {
       this.#assigned = [...this.#assigned, ...added];
       const start = new Map<Partition, number>();
       for (const p of added) {
-        const committed = g.committed.get(p);
-        start.set(
-          p,
-          committed ?? (this.#initialOffset === "earliest" ? 0 : this.#broker.endOffset(p)),
-        );
+        start.set(p, this.#startOffset(p));
         this.#positions.set(p, start.get(p)!);
       }
       if (added.length > 0) await this.#callbacks.onAssign?.(start);
@@ -298,13 +294,14 @@ export class LocalConsumer<T> implements Consumer<T> {
     this.#assigned = parts;
     this.#paused.clear();
     this.#positions.clear();
-    for (const p of parts) {
-      const committed = g.committed.get(p);
-      const start = committed ??
-        (this.#initialOffset === "earliest" ? 0 : this.#broker.endOffset(p));
-      this.#positions.set(p, start);
-    }
+    for (const p of parts) this.#positions.set(p, this.#startOffset(p));
     if (parts.length > 0) await this.#callbacks.onAssign?.(new Map(this.#positions));
+  }
+
+  /** Where a newly assigned partition starts: the group's commit, else `initialOffset`. */
+  #startOffset(p: Partition): number {
+    return this.#group.committed.get(p) ??
+      (this.#initialOffset === "earliest" ? 0 : this.#broker.endOffset(p));
   }
 
   async #revoke(parts: Partition[] = this.#assigned): Promise<void> {
