@@ -1,6 +1,9 @@
 /**
  * An in-memory broker with topics, partitions, consumer groups, committed offsets and
  * rebalancing between several consumers of one group. Deterministic with a `ManualClock`.
+ * This file holds {@link LocalBroker} (topics, produce, group coordination) and its
+ * {@link LocalProducer}; the group members are in `consumer.ts`, each partition's storage in
+ * `_partition_log.ts`.
  *
  * @module
  */
