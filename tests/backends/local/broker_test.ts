@@ -141,3 +141,20 @@ Deno.test("a third member joins and one leaves while messages flow: every messag
   assert(!wentBack, "committed offsets never moved backwards");
   assert(b.stats.revocations >= 1 && c.stats.assignments >= 1, "rebalances happened");
 });
+
+Deno.test("LocalBroker and its consumers show no internal members by name: what they call on each other is keyed by private symbols", async () => {
+  const broker = new LocalBroker<number>();
+  const topic = broker.createTopic(uniqueTopic(), 1);
+  const consumer = broker.getConsumer("g");
+  consumer.subscribe([topic]);
+  await consumer.poll(0);
+  const names = (o: object) => {
+    const all = new Set<string>(Object.getOwnPropertyNames(o));
+    for (const n of Object.getOwnPropertyNames(Object.getPrototypeOf(o))) all.add(n);
+    return [...all].filter((n) => n.startsWith("_"));
+  };
+  assertEquals(names(broker), []);
+  assertEquals(names(consumer), []);
+  assertEquals(names(broker.getProducer()), []);
+  await consumer.close();
+});
