@@ -84,8 +84,9 @@ import {
   type ResolvedConsumerOptions,
 } from "./config.ts";
 import "./kafkajs_patch.ts";
-import { ConnectionWatch, connectWatched } from "./security.ts";
-import { createKafka, describeError, type KafkaPayload } from "./payload.ts";
+import { ConnectionWatch } from "./security.ts";
+import type { KafkaPayload } from "./payload.ts";
+import { connect, createKafka, describeError } from "./_client.ts";
 import { KafkajsLog } from "./log.ts";
 import { BatchQueue, type Deferred, deferred, type RevokeState } from "./_batch_queue.ts";
 import { errorType, isTransientKafkaError, MEMBERSHIP_TYPES, RevokeInProgress } from "./errors.ts";
@@ -615,7 +616,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     const brokers = o.brokers.join(",");
     try {
       // Typed errors: KafkaAuthenticationError, KafkaTlsError, or a ConsumerError.
-      await connectWatched([consumer.connect(), admin.connect()], watch, o);
+      await connect([consumer.connect(), admin.connect()], watch, o, ConsumerError);
     } catch (e) {
       await this.#teardown();
       throw e;

@@ -488,7 +488,8 @@ function mechanismOf(e: Error, configured: ResolvedSasl | undefined): string {
   return m ? m[1].replace(/ /g, "-").replace(/SHA(\d)/, "SHA-$1") : "SASL";
 }
 
-function* chain(e: unknown): Generator<Error & { code?: unknown }> {
+/** @internal `e`, then the errors it wraps (`cause`), while they are errors: at most 10. */
+export function* chain(e: unknown): Generator<Error & { code?: unknown }> {
   const seen = new Set<unknown>();
   while (e instanceof Error && !seen.has(e) && seen.size < 10) {
     seen.add(e);
@@ -498,50 +499,14 @@ function* chain(e: unknown): Generator<Error & { code?: unknown }> {
 }
 
 /**
- * @internal Connects kafkajs clients (`connects`), failing with a typed error: a
- * {@link KafkaAuthenticationError}, a {@link KafkaTlsError}, or a {@link ConsumerError}
- * naming the brokers and the last connection error once `timeoutMs` has passed.
+ * @internal The typed error for a kafkajs connect failure caused by SASL or TLS (no secrets
+ * in it), or undefined when `e` is no such failure.
  */
-export async function connectWatched(
-  connects: Promise<unknown>[],
-  watch: ConnectionWatch,
-  o: { brokers: string[]; connectTimeoutMs: number; sasl?: ResolvedSasl },
-): Promise<void> {
-  const brokers = o.brokers.join(",");
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const last = watch.last;
-      const closedHint = last === undefined ? "" : ` (last connection error: ${last.message})`;
-      const tlsHint = watch.tlsEnabled && last && /before secure TLS|ECONNRESET/.test(last.message)
-        ? "; ssl is set: does this listener use TLS (SSL or SASL_SSL)?"
-        : "";
-      reject(
-        new ConsumerError(
-          `could not connect to Kafka at ${brokers} within ${o.connectTimeoutMs} ms` +
-            `${closedHint}${tlsHint}; check that the broker runs and that \`brokers\` ` +
-            "(e.g. KAFKA_BROKERS) names it (use 127.0.0.1, not localhost)",
-          last ? { cause: last } : undefined,
-        ),
-      );
-    }, o.connectTimeoutMs);
-  });
-  try {
-    await Promise.race([Promise.all(connects), watch.fatal, timeout]);
-  } catch (e) {
-    throw classifyConnectError(e, brokers, o.sasl);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** @internal Maps a kafkajs connect failure to a typed Sluice error (no secrets in it). */
-export function classifyConnectError(
+export function connectSecurityError(
   e: unknown,
   brokers: string,
   sasl: ResolvedSasl | undefined,
-): Error {
-  if (e instanceof ConsumerError) return e;
+): KafkaAuthenticationError | KafkaTlsError | undefined {
   for (const c of chain(e)) {
     if (c.name === "KafkaJSSASLAuthenticationError") {
       const mechanism = mechanismOf(c, sasl);
@@ -572,11 +537,5 @@ export function classifyConnectError(
       );
     }
   }
-  const last = [...chain(e)].at(-1);
-  return new ConsumerError(
-    `could not connect to Kafka at ${brokers}: ${e instanceof Error ? e.name : ""}: ${
-      last?.message ?? String(e)
-    }; check that the broker runs and that \`brokers\` (e.g. KAFKA_BROKERS) names it`,
-    { cause: e },
-  );
+  return undefined;
 }

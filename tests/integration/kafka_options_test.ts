@@ -13,7 +13,7 @@ import {
   type KafkaProducerOptions,
 } from "../../backends/kafka/mod.ts";
 import { resolveConsumerOptions, resolveProducerOptions } from "../../backends/kafka/config.ts";
-import { classifyConnectError } from "../../backends/kafka/security.ts";
+import { classifyConnectError } from "../../backends/kafka/_client.ts";
 
 const ok: KafkaConsumerOptions = { brokers: "127.0.0.1:9092", group: "g" };
 const PASSWORD = "hunter2-very-secret";
