@@ -115,30 +115,27 @@ export async function connect(
   fail: ClientErrorClass,
 ): Promise<void> {
   const brokers = o.brokers.join(",");
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const last = watch.last;
-      const closedHint = last === undefined ? "" : ` (last connection error: ${last.message})`;
-      const tlsHint = watch.tlsEnabled && last && /before secure TLS|ECONNRESET/.test(last.message)
-        ? "; ssl is set: does this listener use TLS (SSL or SASL_SSL)?"
-        : "";
-      reject(
-        new fail(
+  try {
+    await withTimeout(
+      Promise.race([Promise.all(connects), watch.fatal]),
+      o.connectTimeoutMs,
+      () => {
+        const last = watch.last;
+        const closedHint = last === undefined ? "" : ` (last connection error: ${last.message})`;
+        const tlsHint =
+          watch.tlsEnabled && last && /before secure TLS|ECONNRESET/.test(last.message)
+            ? "; ssl is set: does this listener use TLS (SSL or SASL_SSL)?"
+            : "";
+        return new fail(
           `could not connect to Kafka at ${brokers} within ${o.connectTimeoutMs} ms` +
             `${closedHint}${tlsHint}; check that the broker runs and that \`brokers\` ` +
             "(e.g. KAFKA_BROKERS) names it (use 127.0.0.1, not localhost)",
           last ? { cause: last } : undefined,
-        ),
-      );
-    }, o.connectTimeoutMs);
-  });
-  try {
-    await Promise.race([Promise.all(connects), watch.fatal, timeout]);
+        );
+      },
+    );
   } catch (e) {
     throw classifyConnectError(e, brokers, o.sasl, fail);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

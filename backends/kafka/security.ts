@@ -389,6 +389,45 @@ export function isTlsFailure(e: Error & { code?: unknown }): boolean {
 }
 
 /**
+ * @internal The error for failed SASL credentials (both Kafka backends): names the
+ * mechanism, the user and the brokers, never the password.
+ */
+export function saslFailedError(
+  mechanism: string,
+  sasl: ResolvedSasl | undefined,
+  brokers: string,
+  detail: string,
+  cause: unknown,
+): KafkaAuthenticationError {
+  const who = sasl && "username" in sasl ? ` as user "${sasl.username}"` : "";
+  return new KafkaAuthenticationError(
+    `SASL ${mechanism} authentication${who} at ${brokers} failed: ${detail}; check the ` +
+      "credentials and that the cluster enables this mechanism for them",
+    mechanism,
+    { cause },
+  );
+}
+
+/**
+ * @internal The error for a TLS failure retrying cannot fix (both Kafka backends): the
+ * broker's certificate is not trusted at `where` (an address, or the brokers).
+ */
+export function untrustedCertificateError(
+  where: string,
+  e: Error & { code?: unknown },
+  cause: unknown,
+): KafkaTlsError {
+  return new KafkaTlsError(
+    `TLS handshake with the Kafka broker at ${where} failed: ${e.message}` +
+      `${typeof e.code === "string" && e.code ? ` (${e.code})` : ""}; the broker's ` +
+      "certificate is not trusted: give its CA as ssl: { ca: <PEM text> } (the system's CAs " +
+      "are used otherwise), and check that its certificate names the host you connect to " +
+      "(ssl.servername)",
+    { cause },
+  );
+}
+
+/**
  * @internal Watches the sockets of one kafkajs client, so that a connection failure
  * kafkajs would retry until the deadline (an untrusted certificate, a plaintext client at a
  * TLS listener) fails at once with a typed error, and a timeout names what went wrong.
@@ -458,13 +497,7 @@ export class ConnectionWatch {
               }`,
             { cause: e },
           )
-          : new KafkaTlsError(
-            `TLS handshake with the Kafka broker at ${address} failed: ${e.message}` +
-              `${e.code ? ` (${e.code})` : ""}; the broker's certificate is not trusted: ` +
-              "give its CA as ssl: { ca: <PEM text> } (the system's CAs are used otherwise), " +
-              "and check that its certificate names the host you connect to (ssl.servername)",
-            { cause: e },
-          ),
+          : untrustedCertificateError(address, e, e),
       );
     }
   }
@@ -509,16 +542,8 @@ export function connectSecurityError(
 ): KafkaAuthenticationError | KafkaTlsError | undefined {
   for (const c of chain(e)) {
     if (c.name === "KafkaJSSASLAuthenticationError") {
-      const mechanism = mechanismOf(c, sasl);
-      const who = sasl && "username" in sasl ? ` as user "${sasl.username}"` : "";
-      return new KafkaAuthenticationError(
-        `SASL ${mechanism} authentication${who} at ${brokers} failed: ${
-          c.message.replace(/^SASL .*? authentication failed: /, "")
-        }; check the ` +
-          "credentials and that the cluster enables this mechanism for them",
-        mechanism,
-        { cause: e },
-      );
+      const detail = c.message.replace(/^SASL .*? authentication failed: /, "");
+      return saslFailedError(mechanismOf(c, sasl), sasl, brokers, detail, e);
     }
     if ((c as { type?: unknown }).type === "ILLEGAL_SASL_STATE" && sasl) {
       const mechanism = kafkaMechanismName(sasl.mechanism);
@@ -530,11 +555,7 @@ export function connectSecurityError(
       );
     }
     if (isTlsFailure(c) && !/before secure TLS/.test(c.message)) {
-      return new KafkaTlsError(
-        `TLS connection to Kafka at ${brokers} failed: ${c.message}; check ssl.ca (the CA ` +
-          "that signed the broker's certificate) and ssl.servername",
-        { cause: e },
-      );
+      return untrustedCertificateError(brokers, c, e);
     }
   }
   return undefined;
