@@ -12,19 +12,7 @@ import { BrokerValue, Partition } from "../../types.ts";
 import type { ResolvedConsumerOptions } from "./config.ts";
 import { errorType, isRebalanceError, MEMBERSHIP_TYPES, rebalanceSignal } from "./errors.ts";
 import type { KafkaPayload } from "./payload.ts";
-
-/** A promise and its resolve function. */
-export interface Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
-}
-
-/** A new {@link Deferred}. */
-export function deferred(): Deferred {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => resolve = r);
-  return { promise, resolve };
-}
+import { type Deferred, deferred } from "../_deferred.ts";
 
 /** A partition batch kafkajs handed to `eachBatch`, waiting to be taken by `poll()`. */
 export interface PendingBatch {

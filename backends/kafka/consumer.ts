@@ -88,7 +88,9 @@ import { ConnectionWatch } from "./security.ts";
 import type { KafkaPayload } from "./payload.ts";
 import { connect, createKafka, describeError } from "./_client.ts";
 import { KafkajsLog } from "./log.ts";
-import { BatchQueue, type Deferred, deferred, type RevokeState } from "./_batch_queue.ts";
+import { BatchQueue, type RevokeState } from "./_batch_queue.ts";
+import { type Deferred, deferred } from "../_deferred.ts";
+import { checkAssigned, checkOpen, checkSeekOffsets } from "../_assignment.ts";
 import { errorType, isTransientKafkaError, MEMBERSHIP_TYPES, RevokeInProgress } from "./errors.ts";
 
 function commitKey(topic: string, partition: number, offset: string): string {
@@ -361,11 +363,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   seek(offsets: ReadonlyMap<Partition, number>): void {
     this.#checkOpen();
     this.#checkAssigned([...offsets.keys()], "seek");
-    for (const [p, o] of offsets) {
-      if (!Number.isInteger(o) || o < 0) {
-        throw new ConsumerError(`cannot seek ${p} to ${o}: offsets are integers >= 0`);
-      }
-    }
+    checkSeekOffsets(offsets);
     for (const [p, o] of offsets) {
       this.#seekKafkajs(p, o);
       this.#positions.set(p, o);
@@ -881,23 +879,11 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   }
 
   #checkOpen(): void {
-    if (this.#closed) {
-      throw new ClosedError(
-        `KafkaConsumer of group "${this.#o.group}" is closed; create a new one`,
-      );
-    }
+    checkOpen(this.#closed, `KafkaConsumer of group "${this.#o.group}"`);
   }
 
   #checkAssigned(partitions: readonly Partition[], what: string): void {
-    for (const p of partitions) {
-      if (!this.#assigned.has(p)) {
-        throw new ConsumerError(
-          `cannot ${what} ${p}: it is not assigned to ${
-            this.#memberId || "this member"
-          } (assigned: ${[...this.#assigned].map(String).join(", ") || "none"})`,
-        );
-      }
-    }
+    checkAssigned(partitions, this.#assigned, what, this.#memberId);
   }
 }
 

@@ -12,6 +12,8 @@
 import { Consumer as PltConsumer } from "@platformatic/kafka";
 import type { AssignmentCallbacks, Consumer } from "../abstract.ts";
 import { sleepUnless, systemClock } from "../../clock.ts";
+import { type Deferred, deferred } from "../_deferred.ts";
+import { checkAssigned, checkOpen, checkSeekOffsets } from "../_assignment.ts";
 import { BrokerValue, type Committable, Partition, type Topic } from "../../types.ts";
 import { ClosedError, ConfigurationError, ConsumerError, InvalidStateError } from "../../errors.ts";
 import type { KafkaHeaders, KafkaPayload } from "../kafka/payload.ts";
@@ -28,17 +30,6 @@ import {
   securityError,
 } from "./errors.ts";
 import { withTimeout } from "../kafka/_client.ts";
-
-interface Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
-}
-
-function deferred(): Deferred {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => resolve = r);
-  return { promise, resolve };
-}
 
 /** Finds a library symbol by its description on `obj` or its prototypes. */
 function librarySymbol(obj: object, description: string): symbol {
@@ -231,11 +222,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
   seek(offsets: ReadonlyMap<Partition, number>): void {
     this.#checkOpen();
     this.#checkAssigned([...offsets.keys()], "seek");
-    for (const [p, o] of offsets) {
-      if (!Number.isInteger(o) || o < 0) {
-        throw new ConsumerError(`cannot seek ${p} to ${o}: offsets are non-negative integers`);
-      }
-    }
+    checkSeekOffsets(offsets);
     for (const [p, o] of offsets) {
       this.#positions.set(p, o);
       this.#buffered.delete(p); // fetched from the old position
@@ -722,19 +709,11 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
   }
 
   #checkOpen(): void {
-    if (this.#closed) throw new ClosedError("consumer is closed; create a new consumer");
+    checkOpen(this.#closed, `PlatformaticConsumer of group "${this.#o.group}"`);
   }
 
   #checkAssigned(partitions: readonly Partition[], what: string): void {
-    for (const p of partitions) {
-      if (!this.#positions.has(p)) {
-        throw new ConsumerError(
-          `cannot ${what} ${p}: it is not assigned to ${this.memberId} (assigned: ${
-            [...this.#positions.keys()].map(String).join(", ") || "none"
-          })`,
-        );
-      }
-    }
+    checkAssigned(partitions, this.#positions.keys(), what, this.memberId);
   }
 }
 

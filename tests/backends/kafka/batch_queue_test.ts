@@ -7,10 +7,9 @@ import type { EachBatchPayload } from "kafkajs";
 import {
   BatchQueue,
   type BatchQueueHost,
-  type Deferred,
-  deferred,
   type RevokeState,
 } from "../../../backends/kafka/_batch_queue.ts";
+import { type Deferred, deferred } from "../../../backends/_deferred.ts";
 import { Partition } from "../../../types.ts";
 
 const P0 = Partition.of("t", 0);
