@@ -6,7 +6,7 @@
  * @module
  */
 import { Kafka, type KafkaConfig, type logLevel as LogLevelEnum } from "kafkajs";
-import { ConsumerError, type SluiceError } from "../../errors.ts";
+import { ConsumerError, type SluiceError, UnknownTopicError } from "../../errors.ts";
 import { kafkajsLogLevel, type ResolvedClientOptions } from "./config.ts";
 import { KafkajsLog } from "./log.ts";
 import {
@@ -160,5 +160,19 @@ export function classifyConnectError(
       last?.message ?? String(e)
     }; check that the broker runs and that \`brokers\` (e.g. KAFKA_BROKERS) names it`,
     { cause: e },
+  );
+}
+
+/**
+ * @internal The error for `topics` missing on the cluster at `brokers`: Sluice never creates
+ * topics, so it says how to.
+ */
+export function unknownTopicError(topics: readonly string[], brokers: string): UnknownTopicError {
+  const many = topics.length > 1;
+  return new UnknownTopicError(
+    `topic${many ? "s" : ""} ${topics.map((t) => `"${t}"`).join(", ")} ` +
+      `do${many ? "" : "es"} not exist on ${brokers}; create ${many ? "them" : "it"} ` +
+      "first (KafkaAdmin.createTopics, or kafka-topics.sh --create): Sluice never auto-creates " +
+      "topics",
   );
 }

@@ -86,7 +86,7 @@ import {
 import "./kafkajs_patch.ts";
 import { ConnectionWatch } from "./security.ts";
 import type { KafkaPayload } from "./payload.ts";
-import { connect, createKafka, describeError } from "./_client.ts";
+import { connect, createKafka, describeError, unknownTopicError } from "./_client.ts";
 import { KafkajsLog } from "./log.ts";
 import { BatchQueue, type RevokeState } from "./_batch_queue.ts";
 import { type Deferred, deferred } from "../_deferred.ts";
@@ -623,12 +623,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       const existing = new Set(await admin.listTopics());
       const missing = this.#topics.filter((t) => !existing.has(t.name));
       if (missing.length > 0) {
-        throw new UnknownTopicError(
-          `topic${missing.length > 1 ? "s" : ""} ${missing.map((t) => `"${t.name}"`).join(", ")} ` +
-            `do${missing.length > 1 ? "" : "es"} not exist on ${brokers}; create ${
-              missing.length > 1 ? "them" : "it"
-            } first (KafkaAdmin.createTopics, or kafka-topics.sh --create): Sluice never auto-creates topics`,
-        );
+        throw unknownTopicError(missing.map((t) => t.name), brokers);
       }
       consumer.on(consumer.events.GROUP_JOIN, (e) => this.#onGroupJoin(e.payload));
       consumer.on(consumer.events.REBALANCING, () => this.#onRebalancing());

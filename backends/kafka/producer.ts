@@ -13,13 +13,7 @@ import {
 import type { Producer } from "../abstract.ts";
 import { macrotask } from "../../clock.ts";
 import { BrokerValue, Partition, Topic } from "../../types.ts";
-import {
-  ClosedError,
-  ConfigurationError,
-  ProducerError,
-  SluiceError,
-  UnknownTopicError,
-} from "../../errors.ts";
+import { ClosedError, ConfigurationError, ProducerError, SluiceError } from "../../errors.ts";
 import {
   type KafkaProducerOptions,
   type ResolvedProducerOptions,
@@ -27,7 +21,7 @@ import {
 } from "./config.ts";
 import "./kafkajs_patch.ts";
 import type { KafkaPayload } from "./payload.ts";
-import { connect, createKafka, describeError } from "./_client.ts";
+import { connect, createKafka, describeError, unknownTopicError } from "./_client.ts";
 import { ConnectionWatch } from "./security.ts";
 
 /** A delivery to Kafka failed; `cause` holds kafkajs's error. */
@@ -161,12 +155,7 @@ export class KafkaProducer implements Producer<KafkaPayload> {
       p = (async () => {
         const existing = await this.#admin!.listTopics();
         if (!existing.includes(topic.name)) {
-          throw new UnknownTopicError(
-            `topic "${topic.name}" does not exist on ${
-              this.#o.brokers.join(",")
-            }; create it first ` +
-              "(KafkaAdmin.createTopics, or kafka-topics.sh --create): Sluice never auto-creates topics",
-          );
+          throw unknownTopicError([topic.name], this.#o.brokers.join(","));
         }
         const md = await this.#admin!.fetchTopicMetadata({ topics: [topic.name] });
         return md.topics[0].partitions.map((q) => ({
