@@ -122,7 +122,8 @@ interface PartitionState {
  *
  * @example
  * ```ts
- * import { ConsumerMeter, ManualClock, Phase } from "@sluice/sluice";
+ * import { ManualClock } from "@sluice/sluice";
+ * import { ConsumerMeter, Phase } from "./consumer.ts";
  * const clock = new ManualClock(0);
  * const stats = { iterations: 0, messagesPolled: 0, pauses: 0, resumes: 0, backpressureMs: 0, invalidMessages: 0 };
  * const meter = new ConsumerMeter(clock, stats, {});

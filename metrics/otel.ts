@@ -118,7 +118,8 @@ export type SeriesAttributes = Readonly<Record<string, string | number | boolean
  *
  * @example
  * ```ts
- * import { MetricSeries, systemClock } from "@sluice/sluice";
+ * import { systemClock } from "../clock.ts";
+ * import { MetricSeries } from "./otel.ts";
  * const series = new MetricSeries({ "messaging.system": "kafka" });
  * const parse = series.stepStats("parse", systemClock);
  * console.log(parse.attributes); // { "messaging.system": "kafka", step: "parse" }
@@ -179,7 +180,7 @@ const bindings = new WeakMap<MeterProvider, SluiceMetrics>();
  * const sluiceMetrics = SluiceMetrics.for(metrics.getMeterProvider());
  * ```
  */
-export class SluiceMetrics implements StepMetricsSource {
+export class SluiceMetrics {
   /**
    * The meter every instrument belongs to.
    * @internal An OpenTelemetry type, for Sluice's metrics binding only.
@@ -241,6 +242,7 @@ export class SluiceMetrics implements StepMetricsSource {
   /**
    * The series with exactly these `attributes` (created on first use). Processors with the
    * same attributes (same system, group and client id) add up in one series.
+   * @internal For the processor.
    */
   series(attributes: SeriesAttributes): MetricSeries {
     const key = keyOf(attributes);
@@ -252,12 +254,18 @@ export class SluiceMetrics implements StepMetricsSource {
     return s;
   }
 
-  /** The totals of steps named `name` in the series without attributes. Used by steps. */
+  /**
+   * The totals of steps named `name` in the series without attributes.
+   * @internal For steps (it makes a binding a step's `metrics` source).
+   */
   stepStats(name: string, clock: Clock): StepStats {
     return this.#default.stepStats(name, clock);
   }
 
-  /** Every step's totals in the series without attributes, by name. */
+  /**
+   * Every step's totals in the series without attributes, by name.
+   * @internal For tests and the status view.
+   */
   get steps(): ReadonlyMap<string, StepStats> {
     return this.#default.steps;
   }
@@ -265,6 +273,7 @@ export class SluiceMetrics implements StepMetricsSource {
   /**
    * Registers a processor's meter in `series` (default: the one of the meter's
    * attributes); its numbers are reported until {@link SluiceMetrics.retire}.
+   * @internal For the processor.
    */
   addConsumer(meter: ConsumerMeter, series?: MetricSeries): void {
     const s = series ?? this.series(meter.attributes);
@@ -273,7 +282,10 @@ export class SluiceMetrics implements StepMetricsSource {
     s.consumers.add(meter);
   }
 
-  /** A processor stopped: its totals are kept (counters never go back), its gauges go. */
+  /**
+   * A processor stopped: its totals are kept (counters never go back), its gauges go.
+   * @internal For the processor.
+   */
   retire(meter: ConsumerMeter): void {
     for (const s of this.#series.values()) {
       if (!s.consumers.delete(meter)) continue;

@@ -154,7 +154,9 @@ interface Snapshot {
  *
  * @example
  * ```ts
- * import { ConsumerMeter, ManualClock, StatusWindow } from "@sluice/sluice";
+ * import { ManualClock } from "@sluice/sluice";
+ * import { ConsumerMeter } from "./consumer.ts";
+ * import { StatusWindow } from "./status.ts";
  * const clock = new ManualClock(0);
  * const counters = { iterations: 0, messagesPolled: 0, pauses: 0, resumes: 0, backpressureMs: 0, invalidMessages: 0 };
  * const window = new StatusWindow(clock, new Map(), new ConsumerMeter(clock, counters, {}));
@@ -347,7 +349,8 @@ function seconds(ms: number): string {
  *
  * @example
  * ```ts
- * import { describeState, type StreamProcessor } from "@sluice/sluice";
+ * import type { StreamProcessor } from "@sluice/sluice";
+ * import { describeState } from "./status.ts";
  * function state(processor: StreamProcessor<string>): string {
  *   return describeState(processor.status()); // e.g. "backpressured for 3.2 s, fetching paused"
  * }
@@ -382,7 +385,8 @@ function percent(x: number): string {
  *
  * @example
  * ```ts
- * import { renderStatus, type StreamProcessor } from "@sluice/sluice";
+ * import type { StreamProcessor } from "@sluice/sluice";
+ * import { renderStatus } from "@sluice/sluice/status";
  * function show(processor: StreamProcessor<string>): void {
  *   console.log(renderStatus(processor.status()));
  * }
@@ -435,7 +439,8 @@ export function renderStatus(s: ProcessorStatus): string {
  *
  * @example
  * ```ts
- * import { renderStatusLine, type StreamProcessor } from "@sluice/sluice";
+ * import type { StreamProcessor } from "@sluice/sluice";
+ * import { renderStatusLine } from "@sluice/sluice/status";
  * function log(processor: StreamProcessor<string>): void {
  *   console.log(renderStatusLine(processor.status()));
  * }
