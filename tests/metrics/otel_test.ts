@@ -11,6 +11,7 @@ import {
   type MetricData,
   MetricReader,
 } from "@opentelemetry/sdk-metrics";
+import type { MeterProvider as ApiMeterProvider, MetricOptions } from "@opentelemetry/api";
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { macrotask, ManualClock } from "../../clock.ts";
 import { ConsumerMeter } from "../../metrics/consumer.ts";
@@ -25,6 +26,7 @@ import { CommitPolicy } from "../../processing/commit_policy.ts";
 import { StreamProcessor } from "../../processing/processor.ts";
 import type { Commit, ProcessingStrategy } from "../../strategies/abstract.ts";
 import { CommitOffsets, highestOffsets } from "../../strategies/commit_offsets.ts";
+import { FilterStep } from "../../strategies/filter.ts";
 import { HealthServer } from "../../strategies/healthcheck.ts";
 import { RunTask } from "../../strategies/run_task.ts";
 import { type StepOptions, StreamStep } from "../../strategies/stream_step.ts";
@@ -604,4 +606,176 @@ Deno.test("probes: a real processor blocked in a revoke's join is 'rebalancing' 
   } finally {
     await server.close();
   }
+});
+
+/** A provider whose meters note every instrument created: kind, name, unit, description. */
+function recordingProvider(inner: MeterProvider, created: string[]): ApiMeterProvider {
+  const kinds: Record<string, string> = {
+    createHistogram: "histogram",
+    createObservableCounter: "counter",
+    createObservableGauge: "gauge",
+  };
+  return {
+    getMeter(name, version, options) {
+      const meter = inner.getMeter(name, version, options);
+      return new Proxy(meter, {
+        get(target, key) {
+          const value = Reflect.get(target, key);
+          const kind = typeof key === "string" ? kinds[key] : undefined;
+          if (kind === undefined || typeof value !== "function") return value;
+          return (n: string, o: MetricOptions) => {
+            const buckets = o.advice?.explicitBucketBoundaries;
+            created.push(
+              `${kind} ${n} ${o.unit} "${o.description}"${buckets ? ` [${buckets}]` : ""}`,
+            );
+            return value.call(target, n, o);
+          };
+        },
+      });
+    },
+  };
+}
+
+Deno.test("instruments: every name, kind, unit, description and attribute set, as registered", async () => {
+  const created: string[] = [];
+  const reader = new InMemoryReader();
+  const provider = recordingProvider(new MeterProvider({ readers: [reader] }), created);
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<string>({ clock });
+  broker.createTopic("orders", 1);
+  for (let i = 0; i < 6; i++) broker.produce("orders", `m${i}`);
+  let sink: SlowSink | undefined;
+  const processor = new StreamProcessor<string>({
+    consumer: broker.getConsumer("g"),
+    topics: ["orders"],
+    clock,
+    meterProvider: provider,
+    commitPolicy: CommitPolicy.IMMEDIATE,
+    pollTimeoutMs: 0,
+    pauseAfterMs: 50,
+    joinTimeoutMs: 0,
+    handleSignals: false,
+    factory: {
+      createWithPartitions(commit) {
+        sink = new SlowSink(commit, { name: "sink", clock, ...ONE });
+        return new FilterStep((m: Message<string>) => m.payload !== "m1", sink, {
+          name: "filter",
+          clock,
+          ...ONE,
+        });
+      },
+    },
+  });
+  const attributes = new Map<string, Set<string>>();
+  const observe = async () => {
+    for (const m of (await collect(reader)).values()) {
+      const seen = attributes.get(m.descriptor.name) ?? new Set();
+      attributes.set(m.descriptor.name, seen);
+      for (const d of m.dataPoints) {
+        for (const [k, v] of Object.entries(d.attributes)) {
+          seen.add(["status", "kind", "reason", "step", "origin"].includes(k) ? `${k}=${v}` : k);
+        }
+      }
+    }
+  };
+  for (let i = 0; i < 4; i++) {
+    const once = processor.runOnce();
+    await settle();
+    await clock.advance(100);
+    await once;
+    await settle();
+  }
+  while (sink!.release()) await settle();
+  for (let i = 0; i < 4; i++) {
+    await processor.runOnce();
+    await settle();
+    while (sink!.release()) await settle();
+  }
+  await observe();
+  processor.signalShutdown();
+  await processor.run();
+  await observe();
+  const seen = Object.fromEntries([...attributes].map(([n, s]) => [n, [...s].sort().join(" ")]));
+  const buckets = ` [${DURATION_BUCKETS_S}]`;
+  assertEquals(created, [
+    'histogram sluice.step.send_backpressure.duration s "Duration of each episode in which this step rejected its upstream"' +
+    buckets,
+    'histogram sluice.step.receive_backpressure.duration s "Duration of each episode in which this step\'s downstream rejected it"' +
+    buckets,
+    'histogram sluice.consumer.commit.duration s "Latency of offset commits"' + buckets,
+    'histogram sluice.consumer.latency s "Message timestamp to commit, sampled per commit and partition"' +
+    buckets,
+    'counter sluice.step.messages {message} "Messages accepted by this step"',
+    'counter sluice.step.dropped_messages {message} "Messages this step dropped on purpose (filtered, shed), by reason"',
+    'counter sluice.step.send_backpressure.rejections {rejection} "Rejections: this step rejected its upstream (its queue was full)"',
+    'counter sluice.step.send_backpressure.time s "Time spent rejecting its upstream, open episodes included, by origin (the step where the pressure started); its rate is the share of time"',
+    'counter sluice.step.receive_backpressure.rejections {rejection} "Rejections: this step\'s downstream rejected it"',
+    'counter sluice.step.receive_backpressure.time s "Time spent rejected by its downstream, open episodes included, by origin (the step where the pressure started); its rate is the share of time"',
+    'counter sluice.consumer.iterations {iteration} "Processor loop iterations"',
+    'counter sluice.consumer.messages {message} "Messages received from the consumer"',
+    'counter sluice.consumer.poll.time s "Time spent in consumer.poll"',
+    'counter sluice.consumer.processing.time s "Time spent in strategy.poll and strategy.submit"',
+    'counter sluice.consumer.backpressure.time s "Time from a first rejection until the held message was accepted (open episode included)"',
+    'counter sluice.consumer.join.time s "Time spent closing and joining the pipeline on revoke and shutdown"',
+    'counter sluice.consumer.pauses {pause} "Times all partitions were paused for backpressure"',
+    'counter sluice.consumer.resumes {resume} "Times paused partitions were resumed"',
+    'counter sluice.consumer.invalid_messages {message} "Invalid messages reported by the pipeline"',
+    'counter sluice.consumer.stuck_episodes {episode} "Times the loop did not advance for stuckTimeoutMs"',
+    'counter sluice.consumer.dlq.messages {message} "Invalid messages whose dead-letter delivery was confirmed"',
+    'counter sluice.consumer.dlq.dropped_messages {message} "Invalid messages dropped (and counted) by the DLQ policy instead of dead-lettered"',
+    'counter sluice.consumer.dlq.evicted_messages {message} "Raw messages evicted from the DLQ buffer because it was full"',
+    'counter sluice.consumer.commits {commit} "Offset commits, by status"',
+    'counter sluice.consumer.rebalances {callback} "Assignment and revocation callbacks (attribute kind)"',
+    'counter sluice.consumer.partition_assignments {partition} "Partitions assigned, summed over assignments"',
+    'counter sluice.consumer.partition_revocations {partition} "Partitions revoked, summed over revocations"',
+    'gauge sluice.consumer.assigned_partitions {partition} "Partitions currently assigned"',
+    'gauge sluice.consumer.lag {message} "End offset minus committed offset, per partition"',
+    'gauge sluice.consumer.stalled_time s "Per partition: how long it has had lag while its committed offset did not move (0 while it progresses or has no lag)"',
+  ]);
+  // Every point has the series attributes; these are the others seen per instrument.
+  const series = ["messaging.client.id", "messaging.consumer.group.name", "messaging.system"];
+  const and = (...others: string[]) => [...series, ...others].sort().join(" ");
+  const destination = ["messaging.destination.name", "messaging.destination.partition.id"];
+  assertEquals(seen, {
+    "sluice.step.send_backpressure.duration": and(
+      "origin=filter",
+      "origin=sink",
+      "step=filter",
+      "step=sink",
+    ),
+    "sluice.step.receive_backpressure.duration": and("origin=sink", "step=filter"),
+    "sluice.consumer.commit.duration": and(),
+    "sluice.consumer.latency": and(...destination),
+    "sluice.step.messages": and("step=filter", "step=sink"),
+    "sluice.step.dropped_messages": and("reason=filtered", "step=filter"),
+    "sluice.step.send_backpressure.rejections": and("step=filter", "step=sink"),
+    "sluice.step.send_backpressure.time": and(
+      "origin=filter",
+      "origin=sink",
+      "step=filter",
+      "step=sink",
+    ),
+    "sluice.step.receive_backpressure.rejections": and("step=filter", "step=sink"),
+    "sluice.step.receive_backpressure.time": and("origin=sink", "step=filter"),
+    "sluice.consumer.iterations": and(),
+    "sluice.consumer.messages": and(),
+    "sluice.consumer.poll.time": and(),
+    "sluice.consumer.processing.time": and(),
+    "sluice.consumer.backpressure.time": and(),
+    "sluice.consumer.join.time": and(),
+    "sluice.consumer.pauses": and(),
+    "sluice.consumer.resumes": and(),
+    "sluice.consumer.invalid_messages": and(),
+    "sluice.consumer.stuck_episodes": and(),
+    "sluice.consumer.dlq.messages": and(),
+    "sluice.consumer.dlq.dropped_messages": and(),
+    "sluice.consumer.dlq.evicted_messages": and(),
+    "sluice.consumer.commits": and("status=error", "status=ok"),
+    "sluice.consumer.rebalances": and("kind=assign", "kind=revoke"),
+    "sluice.consumer.partition_assignments": and(),
+    "sluice.consumer.partition_revocations": and(),
+    "sluice.consumer.assigned_partitions": and(),
+    "sluice.consumer.lag": and(...destination),
+    "sluice.consumer.stalled_time": and(...destination),
+  });
 });
