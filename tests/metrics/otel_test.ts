@@ -15,7 +15,7 @@ import type { MeterProvider as ApiMeterProvider, MetricOptions } from "@opentele
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { macrotask, ManualClock } from "../../clock.ts";
 import { ConsumerMeter } from "../../metrics/consumer.ts";
-import { DURATION_BUCKETS_S } from "../../metrics/otel.ts";
+import { DURATION_BUCKETS_S, INSTRUMENTS } from "../../metrics/otel.ts";
 import {
   type ProcessorStatus,
   renderStatus,
@@ -778,4 +778,15 @@ Deno.test("instruments: every name, kind, unit, description and attribute set, a
     "sluice.consumer.lag": and(...destination),
     "sluice.consumer.stalled_time": and(...destination),
   });
+});
+
+Deno.test("docs/observability.md's metrics tables list exactly the instruments (name, type, unit)", async () => {
+  const doc = await Deno.readTextFile(new URL("../../docs/observability.md", import.meta.url));
+  const row = /^\| `(sluice\.[\w.]+)`\s*\| (counter|gauge|histogram)\s*\| `([^`]+)`/;
+  const documented = doc.split("\n").flatMap((line) => {
+    const m = row.exec(line);
+    return m ? [`${m[1]} ${m[2]} ${m[3]}`] : [];
+  });
+  const registered = INSTRUMENTS.map((i) => `${i.name} ${i.kind} ${i.unit}`);
+  assertEquals(documented.toSorted(), registered.toSorted());
 });
