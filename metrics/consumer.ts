@@ -12,7 +12,11 @@ import type { Committable, Partition } from "../types.ts";
 import type { HistogramBuffer } from "./buffer.ts";
 import type { SeriesAttributes } from "./otel.ts";
 
-/** What the processor loop is doing; time is accounted to the current phase. */
+/**
+ * What the processor loop is doing; time is accounted to the current phase. The processor's
+ * own state, defined here because the processor imports it from metrics (a leaf: metrics
+ * imports neither processing/ nor strategies/).
+ */
 export const Phase: {
   readonly Idle: 0;
   readonly Poll: 1;
