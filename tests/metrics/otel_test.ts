@@ -9,11 +9,14 @@ import {
   type HistogramMetricData,
   MeterProvider,
   type MetricData,
-  MetricReader,
 } from "@opentelemetry/sdk-metrics";
-import type { MeterProvider as ApiMeterProvider, MetricOptions } from "@opentelemetry/api";
+import {
+  type MeterProvider as ApiMeterProvider,
+  type MetricOptions,
+  metrics as otelApi,
+} from "@opentelemetry/api";
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import { macrotask, ManualClock } from "../../clock.ts";
+import { ManualClock } from "../../clock.ts";
 import { ConsumerMeter } from "../../metrics/consumer.ts";
 import { DURATION_BUCKETS_S, INSTRUMENTS } from "../../metrics/otel.ts";
 import {
@@ -25,22 +28,23 @@ import {
 import { CommitPolicy } from "../../processing/commit_policy.ts";
 import { StreamProcessor } from "../../processing/processor.ts";
 import type { Commit, ProcessingStrategy } from "../../strategies/abstract.ts";
-import { CommitOffsets, highestOffsets } from "../../strategies/commit_offsets.ts";
+import { CommitOffsets } from "../../strategies/commit_offsets.ts";
 import { FilterStep } from "../../strategies/filter.ts";
 import { HealthServer } from "../../strategies/healthcheck.ts";
 import { RunTask } from "../../strategies/run_task.ts";
-import { type StepOptions, StreamStep } from "../../strategies/stream_step.ts";
 import { type Message, Partition } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
-
-class InMemoryReader extends MetricReader {
-  protected onShutdown(): Promise<void> {
-    return Promise.resolve();
-  }
-  protected onForceFlush(): Promise<void> {
-    return Promise.resolve();
-  }
-}
+import {
+  InMemoryReader,
+  meterProvider,
+  ONE,
+  openEpisodes,
+  settle,
+  slowPipeline,
+  SlowSink,
+  Snapshot,
+  tp,
+} from "../_support/metrics.ts";
 
 async function collect(reader: InMemoryReader): Promise<Map<string, MetricData>> {
   const { resourceMetrics, errors } = await reader.collect();
@@ -51,35 +55,6 @@ async function collect(reader: InMemoryReader): Promise<Map<string, MetricData>>
   }
   return out;
 }
-
-async function settle(): Promise<void> {
-  for (let i = 0; i < 5; i++) await macrotask();
-}
-
-/** Holds every chunk until `release()`, then commits it. */
-class SlowSink extends StreamStep<string, never> {
-  readonly #holds: Array<() => void> = [];
-  readonly #commit: Commit;
-  constructor(commit: Commit, options: StepOptions) {
-    super("slow_sink", undefined, options);
-    this.#commit = commit;
-  }
-  protected process(batch: Message<string>[]): Promise<void> {
-    return new Promise((resolve) => {
-      this.#holds.push(() => {
-        this.#commit(highestOffsets(batch));
-        resolve();
-      });
-    });
-  }
-  release(): boolean {
-    const h = this.#holds.shift();
-    h?.();
-    return h !== undefined;
-  }
-}
-
-const ONE = { highWaterMark: 1, chunkSize: 1 } as const;
 
 /** LocalBroker → parse (RunTask) → enrich (RunTask) → sink (held), every queue one deep. */
 function backpressured(pauseAfterMs: number) {
@@ -606,6 +581,119 @@ Deno.test("probes: a real processor blocked in a revoke's join is 'rebalancing' 
   } finally {
     await server.close();
   }
+});
+
+Deno.test("metrics flow to the global provider once one is set, in seconds", async () => {
+  const reader = new InMemoryReader();
+  const global = new MeterProvider({ readers: [reader] });
+  otelApi.setGlobalMeterProvider(global);
+  try {
+    const p = slowPipeline(3, { meterProvider: undefined });
+    await openEpisodes(p, 10);
+    p.sink().release();
+    p.sink().release();
+    p.processor.signalShutdown();
+    await p.processor.run();
+    const { resourceMetrics } = await reader.collect();
+    const s = new Snapshot(resourceMetrics.scopeMetrics.flatMap((sm) => sm.metrics));
+    assertEquals(s.value("sluice.consumer.messages"), 3);
+    assert(s.value("sluice.step.messages", { step: "parse" })! >= 2);
+    assertEquals(s.unit("sluice.consumer.backpressure.time"), "s");
+    assertEquals(s.value("sluice.consumer.backpressure.time"), 10); // ms, read back from 0.01 s
+  } finally {
+    otelApi.disable();
+  }
+});
+
+for (
+  const [label, extra] of [["meterProvider: null", { meterProvider: null }], ["metrics: false", {
+    metrics: false,
+  }]] as const
+) {
+  Deno.test(`${label}: nothing reaches a global provider`, async () => {
+    const reader = new InMemoryReader();
+    const global = new MeterProvider({ readers: [reader] });
+    otelApi.setGlobalMeterProvider(global);
+    try {
+      const p = slowPipeline(3, extra);
+      await openEpisodes(p, 10);
+      p.sink().release();
+      p.sink().release();
+      p.processor.signalShutdown();
+      await p.processor.run();
+      const { resourceMetrics } = await reader.collect();
+      const points = resourceMetrics.scopeMetrics.flatMap((sm) =>
+        sm.metrics.flatMap((m): unknown[] => m.dataPoints)
+      );
+      assertEquals(points, []);
+      // meterProvider: null keeps the status view's numbers; metrics: false turns them off.
+      const steps = p.processor.status().steps.map((x) => x.name);
+      assertEquals(steps, "metrics" in extra ? [] : ["parse", "sink"]);
+    } finally {
+      otelApi.disable();
+    }
+  });
+}
+
+Deno.test("processors sharing a provider are separate series (messaging.* attributes); a stopped one keeps its counters", async () => {
+  const { provider, snapshot } = meterProvider();
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<number>({ clock });
+  broker.createTopic("shared-a", 1);
+  broker.createTopic("shared-b", 1);
+  for (let i = 0; i < 3; i++) broker.produce("shared-a", i);
+  for (let i = 0; i < 5; i++) broker.produce("shared-b", i);
+  const make = (topic: string) =>
+    new StreamProcessor<number>({
+      consumer: broker.getConsumer(`g-${topic}`),
+      topics: [topic],
+      clock,
+      meterProvider: provider,
+      commitPolicy: CommitPolicy.IMMEDIATE,
+      pollTimeoutMs: 0,
+      handleSignals: false,
+      factory: {
+        createWithPartitions: (commit) => new CommitOffsets(commit, { name: "commit", clock }),
+      },
+    });
+  const a = make("shared-a");
+  const b = make("shared-b");
+  await a.runOnce();
+  await b.runOnce();
+  await settle();
+  let s = await snapshot();
+  const series = (group: string, client: string) => ({
+    "messaging.system": "sluice_local",
+    "messaging.consumer.group.name": group,
+    "messaging.client.id": client,
+  });
+  const sa = series("g-shared-a", "g-shared-a-member-000001");
+  const sb = series("g-shared-b", "g-shared-b-member-000001");
+  assertEquals(s.value("sluice.consumer.messages", sa), 3);
+  assertEquals(s.value("sluice.consumer.messages", sb), 5);
+  assertEquals(s.value("sluice.step.messages", { ...sa, step: "commit" }), 3);
+  assertEquals(s.value("sluice.step.messages", { ...sb, step: "commit" }), 5);
+  assertEquals(s.value("sluice.consumer.assigned_partitions", sa), 1);
+  assertEquals(s.value("sluice.consumer.assigned_partitions", sb), 1);
+  assertEquals(s.value("sluice.consumer.lag", { ...sa, ...tp("shared-a", 0) }), 0);
+  assertEquals(s.value("sluice.consumer.lag", tp("shared-a", 0)), 0);
+  assertEquals(s.value("sluice.consumer.lag", tp("shared-b", 0)), 0);
+  a.signalShutdown();
+  await a.run();
+  s = await snapshot();
+  assertEquals(
+    s.value("sluice.consumer.messages", sa),
+    3,
+    "a's counters are kept after it stopped",
+  );
+  assertEquals(s.value("sluice.consumer.assigned_partitions", sb), 1);
+  // (The SDK, with cumulative temporality, keeps repeating the last lag it saw for
+  // shared-a; Sluice no longer observes it.)
+  broker.produce("shared-b", 99);
+  s = await snapshot();
+  assertEquals(s.value("sluice.consumer.lag", tp("shared-b", 0)), 1);
+  b.signalShutdown();
+  await b.run();
 });
 
 /** A provider whose meters note every instrument created: kind, name, unit, description. */
