@@ -232,3 +232,62 @@ export async function openEpisodes(p: SlowPipeline, at: number): Promise<void> {
   await settle();
   assert(p.processor.backpressured, "the processor holds a rejected message");
 }
+
+/** LocalBroker → parse (RunTask) → enrich (RunTask) → sink (held), every queue one deep. */
+export function backpressured(pauseAfterMs: number) {
+  const clock = new ManualClock(0);
+  const broker = new LocalBroker<string>({ clock });
+  broker.createTopic("orders", 1);
+  for (let i = 0; i < 5; i++) broker.produce("orders", `m${i}`);
+  const reader = new InMemoryReader();
+  const provider = new MeterProvider({ readers: [reader] });
+  let sink: SlowSink | undefined;
+  const processor = new StreamProcessor<string>({
+    consumer: broker.getConsumer("g"),
+    topics: ["orders"],
+    clock,
+    meterProvider: provider,
+    commitPolicy: CommitPolicy.IMMEDIATE,
+    pollTimeoutMs: 0,
+    pauseAfterMs,
+    handleSignals: false,
+    factory: {
+      createWithPartitions(commit) {
+        sink = new SlowSink(commit, { name: "sink", clock, ...ONE });
+        const enrich = new RunTask((m: Message<string>) => `${m.payload}!`, sink, {
+          name: "enrich",
+          clock,
+          ...ONE,
+        });
+        return new RunTask((m: Message<string>) => m.payload.toUpperCase(), enrich, {
+          name: "parse",
+          clock,
+          ...ONE,
+        });
+      },
+    },
+  });
+  return { clock, broker, processor, reader, sink: () => sink! };
+}
+
+/** Runs the loop until the pipeline is full and the processor holds a rejected message. */
+export async function fill(p: ReturnType<typeof backpressured>, stepMs: number, steps: number) {
+  for (let i = 0; i < steps; i++) {
+    const once = p.processor.runOnce();
+    await settle();
+    await p.clock.advance(stepMs);
+    await once;
+    await settle();
+  }
+}
+
+/** One collection, indexed by metric name (no errors allowed). */
+export async function collect(reader: InMemoryReader): Promise<Map<string, MetricData>> {
+  const { resourceMetrics, errors } = await reader.collect();
+  assertEquals(errors, []);
+  const out = new Map<string, MetricData>();
+  for (const m of resourceMetrics.scopeMetrics.flatMap((s) => s.metrics)) {
+    out.set(m.descriptor.name, m);
+  }
+  return out;
+}
