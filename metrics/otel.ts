@@ -22,13 +22,30 @@ import { type ConsumerMeter, Phase } from "./consumer.ts";
 import { EpisodeStats } from "./episode.ts";
 import { type BackpressureSide, type StepMetricsSource, StepStats } from "./step.ts";
 
-/** The instrumentation scope name of every Sluice instrument. */
+/**
+ * The instrumentation scope name of every Sluice instrument: select them by it, e.g. in an
+ * SDK View (`meterName: METER_NAME`).
+ *
+ * @example
+ * ```ts
+ * import { METER_NAME } from "@sluice/sluice";
+ * console.log(METER_NAME); // "@sluice/sluice"
+ * ```
+ */
 export const METER_NAME = "@sluice/sluice";
 
 /**
  * Bucket boundaries (seconds) of Sluice's duration histograms, given to the SDK as advice:
  * OpenTelemetry's messaging buckets (5 ms to 10 s), with 1 ms below and 30 s, 1 min and
  * 5 min above for long backpressure episodes.
+ *
+ * @example
+ * ```ts
+ * import { DURATION_BUCKETS_S } from "@sluice/sluice";
+ * // The same buckets for a histogram of your own:
+ * const advice = { explicitBucketBoundaries: [...DURATION_BUCKETS_S] };
+ * console.log(advice.explicitBucketBoundaries.at(-1)); // 300 (5 min)
+ * ```
  */
 export const DURATION_BUCKETS_S: readonly number[] = [
   0.001,
@@ -339,7 +356,16 @@ type Observe = (result: ObservableResult) => void;
 
 /**
  * Attributes of one series of Sluice's metrics, e.g.
- * `{ "messaging.system": "kafka", "messaging.consumer.group.name": "orders" }`.
+ * `{ "messaging.system": "kafka", "messaging.consumer.group.name": "orders" }`; a
+ * processor's `metricAttributes` add to them.
+ *
+ * @example
+ * ```ts
+ * import type { SeriesAttributes, StreamProcessorOptions } from "@sluice/sluice";
+ * // Two processors of one group in one process, kept apart in the metrics:
+ * const metricAttributes: SeriesAttributes = { worker: "a" };
+ * const options: Partial<StreamProcessorOptions<string>> = { metricAttributes };
+ * ```
  */
 export type SeriesAttributes = Readonly<Record<string, string | number | boolean>>;
 
