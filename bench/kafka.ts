@@ -42,6 +42,7 @@ import type { Message, Partition } from "../mod.ts";
 import type { KafkaPayload } from "../backends/kafka/mod.ts";
 import { kafkaAvailability } from "../scripts/kafka_env.ts";
 import { runChildJson } from "./lib.ts";
+import { deleteTopic, fillTopic, medianOf } from "./kafka_topic.ts";
 
 function flag(name: string, dflt: number): number {
   const a = Deno.args.find((x) => x.startsWith(`--${name}=`));
@@ -77,35 +78,7 @@ const reuse = Deno.args.find((a) => a.startsWith("--topic="))?.slice("--topic=".
 const topic = reuse ?? `sluice-bench-${crypto.randomUUID().slice(0, 8)}`;
 
 async function setUp(): Promise<void> {
-  if (reuse !== undefined) return;
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic, numPartitions: PARTITIONS }],
-    waitForLeaders: true,
-  });
-  await admin.disconnect();
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
-  await producer.connect();
-  const value = "x".repeat(BYTES);
-  const started = performance.now();
-  const batch = 5000;
-  const inFlight: Promise<unknown>[] = [];
-  for (let i = 0; i < MESSAGES; i += batch) {
-    const n = Math.min(batch, MESSAGES - i);
-    const messages = Array.from(
-      { length: n },
-      (_, j) => ({ value, partition: (i + j) % PARTITIONS }),
-    );
-    inFlight.push(producer.send({ topic, messages, acks: 1 }));
-    if (inFlight.length >= 8) await inFlight.shift();
-  }
-  await Promise.all(inFlight);
-  await producer.disconnect();
-  const s = (performance.now() - started) / 1000;
-  console.error(
-    `produced ${MESSAGES} x ${BYTES} B to ${topic} (${PARTITIONS} partitions) in ${s.toFixed(1)} s`,
-  );
+  if (reuse === undefined) await fillTopic(kafka, topic, PARTITIONS, MESSAGES, BYTES);
 }
 
 async function tearDown(): Promise<void> {
@@ -113,10 +86,7 @@ async function tearDown(): Promise<void> {
     console.error(`kept topic ${topic}`);
     return;
   }
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [topic], timeout: 10_000 }).catch(() => {});
-  await admin.disconnect();
+  await deleteTopic(kafka, topic);
 }
 
 interface Result {
@@ -594,10 +564,6 @@ console.log(
     `Deno ${Deno.version.deno}\n`,
 );
 // Medians: on a shared machine single runs move by ±30%, and the best run flatters.
-const medianOf = (v: number[]): number => {
-  v.sort((a, b) => a - b);
-  return v.length % 2 === 1 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-};
 const median = (name: string) => medianOf(results.filter((r) => r.name === name).map(rate));
 const medianCpu = (name: string) =>
   medianOf(results.filter((r) => r.name === name).map((r) => r.cpuNs));
