@@ -12,8 +12,9 @@
  * Options: `--messages=N` (default 1 000 000), `--bytes=N` per message (default 100),
  * `--partitions=N` (default 4), `--rounds=N` (default 2; the order of the consumers is
  * reversed every other round), `--keep-topic`, `--topic=NAME` (reuse a kept topic),
- * `--only=LIST` (any of kafkajs, kafkajs-fixed, kafkajs1, poll, sluice, sluice-young4,
- * sluice-lowmem, sluice-platformatic, raw-platformatic, rdkafka, rdkafka-1s, arroyo),
+ * `--only=LIST` (any of kafkajs, kafkajs-fixed, kafkajs-small, kafkajs1, poll, sluice,
+ * sluice-10m, sluice-young4, sluice-lowmem, sluice-platformatic, raw-platformatic, rdkafka,
+ * rdkafka-1s, arroyo),
  * `--arroyo-messages=N` (default 300 000: Python Arroyo reads only the first N). Brokers:
  * `KAFKA_BROKERS`, else 127.0.0.1:19092.
  *
@@ -56,7 +57,14 @@ const MESSAGES = flag("messages", 1_000_000);
 const BYTES = flag("bytes", 100);
 const PARTITIONS = flag("partitions", 4);
 const ROUNDS = flag("rounds", 2);
+/**
+ * The fetch settings of the hand-written kafkajs consumer (kafkajs's own defaults) and of
+ * `sluice-10m` (Sluice's defaults before issue 20). The `sluice` run passes only
+ * `maxWaitTimeMs` and so measures Sluice's defaults (512 KiB responses, 256 KiB per partition).
+ */
 const FETCH = { maxWaitTimeMs: 100, maxBytes: 10 * 1024 * 1024, maxBytesPerPartition: 1024 * 1024 };
+/** Sluice's default fetch sizes, for `kafkajs-small` (the same consumer with them). */
+const SMALL_FETCH = { ...FETCH, maxBytes: 512 * 1024, maxBytesPerPartition: 256 * 1024 };
 
 // `--run=NAME`: this process is one consumer run, started by the driver below.
 const RUN = Deno.args.find((a) => a.startsWith("--run="))?.slice("--run=".length);
@@ -139,12 +147,12 @@ const rssSampler = {
  * The hand-written kafkajs consumer: eachBatch, manual commits once per second.
  * `concurrency` is kafkajs's partitionsConsumedConcurrently (Sluice's KafkaConsumer uses 64).
  */
-async function baseline(concurrency: number): Promise<Result> {
+async function baseline(concurrency: number, fetch: typeof FETCH = FETCH): Promise<Result> {
   const consumer = kafka.consumer({
     groupId: `bench-kafkajs-${crypto.randomUUID().slice(0, 8)}`,
-    maxWaitTimeInMs: FETCH.maxWaitTimeMs,
-    maxBytes: FETCH.maxBytes,
-    maxBytesPerPartition: FETCH.maxBytesPerPartition,
+    maxWaitTimeInMs: fetch.maxWaitTimeMs,
+    maxBytes: fetch.maxBytes,
+    maxBytesPerPartition: fetch.maxBytesPerPartition,
     allowAutoTopicCreation: false,
   });
   await consumer.connect();
@@ -195,7 +203,13 @@ async function baseline(concurrency: number): Promise<Result> {
   await consumer.disconnect();
   if (bytes !== MESSAGES * BYTES) throw new Error(`baseline read ${bytes} bytes`);
   return {
-    name: `kafkajs eachBatch, hand-written (partitionsConsumedConcurrently ${concurrency})`,
+    name: `kafkajs eachBatch, hand-written (partitionsConsumedConcurrently ${concurrency})${
+      fetch === FETCH
+        ? ""
+        : `, maxBytes ${fetch.maxBytes >> 10} KiB, maxBytesPerPartition ${
+          fetch.maxBytesPerPartition >> 10
+        } KiB`
+    }`,
     seconds,
     messages: count,
     cpuNs: cpu * 1000 / count,
@@ -203,7 +217,10 @@ async function baseline(concurrency: number): Promise<Result> {
 }
 
 /** Sluice: KafkaConsumer → StreamProcessor → RunTask → CommitOffsets, commits once per second. */
-async function sluice(fetch: typeof FETCH = FETCH, label = ""): Promise<Result> {
+async function sluice(
+  fetch: Partial<typeof FETCH> = { maxWaitTimeMs: FETCH.maxWaitTimeMs },
+  label = "",
+): Promise<Result> {
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { KafkaConsumer } = await import("../backends/kafka/mod.ts");
   let count = 0;
@@ -264,7 +281,7 @@ async function sluicePlatformatic(): Promise<Result> {
     consumer: new PlatformaticConsumer({
       brokers: brokers!,
       group: `bench-plt-${crypto.randomUUID().slice(0, 8)}`,
-      ...FETCH,
+      maxWaitTimeMs: FETCH.maxWaitTimeMs,
       logLevel: "nothing",
     }),
     topics: [topic],
@@ -360,7 +377,7 @@ async function pollLoop(): Promise<Result> {
   const consumer = new KafkaConsumer({
     brokers: brokers!,
     group: `bench-poll-${crypto.randomUUID().slice(0, 8)}`,
-    ...FETCH,
+    maxWaitTimeMs: FETCH.maxWaitTimeMs,
     logLevel: "nothing",
   });
   consumer.subscribe([topic]);
@@ -408,7 +425,7 @@ async function pollLoop(): Promise<Result> {
  * `sluice-lowmem` also fetches 256 KiB per partition and 1 MiB per response.
  */
 const LOW_MEMORY_RUNS: Record<string, () => Promise<Result>> = {
-  "sluice-young4": () => sluice(FETCH, ", --max-semi-space-size=4"),
+  "sluice-young4": () => sluice(undefined, ", --max-semi-space-size=4"),
   "sluice-lowmem": () =>
     sluice(
       { ...FETCH, maxBytes: 1024 * 1024, maxBytesPerPartition: 256 * 1024 },
@@ -427,9 +444,11 @@ const RUNS: Record<string, () => Promise<Result>> = {
     const r = await baseline(64);
     return { ...r, name: `${r.name} + Sluice's kafkajs fixes` };
   },
+  "kafkajs-small": () => baseline(64, SMALL_FETCH),
   kafkajs1: () => baseline(1),
   poll: pollLoop,
   sluice: () => sluice(),
+  "sluice-10m": () => sluice(FETCH, ", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)"),
   ...LOW_MEMORY_RUNS,
   "sluice-platformatic": sluicePlatformatic,
   "raw-platformatic": rawPlatformatic,
