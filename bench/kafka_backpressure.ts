@@ -13,8 +13,8 @@
  *
  * Options: `--messages=N` waiting (default 1 500 000), `--bytes=N` (100), `--partitions=N`
  * (4), `--rounds=N` (2), `--settle=S` seconds after the pause before measuring (3),
- * `--hold=S` seconds measured (10), `--only=LIST` (sluice, sluice-young4, kafkajs,
- * deno-idle, arroyo), `--topic=NAME` / `--keep-topic` as in bench/kafka.ts. Brokers:
+ * `--hold=S` seconds measured (10), `--only=LIST` (sluice, sluice-10m, sluice-young4,
+ * kafkajs, deno-idle, arroyo), `--topic=NAME` / `--keep-topic` as in bench/kafka.ts. Brokers:
  * `KAFKA_BROKERS`, else the development broker. Python Arroyo runs with `$ARROYO_PYTHON`
  * (a virtualenv with `pip install confluent-kafka sentry-arroyo`), skipped when it cannot
  * import them.
@@ -22,8 +22,9 @@
  * Each run reports the time from start to pause, the CPU of the whole process (all
  * threads) over the hold as a percentage of one core, and its RSS: the median of samples
  * every 200 ms over the hold, the last sample, and the kernel's high-water mark (which
- * includes the fetching before the pause). Sluice and kafkajs use Sluice's default fetch
- * sizes (`maxBytes` 10 MiB, `maxBytesPerPartition` 1 MiB); Arroyo uses its own librdkafka
+ * includes the fetching before the pause). Sluice uses its default fetch sizes (`maxBytes`
+ * 512 KiB, `maxBytesPerPartition` 256 KiB; `sluice-10m` the earlier 10 MiB / 1 MiB), kafkajs
+ * its own (10 MiB / 1 MiB); Arroyo uses its own librdkafka
  * defaults (`queued.max.messages.kbytes` 50 000, pause after 5 s of backpressure).
  * `deno-idle` is a Deno process that only sleeps: the runtime's own floor.
  *
@@ -114,7 +115,7 @@ async function measure(name: string, t0: number, paused: () => boolean): Promise
 }
 
 /** Sluice with the default KafkaConsumer options; the only step rejects every message. */
-async function sluice(label: string): Promise<Result> {
+async function sluice(label: string, fetch: Record<string, number> = {}): Promise<Result> {
   const t0 = performance.now();
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { MessageRejected } = await import("../errors.ts");
@@ -124,6 +125,7 @@ async function sluice(label: string): Promise<Result> {
       brokers: brokers!,
       group: `bench-bp-${crypto.randomUUID().slice(0, 8)}`,
       logLevel: "nothing",
+      ...fetch,
     }),
     topics: [topic],
     commitPolicy: CommitPolicy.ONCE_PER_SECOND,
@@ -178,6 +180,11 @@ function denoIdle(): Promise<Result> {
 const RUNS: Record<string, () => Promise<Result>> = {
   sluice: () => sluice(""),
   "sluice-young4": () => sluice(", --max-semi-space-size=4"),
+  "sluice-10m": () =>
+    sluice(", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)", {
+      maxBytes: 10 * 1024 * 1024,
+      maxBytesPerPartition: 1024 * 1024,
+    }),
   kafkajs,
   "deno-idle": denoIdle,
 };
