@@ -26,13 +26,9 @@ import {
   resolveProducerOptions,
 } from "./config.ts";
 import "./kafkajs_patch.ts";
-import { createKafka, describeError, type KafkaPayload } from "./payload.ts";
-import {
-  ConnectionWatch,
-  connectWatched,
-  KafkaAuthenticationError,
-  KafkaTlsError,
-} from "./security.ts";
+import type { KafkaPayload } from "./payload.ts";
+import { connect, createKafka, describeError } from "./_client.ts";
+import { ConnectionWatch } from "./security.ts";
 
 /** A delivery to Kafka failed; `cause` holds kafkajs's error. */
 export class ProduceError extends SluiceError {}
@@ -152,12 +148,10 @@ export class KafkaProducer implements Producer<KafkaPayload> {
     });
     try {
       // Typed errors: KafkaAuthenticationError, KafkaTlsError; anything else a ProducerError.
-      await connectWatched([this.#producer.connect(), this.#admin.connect()], watch, o);
+      await connect([this.#producer.connect(), this.#admin.connect()], watch, o, ProducerError);
     } catch (e) {
       await this.#teardown();
-      if (e instanceof KafkaAuthenticationError || e instanceof KafkaTlsError) throw e;
-      if (e instanceof ProducerError) throw e;
-      throw new ProducerError(e instanceof Error ? e.message : String(e), { cause: e });
+      throw e;
     }
   }
 
