@@ -41,17 +41,16 @@ import process from "node:process";
 // Types only: a `kafkajs` run must not load Sluice (its Kafka backend patches kafkajs).
 import type { Message, Partition } from "../mod.ts";
 import type { KafkaPayload } from "../backends/kafka/mod.ts";
-import { kafkaAvailability } from "../scripts/kafka_env.ts";
 import { runChildJson } from "./lib.ts";
-import { deleteTopic, fillTopic, medianOf } from "./kafka_topic.ts";
-
-function flag(name: string, dflt: number): number {
-  const a = Deno.args.find((x) => x.startsWith(`--${name}=`));
-  if (a === undefined) return dflt;
-  const n = Number(a.slice(name.length + 3).replaceAll("_", ""));
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer`);
-  return n;
-}
+import {
+  benchBrokers,
+  deleteTopic,
+  fillTopic,
+  medianOf,
+  numberFlag as flag,
+  pythonMissing,
+  runKafkaPython,
+} from "./kafka_lib.ts";
 
 const MESSAGES = flag("messages", 1_000_000);
 const BYTES = flag("bytes", 100);
@@ -68,13 +67,7 @@ const SMALL_FETCH = { ...FETCH, maxBytes: 512 * 1024, maxBytesPerPartition: 256 
 
 // `--run=NAME`: this process is one consumer run, started by the driver below.
 const RUN = Deno.args.find((a) => a.startsWith("--run="))?.slice("--run=".length);
-const { brokers, reason } = RUN === undefined
-  ? await kafkaAvailability()
-  : { brokers: Deno.env.get("KAFKA_BROKERS") ?? null, reason: "KAFKA_BROKERS not set" };
-if (brokers === null) {
-  console.error(`no Kafka broker: ${reason}`);
-  Deno.exit(1);
-}
+const brokers = await benchBrokers(RUN !== undefined);
 const kafka = new Kafka({
   clientId: "sluice-bench",
   brokers: brokers.split(","),
@@ -491,45 +484,20 @@ const PYTHON = Deno.env.get("ARROYO_PYTHON") ?? "python3";
 /** Python Arroyo polls one message at a time (~0.1 M msg/s): it reads the first N only. */
 const ARROYO_MESSAGES = Math.min(MESSAGES, flag("arroyo-messages", 300_000));
 
-/** Why the Python baselines cannot run, or null when they can. */
-async function pythonMissing(): Promise<string | null> {
-  try {
-    const out = await new Deno.Command(PYTHON, {
-      args: ["-c", "import confluent_kafka, arroyo"],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (out.success) return null;
-    const err = new TextDecoder().decode(out.stderr).trim().split("\n").pop();
-    return `${PYTHON} cannot import confluent_kafka and arroyo (${err})`;
-  } catch (e) {
-    return `${PYTHON} not runnable (${(e as Error).message})`;
-  }
-}
-
 /** Runs one Python baseline in a fresh process. */
 async function runPython(name: string): Promise<Result> {
-  const script = new URL("./kafka_python.py", import.meta.url).pathname;
   const messages = name === "arroyo" ? ARROYO_MESSAGES : MESSAGES;
-  const out = await new Deno.Command(PYTHON, {
-    args: [
-      script,
-      ...PYTHON_RUNS[name],
-      "--brokers",
-      brokers!,
-      "--topic",
-      topic,
-      "--messages",
-      String(messages),
-      "--bytes",
-      String(BYTES),
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error(`${script} ${name} failed (exit ${out.code})`);
-  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-  return JSON.parse(lines[lines.length - 1]) as Result;
+  return await runKafkaPython<Result>(PYTHON, [
+    ...PYTHON_RUNS[name],
+    "--brokers",
+    brokers!,
+    "--topic",
+    topic,
+    "--messages",
+    String(messages),
+    "--bytes",
+    String(BYTES),
+  ]);
 }
 
 await setUp();
@@ -547,7 +515,7 @@ try {
     }
   }
   if (wanted.some((w) => PYTHON_RUNS[w] !== undefined)) {
-    const missing = await pythonMissing();
+    const missing = await pythonMissing(PYTHON);
     if (missing !== null) {
       console.error(
         `skipping the librdkafka and Python Arroyo baselines: ${missing}; ` +

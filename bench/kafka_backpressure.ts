@@ -34,26 +34,24 @@ import { Kafka, logLevel } from "kafkajs";
 import process from "node:process";
 import type { KafkaPayload } from "../backends/kafka/mod.ts";
 import type { Message } from "../mod.ts";
-import { kafkaAvailability } from "../scripts/kafka_env.ts";
 import { machineNotes, runChildJson } from "./lib.ts";
-import { deleteTopic, fillTopic, medianOf } from "./kafka_topic.ts";
+import {
+  benchBrokers,
+  deleteTopic,
+  fillTopic,
+  medianOf,
+  numberFlag,
+  pythonMissing,
+  runKafkaPython,
+  textFlag as text,
+} from "./kafka_lib.ts";
 
-function flag(name: string, dflt: number): number {
-  const a = Deno.args.find((x) => x.startsWith(`--${name}=`));
-  if (a === undefined) return dflt;
-  const n = Number(a.slice(name.length + 3).replaceAll("_", ""));
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number`);
-  return n;
-}
-const text = (name: string) =>
-  Deno.args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
-
-const MESSAGES = flag("messages", 1_500_000);
-const BYTES = flag("bytes", 100);
-const PARTITIONS = flag("partitions", 4);
-const ROUNDS = flag("rounds", 2);
-const SETTLE_S = flag("settle", 3);
-const HOLD_S = flag("hold", 10);
+const MESSAGES = numberFlag("messages", 1_500_000);
+const BYTES = numberFlag("bytes", 100);
+const PARTITIONS = numberFlag("partitions", 4);
+const ROUNDS = numberFlag("rounds", 2);
+const SETTLE_S = numberFlag("settle", 3, true);
+const HOLD_S = numberFlag("hold", 10, true);
 const RUN = text("run");
 
 /** One run's figures. */
@@ -72,13 +70,7 @@ interface Result {
   external?: number;
 }
 
-const { brokers, reason } = RUN === undefined
-  ? await kafkaAvailability()
-  : { brokers: Deno.env.get("KAFKA_BROKERS") ?? null, reason: "KAFKA_BROKERS not set" };
-if (brokers === null) {
-  console.error(`no Kafka broker: ${reason}`);
-  Deno.exit(1);
-}
+const brokers = await benchBrokers(RUN !== undefined);
 const topic = text("topic") ?? `sluice-bp-bench-${crypto.randomUUID().slice(0, 8)}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const cpuUs = () => {
@@ -201,29 +193,21 @@ if (RUN !== undefined) {
 
 const PYTHON = Deno.env.get("ARROYO_PYTHON") ?? "python3";
 
-async function pythonReady(): Promise<boolean> {
-  try {
-    const out = await new Deno.Command(PYTHON, {
-      args: ["-c", "import confluent_kafka, arroyo"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success;
-  } catch {
-    return false;
-  }
-}
-
-async function runPythonArroyo(): Promise<Result> {
-  const script = new URL("./kafka_python.py", import.meta.url).pathname;
-  const args = [script, "--mode", "arroyo-paused", "--brokers", brokers!, "--topic", topic];
-  args.push("--messages", String(MESSAGES), "--settle", String(SETTLE_S));
-  args.push("--hold", String(HOLD_S));
-  const out = await new Deno.Command(PYTHON, { args, stdout: "piped", stderr: "inherit" })
-    .output();
-  if (!out.success) throw new Error(`${script} arroyo-paused failed (exit ${out.code})`);
-  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-  return JSON.parse(lines[lines.length - 1]) as Result;
+function runPythonArroyo(): Promise<Result> {
+  return runKafkaPython<Result>(PYTHON, [
+    "--mode",
+    "arroyo-paused",
+    "--brokers",
+    brokers!,
+    "--topic",
+    topic,
+    "--messages",
+    String(MESSAGES),
+    "--settle",
+    String(SETTLE_S),
+    "--hold",
+    String(HOLD_S),
+  ]);
 }
 
 function runOne(name: string): Promise<Result> {
@@ -246,10 +230,11 @@ try {
       throw new Error(`--only: use ${[...Object.keys(RUNS), "arroyo"].join(", ")}`);
     }
   }
-  if (wanted.includes("arroyo") && !(await pythonReady())) {
+  const missing = wanted.includes("arroyo") ? await pythonMissing(PYTHON) : null;
+  if (missing !== null) {
     console.error(
-      `skipping Python Arroyo: ${PYTHON} cannot import confluent_kafka and arroyo ` +
-        "(set ARROYO_PYTHON to a virtualenv's python with `pip install confluent-kafka sentry-arroyo`)",
+      `skipping Python Arroyo: ${missing} (set ARROYO_PYTHON to a virtualenv's python with ` +
+        "`pip install confluent-kafka sentry-arroyo`)",
     );
     wanted = wanted.filter((w) => w !== "arroyo");
   }
