@@ -13,8 +13,8 @@
  * `--partitions=N` (default 4), `--rounds=N` (default 2; the order of the consumers is
  * reversed every other round), `--keep-topic`, `--topic=NAME` (reuse a kept topic),
  * `--only=LIST` (any of kafkajs, kafkajs-fixed, kafkajs-small, kafkajs1, poll, sluice,
- * sluice-10m, sluice-young4, sluice-lowmem, sluice-platformatic, raw-platformatic, rdkafka,
- * rdkafka-1s, arroyo),
+ * sluice-10m, sluice-young4, sluice-lowmem, sluice-platformatic, sluice-platformatic-10m,
+ * raw-platformatic, rdkafka, rdkafka-1s, arroyo),
  * `--arroyo-messages=N` (default 300 000: Python Arroyo reads only the first N). Brokers:
  * `KAFKA_BROKERS`, else 127.0.0.1:19092.
  *
@@ -261,7 +261,10 @@ async function sluice(
 }
 
 /** Sluice on the platformatic backend: the same pipeline as `sluice`, PlatformaticConsumer. */
-async function sluicePlatformatic(): Promise<Result> {
+async function sluicePlatformatic(
+  fetch: Partial<typeof FETCH> = { maxWaitTimeMs: FETCH.maxWaitTimeMs },
+  label = "",
+): Promise<Result> {
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { PlatformaticConsumer } = await import("../backends/platformatic/mod.ts");
   let count = 0;
@@ -274,7 +277,7 @@ async function sluicePlatformatic(): Promise<Result> {
     consumer: new PlatformaticConsumer({
       brokers: brokers!,
       group: `bench-plt-${crypto.randomUUID().slice(0, 8)}`,
-      maxWaitTimeMs: FETCH.maxWaitTimeMs,
+      ...fetch,
       logLevel: "nothing",
     }),
     topics: [topic],
@@ -301,7 +304,7 @@ async function sluicePlatformatic(): Promise<Result> {
   await processor.run();
   if (bytes !== MESSAGES * BYTES) throw new Error(`sluice-platformatic read ${bytes} bytes`);
   return {
-    name: "Sluice StreamProcessor on PlatformaticConsumer",
+    name: `Sluice StreamProcessor on PlatformaticConsumer${label}`,
     seconds: (ended - started) / 1000,
     messages: count,
     cpuNs: cpu * 1000 / count,
@@ -443,7 +446,9 @@ const RUNS: Record<string, () => Promise<Result>> = {
   sluice: () => sluice(),
   "sluice-10m": () => sluice(FETCH, ", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)"),
   ...LOW_MEMORY_RUNS,
-  "sluice-platformatic": sluicePlatformatic,
+  "sluice-platformatic": () => sluicePlatformatic(),
+  "sluice-platformatic-10m": () =>
+    sluicePlatformatic(FETCH, ", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)"),
   "raw-platformatic": rawPlatformatic,
 };
 
