@@ -12,8 +12,9 @@
  * Options: `--messages=N` (default 1 000 000), `--bytes=N` per message (default 100),
  * `--partitions=N` (default 4), `--rounds=N` (default 2; the order of the consumers is
  * reversed every other round), `--keep-topic`, `--topic=NAME` (reuse a kept topic),
- * `--only=LIST` (any of kafkajs, kafkajs-fixed, kafkajs1, poll, sluice, sluice-young4,
- * sluice-lowmem, sluice-platformatic, raw-platformatic, rdkafka, rdkafka-1s, arroyo),
+ * `--only=LIST` (any of kafkajs, kafkajs-fixed, kafkajs-small, kafkajs1, poll, sluice,
+ * sluice-10m, sluice-young4, sluice-lowmem, sluice-platformatic, sluice-platformatic-10m,
+ * raw-platformatic, rdkafka, rdkafka-1s, arroyo),
  * `--arroyo-messages=N` (default 300 000: Python Arroyo reads only the first N). Brokers:
  * `KAFKA_BROKERS`, else 127.0.0.1:19092.
  *
@@ -40,32 +41,33 @@ import process from "node:process";
 // Types only: a `kafkajs` run must not load Sluice (its Kafka backend patches kafkajs).
 import type { Message, Partition } from "../mod.ts";
 import type { KafkaPayload } from "../backends/kafka/mod.ts";
-import { kafkaAvailability } from "../scripts/kafka_env.ts";
 import { runChildJson } from "./lib.ts";
-
-function flag(name: string, dflt: number): number {
-  const a = Deno.args.find((x) => x.startsWith(`--${name}=`));
-  if (a === undefined) return dflt;
-  const n = Number(a.slice(name.length + 3).replaceAll("_", ""));
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer`);
-  return n;
-}
+import {
+  benchBrokers,
+  deleteTopic,
+  fillTopic,
+  medianOf,
+  numberFlag as flag,
+  pythonMissing,
+  runKafkaPython,
+} from "./kafka_lib.ts";
 
 const MESSAGES = flag("messages", 1_000_000);
 const BYTES = flag("bytes", 100);
 const PARTITIONS = flag("partitions", 4);
 const ROUNDS = flag("rounds", 2);
+/**
+ * The fetch settings of the hand-written kafkajs consumer (kafkajs's own defaults) and of
+ * `sluice-10m` (Sluice's defaults before issue 20). The `sluice` run passes only
+ * `maxWaitTimeMs` and so measures Sluice's defaults (512 KiB responses, 256 KiB per partition).
+ */
 const FETCH = { maxWaitTimeMs: 100, maxBytes: 10 * 1024 * 1024, maxBytesPerPartition: 1024 * 1024 };
+/** Sluice's default fetch sizes, for `kafkajs-small` (the same consumer with them). */
+const SMALL_FETCH = { ...FETCH, maxBytes: 512 * 1024, maxBytesPerPartition: 256 * 1024 };
 
 // `--run=NAME`: this process is one consumer run, started by the driver below.
 const RUN = Deno.args.find((a) => a.startsWith("--run="))?.slice("--run=".length);
-const { brokers, reason } = RUN === undefined
-  ? await kafkaAvailability()
-  : { brokers: Deno.env.get("KAFKA_BROKERS") ?? null, reason: "KAFKA_BROKERS not set" };
-if (brokers === null) {
-  console.error(`no Kafka broker: ${reason}`);
-  Deno.exit(1);
-}
+const brokers = await benchBrokers(RUN !== undefined);
 const kafka = new Kafka({
   clientId: "sluice-bench",
   brokers: brokers.split(","),
@@ -77,35 +79,7 @@ const reuse = Deno.args.find((a) => a.startsWith("--topic="))?.slice("--topic=".
 const topic = reuse ?? `sluice-bench-${crypto.randomUUID().slice(0, 8)}`;
 
 async function setUp(): Promise<void> {
-  if (reuse !== undefined) return;
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic, numPartitions: PARTITIONS }],
-    waitForLeaders: true,
-  });
-  await admin.disconnect();
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
-  await producer.connect();
-  const value = "x".repeat(BYTES);
-  const started = performance.now();
-  const batch = 5000;
-  const inFlight: Promise<unknown>[] = [];
-  for (let i = 0; i < MESSAGES; i += batch) {
-    const n = Math.min(batch, MESSAGES - i);
-    const messages = Array.from(
-      { length: n },
-      (_, j) => ({ value, partition: (i + j) % PARTITIONS }),
-    );
-    inFlight.push(producer.send({ topic, messages, acks: 1 }));
-    if (inFlight.length >= 8) await inFlight.shift();
-  }
-  await Promise.all(inFlight);
-  await producer.disconnect();
-  const s = (performance.now() - started) / 1000;
-  console.error(
-    `produced ${MESSAGES} x ${BYTES} B to ${topic} (${PARTITIONS} partitions) in ${s.toFixed(1)} s`,
-  );
+  if (reuse === undefined) await fillTopic(kafka, topic, PARTITIONS, MESSAGES, BYTES);
 }
 
 async function tearDown(): Promise<void> {
@@ -113,10 +87,7 @@ async function tearDown(): Promise<void> {
     console.error(`kept topic ${topic}`);
     return;
   }
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [topic], timeout: 10_000 }).catch(() => {});
-  await admin.disconnect();
+  await deleteTopic(kafka, topic);
 }
 
 interface Result {
@@ -169,12 +140,12 @@ const rssSampler = {
  * The hand-written kafkajs consumer: eachBatch, manual commits once per second.
  * `concurrency` is kafkajs's partitionsConsumedConcurrently (Sluice's KafkaConsumer uses 64).
  */
-async function baseline(concurrency: number): Promise<Result> {
+async function baseline(concurrency: number, fetch: typeof FETCH = FETCH): Promise<Result> {
   const consumer = kafka.consumer({
     groupId: `bench-kafkajs-${crypto.randomUUID().slice(0, 8)}`,
-    maxWaitTimeInMs: FETCH.maxWaitTimeMs,
-    maxBytes: FETCH.maxBytes,
-    maxBytesPerPartition: FETCH.maxBytesPerPartition,
+    maxWaitTimeInMs: fetch.maxWaitTimeMs,
+    maxBytes: fetch.maxBytes,
+    maxBytesPerPartition: fetch.maxBytesPerPartition,
     allowAutoTopicCreation: false,
   });
   await consumer.connect();
@@ -225,7 +196,13 @@ async function baseline(concurrency: number): Promise<Result> {
   await consumer.disconnect();
   if (bytes !== MESSAGES * BYTES) throw new Error(`baseline read ${bytes} bytes`);
   return {
-    name: `kafkajs eachBatch, hand-written (partitionsConsumedConcurrently ${concurrency})`,
+    name: `kafkajs eachBatch, hand-written (partitionsConsumedConcurrently ${concurrency})${
+      fetch === FETCH
+        ? ""
+        : `, maxBytes ${fetch.maxBytes >> 10} KiB, maxBytesPerPartition ${
+          fetch.maxBytesPerPartition >> 10
+        } KiB`
+    }`,
     seconds,
     messages: count,
     cpuNs: cpu * 1000 / count,
@@ -233,7 +210,10 @@ async function baseline(concurrency: number): Promise<Result> {
 }
 
 /** Sluice: KafkaConsumer → StreamProcessor → RunTask → CommitOffsets, commits once per second. */
-async function sluice(fetch: typeof FETCH = FETCH, label = ""): Promise<Result> {
+async function sluice(
+  fetch: Partial<typeof FETCH> = { maxWaitTimeMs: FETCH.maxWaitTimeMs },
+  label = "",
+): Promise<Result> {
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { KafkaConsumer } = await import("../backends/kafka/mod.ts");
   let count = 0;
@@ -281,7 +261,10 @@ async function sluice(fetch: typeof FETCH = FETCH, label = ""): Promise<Result> 
 }
 
 /** Sluice on the platformatic backend: the same pipeline as `sluice`, PlatformaticConsumer. */
-async function sluicePlatformatic(): Promise<Result> {
+async function sluicePlatformatic(
+  fetch: Partial<typeof FETCH> = { maxWaitTimeMs: FETCH.maxWaitTimeMs },
+  label = "",
+): Promise<Result> {
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { PlatformaticConsumer } = await import("../backends/platformatic/mod.ts");
   let count = 0;
@@ -294,7 +277,7 @@ async function sluicePlatformatic(): Promise<Result> {
     consumer: new PlatformaticConsumer({
       brokers: brokers!,
       group: `bench-plt-${crypto.randomUUID().slice(0, 8)}`,
-      ...FETCH,
+      ...fetch,
       logLevel: "nothing",
     }),
     topics: [topic],
@@ -321,7 +304,7 @@ async function sluicePlatformatic(): Promise<Result> {
   await processor.run();
   if (bytes !== MESSAGES * BYTES) throw new Error(`sluice-platformatic read ${bytes} bytes`);
   return {
-    name: "Sluice StreamProcessor on PlatformaticConsumer",
+    name: `Sluice StreamProcessor on PlatformaticConsumer${label}`,
     seconds: (ended - started) / 1000,
     messages: count,
     cpuNs: cpu * 1000 / count,
@@ -390,7 +373,7 @@ async function pollLoop(): Promise<Result> {
   const consumer = new KafkaConsumer({
     brokers: brokers!,
     group: `bench-poll-${crypto.randomUUID().slice(0, 8)}`,
-    ...FETCH,
+    maxWaitTimeMs: FETCH.maxWaitTimeMs,
     logLevel: "nothing",
   });
   consumer.subscribe([topic]);
@@ -438,7 +421,7 @@ async function pollLoop(): Promise<Result> {
  * `sluice-lowmem` also fetches 256 KiB per partition and 1 MiB per response.
  */
 const LOW_MEMORY_RUNS: Record<string, () => Promise<Result>> = {
-  "sluice-young4": () => sluice(FETCH, ", --max-semi-space-size=4"),
+  "sluice-young4": () => sluice(undefined, ", --max-semi-space-size=4"),
   "sluice-lowmem": () =>
     sluice(
       { ...FETCH, maxBytes: 1024 * 1024, maxBytesPerPartition: 256 * 1024 },
@@ -457,11 +440,15 @@ const RUNS: Record<string, () => Promise<Result>> = {
     const r = await baseline(64);
     return { ...r, name: `${r.name} + Sluice's kafkajs fixes` };
   },
+  "kafkajs-small": () => baseline(64, SMALL_FETCH),
   kafkajs1: () => baseline(1),
   poll: pollLoop,
   sluice: () => sluice(),
+  "sluice-10m": () => sluice(FETCH, ", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)"),
   ...LOW_MEMORY_RUNS,
-  "sluice-platformatic": sluicePlatformatic,
+  "sluice-platformatic": () => sluicePlatformatic(),
+  "sluice-platformatic-10m": () =>
+    sluicePlatformatic(FETCH, ", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)"),
   "raw-platformatic": rawPlatformatic,
 };
 
@@ -502,45 +489,20 @@ const PYTHON = Deno.env.get("ARROYO_PYTHON") ?? "python3";
 /** Python Arroyo polls one message at a time (~0.1 M msg/s): it reads the first N only. */
 const ARROYO_MESSAGES = Math.min(MESSAGES, flag("arroyo-messages", 300_000));
 
-/** Why the Python baselines cannot run, or null when they can. */
-async function pythonMissing(): Promise<string | null> {
-  try {
-    const out = await new Deno.Command(PYTHON, {
-      args: ["-c", "import confluent_kafka, arroyo"],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (out.success) return null;
-    const err = new TextDecoder().decode(out.stderr).trim().split("\n").pop();
-    return `${PYTHON} cannot import confluent_kafka and arroyo (${err})`;
-  } catch (e) {
-    return `${PYTHON} not runnable (${(e as Error).message})`;
-  }
-}
-
 /** Runs one Python baseline in a fresh process. */
 async function runPython(name: string): Promise<Result> {
-  const script = new URL("./kafka_python.py", import.meta.url).pathname;
   const messages = name === "arroyo" ? ARROYO_MESSAGES : MESSAGES;
-  const out = await new Deno.Command(PYTHON, {
-    args: [
-      script,
-      ...PYTHON_RUNS[name],
-      "--brokers",
-      brokers!,
-      "--topic",
-      topic,
-      "--messages",
-      String(messages),
-      "--bytes",
-      String(BYTES),
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error(`${script} ${name} failed (exit ${out.code})`);
-  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-  return JSON.parse(lines[lines.length - 1]) as Result;
+  return await runKafkaPython<Result>(PYTHON, [
+    ...PYTHON_RUNS[name],
+    "--brokers",
+    brokers!,
+    "--topic",
+    topic,
+    "--messages",
+    String(messages),
+    "--bytes",
+    String(BYTES),
+  ]);
 }
 
 await setUp();
@@ -558,7 +520,7 @@ try {
     }
   }
   if (wanted.some((w) => PYTHON_RUNS[w] !== undefined)) {
-    const missing = await pythonMissing();
+    const missing = await pythonMissing(PYTHON);
     if (missing !== null) {
       console.error(
         `skipping the librdkafka and Python Arroyo baselines: ${missing}; ` +
@@ -594,10 +556,6 @@ console.log(
     `Deno ${Deno.version.deno}\n`,
 );
 // Medians: on a shared machine single runs move by ±30%, and the best run flatters.
-const medianOf = (v: number[]): number => {
-  v.sort((a, b) => a - b);
-  return v.length % 2 === 1 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-};
 const median = (name: string) => medianOf(results.filter((r) => r.name === name).map(rate));
 const medianCpu = (name: string) =>
   medianOf(results.filter((r) => r.name === name).map((r) => r.cpuNs));

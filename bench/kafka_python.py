@@ -9,6 +9,11 @@ One consumer run per process, on a topic bench/kafka.ts produced; prints one JSO
                 (librdkafka's default is 1000 ms, which throttles a consumer this fast).
 --mode arroyo   Arroyo's KafkaConsumer -> StreamProcessor -> RunTask -> CommitOffsets (commits
                 once per second), driven by _run_once until --messages were processed.
+--mode arroyo-paused  for bench/kafka_backpressure.ts: Arroyo's StreamProcessor whose only
+                step rejects every message (MessageRejected); once Arroyo has paused the
+                consumer, waits --settle seconds, then measures CPU and RSS over --hold
+                seconds; prints {"name", "pauseAfterS", "cpuPct", "rssMedian", "rssEnd",
+                "rssPeak"}.
 
 Timed from the first message to the last (connecting and joining are left out), like the Deno
 runs. CPU is the process's (all threads: librdkafka's fetcher threads count). RSS: peak is the
@@ -175,17 +180,92 @@ def arroyo(args) -> dict:
     )
 
 
+def arroyo_paused(args) -> dict:
+    from arroyo.backends.kafka import KafkaConsumer, build_kafka_consumer_configuration
+    from arroyo.commit import ONCE_PER_SECOND
+    from arroyo.processing.processor import StreamProcessor
+    from arroyo.processing.strategies.abstract import (
+        MessageRejected,
+        ProcessingStrategy,
+        ProcessingStrategyFactory,
+    )
+    from arroyo.types import Topic
+
+    t0 = time.perf_counter()
+
+    class Reject(ProcessingStrategy):
+        """A step that never has room."""
+
+        def submit(self, message):
+            raise MessageRejected()
+
+        def poll(self):
+            pass
+
+        def join(self, timeout=None):
+            pass
+
+        def close(self):
+            pass
+
+        def terminate(self):
+            pass
+
+    class Factory(ProcessingStrategyFactory):
+        def create_with_partitions(self, commit, partitions):
+            return Reject()
+
+    conf = build_kafka_consumer_configuration(
+        {"bootstrap.servers": args.brokers},
+        group_id=f"bench-arroyo-bp-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+    )
+    processor = StreamProcessor(KafkaConsumer(conf), Topic(args.topic), Factory(), ONCE_PER_SECOND)
+    paused = lambda: processor._StreamProcessor__is_paused  # noqa: E731
+    while not paused():
+        processor._run_once()
+    pause_after = time.perf_counter() - t0
+    settle_end = time.perf_counter() + args.settle
+    while time.perf_counter() < settle_end:
+        processor._run_once()
+    samples = []
+    c0 = time.process_time()
+    w0 = time.perf_counter()
+    next_sample = w0
+    while time.perf_counter() - w0 < args.hold:
+        processor._run_once()
+        if time.perf_counter() >= next_sample:
+            samples.append(rss_now())
+            next_sample += 0.2
+    cpu_pct = 100 * (time.process_time() - c0) / (time.perf_counter() - w0)
+    if not paused():
+        raise RuntimeError("arroyo no longer paused after the hold")
+    return {
+        "name": f"Python Arroyo {version('sentry-arroyo')} StreamProcessor, step never has room",
+        "pauseAfterS": pause_after,
+        "cpuPct": cpu_pct,
+        "rssMedian": median(samples),
+        "rssEnd": rss_now(),
+        "rssPeak": rss_peak(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["rdkafka", "arroyo"], required=True)
+    ap.add_argument("--mode", choices=["rdkafka", "arroyo", "arroyo-paused"], required=True)
     ap.add_argument("--brokers", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--messages", type=int, required=True)
     ap.add_argument("--bytes", type=int, default=100)
     ap.add_argument("--backoff-ms", type=int, default=None)
+    ap.add_argument("--settle", type=float, default=3.0)
+    ap.add_argument("--hold", type=float, default=10.0)
     args = ap.parse_args()
-    result = rdkafka(args) if args.mode == "rdkafka" else arroyo(args)
+    modes = {"rdkafka": rdkafka, "arroyo": arroyo, "arroyo-paused": arroyo_paused}
+    result = modes[args.mode](args)
     print(json.dumps(result), flush=True)
+    if args.mode == "arroyo-paused":
+        os._exit(0)  # the group is thrown away: no clean close of a consumer paused for good
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ const BENCHES: Bench[] = [
   { name: "workers", file: "workers.ts", optional: true },
   { name: "metrics", file: "metrics.ts", optional: true },
   { name: "kafka", file: "kafka.ts", optional: true, kafka: true },
+  { name: "kafka-backpressure", file: "kafka_backpressure.ts", optional: true, kafka: true },
 ];
 
 function exists(url: URL): boolean {

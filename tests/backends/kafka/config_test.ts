@@ -2,8 +2,9 @@
  * Kafka backend configuration: bad options fail at construction with a ConfigurationError
  * naming the option (no broker needed).
  */
-import { assert, assertThrows } from "@std/assert";
+import { assert, assertEquals, assertThrows } from "@std/assert";
 import { ConfigurationError } from "../../../errors.ts";
+import { resolveConsumerOptions } from "../../../backends/kafka/config.ts";
 import { kafkajsPatched } from "../../../backends/kafka/kafkajs_patch.ts";
 import {
   KafkaConsumer,
@@ -83,4 +84,27 @@ Deno.test("kafka config: invalid producer options are named in a ConfigurationEr
 Deno.test("kafka: the kafkajs idle-timer fix is applied when the backend is imported", () => {
   // Without it every broker connection wakes the process ~1000 times a second.
   assert(kafkajsPatched());
+});
+
+const KiB = 1024;
+const fetchSizes = (o: Partial<KafkaConsumerOptions>) => {
+  const r = resolveConsumerOptions({ ...ok, ...o });
+  return [r.maxBytes, r.maxBytesPerPartition];
+};
+
+Deno.test("kafka config: fetches default to 512 KiB responses of at most 256 KiB per partition", () => {
+  assertEquals(fetchSizes({}), [512 * KiB, 256 * KiB]);
+});
+
+Deno.test("kafka config: either fetch size given alone raises or caps the other's default", () => {
+  assertEquals(fetchSizes({ maxBytesPerPartition: 1024 * KiB }), [1024 * KiB, 1024 * KiB]);
+  assertEquals(fetchSizes({ maxBytesPerPartition: 64 * KiB }), [512 * KiB, 64 * KiB]);
+  assertEquals(fetchSizes({ maxBytes: 128 * KiB }), [128 * KiB, 128 * KiB]);
+  assertEquals(fetchSizes({ maxBytes: 10240 * KiB }), [10240 * KiB, 256 * KiB]);
+  assertEquals(
+    fetchSizes({ maxBytes: 10240 * KiB, maxBytesPerPartition: 1024 * KiB }),
+    [10240 * KiB, 1024 * KiB],
+  );
+  assertThrows(() => fetchSizes({ maxBytes: 1000, maxBytesPerPartition: 2000 }));
+  assertThrows(() => fetchSizes({ maxBytesPerPartition: -1 }));
 });
