@@ -218,10 +218,22 @@ export function kafkajsLogLevel(level: KafkaLogLevel): number {
   }
 }
 
-/** Default `maxBytes`: one fetch response (see the note in {@link resolveConsumerOptions}). */
-const DEFAULT_MAX_BYTES = 512 * 1024;
-/** Default `maxBytesPerPartition`. */
-const DEFAULT_MAX_BYTES_PER_PARTITION = 256 * 1024;
+/** A backend's default fetch sizes, used where the options leave them out. */
+export interface FetchDefaults {
+  /** Default `maxBytes`: one fetch response. */
+  maxBytes: number;
+  /** Default `maxBytesPerPartition`. */
+  maxBytesPerPartition: number;
+}
+
+/**
+ * The kafkajs backend's fetch sizes (see the note in {@link resolveConsumerOptions}): small
+ * responses, because kafkajs decodes a whole response into objects at once.
+ */
+export const KAFKAJS_FETCH_DEFAULTS: FetchDefaults = {
+  maxBytes: 512 * 1024,
+  maxBytesPerPartition: 256 * 1024,
+};
 
 function optionalPositive(name: string, value: number | undefined, dflt: number): number {
   return value === undefined ? dflt : requirePositiveInteger(name, value);
@@ -316,7 +328,10 @@ export function resolveClient(
 }
 
 /** @internal Validates consumer options; throws {@link ConfigurationError} naming the bad one. */
-export function resolveConsumerOptions(o: KafkaConsumerOptions): ResolvedConsumerOptions {
+export function resolveConsumerOptions(
+  o: KafkaConsumerOptions,
+  fetchDefaults: FetchDefaults = KAFKAJS_FETCH_DEFAULTS,
+): ResolvedConsumerOptions {
   const base = resolveClient(o, "KafkaConsumer");
   if (typeof o.group !== "string" || o.group.length === 0) {
     throw new ConfigurationError(
@@ -349,12 +364,12 @@ export function resolveConsumerOptions(o: KafkaConsumerOptions): ResolvedConsume
   const maxBytes = optionalPositive(
     "maxBytes",
     o.maxBytes,
-    Math.max(DEFAULT_MAX_BYTES, o.maxBytesPerPartition ?? 0),
+    Math.max(fetchDefaults.maxBytes, o.maxBytesPerPartition ?? 0),
   );
   const maxBytesPerPartition = optionalPositive(
     "maxBytesPerPartition",
     o.maxBytesPerPartition,
-    Math.min(DEFAULT_MAX_BYTES_PER_PARTITION, maxBytes),
+    Math.min(fetchDefaults.maxBytesPerPartition, maxBytes),
   );
   if (maxBytesPerPartition > maxBytes) {
     throw new ConfigurationError(
