@@ -132,13 +132,10 @@ const TIMESTAMP: unique symbol = Symbol("sluice.timestamp");
 const COMMITTABLE: unique symbol = Symbol("sluice.committable");
 // Passed by BrokerValue and Value to Message's constructor: "this message is its own source".
 const OWN_SOURCE: unique symbol = Symbol("sluice.ownSource");
-// Passed by replacePayload to Message's constructor, with the payload and source in
-// `replacing` (one allocation, no field written twice).
+// Passed by replacePayload to Message's constructor, with the payload and the source as
+// the constructor's two undeclared arguments (one allocation, no field written twice, and
+// no young object stored into a long-lived one, which would cost a write barrier).
 const REPLACING: unique symbol = Symbol("sluice.replacing");
-const replacing: {
-  payload: unknown;
-  source: BrokerValue<unknown> | Value<unknown> | undefined;
-} = { payload: undefined, source: undefined };
 
 interface MessageInternals {
   payload: unknown;
@@ -178,16 +175,23 @@ export class Message<T> {
    * Creates a message with the payload, offsets and timestamp of a broker value or value.
    * Rarely needed: a `BrokerValue` or a `Value` is a message already.
    */
-  constructor(value: BrokerValue<T> | Value<T>) {
+  constructor(value: BrokerValue<T> | Value<T>);
+  // The implementation's two extra arguments are module-private: `replacePayload` passes
+  // REPLACING, the payload and the source; BrokerValue and Value pass OWN_SOURCE and the payload.
+  constructor(
+    value: BrokerValue<T> | Value<T>,
+    payload?: T,
+    source?: BrokerValue<unknown> | Value<unknown>,
+  ) {
     const self = internals(this);
     if ((value as unknown) === REPLACING) {
       // replacePayload: the same three fields in the same order (one hidden class).
-      self.payload = replacing.payload;
-      self[SOURCE] = replacing.source!;
+      self.payload = payload;
+      self[SOURCE] = source!;
       self[VALUE] = undefined;
     } else if ((value as unknown) === OWN_SOURCE) {
-      // A BrokerValue or Value being built: it sets its payload right after.
-      self.payload = undefined;
+      // A BrokerValue or Value being built.
+      self.payload = payload;
       self[SOURCE] = this as unknown as BrokerValue<unknown>;
       self[VALUE] = this as unknown as BrokerValue<unknown>;
     } else {
@@ -244,12 +248,11 @@ export class Message<T> {
 
   /** A message with another payload and the same committable and timestamp. */
   replacePayload<U>(payload: U): Message<U> {
-    replacing.payload = payload;
-    replacing.source = internals(this)[SOURCE];
-    const m = new Message<U>(REPLACING as never);
-    replacing.payload = undefined;
-    replacing.source = undefined;
-    return m;
+    return new (Message as unknown as new (
+      token: typeof REPLACING,
+      payload: U,
+      source: BrokerValue<unknown> | Value<unknown>,
+    ) => Message<U>)(REPLACING, payload, internals(this)[SOURCE]);
   }
 
   /** Where the message came from, for errors and logs. */
@@ -278,9 +281,9 @@ export class BrokerValue<T> extends Message<T> {
 
   /** Creates a broker value. */
   constructor(payload: T, partition: Partition, offset: number, timestamp: number) {
-    super(OWN_SOURCE as never);
+    // @ts-expect-error: the payload is the implementation's module-private second argument
+    super(OWN_SOURCE as never, payload);
     const self = internals(this);
-    self.payload = payload;
     (this as { partition: Partition }).partition = partition;
     (this as { offset: number }).offset = offset;
     self[TIMESTAMP] = timestamp;
@@ -342,9 +345,9 @@ export class Value<T> extends Message<T> {
    * timestamp, epoch milliseconds (for example the newest message folded in).
    */
   constructor(payload: T, committable: Committable, timestamp?: number) {
-    super(OWN_SOURCE as never);
+    // @ts-expect-error: the payload is the implementation's module-private second argument
+    super(OWN_SOURCE as never, payload);
     const self = internals(this);
-    self.payload = payload;
     self[TIMESTAMP] = timestamp;
     self[COMMITTABLE] = committable;
   }

@@ -7,7 +7,8 @@
  * Every figure is measured in one run next to its baseline, a plain loop over the same
  * consumer's poll batches doing the same user function and tracking offsets (the floor).
  *
- * Run: `deno run -A bench/inmemory.ts [--quick] [--messages N] [--repeat N] [--only WORD]`
+ * Run: `deno run -A bench/inmemory.ts [--quick] [--messages N] [--repeat N] [--only WORD]`,
+ * or one shape in this process (for A/B runs): `--one SHAPE:PARTITIONS` (e.g. `chain5:1`).
  *
  * @module
  */
@@ -685,8 +686,40 @@ export async function runInMemory(
   return results;
 }
 
+/**
+ * One pipeline shape in this process, for A/B runs in alternating fresh processes: warms up
+ * on 100 000 messages, then runs `flags.repeat` times `flags.messages` messages through the
+ * StreamProcessor (chunk 256) and prints one JSON line with the rates and CPU ns/msg.
+ */
+export async function runOne(shape: Shape, partitions: number, flags: BenchFlags) {
+  const warm = makeBroker(100_000, partitions);
+  await runProcessor(warm.broker, warm.topic, 100_000, shape, 256);
+  const { broker, topic } = makeBroker(flags.messages, partitions);
+  const rates: number[] = [];
+  const cpuNs: number[] = [];
+  for (let r = 0; r < flags.repeat; r++) {
+    const c0 = cpuSeconds();
+    rates.push(await runProcessor(broker, topic, flags.messages, shape, 256));
+    cpuNs.push(((cpuSeconds() - c0) * 1e9) / flags.messages);
+    await turn();
+  }
+  console.log(JSON.stringify({ shape, partitions, messages: flags.messages, rates, cpuNs }));
+}
+
 if (import.meta.main) {
   const args = Deno.args;
-  const i = args.indexOf("--only");
-  await runInMemory(parseFlags(args), i >= 0 ? args[i + 1] : undefined);
+  const one = args.indexOf("--one");
+  if (one >= 0) {
+    // --one SHAPE:PARTITIONS, e.g. --one chain5:1 (shapes: runtask, reduce, chain5)
+    const [shape, partitions] = (args[one + 1] ?? "").split(":");
+    if (!(shape in SHAPE_STEPS) || !(Number(partitions) >= 1)) {
+      throw new Error(
+        `--one needs SHAPE:PARTITIONS (runtask, reduce or chain5), got ${args[one + 1]}`,
+      );
+    }
+    await runOne(shape as Shape, Number(partitions), parseFlags(args));
+  } else {
+    const i = args.indexOf("--only");
+    await runInMemory(parseFlags(args), i >= 0 ? args[i + 1] : undefined);
+  }
 }

@@ -9,6 +9,11 @@ import { InvalidMessage, Message } from "../types.ts";
 import { MessageRejected } from "../errors.ts";
 import { EMIT_OWNED, HOLD, StreamStep } from "./stream_step.ts";
 
+/** Module-private (not public): the slow path of a chunk from a hold, shared with `RunTask`. */
+export const CONTINUE_SLOWLY: unique symbol = Symbol("sluice.continueSlowly");
+/** Module-private (not public): the end of a chunk transformed at once, shared with `RunTask`. */
+export const END_CHUNK: unique symbol = Symbol("sluice.endChunk");
+
 /** Returned by {@link MapStep.transform} for a message that produces no output. */
 export const SKIP: unique symbol = Symbol("skip");
 
@@ -97,18 +102,38 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
     for (let i = 0; i < n; i++) {
       const out = this.transform(batch[i]);
       if (out === SKIP) continue;
-      if (!(out instanceof Message)) {
-        // A hold or an invalid message: hand on what came before it, then go one by one.
-        const sent = this.emitAll(outs.slice(0, k));
-        if (sent === undefined) return this.#slow(batch, i, out);
-        return sent.then(() => this.abandoned ? undefined : this.#slow(batch, i, out));
-      }
+      if (!(out instanceof Message)) return this[CONTINUE_SLOWLY](batch, k, i, out);
       outs[k++] = out;
     }
     if (k < n) outs.length = k;
+    return this[END_CHUNK](outs);
+  }
+
+  /**
+   * The end of a chunk transformed without a hold: `outs` (the chunk's own array, holding
+   * only outputs now) gets the {@link MapStep.endOfBatch} output, if any, and is handed on
+   * whole. Module-private (`END_CHUNK`), shared with `RunTask`'s loop.
+   */
+  [END_CHUNK](outs: Message<TOut>[]): void | Promise<void> {
     const last = this.endOfBatch();
     if (last !== undefined) outs.push(last);
     return this[EMIT_OWNED](outs);
+  }
+
+  /**
+   * `batch[i]`'s transform answered `result`: a hold, an invalid message or a promise.
+   * Hands on the `k` outputs written over `batch[0..k)`, then goes on one message at a time
+   * from `batch[i]` (`#slow`). Module-private (`CONTINUE_SLOWLY`), shared with `RunTask`.
+   */
+  [CONTINUE_SLOWLY](
+    batch: Message<TIn>[],
+    k: number,
+    i: number,
+    result: Exclude<TransformResult<TOut>, Message<TOut> | typeof SKIP>,
+  ): void | Promise<void> {
+    const sent = this.emitAll((batch as unknown as Message<TOut>[]).slice(0, k));
+    if (sent === undefined) return this.#slow(batch, i, result);
+    return sent.then(() => this.abandoned ? undefined : this.#slow(batch, i, result));
   }
 
   /**

@@ -3,11 +3,17 @@
  *
  * @module
  */
-import { InvalidMessage, type Message } from "../types.ts";
+import { FILTERED_PAYLOAD, InvalidMessage, type Message } from "../types.ts";
 import { MessageRejected } from "../errors.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { HOLD, type StepOptions } from "./stream_step.ts";
-import { MapStep, type TransformResult } from "./map_step.ts";
+import {
+  CONTINUE_SLOWLY,
+  END_CHUNK,
+  MapStep,
+  type SettledResult,
+  type TransformResult,
+} from "./map_step.ts";
 import { isThenable } from "./thenable.ts";
 
 /**
@@ -72,6 +78,33 @@ export class RunTask<TIn, TOut> extends MapStep<TIn, TOut> {
     this.#fn = fn;
   }
 
+  /**
+   * `MapStep.process` for RunTask's own `transform`, with it written into the loop: a
+   * RunTask has one output per input, so output `i` is written over input `i` (the chunk's
+   * array is the step's own) and no result needs sorting out. The first hold, invalid
+   * message or promise goes to the same slow path as in `MapStep`, with the outputs before
+   * it handed on. A subclass that overrides `transform` gets `MapStep.process`.
+   */
+  protected override process(batch: Message<TIn>[]): void | Promise<void> {
+    if (this.transform !== RunTask.prototype.transform) return super.process(batch);
+    const outs = batch as unknown as Message<TOut>[];
+    const n = batch.length;
+    for (let i = 0; i < n; i++) {
+      const m = batch[i];
+      // A filtered marker passes through: it is its own output, already at index i.
+      if (m.payload === (FILTERED_PAYLOAD as unknown)) continue;
+      let out: TOut | PromiseLike<TOut>;
+      try {
+        out = this.#fn(m);
+      } catch (e) {
+        return this[CONTINUE_SLOWLY](batch, i, i, this.#caught(e, m));
+      }
+      if (isThenable(out)) return this[CONTINUE_SLOWLY](batch, i, i, this.#settled(out, m));
+      outs[i] = m.replacePayload(out);
+    }
+    return this[END_CHUNK](outs);
+  }
+
   /** Applies `fn` to one message; filtered markers pass through; a promise is awaited. */
   protected transform(m: Message<TIn>): TransformResult<TOut> {
     if (m.filtered) return m as unknown as Message<TOut>;
@@ -79,11 +112,21 @@ export class RunTask<TIn, TOut> extends MapStep<TIn, TOut> {
     try {
       out = this.#fn(m);
     } catch (e) {
-      if (e instanceof MessageRejected) return HOLD;
-      if (e instanceof InvalidMessage) return e;
-      throw this.wrapError(e, m);
+      return this.#caught(e, m);
     }
-    if (isThenable(out)) return this.settle(out, m, (v) => m.replacePayload(v));
+    if (isThenable(out)) return this.#settled(out, m);
     return m.replacePayload(out);
+  }
+
+  /** What `fn` throwing `e` for `m` means: a hold, an invalid message, or a failure (thrown). */
+  #caught(e: unknown, m: Message<TIn>): typeof HOLD | InvalidMessage {
+    if (e instanceof MessageRejected) return HOLD;
+    if (e instanceof InvalidMessage) return e;
+    throw this.wrapError(e, m);
+  }
+
+  /** The promise `fn` returned for `m`, awaited: its value becomes the new payload. */
+  #settled(pending: PromiseLike<TOut>, m: Message<TIn>): Promise<SettledResult<TOut>> {
+    return this.settle(pending, m, (v) => m.replacePayload(v));
   }
 }

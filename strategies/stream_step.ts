@@ -69,8 +69,9 @@ const FIRST_BACKOFF_MS = 10;
 
 /**
  * Module-private: `emitAll` for an array the caller gives up (a {@link MapStep}'s chunk,
- * rewritten in place with its outputs), and the next step's side of it, which may write
- * that array to its queue as a chunk instead of copying it.
+ * rewritten in place with its outputs), and the next step's side of it, which may take
+ * that array as a chunk instead of copying it (and process it at once when its queue is
+ * empty: a step's hand-over to a waiting next step skips the stream's write machinery).
  */
 /** Marks a chunk a step may hand on without copying (shared with `map_step.ts`; not public). */
 export const EMIT_OWNED: unique symbol = Symbol("sluice.emitOwned");
@@ -125,6 +126,16 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   #waiters: Array<() => void> = [];
   /** Backpressure instrumentation; undefined (and free) without metrics. */
   readonly #metrics: StepMeter | undefined;
+  /** Chunks written to the queue whose processing has not finished (see `#writeChunk`). */
+  #inQueue = 0;
+  /** True while `process` runs (synchronously): a chunk submitted meanwhile is queued. */
+  #processing = false;
+  /** A chunk processed at once whose processing goes on (`#running`), on its way into the queue. */
+  #runningChunk: Message<TIn>[] | undefined;
+  #running: Promise<void> | undefined;
+  readonly #leftQueue = () => {
+    this.#inQueue--;
+  };
   readonly #flushTask = () => {
     this.#flushScheduled = false;
     this.#flush();
@@ -373,8 +384,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       );
       if (this.#pending.length === 0 && take === this.#chunkSize) {
         // A whole chunk: written as a slice of the caller's array.
-        this.#room -= take;
-        this.#writer.write(take === 1 ? messages[i] : messages.slice(i, i + take));
+        this.#enqueue(take === 1 ? messages[i] : messages.slice(i, i + take), take);
       } else {
         for (let k = 0; k < take; k++) this.#pending.push(messages[i + k]);
         this.#pendingSize += take;
@@ -391,7 +401,8 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
 
   /**
    * `submitMany(messages, 0)` for an array its caller gives up: when it all fits in one
-   * chunk and nothing is pending, the array itself is written as the chunk (no copy).
+   * chunk and nothing is pending, the array itself is the chunk (no copy), processed at
+   * once when the queue holds nothing (see `#writeChunk`), else written to the queue.
    */
   [SUBMIT_OWNED](messages: Message<TIn>[]): number {
     const n = messages.length;
@@ -402,8 +413,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     ) {
       const meter = this.#metrics;
       if (meter !== undefined && meter.sending) meter.relieveUpstream();
-      this.#room -= n;
-      this.#writer.write(messages);
+      this.#writeChunk(messages, n);
       return n;
     }
     return this.submitMany(messages, 0);
@@ -678,15 +688,30 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     this.#abandon();
   }
 
+  /** The sink's `write`: processes a chunk from the queue (or waits for one begun at once). */
   #write(chunk: Chunk<TIn>): void | Promise<void> {
+    let running: Promise<void> | undefined;
+    if (chunk === this.#runningChunk) {
+      // Processed at once by #writeChunk, still working: wait for it here, in its place.
+      running = this.#running;
+      this.#runningChunk = this.#running = undefined;
+    } else running = this.#run(Array.isArray(chunk) ? chunk : [chunk]);
+    if (running === undefined) this.#inQueue--;
+    else return running.then(this.#leftQueue);
+  }
+
+  /** Processes one chunk; returns a promise (that never rejects) while it works on it. */
+  #run(batch: Message<TIn>[]): Promise<void> | undefined {
     if (this.#abandoned) return;
-    const batch = Array.isArray(chunk) ? chunk : [chunk];
     this.#metrics?.count(batch.length);
+    this.#processing = true;
     try {
       const r = this.process(batch);
       if (r !== undefined) return r.then(undefined, (e) => this.fail(e));
     } catch (e) {
       this.fail(e);
+    } finally {
+      this.#processing = false;
     }
   }
 
@@ -694,9 +719,37 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     const n = this.#pending.length;
     if (n === 0) return;
     const chunk = n === 1 ? this.#pending[0] : this.#pending;
-    this.#room -= this.#pendingSize;
+    const size = this.#pendingSize;
     this.#pending = [];
     this.#pendingSize = 0;
+    this.#enqueue(chunk, size);
+  }
+
+  /**
+   * Takes `chunk` (an array handed over by the previous step, of `size` units) into the
+   * queue. When the queue holds nothing (no chunk queued or being processed) and the step
+   * is not inside its own `process`, the chunk is processed at once instead, as the stream
+   * does with a write to an idle queue, without the write, its promises and queue entry.
+   * If `process` returns a promise (a hold, an awaited function), the chunk then takes its
+   * place in the queue until the promise settles, so it counts against the high-water mark
+   * and holds back upstream exactly as a written chunk does. Only the hand-over between
+   * steps (`SUBMIT_OWNED`) comes here: `submit` and `submitMany` always write to the queue,
+   * so what a producer can submit in one turn stays bounded by the high-water mark.
+   */
+  #writeChunk(chunk: Message<TIn>[], size: number): void {
+    if (this.#inQueue === 0 && !this.#processing) {
+      const running = this.#run(chunk);
+      if (running === undefined) return;
+      this.#runningChunk = chunk;
+      this.#running = running;
+    }
+    this.#enqueue(chunk, size);
+  }
+
+  /** Writes `chunk` (of `size` units) to the queue. */
+  #enqueue(chunk: Chunk<TIn>, size: number): void {
+    this.#room -= size;
+    this.#inQueue++;
     // The sink never rejects (failures are recorded instead), so the promise needs no handler.
     this.#writer.write(chunk);
   }

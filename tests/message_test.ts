@@ -79,3 +79,18 @@ Deno.test("messages serialise to JSON: a broker value's partition is written as 
   );
   assertEquals(JSON.stringify(p.topic), `"${p.topic.name}"`);
 });
+
+Deno.test("replacePayload builds the same own properties, in the same order, as new Message", () => {
+  const bv = new BrokerValue(new Uint8Array(2), p, 5, 1_700_000_000_000);
+  const replaced = bv.replacePayload("x");
+  const built = new Message(bv);
+  assertEquals(Reflect.ownKeys(replaced), Reflect.ownKeys(built));
+  assertStrictEquals(Object.getPrototypeOf(replaced), Message.prototype);
+  assertStrictEquals(replaced.source, bv);
+  assertEquals(
+    Reflect.ownKeys(bv).slice(0, 1),
+    ["payload"],
+    "a broker value's payload comes first",
+  );
+  assertEquals(Object.keys(new Value(1, new Map([[p, 1]]))), ["payload"]);
+});

@@ -4,7 +4,7 @@
  * every output once, in order, skips dropped, a hold in the middle of a chunk handing on
  * only what came before it, and arrays a step keeps never changed under it.
  */
-import { assertEquals } from "@std/assert";
+import { assert, assertEquals } from "@std/assert";
 import { MessageRejected } from "../../errors.ts";
 import type { ProcessingStrategy } from "../../strategies/abstract.ts";
 import { CommitOffsets } from "../../strategies/commit_offsets.ts";
@@ -91,5 +91,43 @@ Deno.test("chain hand-over: a hold in the middle of a chunk hands on what came b
   await waitFor(() => seen.length === n, "every message seen");
   await head.join();
   assertEquals(seen, ms.map((m) => m.payload));
+  assertEquals(commits.latest.get(P0), n);
+});
+
+Deno.test("chain hand-over: a chunk a waiting next step starts at once and then holds counts against its high-water mark, and nothing overtakes it", async () => {
+  const commits = new CommitRecorder();
+  const seen: number[] = [];
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => open = resolve);
+  const tail = new RunTask((m: Message<number>) => {
+    seen.push(m.payload);
+  }, new CommitOffsets(commits.commit));
+  // The first message waits for the gate: the chunk it is in is taken at once (the queue
+  // was empty), then goes on holding.
+  const mid = new RunTask(
+    (m: Message<number>) => m.payload === 0 ? gate.then(() => m.payload) : m.payload,
+    tail,
+    { highWaterMark: 300 },
+  );
+  const head = new RunTask((m: Message<number>) => m.payload, mid, { highWaterMark: 256 });
+  const n = 3000;
+  const ms = Array.from({ length: n }, (_, i) => brokerMessage(i, i));
+  let i = head.submitMany(ms, 0);
+  for (let turn = 0; turn < 20; turn++) {
+    head.poll();
+    await new Promise((r) => setTimeout(r, 1));
+    i = head.submitMany(ms, i);
+  }
+  assertEquals(seen, [], "nothing passes the held message");
+  assert(mid.desiredSize <= 0, `the held chunk fills the next step's queue (${mid.desiredSize})`);
+  assert(i < n, "upstream is held back");
+  open();
+  while (i < n) {
+    head.poll();
+    await head.ready;
+    i = head.submitMany(ms, i);
+  }
+  await head.join();
+  assertEquals(seen, ms.map((m) => m.payload), "every message once, in order");
   assertEquals(commits.latest.get(P0), n);
 });
