@@ -25,7 +25,7 @@ import { CommitPolicy } from "../../processing/commit_policy.ts";
 import { StreamProcessor } from "../../processing/processor.ts";
 import type { Commit, ProcessingStrategy } from "../../strategies/abstract.ts";
 import { CommitOffsets, highestOffsets } from "../../strategies/commit_offsets.ts";
-import { HealthServer } from "../../strategies/healthcheck.ts";
+import { HealthServer } from "../../strategies/health_server.ts";
 import { RunTask } from "../../strategies/run_task.ts";
 import { type StepOptions, StreamStep } from "../../strategies/stream_step.ts";
 import { type Message, Partition } from "../../types.ts";
