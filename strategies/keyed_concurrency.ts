@@ -18,6 +18,7 @@ import { ConfigurationError, MessageRejected } from "../errors.ts";
 import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
+import { Waiters } from "./_waiters.ts";
 import { requireSync } from "./thenable.ts";
 
 /** Options of a {@link KeyedConcurrency}. */
@@ -122,7 +123,8 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
   #out: OutItem[] = [];
   #outHead = 0;
   #draining = false;
-  #changed: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Woken on every completion or hand-on. */
+  readonly #changes = new Waiters();
 
   /** Creates the step: `fn` is the async work, `next` receives results as they complete. */
   constructor(
@@ -221,20 +223,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /** Resolves on the next completion or hand-on, or the next poll (re-checks abandonment). */
   #change(): Promise<void> {
-    if (this.#changed === undefined) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => resolve = r);
-      this.#changed = { promise, resolve };
-    }
-    return Promise.race([this.#changed.promise, this.waitForPoll()]);
-  }
-
-  #signal(): void {
-    const c = this.#changed;
-    if (c !== undefined) {
-      this.#changed = undefined;
-      c.resolve();
-    }
+    return Promise.race([this.#changes.wait(), this.waitForPoll()]);
   }
 
   #admit(m: Message<TIn>): void {
@@ -362,7 +351,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     if (ks.running === 0 && ks.head >= ks.waiting.length) this.#keys.delete(ks.key);
     else this.#enqueueKey(ks);
     this.#pump();
-    this.#signal();
+    this.#changes.wake();
   }
 
   /** Marks `entry` done, advances the watermark, and queues the result with that advance. */
@@ -378,7 +367,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     } else if (m.filtered) {
       if (advanced.size === 0) {
         this.#pending--;
-        this.#signal();
+        this.#changes.wake();
         return;
       }
       this.#out.push({ m: new Value(FILTERED_PAYLOAD, advanced, m.timestamp) });
@@ -480,6 +469,6 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
       this.#outHead = 0;
     }
     this.#pending--;
-    this.#signal();
+    this.#changes.wake();
   }
 }

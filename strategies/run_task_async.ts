@@ -9,6 +9,7 @@ import { ConfigurationError, MessageRejected } from "../errors.ts";
 import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
+import { Waiters } from "./_waiters.ts";
 
 /**
  * The user function of a {@link RunTaskAsync}: returns (a promise of) the new payload.
@@ -119,7 +120,8 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#forward();
   };
   #retryPump = false;
-  #waiters: Array<() => void> = [];
+  /** Woken when a call or batch finishes, a result is handed on, or the step is abandoned. */
+  readonly #changes = new Waiters();
 
   /** Creates the step. */
   constructor(
@@ -170,7 +172,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /** Waits for the calls in flight before the step reports itself drained. */
   protected override async onDrained(): Promise<void> {
-    while (this.pending > 0 && !this.abandoned) await this.#change();
+    while (this.pending > 0 && !this.abandoned) await this.#changes.wait();
   }
 
   /** Abandons work in flight (its `signal` aborts) and terminates the next step. */
@@ -196,7 +198,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   #onAbandon(): void {
     if (!this.#abort.signal.aborted) this.#abort.abort();
-    this.#notify();
+    this.#changes.wake();
   }
 
   #canAdmit(m: Message<TIn>): boolean {
@@ -208,7 +210,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     while (i < batch.length) {
       if (this.abandoned) return;
       if (this.#canAdmit(batch[i])) this.#admit(batch[i++]);
-      else await this.#change();
+      else await this.#changes.wait();
     }
   }
 
@@ -257,7 +259,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
   #settle(slot: Slot<TIn, TOut>, ok: boolean, value: unknown): void {
     this.#running--;
     if (this.abandoned) {
-      this.#notify();
+      this.#changes.wake();
       return;
     }
     if (ok) {
@@ -286,7 +288,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     if (slot.state === FAILED && !this.abandoned) {
       this.fail(this.wrapError(slot.error, slot.message));
     }
-    this.#notify();
+    this.#changes.wake();
   }
 
   /**
@@ -355,7 +357,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
             if (this.abandoned) return;
             this.#pop();
             this.#forward();
-            this.#notify();
+            this.#changes.wake();
           }, (e) => this.fail(e));
           return;
         } else if (s.state === FAILED) {
@@ -370,7 +372,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
       }
     } finally {
       this.#forwarding = false;
-      if (popped) this.#notify();
+      if (popped) this.#changes.wake();
     }
   }
 
@@ -383,16 +385,5 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
       this.#slots = this.#slots.slice(this.#head);
       this.#head = 0;
     }
-  }
-
-  #change(): Promise<void> {
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-
-  #notify(): void {
-    if (this.#waiters.length === 0) return;
-    const ws = this.#waiters;
-    this.#waiters = [];
-    for (const w of ws) w();
   }
 }

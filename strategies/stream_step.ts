@@ -16,6 +16,7 @@ import { ClosedError, ConfigurationError, MESSAGE_REJECTED, MessageRejected } fr
 import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { requireSync } from "./thenable.ts";
+import { Waiters } from "./_waiters.ts";
 import { type StepMeter, stepMeterFor, type StepMetricsSource } from "../metrics/step.ts";
 
 /** What a step's writable stream accepts: one message, or an array of them. */
@@ -121,7 +122,8 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   #closing: Promise<void> | undefined;
   #joinedNext = false;
   #drained: Promise<void> | undefined;
-  #waiters: Array<() => void> = [];
+  /** Woken at every `poll()` (or join tick) and when the step is abandoned. */
+  readonly #waiters = new Waiters();
   /** Backpressure instrumentation; undefined (and free) without metrics. */
   readonly #metrics: StepMeter | undefined;
   readonly #flushTask = () => {
@@ -427,10 +429,10 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     const invalid = this.#invalid;
     if (invalid !== undefined) {
       this.#invalid = undefined;
-      this.#wake();
+      this.#waiters.wake();
       throw invalid;
     }
-    this.#wake();
+    this.#waiters.wake();
     const meter = this.#metrics;
     if (meter !== undefined && meter.sending && this.desiredSize > 0) meter.relieveUpstream();
     this.onPoll();
@@ -631,7 +633,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   /** Resolves at the next `poll()` (or join tick), or when the step is abandoned. */
   protected waitForPoll(): Promise<void> {
     if (this.#abandoned) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    return this.#waiters.wait();
   }
 
   /**
@@ -700,18 +702,11 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     this.#writer.write(chunk);
   }
 
-  #wake(): void {
-    if (this.#waiters.length === 0) return;
-    const ws = this.#waiters;
-    this.#waiters = [];
-    for (const w of ws) w();
-  }
-
   #abandon(): void {
     this.#abandoned = true;
     this.#stopBackoff?.abort();
     this.#metrics?.endAll();
-    this.#wake();
+    this.#waiters.wake();
   }
 
   /**
@@ -727,7 +722,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       if (this.#invalid !== undefined) {
         const invalid = this.#invalid;
         this.#invalid = undefined;
-        this.#wake();
+        this.#waiters.wake();
         throw invalid;
       }
       if (this.#error !== undefined) return true;
@@ -737,7 +732,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       await Promise.race([settled, this.clock.sleep(Math.min(left, JOIN_TICK_MS), stop.signal)]);
       stop.abort();
       if (!finished) {
-        this.#wake();
+        this.#waiters.wake();
         try {
           this.next?.poll();
         } catch (e) {

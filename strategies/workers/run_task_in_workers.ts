@@ -16,6 +16,7 @@ import {
   UnsupportedRuntimeError,
 } from "../../runtime/mod.ts";
 import { type StepOptions, StreamStep } from "../stream_step.ts";
+import { Waiters } from "../_waiters.ts";
 import { cloneable, packViews } from "./_pack.ts";
 
 /** Options of a {@link RunTaskInWorkers}. */
@@ -149,7 +150,8 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#waitingRoom = false;
     this.#forward();
   };
-  #waiters: Array<() => void> = [];
+  /** Woken when a call or batch finishes, a result is handed on, or the step is abandoned. */
+  readonly #changes = new Waiters();
 
   /** Creates the step; workers start with the first batch. */
   constructor(
@@ -231,7 +233,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
     while (i < batch.length) {
       if (this.abandoned) return;
       if (this.#open.length >= this.maxBatchSize && !this.#send()) {
-        await this.#change();
+        await this.#changes.wait();
         continue;
       }
       if (this.#open.length === 0) this.#openedAt = this.clock.now();
@@ -255,7 +257,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
       if (this.#open.length > 0) this.#send();
       this.#checkTimeouts();
       if (this.abandoned) return;
-      await Promise.race([this.#change(), this.waitForPoll()]);
+      await Promise.race([this.#changes.wait(), this.waitForPoll()]);
     }
   }
 
@@ -289,7 +291,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
       this.#stopped = true;
       if (this.#pool) { for (const p of this.#pool) p.worker.terminate(); }
     }
-    this.#notify();
+    this.#changes.wake();
   }
 
   #startPool(): PoolWorker[] {
@@ -388,7 +390,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
     if (reply.invalid.length > 0) batch.invalid = new Map(reply.invalid);
     batch.done = true;
     this.#forward();
-    this.#notify();
+    this.#changes.wake();
   }
 
   #onCrash(w: number, what: string): void {
@@ -482,20 +484,9 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
           this.#open.length >= this.maxBatchSize ||
           (this.#open.length > 0 && this.clock.now() - this.#openedAt >= this.maxBatchTimeMs)
         ) this.#send();
-        this.#notify();
+        this.#changes.wake();
       }
     }
-  }
-
-  #change(): Promise<void> {
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-
-  #notify(): void {
-    if (this.#waiters.length === 0) return;
-    const ws = this.#waiters;
-    this.#waiters = [];
-    for (const w of ws) w();
   }
 }
 
