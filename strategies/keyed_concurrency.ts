@@ -78,7 +78,8 @@ type OutItem = { m: Message<unknown>; invalid?: InvalidMessage };
  * each partition (the commit watermark). An offset is never committed while a message
  * before it is still running or waiting. `watermarks()` shows the current prefix.
  *
- * `fn(message, signal)`: `signal` aborts when the step is terminated or its `join` gives up.
+ * `fn(message, signal)`: `signal` aborts when the step is terminated, its `join` gives up
+ * or it fails.
  * `fn` may throw `InvalidMessage` (reported to the processor, then counted as done) or
  * `MessageRejected` (the call is retried after the next `poll()`, its key held). Any other
  * error fails the step, naming the message.
@@ -110,7 +111,6 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
   maxObservedInFlight = 0;
 
   readonly #fn: (message: Message<TIn>, signal: AbortSignal) => TOut | Promise<TOut>;
-  readonly #abort = new AbortController();
   readonly #key: (message: Message<TIn>) => string | number;
   readonly #keys = new Map<string | number, KeyState>();
   readonly #tracks = new Map<Partition, Track>();
@@ -174,24 +174,6 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
   /** The commit watermark per partition: the next offset after the contiguous completed prefix. */
   watermarks(): Map<Partition, number> {
     return new Map(this.#watermarks);
-  }
-
-  /** Abandons all work at once and aborts the `signal` given to running calls. */
-  override terminate(): void {
-    this.#abort.abort();
-    super.terminate();
-  }
-
-  /**
-   * Finishes submitted work within `timeoutMs` (see `StreamStep.join`); if work had to be
-   * abandoned, the `signal` given to running calls is aborted.
-   */
-  override async join(timeoutMs?: number): Promise<void> {
-    try {
-      await super.join(timeoutMs);
-    } finally {
-      if (this.abandoned) this.#abort.abort();
-    }
   }
 
   /** Admits messages to their keys' queues, holding the chunk while `maxPending` is reached. */
@@ -314,7 +296,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     const m = entry.m as Message<TIn>;
     let r: TOut | Promise<TOut>;
     try {
-      r = this.#fn(m, this.#abort.signal);
+      r = this.#fn(m, this.signal);
     } catch (e) {
       this.#completed(entry, undefined, e ?? new Error("threw without a reason"));
       return;

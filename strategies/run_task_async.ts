@@ -105,7 +105,6 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
   readonly maxPending: number;
 
   readonly #fn: AsyncTask<TIn, TOut>;
-  readonly #abort = new AbortController();
   #slots: Slot<TIn, TOut>[] = [];
   #head = 0;
   #running = 0;
@@ -120,7 +119,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#forward();
   };
   #retryPump = false;
-  /** Woken when a call or batch finishes, a result is handed on, or the step is abandoned. */
+  /** Woken when a call finishes, a result is handed on, or the step is abandoned. */
   readonly #changes = new Waiters();
 
   /** Creates the step. */
@@ -150,6 +149,8 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
           `(${this.concurrency}); raise maxPending or lower concurrency`,
       );
     }
+    // Abandoned (terminate, a join timeout, a failure): the loops waiting on a change stop.
+    this.signal.addEventListener("abort", () => this.#changes.wake(), { once: true });
   }
 
   /** Messages started or finished and not yet handed on. */
@@ -173,32 +174,6 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
   /** Waits for the calls in flight before the step reports itself drained. */
   protected override async onDrained(): Promise<void> {
     while (this.pending > 0 && !this.abandoned) await this.#changes.wait();
-  }
-
-  /** Abandons work in flight (its `signal` aborts) and terminates the next step. */
-  override terminate(): void {
-    super.terminate();
-    this.#onAbandon();
-  }
-
-  /** Waits for work in flight within `timeoutMs`; what is left then is abandoned. */
-  override async join(timeoutMs?: number): Promise<void> {
-    try {
-      await super.join(timeoutMs);
-    } finally {
-      if (this.abandoned) this.#onAbandon();
-    }
-  }
-
-  /** Fails the step and abandons the calls in flight. */
-  protected override fail(error: unknown): void {
-    super.fail(error);
-    this.#onAbandon();
-  }
-
-  #onAbandon(): void {
-    if (!this.#abort.signal.aborted) this.#abort.abort();
-    this.#changes.wake();
   }
 
   #canAdmit(m: Message<TIn>): boolean {
@@ -246,7 +221,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#running++;
     let result: Promise<TOut> | TOut;
     try {
-      result = this.#fn(slot.message, this.#abort.signal);
+      result = this.#fn(slot.message, this.signal);
     } catch (e) {
       result = Promise.reject(e);
     }
@@ -366,7 +341,6 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
         } else if (s.state === GAVE_UP) {
           // Everything before it was handed on: stop here.
           this.giveUpHeld(s.message);
-          this.#onAbandon();
           return;
         } else return;
       }

@@ -116,6 +116,8 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   #stopBackoff: AbortController | undefined;
   #closed = false;
   #abandoned = false;
+  /** Aborted when the step is abandoned (see {@link StreamStep.signal}). */
+  readonly #abort = new AbortController();
   #terminated = false;
   #error: unknown = undefined;
   #invalid: InvalidMessage | undefined;
@@ -288,6 +290,41 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   /** True when the step's work was abandoned (terminate, or a join timeout). */
   protected get abandoned(): boolean {
     return this.#abandoned;
+  }
+
+  /**
+   * Aborts when the step gives up on its work: on `terminate`, when `join` runs out of time
+   * with work left, and when the step fails (or gives up a held message at close), that is
+   * when {@link StreamStep.abandoned} becomes true. A subclass that starts asynchronous
+   * work (a `fetch`, a query) passes it on, so that work stops when nobody waits for it.
+   *
+   * @example
+   * ```ts
+   * import { CommitOffsets, type Message, type ProcessingStrategy, StreamStep } from "@sluice/sluice";
+   *
+   * async function lookup(id: string, signal: AbortSignal): Promise<number> {
+   *   const res = await fetch(`https://example.com/users/${id}`, { signal });
+   *   await res.body?.cancel();
+   *   return res.status;
+   * }
+   *
+   * class Lookup extends StreamStep<string, number> {
+   *   constructor(next: ProcessingStrategy<number>) {
+   *     super("lookup", next);
+   *   }
+   *   protected async process(batch: Message<string>[]): Promise<void> {
+   *     for (const m of batch) {
+   *       const found = await lookup(m.payload, this.signal); // stops when the step gives up
+   *       await this.emitWhenRoom(m.replacePayload(found));
+   *     }
+   *   }
+   * }
+   * const step = new Lookup(new CommitOffsets(() => {}));
+   * step.terminate(); // aborts the signal: lookups in flight stop
+   * ```
+   */
+  protected get signal(): AbortSignal {
+    return this.#abort.signal;
   }
 
   /** Queues a message; throws `MessageRejected` when the queue is full. */
@@ -702,11 +739,13 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     this.#writer.write(chunk);
   }
 
+  /** The one place a step becomes abandoned; aborts {@link StreamStep.signal} last. */
   #abandon(): void {
     this.#abandoned = true;
     this.#stopBackoff?.abort();
     this.#metrics?.endAll();
     this.#waiters.wake();
+    this.#abort.abort();
   }
 
   /**

@@ -150,7 +150,7 @@ export class RunTaskInWorkers<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#waitingRoom = false;
     this.#forward();
   };
-  /** Woken when a call or batch finishes, a result is handed on, or the step is abandoned. */
+  /** Woken when a batch is answered or handed on, or the workers stop. */
   readonly #changes = new Waiters();
 
   /** Creates the step; workers start with the first batch. */

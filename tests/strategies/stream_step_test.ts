@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertInstanceOf, assertLessOrEqual } from "@std/assert";
 import { CommitOffsets } from "../../strategies/commit_offsets.ts";
 import { RunTask } from "../../strategies/run_task.ts";
+import { StreamStep } from "../../strategies/stream_step.ts";
 import { type Message, StepError } from "../../types.ts";
 import { brokerMessage, CommitRecorder, Gate, P0, tick } from "../_support/helpers.ts";
 
@@ -105,4 +106,54 @@ Deno.test("step.writable: a writer can write to it while submit is not used; clo
   }
   await writer.close();
   assertEquals(recorder.latest.get(P0), 10);
+});
+
+/** Holds every chunk until `release()`; shows its `signal`. */
+class Holding extends StreamStep<number> {
+  #release: (() => void) | undefined;
+  constructor(next: CommitOffsets<number>) {
+    super("holding", next);
+  }
+  get abortSignal(): AbortSignal {
+    return this.signal;
+  }
+  failWith(error: unknown): void {
+    this.fail(error);
+  }
+  release(): void {
+    this.#release?.();
+  }
+  protected process(): Promise<void> {
+    return new Promise((resolve) => this.#release = resolve);
+  }
+}
+
+Deno.test("StreamStep.signal: aborts on terminate", () => {
+  const step = new Holding(new CommitOffsets(new CommitRecorder().commit));
+  step.submit(brokerMessage(1, 0));
+  assert(!step.abortSignal.aborted);
+  step.terminate();
+  assert(step.abortSignal.aborted);
+});
+
+Deno.test("StreamStep.signal: aborts when join runs out of time with work left, not when it finishes", async () => {
+  const held = new Holding(new CommitOffsets(new CommitRecorder().commit));
+  held.submit(brokerMessage(1, 0));
+  await held.join(20);
+  assert(held.abortSignal.aborted, "the held chunk was abandoned");
+
+  const done = new Holding(new CommitOffsets(new CommitRecorder().commit));
+  done.submit(brokerMessage(1, 0));
+  await tick();
+  const joined = done.join(10_000);
+  done.release();
+  await joined;
+  assert(!done.abortSignal.aborted, "nothing was abandoned");
+});
+
+Deno.test("StreamStep.signal: aborts when the step fails", () => {
+  const step = new Holding(new CommitOffsets(new CommitRecorder().commit));
+  step.failWith(new Error("broken"));
+  assert(step.abortSignal.aborted);
+  assertEquals(step.abortSignal.reason instanceof DOMException, true);
 });
