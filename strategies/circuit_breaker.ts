@@ -281,7 +281,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
     for (;;) {
       if (this.abandoned) return false;
       if (this.#state === "open") {
-        await this.#sleepUntil(this.#reopenAt);
+        await this.sleepUntil(this.#reopenAt);
         if (this.abandoned) return false;
         if (this.#state === "open" && this.clock.now() >= this.#reopenAt) {
           this.#transition("half-open", `cool-down of ${this.#coolDownMs} ms over: one probe`);
@@ -309,7 +309,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
       }
       this.#failed(e, m);
       if (this.#state === "closed" && this.#retryDelayMs > 0) {
-        await this.#sleepUntil(this.clock.now() + this.#retryDelayMs);
+        await this.sleepUntil(this.clock.now() + this.#retryDelayMs);
       }
       return undefined;
     }
@@ -415,17 +415,6 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
       } catch (e) {
         this.fail(e);
       }
-    }
-  }
-
-  /** Sleeps on the clock until `at`, waking early on abandonment (checked on every poll). */
-  async #sleepUntil(at: number): Promise<void> {
-    while (!this.abandoned) {
-      const left = at - this.clock.now();
-      if (left <= 0) return;
-      const stop = new AbortController();
-      await Promise.race([this.clock.sleep(left, stop.signal), this.waitForPoll()]);
-      stop.abort();
     }
   }
 }

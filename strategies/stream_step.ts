@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { type Clock, systemClock } from "../clock.ts";
+import { type Clock, sleepUnless, systemClock } from "../clock.ts";
 import { FILTERED_PAYLOAD, InvalidMessage, type Message, StepError } from "../types.ts";
 import { ClosedError, ConfigurationError, MESSAGE_REJECTED, MessageRejected } from "../errors.ts";
 import { requirePositiveInteger } from "../_validate.ts";
@@ -258,9 +258,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   async #acceptSlow(batch: Message<TIn>[], i: number): Promise<void> {
     while (i < batch.length) {
       this.poll(); // rethrows a failure of this step or the next ones
-      const stop = new AbortController();
-      await Promise.race([this.ready, this.clock.sleep(JOIN_TICK_MS, stop.signal)]);
-      stop.abort();
+      await sleepUnless(this.clock, JOIN_TICK_MS, this.ready);
       try {
         for (; i < batch.length; i++) this.submit(batch[i]);
       } catch (e) {
@@ -674,6 +672,18 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   }
 
   /**
+   * Sleeps on the step's clock until the time `at`, or less when the step is abandoned
+   * (looked at on every `poll()`). The caller checks {@link StreamStep.abandoned} after.
+   */
+  protected async sleepUntil(at: number): Promise<void> {
+    while (!this.#abandoned) {
+      const left = at - this.clock.now();
+      if (left <= 0) return;
+      await sleepUnless(this.clock, left, this.waitForPoll());
+    }
+  }
+
+  /**
    * Reports an invalid message to the processor (through `poll` or `join`) and waits until
    * it has been taken; then forwards a filtered marker so its offset can be committed once
    * the processor allows it. Returns when the marker has been handed on.
@@ -754,8 +764,11 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
    */
   async #waitUntil(done: Promise<void>, deadline: number): Promise<boolean> {
     let finished = false;
+    let failure: { error: unknown } | undefined;
     const settled = done.then(() => {
       finished = true;
+    }, (error) => {
+      failure = { error };
     });
     while (!finished) {
       if (this.#invalid !== undefined) {
@@ -767,9 +780,8 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
       if (this.#error !== undefined) return true;
       const left = deadline - this.clock.now();
       if (left <= 0) return false;
-      const stop = new AbortController();
-      await Promise.race([settled, this.clock.sleep(Math.min(left, JOIN_TICK_MS), stop.signal)]);
-      stop.abort();
+      await sleepUnless(this.clock, Math.min(left, JOIN_TICK_MS), settled);
+      if (failure !== undefined) throw failure.error;
       if (!finished) {
         this.#waiters.wake();
         try {
