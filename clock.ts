@@ -18,7 +18,7 @@ export interface Clock {
  *
  * @example
  * ```ts
- * import { systemClock } from "@sluice/sluice";
+ * import { systemClock } from "./clock.ts";
  * await systemClock.sleep(1);
  * ```
  */
@@ -124,7 +124,7 @@ const setImmediateFn = (globalThis as { setImmediate?: (cb: () => void) => unkno
  *
  * @example
  * ```ts
- * import { macrotask } from "@sluice/sluice";
+ * import { macrotask } from "./clock.ts";
  * await macrotask();
  * ```
  */

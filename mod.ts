@@ -33,9 +33,29 @@
  *
  * @module
  */
-export * from "./types.ts";
-export * from "./errors.ts";
-export { type Clock, macrotask, ManualClock, systemClock } from "./clock.ts";
+export {
+  BrokerValue,
+  type Committable,
+  FILTERED_PAYLOAD,
+  FilteredPayload,
+  InvalidMessage,
+  Message,
+  Partition,
+  StepError,
+  Topic,
+  Value,
+} from "./types.ts";
+export {
+  ClosedError,
+  ConfigurationError,
+  ConsumerError,
+  InvalidStateError,
+  MessageRejected,
+  ProducerError,
+  SluiceError,
+  UnknownTopicError,
+} from "./errors.ts";
+export { type Clock, ManualClock } from "./clock.ts";
 export {
   CommitPolicy,
   type CommitPolicyOptions,
@@ -55,22 +75,14 @@ export type {
   ProcessingStrategy,
   ProcessingStrategyFactory,
 } from "./strategies/abstract.ts";
-export {
-  type Chunk,
-  DEFAULT_CHUNK_SIZE,
-  DEFAULT_HIGH_WATER_MARK,
-  HOLD,
-  type StepOptions,
-  StreamStep,
-} from "./strategies/stream_step.ts";
+export { type Chunk, HOLD, type StepOptions, StreamStep } from "./strategies/stream_step.ts";
 export { MapStep, type SettledResult, SKIP, type TransformResult } from "./strategies/map_step.ts";
 export { RunTask } from "./strategies/run_task.ts";
-export { isThenable, requireSync } from "./strategies/thenable.ts";
-export { CommitOffsets, highestOffsets } from "./strategies/commit_offsets.ts";
+export { CommitOffsets } from "./strategies/commit_offsets.ts";
 export { FilterStep } from "./strategies/filter.ts";
 export { Noop } from "./strategies/noop.ts";
 export { RateLimit, type RateLimitOptions } from "./strategies/rate_limit.ts";
-export { byteLength, payloadByteLength, utf8Length } from "./strategies/size.ts";
+export { byteLength } from "./strategies/size.ts";
 export {
   type AsyncTask,
   RunTaskAsync,
@@ -89,7 +101,6 @@ export {
   DlqPolicy,
   type DlqPolicyOptions,
   type DlqRecord,
-  MAX_REASON_LENGTH,
   withDlqHeaders,
 } from "./processing/dlq.ts";
 export { type Codec, Decode, JSON_CODEC } from "./strategies/decode.ts";
@@ -120,44 +131,17 @@ export {
   type BatchRecord,
 } from "./strategies/adaptive_batch.ts";
 export {
-  type BackpressureSide,
-  type Bottleneck,
-  BOTTLENECK_SHARE,
-  type ConsumerCounters,
-  ConsumerMeter,
-  describeState,
   DURATION_BUCKETS_S,
-  type EndOffsets,
-  EpisodeStats,
-  EpisodeTracker,
-  HistogramBuffer,
-  MAX_BUFFERED_SAMPLES,
   METER_NAME,
-  MetricSeries,
-  type PartitionProgress,
-  type PartitionStatus,
-  Phase,
-  PHASE_DESCRIPTIONS,
-  type ProcessorStatus,
-  PROGRESS_CHECK_MS,
-  renderStatus,
-  renderStatusLine,
   type SeriesAttributes,
   SluiceMetrics,
-  STALL_SHOWN_MS,
-  STATUS_WINDOW_MS,
-  type StatusInput,
-  StatusWindow,
-  StepMeter,
-  stepMeterFor,
-  type StepMetricsSource,
-  StepStats,
+} from "./metrics/otel.ts";
+export {
+  type Bottleneck,
+  type PartitionStatus,
+  type ProcessorStatus,
   type StepStatus,
-  StuckDetector,
-  type StuckDetectorOptions,
-  type TimestampedOffset,
-  withStepMetrics,
-} from "./metrics/mod.ts";
+} from "./metrics/status.ts";
 export {
   type TransformPair,
   TransformStep,
@@ -177,10 +161,4 @@ export {
   consumerReadable,
   type ConsumerReadableOptions,
 } from "./processing/consumer_readable.ts";
-export type { DropCount } from "./metrics/mod.ts";
-export {
-  detectRuntime,
-  type RuntimeFeature,
-  type RuntimeName,
-  UnsupportedRuntimeError,
-} from "./runtime/mod.ts";
+export { UnsupportedRuntimeError } from "./runtime/mod.ts";

@@ -37,6 +37,7 @@ import {
 import { BrokerValue, type Committable, Partition, type Topic } from "../types.ts";
 import { ConfigurationError, InvalidStateError, SluiceError } from "../errors.ts";
 import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
+import { sleepUnless, systemClock } from "../clock.ts";
 
 /** Options of a {@link StreamConsumer}. */
 export interface StreamConsumerOptions {
@@ -214,21 +215,11 @@ export class StreamConsumer<T> implements Consumer<T> {
       const read = this.#pendingRead ??= this.#reader.read();
       let result: ReadableStreamReadResult<T> | typeof PENDING;
       try {
-        if (first && timeoutMs > 0) {
-          let timer: ReturnType<typeof setTimeout> | undefined;
-          const timeout = new Promise<typeof PENDING>((resolve) => {
-            timer = setTimeout(() => resolve(PENDING), timeoutMs);
-          });
-          try {
-            result = await Promise.race([read, timeout]);
-          } finally {
-            clearTimeout(timer);
-          }
-        } else {
-          // An item already queued (or a few microtasks away, as from ReadableStream.from)
-          // settles `read` before PENDING; otherwise this poll returns what it has.
-          result = await Promise.race([read, microtasks(MICROTASK_PATIENCE)]);
-        }
+        // The first read may wait up to `timeoutMs`.
+        if (first && timeoutMs > 0) await sleepUnless(systemClock, timeoutMs, read);
+        // An item already queued (or a few microtasks away, as from ReadableStream.from)
+        // settles `read` before PENDING; otherwise this poll returns what it has.
+        result = await Promise.race([read, microtasks(MICROTASK_PATIENCE)]);
       } catch (e) {
         this.#pendingRead = undefined;
         this.#ended = true;

@@ -25,6 +25,7 @@ import {
   StreamProcessor,
 } from "../mod.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
+import { READ } from "../backends/local/_symbols.ts";
 import type { BrokerValue, Topic } from "../types.ts";
 import {
   type BenchFlags,
@@ -93,7 +94,7 @@ function storedValues(
 ): BrokerValue<Uint8Array>[] {
   const n = broker.endOffset(partition);
   const values = new Array<BrokerValue<Uint8Array>>(n);
-  broker._read(partition, 0, n, values, 0);
+  broker[READ](partition, 0, n, values, 0);
   return values;
 }
 

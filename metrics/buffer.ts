@@ -15,7 +15,7 @@ export const MAX_BUFFERED_SAMPLES = 1024;
  *
  * @example
  * ```ts
- * import { HistogramBuffer } from "@sluice/sluice";
+ * import { HistogramBuffer } from "./buffer.ts";
  * const buffer = new HistogramBuffer(undefined, { step: "sink" });
  * buffer.push(12); // kept until flush(); without a histogram, flush() drops it
  * buffer.flush();

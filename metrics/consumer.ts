@@ -12,7 +12,11 @@ import type { Committable, Partition } from "../types.ts";
 import type { HistogramBuffer } from "./buffer.ts";
 import type { SeriesAttributes } from "./otel.ts";
 
-/** What the processor loop is doing; time is accounted to the current phase. */
+/**
+ * What the processor loop is doing; time is accounted to the current phase. The processor's
+ * own state, defined here because the processor imports it from metrics (a leaf: metrics
+ * imports neither processing/ nor strategies/).
+ */
 export const Phase: {
   readonly Idle: 0;
   readonly Poll: 1;
@@ -122,7 +126,8 @@ interface PartitionState {
  *
  * @example
  * ```ts
- * import { ConsumerMeter, ManualClock, Phase } from "@sluice/sluice";
+ * import { ManualClock } from "@sluice/sluice";
+ * import { ConsumerMeter, Phase } from "./consumer.ts";
  * const clock = new ManualClock(0);
  * const stats = { iterations: 0, messagesPolled: 0, pauses: 0, resumes: 0, backpressureMs: 0, invalidMessages: 0 };
  * const meter = new ConsumerMeter(clock, stats, {});

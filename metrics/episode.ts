@@ -16,7 +16,7 @@ import type { HistogramBuffer } from "./buffer.ts";
  *
  * @example
  * ```ts
- * import { EpisodeStats, EpisodeTracker } from "@sluice/sluice";
+ * import { EpisodeStats, EpisodeTracker } from "./episode.ts";
  * const stats = new EpisodeStats({ step: "sink", origin: "sink" });
  * const episode = new EpisodeTracker();
  * episode.begin(1000, stats);
@@ -59,7 +59,7 @@ export class EpisodeStats {
  *
  * @example
  * ```ts
- * import { EpisodeStats, EpisodeTracker } from "@sluice/sluice";
+ * import { EpisodeStats, EpisodeTracker } from "./episode.ts";
  * const self = new EpisodeStats({ step: "a", origin: "a" });
  * const sink = new EpisodeStats({ step: "a", origin: "sink" });
  * const t = new EpisodeTracker();

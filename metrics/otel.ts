@@ -22,13 +22,30 @@ import { type ConsumerMeter, Phase } from "./consumer.ts";
 import { EpisodeStats } from "./episode.ts";
 import { type BackpressureSide, type StepMetricsSource, StepStats } from "./step.ts";
 
-/** The instrumentation scope name of every Sluice instrument. */
+/**
+ * The instrumentation scope name of every Sluice instrument: select them by it, e.g. in an
+ * SDK View (`meterName: METER_NAME`).
+ *
+ * @example
+ * ```ts
+ * import { METER_NAME } from "@sluice/sluice";
+ * console.log(METER_NAME); // "@sluice/sluice"
+ * ```
+ */
 export const METER_NAME = "@sluice/sluice";
 
 /**
  * Bucket boundaries (seconds) of Sluice's duration histograms, given to the SDK as advice:
  * OpenTelemetry's messaging buckets (5 ms to 10 s), with 1 ms below and 30 s, 1 min and
  * 5 min above for long backpressure episodes.
+ *
+ * @example
+ * ```ts
+ * import { DURATION_BUCKETS_S } from "@sluice/sluice";
+ * // The same buckets for a histogram of your own:
+ * const advice = { explicitBucketBoundaries: [...DURATION_BUCKETS_S] };
+ * console.log(advice.explicitBucketBoundaries.at(-1)); // 300 (5 min)
+ * ```
  */
 export const DURATION_BUCKETS_S: readonly number[] = [
   0.001,
@@ -54,58 +71,301 @@ export const DURATION_BUCKETS_S: readonly number[] = [
 /** Milliseconds (how Sluice counts) to seconds (how it reports). */
 const S_PER_MS = 0.001;
 
+/**
+ * A processor's totals, each as its meter reads it (time in ms). A stopped processor's are
+ * added to its series' retired totals, so counters never go backwards.
+ */
+const TOTALS = {
+  iterations: (c: ConsumerMeter): number => c.counters.iterations,
+  messages: (c: ConsumerMeter): number => c.counters.messagesPolled,
+  pollMs: (c: ConsumerMeter): number => c.phaseMs(Phase.Poll),
+  processingMs: (c: ConsumerMeter): number => c.phaseMs(Phase.Process),
+  backpressureMs: (c: ConsumerMeter): number => c.backpressureMs(),
+  joinMs: (c: ConsumerMeter): number => c.phaseMs(Phase.Join),
+  pauses: (c: ConsumerMeter): number => c.counters.pauses,
+  resumes: (c: ConsumerMeter): number => c.counters.resumes,
+  commitsOk: (c: ConsumerMeter): number => c.commitsOk,
+  commitsFailed: (c: ConsumerMeter): number => c.commitsFailed,
+  invalid: (c: ConsumerMeter): number => c.counters.invalidMessages,
+  assigns: (c: ConsumerMeter): number => c.assigns,
+  revokes: (c: ConsumerMeter): number => c.revokes,
+  partitionsAssigned: (c: ConsumerMeter): number => c.partitionsAssigned,
+  partitionsRevoked: (c: ConsumerMeter): number => c.partitionsRevoked,
+  stuck: (c: ConsumerMeter): number => c.stuck,
+  deadLettered: (c: ConsumerMeter): number => c.counters.deadLettered ?? 0,
+  dlqDropped: (c: ConsumerMeter): number => c.counters.dlqDropped ?? 0,
+  dlqBufferEvicted: (c: ConsumerMeter): number => c.counters.dlqBufferEvicted ?? 0,
+} satisfies Record<string, (c: ConsumerMeter) => number>;
+
+/** The name of one of a processor's {@link TOTALS}. */
+type Total = keyof typeof TOTALS;
+
+const TOTAL_NAMES = Object.keys(TOTALS) as Total[];
+
 /** Totals of consumers that stopped (their counters must not go backwards). */
-interface Retired {
-  iterations: number;
-  messages: number;
-  pollMs: number;
-  processingMs: number;
-  backpressureMs: number;
-  joinMs: number;
-  pauses: number;
-  resumes: number;
-  commitsOk: number;
-  commitsFailed: number;
-  invalid: number;
-  assigns: number;
-  revokes: number;
-  partitionsAssigned: number;
-  partitionsRevoked: number;
-  stuck: number;
-  deadLettered: number;
-  dlqDropped: number;
-  dlqBufferEvicted: number;
-}
+type Retired = Record<Total, number>;
 
 function noRetired(): Retired {
-  return {
-    iterations: 0,
-    messages: 0,
-    pollMs: 0,
-    processingMs: 0,
-    backpressureMs: 0,
-    joinMs: 0,
-    pauses: 0,
-    resumes: 0,
-    commitsOk: 0,
-    commitsFailed: 0,
-    invalid: 0,
-    assigns: 0,
-    revokes: 0,
-    partitionsAssigned: 0,
-    partitionsRevoked: 0,
-    stuck: 0,
-    deadLettered: 0,
-    dlqDropped: 0,
-    dlqBufferEvicted: 0,
-  };
+  return Object.fromEntries(TOTAL_NAMES.map((t) => [t, 0])) as Retired;
 }
+
+/** One of Sluice's instruments. */
+interface Instrument {
+  /** The metric name. */
+  readonly name: string;
+  /** Counters and gauges are observable; histograms get {@link DURATION_BUCKETS_S} as advice. */
+  readonly kind: "counter" | "gauge" | "histogram";
+  /** UCUM unit; "s" for time (which Sluice counts in ms). */
+  readonly unit: string;
+  /** What it measures. */
+  readonly description: string;
+  /**
+   * A processor counter: the {@link TOTALS} it sums per series (live processors plus
+   * retired totals), each with the attributes it adds. Without it, the binding observes it.
+   */
+  readonly totals?: ReadonlyArray<readonly [Total, Attributes?]>;
+  /** Records the buffered histogram samples before it is observed. */
+  readonly flushes?: true;
+}
+
+/**
+ * Every instrument Sluice registers, in the order it registers them: the one list of its
+ * metric names. `docs/observability.md`'s metrics tables list the same (a test keeps them
+ * equal).
+ */
+export const INSTRUMENTS = [
+  {
+    name: "sluice.step.send_backpressure.duration",
+    kind: "histogram",
+    unit: "s",
+    description: "Duration of each episode in which this step rejected its upstream",
+  },
+  {
+    name: "sluice.step.receive_backpressure.duration",
+    kind: "histogram",
+    unit: "s",
+    description: "Duration of each episode in which this step's downstream rejected it",
+  },
+  {
+    name: "sluice.consumer.commit.duration",
+    kind: "histogram",
+    unit: "s",
+    description: "Latency of offset commits",
+  },
+  {
+    name: "sluice.consumer.latency",
+    kind: "histogram",
+    unit: "s",
+    description: "Message timestamp to commit, sampled per commit and partition",
+  },
+  // The SDK runs every observable callback before it reads the synchronous instruments,
+  // so samples recorded by a callback that flushes land in this collection.
+  {
+    name: "sluice.step.messages",
+    kind: "counter",
+    unit: "{message}",
+    description: "Messages accepted by this step",
+    flushes: true,
+  },
+  {
+    name: "sluice.step.dropped_messages",
+    kind: "counter",
+    unit: "{message}",
+    description: "Messages this step dropped on purpose (filtered, shed), by reason",
+  },
+  {
+    name: "sluice.step.send_backpressure.rejections",
+    kind: "counter",
+    unit: "{rejection}",
+    description: "Rejections: this step rejected its upstream (its queue was full)",
+  },
+  {
+    name: "sluice.step.send_backpressure.time",
+    kind: "counter",
+    unit: "s",
+    description: "Time spent rejecting its upstream, open episodes included, by origin " +
+      "(the step where the pressure started); its rate is the share of time",
+  },
+  {
+    name: "sluice.step.receive_backpressure.rejections",
+    kind: "counter",
+    unit: "{rejection}",
+    description: "Rejections: this step's downstream rejected it",
+  },
+  {
+    name: "sluice.step.receive_backpressure.time",
+    kind: "counter",
+    unit: "s",
+    description: "Time spent rejected by its downstream, open episodes included, by origin " +
+      "(the step where the pressure started); its rate is the share of time",
+  },
+  // Flushes buffered histogram samples too (as sluice.step.messages does), so they reach
+  // the collection even if a View drops one of the two instruments.
+  {
+    name: "sluice.consumer.iterations",
+    kind: "counter",
+    unit: "{iteration}",
+    description: "Processor loop iterations",
+    totals: [["iterations"]],
+    flushes: true,
+  },
+  {
+    name: "sluice.consumer.messages",
+    kind: "counter",
+    unit: "{message}",
+    description: "Messages received from the consumer",
+    totals: [["messages"]],
+  },
+  {
+    name: "sluice.consumer.poll.time",
+    kind: "counter",
+    unit: "s",
+    description: "Time spent in consumer.poll",
+    totals: [["pollMs"]],
+  },
+  {
+    name: "sluice.consumer.processing.time",
+    kind: "counter",
+    unit: "s",
+    description: "Time spent in strategy.poll and strategy.submit",
+    totals: [["processingMs"]],
+  },
+  {
+    name: "sluice.consumer.backpressure.time",
+    kind: "counter",
+    unit: "s",
+    description:
+      "Time from a first rejection until the held message was accepted (open episode included)",
+    totals: [["backpressureMs"]],
+  },
+  {
+    name: "sluice.consumer.join.time",
+    kind: "counter",
+    unit: "s",
+    description: "Time spent closing and joining the pipeline on revoke and shutdown",
+    totals: [["joinMs"]],
+  },
+  {
+    name: "sluice.consumer.pauses",
+    kind: "counter",
+    unit: "{pause}",
+    description: "Times all partitions were paused for backpressure",
+    totals: [["pauses"]],
+  },
+  {
+    name: "sluice.consumer.resumes",
+    kind: "counter",
+    unit: "{resume}",
+    description: "Times paused partitions were resumed",
+    totals: [["resumes"]],
+  },
+  {
+    name: "sluice.consumer.invalid_messages",
+    kind: "counter",
+    unit: "{message}",
+    description: "Invalid messages reported by the pipeline",
+    totals: [["invalid"]],
+  },
+  {
+    name: "sluice.consumer.stuck_episodes",
+    kind: "counter",
+    unit: "{episode}",
+    description: "Times the loop did not advance for stuckTimeoutMs",
+    totals: [["stuck"]],
+  },
+  {
+    name: "sluice.consumer.dlq.messages",
+    kind: "counter",
+    unit: "{message}",
+    description: "Invalid messages whose dead-letter delivery was confirmed",
+    totals: [["deadLettered"]],
+  },
+  {
+    name: "sluice.consumer.dlq.dropped_messages",
+    kind: "counter",
+    unit: "{message}",
+    description:
+      "Invalid messages dropped (and counted) by the DLQ policy instead of dead-lettered",
+    totals: [["dlqDropped"]],
+  },
+  {
+    name: "sluice.consumer.dlq.evicted_messages",
+    kind: "counter",
+    unit: "{message}",
+    description: "Raw messages evicted from the DLQ buffer because it was full",
+    totals: [["dlqBufferEvicted"]],
+  },
+  {
+    name: "sluice.consumer.commits",
+    kind: "counter",
+    unit: "{commit}",
+    description: "Offset commits, by status",
+    totals: [["commitsOk", { status: "ok" }], ["commitsFailed", { status: "error" }]],
+  },
+  {
+    name: "sluice.consumer.rebalances",
+    kind: "counter",
+    unit: "{callback}",
+    description: "Assignment and revocation callbacks (attribute kind)",
+    totals: [["assigns", { kind: "assign" }], ["revokes", { kind: "revoke" }]],
+  },
+  {
+    name: "sluice.consumer.partition_assignments",
+    kind: "counter",
+    unit: "{partition}",
+    description: "Partitions assigned, summed over assignments",
+    totals: [["partitionsAssigned"]],
+  },
+  {
+    name: "sluice.consumer.partition_revocations",
+    kind: "counter",
+    unit: "{partition}",
+    description: "Partitions revoked, summed over revocations",
+    totals: [["partitionsRevoked"]],
+  },
+  {
+    name: "sluice.consumer.assigned_partitions",
+    kind: "gauge",
+    unit: "{partition}",
+    description: "Partitions currently assigned",
+  },
+  {
+    name: "sluice.consumer.lag",
+    kind: "gauge",
+    unit: "{message}",
+    description: "End offset minus committed offset, per partition",
+  },
+  {
+    name: "sluice.consumer.stalled_time",
+    kind: "gauge",
+    unit: "s",
+    description: "Per partition: how long it has had lag while its committed offset did not " +
+      "move (0 while it progresses or has no lag)",
+  },
+] as const satisfies readonly Instrument[];
+
+type Row = typeof INSTRUMENTS[number];
+/** The histograms, recorded from buffered samples. */
+type HistogramName = Extract<Row, { kind: "histogram" }>["name"];
+/** The observable instruments the binding observes itself (no {@link Instrument.totals}). */
+type ObservedName = Exclude<Extract<Row, { kind: "counter" | "gauge" }>, { totals: unknown }>[
+  "name"
+];
 
 type Observe = (result: ObservableResult) => void;
 
 /**
  * Attributes of one series of Sluice's metrics, e.g.
- * `{ "messaging.system": "kafka", "messaging.consumer.group.name": "orders" }`.
+ * `{ "messaging.system": "kafka", "messaging.consumer.group.name": "orders" }`; a
+ * processor's `metricAttributes` add to them.
+ *
+ * @example
+ * ```ts
+ * import type { SeriesAttributes, StreamProcessorOptions } from "@sluice/sluice";
+ * // Two processors of one group in one process, kept apart in the metrics:
+ * const metricAttributes: SeriesAttributes = { worker: "a" };
+ * const options: Partial<StreamProcessorOptions<string>> = { metricAttributes };
+ * ```
  */
 export type SeriesAttributes = Readonly<Record<string, string | number | boolean>>;
 
@@ -118,7 +378,8 @@ export type SeriesAttributes = Readonly<Record<string, string | number | boolean
  *
  * @example
  * ```ts
- * import { MetricSeries, systemClock } from "@sluice/sluice";
+ * import { systemClock } from "../clock.ts";
+ * import { MetricSeries } from "./otel.ts";
  * const series = new MetricSeries({ "messaging.system": "kafka" });
  * const parse = series.stepStats("parse", systemClock);
  * console.log(parse.attributes); // { "messaging.system": "kafka", step: "parse" }
@@ -179,7 +440,7 @@ const bindings = new WeakMap<MeterProvider, SluiceMetrics>();
  * const sluiceMetrics = SluiceMetrics.for(metrics.getMeterProvider());
  * ```
  */
-export class SluiceMetrics implements StepMetricsSource {
+export class SluiceMetrics {
   /**
    * The meter every instrument belongs to.
    * @internal An OpenTelemetry type, for Sluice's metrics binding only.
@@ -187,10 +448,7 @@ export class SluiceMetrics implements StepMetricsSource {
   readonly meter: Meter;
   readonly #series = new Map<string, MetricSeries>();
   readonly #default: MetricSeries;
-  readonly #sendDuration: Histogram;
-  readonly #receiveDuration: Histogram;
-  readonly #commitDuration: Histogram;
-  readonly #latency: Histogram;
+  readonly #histograms = {} as Record<HistogramName, Histogram>;
 
   /** The binding for `provider`, created on first use and shared afterwards. */
   static for(provider: MeterProvider): SluiceMetrics {
@@ -213,34 +471,39 @@ export class SluiceMetrics implements StepMetricsSource {
     }
     const meter = this.meter = provider.getMeter(METER_NAME);
     const advice = { explicitBucketBoundaries: [...DURATION_BUCKETS_S] };
-    this.#sendDuration = meter.createHistogram("sluice.step.send_backpressure.duration", {
-      unit: "s",
-      description: "Duration of each episode in which this step rejected its upstream",
-      advice,
-    });
-    this.#receiveDuration = meter.createHistogram("sluice.step.receive_backpressure.duration", {
-      unit: "s",
-      description: "Duration of each episode in which this step's downstream rejected it",
-      advice,
-    });
-    this.#commitDuration = meter.createHistogram("sluice.consumer.commit.duration", {
-      unit: "s",
-      description: "Latency of offset commits",
-      advice,
-    });
-    this.#latency = meter.createHistogram("sluice.consumer.latency", {
-      unit: "s",
-      description: "Message timestamp to commit, sampled per commit and partition",
-      advice,
-    });
+    const observers = this.#observers();
+    for (const i of INSTRUMENTS as readonly Instrument[]) {
+      const { name, unit, description } = i;
+      if (i.kind === "histogram") {
+        this.#histograms[name as HistogramName] = meter.createHistogram(name, {
+          unit,
+          description,
+          advice,
+        });
+        continue;
+      }
+      const observe = i.totals === undefined
+        ? observers[name as ObservedName]
+        : this.#sum(i.totals, unit === "s" ? S_PER_MS : 1);
+      const instrument = i.kind === "counter"
+        ? meter.createObservableCounter(name, { unit, description })
+        : meter.createObservableGauge(name, { unit, description });
+      instrument.addCallback(
+        i.flushes
+          ? (o) => {
+            this.flush();
+            observe(o);
+          }
+          : observe,
+      );
+    }
     this.#default = this.series({});
-    this.#defineStepInstruments();
-    this.#defineConsumerInstruments();
   }
 
   /**
    * The series with exactly these `attributes` (created on first use). Processors with the
    * same attributes (same system, group and client id) add up in one series.
+   * @internal For the processor.
    */
   series(attributes: SeriesAttributes): MetricSeries {
     const key = keyOf(attributes);
@@ -252,12 +515,18 @@ export class SluiceMetrics implements StepMetricsSource {
     return s;
   }
 
-  /** The totals of steps named `name` in the series without attributes. Used by steps. */
+  /**
+   * The totals of steps named `name` in the series without attributes.
+   * @internal For steps (it makes a binding a step's `metrics` source).
+   */
   stepStats(name: string, clock: Clock): StepStats {
     return this.#default.stepStats(name, clock);
   }
 
-  /** Every step's totals in the series without attributes, by name. */
+  /**
+   * Every step's totals in the series without attributes, by name.
+   * @internal For tests and the status view.
+   */
   get steps(): ReadonlyMap<string, StepStats> {
     return this.#default.steps;
   }
@@ -265,40 +534,27 @@ export class SluiceMetrics implements StepMetricsSource {
   /**
    * Registers a processor's meter in `series` (default: the one of the meter's
    * attributes); its numbers are reported until {@link SluiceMetrics.retire}.
+   * @internal For the processor.
    */
   addConsumer(meter: ConsumerMeter, series?: MetricSeries): void {
     const s = series ?? this.series(meter.attributes);
-    meter.commitDurations = new HistogramBuffer(this.#commitDuration, s.attributes, S_PER_MS);
-    meter.latencyBuffer = (attributes) => new HistogramBuffer(this.#latency, attributes, S_PER_MS);
+    const commits = this.#histograms["sluice.consumer.commit.duration"];
+    const latency = this.#histograms["sluice.consumer.latency"];
+    meter.commitDurations = new HistogramBuffer(commits, s.attributes, S_PER_MS);
+    meter.latencyBuffer = (attributes) => new HistogramBuffer(latency, attributes, S_PER_MS);
     s.consumers.add(meter);
   }
 
-  /** A processor stopped: its totals are kept (counters never go back), its gauges go. */
+  /**
+   * A processor stopped: its totals are kept (counters never go back), its gauges go.
+   * @internal For the processor.
+   */
   retire(meter: ConsumerMeter): void {
     for (const s of this.#series.values()) {
       if (!s.consumers.delete(meter)) continue;
       meter.flush();
       const r = s.retired;
-      const c = meter.counters;
-      r.iterations += c.iterations;
-      r.messages += c.messagesPolled;
-      r.pollMs += meter.phaseMs(Phase.Poll);
-      r.processingMs += meter.phaseMs(Phase.Process);
-      r.backpressureMs += meter.backpressureMs();
-      r.joinMs += meter.phaseMs(Phase.Join);
-      r.pauses += c.pauses;
-      r.resumes += c.resumes;
-      r.commitsOk += meter.commitsOk;
-      r.commitsFailed += meter.commitsFailed;
-      r.invalid += c.invalidMessages;
-      r.assigns += meter.assigns;
-      r.revokes += meter.revokes;
-      r.partitionsAssigned += meter.partitionsAssigned;
-      r.partitionsRevoked += meter.partitionsRevoked;
-      r.stuck += meter.stuck;
-      r.deadLettered += c.deadLettered ?? 0;
-      r.dlqDropped += c.dlqDropped ?? 0;
-      r.dlqBufferEvicted += c.dlqBufferEvicted ?? 0;
+      for (const t of TOTAL_NAMES) r[t] += TOTALS[t](meter);
       return;
     }
   }
@@ -315,61 +571,64 @@ export class SluiceMetrics implements StepMetricsSource {
   }
 
   #episodeStats(side: BackpressureSide, attributes: Attributes): EpisodeStats {
-    const h = side === "send" ? this.#sendDuration : this.#receiveDuration;
+    const h = this.#histograms[
+      side === "send"
+        ? "sluice.step.send_backpressure.duration"
+        : "sluice.step.receive_backpressure.duration"
+    ];
     return new EpisodeStats(attributes, new HistogramBuffer(h, attributes, S_PER_MS));
   }
 
-  #counter(name: string, unit: string, description: string, observe: Observe): void {
-    this.meter.createObservableCounter(name, { unit, description }).addCallback(observe);
-  }
-
-  #gauge(name: string, unit: string, description: string, observe: Observe): void {
-    this.meter.createObservableGauge(name, { unit, description }).addCallback(observe);
-  }
-
-  #defineStepInstruments(): void {
+  /** How the binding observes the instruments that are not sums of processor totals. */
+  #observers(): Record<ObservedName, Observe> {
     const steps = (f: (s: StepStats) => void) => {
       for (const series of this.#series.values()) for (const s of series.steps.values()) f(s);
     };
-    // The SDK runs every observable callback before it reads the synchronous instruments,
-    // so samples recorded here land in this collection.
-    this.#counter("sluice.step.messages", "{message}", "Messages accepted by this step", (r) => {
-      this.flush();
-      steps((s) => r.observe(s.messages, s.attributes));
-    });
-    this.#counter(
-      "sluice.step.dropped_messages",
-      "{message}",
-      "Messages this step dropped on purpose (filtered, shed), by reason",
-      (r) => steps((s) => s.drops.forEach((d) => r.observe(d.count, d.attributes))),
-    );
-    const sides: Array<[BackpressureSide, string, string]> = [
-      ["send", "this step rejected its upstream (its queue was full)", "rejecting its upstream"],
-      ["receive", "this step's downstream rejected it", "rejected by its downstream"],
-    ];
-    for (const [side, what, doing] of sides) {
-      this.#counter(
-        `sluice.step.${side}_backpressure.rejections`,
-        "{rejection}",
-        `Rejections: ${what}`,
-        (r) =>
-          steps((s) =>
-            r.observe(side === "send" ? s.sendRejections : s.receiveRejections, s.attributes)
-          ),
-      );
-      this.#counter(
-        `sluice.step.${side}_backpressure.time`,
-        "s",
-        `Time spent ${doing}, open episodes included, by origin (the step where the ` +
-          `pressure started); its rate is the share of time`,
-        (r) =>
-          steps((s) => {
-            const now = s.clock.now();
-            const map = side === "send" ? s.send : s.receive;
-            for (const e of map.values()) r.observe(e.timeMs(now) * S_PER_MS, e.attributes);
-          }),
-      );
-    }
+    const episodeTime = (side: BackpressureSide): Observe => (r) =>
+      steps((s) => {
+        const now = s.clock.now();
+        const map = side === "send" ? s.send : s.receive;
+        for (const e of map.values()) r.observe(e.timeMs(now) * S_PER_MS, e.attributes);
+      });
+    const consumers = (f: (c: ConsumerMeter) => void) => {
+      for (const s of this.#series.values()) s.consumers.forEach(f);
+    };
+    return {
+      "sluice.step.messages": (r) => steps((s) => r.observe(s.messages, s.attributes)),
+      "sluice.step.dropped_messages": (r) =>
+        steps((s) => s.drops.forEach((d) => r.observe(d.count, d.attributes))),
+      "sluice.step.send_backpressure.rejections": (r) =>
+        steps((s) => r.observe(s.sendRejections, s.attributes)),
+      "sluice.step.send_backpressure.time": episodeTime("send"),
+      "sluice.step.receive_backpressure.rejections": (r) =>
+        steps((s) => r.observe(s.receiveRejections, s.attributes)),
+      "sluice.step.receive_backpressure.time": episodeTime("receive"),
+      "sluice.consumer.assigned_partitions": (o) => {
+        for (const s of this.#series.values()) {
+          if (s.consumers.size === 0) continue;
+          let n = 0;
+          for (const c of s.consumers) n += c.assignedCount;
+          o.observe(n, s.attributes);
+        }
+      },
+      "sluice.consumer.lag": (o) =>
+        consumers((c) => c.observeLag((lag, attrs) => o.observe(lag, attrs))),
+      "sluice.consumer.stalled_time": (o) =>
+        consumers((c) => c.observeStalls((ms, attrs) => o.observe(ms * S_PER_MS, attrs))),
+    };
+  }
+
+  /**
+   * Observes each of `totals` summed per series (live processors plus retired totals),
+   * times `scale`, with the attributes it adds.
+   */
+  #sum(totals: ReadonlyArray<readonly [Total, Attributes?]>, scale: number): Observe {
+    return (o) => {
+      for (const [t, extra] of totals) {
+        const read = TOTALS[t];
+        this.#perSeries(o, (c) => read(c) * scale, (r) => r[t] * scale, extra);
+      }
+    };
   }
 
   /** Observes `f` summed per series (live processors plus retired totals). */
@@ -385,174 +644,6 @@ export class SluiceMetrics implements StepMetricsSource {
       for (const c of s.consumers) t += f(c);
       o.observe(t, extra === undefined ? s.attributes : { ...s.attributes, ...extra });
     }
-  }
-
-  #defineConsumerInstruments(): void {
-    const counter = (
-      name: string,
-      unit: string,
-      description: string,
-      f: (c: ConsumerMeter) => number,
-      retired: (r: Retired) => number,
-    ) => this.#counter(name, unit, description, (o) => this.#perSeries(o, f, retired));
-    const seconds = (
-      name: string,
-      description: string,
-      f: (c: ConsumerMeter) => number,
-      retired: (r: Retired) => number,
-    ) =>
-      this.#counter(
-        name,
-        "s",
-        description,
-        (o) => this.#perSeries(o, (c) => f(c) * S_PER_MS, (r) => retired(r) * S_PER_MS),
-      );
-    // Flushes buffered histogram samples too (as sluice.step.messages does), so they reach
-    // the collection even if a View drops one of the two instruments.
-    this.#counter("sluice.consumer.iterations", "{iteration}", "Processor loop iterations", (o) => {
-      this.flush();
-      this.#perSeries(o, (c) => c.counters.iterations, (r) => r.iterations);
-    });
-    counter(
-      "sluice.consumer.messages",
-      "{message}",
-      "Messages received from the consumer",
-      (c) => c.counters.messagesPolled,
-      (r) => r.messages,
-    );
-    seconds(
-      "sluice.consumer.poll.time",
-      "Time spent in consumer.poll",
-      (c) => c.phaseMs(Phase.Poll),
-      (r) => r.pollMs,
-    );
-    seconds(
-      "sluice.consumer.processing.time",
-      "Time spent in strategy.poll and strategy.submit",
-      (c) => c.phaseMs(Phase.Process),
-      (r) => r.processingMs,
-    );
-    seconds(
-      "sluice.consumer.backpressure.time",
-      "Time from a first rejection until the held message was accepted (open episode included)",
-      (c) => c.backpressureMs(),
-      (r) => r.backpressureMs,
-    );
-    seconds(
-      "sluice.consumer.join.time",
-      "Time spent closing and joining the pipeline on revoke and shutdown",
-      (c) => c.phaseMs(Phase.Join),
-      (r) => r.joinMs,
-    );
-    counter(
-      "sluice.consumer.pauses",
-      "{pause}",
-      "Times all partitions were paused for backpressure",
-      (c) => c.counters.pauses,
-      (r) => r.pauses,
-    );
-    counter(
-      "sluice.consumer.resumes",
-      "{resume}",
-      "Times paused partitions were resumed",
-      (c) => c.counters.resumes,
-      (r) => r.resumes,
-    );
-    counter(
-      "sluice.consumer.invalid_messages",
-      "{message}",
-      "Invalid messages reported by the pipeline",
-      (c) => c.counters.invalidMessages,
-      (r) => r.invalid,
-    );
-    counter(
-      "sluice.consumer.stuck_episodes",
-      "{episode}",
-      "Times the loop did not advance for stuckTimeoutMs",
-      (c) => c.stuck,
-      (r) => r.stuck,
-    );
-    counter(
-      "sluice.consumer.dlq.messages",
-      "{message}",
-      "Invalid messages whose dead-letter delivery was confirmed",
-      (c) => c.counters.deadLettered ?? 0,
-      (r) => r.deadLettered,
-    );
-    counter(
-      "sluice.consumer.dlq.dropped_messages",
-      "{message}",
-      "Invalid messages dropped (and counted) by the DLQ policy instead of dead-lettered",
-      (c) => c.counters.dlqDropped ?? 0,
-      (r) => r.dlqDropped,
-    );
-    counter(
-      "sluice.consumer.dlq.evicted_messages",
-      "{message}",
-      "Raw messages evicted from the DLQ buffer because it was full",
-      (c) => c.counters.dlqBufferEvicted ?? 0,
-      (r) => r.dlqBufferEvicted,
-    );
-    const ok: Attributes = { status: "ok" };
-    const error: Attributes = { status: "error" };
-    this.#counter("sluice.consumer.commits", "{commit}", "Offset commits, by status", (o) => {
-      this.#perSeries(o, (c) => c.commitsOk, (r) => r.commitsOk, ok);
-      this.#perSeries(o, (c) => c.commitsFailed, (r) => r.commitsFailed, error);
-    });
-    const assign: Attributes = { kind: "assign" };
-    const revoke: Attributes = { kind: "revoke" };
-    this.#counter(
-      "sluice.consumer.rebalances",
-      "{callback}",
-      "Assignment and revocation callbacks (attribute kind)",
-      (o) => {
-        this.#perSeries(o, (c) => c.assigns, (r) => r.assigns, assign);
-        this.#perSeries(o, (c) => c.revokes, (r) => r.revokes, revoke);
-      },
-    );
-    counter(
-      "sluice.consumer.partition_assignments",
-      "{partition}",
-      "Partitions assigned, summed over assignments",
-      (c) => c.partitionsAssigned,
-      (r) => r.partitionsAssigned,
-    );
-    counter(
-      "sluice.consumer.partition_revocations",
-      "{partition}",
-      "Partitions revoked, summed over revocations",
-      (c) => c.partitionsRevoked,
-      (r) => r.partitionsRevoked,
-    );
-    this.#gauge(
-      "sluice.consumer.assigned_partitions",
-      "{partition}",
-      "Partitions currently assigned",
-      (o) => {
-        for (const s of this.#series.values()) {
-          if (s.consumers.size === 0) continue;
-          let n = 0;
-          for (const c of s.consumers) n += c.assignedCount;
-          o.observe(n, s.attributes);
-        }
-      },
-    );
-    const consumers = (f: (c: ConsumerMeter) => void) => {
-      for (const s of this.#series.values()) s.consumers.forEach(f);
-    };
-    this.#gauge(
-      "sluice.consumer.lag",
-      "{message}",
-      "End offset minus committed offset, per partition",
-      (o) => consumers((c) => c.observeLag((lag, attrs) => o.observe(lag, attrs))),
-    );
-    this.#gauge(
-      "sluice.consumer.stalled_time",
-      "s",
-      "Per partition: how long it has had lag while its committed offset did not move " +
-        "(0 while it progresses or has no lag)",
-      (o) => consumers((c) => c.observeStalls((ms, attrs) => o.observe(ms * S_PER_MS, attrs))),
-    );
   }
 }
 

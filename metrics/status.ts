@@ -22,7 +22,18 @@ export const STATUS_WINDOW_MS = 1000;
  */
 export const BOTTLENECK_SHARE = 0.5;
 
-/** One step in a {@link ProcessorStatus}. */
+/**
+ * One step in a {@link ProcessorStatus}.
+ *
+ * @example
+ * ```ts
+ * import type { StepStatus, StreamProcessor } from "@sluice/sluice";
+ * function busiest(processor: StreamProcessor<string>): string | undefined {
+ *   const steps: StepStatus[] = processor.status().steps;
+ *   return steps.toSorted((a, b) => b.rejectingShare - a.rejectingShare)[0]?.name;
+ * }
+ * ```
+ */
 export interface StepStatus {
   /** The step's name (attribute `step`). */
   name: string;
@@ -41,7 +52,17 @@ export interface StepStatus {
   origin: string | null;
 }
 
-/** One assigned partition in a {@link ProcessorStatus}. */
+/**
+ * One assigned partition in a {@link ProcessorStatus}.
+ *
+ * @example
+ * ```ts
+ * import type { PartitionStatus, StreamProcessor } from "@sluice/sluice";
+ * function stalled(processor: StreamProcessor<string>): PartitionStatus[] {
+ *   return processor.status().partitions.filter((p) => p.stalledMs > 60_000);
+ * }
+ * ```
+ */
 export interface PartitionStatus {
   /** Topic name. */
   topic: string;
@@ -55,7 +76,18 @@ export interface PartitionStatus {
   stalledMs: number;
 }
 
-/** What limits throughput now, per {@link ProcessorStatus.bottleneck}. */
+/**
+ * What limits throughput now, per {@link ProcessorStatus.bottleneck}.
+ *
+ * @example
+ * ```ts
+ * import type { Bottleneck, StreamProcessor } from "@sluice/sluice";
+ * function limit(processor: StreamProcessor<string>): string {
+ *   const b: Bottleneck = processor.status().bottleneck;
+ *   return b.kind === "none" ? "keeping up" : `${b.name}: ${b.reason}`;
+ * }
+ * ```
+ */
 export interface Bottleneck {
   /**
    * "step": a step of the pipeline (named); "consumer": the pipeline has room and lag
@@ -68,7 +100,18 @@ export interface Bottleneck {
   reason: string;
 }
 
-/** A processor's state, from {@link StreamProcessor.status}. JSON-serialisable. */
+/**
+ * A processor's state, from {@link StreamProcessor.status}. JSON-serialisable.
+ *
+ * @example
+ * ```ts
+ * import type { ProcessorStatus, StreamProcessor } from "@sluice/sluice";
+ * function summary(processor: StreamProcessor<string>): string {
+ *   const s: ProcessorStatus = processor.status();
+ *   return `${s.state}, ${s.polledPerSecond.toFixed(0)} msg/s, lag ${s.lag ?? "unknown"}`;
+ * }
+ * ```
+ */
 export interface ProcessorStatus {
   /** Clock reading (ms) the status was taken at. */
   at: number;
@@ -154,7 +197,9 @@ interface Snapshot {
  *
  * @example
  * ```ts
- * import { ConsumerMeter, ManualClock, StatusWindow } from "@sluice/sluice";
+ * import { ManualClock } from "@sluice/sluice";
+ * import { ConsumerMeter } from "./consumer.ts";
+ * import { StatusWindow } from "./status.ts";
  * const clock = new ManualClock(0);
  * const counters = { iterations: 0, messagesPolled: 0, pauses: 0, resumes: 0, backpressureMs: 0, invalidMessages: 0 };
  * const window = new StatusWindow(clock, new Map(), new ConsumerMeter(clock, counters, {}));
@@ -347,7 +392,8 @@ function seconds(ms: number): string {
  *
  * @example
  * ```ts
- * import { describeState, type StreamProcessor } from "@sluice/sluice";
+ * import type { StreamProcessor } from "@sluice/sluice";
+ * import { describeState } from "./status.ts";
  * function state(processor: StreamProcessor<string>): string {
  *   return describeState(processor.status()); // e.g. "backpressured for 3.2 s, fetching paused"
  * }
@@ -382,7 +428,8 @@ function percent(x: number): string {
  *
  * @example
  * ```ts
- * import { renderStatus, type StreamProcessor } from "@sluice/sluice";
+ * import type { StreamProcessor } from "@sluice/sluice";
+ * import { renderStatus } from "@sluice/sluice/status";
  * function show(processor: StreamProcessor<string>): void {
  *   console.log(renderStatus(processor.status()));
  * }
@@ -435,7 +482,8 @@ export function renderStatus(s: ProcessorStatus): string {
  *
  * @example
  * ```ts
- * import { renderStatusLine, type StreamProcessor } from "@sluice/sluice";
+ * import type { StreamProcessor } from "@sluice/sluice";
+ * import { renderStatusLine } from "@sluice/sluice/status";
  * function log(processor: StreamProcessor<string>): void {
  *   console.log(renderStatusLine(processor.status()));
  * }

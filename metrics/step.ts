@@ -36,7 +36,8 @@ export interface DropCount {
  *
  * @example
  * ```ts
- * import { StepStats, systemClock } from "@sluice/sluice";
+ * import { systemClock } from "../clock.ts";
+ * import { StepStats } from "./step.ts";
  * const stats = new StepStats("parse", systemClock);
  * console.log(stats.messages, stats.sendTimeMs(Date.now())); // 0 0
  * ```
@@ -140,7 +141,8 @@ export interface StepMetricsSource {
  *
  * @example
  * ```ts
- * import { ManualClock, StepMeter, StepStats } from "@sluice/sluice";
+ * import { ManualClock } from "@sluice/sluice";
+ * import { StepMeter, StepStats } from "./step.ts";
  * const clock = new ManualClock(0);
  * const meter = new StepMeter(new StepStats("sink", clock), clock);
  * meter.rejectedUpstream(new Promise(() => {}));
@@ -350,7 +352,9 @@ function unbound(name: string, clock: Clock): StepStats {
  *
  * @example
  * ```ts
- * import { CommitOffsets, RunTask, StepStats, systemClock, withStepMetrics } from "@sluice/sluice";
+ * import { CommitOffsets, RunTask } from "@sluice/sluice";
+ * import { systemClock } from "../clock.ts";
+ * import { StepStats, withStepMetrics } from "./step.ts";
  * const stats = new Map<string, StepStats>();
  * const source = {
  *   stepStats: (name: string) => stats.get(name) ?? stats.set(name, new StepStats(name, systemClock)).get(name)!,
@@ -397,7 +401,8 @@ function nameSteps(scope: Scope): void {
  *
  * @example
  * ```ts
- * import { StepStats, stepMeterFor, systemClock } from "@sluice/sluice";
+ * import { systemClock } from "../clock.ts";
+ * import { StepStats, stepMeterFor } from "./step.ts";
  * console.log(stepMeterFor(undefined, "parse", true, systemClock)); // undefined
  * const source = { stepStats: (n: string) => new StepStats(n, systemClock) };
  * console.log(stepMeterFor(source, "parse", true, systemClock)?.name); // "parse"

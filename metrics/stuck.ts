@@ -33,7 +33,8 @@ export interface StuckDetectorOptions {
  *
  * @example
  * ```ts
- * import { ManualClock, StuckDetector } from "@sluice/sluice";
+ * import { ManualClock } from "@sluice/sluice";
+ * import { StuckDetector } from "./stuck.ts";
  * const clock = new ManualClock(0);
  * let iterations = 0;
  * const detector = new StuckDetector({

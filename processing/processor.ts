@@ -468,7 +468,8 @@ export class StreamProcessor<T> {
    *
    * @example
    * ```ts
-   * import { renderStatus, type StreamProcessor } from "@sluice/sluice";
+   * import type { StreamProcessor } from "@sluice/sluice";
+   * import { renderStatus } from "@sluice/sluice/status";
    * function show(processor: StreamProcessor<string>): void {
    *   const status = processor.status();
    *   console.log(status.bottleneck.name, status.lag);

@@ -12,7 +12,7 @@ import { ConfigurationError } from "../errors.ts";
  *
  * @example
  * ```ts
- * import { utf8Length } from "@sluice/sluice";
+ * import { utf8Length } from "./size.ts";
  * console.log(utf8Length("héllo")); // 6
  * ```
  */
@@ -42,7 +42,7 @@ export function utf8Length(s: string): number {
  *
  * @example
  * ```ts
- * import { payloadByteLength } from "@sluice/sluice";
+ * import { payloadByteLength } from "./size.ts";
  * console.log(payloadByteLength(new Uint8Array(16))); // 16
  * console.log(payloadByteLength(["ab", new Uint8Array(3)])); // 5
  * ```

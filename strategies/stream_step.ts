@@ -17,7 +17,8 @@ import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { requireSync } from "./thenable.ts";
 import { Waiters } from "./_waiters.ts";
-import { type StepMeter, stepMeterFor, type StepMetricsSource } from "../metrics/step.ts";
+import type { SluiceMetrics } from "../metrics/otel.ts";
+import { type StepMeter, stepMeterFor } from "../metrics/step.ts";
 
 /** What a step's writable stream accepts: one message, or an array of them. */
 export type Chunk<T> = Message<T> | Message<T>[];
@@ -53,7 +54,7 @@ export interface StepOptions {
    * Where the step reports backpressure metrics. Default: the processor's metrics when the
    * step is built by a factory of a `StreamProcessor` with a `meterProvider`; else none.
    */
-  metrics?: StepMetricsSource;
+  metrics?: SluiceMetrics;
 }
 
 /** Default high-water mark of a step's input queue, in messages. */

@@ -12,7 +12,7 @@ import { ConfigurationError } from "../errors.ts";
  *
  * @example
  * ```ts
- * import { isThenable } from "@sluice/sluice";
+ * import { isThenable } from "./thenable.ts";
  * console.log(isThenable(Promise.resolve(1)), isThenable(1)); // true false
  * ```
  */
@@ -28,7 +28,7 @@ export function isThenable(value: unknown): value is PromiseLike<unknown> {
  *
  * @example
  * ```ts
- * import { requireSync } from "@sluice/sluice";
+ * import { requireSync } from "./thenable.ts";
  * const key = requireSync("orders", "key", "a string or number", "read the key from the payload", "a1");
  * ```
  */

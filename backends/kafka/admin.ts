@@ -6,11 +6,11 @@
  * @module
  */
 import type { Admin, Kafka } from "kafkajs";
-import { ClosedError, ConfigurationError, SluiceError } from "../../errors.ts";
+import { ClosedError, ConfigurationError, ConsumerError, SluiceError } from "../../errors.ts";
 import { requirePositiveInteger } from "../../_validate.ts";
 import { type KafkaClientOptions, resolveClient, type ResolvedClientOptions } from "./config.ts";
-import { createKafka } from "./payload.ts";
-import { ConnectionWatch, connectWatched } from "./security.ts";
+import { connect, createKafka } from "./_client.ts";
+import { ConnectionWatch } from "./security.ts";
 import "./kafkajs_patch.ts";
 
 /**
@@ -113,7 +113,7 @@ export class KafkaAdmin {
       const kafka = this.#kafka = createKafka(this.#o, { watch });
       const admin = kafka.admin({ retry: { ...this.#o.retry } });
       try {
-        await connectWatched([admin.connect()], watch, this.#o);
+        await connect([admin.connect()], watch, this.#o, ConsumerError);
       } catch (e) {
         this.#admin = undefined;
         await admin.disconnect().catch(() => {});

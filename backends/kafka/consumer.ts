@@ -15,7 +15,8 @@
  * partition) seeks kafkajs back to the first message not handed out, so it is fetched
  * again from there: nothing is skipped (a batch fetched before such a seek is recognised
  * by `isStale()` and not queued, and `poll()` never hands out an offset below the
- * partition's position).
+ * partition's position). The queue, its backpressure and the hand-out are in
+ * `_batch_queue.ts`; what kafkajs errors mean (rebalance, passing failure) is in `errors.ts`.
  *
  * ## Contiguity (issue 13)
  *
@@ -73,16 +74,9 @@
  *
  * @module
  */
-import type {
-  Admin,
-  Consumer as KafkajsConsumer,
-  EachBatchPayload,
-  Kafka,
-  KafkaMessage,
-} from "kafkajs";
-import kafkajs from "kafkajs";
+import type { Admin, Consumer as KafkajsConsumer, Kafka } from "kafkajs";
 import type { AssignmentCallbacks, Consumer } from "../abstract.ts";
-import { BrokerValue, type Committable, Partition, Topic } from "../../types.ts";
+import { type BrokerValue, type Committable, Partition, Topic } from "../../types.ts";
 import { ClosedError, ConfigurationError, ConsumerError, UnknownTopicError } from "../../errors.ts";
 import {
   type KafkaConsumerOptions,
@@ -90,131 +84,21 @@ import {
   type ResolvedConsumerOptions,
 } from "./config.ts";
 import "./kafkajs_patch.ts";
-import { ConnectionWatch, connectWatched } from "./security.ts";
-import { createKafka, describeError, type KafkaPayload } from "./payload.ts";
+import { ConnectionWatch } from "./security.ts";
+import type { KafkaPayload } from "./payload.ts";
+import { connect, createKafka, describeError, unknownTopicError } from "./_client.ts";
 import { KafkajsLog } from "./log.ts";
-
-interface Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
-}
-
-function deferred(): Deferred {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => resolve = r);
-  return { promise, resolve };
-}
-
-/** A partition batch kafkajs handed to `eachBatch`, waiting to be taken by `poll()`. */
-interface PendingBatch {
-  readonly partition: Partition;
-  readonly messages: KafkaMessage[];
-  /** The offset kafkajs fetched this batch from (its position for the partition then). */
-  readonly fetchedOffset: number;
-  /**
-   * The last offset of the fetch for this partition, records consumers never see
-   * (transaction markers, aborted records) after the last message included.
-   */
-  readonly lastOffset: number;
-  /** Index of the next message to hand out. */
-  next: number;
-  readonly generation: number;
-  /** The fetch round it came in (see `#eachBatch`). */
-  readonly round: number;
-  /** Fully handed out, or dropped. */
-  settled: boolean;
-}
-
-/** not started | revoke pending (poll will run it) | running | done, waiting for GROUP_JOIN. */
-type RevokeState = "none" | "pending" | "running" | "done";
-
-const REBALANCE_TYPES = new Set([
-  "REBALANCE_IN_PROGRESS",
-  "ILLEGAL_GENERATION",
-  "NOT_COORDINATOR_FOR_GROUP",
-]);
-const MEMBERSHIP_TYPES = new Set([...REBALANCE_TYPES, "UNKNOWN_MEMBER_ID"]);
-
-/** `e`, then the error it wraps (`cause`), and so on: at most 10, stopping at a loop. */
-function* causeChain(e: unknown): Generator<unknown> {
-  let cur = e;
-  for (let i = 0; i < 10; i++) {
-    yield cur;
-    const c = (cur as { cause?: unknown } | null)?.cause;
-    if (c === undefined || c === null || c === cur) return;
-    cur = c;
-  }
-}
-
-function originalCause(e: unknown): unknown {
-  let last: unknown;
-  for (const c of causeChain(e)) last = c;
-  return last;
-}
-
-function errorType(e: unknown): string | undefined {
-  return (e as { type?: string } | null)?.type ??
-    (originalCause(e) as { type?: string } | null)?.type;
-}
-
-/**
- * kafkajs errors after which the same request may succeed: the broker or coordinator was
- * unreachable, slow or moving.
- */
-const TRANSIENT_NAMES = new Set([
-  "KafkaJSConnectionError",
-  "KafkaJSConnectionClosedError",
-  "KafkaJSRequestTimeoutError",
-  "KafkaJSGroupCoordinatorNotFound",
-  "KafkaJSBrokerNotFound",
-  "KafkaJSLockTimeout",
-  "KafkaJSTimeout",
-  "KafkaJSMetadataNotLoaded",
-  "KafkaJSNoBrokerAvailableError",
-]);
-
-/**
- * Whether `e`, or an error it wraps, says a kafkajs request may succeed later: a
- * connection or timeout error, or a protocol error Kafka marks retriable (e.g.
- * COORDINATOR_LOAD_IN_PROGRESS after a broker restart), however kafkajs wrapped it (its
- * retries running out, or its retrier giving up on a connection error). A commit
- * that fails this way is kept for the next commit instead of stopping the processor.
- *
- * @example
- * ```ts ignore
- * import kafkajs from "kafkajs";
- * isTransientKafkaError(new kafkajs.KafkaJSConnectionError("connect ECONNREFUSED")); // true
- * ```
- */
-export function isTransientKafkaError(e: unknown): boolean {
-  for (const c of causeChain(e)) {
-    const err = c as { name?: unknown; retriable?: boolean } | null | undefined;
-    if (typeof err?.name !== "string") continue;
-    if (TRANSIENT_NAMES.has(err.name)) return true;
-    if (err.name === "KafkaJSProtocolError" && err.retriable === true) return true;
-  }
-  return false;
-}
+import { BatchQueue, type RevokeState } from "./_batch_queue.ts";
+import { type Deferred, deferred } from "../_deferred.ts";
+import { checkAssigned, checkOpen, checkSeekOffsets } from "../_assignment.ts";
+import { errorType, isTransientKafkaError, MEMBERSHIP_TYPES, RevokeInProgress } from "./errors.ts";
 
 function commitKey(topic: string, partition: number, offset: string): string {
   return `${topic}\u0000${partition}\u0000${offset}`;
 }
 
-function isRebalanceError(e: unknown): boolean {
-  const t = (e as { type?: string } | null)?.type;
-  return t !== undefined && REBALANCE_TYPES.has(t);
-}
-
 /** A high watermark older than this is refreshed through the admin client on demand. */
 const END_OFFSET_MAX_AGE_MS = 1000;
-
-/** Thrown from our REBALANCING listener to make kafkajs retry (and so wait) before rejoining. */
-class RevokeInProgress extends Error {
-  constructor() {
-    super("sluice: onRevoke has not finished; rejoin held back until its commit is done");
-    this.name = "SluiceRevokeInProgress";
-  }
-}
 
 /**
  * Statistics of a {@link KafkaConsumer}, for tests and diagnostics.
@@ -295,15 +179,6 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   /** kafkajs's open sockets, closed at teardown if kafkajs left any open. */
   readonly #sockets = new Set<{ destroy(): void }>();
   readonly #log = new KafkajsLog(() => this.stats.kafkajsTransientErrors++);
-  /** Per partition, the last gap re-fetched: the position and the offset kafkajs fetched from. */
-  readonly #gapSeen = new Map<Partition, { position: number; fetchedOffset: number }>();
-  /**
-   * Per partition, where the fetch of the last batch fully handed out ended, when that is
-   * past the position (it ended with records consumers never see): kafkajs continues there.
-   */
-  readonly #fetchedTo = new Map<Partition, { position: number; next: number }>();
-  #gapWarnedAt = -Infinity;
-  #gapsUnwarned = 0;
   /** Commit failures and rejections in a row (see `#warnCommitFailure`). */
   #commitFailures = 0;
   #failingSince = 0;
@@ -344,18 +219,31 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   readonly #highWatermarkAt = new Map<Partition, number>();
   /** Topics whose end offsets are being refreshed through the admin client. */
   readonly #refreshing = new Set<Topic>();
-  #queue: PendingBatch[] = [];
-  /** Resolved (and cleared) when a queued batch settles: wakes handlers waiting for room. */
-  #queueChanged: Deferred | undefined;
-  /** `#eachBatch` calls running, and the fetch round they belong to. */
-  #activeHandlers = 0;
-  #round = 0;
   #wake: Deferred | undefined;
   #offsetLookupFailures = 0;
+  /** The batches kafkajs handed to `eachBatch`, waiting for `poll()`. */
+  readonly #batches: BatchQueue;
 
   /** Validates `options` (throws {@link ConfigurationError}); connects on the first `poll()`. */
   constructor(options: KafkaConsumerOptions) {
     this.#o = resolveConsumerOptions(options);
+    this.#batches = new BatchQueue({
+      o: this.#o,
+      stats: this.stats,
+      assigned: this.#assigned,
+      paused: this.#paused,
+      positions: this.#positions,
+      highWatermarks: this.#highWatermarks,
+      highWatermarkAt: this.#highWatermarkAt,
+      generation: () => this.#generation,
+      revokeState: () => this.#revokeState,
+      revokeDone: () => this.#revokeDone,
+      pendingAssignment: () => this.#pendingAssignment,
+      closing: () => this.#closing,
+      rebalanceDetected: () => this.#rebalanceDetected(),
+      wakeUp: () => this.#wakeUp(),
+      seek: (p, offset) => this.#seekKafkajs(p, offset),
+    });
   }
 
   /** True after `close()`. */
@@ -423,7 +311,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     for (;;) {
       if (this.#fatal) throw this.#fatal;
       await this.#handleGroupChanges();
-      const out = this.#take();
+      const out = this.#batches.take();
       if (out.length > 0) return out;
       const left = deadline - performance.now();
       if (left <= 0) return out;
@@ -444,7 +332,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     this.#kafkajsCall(() => this.#consumer?.pause(byTopic(partitions)));
     // Give queued batches of paused partitions back to kafkajs (re-fetched on resume), so
     // the other partitions of their broker are fetched meanwhile.
-    this.#drop((b) => this.#paused.has(b.partition), true);
+    this.#batches.drop((b) => this.#paused.has(b.partition), true);
   }
 
   resume(partitions: readonly Partition[]): void {
@@ -475,19 +363,13 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   seek(offsets: ReadonlyMap<Partition, number>): void {
     this.#checkOpen();
     this.#checkAssigned([...offsets.keys()], "seek");
+    checkSeekOffsets(offsets);
     for (const [p, o] of offsets) {
-      if (!Number.isInteger(o) || o < 0) {
-        throw new ConsumerError(`cannot seek ${p} to ${o}: offsets are integers >= 0`);
-      }
-    }
-    for (const [p, o] of offsets) {
-      this.#kafkajsCall(() =>
-        this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(o) })
-      );
+      this.#seekKafkajs(p, o);
       this.#positions.set(p, o);
     }
     // kafkajs was sought above: no rewind.
-    this.#drop((b) => offsets.has(b.partition), false);
+    this.#batches.drop((b) => offsets.has(b.partition), false);
   }
 
   stageOffsets(offsets: Committable): void {
@@ -732,7 +614,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     const brokers = o.brokers.join(",");
     try {
       // Typed errors: KafkaAuthenticationError, KafkaTlsError, or a ConsumerError.
-      await connectWatched([consumer.connect(), admin.connect()], watch, o);
+      await connect([consumer.connect(), admin.connect()], watch, o, ConsumerError);
     } catch (e) {
       await this.#teardown();
       throw e;
@@ -741,12 +623,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       const existing = new Set(await admin.listTopics());
       const missing = this.#topics.filter((t) => !existing.has(t.name));
       if (missing.length > 0) {
-        throw new UnknownTopicError(
-          `topic${missing.length > 1 ? "s" : ""} ${missing.map((t) => `"${t.name}"`).join(", ")} ` +
-            `do${missing.length > 1 ? "" : "es"} not exist on ${brokers}; create ${
-              missing.length > 1 ? "them" : "it"
-            } first (KafkaAdmin.createTopics, or kafka-topics.sh --create): Sluice never auto-creates topics`,
-        );
+        throw unknownTopicError(missing.map((t) => t.name), brokers);
       }
       consumer.on(consumer.events.GROUP_JOIN, (e) => this.#onGroupJoin(e.payload));
       consumer.on(consumer.events.REBALANCING, () => this.#onRebalancing());
@@ -763,7 +640,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
         autoCommit: false,
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
-        eachBatch: (payload) => this.#eachBatch(payload),
+        eachBatch: (payload) => this.#batches.eachBatch(payload),
       });
     } catch (e) {
       await this.#teardown();
@@ -780,7 +657,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     const admin = this.#admin;
     this.#consumer = undefined;
     this.#admin = undefined;
-    this.#releaseAll();
+    this.#batches.releaseAll();
     // Unblock handlers holding kafkajs's rejoin: it is stopping.
     if (this.#revokeState === "pending" || this.#revokeState === "running") {
       this.#revokeState = "done";
@@ -834,7 +711,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       for (const p of this.#assigned) this.#lost.add(p);
       this.#rebalanceDetected();
     }
-    this.#releaseAll();
+    this.#batches.releaseAll();
     this.#wakeUp();
   }
 
@@ -849,191 +726,6 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     this.#wakeUp();
   }
 
-  // ---- eachBatch: kafkajs pushes, poll() takes -------------------------------------------
-
-  async #eachBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, heartbeat, isRunning, isStale, resolveOffset } = payload;
-    const p = Partition.of(batch.topic, batch.partition);
-    this.#highWatermarks.set(p, Number(batch.highWatermark));
-    this.#highWatermarkAt.set(p, performance.now());
-    const generation = this.#generation;
-    if (this.#revokeState === "done") {
-      // Revoked, waiting for kafkajs to rejoin: hand nothing out, make it rejoin now.
-      throw rebalanceSignal();
-    }
-    const messages = batch.messages;
-    if (messages.length === 0) return;
-    if (this.#paused.has(p) || isStale() || !isRunning() || this.#closing) {
-      // Fetched before a pause or seek took effect (or kafkajs is stopping): not queued and
-      // not resolved, so kafkajs fetches it again from its (sought) position.
-      return;
-    }
-    // kafkajs calls the handlers of one fetch together (synchronously, up to
-    // partitionsConsumedConcurrently) and fetches that broker again once all returned, so
-    // a handler called while none runs starts a new round.
-    if (this.#activeHandlers++ === 0) this.#round++;
-    const round = this.#round;
-    try {
-      // kafkajs's Batch records the offset it fetched from (not in its type declarations).
-      const fetched = (batch as { fetchedOffset?: string }).fetchedOffset;
-      const entry: PendingBatch = {
-        partition: p,
-        messages,
-        fetchedOffset: Number(fetched ?? messages[0].offset),
-        lastOffset: Number(batch.lastOffset()),
-        next: 0,
-        generation,
-        round,
-        settled: false,
-      };
-      this.#queue.push(entry);
-      // Resolve now, so that kafkajs fetches the next batch while poll() hands this one
-      // out. kafkajs never commits resolved offsets (autoCommit off); a batch dropped before
-      // it was fully handed out rewinds kafkajs to the first message not handed out
-      // (`#drop`), and every assignment seeks kafkajs to Sluice's start position.
-      resolveOffset(messages[messages.length - 1].offset);
-      this.#wakeUp();
-      await this.#waitForRoom(entry, payload, generation);
-    } finally {
-      this.#activeHandlers--;
-    }
-    if (this.#revokeState === "pending" || this.#revokeState === "running") {
-      // Hold kafkajs's rejoin until onRevoke has committed.
-      await this.#revokeDone.promise;
-    }
-    if (this.#state() === "done") throw rebalanceSignal();
-    // Heartbeat here rather than leave it to kafkajs after we return: a rebalance found
-    // now is found where the rejoin can still be held.
-    try {
-      await this.#heartbeat(heartbeat, generation);
-    } catch (e) {
-      if (
-        isRebalanceError(e) && (this.#revokeState === "pending" || this.#revokeState === "running")
-      ) {
-        await this.#revokeDone.promise;
-      }
-      throw e;
-    }
-  }
-
-  /**
-   * The backpressure: a handler returns (letting kafkajs fetch again) once no batch of an
-   * earlier round is still queued. So the fetch of round N+1 overlaps the hand-out of round
-   * N, and at most two rounds (two fetch responses, `maxBytes` each) are queued. While it
-   * waits it heartbeats every `heartbeatIntervalMs`, so the member stays in the group
-   * however long the pipeline holds back. Throws a rebalance found by its heartbeat, after
-   * holding the rejoin until a pending revoke is done.
-   */
-  async #waitForRoom(
-    entry: PendingBatch,
-    payload: EachBatchPayload,
-    generation: number,
-  ): Promise<void> {
-    const { heartbeat, isRunning, isStale } = payload;
-    let rebalance: unknown;
-    while (!entry.settled && this.#olderQueued(entry.round)) {
-      this.#queueChanged ??= deferred();
-      let id: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        this.#queueChanged.promise,
-        new Promise<void>((r) => id = setTimeout(r, this.#o.heartbeatIntervalMs)),
-      ]);
-      clearTimeout(id);
-      if (entry.settled || !this.#olderQueued(entry.round)) break;
-      if (!isRunning() || isStale() || this.#closing) {
-        this.#drop((b) => b === entry, false);
-        break;
-      }
-      try {
-        await this.#heartbeat(heartbeat, generation);
-      } catch (e) {
-        if (!isRebalanceError(e)) {
-          this.#drop((b) => b === entry, false);
-          throw e;
-        }
-        rebalance = e;
-        // A pending revoke releases this batch when it completes; without one there is
-        // nothing to hold for (the rejoin resets kafkajs's positions).
-        if (this.#revokeState !== "pending" && this.#revokeState !== "running") {
-          this.#drop((b) => b === entry, false);
-        }
-      }
-    }
-    if (rebalance === undefined) return;
-    if (this.#revokeState === "pending" || this.#revokeState === "running") {
-      await this.#revokeDone.promise;
-    }
-    throw rebalance;
-  }
-
-  /** True while a batch of a round before `round` is still queued. */
-  #olderQueued(round: number): boolean {
-    for (const b of this.#queue) {
-      if (b.round >= round) return false;
-      if (!b.settled) return true;
-    }
-    return false;
-  }
-
-  async #heartbeat(heartbeat: () => Promise<void>, generation: number): Promise<void> {
-    try {
-      await heartbeat();
-    } catch (e) {
-      if (generation === this.#generation) {
-        const type = errorType(e);
-        if (type !== undefined && MEMBERSHIP_TYPES.has(type)) this.#rebalanceDetected();
-      }
-      throw e;
-    }
-  }
-
-  /** The revoke state, read through a call (it changes across awaits). */
-  #state(): RevokeState {
-    return this.#revokeState;
-  }
-
-  #settle(b: PendingBatch): void {
-    if (b.settled) return;
-    b.settled = true;
-    const w = this.#queueChanged;
-    if (w !== undefined) {
-      this.#queueChanged = undefined;
-      w.resolve();
-    }
-  }
-
-  /**
-   * Drops the queued batches matching `which`. Their offsets were resolved in kafkajs when
-   * they were queued, so with `rewind` kafkajs is sought back to the first message not
-   * handed out of each such partition still assigned (it fetches from there again).
-   */
-  #drop(which: (b: PendingBatch) => boolean, rewind: boolean): void {
-    let rewound: Set<Partition> | undefined;
-    for (const b of this.#queue) {
-      if (b.settled || !which(b)) continue;
-      this.#settle(b);
-      if (rewind) (rewound ??= new Set()).add(b.partition);
-    }
-    this.#compactQueue();
-    if (rewound === undefined) return;
-    for (const p of rewound) {
-      const o = this.#positions.get(p);
-      if (o === undefined || !this.#assigned.has(p)) continue;
-      this.#kafkajsCall(() =>
-        this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(o) })
-      );
-    }
-  }
-
-  #releaseAll(): void {
-    for (const b of this.#queue) this.#settle(b);
-    this.#queue = [];
-  }
-
-  #compactQueue(): void {
-    if (this.#queue.some((b) => b.settled)) this.#queue = this.#queue.filter((b) => !b.settled);
-  }
-
   #wakeUp(): void {
     const w = this.#wake;
     if (w !== undefined) {
@@ -1042,166 +734,9 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     }
   }
 
-  /** Hands out queued messages of assigned, unpaused partitions, up to maxPollMessages. */
-  #take(): BrokerValue<KafkaPayload>[] {
-    const out: BrokerValue<KafkaPayload>[] = [];
-    if (this.#queue.length === 0 || this.#revokeState !== "none" || this.#pendingAssignment) {
-      return out;
-    }
-    const limit = this.#o.maxPollMessages;
-    for (const b of this.#queue) {
-      if (out.length >= limit) break;
-      if (b.settled) continue;
-      const p = b.partition;
-      if (b.generation !== this.#generation || !this.#assigned.has(p)) {
-        // An earlier generation (a rejoin seeks kept partitions to our positions) or a
-        // partition no longer ours.
-        this.#settle(b);
-        continue;
-      }
-      if (this.#paused.has(p)) {
-        this.#drop((x) => x === b, true);
-        continue;
-      }
-      const msgs = b.messages;
-      let start = b.next;
-      if (start === 0) {
-        // Skip what was handed out already (a batch fetched before a rejoin's seek).
-        const pos = this.#positions.get(p);
-        if (pos !== undefined) {
-          while (start < msgs.length && Number(msgs[start].offset) < pos) start++;
-          if (
-            start < msgs.length && Number(msgs[start].offset) > pos && !this.#gapAllowed(b, pos)
-          ) {
-            // Never hand out (and so never commit across) a batch that skips records.
-            this.#refetch(p, pos);
-            continue;
-          }
-        }
-      }
-      const end = Math.min(msgs.length, start + limit - out.length);
-      if (end > start) {
-        // kafkajs gives offsets and timestamps as decimal strings. Offsets increase within
-        // a batch, so when the last minus the first is the count minus one (no gaps from
-        // compaction or transaction markers; the middle one is checked too) they are
-        // consecutive and computed instead of parsed. Records of a batch often share a
-        // timestamp: each distinct text is parsed once.
-        const first = Number(msgs[start].offset);
-        const last = Number(msgs[end - 1].offset);
-        const mid = (start + end) >>> 1;
-        const dense = last - first === end - 1 - start &&
-          Number(msgs[mid].offset) === first + (mid - start);
-        let tsText = "";
-        let ts = 0;
-        for (let i = start; i < end; i++) {
-          const m = msgs[i];
-          // Let kafkajs's record die young (what it carries now lives in the payload).
-          (msgs as (KafkaMessage | undefined)[])[i] = undefined;
-          if (m.timestamp !== tsText) {
-            tsText = m.timestamp;
-            ts = Number(tsText);
-          }
-          out.push(
-            new BrokerValue<KafkaPayload>(
-              { key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: ts },
-              p,
-              dense ? first + (i - start) : Number(m.offset),
-              ts,
-            ),
-          );
-        }
-        this.#positions.set(p, last + 1);
-      }
-      b.next = end;
-      if (b.next >= msgs.length) {
-        this.#settle(b);
-        const pos = this.#positions.get(p);
-        if (pos !== undefined && b.lastOffset >= pos) {
-          this.#fetchedTo.set(p, { position: pos, next: b.lastOffset + 1 });
-        }
-      }
-    }
-    this.#compactQueue();
-    return out;
-  }
-
-  /**
-   * A batch whose first message is above the partition's position: is the gap real? When
-   * kafkajs fetched from the position or before it, the broker returned everything there
-   * is from there and the missing offsets are records consumers never see (transaction
-   * markers, aborted or compacted records): allowed. When kafkajs fetched from beyond the
-   * position (a stale seek, a reset), it is re-fetched from the position once; if the
-   * re-fetch again starts at the same place, the records no longer exist (retention deleted
-   * them, kafkajs reset an out-of-range offset): accepted, with a warning.
-   */
-  #gapAllowed(b: PendingBatch, position: number): boolean {
-    if (b.fetchedOffset <= position) return true;
-    const to = this.#fetchedTo.get(b.partition);
-    if (to !== undefined && to.position === position && b.fetchedOffset <= to.next) return true;
-    const seen = this.#gapSeen.get(b.partition);
-    if (
-      seen === undefined || seen.position !== position || seen.fetchedOffset !== b.fetchedOffset
-    ) {
-      this.#gapSeen.set(b.partition, { position, fetchedOffset: b.fetchedOffset });
-      this.stats.gapsRefetched++;
-      this.#warnGap(() =>
-        `${b.partition}: kafkajs fetched from offset ${b.fetchedOffset}, beyond the next ` +
-        `offset to hand out (${position}); not handed out, fetching again from ${position}`
-      );
-      return false;
-    }
-    this.#gapSeen.delete(b.partition);
-    this.stats.gapsAccepted++;
-    console.warn(
-      `sluice kafka: ${b.partition}: offsets ${position}..${
-        b.fetchedOffset - 1
-      } cannot be fetched (fetching from ${position} again started at ${b.fetchedOffset}: ` +
-        "deleted by retention, or out of range); continuing at " + b.fetchedOffset,
-    );
-    return true;
-  }
-
-  /** Warns about a re-fetched gap at most every 10 s, with the number left unwarned. */
-  #warnGap(message: () => string): void {
-    const now = performance.now();
-    if (now - this.#gapWarnedAt < 10_000) {
-      this.#gapsUnwarned++;
-      return;
-    }
-    const more = this.#gapsUnwarned > 0 ? ` (and ${this.#gapsUnwarned} more since the last)` : "";
-    this.#gapWarnedAt = now;
-    this.#gapsUnwarned = 0;
-    console.warn(`sluice kafka: gap detected: ${message()}${more}`);
-  }
-
-  /**
-   * Makes kafkajs continue `p` where Sluice does (`offset`) after an assignment. Batches of
-   * this generation already queued that start exactly there, each where the previous
-   * ended, are kept and kafkajs is sought to the end of the last one; otherwise they are
-   * dropped and kafkajs is sought to `offset`. The seek also replaces any seek kafkajs
-   * still holds for the partition.
-   */
-  #resync(p: Partition, offset: number): void {
-    let next = offset;
-    for (const b of this.#queue) {
-      if (b.settled || b.partition !== p) continue;
-      if (b.generation !== this.#generation || b.fetchedOffset !== next) {
-        this.#refetch(p, offset);
-        return;
-      }
-      next = b.lastOffset + 1;
-    }
-    this.#kafkajsCall(() =>
-      this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(next) })
-    );
-  }
-
-  /** Drops the queued batches of `p` and makes kafkajs fetch it again from `offset`. */
-  #refetch(p: Partition, offset: number): void {
-    this.#drop((b) => b.partition === p, false);
-    this.#kafkajsCall(() =>
-      this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(offset) })
-    );
+  /** The revoke state, read through a call (it changes across awaits). */
+  #state(): RevokeState {
+    return this.#revokeState;
   }
 
   // ---- assignment changes, run from poll() ------------------------------------------------
@@ -1238,7 +773,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     // pending seeks across rejoins: `ConsumerGroup.seekOffset`).
     for (const p of this.#assigned) {
       const o = this.#positions.get(p);
-      if (o !== undefined) this.#resync(p, o);
+      if (o !== undefined) this.#batches.resync(p, o);
     }
     const added = [...next].filter((p) => !this.#assigned.has(p));
     if (added.length === 0) return;
@@ -1265,8 +800,8 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     for (const [p, o] of starts) {
       this.#assigned.add(p);
       this.#positions.set(p, o);
-      this.#gapSeen.delete(p);
-      this.#resync(p, o);
+      this.#batches.forget(p);
+      this.#batches.resync(p, o);
     }
     await this.#callbacks.onAssign?.(starts);
   }
@@ -1279,8 +814,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       for (const p of parts) {
         this.#assigned.delete(p);
         this.#positions.delete(p);
-        this.#fetchedTo.delete(p);
-        this.#gapSeen.delete(p);
+        this.#batches.forget(p);
         this.#staged.delete(p);
         this.#lost.delete(p);
         if (this.#paused.delete(p) && resumeInKafkajs) {
@@ -1289,7 +823,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
           );
         }
       }
-      this.#drop((b) => parts.includes(b.partition), false);
+      this.#batches.drop((b) => parts.includes(b.partition), false);
     }
   }
 
@@ -1332,34 +866,20 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     } catch { /* see above */ }
   }
 
+  /** Makes kafkajs fetch `p` from `offset` next (see `#kafkajsCall`). */
+  #seekKafkajs(p: Partition, offset: number): void {
+    this.#kafkajsCall(() =>
+      this.#consumer?.seek({ topic: p.topic.name, partition: p.index, offset: String(offset) })
+    );
+  }
+
   #checkOpen(): void {
-    if (this.#closed) {
-      throw new ClosedError(
-        `KafkaConsumer of group "${this.#o.group}" is closed; create a new one`,
-      );
-    }
+    checkOpen(this.#closed, `KafkaConsumer of group "${this.#o.group}"`);
   }
 
   #checkAssigned(partitions: readonly Partition[], what: string): void {
-    for (const p of partitions) {
-      if (!this.#assigned.has(p)) {
-        throw new ConsumerError(
-          `cannot ${what} ${p}: it is not assigned to ${
-            this.#memberId || "this member"
-          } (assigned: ${[...this.#assigned].map(String).join(", ") || "none"})`,
-        );
-      }
-    }
+    checkAssigned(partitions, this.#assigned, what, this.#memberId);
   }
-}
-
-/** An error kafkajs's runner treats as "rebalancing": it rejoins the group at once. */
-function rebalanceSignal(): Error {
-  const e = new kafkajs.KafkaJSError("sluice: partitions revoked, rejoining the group", {
-    retriable: true,
-  });
-  (e as unknown as { type: string }).type = "REBALANCE_IN_PROGRESS";
-  return e;
 }
 
 function byTopic(partitions: readonly Partition[]): { topic: string; partitions: number[] }[] {

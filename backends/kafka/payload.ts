@@ -1,13 +1,8 @@
 /**
- * The payload of a Kafka message, and the kafkajs client factory shared by the consumer
- * and the producer.
+ * The payload of a Kafka message (both Kafka backends hand out and take this shape).
  *
  * @module
  */
-import { Kafka, type KafkaConfig, type logLevel as LogLevelEnum } from "kafkajs";
-import { kafkajsLogLevel, type ResolvedClientOptions } from "./config.ts";
-import { KafkajsLog } from "./log.ts";
-import { ConnectionWatch, kafkajsSasl, kafkajsSsl, type SocketFactory } from "./security.ts";
 
 /** Header values as Kafka carries them (bytes; strings are accepted when producing). */
 export type KafkaHeaders = Record<
@@ -43,82 +38,4 @@ export interface KafkaPayload {
   readonly headers?: KafkaHeaders;
   /** Record timestamp, epoch milliseconds. Always set on consumed records. */
   readonly timestamp?: number;
-}
-
-/** @internal What {@link createKafka} wires into the kafkajs client besides the options. */
-export interface KafkaClientWiring {
-  /** Classifies connection failures (TLS, SASL, plaintext at a TLS listener). */
-  watch?: ConnectionWatch;
-  /** Where kafkajs's log goes (a new {@link KafkajsLog} when not given). */
-  log?: KafkajsLog;
-  /** Records every open socket, so a teardown can close what kafkajs left open. */
-  sockets?: Set<{ destroy(): void }>;
-}
-
-/**
- * @internal A kafkajs client whose log goes through `wiring.log`: no stacks, transient
- * errors counted and rate-limited as warnings. Its sockets go through the connection watch
- * (typed TLS/SASL failures) and, when `wiring.sockets` is given, are tracked.
- */
-export function createKafka(o: ResolvedClientOptions, wiring: KafkaClientWiring = {}): Kafka {
-  const level = kafkajsLogLevel(o.logLevel);
-  const { socketFactory, ...extra } = o.kafkajs.client;
-  return new Kafka({
-    ...extra,
-    ssl: kafkajsSsl(o.ssl),
-    sasl: kafkajsSasl(o.sasl) as KafkaConfig["sasl"],
-    socketFactory: trackedSockets(
-      (wiring.watch ?? new ConnectionWatch(o.ssl !== false)).socketFactory(socketFactory),
-      wiring.sockets,
-    ) as unknown as KafkaConfig["socketFactory"],
-    clientId: o.clientId,
-    brokers: o.brokers,
-    connectionTimeout: Math.min(o.connectTimeoutMs, 3000),
-    retry: { ...o.retry },
-    logLevel: level as LogLevelEnum,
-    logCreator: (wiring.log ?? new KafkajsLog()).creator,
-  });
-}
-
-/**
- * `create`, recording each socket it opens in `sockets` until it closes, so that a
- * client's teardown can close what kafkajs left open (after a broker restart a connection
- * survived kafkajs's `disconnect()` and kept the process alive).
- */
-function trackedSockets(
-  create: SocketFactory,
-  sockets: Set<{ destroy(): void }> | undefined,
-): SocketFactory {
-  if (sockets === undefined) return create;
-  return (args) => {
-    const socket = create(args);
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-    return socket;
-  };
-}
-
-/** @internal Races `p` against a timer; the timer is always cleared. */
-export async function withTimeout<T>(
-  p: Promise<T>,
-  ms: number,
-  onTimeout: () => Error,
-): Promise<T> {
-  let id: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    id = setTimeout(() => reject(onTimeout()), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(id);
-  }
-}
-
-/** @internal A message of an error, with its kafkajs cause when there is one. */
-export function describeError(e: unknown): string {
-  if (!(e instanceof Error)) return String(e);
-  const cause = (e as { cause?: unknown }).cause;
-  const inner = cause instanceof Error && cause.message !== e.message ? ` (${cause.message})` : "";
-  return `${e.name}: ${e.message}${inner}`;
 }

@@ -13,26 +13,16 @@ import {
 import type { Producer } from "../abstract.ts";
 import { macrotask } from "../../clock.ts";
 import { BrokerValue, Partition, Topic } from "../../types.ts";
-import {
-  ClosedError,
-  ConfigurationError,
-  ProducerError,
-  SluiceError,
-  UnknownTopicError,
-} from "../../errors.ts";
+import { ClosedError, ConfigurationError, ProducerError, SluiceError } from "../../errors.ts";
 import {
   type KafkaProducerOptions,
   type ResolvedProducerOptions,
   resolveProducerOptions,
 } from "./config.ts";
 import "./kafkajs_patch.ts";
-import { createKafka, describeError, type KafkaPayload } from "./payload.ts";
-import {
-  ConnectionWatch,
-  connectWatched,
-  KafkaAuthenticationError,
-  KafkaTlsError,
-} from "./security.ts";
+import type { KafkaPayload } from "./payload.ts";
+import { connect, createKafka, describeError, unknownTopicError } from "./_client.ts";
+import { ConnectionWatch } from "./security.ts";
 
 /** A delivery to Kafka failed; `cause` holds kafkajs's error. */
 export class ProduceError extends SluiceError {}
@@ -152,12 +142,10 @@ export class KafkaProducer implements Producer<KafkaPayload> {
     });
     try {
       // Typed errors: KafkaAuthenticationError, KafkaTlsError; anything else a ProducerError.
-      await connectWatched([this.#producer.connect(), this.#admin.connect()], watch, o);
+      await connect([this.#producer.connect(), this.#admin.connect()], watch, o, ProducerError);
     } catch (e) {
       await this.#teardown();
-      if (e instanceof KafkaAuthenticationError || e instanceof KafkaTlsError) throw e;
-      if (e instanceof ProducerError) throw e;
-      throw new ProducerError(e instanceof Error ? e.message : String(e), { cause: e });
+      throw e;
     }
   }
 
@@ -167,12 +155,7 @@ export class KafkaProducer implements Producer<KafkaPayload> {
       p = (async () => {
         const existing = await this.#admin!.listTopics();
         if (!existing.includes(topic.name)) {
-          throw new UnknownTopicError(
-            `topic "${topic.name}" does not exist on ${
-              this.#o.brokers.join(",")
-            }; create it first ` +
-              "(KafkaAdmin.createTopics, or kafka-topics.sh --create): Sluice never auto-creates topics",
-          );
+          throw unknownTopicError([topic.name], this.#o.brokers.join(","));
         }
         const md = await this.#admin!.fetchTopicMetadata({ topics: [topic.name] });
         return md.topics[0].partitions.map((q) => ({

@@ -389,6 +389,45 @@ export function isTlsFailure(e: Error & { code?: unknown }): boolean {
 }
 
 /**
+ * @internal The error for failed SASL credentials (both Kafka backends): names the
+ * mechanism, the user and the brokers, never the password.
+ */
+export function saslFailedError(
+  mechanism: string,
+  sasl: ResolvedSasl | undefined,
+  brokers: string,
+  detail: string,
+  cause: unknown,
+): KafkaAuthenticationError {
+  const who = sasl && "username" in sasl ? ` as user "${sasl.username}"` : "";
+  return new KafkaAuthenticationError(
+    `SASL ${mechanism} authentication${who} at ${brokers} failed: ${detail}; check the ` +
+      "credentials and that the cluster enables this mechanism for them",
+    mechanism,
+    { cause },
+  );
+}
+
+/**
+ * @internal The error for a TLS failure retrying cannot fix (both Kafka backends): the
+ * broker's certificate is not trusted at `where` (an address, or the brokers).
+ */
+export function untrustedCertificateError(
+  where: string,
+  e: Error & { code?: unknown },
+  cause: unknown,
+): KafkaTlsError {
+  return new KafkaTlsError(
+    `TLS handshake with the Kafka broker at ${where} failed: ${e.message}` +
+      `${typeof e.code === "string" && e.code ? ` (${e.code})` : ""}; the broker's ` +
+      "certificate is not trusted: give its CA as ssl: { ca: <PEM text> } (the system's CAs " +
+      "are used otherwise), and check that its certificate names the host you connect to " +
+      "(ssl.servername)",
+    { cause },
+  );
+}
+
+/**
  * @internal Watches the sockets of one kafkajs client, so that a connection failure
  * kafkajs would retry until the deadline (an untrusted certificate, a plaintext client at a
  * TLS listener) fails at once with a typed error, and a timeout names what went wrong.
@@ -458,13 +497,7 @@ export class ConnectionWatch {
               }`,
             { cause: e },
           )
-          : new KafkaTlsError(
-            `TLS handshake with the Kafka broker at ${address} failed: ${e.message}` +
-              `${e.code ? ` (${e.code})` : ""}; the broker's certificate is not trusted: ` +
-              "give its CA as ssl: { ca: <PEM text> } (the system's CAs are used otherwise), " +
-              "and check that its certificate names the host you connect to (ssl.servername)",
-            { cause: e },
-          ),
+          : untrustedCertificateError(address, e, e),
       );
     }
   }
@@ -488,7 +521,8 @@ function mechanismOf(e: Error, configured: ResolvedSasl | undefined): string {
   return m ? m[1].replace(/ /g, "-").replace(/SHA(\d)/, "SHA-$1") : "SASL";
 }
 
-function* chain(e: unknown): Generator<Error & { code?: unknown }> {
+/** @internal `e`, then the errors it wraps (`cause`), while they are errors: at most 10. */
+export function* chain(e: unknown): Generator<Error & { code?: unknown }> {
   const seen = new Set<unknown>();
   while (e instanceof Error && !seen.has(e) && seen.size < 10) {
     seen.add(e);
@@ -498,62 +532,18 @@ function* chain(e: unknown): Generator<Error & { code?: unknown }> {
 }
 
 /**
- * @internal Connects kafkajs clients (`connects`), failing with a typed error: a
- * {@link KafkaAuthenticationError}, a {@link KafkaTlsError}, or a {@link ConsumerError}
- * naming the brokers and the last connection error once `timeoutMs` has passed.
+ * @internal The typed error for a kafkajs connect failure caused by SASL or TLS (no secrets
+ * in it), or undefined when `e` is no such failure.
  */
-export async function connectWatched(
-  connects: Promise<unknown>[],
-  watch: ConnectionWatch,
-  o: { brokers: string[]; connectTimeoutMs: number; sasl?: ResolvedSasl },
-): Promise<void> {
-  const brokers = o.brokers.join(",");
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const last = watch.last;
-      const closedHint = last === undefined ? "" : ` (last connection error: ${last.message})`;
-      const tlsHint = watch.tlsEnabled && last && /before secure TLS|ECONNRESET/.test(last.message)
-        ? "; ssl is set: does this listener use TLS (SSL or SASL_SSL)?"
-        : "";
-      reject(
-        new ConsumerError(
-          `could not connect to Kafka at ${brokers} within ${o.connectTimeoutMs} ms` +
-            `${closedHint}${tlsHint}; check that the broker runs and that \`brokers\` ` +
-            "(e.g. KAFKA_BROKERS) names it (use 127.0.0.1, not localhost)",
-          last ? { cause: last } : undefined,
-        ),
-      );
-    }, o.connectTimeoutMs);
-  });
-  try {
-    await Promise.race([Promise.all(connects), watch.fatal, timeout]);
-  } catch (e) {
-    throw classifyConnectError(e, brokers, o.sasl);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** @internal Maps a kafkajs connect failure to a typed Sluice error (no secrets in it). */
-export function classifyConnectError(
+export function connectSecurityError(
   e: unknown,
   brokers: string,
   sasl: ResolvedSasl | undefined,
-): Error {
-  if (e instanceof ConsumerError) return e;
+): KafkaAuthenticationError | KafkaTlsError | undefined {
   for (const c of chain(e)) {
     if (c.name === "KafkaJSSASLAuthenticationError") {
-      const mechanism = mechanismOf(c, sasl);
-      const who = sasl && "username" in sasl ? ` as user "${sasl.username}"` : "";
-      return new KafkaAuthenticationError(
-        `SASL ${mechanism} authentication${who} at ${brokers} failed: ${
-          c.message.replace(/^SASL .*? authentication failed: /, "")
-        }; check the ` +
-          "credentials and that the cluster enables this mechanism for them",
-        mechanism,
-        { cause: e },
-      );
+      const detail = c.message.replace(/^SASL .*? authentication failed: /, "");
+      return saslFailedError(mechanismOf(c, sasl), sasl, brokers, detail, e);
     }
     if ((c as { type?: unknown }).type === "ILLEGAL_SASL_STATE" && sasl) {
       const mechanism = kafkaMechanismName(sasl.mechanism);
@@ -565,18 +555,8 @@ export function classifyConnectError(
       );
     }
     if (isTlsFailure(c) && !/before secure TLS/.test(c.message)) {
-      return new KafkaTlsError(
-        `TLS connection to Kafka at ${brokers} failed: ${c.message}; check ssl.ca (the CA ` +
-          "that signed the broker's certificate) and ssl.servername",
-        { cause: e },
-      );
+      return untrustedCertificateError(brokers, c, e);
     }
   }
-  const last = [...chain(e)].at(-1);
-  return new ConsumerError(
-    `could not connect to Kafka at ${brokers}: ${e instanceof Error ? e.name : ""}: ${
-      last?.message ?? String(e)
-    }; check that the broker runs and that \`brokers\` (e.g. KAFKA_BROKERS) names it`,
-    { cause: e },
-  );
+  return undefined;
 }

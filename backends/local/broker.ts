@@ -1,14 +1,34 @@
 /**
  * An in-memory broker with topics, partitions, consumer groups, committed offsets and
  * rebalancing between several consumers of one group. Deterministic with a `ManualClock`.
+ * This file holds {@link LocalBroker} (topics, produce, group coordination) and its
+ * {@link LocalProducer}; the group members are in `consumer.ts`, each partition's storage in
+ * `_partition_log.ts`.
  *
  * @module
  */
 import { type Clock, systemClock } from "../../clock.ts";
-import { BrokerValue, type Committable, Partition, Topic } from "../../types.ts";
-import { ClosedError, ConfigurationError, ConsumerError, UnknownTopicError } from "../../errors.ts";
-import { requireNonNegative, requirePositiveInteger } from "../../_validate.ts";
-import type { AssignmentCallbacks, Consumer, Producer } from "../abstract.ts";
+import { BrokerValue, Partition, Topic } from "../../types.ts";
+import { ClosedError, ConfigurationError, UnknownTopicError } from "../../errors.ts";
+import { requireNonNegative } from "../../_validate.ts";
+import type { Producer } from "../abstract.ts";
+import type { GroupState } from "./_group.ts";
+import { PartitionLog, ReadArena } from "./_partition_log.ts";
+import {
+  ASSIGN,
+  CHANGED,
+  COOPERATIVE,
+  EXPIRE,
+  EXPIRE_IDLE,
+  JOINED,
+  LAST_POLL,
+  NOTIFY,
+  READ,
+  REBALANCE,
+  TOPIC,
+  TOPICS,
+} from "./_symbols.ts";
+import { LocalConsumer, type LocalConsumerOptions } from "./consumer.ts";
 
 /** Options of a {@link LocalBroker}. */
 export interface LocalBrokerOptions {
@@ -36,218 +56,11 @@ export interface LocalBrokerOptions {
   rebalance?: "eager" | "cooperative";
 }
 
-/** Options of a {@link LocalConsumer}. */
-export interface LocalConsumerOptions {
-  /**
-   * Most messages one `poll()` returns.
-   * @default 1000
-   */
-  maxPollMessages?: number;
-  /**
-   * Where to start a partition with no committed offset.
-   * @default "earliest"
-   */
-  initialOffset?: "earliest" | "latest";
-}
-
-/** The first segment of a partition's byte storage; each next one is twice as large, up to the cap. */
-const FIRST_SEGMENT_BYTES = 4096;
-/** The largest shared segment; a payload larger than a quarter of it gets a segment of its own. */
-const MAX_SEGMENT_BYTES = 1 << 20;
-
-/** Size of the buffers that reads copy bytes into; a larger read gets a buffer of its own. */
-const READ_ARENA_BYTES = 1 << 16;
-
-/**
- * Where reads copy the bytes they return: successive reads take successive, never reused
- * regions of a 64 KiB buffer, so no two reads share bytes, without allocating an
- * `ArrayBuffer` (which costs far more than a view) for every poll.
- */
-class ReadArena {
-  /** The buffer the last {@link ReadArena.copy} wrote into. */
-  buffer: ArrayBuffer = new ArrayBuffer(0);
-  #bytes = new Uint8Array(0);
-  #used = 0;
-
-  /** Copies `bytes` into fresh space; returns where they start in {@link ReadArena.buffer}. */
-  copy(bytes: Uint8Array): number {
-    const n = bytes.length;
-    if (n > READ_ARENA_BYTES / 4) {
-      this.buffer = bytes.slice().buffer;
-      return 0;
-    }
-    if (this.#used + n > this.#bytes.length) {
-      this.#bytes = new Uint8Array(READ_ARENA_BYTES);
-      this.#used = 0;
-    }
-    const at = this.#used;
-    this.#bytes.set(bytes, at);
-    this.#used = at + n;
-    this.buffer = this.#bytes.buffer;
-    return at;
-  }
-}
-
-/** Whether `payload` is exactly a `Uint8Array` (not a subclass such as Node's `Buffer`). */
-function isPlainBytes(payload: unknown): payload is Uint8Array {
-  return payload instanceof Uint8Array && Object.getPrototypeOf(payload) === Uint8Array.prototype;
-}
-
-/** A copy of `array` with room for `size` entries. */
-function grown<A extends Float64Array | Uint32Array>(array: A, size: number): A {
-  const copy = new (array.constructor as new (size: number) => A)(size);
-  copy.set(array);
-  return copy;
-}
-
-/**
- * One partition's log, stored the way a broker stores it, offset = index:
- *
- * - the timestamps in a packed `Float64Array`;
- * - while every payload is a plain `Uint8Array`, the payloads' bytes, copied into shared
- *   segments outside the JavaScript heap, with each message's segment, start and length in
- *   packed arrays: a backlog of a million messages is a few hundred `ArrayBuffer`s, not a
- *   million objects for the garbage collector to trace;
- * - from the first payload of any other kind, the payloads in a plain array.
- *
- * {@link BrokerValue}s are built only when messages are read or returned from `produce`.
- * Bytes are copied when produced, so the producer may reuse its buffer (as with Kafka), and
- * each read gets its own copy of the bytes it returns, so a consumer that changes a payload
- * in place changes neither the log nor what other readers see.
- */
-class PartitionLog<T> {
-  readonly arena: ReadArena;
-  constructor(arena: ReadArena) {
-    this.arena = arena;
-  }
-  #length = 0;
-  #timestamps = new Float64Array(16);
-  /** Payloads by offset, once the log holds anything but plain bytes. */
-  #payloads: T[] | undefined;
-  readonly #segments: Uint8Array[] = [];
-  /** The segment small payloads are appended to (-1: none yet), and how much of it is used. */
-  #tail = -1;
-  #tailUsed = 0;
-  #segmentOf = new Uint32Array(16);
-  #startOf = new Uint32Array(16);
-  #lengthOf = new Uint32Array(16);
-
-  /** The next offset to be written (the end offset). */
-  get length(): number {
-    return this.#length;
-  }
-
-  /** Appends a message; returns its offset. */
-  append(payload: T, timestamp: number): number {
-    const offset = this.#length;
-    if (offset === this.#timestamps.length) this.#grow(offset * 2);
-    this.#timestamps[offset] = timestamp;
-    if (this.#payloads === undefined && isPlainBytes(payload)) {
-      this.#appendBytes(offset, payload);
-    } else {
-      this.#payloads ??= this.#copiesOfStoredBytes();
-      this.#payloads.push(isPlainBytes(payload) ? payload.slice() as T : payload);
-    }
-    this.#length = offset + 1;
-    return offset;
-  }
-
-  /**
-   * Writes the `count` messages from offset `from` (which must exist) to `out[at]`,
-   * `out[at + 1]`, …; returns the index after the last one written.
-   */
-  read(
-    partition: Partition,
-    from: number,
-    count: number,
-    out: BrokerValue<T>[],
-    at: number,
-  ): number {
-    const timestamps = this.#timestamps;
-    const end = from + count;
-    const payloads = this.#payloads;
-    if (payloads !== undefined) {
-      for (let o = from; o < end; o++) {
-        out[at++] = new BrokerValue(payloads[o], partition, o, timestamps[o]);
-      }
-      return at;
-    }
-    // Each read gets bytes of its own (like a fetch response): one copy per run of offsets
-    // stored back to back in one segment (usually the whole read), one view per message.
-    const segmentOf = this.#segmentOf;
-    const startOf = this.#startOf;
-    const lengthOf = this.#lengthOf;
-    for (let o = from; o < end;) {
-      const segment = segmentOf[o];
-      const first = o;
-      const runStart = startOf[o];
-      let runEnd = runStart;
-      for (; o < end && segmentOf[o] === segment; o++) runEnd = startOf[o] + lengthOf[o];
-      const shift = this.arena.copy(this.#segments[segment].subarray(runStart, runEnd)) - runStart;
-      const buffer = this.arena.buffer;
-      for (let k = first; k < o; k++) {
-        const bytes = new Uint8Array(buffer, startOf[k] + shift, lengthOf[k]);
-        out[at++] = new BrokerValue(bytes as T, partition, k, timestamps[k]);
-      }
-    }
-    return at;
-  }
-
-  #appendBytes(offset: number, bytes: Uint8Array): void {
-    const n = bytes.length;
-    let segment: number;
-    let start = 0;
-    if (n > MAX_SEGMENT_BYTES / 4) {
-      segment = this.#segments.push(bytes.slice()) - 1;
-    } else {
-      segment = this.#tail;
-      if (segment < 0 || this.#tailUsed + n > this.#segments[segment].length) {
-        const previous = segment < 0 ? FIRST_SEGMENT_BYTES / 2 : this.#segments[segment].length;
-        const size = Math.max(n, Math.min(MAX_SEGMENT_BYTES, previous * 2));
-        segment = this.#tail = this.#segments.push(new Uint8Array(size)) - 1;
-        this.#tailUsed = 0;
-      }
-      start = this.#tailUsed;
-      this.#segments[segment].set(bytes, start);
-      this.#tailUsed = start + n;
-    }
-    this.#segmentOf[offset] = segment;
-    this.#startOf[offset] = start;
-    this.#lengthOf[offset] = n;
-  }
-
-  /** The stored bytes as separate copies, for a log that stops storing bytes. */
-  #copiesOfStoredBytes(): T[] {
-    const copies = new Array<T>(this.#length);
-    for (let o = 0; o < this.#length; o++) {
-      const start = this.#startOf[o];
-      copies[o] = this.#segments[this.#segmentOf[o]].slice(start, start + this.#lengthOf[o]) as T;
-    }
-    this.#segments.length = 0;
-    this.#segmentOf = this.#startOf = this.#lengthOf = new Uint32Array(0);
-    return copies;
-  }
-
-  /** Grows the packed arrays to `size` entries. */
-  #grow(size: number): void {
-    this.#timestamps = grown(this.#timestamps, size);
-    if (this.#payloads !== undefined) return;
-    this.#segmentOf = grown(this.#segmentOf, size);
-    this.#startOf = grown(this.#startOf, size);
-    this.#lengthOf = grown(this.#lengthOf, size);
-  }
-}
-
-interface GroupState {
-  readonly name: string;
-  readonly committed: Map<Partition, number>;
-  readonly members: Map<string, LocalConsumer<unknown>>;
-  rebalancing: boolean;
-  readonly joined: Set<string>;
-  generation: number;
-  nextMemberId: number;
-  /** Cooperative rebalancing: each member's partitions once the rebalance completes. */
-  targets?: Map<string, Partition[]>;
+/** The topics any member of `group` subscribed to, sorted by name. */
+function subscribedTopics(group: GroupState): Topic[] {
+  const topics = new Set<Topic>();
+  for (const m of group.members.values()) for (const t of m[TOPICS]) topics.add(t);
+  return [...topics].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 }
 
 /**
@@ -298,8 +111,8 @@ export class LocalBroker<T> {
     this.#cooperative = rebalance === "cooperative";
   }
 
-  /** @internal Whether groups rebalance cooperatively. */
-  get _cooperative(): boolean {
+  /** @ignore Whether groups rebalance cooperatively. */
+  get [COOPERATIVE](): boolean {
     return this.#cooperative;
   }
 
@@ -396,11 +209,11 @@ export class LocalBroker<T> {
   // ---- internals used by LocalConsumer -------------------------------------------------
 
   /**
-   * @internal Writes new `BrokerValue`s for the `count` messages of `partition` from offset
+   * @ignore Writes new `BrokerValue`s for the `count` messages of `partition` from offset
    * `from` (all below its end offset) to `out[at]`, `out[at + 1]`, …; returns the index
    * after the last one written.
    */
-  _read(
+  [READ](
     partition: Partition,
     from: number,
     count: number,
@@ -410,13 +223,13 @@ export class LocalBroker<T> {
     return this.#logs.get(partition)!.read(partition, from, count, out, at);
   }
 
-  /** @internal */
-  _topic(topic: Topic | string): Topic {
+  /** @ignore The topic, or an {@link UnknownTopicError} when it does not exist. */
+  [TOPIC](topic: Topic | string): Topic {
     return this.#topic(topic);
   }
 
-  /** @internal Resolves on the next produce or membership change. */
-  _changed(): Promise<void> {
+  /** @ignore Resolves on the next produce or membership change. */
+  [CHANGED](): Promise<void> {
     if (!this.#changed) {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => resolve = r);
@@ -425,41 +238,41 @@ export class LocalBroker<T> {
     return this.#changed.promise;
   }
 
-  /** @internal */
-  _notify(): void {
+  /** @ignore Wakes whoever waits on `[CHANGED]()`. */
+  [NOTIFY](): void {
     this.#notify();
   }
 
-  /** @internal Starts a rebalance of `group`: every member revokes, then rejoins. */
-  _rebalance(group: GroupState): void {
+  /** @ignore Starts a rebalance of `group`: every member revokes, then rejoins. */
+  [REBALANCE](group: GroupState): void {
     group.rebalancing = true;
     group.joined.clear();
     if (this.#cooperative) group.targets = this.#stickyTargets(group);
     // A new generation supersedes assignments members have not taken yet.
-    for (const m of group.members.values()) m._assign(undefined, group.generation);
+    for (const m of group.members.values()) m[ASSIGN](undefined, group.generation);
     this.#maybeCompleteRebalance(group);
     this.#notify();
   }
 
-  /** @internal A member finished revoking and rejoined. */
-  _joined(group: GroupState, memberId: string): void {
+  /** @ignore A member finished revoking and rejoined. */
+  [JOINED](group: GroupState, memberId: string): void {
     group.joined.add(memberId);
     this.#maybeCompleteRebalance(group);
   }
 
-  /** @internal Removes members that stopped polling. */
-  _expire(group: GroupState): void {
+  /** @ignore Removes members that stopped polling. */
+  [EXPIRE_IDLE](group: GroupState): void {
     if (this.#sessionTimeoutMs === 0) return;
     const now = this.clock.now();
     let expired = false;
     for (const [id, m] of group.members) {
-      if (now - m._lastPoll > this.#sessionTimeoutMs) {
+      if (now - m[LAST_POLL] > this.#sessionTimeoutMs) {
         group.members.delete(id);
-        m._expire();
+        m[EXPIRE]();
         expired = true;
       }
     }
-    if (expired) this._rebalance(group);
+    if (expired) this[REBALANCE](group);
   }
 
   #maybeCompleteRebalance(group: GroupState): void {
@@ -468,24 +281,22 @@ export class LocalBroker<T> {
     group.rebalancing = false;
     group.generation++;
     if (group.targets !== undefined) {
-      for (const [id, m] of group.members) m._assign(group.targets.get(id) ?? [], group.generation);
+      for (const [id, m] of group.members) m[ASSIGN](group.targets.get(id) ?? [], group.generation);
       group.targets = undefined;
       this.#notify();
       return;
     }
     const ids = [...group.members.keys()].sort();
     const assignment = new Map<string, Partition[]>(ids.map((id) => [id, []]));
-    const topics = new Set<Topic>();
-    for (const m of group.members.values()) for (const t of m._topics) topics.add(t);
-    const sorted = [...topics].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    const sorted = subscribedTopics(group);
     let k = 0;
     for (const t of sorted) {
-      const interested = ids.filter((id) => group.members.get(id)!._topics.has(t));
+      const interested = ids.filter((id) => group.members.get(id)![TOPICS].has(t));
       for (const p of this.partitions(t)) {
         assignment.get(interested[k++ % interested.length])!.push(p);
       }
     }
-    for (const [id, parts] of assignment) group.members.get(id)!._assign(parts, group.generation);
+    for (const [id, parts] of assignment) group.members.get(id)![ASSIGN](parts, group.generation);
     this.#notify();
   }
 
@@ -497,9 +308,7 @@ export class LocalBroker<T> {
     const ids = [...group.members.keys()].sort();
     const target = new Map<string, Partition[]>(ids.map((id) => [id, []]));
     if (ids.length === 0) return target;
-    const topics = new Set<Topic>();
-    for (const m of group.members.values()) for (const t of m._topics) topics.add(t);
-    const sorted = [...topics].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    const sorted = subscribedTopics(group);
     const all = sorted.flatMap((t) => this.partitions(t));
     const owner = new Map<Partition, string>();
     for (const [id, m] of group.members) for (const p of m.assignment) owner.set(p, id);
@@ -512,13 +321,13 @@ export class LocalBroker<T> {
     for (const p of all) {
       const o = owner.get(p);
       if (
-        o !== undefined && group.members.get(o)!._topics.has(p.topic) &&
+        o !== undefined && group.members.get(o)![TOPICS].has(p.topic) &&
         target.get(o)!.length < quota.get(o)!
       ) target.get(o)!.push(p);
       else free.push(p);
     }
     for (const p of free) {
-      const interested = ids.filter((id) => group.members.get(id)!._topics.has(p.topic));
+      const interested = ids.filter((id) => group.members.get(id)![TOPICS].has(p.topic));
       let best = interested[0];
       for (const id of interested) {
         const room = quota.get(id)! - target.get(id)!.length;
@@ -576,342 +385,6 @@ export class LocalBroker<T> {
 }
 
 /**
- * A consumer-group member of a {@link LocalBroker}. Rebalances are eager by default, as with
- * kafkajs: when membership changes, every member revokes all its partitions (running
- * `onRevoke`, and committing inside it), then the group assigns partitions round-robin.
- * With `rebalance: "cooperative"` on the broker, only partitions that move are revoked and
- * assigned (see {@link LocalBrokerOptions.rebalance}). A partition is never owned by two
- * members at once.
- *
- * @example
- * ```ts
- * import { LocalBroker } from "@sluice/sluice/local";
- * const broker = new LocalBroker<number>();
- * broker.createTopic("numbers", 2);
- * const c = broker.getConsumer("g");
- * c.subscribe(["numbers"], { onAssign: (ps) => console.log("assigned", [...ps.keys()].map(String)) });
- * await c.poll(0);
- * ```
- */
-export class LocalConsumer<T> implements Consumer<T> {
-  /** This member's id. */
-  readonly memberId: string;
-  /** The messaging system in metric attributes. */
-  readonly messagingSystem = "sluice_local";
-  /** @internal */
-  _topics: Set<Topic> = new Set();
-  /** @internal */
-  _lastPoll: number;
-
-  readonly #broker: LocalBroker<T>;
-  readonly #group: GroupState;
-  readonly #maxPoll: number;
-  readonly #initialOffset: "earliest" | "latest";
-  #callbacks: AssignmentCallbacks = {};
-  #subscribed = false;
-  #closed = false;
-  #expired = false;
-  #assigned: Partition[] = [];
-  #pendingAssign: Partition[] | undefined;
-  #positions = new Map<Partition, number>();
-  #paused = new Set<Partition>();
-  #staged = new Map<Partition, number>();
-  #rotation = 0;
-  /** Number of `commitOffsets()` calls that committed something (for tests). */
-  commitCalls = 0;
-
-  /** The consumer group's name. */
-  get group(): string {
-    return this.#group.name;
-  }
-
-  /** The client id in metric attributes: the member id. */
-  get clientId(): string {
-    return this.memberId;
-  }
-
-  /** @internal Use {@link LocalBroker.getConsumer}. */
-  constructor(
-    broker: LocalBroker<T>,
-    group: GroupState,
-    memberId: string,
-    options: LocalConsumerOptions,
-  ) {
-    this.#broker = broker;
-    this.#group = group;
-    this.memberId = memberId;
-    this.#maxPoll = requirePositiveInteger("maxPollMessages", options.maxPollMessages ?? 1000);
-    const initial = options.initialOffset ?? "earliest";
-    if (initial !== "earliest" && initial !== "latest") {
-      throw new ConfigurationError(
-        `initialOffset must be "earliest" or "latest", got ${JSON.stringify(initial)}`,
-      );
-    }
-    this.#initialOffset = initial;
-    this._lastPoll = broker.clock.now();
-  }
-
-  /** True after `close()`. */
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  /** Partitions currently owned. */
-  get assignment(): Partition[] {
-    return [...this.#assigned];
-  }
-
-  subscribe(topics: readonly (Topic | string)[], callbacks: AssignmentCallbacks = {}): void {
-    this.#checkOpen();
-    if (!Array.isArray(topics) || topics.length === 0) {
-      throw new ConfigurationError("subscribe needs at least one topic");
-    }
-    const resolved = topics.map((t) => this.#broker._topic(t));
-    this._topics = new Set(resolved);
-    this.#callbacks = callbacks;
-    this.#subscribed = true;
-    this._lastPoll = this.#broker.clock.now();
-    this.#group.members.set(this.memberId, this as unknown as LocalConsumer<unknown>);
-    this.#broker._rebalance(this.#group);
-  }
-
-  unsubscribe(): void {
-    this.#checkOpen();
-    if (!this.#subscribed) return;
-    this.#subscribed = false;
-    this.#group.members.delete(this.memberId);
-    this.#broker._rebalance(this.#group);
-  }
-
-  async poll(timeoutMs = 0): Promise<BrokerValue<T>[]> {
-    this.#checkOpen();
-    const clock = this.#broker.clock;
-    const deadline = clock.now() + timeoutMs;
-    for (;;) {
-      this._lastPoll = clock.now();
-      this.#broker._expire(this.#group);
-      if (this.#expired) {
-        throw new ConsumerError(
-          `consumer ${this.memberId} was removed from group "${this.#group.name}": it did not ` +
-            `poll within the session timeout; its partitions went to other members. Create a new consumer.`,
-        );
-      }
-      await this.#handleRebalance();
-      const batch = this.#fetch();
-      if (batch.length > 0) return batch;
-      const left = deadline - clock.now();
-      if (left <= 0) return batch;
-      const stop = new AbortController();
-      await Promise.race([this.#broker._changed(), clock.sleep(left, stop.signal)]);
-      stop.abort();
-    }
-  }
-
-  pause(partitions: readonly Partition[]): void {
-    this.#checkOpen();
-    this.#checkAssigned(partitions, "pause");
-    for (const p of partitions) this.#paused.add(p);
-  }
-
-  resume(partitions: readonly Partition[]): void {
-    this.#checkOpen();
-    this.#checkAssigned(partitions, "resume");
-    for (const p of partitions) this.#paused.delete(p);
-    this.#broker._notify();
-  }
-
-  paused(): Partition[] {
-    return [...this.#paused];
-  }
-
-  tell(): Map<Partition, number> {
-    return new Map(this.#positions);
-  }
-
-  seek(offsets: ReadonlyMap<Partition, number>): void {
-    this.#checkOpen();
-    this.#checkAssigned([...offsets.keys()], "seek");
-    for (const [p, o] of offsets) {
-      const end = this.#broker.endOffset(p);
-      if (!Number.isInteger(o) || o < 0 || o > end) {
-        throw new ConsumerError(`cannot seek ${p} to ${o}: offsets must be within 0..${end}`);
-      }
-    }
-    for (const [p, o] of offsets) this.#positions.set(p, o);
-  }
-
-  stageOffsets(offsets: Committable): void {
-    for (const [p, o] of offsets) this.#staged.set(p, o);
-  }
-
-  commitOffsets(): Promise<Map<Partition, number>> {
-    this.#checkOpen();
-    const staged = this.#staged;
-    for (const [p, o] of staged) {
-      if (!this.#assigned.includes(p)) {
-        return Promise.reject(
-          new ConsumerError(
-            `cannot commit ${p}@${o}: partition is not assigned to ${this.memberId} ` +
-              `(it was revoked or never assigned); commit inside onRevoke before releasing it`,
-          ),
-        );
-      }
-      if (!Number.isInteger(o) || o < 0) {
-        return Promise.reject(new ConsumerError(`cannot commit ${p}@${o}: invalid offset`));
-      }
-    }
-    this.#staged = new Map();
-    for (const [p, o] of staged) this.#group.committed.set(p, o);
-    if (staged.size > 0) this.commitCalls++;
-    return Promise.resolve(staged);
-  }
-
-  endOffset(partition: Partition): number {
-    return this.#broker.endOffset(partition);
-  }
-
-  /** The end offsets of `partitions` (see `Consumer.endOffsets`). */
-  endOffsets(partitions: readonly Partition[]): Promise<Map<Partition, number>> {
-    return Promise.resolve(new Map(partitions.map((p) => [p, this.#broker.endOffset(p)])));
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    if (this.#subscribed && !this.#expired) {
-      if (this.#assigned.length > 0) await this.#revoke();
-      this.#subscribed = false;
-      this.#group.members.delete(this.memberId);
-      this.#broker._rebalance(this.#group);
-    }
-    this.#closed = true;
-  }
-
-  /** @internal The group removed this member (session timeout). */
-  _expire(): void {
-    this.#expired = true;
-    this.#assigned = [];
-    this.#positions.clear();
-    this.#paused.clear();
-    this.#staged.clear();
-  }
-
-  /** @internal The group assigned partitions for a new generation. */
-  _assign(partitions: Partition[] | undefined, _generation: number): void {
-    this.#pendingAssign = partitions;
-  }
-
-  async #handleRebalance(): Promise<void> {
-    const g = this.#group;
-    if (g.rebalancing && this.#subscribed && !g.joined.has(this.memberId)) {
-      if (g.targets !== undefined) {
-        // Cooperative: give up only what moves away from this member.
-        const keep = new Set(g.targets.get(this.memberId) ?? []);
-        const lose = this.#assigned.filter((p) => !keep.has(p));
-        if (lose.length > 0) await this.#revoke(lose);
-      } else if (this.#assigned.length > 0) await this.#revoke();
-      if (this.#closed || this.#expired) return;
-      this.#broker._joined(g, this.memberId);
-    }
-    const parts = this.#pendingAssign;
-    if (parts === undefined) return;
-    this.#pendingAssign = undefined;
-    if (this.#broker._cooperative) {
-      const target = new Set(parts);
-      const lose = this.#assigned.filter((p) => !target.has(p));
-      if (lose.length > 0) await this.#revoke(lose);
-      const added = parts.filter((p) => !this.#assigned.includes(p));
-      this.#assigned = [...this.#assigned, ...added];
-      const start = new Map<Partition, number>();
-      for (const p of added) {
-        const committed = g.committed.get(p);
-        start.set(
-          p,
-          committed ?? (this.#initialOffset === "earliest" ? 0 : this.#broker.endOffset(p)),
-        );
-        this.#positions.set(p, start.get(p)!);
-      }
-      if (added.length > 0) await this.#callbacks.onAssign?.(start);
-      return;
-    }
-    this.#assigned = parts;
-    this.#paused.clear();
-    this.#positions.clear();
-    for (const p of parts) {
-      const committed = g.committed.get(p);
-      const start = committed ??
-        (this.#initialOffset === "earliest" ? 0 : this.#broker.endOffset(p));
-      this.#positions.set(p, start);
-    }
-    if (parts.length > 0) await this.#callbacks.onAssign?.(new Map(this.#positions));
-  }
-
-  async #revoke(parts: Partition[] = this.#assigned): Promise<void> {
-    try {
-      await this.#callbacks.onRevoke?.(parts);
-    } finally {
-      const gone = new Set(parts);
-      this.#assigned = this.#assigned.filter((p) => !gone.has(p));
-      for (const p of parts) {
-        this.#positions.delete(p);
-        this.#paused.delete(p);
-        this.#staged.delete(p);
-      }
-    }
-  }
-
-  #fetch(): BrokerValue<T>[] {
-    const parts = this.#assigned;
-    const n = parts.length;
-    if (n === 0) return [];
-    const max = this.#maxPoll;
-    const start = this.#rotation++ % n;
-    // First how many messages each partition gives, so that the batch is allocated once, at
-    // its size; the broker builds the BrokerValues as it fills it.
-    const picked: Partition[] = [];
-    const from: number[] = [];
-    const counts: number[] = [];
-    let total = 0;
-    for (let k = 0; k < n && total < max; k++) {
-      const p = parts[(start + k) % n];
-      if (this.#paused.has(p)) continue;
-      const pos = this.#positions.get(p)!;
-      const take = Math.min(this.#broker.endOffset(p) - pos, max - total);
-      if (take <= 0) continue;
-      picked.push(p);
-      from.push(pos);
-      counts.push(take);
-      total += take;
-    }
-    if (total === 0) return [];
-    const out = new Array<BrokerValue<T>>(total);
-    let at = 0;
-    for (let i = 0; i < picked.length; i++) {
-      at = this.#broker._read(picked[i], from[i], counts[i], out, at);
-      this.#positions.set(picked[i], from[i] + counts[i]);
-    }
-    return out;
-  }
-
-  #checkOpen(): void {
-    if (this.#closed) {
-      throw new ClosedError(`consumer ${this.memberId} is closed; create a new consumer`);
-    }
-  }
-
-  #checkAssigned(partitions: readonly Partition[], what: string): void {
-    for (const p of partitions) {
-      if (!this.#assigned.includes(p)) {
-        throw new ConsumerError(
-          `cannot ${what} ${p}: it is not assigned to ${this.memberId} (assigned: ${
-            this.#assigned.map(String).join(", ") || "none"
-          })`,
-        );
-      }
-    }
-  }
-}
-
-/**
  * A producer for a {@link LocalBroker}: deliveries are confirmed at once.
  *
  * @example
@@ -927,7 +400,7 @@ export class LocalProducer<T> implements Producer<T> {
   readonly #broker: LocalBroker<T>;
   #closed = false;
 
-  /** @internal Use {@link LocalBroker.getProducer}. */
+  /** @ignore Use {@link LocalBroker.getProducer}. */
   constructor(broker: LocalBroker<T>) {
     this.#broker = broker;
   }

@@ -10,10 +10,5 @@
  *
  * @module
  */
-export {
-  LocalBroker,
-  type LocalBrokerOptions,
-  LocalConsumer,
-  type LocalConsumerOptions,
-  LocalProducer,
-} from "./broker.ts";
+export { LocalBroker, type LocalBrokerOptions, LocalProducer } from "./broker.ts";
+export { LocalConsumer, type LocalConsumerOptions } from "./consumer.ts";

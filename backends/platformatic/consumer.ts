@@ -11,27 +11,25 @@
  */
 import { Consumer as PltConsumer } from "@platformatic/kafka";
 import type { AssignmentCallbacks, Consumer } from "../abstract.ts";
+import { sleepUnless, systemClock } from "../../clock.ts";
+import { type Deferred, deferred } from "../_deferred.ts";
+import { checkAssigned, checkOpen, checkSeekOffsets } from "../_assignment.ts";
 import { BrokerValue, type Committable, Partition, type Topic } from "../../types.ts";
 import { ClosedError, ConfigurationError, ConsumerError, InvalidStateError } from "../../errors.ts";
 import type { KafkaHeaders, KafkaPayload } from "../kafka/payload.ts";
 import {
-  connectionOptions,
+  clientOptions,
   type PlatformaticConsumerOptions,
   type ResolvedPlatformaticConsumerOptions,
   resolvePlatformaticConsumerOptions,
 } from "./options.ts";
-import { failFastOnSecurityErrors, securityError } from "./errors.ts";
-
-interface Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
-}
-
-function deferred(): Deferred {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => resolve = r);
-  return { promise, resolve };
-}
+import {
+  failFastOnSecurityErrors,
+  isRebalanceError,
+  isTransient,
+  securityError,
+} from "./errors.ts";
+import { withTimeout } from "../kafka/_client.ts";
 
 /** Finds a library symbol by its description on `obj` or its prototypes. */
 function librarySymbol(obj: object, description: string): symbol {
@@ -224,11 +222,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
   seek(offsets: ReadonlyMap<Partition, number>): void {
     this.#checkOpen();
     this.#checkAssigned([...offsets.keys()], "seek");
-    for (const [p, o] of offsets) {
-      if (!Number.isInteger(o) || o < 0) {
-        throw new ConsumerError(`cannot seek ${p} to ${o}: offsets are non-negative integers`);
-      }
-    }
+    checkSeekOffsets(offsets);
     for (const [p, o] of offsets) {
       this.#positions.set(p, o);
       this.#buffered.delete(p); // fetched from the old position
@@ -356,12 +350,8 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
   async #start(): Promise<void> {
     const o = this.#o;
     const client = new PltConsumer({
-      clientId: o.clientId,
-      bootstrapBrokers: o.brokers,
+      ...clientOptions(o),
       groupId: o.group,
-      ...connectionOptions(o),
-      retries: o.retry.retries,
-      retryDelay: o.retry.initialRetryTime,
       autocommit: false,
       maxWaitTime: o.maxWaitTimeMs,
       minBytes: o.minBytes,
@@ -398,31 +388,24 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       this.#wake.resolve();
     });
     const brokers = o.brokers.join(",");
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       // The stream is never read: it makes the library join (both protocols) and keep the
       // membership; Sluice fetches by itself.
-      this.#stream = await Promise.race([
+      this.#stream = await withTimeout(
         client.consume({
           topics: this.#topics,
           mode: "committed",
           fallbackMode: o.initialOffset,
           autocommit: false,
         }) as Promise<{ close(): Promise<void> }>,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new ConsumerError(
-                  `could not join group "${o.group}" at ${brokers} within ` +
-                    `${o.connectTimeoutMs + o.rebalanceTimeoutMs} ms; check that the broker ` +
-                    "runs, that `brokers` names it and that the topics exist",
-                ),
-              ),
-            o.connectTimeoutMs + o.rebalanceTimeoutMs,
-          );
-        }),
-      ]);
+        o.connectTimeoutMs + o.rebalanceTimeoutMs,
+        () =>
+          new ConsumerError(
+            `could not join group "${o.group}" at ${brokers} within ` +
+              `${o.connectTimeoutMs + o.rebalanceTimeoutMs} ms; check that the broker ` +
+              "runs, that `brokers` names it and that the topics exist",
+          ),
+      );
     } catch (e) {
       this.#error = securityError(e, o) ??
         (e instanceof ConsumerError
@@ -434,8 +417,6 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
         await client.close(true);
       } catch { /* failing anyway */ }
       throw this.#error;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -724,28 +705,15 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
   async #idle(timeoutMs: number): Promise<void> {
     if (timeoutMs <= 0) return;
     this.#wake = deferred();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#wake.promise,
-      new Promise<void>((r) => timer = setTimeout(r, timeoutMs)),
-    ]);
-    clearTimeout(timer);
+    await sleepUnless(systemClock, timeoutMs, this.#wake.promise);
   }
 
   #checkOpen(): void {
-    if (this.#closed) throw new ClosedError("consumer is closed; create a new consumer");
+    checkOpen(this.#closed, `PlatformaticConsumer of group "${this.#o.group}"`);
   }
 
   #checkAssigned(partitions: readonly Partition[], what: string): void {
-    for (const p of partitions) {
-      if (!this.#positions.has(p)) {
-        throw new ConsumerError(
-          `cannot ${what} ${p}: it is not assigned to ${this.memberId} (assigned: ${
-            [...this.#positions.keys()].map(String).join(", ") || "none"
-          })`,
-        );
-      }
-    }
+    checkAssigned(partitions, this.#positions.keys(), what, this.memberId);
   }
 }
 
@@ -756,25 +724,6 @@ function describe(e: unknown): string {
     ? ` (${errors.map((x) => x instanceof Error ? x.message : String(x)).join("; ")})`
     : "";
   return `${e.message}${inner}`;
-}
-
-function flags(e: unknown, seen = new Set<unknown>()): Record<string, unknown>[] {
-  if (e === null || typeof e !== "object" || seen.has(e)) return [];
-  seen.add(e);
-  const out: Record<string, unknown>[] = [e as Record<string, unknown>];
-  const errors = (e as { errors?: unknown[] }).errors;
-  if (Array.isArray(errors)) { for (const x of errors) out.push(...flags(x, seen)); }
-  const cause = (e as { cause?: unknown }).cause;
-  if (cause !== undefined) out.push(...flags(cause, seen));
-  return out;
-}
-
-function isRebalanceError(e: unknown): boolean {
-  return flags(e).some((x) => x.needsRejoin === true || x.rebalanceInProgress === true);
-}
-
-function isTransient(e: unknown): boolean {
-  return flags(e).some((x) => x.canRetry === true || x.hasStaleMetadata === true);
 }
 
 // Topic is imported for the public signature of subscribe().

@@ -2,7 +2,8 @@
  * Maps `@platformatic/kafka` connection failures to Sluice's typed errors: a SASL failure
  * becomes a {@link KafkaAuthenticationError}, a TLS failure a {@link KafkaTlsError}, as with
  * the kafkajs backend. The library wraps them in its own errors ("Cannot connect to any
- * broker", "joinGroup failed 3 times"), nested under `errors` and `cause`.
+ * broker", "joinGroup failed 3 times"), nested under `errors` and `cause`. Also what the
+ * consumer makes of the library's other errors: a rebalance, or a passing failure.
  *
  * @module
  */
@@ -12,6 +13,8 @@ import {
   kafkaMechanismName,
   KafkaTlsError,
   type ResolvedSasl,
+  saslFailedError,
+  untrustedCertificateError,
 } from "../kafka/security.ts";
 
 /** Every error nested in `e` (itself, its `errors`, its `cause`), depth first. */
@@ -22,6 +25,28 @@ function* nested(e: unknown, seen = new Set<unknown>()): Generator<Error & { cod
   const errors = (e as { errors?: unknown[] }).errors;
   if (Array.isArray(errors)) { for (const x of errors) yield* nested(x, seen); }
   yield* nested((e as { cause?: unknown }).cause, seen);
+}
+
+/** `e` and every object nested in it (its `errors`, its `cause`), depth first. */
+function flags(e: unknown, seen = new Set<unknown>()): Record<string, unknown>[] {
+  if (e === null || typeof e !== "object" || seen.has(e)) return [];
+  seen.add(e);
+  const out: Record<string, unknown>[] = [e as Record<string, unknown>];
+  const errors = (e as { errors?: unknown[] }).errors;
+  if (Array.isArray(errors)) { for (const x of errors) out.push(...flags(x, seen)); }
+  const cause = (e as { cause?: unknown }).cause;
+  if (cause !== undefined) out.push(...flags(cause, seen));
+  return out;
+}
+
+/** @internal Whether `e` says the group is rebalancing (this member must rejoin). */
+export function isRebalanceError(e: unknown): boolean {
+  return flags(e).some((x) => x.needsRejoin === true || x.rebalanceInProgress === true);
+}
+
+/** @internal Whether `e` says the request may succeed later (a broker away, stale metadata). */
+export function isTransient(e: unknown): boolean {
+  return flags(e).some((x) => x.canRetry === true || x.hasStaleMetadata === true);
 }
 
 /**
@@ -37,25 +62,11 @@ export function securityError(
   for (const c of nested(e)) {
     if (c.code === "PLT_KFK_AUTHENTICATION") {
       const mechanism = o.sasl ? kafkaMechanismName(o.sasl.mechanism) : "SASL";
-      const who = o.sasl && "username" in o.sasl ? ` as user "${o.sasl.username}"` : "";
-      return new KafkaAuthenticationError(
-        `SASL ${mechanism} authentication${who} at ${brokers} failed (${
-          c.message.replace(/\.$/, "")
-        }); check the credentials and that the cluster enables this mechanism for them`,
-        mechanism,
-        { cause: e },
-      );
+      return saslFailedError(mechanism, o.sasl, brokers, c.message.replace(/\.$/, ""), e);
     }
     if (typeof c.code === "string" && c.code.startsWith("PLT_KFK")) continue;
     if (isTlsFailure(c) && !/before secure TLS/.test(c.message)) {
-      return new KafkaTlsError(
-        `TLS connection to Kafka at ${brokers} failed: ${c.message}` +
-          `${typeof c.code === "string" ? ` (${c.code})` : ""}; the broker's certificate is ` +
-          "not trusted: give its CA as ssl: { ca: <PEM text> } (the system's CAs are used " +
-          "otherwise), and check that its certificate names the host you connect to " +
-          "(ssl.servername)",
-        { cause: e },
-      );
+      return untrustedCertificateError(brokers, c, e);
     }
   }
   return undefined;

@@ -10,6 +10,7 @@ import {
   type KafkaConsumerOptions,
   type KafkaProducerOptions,
   resolveConsumerOptions,
+  type ResolvedClientOptions,
   type ResolvedConsumerOptions,
   type ResolvedProducerOptions,
   resolveProducerOptions,
@@ -134,8 +135,27 @@ export function resolvePlatformaticProducerOptions(
   return resolveProducerOptions(o as KafkaProducerOptions);
 }
 
-/** @internal The connection options (TLS, SASL, timeouts) for @platformatic/kafka. */
-export function connectionOptions(
+/**
+ * @internal What every @platformatic/kafka client (consumer, producer) takes from Sluice's
+ * client options: its id, the brokers, the connection (TLS, SASL, timeout) and retries.
+ */
+export function clientOptions(o: ResolvedClientOptions): ConnectionOptions & {
+  clientId: string;
+  bootstrapBrokers: string[];
+  retries: number;
+  retryDelay: number;
+} {
+  return {
+    clientId: o.clientId,
+    bootstrapBrokers: o.brokers,
+    ...connectionOptions(o),
+    retries: o.retry.retries,
+    retryDelay: o.retry.initialRetryTime,
+  };
+}
+
+/** The connection options (TLS, SASL, timeouts) for @platformatic/kafka. */
+function connectionOptions(
   o: { ssl: false | true | ResolvedTls; sasl: ResolvedSasl | undefined; connectTimeoutMs: number },
 ): ConnectionOptions {
   const out: ConnectionOptions = { connectTimeout: o.connectTimeoutMs };

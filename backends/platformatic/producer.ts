@@ -12,7 +12,7 @@ import { ClosedError, ProducerError, UnknownTopicError } from "../../errors.ts";
 import type { KafkaPayload } from "../kafka/payload.ts";
 import type { ResolvedProducerOptions } from "../kafka/config.ts";
 import {
-  connectionOptions,
+  clientOptions,
   type PlatformaticProducerOptions,
   resolvePlatformaticProducerOptions,
 } from "./options.ts";
@@ -54,11 +54,7 @@ export class PlatformaticProducer implements Producer<KafkaPayload> {
   constructor(options: PlatformaticProducerOptions) {
     const o = this.#o = resolvePlatformaticProducerOptions(options);
     this.#client = new PltProducer({
-      clientId: o.clientId,
-      bootstrapBrokers: o.brokers,
-      ...connectionOptions(o),
-      retries: o.retry.retries,
-      retryDelay: o.retry.initialRetryTime,
+      ...clientOptions(o),
       acks: o.acks,
       timeout: o.timeoutMs,
       idempotent: o.idempotent,

@@ -1,7 +1,8 @@
 // One pipeline, every runtime: deno run / bun this file, node on its build (see docs/runtimes.md).
-import { BatchStep, CommitOffsets, detectRuntime, FilterStep, type Message } from "../../mod.ts";
+import { BatchStep, CommitOffsets, FilterStep, type Message } from "../../mod.ts";
 import { RunTask, RunTaskAsync } from "../../mod.ts";
 import { lines, processStream } from "../../backends/stream.ts";
+import { detectRuntime } from "../../runtime/mod.ts";
 
 const body = [...Array(10)].map((_, i) => JSON.stringify({ amount: i })).join("\n");
 const cents = (m: Message<string>) => Promise.resolve(JSON.parse(m.payload).amount * 100); // or a fetch

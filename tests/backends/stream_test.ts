@@ -217,3 +217,45 @@ Deno.test("lines: splits across chunks, \\r\\n and a last line without end; skip
   for await (const line of lines(body)) out.push(line);
   assertEquals(out, ['{"a":1}', '{"b":2}', '{"c":3}']);
 });
+
+Deno.test("stream source: poll(timeoutMs) waits for a late first item, and a poll that times out loses nothing", async () => {
+  const enqueue: ((n: number) => void)[] = [];
+  let failNext = false;
+  const source = new ReadableStream<number>({
+    pull(controller) {
+      if (failNext) return controller.error(new Error("gone"));
+      return new Promise<void>((resolve) =>
+        enqueue.push((n) => {
+          controller.enqueue(n);
+          resolve();
+        })
+      );
+    },
+  }, { highWaterMark: 0 });
+  const c = new StreamConsumer(source, { onCommit() {} });
+  c.subscribe(["stream"]);
+  // Nothing arrives: the poll returns empty after its timeout, and its read stays pending.
+  const started = Date.now();
+  assertEquals(await c.poll(30), []);
+  assert(Date.now() - started >= 25, "the poll waited for its timeout");
+  // The item arrives while a poll waits: that poll returns it, long before its timeout.
+  const waiting = c.poll(10_000);
+  await waitFor(() => enqueue.length > 0, "the source was pulled");
+  const before = Date.now();
+  enqueue.shift()!(7);
+  assertEquals((await waiting).map((v) => [v.offset, v.payload]), [[0, 7]]);
+  assert(Date.now() - before < 5_000, "the poll returned when the item came, not at its timeout");
+  // The read left pending by a timed-out poll is the one the next poll gets: nothing lost.
+  assertEquals(await c.poll(20), []);
+  await waitFor(() => enqueue.length > 0, "the source was pulled again");
+  enqueue.shift()!(8);
+  assertEquals((await c.poll(0)).map((v) => [v.offset, v.payload]), [[1, 8]]);
+  // A read that fails while a poll waits fails that poll with the stream's error.
+  failNext = true;
+  const failing = c.poll(10_000);
+  await waitFor(() => enqueue.length > 0, "pulled a third time");
+  enqueue.shift()!(9); // handed out by that poll, the next pull errors the stream
+  assertEquals((await failing).map((v) => v.payload), [9]);
+  await assertRejects(() => c.poll(10_000), SluiceError, "gone");
+  await c.close();
+});

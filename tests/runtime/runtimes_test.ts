@@ -336,7 +336,8 @@ Deno.test({
       assertEquals(install.code, 0, `npm install failed:\n${install.out}`);
       await Deno.writeTextFile(
         `${dir}/app.js`,
-        `import { CommitOffsets, RunTask, detectRuntime } from "@sluice/sluice";
+        `import { CommitOffsets, RunTask } from "@sluice/sluice";
+import { detectRuntime } from "@sluice/sluice/runtime";
 import { lines, processStream } from "@sluice/sluice/stream";
 import { LocalBroker } from "@sluice/sluice/local";
 new LocalBroker();

@@ -226,7 +226,7 @@ function unsupported(lib: SmokeLibrary, feature: string, fn: () => unknown): str
 /** Signals: handlers install where there are process signals, a typed error elsewhere. */
 function signals(lib: SmokeLibrary): string {
   const { sluice, runtime } = lib;
-  const rt = sluice.detectRuntime();
+  const rt = runtime.detectRuntime();
   const broker = new lib.local.LocalBroker<string>();
   broker.createTopic("t", 1);
   const options = {
@@ -254,7 +254,7 @@ function signals(lib: SmokeLibrary): string {
 /** Health: file and HTTP probes where the runtime has them, typed errors elsewhere. */
 async function health(lib: SmokeLibrary): Promise<string> {
   const { sluice, runtime } = lib;
-  const rt = sluice.detectRuntime();
+  const rt = runtime.detectRuntime();
   if (PROCESS_RUNTIMES.includes(rt)) {
     const file = `${lib.tempDir ?? "/tmp"}/sluice-smoke-health-${rt}-${Date.now()}`;
     const server = new sluice.HealthServer({ port: lib.port ?? 0 });
@@ -296,7 +296,7 @@ async function health(lib: SmokeLibrary): Promise<string> {
 /** Workers: RunTaskInWorkers where the runtime has workers, a typed error elsewhere. */
 async function workers(lib: SmokeLibrary): Promise<string> {
   const { sluice, runtime } = lib;
-  const rt = sluice.detectRuntime();
+  const rt = runtime.detectRuntime();
   const here = import.meta.url;
   if (!runtime.hasWorkers() || here === undefined) {
     const message = unsupported(
@@ -356,7 +356,7 @@ export async function runSmoke(lib: SmokeLibrary): Promise<SmokeReport> {
   }
   const passed = results.filter((r) => r.ok).length;
   return {
-    runtime: lib.sluice.detectRuntime(),
+    runtime: lib.runtime.detectRuntime(),
     passed,
     failed: results.length - passed,
     results,

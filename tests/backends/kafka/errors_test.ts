@@ -4,7 +4,7 @@
  */
 import { assert } from "@std/assert";
 import kafkajs from "kafkajs";
-import { isTransientKafkaError } from "../../backends/kafka/consumer.ts";
+import { isTransientKafkaError } from "../../../backends/kafka/errors.ts";
 
 type Ctor = new (e: unknown, options?: unknown) => Error;
 const NonRetriable = kafkajs.KafkaJSNonRetriableError as unknown as Ctor;

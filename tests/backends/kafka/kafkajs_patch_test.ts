@@ -5,7 +5,7 @@
  * (no broker needed).
  */
 import { assert, assertEquals } from "@std/assert";
-import { kafkajsDecodePatched, kafkajsOriginals } from "../../backends/kafka/kafkajs_patch.ts";
+import { kafkajsDecodePatched, kafkajsOriginals } from "../../../backends/kafka/kafkajs_patch.ts";
 // @ts-ignore: internal kafkajs module without type declarations
 import LongModule from "npm:kafkajs@2.2.4/src/utils/long.js";
 // @ts-ignore: internal kafkajs module without type declarations

@@ -3,13 +3,13 @@
  * naming the option (no broker needed).
  */
 import { assert, assertThrows } from "@std/assert";
-import { ConfigurationError } from "../../errors.ts";
-import { kafkajsPatched } from "../../backends/kafka/kafkajs_patch.ts";
+import { ConfigurationError } from "../../../errors.ts";
+import { kafkajsPatched } from "../../../backends/kafka/kafkajs_patch.ts";
 import {
   KafkaConsumer,
   type KafkaConsumerOptions,
   KafkaProducer,
-} from "../../backends/kafka/mod.ts";
+} from "../../../backends/kafka/mod.ts";
 
 const ok: KafkaConsumerOptions = { brokers: "127.0.0.1:9092", group: "g" };
 

@@ -4,16 +4,16 @@
  * hatch; TLS/SASL validation; secrets never printed (options, clients, errors).
  */
 import { assert, assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
-import { ConfigurationError } from "../../errors.ts";
+import { ConfigurationError } from "../../../errors.ts";
 import {
   KafkaAdmin,
   KafkaConsumer,
   type KafkaConsumerOptions,
   KafkaProducer,
   type KafkaProducerOptions,
-} from "../../backends/kafka/mod.ts";
-import { resolveConsumerOptions, resolveProducerOptions } from "../../backends/kafka/config.ts";
-import { classifyConnectError } from "../../backends/kafka/security.ts";
+} from "../../../backends/kafka/mod.ts";
+import { resolveConsumerOptions, resolveProducerOptions } from "../../../backends/kafka/config.ts";
+import { classifyConnectError } from "../../../backends/kafka/_client.ts";
 
 const ok: KafkaConsumerOptions = { brokers: "127.0.0.1:9092", group: "g" };
 const PASSWORD = "hunter2-very-secret";
