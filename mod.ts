@@ -147,15 +147,14 @@ export {
   TransformStep,
   type TransformStepOptions,
 } from "./strategies/transform.ts";
+export { Healthcheck, type HealthcheckOptions } from "./strategies/healthcheck.ts";
 export {
-  Healthcheck,
-  type HealthcheckOptions,
   HealthServer,
   type HealthServerOptions,
   type HealthSource,
   type HealthStatus,
   type PartitionHealth,
-} from "./strategies/healthcheck.ts";
+} from "./strategies/health_server.ts";
 export { KeyedConcurrency, type KeyedConcurrencyOptions } from "./strategies/keyed_concurrency.ts";
 export {
   type ConsumerReadable,

@@ -79,8 +79,8 @@ const HISTORY_KEPT = 1000;
  * within `tolerance` of the target. For a sink whose time grows with the batch size, the
  * size converges on the largest batch that still fits the target time.
  *
- * `fn(payloads, messages, signal)`: `signal` aborts when the step is terminated or its
- * `join` gives up. `fn`'s result is forwarded as one message whose committable covers the whole batch
+ * `fn(payloads, messages, signal)`: `signal` aborts when the step is terminated, its
+ * `join` gives up or it fails. `fn`'s result is forwarded as one message whose committable covers the whole batch
  * (offsets of filtered messages in between included). While `fn` runs the step holds its
  * queue, so a slow sink backpressures the consumer. A partial batch is processed after
  * `maxWaitMs`, and on `join`. `batchSize` is the current size; `history` the recent
@@ -117,7 +117,6 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
     messages: Message<TIn>[],
     signal: AbortSignal,
   ) => TOut | Promise<TOut>;
-  readonly #abort = new AbortController();
   readonly #maxWaitMs: number;
   readonly #tolerance: number;
   readonly #maxStep: number;
@@ -192,24 +191,6 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
   /** The batch size in use now. */
   get batchSize(): number {
     return this.#size;
-  }
-
-  /** Abandons all work at once and aborts the `signal` given to running calls. */
-  override terminate(): void {
-    this.#abort.abort();
-    super.terminate();
-  }
-
-  /**
-   * Finishes submitted work within `timeoutMs` (see `StreamStep.join`); if work had to be
-   * abandoned, the `signal` given to running calls is aborted.
-   */
-  override async join(timeoutMs?: number): Promise<void> {
-    try {
-      await super.join(timeoutMs);
-    } finally {
-      if (this.abandoned) this.#abort.abort();
-    }
   }
 
   /** Adds messages to the batch, processing it whenever it reaches the current size. */
@@ -315,7 +296,7 @@ export class AdaptiveBatch<TIn, TOut> extends StreamStep<TIn, TOut> {
     const start = this.clock.now();
     let result: TOut | Promise<TOut>;
     try {
-      result = this.#fn(batch.map((m) => m.payload), batch, this.#abort.signal);
+      result = this.#fn(batch.map((m) => m.payload), batch, this.signal);
     } catch (e) {
       throw this.#wrap(e, batch);
     }

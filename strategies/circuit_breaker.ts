@@ -79,8 +79,8 @@ const WINDOW_BUCKETS = 10;
  * - **half-open**: after `coolDownMs`, one probe — the waiting message — is let through.
  *   Success closes the breaker; failure opens it again for another cool-down.
  *
- * `fn(message, signal)`: `signal` aborts when the step is terminated or its `join` gives
- * up, so a hanging call can be cancelled.
+ * `fn(message, signal)`: `signal` aborts when the step is terminated, its `join` gives
+ * up or it fails, so a hanging call can be cancelled.
  *
  * State changes go to `onStateChange` (default: a `console.warn` line) and are kept in
  * `transitions`; `state`, `failures`, `successes` and `rejected` are counters to export.
@@ -116,7 +116,6 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
   };
 
   readonly #fn: (message: Message<TIn>, signal: AbortSignal) => TOut | Promise<TOut>;
-  readonly #abort = new AbortController();
   readonly #failureThreshold: number;
   readonly #failureRatio: number | undefined;
   readonly #minimumCalls: number;
@@ -207,24 +206,6 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
     }
   }
 
-  /** Abandons all work at once and aborts the `signal` given to running calls. */
-  override terminate(): void {
-    this.#abort.abort();
-    super.terminate();
-  }
-
-  /**
-   * Finishes submitted work within `timeoutMs` (see `StreamStep.join`); if work had to be
-   * abandoned, the `signal` given to running calls is aborted.
-   */
-  override async join(timeoutMs?: number): Promise<void> {
-    try {
-      await super.join(timeoutMs);
-    } finally {
-      if (this.abandoned) this.#abort.abort();
-    }
-  }
-
   /** Calls `fn` on each message in order, through the breaker. */
   protected process(batch: Message<TIn>[]): void | Promise<void> {
     let slot = -1; // the window bucket, read from the clock once per chunk
@@ -238,7 +219,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
       if (this.#state !== "closed") return this.#slow(batch, i);
       let out: TOut | Promise<TOut>;
       try {
-        out = this.#fn(m, this.#abort.signal);
+        out = this.#fn(m, this.signal);
       } catch (e) {
         return this.#slow(batch, i, undefined, Promise.reject(e));
       }
@@ -282,7 +263,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
       if (!(await this.#admit())) return;
       let call: TOut | Promise<TOut>;
       try {
-        call = this.#fn(m, this.#abort.signal);
+        call = this.#fn(m, this.signal);
       } catch (e) {
         call = Promise.reject(e);
       }
@@ -300,7 +281,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
     for (;;) {
       if (this.abandoned) return false;
       if (this.#state === "open") {
-        await this.#sleepUntil(this.#reopenAt);
+        await this.sleepUntil(this.#reopenAt);
         if (this.abandoned) return false;
         if (this.#state === "open" && this.clock.now() >= this.#reopenAt) {
           this.#transition("half-open", `cool-down of ${this.#coolDownMs} ms over: one probe`);
@@ -328,7 +309,7 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
       }
       this.#failed(e, m);
       if (this.#state === "closed" && this.#retryDelayMs > 0) {
-        await this.#sleepUntil(this.clock.now() + this.#retryDelayMs);
+        await this.sleepUntil(this.clock.now() + this.#retryDelayMs);
       }
       return undefined;
     }
@@ -434,17 +415,6 @@ export class CircuitBreaker<TIn, TOut> extends StreamStep<TIn, TOut> {
       } catch (e) {
         this.fail(e);
       }
-    }
-  }
-
-  /** Sleeps on the clock until `at`, waking early on abandonment (checked on every poll). */
-  async #sleepUntil(at: number): Promise<void> {
-    while (!this.abandoned) {
-      const left = at - this.clock.now();
-      if (left <= 0) return;
-      const stop = new AbortController();
-      await Promise.race([this.clock.sleep(left, stop.signal), this.waitForPoll()]);
-      stop.abort();
     }
   }
 }

@@ -18,6 +18,7 @@ import { ConfigurationError, MessageRejected } from "../errors.ts";
 import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
+import { Waiters } from "./_waiters.ts";
 import { requireSync } from "./thenable.ts";
 
 /** Options of a {@link KeyedConcurrency}. */
@@ -77,7 +78,8 @@ type OutItem = { m: Message<unknown>; invalid?: InvalidMessage };
  * each partition (the commit watermark). An offset is never committed while a message
  * before it is still running or waiting. `watermarks()` shows the current prefix.
  *
- * `fn(message, signal)`: `signal` aborts when the step is terminated or its `join` gives up.
+ * `fn(message, signal)`: `signal` aborts when the step is terminated, its `join` gives up
+ * or it fails.
  * `fn` may throw `InvalidMessage` (reported to the processor, then counted as done) or
  * `MessageRejected` (the call is retried after the next `poll()`, its key held). Any other
  * error fails the step, naming the message.
@@ -109,7 +111,6 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
   maxObservedInFlight = 0;
 
   readonly #fn: (message: Message<TIn>, signal: AbortSignal) => TOut | Promise<TOut>;
-  readonly #abort = new AbortController();
   readonly #key: (message: Message<TIn>) => string | number;
   readonly #keys = new Map<string | number, KeyState>();
   readonly #tracks = new Map<Partition, Track>();
@@ -122,7 +123,8 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
   #out: OutItem[] = [];
   #outHead = 0;
   #draining = false;
-  #changed: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Woken on every completion or hand-on. */
+  readonly #changes = new Waiters();
 
   /** Creates the step: `fn` is the async work, `next` receives results as they complete. */
   constructor(
@@ -174,24 +176,6 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     return new Map(this.#watermarks);
   }
 
-  /** Abandons all work at once and aborts the `signal` given to running calls. */
-  override terminate(): void {
-    this.#abort.abort();
-    super.terminate();
-  }
-
-  /**
-   * Finishes submitted work within `timeoutMs` (see `StreamStep.join`); if work had to be
-   * abandoned, the `signal` given to running calls is aborted.
-   */
-  override async join(timeoutMs?: number): Promise<void> {
-    try {
-      await super.join(timeoutMs);
-    } finally {
-      if (this.abandoned) this.#abort.abort();
-    }
-  }
-
   /** Admits messages to their keys' queues, holding the chunk while `maxPending` is reached. */
   protected process(chunk: Message<TIn>[]): void | Promise<void> {
     for (let i = 0; i < chunk.length; i++) {
@@ -221,20 +205,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /** Resolves on the next completion or hand-on, or the next poll (re-checks abandonment). */
   #change(): Promise<void> {
-    if (this.#changed === undefined) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => resolve = r);
-      this.#changed = { promise, resolve };
-    }
-    return Promise.race([this.#changed.promise, this.waitForPoll()]);
-  }
-
-  #signal(): void {
-    const c = this.#changed;
-    if (c !== undefined) {
-      this.#changed = undefined;
-      c.resolve();
-    }
+    return Promise.race([this.#changes.wait(), this.waitForPoll()]);
   }
 
   #admit(m: Message<TIn>): void {
@@ -325,7 +296,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     const m = entry.m as Message<TIn>;
     let r: TOut | Promise<TOut>;
     try {
-      r = this.#fn(m, this.#abort.signal);
+      r = this.#fn(m, this.signal);
     } catch (e) {
       this.#completed(entry, undefined, e ?? new Error("threw without a reason"));
       return;
@@ -362,7 +333,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     if (ks.running === 0 && ks.head >= ks.waiting.length) this.#keys.delete(ks.key);
     else this.#enqueueKey(ks);
     this.#pump();
-    this.#signal();
+    this.#changes.wake();
   }
 
   /** Marks `entry` done, advances the watermark, and queues the result with that advance. */
@@ -378,7 +349,7 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
     } else if (m.filtered) {
       if (advanced.size === 0) {
         this.#pending--;
-        this.#signal();
+        this.#changes.wake();
         return;
       }
       this.#out.push({ m: new Value(FILTERED_PAYLOAD, advanced, m.timestamp) });
@@ -480,6 +451,6 @@ export class KeyedConcurrency<TIn, TOut> extends StreamStep<TIn, TOut> {
       this.#outHead = 0;
     }
     this.#pending--;
-    this.#signal();
+    this.#changes.wake();
   }
 }

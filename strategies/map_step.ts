@@ -44,8 +44,9 @@ export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
   /**
    * Awaits a user function's promise (or other thenable) for `message`: `onValue` turns its
    * value into the result. A rejection goes to `onError` when given; by default
-   * `MessageRejected` holds the message (the function runs again after the next `poll()`),
-   * `InvalidMessage` reports it, and anything else fails the step with a `StepError`
+   * `MessageRejected` holds the message (`HOLD`: the function runs again after a backoff of
+   * 10 ms doubling up to `maxBackoffMs`; once the step is closed it is tried once more, then
+   * given up), `InvalidMessage` reports it, and anything else fails the step with a `StepError`
    * naming the message (as does anything `onValue` or `onError` throws). The returned
    * promise never rejects, so no rejection is ever unhandled.
    */

@@ -37,7 +37,7 @@ export const DEFAULT_MAX_IN_FLIGHT = 1000;
  * - A delivery failure fails the step: `poll()` throws a `StepError` naming the message,
  *   and nothing after it is handed on (so nothing past it is committed).
  * - A producer that rejects with `MessageRejected` (its local buffer is full) is retried
- *   after the next `poll()`, in place.
+ *   after a backoff (10 ms doubling up to `maxBackoffMs`), in place.
  * - Filtered messages are not produced; they pass through so their offsets are committed.
  * - `join` waits for outstanding deliveries within its timeout; the message handed on
  *   keeps its payload and its source offsets.

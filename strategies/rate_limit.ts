@@ -145,7 +145,7 @@ export class RateLimit<T> extends StreamStep<T, T> {
         this.delayed++;
         const start = this.clock.now();
         while (!this.#take(cost)) {
-          await this.#sleepUntil(this.#dueAt(cost));
+          await this.sleepUntil(this.#dueAt(cost));
           if (this.abandoned) return;
         }
         this.waitedMs += this.clock.now() - start;
@@ -194,16 +194,5 @@ export class RateLimit<T> extends StreamStep<T, T> {
   /** When `cost` tokens will be available, on the step's clock. */
   #dueAt(cost: number): number {
     return this.#refilledAt + Math.ceil((cost - this.#tokens) * 1000 / this.ratePerSecond);
-  }
-
-  /** Sleeps on the clock until `at`, waking early on abandonment (checked on every poll). */
-  async #sleepUntil(at: number): Promise<void> {
-    while (!this.abandoned) {
-      const left = at - this.clock.now();
-      if (left <= 0) return;
-      const stop = new AbortController();
-      await Promise.race([this.clock.sleep(left, stop.signal), this.waitForPoll()]);
-      stop.abort();
-    }
   }
 }

@@ -9,6 +9,7 @@ import { ConfigurationError, MessageRejected } from "../errors.ts";
 import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
+import { Waiters } from "./_waiters.ts";
 
 /**
  * The user function of a {@link RunTaskAsync}: returns (a promise of) the new payload.
@@ -104,7 +105,6 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
   readonly maxPending: number;
 
   readonly #fn: AsyncTask<TIn, TOut>;
-  readonly #abort = new AbortController();
   #slots: Slot<TIn, TOut>[] = [];
   #head = 0;
   #running = 0;
@@ -119,7 +119,8 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#forward();
   };
   #retryPump = false;
-  #waiters: Array<() => void> = [];
+  /** Woken when a call finishes, a result is handed on, or the step is abandoned. */
+  readonly #changes = new Waiters();
 
   /** Creates the step. */
   constructor(
@@ -148,6 +149,8 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
           `(${this.concurrency}); raise maxPending or lower concurrency`,
       );
     }
+    // Abandoned (terminate, a join timeout, a failure): the loops waiting on a change stop.
+    this.signal.addEventListener("abort", () => this.#changes.wake(), { once: true });
   }
 
   /** Messages started or finished and not yet handed on. */
@@ -170,33 +173,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
 
   /** Waits for the calls in flight before the step reports itself drained. */
   protected override async onDrained(): Promise<void> {
-    while (this.pending > 0 && !this.abandoned) await this.#change();
-  }
-
-  /** Abandons work in flight (its `signal` aborts) and terminates the next step. */
-  override terminate(): void {
-    super.terminate();
-    this.#onAbandon();
-  }
-
-  /** Waits for work in flight within `timeoutMs`; what is left then is abandoned. */
-  override async join(timeoutMs?: number): Promise<void> {
-    try {
-      await super.join(timeoutMs);
-    } finally {
-      if (this.abandoned) this.#onAbandon();
-    }
-  }
-
-  /** Fails the step and abandons the calls in flight. */
-  protected override fail(error: unknown): void {
-    super.fail(error);
-    this.#onAbandon();
-  }
-
-  #onAbandon(): void {
-    if (!this.#abort.signal.aborted) this.#abort.abort();
-    this.#notify();
+    while (this.pending > 0 && !this.abandoned) await this.#changes.wait();
   }
 
   #canAdmit(m: Message<TIn>): boolean {
@@ -208,7 +185,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     while (i < batch.length) {
       if (this.abandoned) return;
       if (this.#canAdmit(batch[i])) this.#admit(batch[i++]);
-      else await this.#change();
+      else await this.#changes.wait();
     }
   }
 
@@ -244,7 +221,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     this.#running++;
     let result: Promise<TOut> | TOut;
     try {
-      result = this.#fn(slot.message, this.#abort.signal);
+      result = this.#fn(slot.message, this.signal);
     } catch (e) {
       result = Promise.reject(e);
     }
@@ -257,7 +234,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
   #settle(slot: Slot<TIn, TOut>, ok: boolean, value: unknown): void {
     this.#running--;
     if (this.abandoned) {
-      this.#notify();
+      this.#changes.wake();
       return;
     }
     if (ok) {
@@ -286,7 +263,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
     if (slot.state === FAILED && !this.abandoned) {
       this.fail(this.wrapError(slot.error, slot.message));
     }
-    this.#notify();
+    this.#changes.wake();
   }
 
   /**
@@ -355,7 +332,7 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
             if (this.abandoned) return;
             this.#pop();
             this.#forward();
-            this.#notify();
+            this.#changes.wake();
           }, (e) => this.fail(e));
           return;
         } else if (s.state === FAILED) {
@@ -364,13 +341,12 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
         } else if (s.state === GAVE_UP) {
           // Everything before it was handed on: stop here.
           this.giveUpHeld(s.message);
-          this.#onAbandon();
           return;
         } else return;
       }
     } finally {
       this.#forwarding = false;
-      if (popped) this.#notify();
+      if (popped) this.#changes.wake();
     }
   }
 
@@ -383,16 +359,5 @@ export class RunTaskAsync<TIn, TOut> extends StreamStep<TIn, TOut> {
       this.#slots = this.#slots.slice(this.#head);
       this.#head = 0;
     }
-  }
-
-  #change(): Promise<void> {
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-
-  #notify(): void {
-    if (this.#waiters.length === 0) return;
-    const ws = this.#waiters;
-    this.#waiters = [];
-    for (const w of ws) w();
   }
 }

@@ -10,12 +10,13 @@
  *
  * @module
  */
-import { type Clock, systemClock } from "../clock.ts";
+import { type Clock, sleepUnless, systemClock } from "../clock.ts";
 import { FILTERED_PAYLOAD, InvalidMessage, type Message, StepError } from "../types.ts";
 import { ClosedError, ConfigurationError, MESSAGE_REJECTED, MessageRejected } from "../errors.ts";
 import { requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { requireSync } from "./thenable.ts";
+import { Waiters } from "./_waiters.ts";
 import type { SluiceMetrics } from "../metrics/otel.ts";
 import { type StepMeter, stepMeterFor } from "../metrics/step.ts";
 
@@ -117,13 +118,16 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   #stopBackoff: AbortController | undefined;
   #closed = false;
   #abandoned = false;
+  /** Aborted when the step is abandoned (see {@link StreamStep.signal}). */
+  readonly #abort = new AbortController();
   #terminated = false;
   #error: unknown = undefined;
   #invalid: InvalidMessage | undefined;
   #closing: Promise<void> | undefined;
   #joinedNext = false;
   #drained: Promise<void> | undefined;
-  #waiters: Array<() => void> = [];
+  /** Woken at every `poll()` (or join tick) and when the step is abandoned. */
+  readonly #waiters = new Waiters();
   /** Backpressure instrumentation; undefined (and free) without metrics. */
   readonly #metrics: StepMeter | undefined;
   /** Chunks written to the queue whose processing has not finished (see `#writeChunk`). */
@@ -266,9 +270,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   async #acceptSlow(batch: Message<TIn>[], i: number): Promise<void> {
     while (i < batch.length) {
       this.poll(); // rethrows a failure of this step or the next ones
-      const stop = new AbortController();
-      await Promise.race([this.ready, this.clock.sleep(JOIN_TICK_MS, stop.signal)]);
-      stop.abort();
+      await sleepUnless(this.clock, JOIN_TICK_MS, this.ready);
       try {
         for (; i < batch.length; i++) this.submit(batch[i]);
       } catch (e) {
@@ -298,6 +300,41 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   /** True when the step's work was abandoned (terminate, or a join timeout). */
   protected get abandoned(): boolean {
     return this.#abandoned;
+  }
+
+  /**
+   * Aborts when the step gives up on its work: on `terminate`, when `join` runs out of time
+   * with work left, and when the step fails (or gives up a held message at close), that is
+   * when {@link StreamStep.abandoned} becomes true. A subclass that starts asynchronous
+   * work (a `fetch`, a query) passes it on, so that work stops when nobody waits for it.
+   *
+   * @example
+   * ```ts
+   * import { CommitOffsets, type Message, type ProcessingStrategy, StreamStep } from "@sluice/sluice";
+   *
+   * async function lookup(id: string, signal: AbortSignal): Promise<number> {
+   *   const res = await fetch(`https://example.com/users/${id}`, { signal });
+   *   await res.body?.cancel();
+   *   return res.status;
+   * }
+   *
+   * class Lookup extends StreamStep<string, number> {
+   *   constructor(next: ProcessingStrategy<number>) {
+   *     super("lookup", next);
+   *   }
+   *   protected async process(batch: Message<string>[]): Promise<void> {
+   *     for (const m of batch) {
+   *       const found = await lookup(m.payload, this.signal); // stops when the step gives up
+   *       await this.emitWhenRoom(m.replacePayload(found));
+   *     }
+   *   }
+   * }
+   * const step = new Lookup(new CommitOffsets(() => {}));
+   * step.terminate(); // aborts the signal: lookups in flight stop
+   * ```
+   */
+  protected get signal(): AbortSignal {
+    return this.#abort.signal;
   }
 
   /** Queues a message; throws `MessageRejected` when the queue is full. */
@@ -438,10 +475,10 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     const invalid = this.#invalid;
     if (invalid !== undefined) {
       this.#invalid = undefined;
-      this.#wake();
+      this.#waiters.wake();
       throw invalid;
     }
-    this.#wake();
+    this.#waiters.wake();
     const meter = this.#metrics;
     if (meter !== undefined && meter.sending && this.desiredSize > 0) meter.relieveUpstream();
     this.onPoll();
@@ -642,7 +679,19 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   /** Resolves at the next `poll()` (or join tick), or when the step is abandoned. */
   protected waitForPoll(): Promise<void> {
     if (this.#abandoned) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    return this.#waiters.wait();
+  }
+
+  /**
+   * Sleeps on the step's clock until the time `at`, or less when the step is abandoned
+   * (looked at on every `poll()`). The caller checks {@link StreamStep.abandoned} after.
+   */
+  protected async sleepUntil(at: number): Promise<void> {
+    while (!this.#abandoned) {
+      const left = at - this.clock.now();
+      if (left <= 0) return;
+      await sleepUnless(this.clock, left, this.waitForPoll());
+    }
   }
 
   /**
@@ -754,18 +803,13 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     this.#writer.write(chunk);
   }
 
-  #wake(): void {
-    if (this.#waiters.length === 0) return;
-    const ws = this.#waiters;
-    this.#waiters = [];
-    for (const w of ws) w();
-  }
-
+  /** The one place a step becomes abandoned; aborts {@link StreamStep.signal} last. */
   #abandon(): void {
     this.#abandoned = true;
     this.#stopBackoff?.abort();
     this.#metrics?.endAll();
-    this.#wake();
+    this.#waiters.wake();
+    this.#abort.abort();
   }
 
   /**
@@ -774,24 +818,26 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
    */
   async #waitUntil(done: Promise<void>, deadline: number): Promise<boolean> {
     let finished = false;
+    let failure: { error: unknown } | undefined;
     const settled = done.then(() => {
       finished = true;
+    }, (error) => {
+      failure = { error };
     });
     while (!finished) {
       if (this.#invalid !== undefined) {
         const invalid = this.#invalid;
         this.#invalid = undefined;
-        this.#wake();
+        this.#waiters.wake();
         throw invalid;
       }
       if (this.#error !== undefined) return true;
       const left = deadline - this.clock.now();
       if (left <= 0) return false;
-      const stop = new AbortController();
-      await Promise.race([settled, this.clock.sleep(Math.min(left, JOIN_TICK_MS), stop.signal)]);
-      stop.abort();
+      await sleepUnless(this.clock, Math.min(left, JOIN_TICK_MS), settled);
+      if (failure !== undefined) throw failure.error;
       if (!finished) {
-        this.#wake();
+        this.#waiters.wake();
         try {
           this.next?.poll();
         } catch (e) {

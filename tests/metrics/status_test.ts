@@ -18,7 +18,7 @@ import { CommitPolicy } from "../../processing/commit_policy.ts";
 import { StreamProcessor } from "../../processing/processor.ts";
 import type { Commit, ProcessingStrategy } from "../../strategies/abstract.ts";
 import { CommitOffsets } from "../../strategies/commit_offsets.ts";
-import { HealthServer } from "../../strategies/healthcheck.ts";
+import { HealthServer } from "../../strategies/health_server.ts";
 import { type Message, Partition } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { backpressured, collect, fill, InMemoryReader, settle } from "../_support/metrics.ts";

@@ -10,7 +10,8 @@ import { ManualClock } from "../../clock.ts";
 import { ConfigurationError, SluiceError } from "../../errors.ts";
 import type { ProcessingStrategy } from "../../strategies/abstract.ts";
 import { CommitOffsets } from "../../strategies/commit_offsets.ts";
-import { Healthcheck, HealthServer } from "../../strategies/healthcheck.ts";
+import { Healthcheck } from "../../strategies/healthcheck.ts";
+import { HealthServer } from "../../strategies/health_server.ts";
 import { strategyContract } from "../_support/contract.ts";
 import { brokerMessage, CommitRecorder, Gate, P0 } from "../_support/helpers.ts";
 

@@ -1,10 +1,10 @@
 /**
- * RunTask runs its function inside its own chunk loop (outputs written over the chunk's
- * array, index for index) and falls back to MapStep's one-by-one path at the first hold,
- * invalid message or promise: what the next step sees must be what MapStep's generic loop
- * gave — every output once and in order, filtered markers passed through untouched, the
- * function run once per message (a held one again only after the hold), and a subclass's
- * own `transform` still used.
+ * RunTask: the strategy contract, chunked hand-off, and its own chunk loop (outputs written
+ * over the chunk's array, index for index) falling back to MapStep's one-by-one path at the
+ * first hold, invalid message or promise: what the next step sees must be what MapStep's
+ * generic loop gave — every output once and in order, filtered markers passed through
+ * untouched, the function run once per message (a held one again only after the hold), and a
+ * subclass's own `transform` still used.
  */
 import { assert, assertEquals, assertStrictEquals } from "@std/assert";
 import { MessageRejected } from "../../errors.ts";
@@ -13,10 +13,55 @@ import { CommitOffsets } from "../../strategies/commit_offsets.ts";
 import type { TransformResult } from "../../strategies/map_step.ts";
 import { RunTask } from "../../strategies/run_task.ts";
 import { FILTERED_PAYLOAD, InvalidMessage, type Message } from "../../types.ts";
-import { brokerMessage, CommitRecorder, P0, waitFor } from "../_support/helpers.ts";
+import { strategyContract } from "../_support/contract.ts";
+import { brokerMessage, CommitRecorder, feed, P0, waitFor } from "../_support/helpers.ts";
+
+strategyContract<number>({
+  name: "RunTask",
+  make: ({ next, highWaterMark, clock }) =>
+    new RunTask((m) => m.payload * 2, next, { highWaterMark, clock }),
+  makeFailing: ({ next, highWaterMark, clock }) =>
+    new RunTask(
+      () => {
+        throw new Error("boom");
+      },
+      next,
+      { highWaterMark, clock, name: "failing" },
+    ),
+});
+
+Deno.test("RunTask hands results on in chunks: a small next queue rejects mid-chunk, nothing is re-run, lost or reordered", async () => {
+  const calls = new Map<number, number>();
+  const seen: number[] = [];
+  const recorder = new CommitRecorder();
+  const small = new RunTask(
+    (m: Message<number>) => {
+      seen.push(m.payload);
+      return m.payload;
+    },
+    new CommitOffsets(recorder.commit),
+    { highWaterMark: 3 },
+  );
+  const step = new RunTask(
+    (m: Message<number>) => {
+      calls.set(m.payload, (calls.get(m.payload) ?? 0) + 1);
+      return m.payload * 10;
+    },
+    small,
+    { highWaterMark: 64 },
+  );
+  const n = 500;
+  await feed(step, Array.from({ length: n }, (_, i) => brokerMessage(i, i)));
+  step.close();
+  await step.join(5000);
+  assertEquals(seen, Array.from({ length: n }, (_, i) => i * 10), "every result, in order");
+  assertEquals([...calls.values()].filter((c) => c !== 1), [], "the function ran once per message");
+  assertEquals(calls.size, n);
+  assertEquals(recorder.latest.get(P0), n, "all committed");
+});
 
 /** Submits `ms` to `head` as a processor does (whole arrays, polling while rejected). */
-async function feed<T>(
+async function feedChunks<T>(
   head: ProcessingStrategy<T>,
   ms: readonly Message<T>[],
   invalid: InvalidMessage[],
@@ -70,7 +115,7 @@ Deno.test("RunTask chunk loop: a hold, an invalid message and a promise mid-chun
     return marker;
   });
   const invalid: InvalidMessage[] = [];
-  await feed(head, ms, invalid);
+  await feedChunks(head, ms, invalid);
   await waitFor(() => {
     poll(head, invalid);
     return commits.latest.get(P0) === n;
@@ -110,7 +155,7 @@ Deno.test("RunTask chunk loop: the function is called with the step as `this`, a
     receivers.add(this);
     return m.payload;
   }, new CommitOffsets(() => {}));
-  await feed(step, [brokerMessage(1, 0), brokerMessage(2, 1)], []);
+  await feedChunks(step, [brokerMessage(1, 0), brokerMessage(2, 1)], []);
   await step.join();
   assertEquals([...receivers], [step]);
 });
@@ -126,7 +171,7 @@ Deno.test("RunTask chunk loop: a subclass that overrides transform gets its own 
     (m) => m.payload,
     new RunTask((m: Message<number>) => void seen.push(m.payload), new CommitOffsets(() => {})),
   );
-  await feed(step, [1, 2, 3].map((p, i) => brokerMessage(p, i)), []);
+  await feedChunks(step, [1, 2, 3].map((p, i) => brokerMessage(p, i)), []);
   await step.join();
   assertEquals(seen, [10, 20, 30]);
 });

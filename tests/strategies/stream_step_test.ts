@@ -1,6 +1,15 @@
-import { assert, assertEquals, assertInstanceOf, assertLessOrEqual } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertInstanceOf,
+  assertLessOrEqual,
+  assertThrows,
+} from "@std/assert";
 import { CommitOffsets } from "../../strategies/commit_offsets.ts";
+import { Noop } from "../../strategies/noop.ts";
 import { RunTask } from "../../strategies/run_task.ts";
+import { byteLength } from "../../strategies/size.ts";
+import { StreamStep } from "../../strategies/stream_step.ts";
 import { type Message, StepError } from "../../types.ts";
 import { brokerMessage, CommitRecorder, Gate, P0, tick } from "../_support/helpers.ts";
 
@@ -105,4 +114,150 @@ Deno.test("step.writable: a writer can write to it while submit is not used; clo
   }
   await writer.close();
   assertEquals(recorder.latest.get(P0), 10);
+});
+
+/** Holds every chunk until `release()`; shows its `signal`. */
+class Holding extends StreamStep<number> {
+  #release: (() => void) | undefined;
+  constructor(next: CommitOffsets<number>) {
+    super("holding", next);
+  }
+  get abortSignal(): AbortSignal {
+    return this.signal;
+  }
+  failWith(error: unknown): void {
+    this.fail(error);
+  }
+  release(): void {
+    this.#release?.();
+  }
+  protected process(): Promise<void> {
+    return new Promise((resolve) => this.#release = resolve);
+  }
+}
+
+Deno.test("StreamStep.signal: aborts on terminate", () => {
+  const step = new Holding(new CommitOffsets(new CommitRecorder().commit));
+  step.submit(brokerMessage(1, 0));
+  assert(!step.abortSignal.aborted);
+  step.terminate();
+  assert(step.abortSignal.aborted);
+});
+
+Deno.test("StreamStep.signal: aborts when join runs out of time with work left, not when it finishes", async () => {
+  const held = new Holding(new CommitOffsets(new CommitRecorder().commit));
+  held.submit(brokerMessage(1, 0));
+  await held.join(20);
+  assert(held.abortSignal.aborted, "the held chunk was abandoned");
+
+  const done = new Holding(new CommitOffsets(new CommitRecorder().commit));
+  done.submit(brokerMessage(1, 0));
+  await tick();
+  const joined = done.join(10_000);
+  done.release();
+  await joined;
+  assert(!done.abortSignal.aborted, "nothing was abandoned");
+});
+
+Deno.test("StreamStep.signal: aborts when the step fails", () => {
+  const step = new Holding(new CommitOffsets(new CommitRecorder().commit));
+  step.failWith(new Error("broken"));
+  assert(step.abortSignal.aborted);
+  assertEquals(step.abortSignal.reason instanceof DOMException, true);
+});
+
+Deno.test("join after terminate returns at once without draining anything", async () => {
+  const recorder: number[] = [];
+  const step = new RunTask(
+    (m: { payload: number }) => m.payload,
+    new CommitOffsets(() => recorder.push(1)),
+  );
+  step.terminate();
+  await step.join(100);
+  assertEquals(recorder.length, 0);
+});
+
+Deno.test("submitMany writes whole chunks from the caller's array: order, counts and commits hold", async () => {
+  for (const chunkSize of [1, 3, 4, 7]) {
+    const seen: number[] = [];
+    const recorder = new CommitRecorder();
+    const step = new RunTask(
+      (m: Message<number>) => seen.push(m.payload),
+      new CommitOffsets(recorder.commit),
+      { highWaterMark: 10, chunkSize },
+    );
+    const n = 103;
+    const all = Array.from({ length: n }, (_, i) => brokerMessage(i, i));
+    let i = 0;
+    let rejections = 0;
+    while (i < n) {
+      const next = step.submitMany(all, i);
+      assert(next - i <= 10, "never more than the high-water mark in one turn");
+      i = next;
+      if (i < n) {
+        rejections++;
+        step.poll();
+        await step.ready;
+      }
+    }
+    step.close();
+    await step.join(5000);
+    assertEquals(seen, Array.from({ length: n }, (_, k) => k), `chunkSize ${chunkSize}: in order`);
+    assertEquals(recorder.latest.get(P0), n, `chunkSize ${chunkSize}: all committed`);
+    assert(rejections > 0, "the queue filled up on the way");
+  }
+});
+
+Deno.test("submitMany on a byte-bounded step counts bytes, as submit does", async () => {
+  const step = new RunTask((m: Message<Uint8Array>) => m.payload, new Noop(), {
+    highWaterMark: 100,
+    size: byteLength,
+  });
+  const all = Array.from({ length: 10 }, (_, i) => brokerMessage(new Uint8Array(30), i));
+  assertEquals(step.submitMany(all, 0), 4, "30 + 30 + 30 + 30 bytes: the fourth fills the bound");
+  await step.ready;
+  step.terminate();
+});
+
+Deno.test("a size function that throws leaves its message out of the queue: nothing is taken twice", async () => {
+  const bad = (m: Message<number>) => {
+    if (m.payload === 2) throw new TypeError("cannot size payload 2");
+    return 1;
+  };
+  for (const many of [false, true]) {
+    const seen: number[] = [];
+    const step = new RunTask((m: Message<number>) => seen.push(m.payload), new Noop(), {
+      highWaterMark: 10,
+      size: bad,
+    });
+    const all = Array.from({ length: 5 }, (_, i) => brokerMessage(i, i));
+    if (many) {
+      assertEquals(step.submitMany(all, 0), 2, "takes the messages before the bad one");
+      assertThrows(() => step.submitMany(all, 2), TypeError, "cannot size payload 2");
+    } else {
+      step.submit(all[0]);
+      step.submit(all[1]);
+      assertThrows(() => step.submit(all[2]), TypeError, "cannot size payload 2");
+    }
+    step.close();
+    await step.join(1000);
+    assertEquals(seen, [0, 1], `${many ? "submitMany" : "submit"}: the bad message was not queued`);
+  }
+});
+
+Deno.test("submitMany takes nothing more once a chunk it wrote has failed the step", async () => {
+  const step = new RunTask(
+    (m: Message<number>) => {
+      if (m.payload === 0) throw new Error("boom on 0");
+      return m.payload;
+    },
+    new Noop(),
+    { highWaterMark: 100, chunkSize: 2 },
+  );
+  await tick(); // the stream has started: a written chunk is processed at once
+  const all = Array.from({ length: 10 }, (_, i) => brokerMessage(i, i));
+  const taken = step.submitMany(all, 0);
+  assert(taken < all.length, `stopped after the failure (took ${taken})`);
+  assertThrows(() => step.submitMany(all, taken), StepError, "boom on 0");
+  step.terminate();
 });
