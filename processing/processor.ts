@@ -21,7 +21,8 @@ import {
   onShutdownSignals,
   UnsupportedRuntimeError,
 } from "../runtime/mod.ts";
-import { type DlqCounters, DlqPolicy, DlqRunner } from "./dlq.ts";
+import { type DlqCounters, DlqPolicy } from "./dlq.ts";
+import { DlqRunner } from "./_dlq_runner.ts";
 import type {
   Commit,
   ProcessingStrategy,

@@ -42,7 +42,7 @@ import {
   Value,
 } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
-import { DlqRunner } from "../../processing/dlq.ts";
+import { DlqRunner } from "../../processing/_dlq_runner.ts";
 import { strategyContract } from "../_support/contract.ts";
 import { pollError, tick, waitFor } from "../_support/helpers.ts";
 
