@@ -23,6 +23,7 @@ import {
 } from "../runtime/mod.ts";
 import { type DlqCounters, DlqPolicy } from "./dlq.ts";
 import { DlqRunner } from "./_dlq_runner.ts";
+import { CommitLedger } from "./offsets.ts";
 import type {
   Commit,
   ProcessingStrategy,
@@ -333,12 +334,8 @@ export class StreamProcessor<T> {
   /** What the loop is doing, for the stuck detector (and time accounting when metered). */
   #phase: Phase = Phase.Idle;
 
-  /** Highest offset handed to `commit` per partition and not yet sent to the consumer. */
-  #dirty = new Map<Partition, number>();
-  /** Highest offset staged per partition (commits never go backwards). */
-  #staged = new Map<Partition, number>();
-  /** Invalid messages not yet resolved: commits of that partition stop at their offset. */
-  #blocked = new Map<Partition, number[]>();
+  /** Finished, staged and blocked offsets per partition: what may be committed. */
+  readonly #ledger = new CommitLedger();
   #commitInFlight: Promise<void> | undefined;
   #commitAgain = false;
   #commitError: unknown;
@@ -588,12 +585,9 @@ export class StreamProcessor<T> {
       }
     }
     for (const p of assigned.keys()) {
-      const done = Math.max(
-        this.#pipelineStart.get(p) ?? -1,
-        this.#dirty.get(p) ?? -1,
-        this.#staged.get(p) ?? -1,
-      );
-      if (done < this.#targets.get(p)!) return false;
+      if (this.#ledger.finished(p, this.#pipelineStart.get(p)) < this.#targets.get(p)!) {
+        return false;
+      }
     }
     return true;
   }
@@ -709,8 +703,7 @@ export class StreamProcessor<T> {
         const start = this.#pipelineStart.get(p);
         if (start === undefined || o < start) continue;
       }
-      const prev = this.#dirty.get(p) ?? this.#staged.get(p);
-      if (prev === undefined || o > prev) this.#dirty.set(p, o);
+      this.#ledger.record(p, o);
     }
     // While a pipeline is being joined, an invalid message surfaces through `join()`'s
     // promise, i.e. *after* microtasks in which the step may already have forwarded its
@@ -724,12 +717,12 @@ export class StreamProcessor<T> {
   };
 
   #startCommit(): void {
-    if (this.#dirty.size === 0 || this.#terminated) return;
+    if (!this.#ledger.hasDirty || this.#terminated) return;
     if (this.#commitInFlight !== undefined) {
       this.#commitAgain = true;
       return;
     }
-    const offsets = this.#takeCommittable();
+    const offsets = this.#ledger.take();
     if (offsets.size === 0) return;
     this.#policy.didCommit(this.#clock.now(), offsets);
     this.#consumer.stageOffsets(offsets);
@@ -739,7 +732,7 @@ export class StreamProcessor<T> {
     this.#commitInFlight = this.#consumer.commitOffsets().then(
       (committed) => {
         this.#commitInFlight = undefined;
-        if (this.#keepUncommitted(offsets, committed)) {
+        if (this.#ledger.keepUncommitted(offsets, committed)) {
           this.stats.commitsIncomplete++;
           if (committed.size > 0) meter?.committed(committed, startedAt);
           meter?.commitFailed(startedAt);
@@ -755,40 +748,6 @@ export class StreamProcessor<T> {
         this.#commitError ??= e;
       },
     );
-  }
-
-  /**
-   * Offsets the consumer did not commit (it resolves with what it did) become dirty again
-   * (a partition already dirty holds a newer offset, which covers them), so the commit
-   * policy sends them with its next commit:
-   * a broker restart or a rebalance costs a retry, not the commit. Returns whether any
-   * offset was left uncommitted.
-   */
-  #keepUncommitted(offsets: Map<Partition, number>, committed: Map<Partition, number>): boolean {
-    let left = false;
-    for (const [p, o] of offsets) {
-      if ((committed.get(p) ?? -1) >= o) continue;
-      left = true;
-      if (this.#staged.get(p) === o) this.#staged.delete(p);
-      if (!this.#dirty.has(p)) this.#dirty.set(p, o);
-    }
-    return left;
-  }
-
-  /** Takes dirty offsets that may be committed now (clamped below unresolved invalid messages). */
-  #takeCommittable(): Map<Partition, number> {
-    const out = new Map<Partition, number>();
-    for (const [p, o] of this.#dirty) {
-      const blocked = this.#blocked.get(p);
-      const limit = blocked && blocked.length > 0 ? Math.min(o, blocked[0]) : o;
-      const prev = this.#staged.get(p);
-      if (prev === undefined || limit > prev) {
-        out.set(p, limit);
-        this.#staged.set(p, limit);
-      }
-      if (limit === o) this.#dirty.delete(p);
-    }
-    return out;
   }
 
   /** Commits everything committable now and waits for it (revoke, shutdown). */
@@ -808,22 +767,15 @@ export class StreamProcessor<T> {
     this.stats.invalidMessages++;
     // Block commits past the invalid message *synchronously*, before any step can forward
     // its filtered marker: until it is dead-lettered it went nowhere.
-    const list = this.#blocked.get(e.partition) ?? [];
-    list.push(e.offset);
-    list.sort((a, b) => a - b);
-    this.#blocked.set(e.partition, list);
+    this.#ledger.block(e.partition, e.offset);
     if (this.#dlq === undefined) throw e;
     return this.#dlq.handle(e);
   }
 
   /** A dead-lettered (or dropped and counted) message no longer blocks its partition's commits. */
   #onDlqResolved(p: Partition, offset: number): void {
-    const list = this.#blocked.get(p);
-    const i = list === undefined ? -1 : list.indexOf(offset);
-    if (i < 0) return;
-    list!.splice(i, 1);
-    if (list!.length === 0) this.#blocked.delete(p);
-    const dirty = this.#dirty.get(p);
+    if (!this.#ledger.unblock(p, offset)) return;
+    const dirty = this.#ledger.dirty(p);
     if (
       dirty !== undefined && !this.#consumer.closed && !this.#joining &&
       this.#policy.shouldCommit(this.#clock.now(), new Map([[p, dirty]]))
@@ -962,9 +914,7 @@ export class StreamProcessor<T> {
       const position = positions.get(p);
       if (start === undefined || position === undefined) continue;
       const accepted = firstCarried.get(p) ?? position;
-      let finished = Math.max(start, this.#dirty.get(p) ?? -1, this.#staged.get(p) ?? -1);
-      const blocked = this.#blocked.get(p);
-      if (blocked !== undefined && blocked.length > 0) finished = Math.min(finished, blocked[0]);
+      const finished = this.#ledger.finished(p, start);
       if (finished < accepted) rewind.set(p, finished);
     }
     if (rewind.size === 0) return;
@@ -1025,9 +975,7 @@ export class StreamProcessor<T> {
   /** Drops all state of revoked partitions (their next owner reads from the commit point). */
   #forgetRevoked(revoked: ReadonlySet<Partition>, partitions: readonly Partition[]): void {
     for (const p of revoked) {
-      this.#dirty.delete(p);
-      this.#staged.delete(p);
-      this.#blocked.delete(p);
+      this.#ledger.forget(p);
       if (this.#factory.incremental === true) this.#pipelineStart.delete(p);
     }
     this.#dlq?.forget(revoked);
@@ -1111,14 +1059,7 @@ export class StreamProcessor<T> {
   /** Whether every revoked partition's accepted work is committed (or ready to be). */
   #revokedWorkDone(accepted: ReadonlyMap<Partition, number>): boolean {
     for (const [p, a] of accepted) {
-      let finished = Math.max(
-        this.#pipelineStart.get(p) ?? -1,
-        this.#dirty.get(p) ?? -1,
-        this.#staged.get(p) ?? -1,
-      );
-      const blocked = this.#blocked.get(p);
-      if (blocked !== undefined && blocked.length > 0) finished = Math.min(finished, blocked[0]);
-      if (finished < a) return false;
+      if (this.#ledger.finished(p, this.#pipelineStart.get(p)) < a) return false;
     }
     return true;
   }
@@ -1207,7 +1148,7 @@ export class StreamProcessor<T> {
     const incomplete = this.stats.commitsIncomplete;
     await this.#flushCommits();
     if (this.stats.commitsIncomplete > incomplete) {
-      const left = [...this.#dirty].map(([p, o]) => `${p}@${o}`).join(", ");
+      const left = this.#ledger.describeDirty();
       console.warn(
         `sluice: the final commit before ${
           this.#stopping ? "shutdown" : "giving partitions back"

@@ -299,6 +299,24 @@ Deno.test("shutdown with a failing DLQ rejects and commits nothing past the mess
   assertEquals(committed(env), 2);
 });
 
+Deno.test("run({ untilCaughtUp: true }) with a DLQ delivery in flight ends only once it landed, committed past it", async () => {
+  const env = setup(["a", "bad", "b", "c"]);
+  env.producer.mode = "hold";
+  const processed: string[] = [];
+  const p = makeProcessor(env, rejectBad(processed));
+  let ended = false;
+  const running = p.run({ untilCaughtUp: true }).finally(() => (ended = true));
+  await waitFor(() => env.producer.held.length === 1, "delivery in flight");
+  await waitFor(() => processed.length === 3, "the valid messages processed");
+  for (let i = 0; i < 10; i++) await tick();
+  assertEquals(ended, false, "caught up, but the invalid message went nowhere yet");
+  assertEquals(committed(env), 1, "nothing committed past the message in flight");
+  env.producer.release();
+  await running;
+  assertEquals(committed(env), 4);
+  assertEquals((await dlqContents(env)).map((r) => r.value), ["bad"]);
+});
+
 Deno.test("in-flight DLQ deliveries are bounded: the processor waits at maxInFlight", async () => {
   const env = setup(Array.from({ length: 10 }, (_, i) => `bad-${i}`));
   env.producer.mode = "hold";
