@@ -7,6 +7,8 @@
  */
 import type { Consumer } from "../backends/abstract.ts";
 import { type Clock, macrotask, systemClock } from "../clock.ts";
+import { Backpressure, RoomWait } from "./_backpressure.ts";
+import { CarriedMessages } from "./_carried.ts";
 import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
 import type { MeterProvider } from "@opentelemetry/api";
 import { ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "../metrics/consumer.ts";
@@ -29,13 +31,12 @@ import type {
   ProcessingStrategy,
   ProcessingStrategyFactory,
 } from "../strategies/abstract.ts";
-import { type BrokerValue, InvalidMessage, type Partition, type Topic } from "../types.ts";
+import { InvalidMessage, type Partition, type Topic } from "../types.ts";
 import {
   ClosedError,
   ConfigurationError,
   ConsumerError,
   InvalidStateError,
-  MESSAGE_REJECTED,
   MessageRejected,
 } from "../errors.ts";
 import { requireNonNegative } from "../_validate.ts";
@@ -226,8 +227,9 @@ export interface ProcessorStats extends DlqCounters {
   invalidMessages: number;
 }
 
-const MIN_BACKOFF_MS = 1;
-/** Abort reason that ends a backoff timer early (cheaper than the default DOMException). */
+/** First wait (ms) between checks whether revoked partitions' work is done. */
+const DRAIN_MIN_BACKOFF_MS = 1;
+/** Abort reason that ends the status log's timer (cheaper than the default DOMException). */
 const WAIT_OVER = "wait over";
 /** Longest wait (ms) between checks whether revoked partitions' work is done. */
 const DRAIN_MAX_BACKOFF_MS = 20;
@@ -285,22 +287,16 @@ export class StreamProcessor<T> {
   readonly #clock: Clock;
   readonly #policy: CommitPolicyState;
   readonly #joinTimeoutMs: number;
-  readonly #pauseAfterMs: number;
   readonly #pollTimeoutMs: number;
-  readonly #maxBackoffMs: number;
-  readonly #pausedBackoffMs: number;
   readonly #handleSignals: boolean;
   /** The clock is the system clock: its readings also serve as the loop's wall clock. */
   readonly #clockIsWall: boolean;
 
   #strategy: ProcessingStrategy<T> | undefined;
-  #carried: BrokerValue<T>[] | undefined;
-  #carriedIndex = 0;
-  #bpStart: number | undefined;
-  #backoff = MIN_BACKOFF_MS;
-  #progressSinceWait = true;
-  #readyWon = false;
-  #paused = false;
+  /** Polled messages the pipeline has not accepted yet. */
+  readonly #carried = new CarriedMessages<T>();
+  /** The current backpressure episode, the pause, and the waits between retries. */
+  readonly #backpressure: Backpressure;
   #shutdownRequested = false;
   #stopping = false;
   #running = false;
@@ -373,13 +369,17 @@ export class StreamProcessor<T> {
       this.#clock.now(),
     );
     this.#joinTimeoutMs = requireNonNegative("joinTimeoutMs", options.joinTimeoutMs ?? 25_000);
-    this.#pauseAfterMs = requireNonNegative("pauseAfterMs", options.pauseAfterMs ?? 1000);
+    const pauseAfterMs = requireNonNegative("pauseAfterMs", options.pauseAfterMs ?? 1000);
     this.#pollTimeoutMs = requireNonNegative("pollTimeoutMs", options.pollTimeoutMs ?? 100);
-    this.#maxBackoffMs = requireNonNegative("maxBackoffMs", options.maxBackoffMs ?? 100);
-    this.#pausedBackoffMs = requireNonNegative(
-      "pausedBackoffMs",
-      options.pausedBackoffMs ?? Math.max(1000, this.#maxBackoffMs),
-    );
+    const maxBackoffMs = requireNonNegative("maxBackoffMs", options.maxBackoffMs ?? 100);
+    this.#backpressure = new Backpressure(this.#consumer, this.#clock, this.stats, {
+      pauseAfterMs,
+      maxBackoffMs,
+      pausedBackoffMs: requireNonNegative(
+        "pausedBackoffMs",
+        options.pausedBackoffMs ?? Math.max(1000, maxBackoffMs),
+      ),
+    });
     if (options.handleSignals === true && !hasSignals()) {
       throw new UnsupportedRuntimeError(
         detectRuntime(),
@@ -408,7 +408,7 @@ export class StreamProcessor<T> {
         this.#clock,
         this.stats,
         this.#consumer,
-        () => this.#bpStart,
+        () => this.#backpressure.since,
         attributes,
       );
       this.#metrics?.addConsumer(this.#meter, this.#series);
@@ -444,17 +444,17 @@ export class StreamProcessor<T> {
 
   /** True while all assigned partitions are paused for backpressure. */
   get paused(): boolean {
-    return this.#paused;
+    return this.#backpressure.paused;
   }
 
   /** True while a rejected message is being held and retried. */
   get backpressured(): boolean {
-    return this.#bpStart !== undefined;
+    return this.#backpressure.since !== undefined;
   }
 
   /** Messages polled but not yet accepted by the pipeline. */
   get carriedCount(): number {
-    return this.#carried ? this.#carried.length - this.#carriedIndex : 0;
+    return this.#carried.count;
   }
 
   /**
@@ -478,8 +478,8 @@ export class StreamProcessor<T> {
     return this.#window.status({
       running: this.#running,
       rebalancingSince: this.#rebalancingSince,
-      backpressureSince: this.#bpStart,
-      paused: this.#paused,
+      backpressureSince: this.#backpressure.since,
+      paused: this.#backpressure.paused,
       heldMessages: this.carriedCount,
       iterations: this.stats.iterations,
       messagesPolled: this.stats.messagesPolled,
@@ -608,7 +608,7 @@ export class StreamProcessor<T> {
       now = undefined; // time passed: the meter reads the clock itself
     }
     let polledAt: number | undefined;
-    if (this.#carried === undefined) {
+    if (this.#carried.empty) {
       this.#enter(Phase.Poll, this.#clockIsWall ? now : undefined);
       const batch = await this.#consumer.poll(this.#pollTimeoutMs);
       polledAt = this.#enter(Phase.Process);
@@ -616,14 +616,13 @@ export class StreamProcessor<T> {
         this.stats.messagesPolled += batch.length;
         this.#meter?.sample(batch);
         this.#dlq?.record(batch);
-        this.#carried = batch;
-        this.#carriedIndex = 0;
+        this.#carried.carry(batch);
       }
     }
     this.#meter?.track(polledAt);
     const strategy = this.#strategy;
     if (strategy === undefined) {
-      if (this.#carried !== undefined) {
+      if (!this.#carried.empty) {
         throw new InvalidStateError(
           "received messages without an active pipeline: the consumer returned messages " +
             "before calling onAssign",
@@ -645,43 +644,30 @@ export class StreamProcessor<T> {
       await this.#onInvalid(invalid);
       return;
     }
-    const carried = this.#carried;
-    if (carried !== undefined) {
-      let i = this.#carriedIndex;
-      try {
-        if (strategy.submitMany !== undefined) {
-          i = strategy.submitMany(carried, i);
-          if (i < carried.length) throw MESSAGE_REJECTED; // handled below, as from submit
-        } else {
-          for (; i < carried.length; i++) strategy.submit(carried[i]);
-        }
-      } catch (e) {
-        this.stats.messagesSubmitted += i - this.#carriedIndex;
-        if (i > this.#carriedIndex) this.#progressSinceWait = true;
-        this.#carriedIndex = i;
-        if (e instanceof MessageRejected) return await this.#onRejected(strategy);
-        if (e instanceof InvalidMessage) {
-          // Drop the carried message only if it is the invalid one; once nothing is left
-          // carried, backpressure is over (paused partitions resume).
-          if (e.partition === carried[i].partition && e.offset === carried[i].offset) {
-            this.#carriedIndex++;
-          }
-          const waitForDlq = this.#onInvalid(e);
-          if (this.#carriedIndex >= carried.length) {
-            this.#carried = undefined;
-            this.#carriedIndex = 0;
-            this.#endBackpressure();
-          }
-          await waitForDlq;
-          return;
-        }
-        throw e;
-      }
-      this.stats.messagesSubmitted += i - this.#carriedIndex;
-      this.#carried = undefined;
-      this.#carriedIndex = 0;
-      this.#endBackpressure();
-    }
+    if (this.#carried.empty) return;
+    const refused = this.#submitCarried(strategy);
+    if (refused === undefined) return this.#backpressure.end();
+    if (refused instanceof MessageRejected) return await this.#onRejected(strategy);
+    if (!(refused instanceof InvalidMessage)) throw refused;
+    // Drop the carried message only if it is the invalid one; once nothing is left carried,
+    // backpressure is over (paused partitions resume).
+    this.#carried.dropInvalid(refused);
+    const waitForDlq = this.#onInvalid(refused);
+    if (this.#carried.empty) this.#backpressure.end();
+    await waitForDlq;
+  }
+
+  /**
+   * Hands the carried messages to the pipeline as far as it takes them, and counts them.
+   * Returns what stopped the submission, if anything (see {@link CarriedMessages.submitTo}).
+   */
+  #submitCarried(strategy: ProcessingStrategy<T>): unknown {
+    const before = this.#carried.count;
+    const refused = this.#carried.submitTo(strategy);
+    const accepted = before - this.#carried.count;
+    this.stats.messagesSubmitted += accepted;
+    if (accepted > 0) this.#backpressure.progressed();
+    return refused;
   }
 
   /**
@@ -784,39 +770,18 @@ export class StreamProcessor<T> {
 
   async #onRejected(strategy: ProcessingStrategy<T>): Promise<void> {
     this.stats.rejections++;
-    const now = this.#clock.now();
-    if (this.#bpStart === undefined) {
-      this.#bpStart = now;
-      this.#backoff = MIN_BACKOFF_MS;
-    } else if (!this.#paused && now - this.#bpStart >= this.#pauseAfterMs) {
-      const assigned = [...this.#consumer.tell().keys()];
-      if (assigned.length > 0) {
-        this.#consumer.pause(assigned);
-        this.#paused = true;
-        this.stats.pauses++;
-      }
-    }
-    // Wait for room, or a short timer (held work retries on its own backoff). If `ready` resolved
-    // last time and yet nothing was accepted, it is not to be trusted: use the timer alone.
-    const trustReady = !(this.#readyWon && !this.#progressSinceWait);
-    this.#readyWon = false;
-    this.#progressSinceWait = false;
+    const backpressure = this.#backpressure;
+    backpressure.rejected(this.#clock.now());
+    // Wait for room, or a short timer (held work retries on its own backoff).
     this.#enter(Phase.Backpressure);
-    const stop = new AbortController();
-    const timer = this.#clock.sleep(this.#backoff, stop.signal);
-    await (trustReady
-      ? Promise.race([strategy.ready.then(() => void (this.#readyWon = true)), timer])
-      : timer);
-    stop.abort(WAIT_OVER); // a reason: abort() alone builds a DOMException with a stack
+    await backpressure.wait(strategy);
     this.#enter(Phase.Process);
-    const bound = this.#paused ? this.#pausedBackoffMs : this.#maxBackoffMs;
-    this.#backoff = Math.min(this.#backoff * 2, Math.max(bound, MIN_BACKOFF_MS));
-    if (this.#paused || this.#consumer.rebalancePending?.() === true) {
+    if (backpressure.paused || this.#consumer.rebalancePending?.() === true) {
       // Keep group membership alive and let rebalances through while paused; a rebalance
       // is let through at once (its onRevoke drops what is carried of revoked partitions).
       const batch = await this.#consumer.poll(0);
       if (batch.length > 0) {
-        if (this.#paused) {
+        if (backpressure.paused) {
           throw new InvalidStateError(
             "the consumer returned messages from paused partitions; this is a backend bug",
           );
@@ -828,24 +793,8 @@ export class StreamProcessor<T> {
         this.stats.messagesPolled += batch.length;
         this.#meter?.sample(batch);
         this.#dlq?.record(batch);
-        this.#carried = this.#carried === undefined
-          ? batch
-          : [...this.#carried.slice(this.#carriedIndex), ...batch];
-        this.#carriedIndex = 0;
+        this.#carried.append(batch);
       }
-    }
-  }
-
-  #endBackpressure(): void {
-    if (this.#bpStart === undefined) return;
-    this.stats.backpressureMs += this.#clock.now() - this.#bpStart;
-    this.#bpStart = undefined;
-    this.#progressSinceWait = true;
-    if (this.#paused) {
-      this.#paused = false;
-      const assigned = [...this.#consumer.tell().keys()];
-      if (assigned.length > 0) this.#consumer.resume(assigned);
-      this.stats.resumes++;
     }
   }
 
@@ -860,7 +809,7 @@ export class StreamProcessor<T> {
       for (const [p, o] of partitions) this.#pipelineStart.set(p, o);
       this.#policy.start(partitions);
       // Paused for backpressure: the new partitions wait with the others.
-      if (this.#paused && partitions.size > 0) this.#consumer.pause([...partitions.keys()]);
+      this.#backpressure.assigned(partitions);
       this.#strategy.addPartitions?.(partitions);
       this.#rebalancingSince = undefined;
       return;
@@ -869,7 +818,7 @@ export class StreamProcessor<T> {
       await this.#closeStrategy();
       this.#rewindUnfinished(this.#consumer.tell().keys(), current);
     }
-    this.#resetBackpressureState();
+    this.#backpressure.end();
     this.#policy.start(current);
     this.#createStrategy(current);
   }
@@ -877,13 +826,7 @@ export class StreamProcessor<T> {
   /** Builds the pipeline for `partitions` (partition → next offset to read). */
   #createStrategy(partitions: Map<Partition, number>): void {
     const start = new Map(partitions);
-    const carried = this.#carried;
-    if (carried !== undefined) {
-      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
-        const m = carried[i];
-        if (start.has(m.partition)) start.set(m.partition, m.offset);
-      }
-    }
+    for (const [p, o] of this.#carried.firstOffsets()) if (start.has(p)) start.set(p, o);
     this.#pipelineStart = start;
     this.#strategy = withStepMetrics(
       this.#series,
@@ -901,13 +844,7 @@ export class StreamProcessor<T> {
    */
   #rewindUnfinished(kept: Iterable<Partition>, partitions?: Map<Partition, number>): void {
     const positions = this.#consumer.tell();
-    const carried = this.#carried;
-    const firstCarried = new Map<Partition, number>();
-    if (carried !== undefined) {
-      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
-        firstCarried.set(carried[i].partition, carried[i].offset);
-      }
-    }
+    const firstCarried = this.#carried.firstOffsets();
     const rewind = new Map<Partition, number>();
     for (const p of kept) {
       const start = this.#pipelineStart.get(p);
@@ -920,11 +857,7 @@ export class StreamProcessor<T> {
     if (rewind.size === 0) return;
     this.#consumer.seek(rewind);
     for (const [p, o] of rewind) partitions?.set(p, o);
-    if (carried !== undefined) {
-      const keep = carried.slice(this.#carriedIndex).filter((m) => !rewind.has(m.partition));
-      this.#carried = keep.length > 0 ? keep : undefined;
-      this.#carriedIndex = 0;
-    }
+    this.#carried.drop(rewind);
     console.warn(
       `sluice: the pipeline closed for an assignment change did not finish its work on ${
         [...rewind].map(([p, o]) => `${p} (from ${o})`).join(", ")
@@ -956,12 +889,8 @@ export class StreamProcessor<T> {
     const closed = this.#strategy !== undefined;
     if (closed) await this.#closeStrategy(joinTimeoutMs);
     // Messages of revoked partitions are re-read by their next owner from the commit point.
-    if (this.#carried !== undefined) {
-      const keep = this.#carried.slice(this.#carriedIndex).filter((m) => !revoked.has(m.partition));
-      this.#carried = keep.length > 0 ? keep : undefined;
-      this.#carriedIndex = 0;
-    }
-    this.#resetBackpressureState();
+    this.#carried.drop(revoked);
+    this.#backpressure.end();
     this.#forgetRevoked(revoked, partitions);
     if (this.#stopping) return;
     const remaining = this.#consumer.tell();
@@ -999,23 +928,17 @@ export class StreamProcessor<T> {
       const position = positions.get(p);
       if (position !== undefined) accepted.set(p, position);
     }
-    const carried = this.#carried;
-    if (carried !== undefined) {
-      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
-        if (revoked.has(carried[i].partition)) {
-          accepted.set(carried[i].partition, carried[i].offset);
-        }
-      }
-      const keep = carried.slice(this.#carriedIndex).filter((m) => !revoked.has(m.partition));
-      this.#carried = keep.length > 0 ? keep : undefined;
-      this.#carriedIndex = 0;
-      if (this.#carried === undefined) this.#endBackpressure();
-    }
+    for (const [p, o] of this.#carried.firstOffsets()) if (revoked.has(p)) accepted.set(p, o);
+    this.#carried.drop(revoked);
+    if (this.#carried.empty) this.#backpressure.end();
     strategy.removePartitions?.([...revoked]);
     const phase = this.#phase;
     this.#enter(Phase.Join);
     const deadline = this.#clock.now() + this.#joinTimeoutMs;
-    let backoff = MIN_BACKOFF_MS;
+    // Its own distrust of `ready` (see RoomWait): a `ready` that resolves at once while the
+    // carried messages are refused must not make this loop spin.
+    const room = new RoomWait();
+    let backoff = DRAIN_MIN_BACKOFF_MS;
     try {
       let submitting = true;
       for (;;) {
@@ -1025,34 +948,24 @@ export class StreamProcessor<T> {
           if (!(e instanceof InvalidMessage)) throw e;
           await this.#onInvalid(e);
         }
-        if (submitting) submitting = this.#submitCarriedWhileDraining(strategy);
+        if (submitting) {
+          const before = this.#carried.count;
+          submitting = this.#submitCarriedWhileDraining(strategy);
+          if (this.#carried.count < before) room.progressed();
+        }
         if (this.#revokedWorkDone(accepted)) break;
         const left = deadline - this.#clock.now();
         if (left <= 0) return false;
         // Wait a little (and for room, when carried messages wait for it): the pipeline's
         // own timers and promises finish its work meanwhile.
-        const stop = new AbortController();
-        const sleep = this.#clock.sleep(Math.min(backoff, left), stop.signal);
-        await (this.#carried !== undefined && submitting
-          ? Promise.race([strategy.ready, sleep])
-          : sleep);
-        stop.abort(WAIT_OVER);
+        const waitForRoom = !this.#carried.empty && submitting;
+        await room.wait(this.#clock, Math.min(backoff, left), waitForRoom ? strategy : undefined);
         backoff = Math.min(backoff * 2, DRAIN_MAX_BACKOFF_MS);
       }
     } finally {
       this.#enter(phase);
     }
-    await this.#dlq?.flush();
-    const incomplete = this.stats.commitsIncomplete;
-    await this.#flushCommits();
-    if (this.stats.commitsIncomplete > incomplete) {
-      console.warn(
-        `sluice: the final commit before giving back ${
-          [...revoked].map(String).join(", ")
-        } did not go through; that work will be read again by the partitions' next owner: ` +
-          "duplicates, not loss",
-      );
-    }
+    await this.#finalCommit(`giving back ${[...revoked].map(String).join(", ")}`);
     return true;
   }
 
@@ -1070,43 +983,12 @@ export class StreamProcessor<T> {
    * other than backpressure: the loop handles it after the revoke.
    */
   #submitCarriedWhileDraining(strategy: ProcessingStrategy<T>): boolean {
-    const carried = this.#carried;
-    if (carried === undefined) return true;
-    let i = this.#carriedIndex;
-    let ok = true;
-    try {
-      if (strategy.submitMany !== undefined) i = strategy.submitMany(carried, i);
-      else for (; i < carried.length; i++) strategy.submit(carried[i]);
-    } catch (e) {
-      if (!(e instanceof MessageRejected) && !(e instanceof InvalidMessage)) throw e;
-      ok = e instanceof MessageRejected;
-    }
-    this.stats.messagesSubmitted += i - this.#carriedIndex;
-    if (i > this.#carriedIndex) this.#progressSinceWait = true;
-    this.#carriedIndex = i;
-    if (i >= carried.length) {
-      this.#carried = undefined;
-      this.#carriedIndex = 0;
-      this.#endBackpressure();
-    }
-    return ok;
-  }
-
-  #resetBackpressureState(): void {
-    if (this.#bpStart !== undefined) {
-      this.stats.backpressureMs += this.#clock.now() - this.#bpStart;
-      this.#bpStart = undefined;
-    }
-    if (this.#paused) {
-      // Partitions that stay assigned (an incremental revoke) must not stay paused.
-      this.#paused = false;
-      const assigned = [...this.#consumer.tell().keys()];
-      try {
-        if (assigned.length > 0) this.#consumer.resume(assigned);
-        this.stats.resumes++;
-      } catch { /* the backend already reset its pause state with the assignment */ }
-    }
-    this.#progressSinceWait = true;
+    if (this.#carried.empty) return true;
+    const refused = this.#submitCarried(strategy);
+    if (this.#carried.empty) this.#backpressure.end();
+    if (refused === undefined || refused instanceof MessageRejected) return true;
+    if (refused instanceof InvalidMessage) return false;
+    throw refused;
   }
 
   /** close → join(timeout) → commit. Invalid messages reported during join are handled. */
@@ -1114,7 +996,7 @@ export class StreamProcessor<T> {
     const strategy = this.#strategy!;
     this.#strategy = undefined;
     // The held message is no longer waiting on this pipeline: its episode ends here.
-    this.#resetBackpressureState();
+    this.#backpressure.end();
     const phase = this.#phase;
     this.#enter(Phase.Join);
     strategy.close();
@@ -1143,20 +1025,25 @@ export class StreamProcessor<T> {
       this.#joining = false;
       this.#joiningStrategy = undefined;
     }
-    // Dead-letter deliveries still in flight must land before the final commit (or fail it).
+    await this.#finalCommit(this.#stopping ? "shutdown" : "giving partitions back");
+    this.#enter(phase);
+  }
+
+  /**
+   * The final commit before partitions are given back or the processor stops: dead-letter
+   * deliveries still in flight land first (or fail it); a commit that does not go through
+   * is reported (that work is read again by the next owner: duplicates, not loss).
+   */
+  async #finalCommit(before: string): Promise<void> {
     await this.#dlq?.flush();
     const incomplete = this.stats.commitsIncomplete;
     await this.#flushCommits();
     if (this.stats.commitsIncomplete > incomplete) {
-      const left = this.#ledger.describeDirty();
       console.warn(
-        `sluice: the final commit before ${
-          this.#stopping ? "shutdown" : "giving partitions back"
-        } did not go through (${left}); that work will be read again by the partitions' ` +
-          "next owner: duplicates, not loss",
+        `sluice: the final commit before ${before} did not go through (${this.#ledger.describeDirty()}); ` +
+          "that work will be read again by the partitions' next owner: duplicates, not loss",
       );
     }
-    this.#enter(phase);
   }
 
   async #shutdown(): Promise<void> {
@@ -1197,7 +1084,7 @@ export class StreamProcessor<T> {
   #describe(): string {
     const assigned = [...this.#consumer.tell().keys()].map(String).join(", ") || "none";
     return `${PHASE_DESCRIPTIONS[this.#phase]} (iteration ${this.stats.iterations}, ` +
-      `${this.carriedCount} message(s) held, paused: ${this.#paused}, assigned: ${assigned})`;
+      `${this.carriedCount} message(s) held, paused: ${this.paused}, assigned: ${assigned})`;
   }
 
   #onStuck(stuckForMs: number, doing: string): void {
