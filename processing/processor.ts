@@ -9,21 +9,16 @@ import type { Consumer } from "../backends/abstract.ts";
 import { type Clock, macrotask, systemClock } from "../clock.ts";
 import { Backpressure, RoomWait } from "./_backpressure.ts";
 import { CarriedMessages } from "./_carried.ts";
+import { Committer } from "./_committer.ts";
 import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
-import type { MeterProvider } from "@opentelemetry/api";
-import { ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "../metrics/consumer.ts";
-import { MetricSeries, type SeriesAttributes, SluiceMetrics } from "../metrics/otel.ts";
+import { type ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "../metrics/consumer.ts";
+import type { MetricSeries, SluiceMetrics } from "../metrics/otel.ts";
+import { meterProcessor } from "./_metering.ts";
 import { type ProcessorStatus, renderStatusLine, StatusWindow } from "../metrics/status.ts";
 import { withStepMetrics } from "../metrics/step.ts";
 import { StuckDetector } from "../metrics/stuck.ts";
-import {
-  detectRuntime,
-  exitProcess,
-  hasSignals,
-  onShutdownSignals,
-  UnsupportedRuntimeError,
-} from "../runtime/mod.ts";
-import { type DlqCounters, DlqPolicy } from "./dlq.ts";
+import { handleShutdownSignals, handlesSignals } from "./_signals.ts";
+import { DlqPolicy } from "./dlq.ts";
 import { DlqRunner } from "./_dlq_runner.ts";
 import { CommitLedger } from "./offsets.ts";
 import type {
@@ -31,7 +26,7 @@ import type {
   ProcessingStrategy,
   ProcessingStrategyFactory,
 } from "../strategies/abstract.ts";
-import { InvalidMessage, type Partition, type Topic } from "../types.ts";
+import { InvalidMessage, type Partition } from "../types.ts";
 import {
   ClosedError,
   ConfigurationError,
@@ -40,134 +35,14 @@ import {
   MessageRejected,
 } from "../errors.ts";
 import { requireNonNegative } from "../_validate.ts";
+import type { ProcessorStats, RunOptions, StreamProcessorOptions } from "./processor_options.ts";
 
-/** Options of a {@link StreamProcessor}. */
-export interface StreamProcessorOptions<T> {
-  /** The consumer to read from; the processor subscribes it. */
-  consumer: Consumer<T>;
-  /** Topics to subscribe to. */
-  topics: readonly (Topic | string)[];
-  /** Builds the pipeline on every assignment. */
-  factory: ProcessingStrategyFactory<T>;
-  /**
-   * When to commit.
-   * @default CommitPolicy.ONCE_PER_SECOND
-   */
-  commitPolicy?: CommitPolicy;
-  /**
-   * Longest wait (ms) for the pipeline to finish its work on revoke and shutdown; what is
-   * unfinished then is not committed.
-   * @default 25000
-   */
-  joinTimeoutMs?: number;
-  /**
-   * Continuous backpressure (ms) after which all assigned partitions are paused.
-   * @default 1000
-   */
-  pauseAfterMs?: number;
-  /**
-   * How long (ms) `poll` waits for messages when there are none.
-   * @default 100
-   */
-  pollTimeoutMs?: number;
-  /**
-   * Longest wait (ms) between retries while the pipeline rejects and does not signal `ready`.
-   * @default 100
-   */
-  maxBackoffMs?: number;
-  /**
-   * The same bound once the partitions are paused: a paused consumer wakes this often (or
-   * when the pipeline signals `ready`) to poll the consumer and retry, so a fully
-   * backpressured consumer costs next to no CPU.
-   * @default 1000
-   */
-  pausedBackoffMs?: number;
-  /**
-   * Clock for all timing; a `ManualClock` drives time in tests.
-   * @default systemClock
-   */
-  clock?: Clock;
-  /**
-   * Handle SIGINT/SIGTERM during `run()` (Deno, Node, Bun). The first one shuts down
-   * gracefully and prints a line (stderr) saying what is drained and the deadline
-   * (`joinTimeoutMs`); a second one stops the process at once (exit code 130 for SIGINT,
-   * 143 for SIGTERM): unfinished work is not committed and is read again. Default: true
-   * where the runtime has process signals, false elsewhere (browsers, edge runtimes);
-   * `true` there throws an `UnsupportedRuntimeError`.
-   * @default true where the runtime has signals
-   */
-  handleSignals?: boolean;
-  /**
-   * OpenTelemetry `MeterProvider` for Sluice's metrics (`sluice.consumer.*`, and
-   * `sluice.step.*` for every step the factory builds). Default: the global provider when
-   * one is set when the processor is built (`metrics.setGlobalMeterProvider(...)` from
-   * `@opentelemetry/api`, which `OTEL_DENO=true` does); `null`: no OpenTelemetry metrics
-   * even then ({@link StreamProcessor.status} still works).
-   * @default the global MeterProvider, if one is set
-   */
-  meterProvider?: MeterProviderLike | null;
-  /**
-   * `false` turns every metric off, OpenTelemetry and the numbers behind
-   * {@link StreamProcessor.status} alike (its steps and partitions are then empty).
-   * @default true
-   */
-  metrics?: boolean;
-  /**
-   * Attributes added to every metric of this processor, next to the `messaging.system`,
-   * `messaging.consumer.group.name` and `messaging.client.id` taken from the consumer:
-   * give two processors with the same group and client id distinct series.
-   * @default {}
-   */
-  metricAttributes?: SeriesAttributes;
-  /**
-   * Log a one-line status (see {@link renderStatusLine}) this often while `run()` runs,
-   * in milliseconds.
-   * @default undefined (off)
-   */
-  statusLogMs?: number;
-  /**
-   * When `run()`'s loop has not advanced for this many milliseconds, log a warning saying
-   * what it was doing and count `sluice.consumer.stuck`.
-   * @default undefined (off)
-   */
-  stuckTimeoutMs?: number;
-  /**
-   * Dead-letter queue for `InvalidMessage`s. Without one, an invalid message stops the
-   * processor (nothing is committed past it). See {@link DlqPolicy}.
-   * @default undefined (an invalid message stops the processor)
-   */
-  // deno-lint-ignore no-explicit-any
-  dlqPolicy?: DlqPolicy<T, any>;
-}
-
-/**
- * An OpenTelemetry `MeterProvider`: `metrics.getMeterProvider()` from `@opentelemetry/api`,
- * or `new MeterProvider(...)` from `@opentelemetry/sdk-metrics`. Declared by its shape so
- * that Sluice's API names no type of another package; Sluice only calls `getMeter`.
- *
- * @example
- * ```ts
- * import { MeterProvider } from "@opentelemetry/sdk-metrics";
- * import type { MeterProviderLike } from "@sluice/sluice";
- * const provider: MeterProviderLike = new MeterProvider();
- * ```
- */
-export interface MeterProviderLike {
-  /** Returns the meter of the instrumentation scope `name`. */
-  getMeter(name: string, version?: string, options?: { schemaUrl?: string }): object;
-}
-
-/** Options of {@link StreamProcessor.run}. */
-export interface RunOptions {
-  /**
-   * Stop gracefully once the consumer has caught up: every assigned partition processed
-   * (and, by the shutdown's final commit, committed) up to the end offset it had when the
-   * processor first saw it assigned. For batch jobs, scripts and examples. Needs a consumer
-   * with `endOffsets()` (the local and Kafka consumers have it). With no partition
-   * assigned (yet), it keeps waiting for one.
-   */
-  untilCaughtUp?: boolean;
-}
+export type {
+  MeterProviderLike,
+  ProcessorStats,
+  RunOptions,
+  StreamProcessorOptions,
+} from "./processor_options.ts";
 
 /**
  * `run()` was called on a processor that has already stopped (its consumer is closed).
@@ -195,37 +70,6 @@ export interface RunOptions {
  * ```
  */
 export class ProcessorStoppedError extends ClosedError {}
-
-/** Counters the processor keeps (also the source of its metrics). */
-export interface ProcessorStats extends DlqCounters {
-  /** Loop iterations. */
-  iterations: number;
-  /** Messages received from the consumer. */
-  messagesPolled: number;
-  /** Messages accepted by the pipeline. */
-  messagesSubmitted: number;
-  /** Times `submit` rejected. */
-  rejections: number;
-  /** Times all partitions were paused for backpressure. */
-  pauses: number;
-  /** Times they were resumed. */
-  resumes: number;
-  /** Commits sent to the consumer. */
-  commits: number;
-  /**
-   * Commits that left offsets uncommitted (the broker was unreachable, or the group was
-   * rebalancing): those offsets are kept and sent again with the next commit.
-   */
-  commitsIncomplete: number;
-  /** Total milliseconds spent in finished backpressure episodes. */
-  backpressureMs: number;
-  /** Assignments received. */
-  assignments: number;
-  /** Revocations received. */
-  revocations: number;
-  /** Invalid messages reported by the pipeline. */
-  invalidMessages: number;
-}
 
 /** First wait (ms) between checks whether revoked partitions' work is done. */
 const DRAIN_MIN_BACKOFF_MS = 1;
@@ -302,10 +146,6 @@ export class StreamProcessor<T> {
   #running = false;
   /** `run()` has returned (or thrown): the consumer is closed. */
   #stopped = false;
-  /** SIGINT/SIGTERM received during `run()`. */
-  #signals = 0;
-  /** A second signal: nothing more is committed. */
-  #terminated = false;
   /** The pipeline `#closeStrategy` is joining, if any. */
   #joiningStrategy: ProcessingStrategy<T> | undefined;
   /** With `untilCaughtUp`: per partition, the end offset when first seen assigned. */
@@ -332,9 +172,8 @@ export class StreamProcessor<T> {
 
   /** Finished, staged and blocked offsets per partition: what may be committed. */
   readonly #ledger = new CommitLedger();
-  #commitInFlight: Promise<void> | undefined;
-  #commitAgain = false;
-  #commitError: unknown;
+  /** Sends what the ledger says may be committed, one commit at a time. */
+  readonly #committer: Committer;
   /**
    * Per partition of the current pipeline, the first offset it was not given at creation
    * (the consumer's position, or the first carried message): where its work began.
@@ -380,39 +219,22 @@ export class StreamProcessor<T> {
         options.pausedBackoffMs ?? Math.max(1000, maxBackoffMs),
       ),
     });
-    if (options.handleSignals === true && !hasSignals()) {
-      throw new UnsupportedRuntimeError(
-        detectRuntime(),
-        "signals",
-        "pass handleSignals: false (the default here) and call signalShutdown() from your " +
-          "own event (pagehide, an AbortSignal, the end of the request)",
-      );
-    }
-    this.#handleSignals = options.handleSignals ?? hasSignals();
-    if (options.metrics !== undefined && typeof options.metrics !== "boolean") {
-      throw new ConfigurationError(
-        `metrics must be true or false, got ${JSON.stringify(options.metrics)}; to choose ` +
-          "where metrics go, use meterProvider",
-      );
-    }
-    if (options.metrics !== false) {
-      const provider = options.meterProvider === undefined
-        ? globalMeterProvider()
-        : options.meterProvider ?? undefined;
-      const attributes = { ...consumerAttributes(this.#consumer), ...options.metricAttributes };
-      this.#metrics = provider === undefined
-        ? undefined
-        : SluiceMetrics.for(provider as MeterProvider);
-      this.#series = this.#metrics?.series(attributes) ?? new MetricSeries(attributes);
-      this.#meter = new ConsumerMeter(
-        this.#clock,
-        this.stats,
-        this.#consumer,
-        () => this.#backpressure.since,
-        attributes,
-      );
-      this.#metrics?.addConsumer(this.#meter, this.#series);
-    }
+    this.#handleSignals = handlesSignals(options.handleSignals);
+    ({ metrics: this.#metrics, series: this.#series, meter: this.#meter } = meterProcessor(
+      options,
+      this.#consumer,
+      this.#clock,
+      this.stats,
+      () => this.#backpressure.since,
+    ));
+    this.#committer = new Committer({
+      consumer: this.#consumer,
+      clock: this.#clock,
+      ledger: this.#ledger,
+      policy: this.#policy,
+      stats: this.stats,
+      meter: this.#meter,
+    });
     this.#window = new StatusWindow(this.#clock, this.#series?.steps ?? new Map(), this.#meter);
     if (options.statusLogMs !== undefined) {
       this.#statusLogMs = requireNonNegative("statusLogMs", options.statusLogMs);
@@ -596,7 +418,7 @@ export class StreamProcessor<T> {
   async runOnce(): Promise<void> {
     this.#checkNotStopped();
     this.stats.iterations++;
-    if (this.#commitError !== undefined) throw this.#commitError;
+    if (this.#committer.error !== undefined) throw this.#committer.error;
     this.#dlq?.throwIfFailed();
     // Give timers, I/O and signals a turn at least every YIELD_EVERY_MS when busy. With the
     // system clock, this reading also ends the last iteration's processing phase: taken
@@ -698,51 +520,9 @@ export class StreamProcessor<T> {
     if (this.#joining) return;
     this.#dlq?.prune(offsets);
     if (force || this.#policy.shouldCommit(this.#polledAt ?? this.#clock.now(), offsets)) {
-      this.#startCommit();
+      this.#committer.start();
     }
   };
-
-  #startCommit(): void {
-    if (!this.#ledger.hasDirty || this.#terminated) return;
-    if (this.#commitInFlight !== undefined) {
-      this.#commitAgain = true;
-      return;
-    }
-    const offsets = this.#ledger.take();
-    if (offsets.size === 0) return;
-    this.#policy.didCommit(this.#clock.now(), offsets);
-    this.#consumer.stageOffsets(offsets);
-    this.stats.commits++;
-    const meter = this.#meter;
-    const startedAt = meter === undefined ? 0 : this.#clock.now();
-    this.#commitInFlight = this.#consumer.commitOffsets().then(
-      (committed) => {
-        this.#commitInFlight = undefined;
-        if (this.#ledger.keepUncommitted(offsets, committed)) {
-          this.stats.commitsIncomplete++;
-          if (committed.size > 0) meter?.committed(committed, startedAt);
-          meter?.commitFailed(startedAt);
-        } else meter?.committed(offsets, startedAt);
-        if (this.#commitAgain) {
-          this.#commitAgain = false;
-          this.#startCommit();
-        }
-      },
-      (e) => {
-        this.#commitInFlight = undefined;
-        meter?.commitFailed(startedAt);
-        this.#commitError ??= e;
-      },
-    );
-  }
-
-  /** Commits everything committable now and waits for it (revoke, shutdown). */
-  async #flushCommits(): Promise<void> {
-    while (this.#commitInFlight !== undefined) await this.#commitInFlight;
-    this.#startCommit();
-    while (this.#commitInFlight !== undefined) await this.#commitInFlight;
-    if (this.#commitError !== undefined) throw this.#commitError;
-  }
 
   /**
    * Blocks commits past the invalid message, then stops (no DLQ) or hands it to the DLQ,
@@ -765,7 +545,7 @@ export class StreamProcessor<T> {
     if (
       dirty !== undefined && !this.#consumer.closed && !this.#joining &&
       this.#policy.shouldCommit(this.#clock.now(), new Map([[p, dirty]]))
-    ) this.#startCommit();
+    ) this.#committer.start();
   }
 
   async #onRejected(strategy: ProcessingStrategy<T>): Promise<void> {
@@ -1037,7 +817,7 @@ export class StreamProcessor<T> {
   async #finalCommit(before: string): Promise<void> {
     await this.#dlq?.flush();
     const incomplete = this.stats.commitsIncomplete;
-    await this.#flushCommits();
+    await this.#committer.flush();
     if (this.stats.commitsIncomplete > incomplete) {
       console.warn(
         `sluice: the final commit before ${before} did not go through (${this.#ledger.describeDirty()}); ` +
@@ -1062,7 +842,7 @@ export class StreamProcessor<T> {
     } catch { /* already failing */ }
     try {
       // Offsets staged so far cover finished work only; committing them saves replays.
-      if (this.#commitError === undefined) await this.#flushCommits();
+      if (this.#committer.error === undefined) await this.#committer.flush();
     } catch { /* the original error matters more */ }
     try {
       await this.#consumer.close();
@@ -1111,29 +891,24 @@ export class StreamProcessor<T> {
   }
 
   /**
-   * SIGINT/SIGTERM: the first shuts down gracefully, saying what is drained and until
-   * when; a second stops at once (nothing more is committed). Returns true when the
-   * process must exit now.
+   * SIGINT/SIGTERM during `run()`: the first shuts down gracefully, saying what is drained
+   * and until when; a second stops at once (nothing more is committed).
    */
-  #onSignal(signal: string): boolean {
-    if (++this.#signals === 1) {
-      this.signalShutdown();
-      console.warn(`sluice: ${signal} received, shutting down: ${this.#drainPlan(signal)}`);
-      return false;
-    }
-    console.warn(
-      `sluice: ${signal} again: stopping at once; unfinished work is not committed and will ` +
-        "be read again",
-    );
-    this.#terminated = true;
-    try {
-      (this.#joiningStrategy ?? this.#strategy)?.terminate();
-    } catch { /* stopping anyway */ }
-    return true;
+  #installSignals(): () => void {
+    return handleShutdownSignals({
+      shutdown: () => this.signalShutdown(),
+      plan: () => this.#drainPlan(),
+      stopNow: () => {
+        this.#committer.stop();
+        try {
+          (this.#joiningStrategy ?? this.#strategy)?.terminate();
+        } catch { /* stopping anyway */ }
+      },
+    });
   }
 
   /** What a graceful shutdown will do now, in one sentence. */
-  #drainPlan(signal: string): string {
+  #drainPlan(): string {
     const assigned = [...this.#consumer.tell().keys()];
     const shown = assigned.slice(0, 8).map(String).join(", ") +
       (assigned.length > 8 ? `, +${assigned.length - 8} more` : "");
@@ -1142,37 +917,6 @@ export class StreamProcessor<T> {
       ? "no pipeline to drain (no partition assigned)"
       : `draining the pipeline of ${assigned.length} partition(s) (${shown}) and committing ` +
         `its finished work, for at most ${this.#joinTimeoutMs} ms (joinTimeoutMs)`) +
-      (held > 0 ? `; ${held} polled message(s) not in the pipeline yet will be read again` : "") +
-      `. Send ${signal} again to stop at once without committing unfinished work.`;
+      (held > 0 ? `; ${held} polled message(s) not in the pipeline yet will be read again` : "");
   }
-
-  #installSignals(): () => void {
-    return onShutdownSignals((s) => {
-      if (this.#onSignal(s)) exitProcess(s === "SIGINT" ? 130 : 143);
-    });
-  }
-}
-
-/**
- * Where every copy of `@opentelemetry/api` 1.x keeps its globals (`metrics.setGlobalMeterProvider`
- * writes the provider there): read directly, so the core needs no OpenTelemetry code at run time.
- */
-const OTEL_API_GLOBAL = Symbol.for("opentelemetry.js.api.1");
-
-/** The global MeterProvider, if one was registered (`metrics.setGlobalMeterProvider`). */
-function globalMeterProvider(): MeterProviderLike | undefined {
-  const api = (globalThis as Record<symbol, { metrics?: unknown } | undefined>)[OTEL_API_GLOBAL];
-  const provider = api?.metrics as Partial<MeterProviderLike> | undefined;
-  return typeof provider?.getMeter === "function" ? provider as MeterProviderLike : undefined;
-}
-
-/** `messaging.*` attributes from what the consumer says about itself. */
-function consumerAttributes(consumer: Consumer<unknown>): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (typeof consumer.messagingSystem === "string") {
-    out["messaging.system"] = consumer.messagingSystem;
-  }
-  if (typeof consumer.group === "string") out["messaging.consumer.group.name"] = consumer.group;
-  if (typeof consumer.clientId === "string") out["messaging.client.id"] = consumer.clientId;
-  return out;
 }
