@@ -1,7 +1,8 @@
 /**
  * Where a processor's metrics go (private to `processing/`): the OpenTelemetry provider
  * (given, or the global one), the series its steps count into, and its consumer meter,
- * labelled with what the consumer says about itself.
+ * labelled with what the consumer says about itself; and its reports: the periodic
+ * status line and the stuck-loop warning.
  *
  * @module
  */
@@ -50,6 +51,40 @@ export function meterProcessor(
   const meter = new ConsumerMeter(clock, counters, consumer, backpressureSince, attributes);
   metrics?.addConsumer(meter, series);
   return { metrics, series, meter };
+}
+
+/** Abort reason that ends the status log's timer (cheaper than the default DOMException). */
+const WAIT_OVER = "wait over";
+
+/** Logs `line()` every `everyMs` on `clock` (never when undefined or 0) until the returned function is called. */
+export function startStatusLog(
+  clock: Clock,
+  everyMs: number | undefined,
+  line: () => string,
+): () => void {
+  if (everyMs === undefined || everyMs <= 0) return () => {};
+  const stop = new AbortController();
+  (async () => {
+    while (!stop.signal.aborted) {
+      await clock.sleep(everyMs, stop.signal);
+      if (stop.signal.aborted) return;
+      console.log(line());
+    }
+  })().catch(() => {/* aborted */});
+  return () => stop.abort(WAIT_OVER);
+}
+
+/** The loop has not advanced for `stuckForMs` while `doing`: counted (when metered) and said. */
+export function reportStuck(
+  meter: ConsumerMeter | undefined,
+  stuckForMs: number,
+  doing: string,
+): void {
+  if (meter !== undefined) meter.stuck++;
+  console.warn(
+    `sluice: the stream processor loop has not advanced for ${stuckForMs} ms; it is ${doing}. ` +
+      `A consumer call, commit or pipeline join that never settles keeps it there.`,
+  );
 }
 
 /**

@@ -8,12 +8,13 @@
 import type { Consumer } from "../backends/abstract.ts";
 import { type Clock, macrotask, systemClock } from "../clock.ts";
 import { Backpressure, RoomWait } from "./_backpressure.ts";
+import { CatchUpTargets } from "./_caught_up.ts";
 import { CarriedMessages } from "./_carried.ts";
 import { Committer } from "./_committer.ts";
 import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
 import { type ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "../metrics/consumer.ts";
 import type { MetricSeries, SluiceMetrics } from "../metrics/otel.ts";
-import { meterProcessor } from "./_metering.ts";
+import { meterProcessor, reportStuck, startStatusLog } from "./_metering.ts";
 import { type ProcessorStatus, renderStatusLine, StatusWindow } from "../metrics/status.ts";
 import { withStepMetrics } from "../metrics/step.ts";
 import { StuckDetector } from "../metrics/stuck.ts";
@@ -27,15 +28,14 @@ import type {
   ProcessingStrategyFactory,
 } from "../strategies/abstract.ts";
 import { InvalidMessage, type Partition } from "../types.ts";
-import {
-  ClosedError,
-  ConfigurationError,
-  ConsumerError,
-  InvalidStateError,
-  MessageRejected,
-} from "../errors.ts";
+import { ClosedError, ConfigurationError, InvalidStateError, MessageRejected } from "../errors.ts";
 import { requireNonNegative } from "../_validate.ts";
-import type { ProcessorStats, RunOptions, StreamProcessorOptions } from "./processor_options.ts";
+import {
+  type ProcessorStats,
+  requireProcessorParts,
+  type RunOptions,
+  type StreamProcessorOptions,
+} from "./processor_options.ts";
 
 export type {
   MeterProviderLike,
@@ -73,8 +73,6 @@ export class ProcessorStoppedError extends ClosedError {}
 
 /** First wait (ms) between checks whether revoked partitions' work is done. */
 const DRAIN_MIN_BACKOFF_MS = 1;
-/** Abort reason that ends the status log's timer (cheaper than the default DOMException). */
-const WAIT_OVER = "wait over";
 /** Longest wait (ms) between checks whether revoked partitions' work is done. */
 const DRAIN_MAX_BACKOFF_MS = 20;
 /** Give timers, I/O and signals a turn at least this often (wall-clock ms) when busy. */
@@ -149,7 +147,7 @@ export class StreamProcessor<T> {
   /** The pipeline `#closeStrategy` is joining, if any. */
   #joiningStrategy: ProcessingStrategy<T> | undefined;
   /** With `untilCaughtUp`: per partition, the end offset when first seen assigned. */
-  #targets = new Map<Partition, number>();
+  #targets: CatchUpTargets | undefined;
   /** When the loop last yielded, by {@link StreamProcessor.#wallNow}. */
   #lastYield: number;
   /**
@@ -186,19 +184,7 @@ export class StreamProcessor<T> {
 
   /** Creates the processor and subscribes the consumer. */
   constructor(options: StreamProcessorOptions<T>) {
-    if (!options || !options.consumer || !options.factory) {
-      throw new ConfigurationError(
-        "StreamProcessor needs { consumer, topics, factory }; see the README's quick example",
-      );
-    }
-    if (typeof options.factory.createWithPartitions !== "function") {
-      throw new ConfigurationError(
-        "factory must have createWithPartitions(commit, partitions) returning a ProcessingStrategy",
-      );
-    }
-    if (!Array.isArray(options.topics) || options.topics.length === 0) {
-      throw new ConfigurationError("StreamProcessor needs at least one topic in `topics`");
-    }
+    requireProcessorParts(options);
     this.#consumer = options.consumer;
     this.#factory = options.factory;
     this.#clock = options.clock ?? systemClock;
@@ -245,7 +231,7 @@ export class StreamProcessor<T> {
         timeoutMs: options.stuckTimeoutMs,
         progress: () => this.stats.iterations,
         describe: () => this.#describe(),
-        onStuck: (ms, doing) => this.#onStuck(ms, doing),
+        onStuck: (ms, doing) => reportStuck(this.#meter, ms, doing),
       });
     }
     if (options.dlqPolicy !== undefined && !(options.dlqPolicy instanceof DlqPolicy)) {
@@ -353,7 +339,11 @@ export class StreamProcessor<T> {
     const removeSignals = this.#handleSignals ? this.#installSignals() : () => {};
     this.#stuck?.start();
     if (this.#strategy === undefined) this.#rebalancingSince ??= this.#clock.now();
-    const stopLog = this.#startStatusLog();
+    const stopLog = startStatusLog(
+      this.#clock,
+      this.#statusLogMs,
+      () => renderStatusLine(this.status()),
+    );
     try {
       while (!this.#shutdownRequested) {
         await this.runOnce();
@@ -386,32 +376,16 @@ export class StreamProcessor<T> {
 
   /**
    * True when every assigned partition has been processed up to its target (its end
-   * offset when first seen assigned). Asks the consumer for the end offsets it lacks.
+   * offset when first seen assigned).
    */
   async #caughtUp(): Promise<boolean> {
     const assigned = this.#consumer.tell();
     if (assigned.size === 0 || this.#strategy === undefined) return false;
-    let missing: Partition[] | undefined;
-    for (const p of assigned.keys()) if (!this.#targets.has(p)) (missing ??= []).push(p);
-    if (missing !== undefined) {
-      const ends = await this.#consumer.endOffsets!(missing);
-      for (const p of missing) {
-        const end = ends.get(p);
-        if (typeof end !== "number" || !(end >= 0)) {
-          throw new ConsumerError(
-            `endOffsets() gave no end offset for ${p} (got ${end}); untilCaughtUp cannot tell ` +
-              "when it has caught up",
-          );
-        }
-        this.#targets.set(p, end);
-      }
-    }
-    for (const p of assigned.keys()) {
-      if (this.#ledger.finished(p, this.#pipelineStart.get(p)) < this.#targets.get(p)!) {
-        return false;
-      }
-    }
-    return true;
+    this.#targets ??= new CatchUpTargets(this.#consumer);
+    return await this.#targets.reached(
+      assigned.keys(),
+      (p) => this.#ledger.finished(p, this.#pipelineStart.get(p)),
+    );
   }
 
   /** One loop iteration: poll, submit, wait if rejected, commit. Public for deterministic tests. */
@@ -865,29 +839,6 @@ export class StreamProcessor<T> {
     const assigned = [...this.#consumer.tell().keys()].map(String).join(", ") || "none";
     return `${PHASE_DESCRIPTIONS[this.#phase]} (iteration ${this.stats.iterations}, ` +
       `${this.carriedCount} message(s) held, paused: ${this.paused}, assigned: ${assigned})`;
-  }
-
-  #onStuck(stuckForMs: number, doing: string): void {
-    if (this.#meter !== undefined) this.#meter.stuck++;
-    console.warn(
-      `sluice: the stream processor loop has not advanced for ${stuckForMs} ms; it is ${doing}. ` +
-        `A consumer call, commit or pipeline join that never settles keeps it there.`,
-    );
-  }
-
-  /** Logs a status line every `statusLogMs` until the returned function is called. */
-  #startStatusLog(): () => void {
-    const every = this.#statusLogMs;
-    if (every === undefined || every <= 0) return () => {};
-    const stop = new AbortController();
-    (async () => {
-      while (!stop.signal.aborted) {
-        await this.#clock.sleep(every, stop.signal);
-        if (stop.signal.aborted) return;
-        console.log(renderStatusLine(this.status()));
-      }
-    })().catch(() => {/* aborted */});
-    return () => stop.abort(WAIT_OVER);
   }
 
   /**

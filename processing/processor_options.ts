@@ -12,6 +12,7 @@ import type { DlqCounters, DlqPolicy } from "./dlq.ts";
 import type { SeriesAttributes } from "../metrics/otel.ts";
 import type { ProcessingStrategyFactory } from "../strategies/abstract.ts";
 import type { Topic } from "../types.ts";
+import { ConfigurationError } from "../errors.ts";
 
 /** Options of a {@link StreamProcessor}. */
 export interface StreamProcessorOptions<T> {
@@ -170,4 +171,25 @@ export interface ProcessorStats extends DlqCounters {
   revocations: number;
   /** Invalid messages reported by the pipeline. */
   invalidMessages: number;
+}
+
+/**
+ * @internal Checks the parts a processor cannot do without (`consumer`, `topics`, a
+ * `factory` with `createWithPartitions`); throws {@link ConfigurationError} naming the
+ * missing one.
+ */
+export function requireProcessorParts<T>(options: StreamProcessorOptions<T>): void {
+  if (!options || !options.consumer || !options.factory) {
+    throw new ConfigurationError(
+      "StreamProcessor needs { consumer, topics, factory }; see the README's quick example",
+    );
+  }
+  if (typeof options.factory.createWithPartitions !== "function") {
+    throw new ConfigurationError(
+      "factory must have createWithPartitions(commit, partitions) returning a ProcessingStrategy",
+    );
+  }
+  if (!Array.isArray(options.topics) || options.topics.length === 0) {
+    throw new ConfigurationError("StreamProcessor needs at least one topic in `topics`");
+  }
 }
