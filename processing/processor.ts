@@ -27,7 +27,7 @@ import type {
   ProcessingStrategy,
   ProcessingStrategyFactory,
 } from "../strategies/abstract.ts";
-import { InvalidMessage, type Partition } from "../types.ts";
+import { type BrokerValue, InvalidMessage, type Partition } from "../types.ts";
 import { ClosedError, ConfigurationError, InvalidStateError, MessageRejected } from "../errors.ts";
 import { requireNonNegative } from "../_validate.ts";
 import {
@@ -409,9 +409,7 @@ export class StreamProcessor<T> {
       const batch = await this.#consumer.poll(this.#pollTimeoutMs);
       polledAt = this.#enter(Phase.Process);
       if (batch.length > 0) {
-        this.stats.messagesPolled += batch.length;
-        this.#meter?.sample(batch);
-        this.#dlq?.record(batch);
+        this.#received(batch);
         this.#carried.carry(batch);
       }
     }
@@ -451,6 +449,13 @@ export class StreamProcessor<T> {
     const waitForDlq = this.#onInvalid(refused);
     if (this.#carried.empty) this.#backpressure.end();
     await waitForDlq;
+  }
+
+  /** Counts freshly polled messages, samples their latency, keeps raw copies for the DLQ. */
+  #received(batch: BrokerValue<T>[]): void {
+    this.stats.messagesPolled += batch.length;
+    this.#meter?.sample(batch);
+    this.#dlq?.record(batch);
   }
 
   /**
@@ -544,9 +549,7 @@ export class StreamProcessor<T> {
         // messages follow what is still carried of them (a partition read again from an
         // earlier offset had its carried messages dropped by the rewind), so they queue up
         // behind it, in order. At most one poll's worth, once per rebalance.
-        this.stats.messagesPolled += batch.length;
-        this.#meter?.sample(batch);
-        this.#dlq?.record(batch);
+        this.#received(batch);
         this.#carried.append(batch);
       }
     }
