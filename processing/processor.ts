@@ -35,6 +35,7 @@ import {
   requireProcessorParts,
   type RunOptions,
   type StreamProcessorOptions,
+  zeroStats,
 } from "./processor_options.ts";
 
 export type {
@@ -106,23 +107,7 @@ const YIELD_EVERY_MS = 20;
  */
 export class StreamProcessor<T> {
   /** Counters; see {@link ProcessorStats}. */
-  readonly stats: ProcessorStats = {
-    iterations: 0,
-    messagesPolled: 0,
-    messagesSubmitted: 0,
-    rejections: 0,
-    pauses: 0,
-    resumes: 0,
-    commits: 0,
-    commitsIncomplete: 0,
-    backpressureMs: 0,
-    assignments: 0,
-    revocations: 0,
-    invalidMessages: 0,
-    deadLettered: 0,
-    dlqDropped: 0,
-    dlqBufferEvicted: 0,
-  };
+  readonly stats: ProcessorStats = zeroStats();
 
   readonly #consumer: Consumer<T>;
   readonly #factory: ProcessingStrategyFactory<T>;

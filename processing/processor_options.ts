@@ -173,6 +173,27 @@ export interface ProcessorStats extends DlqCounters {
   invalidMessages: number;
 }
 
+/** @internal A processor's counters before it did anything. */
+export function zeroStats(): ProcessorStats {
+  return {
+    iterations: 0,
+    messagesPolled: 0,
+    messagesSubmitted: 0,
+    rejections: 0,
+    pauses: 0,
+    resumes: 0,
+    commits: 0,
+    commitsIncomplete: 0,
+    backpressureMs: 0,
+    assignments: 0,
+    revocations: 0,
+    invalidMessages: 0,
+    deadLettered: 0,
+    dlqDropped: 0,
+    dlqBufferEvicted: 0,
+  };
+}
+
 /**
  * @internal Checks the parts a processor cannot do without (`consumer`, `topics`, a
  * `factory` with `createWithPartitions`); throws {@link ConfigurationError} naming the
