@@ -3,6 +3,7 @@
  * processor's DLQ), codecs, and the strategy contract.
  */
 import { assertEquals, assertInstanceOf, assertStringIncludes, assertThrows } from "@std/assert";
+import type { Producer } from "../../backends/abstract.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { ManualClock } from "../../clock.ts";
 import { ConfigurationError } from "../../errors.ts";
@@ -25,7 +26,18 @@ function setup(payloads: string[]) {
   for (const p of payloads) broker.produce(topic, p);
   const dlqBroker = new LocalBroker<DlqRecord<string>>({ clock });
   const dlqTopic = dlqBroker.createTopic(`decode-dlq-${crypto.randomUUID()}`, 1);
-  return { clock, broker, topic, dlqBroker, dlqTopic };
+  // The dead letters, as the DLQ producer confirmed them.
+  const deadLetters: DlqRecord<string>[] = [];
+  const inner = dlqBroker.getProducer();
+  const producer: Producer<DlqRecord<string>> = {
+    produce: (destination, payload) =>
+      inner.produce(destination, payload).then((sent) => {
+        deadLetters.push(sent.payload);
+        return sent;
+      }),
+    close: () => inner.close(),
+  };
+  return { clock, broker, topic, dlqTopic, producer, deadLetters };
 }
 
 type Env = ReturnType<typeof setup>;
@@ -37,22 +49,13 @@ function makeProcessor(env: Env, build: (commit: Commit) => ProcessingStrategy<s
     factory: { createWithPartitions: (commit) => build(commit) },
     commitPolicy: CommitPolicy.IMMEDIATE,
     dlqPolicy: new DlqPolicy<string>({
-      producer: env.dlqBroker.getProducer(),
+      producer: env.producer,
       topic: env.dlqTopic,
     }),
     pollTimeoutMs: 0,
     handleSignals: false,
     clock: env.clock,
   });
-}
-
-/** Everything in the DLQ topic, in order. */
-async function dlqContents(env: Env): Promise<DlqRecord<string>[]> {
-  const c = env.dlqBroker.getConsumer(`reader-${crypto.randomUUID()}`);
-  c.subscribe([env.dlqTopic]);
-  const out = (await c.poll(0)).map((v) => v.payload);
-  await c.close();
-  return out;
 }
 
 function committed(env: Env): number | undefined {
@@ -73,7 +76,7 @@ Deno.test("Decode: payloads that fail to decode become InvalidMessage and are de
   }
   assertEquals(committed(env), 5, "everything committed");
   assertEquals(sums, [1, 2, 3]);
-  const dlq = await dlqContents(env);
+  const dlq = env.deadLetters;
   assertEquals(dlq.map((r) => r.value), ["{not json", ""]);
   assertStringIncludes(dlq[0].headers[DLQ_HEADERS.reason], "decode failed");
   assertEquals(dlq[0].headers[DLQ_HEADERS.step], "decode");
