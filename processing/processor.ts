@@ -7,164 +7,43 @@
  */
 import type { Consumer } from "../backends/abstract.ts";
 import { type Clock, macrotask, systemClock } from "../clock.ts";
+import { Backpressure, RoomWait } from "./_backpressure.ts";
+import { CatchUpTargets } from "./_caught_up.ts";
+import { CarriedMessages } from "./_carried.ts";
+import { Committer } from "./_committer.ts";
 import { CommitPolicy, type CommitPolicyState } from "./commit_policy.ts";
-import type { MeterProvider } from "@opentelemetry/api";
-import { ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "../metrics/consumer.ts";
-import { MetricSeries, type SeriesAttributes, SluiceMetrics } from "../metrics/otel.ts";
+import { type ConsumerMeter, Phase, PHASE_DESCRIPTIONS } from "../metrics/consumer.ts";
+import type { MetricSeries, SluiceMetrics } from "../metrics/otel.ts";
+import { meterProcessor, reportStuck, startStatusLog } from "./_metering.ts";
 import { type ProcessorStatus, renderStatusLine, StatusWindow } from "../metrics/status.ts";
 import { withStepMetrics } from "../metrics/step.ts";
 import { StuckDetector } from "../metrics/stuck.ts";
-import {
-  detectRuntime,
-  exitProcess,
-  hasSignals,
-  onShutdownSignals,
-  UnsupportedRuntimeError,
-} from "../runtime/mod.ts";
-import { type DlqCounters, DlqPolicy, DlqRunner } from "./dlq.ts";
+import { handleShutdownSignals, handlesSignals } from "./_signals.ts";
+import { DlqPolicy } from "./dlq.ts";
+import { DlqRunner } from "./_dlq_runner.ts";
+import { CommitLedger } from "./offsets.ts";
 import type {
   Commit,
   ProcessingStrategy,
   ProcessingStrategyFactory,
 } from "../strategies/abstract.ts";
-import { type BrokerValue, InvalidMessage, type Partition, type Topic } from "../types.ts";
-import {
-  ClosedError,
-  ConfigurationError,
-  ConsumerError,
-  InvalidStateError,
-  MESSAGE_REJECTED,
-  MessageRejected,
-} from "../errors.ts";
+import { type BrokerValue, InvalidMessage, type Partition } from "../types.ts";
+import { ClosedError, ConfigurationError, InvalidStateError, MessageRejected } from "../errors.ts";
 import { requireNonNegative } from "../_validate.ts";
+import {
+  type ProcessorStats,
+  requireProcessorParts,
+  type RunOptions,
+  type StreamProcessorOptions,
+  zeroStats,
+} from "./processor_options.ts";
 
-/** Options of a {@link StreamProcessor}. */
-export interface StreamProcessorOptions<T> {
-  /** The consumer to read from; the processor subscribes it. */
-  consumer: Consumer<T>;
-  /** Topics to subscribe to. */
-  topics: readonly (Topic | string)[];
-  /** Builds the pipeline on every assignment. */
-  factory: ProcessingStrategyFactory<T>;
-  /**
-   * When to commit.
-   * @default CommitPolicy.ONCE_PER_SECOND
-   */
-  commitPolicy?: CommitPolicy;
-  /**
-   * Longest wait (ms) for the pipeline to finish its work on revoke and shutdown; what is
-   * unfinished then is not committed.
-   * @default 25000
-   */
-  joinTimeoutMs?: number;
-  /**
-   * Continuous backpressure (ms) after which all assigned partitions are paused.
-   * @default 1000
-   */
-  pauseAfterMs?: number;
-  /**
-   * How long (ms) `poll` waits for messages when there are none.
-   * @default 100
-   */
-  pollTimeoutMs?: number;
-  /**
-   * Longest wait (ms) between retries while the pipeline rejects and does not signal `ready`.
-   * @default 100
-   */
-  maxBackoffMs?: number;
-  /**
-   * The same bound once the partitions are paused: a paused consumer wakes this often (or
-   * when the pipeline signals `ready`) to poll the consumer and retry, so a fully
-   * backpressured consumer costs next to no CPU.
-   * @default 1000
-   */
-  pausedBackoffMs?: number;
-  /**
-   * Clock for all timing; a `ManualClock` drives time in tests.
-   * @default systemClock
-   */
-  clock?: Clock;
-  /**
-   * Handle SIGINT/SIGTERM during `run()` (Deno, Node, Bun). The first one shuts down
-   * gracefully and prints a line (stderr) saying what is drained and the deadline
-   * (`joinTimeoutMs`); a second one stops the process at once (exit code 130 for SIGINT,
-   * 143 for SIGTERM): unfinished work is not committed and is read again. Default: true
-   * where the runtime has process signals, false elsewhere (browsers, edge runtimes);
-   * `true` there throws an `UnsupportedRuntimeError`.
-   * @default true where the runtime has signals
-   */
-  handleSignals?: boolean;
-  /**
-   * OpenTelemetry `MeterProvider` for Sluice's metrics (`sluice.consumer.*`, and
-   * `sluice.step.*` for every step the factory builds). Default: the global provider when
-   * one is set when the processor is built (`metrics.setGlobalMeterProvider(...)` from
-   * `@opentelemetry/api`, which `OTEL_DENO=true` does); `null`: no OpenTelemetry metrics
-   * even then ({@link StreamProcessor.status} still works).
-   * @default the global MeterProvider, if one is set
-   */
-  meterProvider?: MeterProviderLike | null;
-  /**
-   * `false` turns every metric off, OpenTelemetry and the numbers behind
-   * {@link StreamProcessor.status} alike (its steps and partitions are then empty).
-   * @default true
-   */
-  metrics?: boolean;
-  /**
-   * Attributes added to every metric of this processor, next to the `messaging.system`,
-   * `messaging.consumer.group.name` and `messaging.client.id` taken from the consumer:
-   * give two processors with the same group and client id distinct series.
-   * @default {}
-   */
-  metricAttributes?: SeriesAttributes;
-  /**
-   * Log a one-line status (see {@link renderStatusLine}) this often while `run()` runs,
-   * in milliseconds.
-   * @default undefined (off)
-   */
-  statusLogMs?: number;
-  /**
-   * When `run()`'s loop has not advanced for this many milliseconds, log a warning saying
-   * what it was doing and count `sluice.consumer.stuck`.
-   * @default undefined (off)
-   */
-  stuckTimeoutMs?: number;
-  /**
-   * Dead-letter queue for `InvalidMessage`s. Without one, an invalid message stops the
-   * processor (nothing is committed past it). See {@link DlqPolicy}.
-   * @default undefined (an invalid message stops the processor)
-   */
-  // deno-lint-ignore no-explicit-any
-  dlqPolicy?: DlqPolicy<T, any>;
-}
-
-/**
- * An OpenTelemetry `MeterProvider`: `metrics.getMeterProvider()` from `@opentelemetry/api`,
- * or `new MeterProvider(...)` from `@opentelemetry/sdk-metrics`. Declared by its shape so
- * that Sluice's API names no type of another package; Sluice only calls `getMeter`.
- *
- * @example
- * ```ts
- * import { MeterProvider } from "@opentelemetry/sdk-metrics";
- * import type { MeterProviderLike } from "@sluice/sluice";
- * const provider: MeterProviderLike = new MeterProvider();
- * ```
- */
-export interface MeterProviderLike {
-  /** Returns the meter of the instrumentation scope `name`. */
-  getMeter(name: string, version?: string, options?: { schemaUrl?: string }): object;
-}
-
-/** Options of {@link StreamProcessor.run}. */
-export interface RunOptions {
-  /**
-   * Stop gracefully once the consumer has caught up: every assigned partition processed
-   * (and, by the shutdown's final commit, committed) up to the end offset it had when the
-   * processor first saw it assigned. For batch jobs, scripts and examples. Needs a consumer
-   * with `endOffsets()` (the local and Kafka consumers have it). With no partition
-   * assigned (yet), it keeps waiting for one.
-   */
-  untilCaughtUp?: boolean;
-}
+export type {
+  MeterProviderLike,
+  ProcessorStats,
+  RunOptions,
+  StreamProcessorOptions,
+} from "./processor_options.ts";
 
 /**
  * `run()` was called on a processor that has already stopped (its consumer is closed).
@@ -193,40 +72,8 @@ export interface RunOptions {
  */
 export class ProcessorStoppedError extends ClosedError {}
 
-/** Counters the processor keeps (also the source of its metrics). */
-export interface ProcessorStats extends DlqCounters {
-  /** Loop iterations. */
-  iterations: number;
-  /** Messages received from the consumer. */
-  messagesPolled: number;
-  /** Messages accepted by the pipeline. */
-  messagesSubmitted: number;
-  /** Times `submit` rejected. */
-  rejections: number;
-  /** Times all partitions were paused for backpressure. */
-  pauses: number;
-  /** Times they were resumed. */
-  resumes: number;
-  /** Commits sent to the consumer. */
-  commits: number;
-  /**
-   * Commits that left offsets uncommitted (the broker was unreachable, or the group was
-   * rebalancing): those offsets are kept and sent again with the next commit.
-   */
-  commitsIncomplete: number;
-  /** Total milliseconds spent in finished backpressure episodes. */
-  backpressureMs: number;
-  /** Assignments received. */
-  assignments: number;
-  /** Revocations received. */
-  revocations: number;
-  /** Invalid messages reported by the pipeline. */
-  invalidMessages: number;
-}
-
-const MIN_BACKOFF_MS = 1;
-/** Abort reason that ends a backoff timer early (cheaper than the default DOMException). */
-const WAIT_OVER = "wait over";
+/** First wait (ms) between checks whether revoked partitions' work is done. */
+const DRAIN_MIN_BACKOFF_MS = 1;
 /** Longest wait (ms) between checks whether revoked partitions' work is done. */
 const DRAIN_MAX_BACKOFF_MS = 20;
 /** Give timers, I/O and signals a turn at least this often (wall-clock ms) when busy. */
@@ -260,58 +107,32 @@ const YIELD_EVERY_MS = 20;
  */
 export class StreamProcessor<T> {
   /** Counters; see {@link ProcessorStats}. */
-  readonly stats: ProcessorStats = {
-    iterations: 0,
-    messagesPolled: 0,
-    messagesSubmitted: 0,
-    rejections: 0,
-    pauses: 0,
-    resumes: 0,
-    commits: 0,
-    commitsIncomplete: 0,
-    backpressureMs: 0,
-    assignments: 0,
-    revocations: 0,
-    invalidMessages: 0,
-    deadLettered: 0,
-    dlqDropped: 0,
-    dlqBufferEvicted: 0,
-  };
+  readonly stats: ProcessorStats = zeroStats();
 
   readonly #consumer: Consumer<T>;
   readonly #factory: ProcessingStrategyFactory<T>;
   readonly #clock: Clock;
   readonly #policy: CommitPolicyState;
   readonly #joinTimeoutMs: number;
-  readonly #pauseAfterMs: number;
   readonly #pollTimeoutMs: number;
-  readonly #maxBackoffMs: number;
-  readonly #pausedBackoffMs: number;
   readonly #handleSignals: boolean;
   /** The clock is the system clock: its readings also serve as the loop's wall clock. */
   readonly #clockIsWall: boolean;
 
   #strategy: ProcessingStrategy<T> | undefined;
-  #carried: BrokerValue<T>[] | undefined;
-  #carriedIndex = 0;
-  #bpStart: number | undefined;
-  #backoff = MIN_BACKOFF_MS;
-  #progressSinceWait = true;
-  #readyWon = false;
-  #paused = false;
+  /** Polled messages the pipeline has not accepted yet. */
+  readonly #carried = new CarriedMessages<T>();
+  /** The current backpressure episode, the pause, and the waits between retries. */
+  readonly #backpressure: Backpressure;
   #shutdownRequested = false;
   #stopping = false;
   #running = false;
   /** `run()` has returned (or thrown): the consumer is closed. */
   #stopped = false;
-  /** SIGINT/SIGTERM received during `run()`. */
-  #signals = 0;
-  /** A second signal: nothing more is committed. */
-  #terminated = false;
   /** The pipeline `#closeStrategy` is joining, if any. */
   #joiningStrategy: ProcessingStrategy<T> | undefined;
   /** With `untilCaughtUp`: per partition, the end offset when first seen assigned. */
-  #targets = new Map<Partition, number>();
+  #targets: CatchUpTargets | undefined;
   /** When the loop last yielded, by {@link StreamProcessor.#wallNow}. */
   #lastYield: number;
   /**
@@ -332,15 +153,10 @@ export class StreamProcessor<T> {
   /** What the loop is doing, for the stuck detector (and time accounting when metered). */
   #phase: Phase = Phase.Idle;
 
-  /** Highest offset handed to `commit` per partition and not yet sent to the consumer. */
-  #dirty = new Map<Partition, number>();
-  /** Highest offset staged per partition (commits never go backwards). */
-  #staged = new Map<Partition, number>();
-  /** Invalid messages not yet resolved: commits of that partition stop at their offset. */
-  #blocked = new Map<Partition, number[]>();
-  #commitInFlight: Promise<void> | undefined;
-  #commitAgain = false;
-  #commitError: unknown;
+  /** Finished, staged and blocked offsets per partition: what may be committed. */
+  readonly #ledger = new CommitLedger();
+  /** Sends what the ledger says may be committed, one commit at a time. */
+  readonly #committer: Committer;
   /**
    * Per partition of the current pipeline, the first offset it was not given at creation
    * (the consumer's position, or the first carried message): where its work began.
@@ -353,19 +169,7 @@ export class StreamProcessor<T> {
 
   /** Creates the processor and subscribes the consumer. */
   constructor(options: StreamProcessorOptions<T>) {
-    if (!options || !options.consumer || !options.factory) {
-      throw new ConfigurationError(
-        "StreamProcessor needs { consumer, topics, factory }; see the README's quick example",
-      );
-    }
-    if (typeof options.factory.createWithPartitions !== "function") {
-      throw new ConfigurationError(
-        "factory must have createWithPartitions(commit, partitions) returning a ProcessingStrategy",
-      );
-    }
-    if (!Array.isArray(options.topics) || options.topics.length === 0) {
-      throw new ConfigurationError("StreamProcessor needs at least one topic in `topics`");
-    }
+    requireProcessorParts(options);
     this.#consumer = options.consumer;
     this.#factory = options.factory;
     this.#clock = options.clock ?? systemClock;
@@ -375,46 +179,33 @@ export class StreamProcessor<T> {
       this.#clock.now(),
     );
     this.#joinTimeoutMs = requireNonNegative("joinTimeoutMs", options.joinTimeoutMs ?? 25_000);
-    this.#pauseAfterMs = requireNonNegative("pauseAfterMs", options.pauseAfterMs ?? 1000);
+    const pauseAfterMs = requireNonNegative("pauseAfterMs", options.pauseAfterMs ?? 1000);
     this.#pollTimeoutMs = requireNonNegative("pollTimeoutMs", options.pollTimeoutMs ?? 100);
-    this.#maxBackoffMs = requireNonNegative("maxBackoffMs", options.maxBackoffMs ?? 100);
-    this.#pausedBackoffMs = requireNonNegative(
-      "pausedBackoffMs",
-      options.pausedBackoffMs ?? Math.max(1000, this.#maxBackoffMs),
-    );
-    if (options.handleSignals === true && !hasSignals()) {
-      throw new UnsupportedRuntimeError(
-        detectRuntime(),
-        "signals",
-        "pass handleSignals: false (the default here) and call signalShutdown() from your " +
-          "own event (pagehide, an AbortSignal, the end of the request)",
-      );
-    }
-    this.#handleSignals = options.handleSignals ?? hasSignals();
-    if (options.metrics !== undefined && typeof options.metrics !== "boolean") {
-      throw new ConfigurationError(
-        `metrics must be true or false, got ${JSON.stringify(options.metrics)}; to choose ` +
-          "where metrics go, use meterProvider",
-      );
-    }
-    if (options.metrics !== false) {
-      const provider = options.meterProvider === undefined
-        ? globalMeterProvider()
-        : options.meterProvider ?? undefined;
-      const attributes = { ...consumerAttributes(this.#consumer), ...options.metricAttributes };
-      this.#metrics = provider === undefined
-        ? undefined
-        : SluiceMetrics.for(provider as MeterProvider);
-      this.#series = this.#metrics?.series(attributes) ?? new MetricSeries(attributes);
-      this.#meter = new ConsumerMeter(
-        this.#clock,
-        this.stats,
-        this.#consumer,
-        () => this.#bpStart,
-        attributes,
-      );
-      this.#metrics?.addConsumer(this.#meter, this.#series);
-    }
+    const maxBackoffMs = requireNonNegative("maxBackoffMs", options.maxBackoffMs ?? 100);
+    this.#backpressure = new Backpressure(this.#consumer, this.#clock, this.stats, {
+      pauseAfterMs,
+      maxBackoffMs,
+      pausedBackoffMs: requireNonNegative(
+        "pausedBackoffMs",
+        options.pausedBackoffMs ?? Math.max(1000, maxBackoffMs),
+      ),
+    });
+    this.#handleSignals = handlesSignals(options.handleSignals);
+    ({ metrics: this.#metrics, series: this.#series, meter: this.#meter } = meterProcessor(
+      options,
+      this.#consumer,
+      this.#clock,
+      this.stats,
+      () => this.#backpressure.since,
+    ));
+    this.#committer = new Committer({
+      consumer: this.#consumer,
+      clock: this.#clock,
+      ledger: this.#ledger,
+      policy: this.#policy,
+      stats: this.stats,
+      meter: this.#meter,
+    });
     this.#window = new StatusWindow(this.#clock, this.#series?.steps ?? new Map(), this.#meter);
     if (options.statusLogMs !== undefined) {
       this.#statusLogMs = requireNonNegative("statusLogMs", options.statusLogMs);
@@ -425,7 +216,7 @@ export class StreamProcessor<T> {
         timeoutMs: options.stuckTimeoutMs,
         progress: () => this.stats.iterations,
         describe: () => this.#describe(),
-        onStuck: (ms, doing) => this.#onStuck(ms, doing),
+        onStuck: (ms, doing) => reportStuck(this.#meter, ms, doing),
       });
     }
     if (options.dlqPolicy !== undefined && !(options.dlqPolicy instanceof DlqPolicy)) {
@@ -446,17 +237,17 @@ export class StreamProcessor<T> {
 
   /** True while all assigned partitions are paused for backpressure. */
   get paused(): boolean {
-    return this.#paused;
+    return this.#backpressure.paused;
   }
 
   /** True while a rejected message is being held and retried. */
   get backpressured(): boolean {
-    return this.#bpStart !== undefined;
+    return this.#backpressure.since !== undefined;
   }
 
   /** Messages polled but not yet accepted by the pipeline. */
   get carriedCount(): number {
-    return this.#carried ? this.#carried.length - this.#carriedIndex : 0;
+    return this.#carried.count;
   }
 
   /**
@@ -481,8 +272,8 @@ export class StreamProcessor<T> {
     return this.#window.status({
       running: this.#running,
       rebalancingSince: this.#rebalancingSince,
-      backpressureSince: this.#bpStart,
-      paused: this.#paused,
+      backpressureSince: this.#backpressure.since,
+      paused: this.#backpressure.paused,
       heldMessages: this.carriedCount,
       iterations: this.stats.iterations,
       messagesPolled: this.stats.messagesPolled,
@@ -534,7 +325,11 @@ export class StreamProcessor<T> {
     const removeSignals = this.#handleSignals ? this.#installSignals() : () => {};
     this.#stuck?.start();
     if (this.#strategy === undefined) this.#rebalancingSince ??= this.#clock.now();
-    const stopLog = this.#startStatusLog();
+    const stopLog = startStatusLog(
+      this.#clock,
+      this.#statusLogMs,
+      () => renderStatusLine(this.status()),
+    );
     try {
       while (!this.#shutdownRequested) {
         await this.runOnce();
@@ -567,42 +362,23 @@ export class StreamProcessor<T> {
 
   /**
    * True when every assigned partition has been processed up to its target (its end
-   * offset when first seen assigned). Asks the consumer for the end offsets it lacks.
+   * offset when first seen assigned).
    */
   async #caughtUp(): Promise<boolean> {
     const assigned = this.#consumer.tell();
     if (assigned.size === 0 || this.#strategy === undefined) return false;
-    let missing: Partition[] | undefined;
-    for (const p of assigned.keys()) if (!this.#targets.has(p)) (missing ??= []).push(p);
-    if (missing !== undefined) {
-      const ends = await this.#consumer.endOffsets!(missing);
-      for (const p of missing) {
-        const end = ends.get(p);
-        if (typeof end !== "number" || !(end >= 0)) {
-          throw new ConsumerError(
-            `endOffsets() gave no end offset for ${p} (got ${end}); untilCaughtUp cannot tell ` +
-              "when it has caught up",
-          );
-        }
-        this.#targets.set(p, end);
-      }
-    }
-    for (const p of assigned.keys()) {
-      const done = Math.max(
-        this.#pipelineStart.get(p) ?? -1,
-        this.#dirty.get(p) ?? -1,
-        this.#staged.get(p) ?? -1,
-      );
-      if (done < this.#targets.get(p)!) return false;
-    }
-    return true;
+    this.#targets ??= new CatchUpTargets(this.#consumer);
+    return await this.#targets.reached(
+      assigned.keys(),
+      (p) => this.#ledger.finished(p, this.#pipelineStart.get(p)),
+    );
   }
 
   /** One loop iteration: poll, submit, wait if rejected, commit. Public for deterministic tests. */
   async runOnce(): Promise<void> {
     this.#checkNotStopped();
     this.stats.iterations++;
-    if (this.#commitError !== undefined) throw this.#commitError;
+    if (this.#committer.error !== undefined) throw this.#committer.error;
     this.#dlq?.throwIfFailed();
     // Give timers, I/O and signals a turn at least every YIELD_EVERY_MS when busy. With the
     // system clock, this reading also ends the last iteration's processing phase: taken
@@ -614,22 +390,19 @@ export class StreamProcessor<T> {
       now = undefined; // time passed: the meter reads the clock itself
     }
     let polledAt: number | undefined;
-    if (this.#carried === undefined) {
+    if (this.#carried.empty) {
       this.#enter(Phase.Poll, this.#clockIsWall ? now : undefined);
       const batch = await this.#consumer.poll(this.#pollTimeoutMs);
       polledAt = this.#enter(Phase.Process);
       if (batch.length > 0) {
-        this.stats.messagesPolled += batch.length;
-        this.#meter?.sample(batch);
-        this.#dlq?.record(batch);
-        this.#carried = batch;
-        this.#carriedIndex = 0;
+        this.#received(batch);
+        this.#carried.carry(batch);
       }
     }
     this.#meter?.track(polledAt);
     const strategy = this.#strategy;
     if (strategy === undefined) {
-      if (this.#carried !== undefined) {
+      if (!this.#carried.empty) {
         throw new InvalidStateError(
           "received messages without an active pipeline: the consumer returned messages " +
             "before calling onAssign",
@@ -651,43 +424,37 @@ export class StreamProcessor<T> {
       await this.#onInvalid(invalid);
       return;
     }
-    const carried = this.#carried;
-    if (carried !== undefined) {
-      let i = this.#carriedIndex;
-      try {
-        if (strategy.submitMany !== undefined) {
-          i = strategy.submitMany(carried, i);
-          if (i < carried.length) throw MESSAGE_REJECTED; // handled below, as from submit
-        } else {
-          for (; i < carried.length; i++) strategy.submit(carried[i]);
-        }
-      } catch (e) {
-        this.stats.messagesSubmitted += i - this.#carriedIndex;
-        if (i > this.#carriedIndex) this.#progressSinceWait = true;
-        this.#carriedIndex = i;
-        if (e instanceof MessageRejected) return await this.#onRejected(strategy);
-        if (e instanceof InvalidMessage) {
-          // Drop the carried message only if it is the invalid one; once nothing is left
-          // carried, backpressure is over (paused partitions resume).
-          if (e.partition === carried[i].partition && e.offset === carried[i].offset) {
-            this.#carriedIndex++;
-          }
-          const waitForDlq = this.#onInvalid(e);
-          if (this.#carriedIndex >= carried.length) {
-            this.#carried = undefined;
-            this.#carriedIndex = 0;
-            this.#endBackpressure();
-          }
-          await waitForDlq;
-          return;
-        }
-        throw e;
-      }
-      this.stats.messagesSubmitted += i - this.#carriedIndex;
-      this.#carried = undefined;
-      this.#carriedIndex = 0;
-      this.#endBackpressure();
-    }
+    if (this.#carried.empty) return;
+    const refused = this.#submitCarried(strategy);
+    if (refused === undefined) return this.#backpressure.end();
+    if (refused instanceof MessageRejected) return await this.#onRejected(strategy);
+    if (!(refused instanceof InvalidMessage)) throw refused;
+    // Drop the carried message only if it is the invalid one; once nothing is left carried,
+    // backpressure is over (paused partitions resume).
+    this.#carried.dropInvalid(refused);
+    const waitForDlq = this.#onInvalid(refused);
+    if (this.#carried.empty) this.#backpressure.end();
+    await waitForDlq;
+  }
+
+  /** Counts freshly polled messages, samples their latency, keeps raw copies for the DLQ. */
+  #received(batch: BrokerValue<T>[]): void {
+    this.stats.messagesPolled += batch.length;
+    this.#meter?.sample(batch);
+    this.#dlq?.record(batch);
+  }
+
+  /**
+   * Hands the carried messages to the pipeline as far as it takes them, and counts them.
+   * Returns what stopped the submission, if anything (see {@link CarriedMessages.submitTo}).
+   */
+  #submitCarried(strategy: ProcessingStrategy<T>): unknown {
+    const before = this.#carried.count;
+    const refused = this.#carried.submitTo(strategy);
+    const accepted = before - this.#carried.count;
+    this.stats.messagesSubmitted += accepted;
+    if (accepted > 0) this.#backpressure.progressed();
+    return refused;
   }
 
   /**
@@ -709,8 +476,7 @@ export class StreamProcessor<T> {
         const start = this.#pipelineStart.get(p);
         if (start === undefined || o < start) continue;
       }
-      const prev = this.#dirty.get(p) ?? this.#staged.get(p);
-      if (prev === undefined || o > prev) this.#dirty.set(p, o);
+      this.#ledger.record(p, o);
     }
     // While a pipeline is being joined, an invalid message surfaces through `join()`'s
     // promise, i.e. *after* microtasks in which the step may already have forwarded its
@@ -719,85 +485,9 @@ export class StreamProcessor<T> {
     if (this.#joining) return;
     this.#dlq?.prune(offsets);
     if (force || this.#policy.shouldCommit(this.#polledAt ?? this.#clock.now(), offsets)) {
-      this.#startCommit();
+      this.#committer.start();
     }
   };
-
-  #startCommit(): void {
-    if (this.#dirty.size === 0 || this.#terminated) return;
-    if (this.#commitInFlight !== undefined) {
-      this.#commitAgain = true;
-      return;
-    }
-    const offsets = this.#takeCommittable();
-    if (offsets.size === 0) return;
-    this.#policy.didCommit(this.#clock.now(), offsets);
-    this.#consumer.stageOffsets(offsets);
-    this.stats.commits++;
-    const meter = this.#meter;
-    const startedAt = meter === undefined ? 0 : this.#clock.now();
-    this.#commitInFlight = this.#consumer.commitOffsets().then(
-      (committed) => {
-        this.#commitInFlight = undefined;
-        if (this.#keepUncommitted(offsets, committed)) {
-          this.stats.commitsIncomplete++;
-          if (committed.size > 0) meter?.committed(committed, startedAt);
-          meter?.commitFailed(startedAt);
-        } else meter?.committed(offsets, startedAt);
-        if (this.#commitAgain) {
-          this.#commitAgain = false;
-          this.#startCommit();
-        }
-      },
-      (e) => {
-        this.#commitInFlight = undefined;
-        meter?.commitFailed(startedAt);
-        this.#commitError ??= e;
-      },
-    );
-  }
-
-  /**
-   * Offsets the consumer did not commit (it resolves with what it did) become dirty again
-   * (a partition already dirty holds a newer offset, which covers them), so the commit
-   * policy sends them with its next commit:
-   * a broker restart or a rebalance costs a retry, not the commit. Returns whether any
-   * offset was left uncommitted.
-   */
-  #keepUncommitted(offsets: Map<Partition, number>, committed: Map<Partition, number>): boolean {
-    let left = false;
-    for (const [p, o] of offsets) {
-      if ((committed.get(p) ?? -1) >= o) continue;
-      left = true;
-      if (this.#staged.get(p) === o) this.#staged.delete(p);
-      if (!this.#dirty.has(p)) this.#dirty.set(p, o);
-    }
-    return left;
-  }
-
-  /** Takes dirty offsets that may be committed now (clamped below unresolved invalid messages). */
-  #takeCommittable(): Map<Partition, number> {
-    const out = new Map<Partition, number>();
-    for (const [p, o] of this.#dirty) {
-      const blocked = this.#blocked.get(p);
-      const limit = blocked && blocked.length > 0 ? Math.min(o, blocked[0]) : o;
-      const prev = this.#staged.get(p);
-      if (prev === undefined || limit > prev) {
-        out.set(p, limit);
-        this.#staged.set(p, limit);
-      }
-      if (limit === o) this.#dirty.delete(p);
-    }
-    return out;
-  }
-
-  /** Commits everything committable now and waits for it (revoke, shutdown). */
-  async #flushCommits(): Promise<void> {
-    while (this.#commitInFlight !== undefined) await this.#commitInFlight;
-    this.#startCommit();
-    while (this.#commitInFlight !== undefined) await this.#commitInFlight;
-    if (this.#commitError !== undefined) throw this.#commitError;
-  }
 
   /**
    * Blocks commits past the invalid message, then stops (no DLQ) or hands it to the DLQ,
@@ -808,63 +498,35 @@ export class StreamProcessor<T> {
     this.stats.invalidMessages++;
     // Block commits past the invalid message *synchronously*, before any step can forward
     // its filtered marker: until it is dead-lettered it went nowhere.
-    const list = this.#blocked.get(e.partition) ?? [];
-    list.push(e.offset);
-    list.sort((a, b) => a - b);
-    this.#blocked.set(e.partition, list);
+    this.#ledger.block(e.partition, e.offset);
     if (this.#dlq === undefined) throw e;
     return this.#dlq.handle(e);
   }
 
   /** A dead-lettered (or dropped and counted) message no longer blocks its partition's commits. */
   #onDlqResolved(p: Partition, offset: number): void {
-    const list = this.#blocked.get(p);
-    const i = list === undefined ? -1 : list.indexOf(offset);
-    if (i < 0) return;
-    list!.splice(i, 1);
-    if (list!.length === 0) this.#blocked.delete(p);
-    const dirty = this.#dirty.get(p);
+    if (!this.#ledger.unblock(p, offset)) return;
+    const dirty = this.#ledger.dirty(p);
     if (
       dirty !== undefined && !this.#consumer.closed && !this.#joining &&
       this.#policy.shouldCommit(this.#clock.now(), new Map([[p, dirty]]))
-    ) this.#startCommit();
+    ) this.#committer.start();
   }
 
   async #onRejected(strategy: ProcessingStrategy<T>): Promise<void> {
     this.stats.rejections++;
-    const now = this.#clock.now();
-    if (this.#bpStart === undefined) {
-      this.#bpStart = now;
-      this.#backoff = MIN_BACKOFF_MS;
-    } else if (!this.#paused && now - this.#bpStart >= this.#pauseAfterMs) {
-      const assigned = [...this.#consumer.tell().keys()];
-      if (assigned.length > 0) {
-        this.#consumer.pause(assigned);
-        this.#paused = true;
-        this.stats.pauses++;
-      }
-    }
-    // Wait for room, or a short timer (held work retries on its own backoff). If `ready` resolved
-    // last time and yet nothing was accepted, it is not to be trusted: use the timer alone.
-    const trustReady = !(this.#readyWon && !this.#progressSinceWait);
-    this.#readyWon = false;
-    this.#progressSinceWait = false;
+    const backpressure = this.#backpressure;
+    backpressure.rejected(this.#clock.now());
+    // Wait for room, or a short timer (held work retries on its own backoff).
     this.#enter(Phase.Backpressure);
-    const stop = new AbortController();
-    const timer = this.#clock.sleep(this.#backoff, stop.signal);
-    await (trustReady
-      ? Promise.race([strategy.ready.then(() => void (this.#readyWon = true)), timer])
-      : timer);
-    stop.abort(WAIT_OVER); // a reason: abort() alone builds a DOMException with a stack
+    await backpressure.wait(strategy);
     this.#enter(Phase.Process);
-    const bound = this.#paused ? this.#pausedBackoffMs : this.#maxBackoffMs;
-    this.#backoff = Math.min(this.#backoff * 2, Math.max(bound, MIN_BACKOFF_MS));
-    if (this.#paused || this.#consumer.rebalancePending?.() === true) {
+    if (backpressure.paused || this.#consumer.rebalancePending?.() === true) {
       // Keep group membership alive and let rebalances through while paused; a rebalance
       // is let through at once (its onRevoke drops what is carried of revoked partitions).
       const batch = await this.#consumer.poll(0);
       if (batch.length > 0) {
-        if (this.#paused) {
+        if (backpressure.paused) {
           throw new InvalidStateError(
             "the consumer returned messages from paused partitions; this is a backend bug",
           );
@@ -873,27 +535,9 @@ export class StreamProcessor<T> {
         // messages follow what is still carried of them (a partition read again from an
         // earlier offset had its carried messages dropped by the rewind), so they queue up
         // behind it, in order. At most one poll's worth, once per rebalance.
-        this.stats.messagesPolled += batch.length;
-        this.#meter?.sample(batch);
-        this.#dlq?.record(batch);
-        this.#carried = this.#carried === undefined
-          ? batch
-          : [...this.#carried.slice(this.#carriedIndex), ...batch];
-        this.#carriedIndex = 0;
+        this.#received(batch);
+        this.#carried.append(batch);
       }
-    }
-  }
-
-  #endBackpressure(): void {
-    if (this.#bpStart === undefined) return;
-    this.stats.backpressureMs += this.#clock.now() - this.#bpStart;
-    this.#bpStart = undefined;
-    this.#progressSinceWait = true;
-    if (this.#paused) {
-      this.#paused = false;
-      const assigned = [...this.#consumer.tell().keys()];
-      if (assigned.length > 0) this.#consumer.resume(assigned);
-      this.stats.resumes++;
     }
   }
 
@@ -908,7 +552,7 @@ export class StreamProcessor<T> {
       for (const [p, o] of partitions) this.#pipelineStart.set(p, o);
       this.#policy.start(partitions);
       // Paused for backpressure: the new partitions wait with the others.
-      if (this.#paused && partitions.size > 0) this.#consumer.pause([...partitions.keys()]);
+      this.#backpressure.assigned(partitions);
       this.#strategy.addPartitions?.(partitions);
       this.#rebalancingSince = undefined;
       return;
@@ -917,7 +561,7 @@ export class StreamProcessor<T> {
       await this.#closeStrategy();
       this.#rewindUnfinished(this.#consumer.tell().keys(), current);
     }
-    this.#resetBackpressureState();
+    this.#backpressure.end();
     this.#policy.start(current);
     this.#createStrategy(current);
   }
@@ -925,13 +569,7 @@ export class StreamProcessor<T> {
   /** Builds the pipeline for `partitions` (partition → next offset to read). */
   #createStrategy(partitions: Map<Partition, number>): void {
     const start = new Map(partitions);
-    const carried = this.#carried;
-    if (carried !== undefined) {
-      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
-        const m = carried[i];
-        if (start.has(m.partition)) start.set(m.partition, m.offset);
-      }
-    }
+    for (const [p, o] of this.#carried.firstOffsets()) if (start.has(p)) start.set(p, o);
     this.#pipelineStart = start;
     this.#strategy = withStepMetrics(
       this.#series,
@@ -949,32 +587,20 @@ export class StreamProcessor<T> {
    */
   #rewindUnfinished(kept: Iterable<Partition>, partitions?: Map<Partition, number>): void {
     const positions = this.#consumer.tell();
-    const carried = this.#carried;
-    const firstCarried = new Map<Partition, number>();
-    if (carried !== undefined) {
-      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
-        firstCarried.set(carried[i].partition, carried[i].offset);
-      }
-    }
+    const firstCarried = this.#carried.firstOffsets();
     const rewind = new Map<Partition, number>();
     for (const p of kept) {
       const start = this.#pipelineStart.get(p);
       const position = positions.get(p);
       if (start === undefined || position === undefined) continue;
       const accepted = firstCarried.get(p) ?? position;
-      let finished = Math.max(start, this.#dirty.get(p) ?? -1, this.#staged.get(p) ?? -1);
-      const blocked = this.#blocked.get(p);
-      if (blocked !== undefined && blocked.length > 0) finished = Math.min(finished, blocked[0]);
+      const finished = this.#ledger.finished(p, start);
       if (finished < accepted) rewind.set(p, finished);
     }
     if (rewind.size === 0) return;
     this.#consumer.seek(rewind);
     for (const [p, o] of rewind) partitions?.set(p, o);
-    if (carried !== undefined) {
-      const keep = carried.slice(this.#carriedIndex).filter((m) => !rewind.has(m.partition));
-      this.#carried = keep.length > 0 ? keep : undefined;
-      this.#carriedIndex = 0;
-    }
+    this.#carried.drop(rewind);
     console.warn(
       `sluice: the pipeline closed for an assignment change did not finish its work on ${
         [...rewind].map(([p, o]) => `${p} (from ${o})`).join(", ")
@@ -1006,12 +632,8 @@ export class StreamProcessor<T> {
     const closed = this.#strategy !== undefined;
     if (closed) await this.#closeStrategy(joinTimeoutMs);
     // Messages of revoked partitions are re-read by their next owner from the commit point.
-    if (this.#carried !== undefined) {
-      const keep = this.#carried.slice(this.#carriedIndex).filter((m) => !revoked.has(m.partition));
-      this.#carried = keep.length > 0 ? keep : undefined;
-      this.#carriedIndex = 0;
-    }
-    this.#resetBackpressureState();
+    this.#carried.drop(revoked);
+    this.#backpressure.end();
     this.#forgetRevoked(revoked, partitions);
     if (this.#stopping) return;
     const remaining = this.#consumer.tell();
@@ -1025,9 +647,7 @@ export class StreamProcessor<T> {
   /** Drops all state of revoked partitions (their next owner reads from the commit point). */
   #forgetRevoked(revoked: ReadonlySet<Partition>, partitions: readonly Partition[]): void {
     for (const p of revoked) {
-      this.#dirty.delete(p);
-      this.#staged.delete(p);
-      this.#blocked.delete(p);
+      this.#ledger.forget(p);
       if (this.#factory.incremental === true) this.#pipelineStart.delete(p);
     }
     this.#dlq?.forget(revoked);
@@ -1051,23 +671,17 @@ export class StreamProcessor<T> {
       const position = positions.get(p);
       if (position !== undefined) accepted.set(p, position);
     }
-    const carried = this.#carried;
-    if (carried !== undefined) {
-      for (let i = carried.length - 1; i >= this.#carriedIndex; i--) {
-        if (revoked.has(carried[i].partition)) {
-          accepted.set(carried[i].partition, carried[i].offset);
-        }
-      }
-      const keep = carried.slice(this.#carriedIndex).filter((m) => !revoked.has(m.partition));
-      this.#carried = keep.length > 0 ? keep : undefined;
-      this.#carriedIndex = 0;
-      if (this.#carried === undefined) this.#endBackpressure();
-    }
+    for (const [p, o] of this.#carried.firstOffsets()) if (revoked.has(p)) accepted.set(p, o);
+    this.#carried.drop(revoked);
+    if (this.#carried.empty) this.#backpressure.end();
     strategy.removePartitions?.([...revoked]);
     const phase = this.#phase;
     this.#enter(Phase.Join);
     const deadline = this.#clock.now() + this.#joinTimeoutMs;
-    let backoff = MIN_BACKOFF_MS;
+    // Its own distrust of `ready` (see RoomWait): a `ready` that resolves at once while the
+    // carried messages are refused must not make this loop spin.
+    const room = new RoomWait();
+    let backoff = DRAIN_MIN_BACKOFF_MS;
     try {
       let submitting = true;
       for (;;) {
@@ -1077,48 +691,31 @@ export class StreamProcessor<T> {
           if (!(e instanceof InvalidMessage)) throw e;
           await this.#onInvalid(e);
         }
-        if (submitting) submitting = this.#submitCarriedWhileDraining(strategy);
+        if (submitting) {
+          const before = this.#carried.count;
+          submitting = this.#submitCarriedWhileDraining(strategy);
+          if (this.#carried.count < before) room.progressed();
+        }
         if (this.#revokedWorkDone(accepted)) break;
         const left = deadline - this.#clock.now();
         if (left <= 0) return false;
         // Wait a little (and for room, when carried messages wait for it): the pipeline's
         // own timers and promises finish its work meanwhile.
-        const stop = new AbortController();
-        const sleep = this.#clock.sleep(Math.min(backoff, left), stop.signal);
-        await (this.#carried !== undefined && submitting
-          ? Promise.race([strategy.ready, sleep])
-          : sleep);
-        stop.abort(WAIT_OVER);
+        const waitForRoom = !this.#carried.empty && submitting;
+        await room.wait(this.#clock, Math.min(backoff, left), waitForRoom ? strategy : undefined);
         backoff = Math.min(backoff * 2, DRAIN_MAX_BACKOFF_MS);
       }
     } finally {
       this.#enter(phase);
     }
-    await this.#dlq?.flush();
-    const incomplete = this.stats.commitsIncomplete;
-    await this.#flushCommits();
-    if (this.stats.commitsIncomplete > incomplete) {
-      console.warn(
-        `sluice: the final commit before giving back ${
-          [...revoked].map(String).join(", ")
-        } did not go through; that work will be read again by the partitions' next owner: ` +
-          "duplicates, not loss",
-      );
-    }
+    await this.#finalCommit(`giving back ${[...revoked].map(String).join(", ")}`);
     return true;
   }
 
   /** Whether every revoked partition's accepted work is committed (or ready to be). */
   #revokedWorkDone(accepted: ReadonlyMap<Partition, number>): boolean {
     for (const [p, a] of accepted) {
-      let finished = Math.max(
-        this.#pipelineStart.get(p) ?? -1,
-        this.#dirty.get(p) ?? -1,
-        this.#staged.get(p) ?? -1,
-      );
-      const blocked = this.#blocked.get(p);
-      if (blocked !== undefined && blocked.length > 0) finished = Math.min(finished, blocked[0]);
-      if (finished < a) return false;
+      if (this.#ledger.finished(p, this.#pipelineStart.get(p)) < a) return false;
     }
     return true;
   }
@@ -1129,43 +726,12 @@ export class StreamProcessor<T> {
    * other than backpressure: the loop handles it after the revoke.
    */
   #submitCarriedWhileDraining(strategy: ProcessingStrategy<T>): boolean {
-    const carried = this.#carried;
-    if (carried === undefined) return true;
-    let i = this.#carriedIndex;
-    let ok = true;
-    try {
-      if (strategy.submitMany !== undefined) i = strategy.submitMany(carried, i);
-      else for (; i < carried.length; i++) strategy.submit(carried[i]);
-    } catch (e) {
-      if (!(e instanceof MessageRejected) && !(e instanceof InvalidMessage)) throw e;
-      ok = e instanceof MessageRejected;
-    }
-    this.stats.messagesSubmitted += i - this.#carriedIndex;
-    if (i > this.#carriedIndex) this.#progressSinceWait = true;
-    this.#carriedIndex = i;
-    if (i >= carried.length) {
-      this.#carried = undefined;
-      this.#carriedIndex = 0;
-      this.#endBackpressure();
-    }
-    return ok;
-  }
-
-  #resetBackpressureState(): void {
-    if (this.#bpStart !== undefined) {
-      this.stats.backpressureMs += this.#clock.now() - this.#bpStart;
-      this.#bpStart = undefined;
-    }
-    if (this.#paused) {
-      // Partitions that stay assigned (an incremental revoke) must not stay paused.
-      this.#paused = false;
-      const assigned = [...this.#consumer.tell().keys()];
-      try {
-        if (assigned.length > 0) this.#consumer.resume(assigned);
-        this.stats.resumes++;
-      } catch { /* the backend already reset its pause state with the assignment */ }
-    }
-    this.#progressSinceWait = true;
+    if (this.#carried.empty) return true;
+    const refused = this.#submitCarried(strategy);
+    if (this.#carried.empty) this.#backpressure.end();
+    if (refused === undefined || refused instanceof MessageRejected) return true;
+    if (refused instanceof InvalidMessage) return false;
+    throw refused;
   }
 
   /** close → join(timeout) → commit. Invalid messages reported during join are handled. */
@@ -1173,7 +739,7 @@ export class StreamProcessor<T> {
     const strategy = this.#strategy!;
     this.#strategy = undefined;
     // The held message is no longer waiting on this pipeline: its episode ends here.
-    this.#resetBackpressureState();
+    this.#backpressure.end();
     const phase = this.#phase;
     this.#enter(Phase.Join);
     strategy.close();
@@ -1202,20 +768,25 @@ export class StreamProcessor<T> {
       this.#joining = false;
       this.#joiningStrategy = undefined;
     }
-    // Dead-letter deliveries still in flight must land before the final commit (or fail it).
+    await this.#finalCommit(this.#stopping ? "shutdown" : "giving partitions back");
+    this.#enter(phase);
+  }
+
+  /**
+   * The final commit before partitions are given back or the processor stops: dead-letter
+   * deliveries still in flight land first (or fail it); a commit that does not go through
+   * is reported (that work is read again by the next owner: duplicates, not loss).
+   */
+  async #finalCommit(before: string): Promise<void> {
     await this.#dlq?.flush();
     const incomplete = this.stats.commitsIncomplete;
-    await this.#flushCommits();
+    await this.#committer.flush();
     if (this.stats.commitsIncomplete > incomplete) {
-      const left = [...this.#dirty].map(([p, o]) => `${p}@${o}`).join(", ");
       console.warn(
-        `sluice: the final commit before ${
-          this.#stopping ? "shutdown" : "giving partitions back"
-        } did not go through (${left}); that work will be read again by the partitions' ` +
-          "next owner: duplicates, not loss",
+        `sluice: the final commit before ${before} did not go through (${this.#ledger.describeDirty()}); ` +
+          "that work will be read again by the partitions' next owner: duplicates, not loss",
       );
     }
-    this.#enter(phase);
   }
 
   async #shutdown(): Promise<void> {
@@ -1234,7 +805,7 @@ export class StreamProcessor<T> {
     } catch { /* already failing */ }
     try {
       // Offsets staged so far cover finished work only; committing them saves replays.
-      if (this.#commitError === undefined) await this.#flushCommits();
+      if (this.#committer.error === undefined) await this.#committer.flush();
     } catch { /* the original error matters more */ }
     try {
       await this.#consumer.close();
@@ -1256,56 +827,28 @@ export class StreamProcessor<T> {
   #describe(): string {
     const assigned = [...this.#consumer.tell().keys()].map(String).join(", ") || "none";
     return `${PHASE_DESCRIPTIONS[this.#phase]} (iteration ${this.stats.iterations}, ` +
-      `${this.carriedCount} message(s) held, paused: ${this.#paused}, assigned: ${assigned})`;
-  }
-
-  #onStuck(stuckForMs: number, doing: string): void {
-    if (this.#meter !== undefined) this.#meter.stuck++;
-    console.warn(
-      `sluice: the stream processor loop has not advanced for ${stuckForMs} ms; it is ${doing}. ` +
-        `A consumer call, commit or pipeline join that never settles keeps it there.`,
-    );
-  }
-
-  /** Logs a status line every `statusLogMs` until the returned function is called. */
-  #startStatusLog(): () => void {
-    const every = this.#statusLogMs;
-    if (every === undefined || every <= 0) return () => {};
-    const stop = new AbortController();
-    (async () => {
-      while (!stop.signal.aborted) {
-        await this.#clock.sleep(every, stop.signal);
-        if (stop.signal.aborted) return;
-        console.log(renderStatusLine(this.status()));
-      }
-    })().catch(() => {/* aborted */});
-    return () => stop.abort(WAIT_OVER);
+      `${this.carriedCount} message(s) held, paused: ${this.paused}, assigned: ${assigned})`;
   }
 
   /**
-   * SIGINT/SIGTERM: the first shuts down gracefully, saying what is drained and until
-   * when; a second stops at once (nothing more is committed). Returns true when the
-   * process must exit now.
+   * SIGINT/SIGTERM during `run()`: the first shuts down gracefully, saying what is drained
+   * and until when; a second stops at once (nothing more is committed).
    */
-  #onSignal(signal: string): boolean {
-    if (++this.#signals === 1) {
-      this.signalShutdown();
-      console.warn(`sluice: ${signal} received, shutting down: ${this.#drainPlan(signal)}`);
-      return false;
-    }
-    console.warn(
-      `sluice: ${signal} again: stopping at once; unfinished work is not committed and will ` +
-        "be read again",
-    );
-    this.#terminated = true;
-    try {
-      (this.#joiningStrategy ?? this.#strategy)?.terminate();
-    } catch { /* stopping anyway */ }
-    return true;
+  #installSignals(): () => void {
+    return handleShutdownSignals({
+      shutdown: () => this.signalShutdown(),
+      plan: () => this.#drainPlan(),
+      stopNow: () => {
+        this.#committer.stop();
+        try {
+          (this.#joiningStrategy ?? this.#strategy)?.terminate();
+        } catch { /* stopping anyway */ }
+      },
+    });
   }
 
   /** What a graceful shutdown will do now, in one sentence. */
-  #drainPlan(signal: string): string {
+  #drainPlan(): string {
     const assigned = [...this.#consumer.tell().keys()];
     const shown = assigned.slice(0, 8).map(String).join(", ") +
       (assigned.length > 8 ? `, +${assigned.length - 8} more` : "");
@@ -1314,37 +857,6 @@ export class StreamProcessor<T> {
       ? "no pipeline to drain (no partition assigned)"
       : `draining the pipeline of ${assigned.length} partition(s) (${shown}) and committing ` +
         `its finished work, for at most ${this.#joinTimeoutMs} ms (joinTimeoutMs)`) +
-      (held > 0 ? `; ${held} polled message(s) not in the pipeline yet will be read again` : "") +
-      `. Send ${signal} again to stop at once without committing unfinished work.`;
+      (held > 0 ? `; ${held} polled message(s) not in the pipeline yet will be read again` : "");
   }
-
-  #installSignals(): () => void {
-    return onShutdownSignals((s) => {
-      if (this.#onSignal(s)) exitProcess(s === "SIGINT" ? 130 : 143);
-    });
-  }
-}
-
-/**
- * Where every copy of `@opentelemetry/api` 1.x keeps its globals (`metrics.setGlobalMeterProvider`
- * writes the provider there): read directly, so the core needs no OpenTelemetry code at run time.
- */
-const OTEL_API_GLOBAL = Symbol.for("opentelemetry.js.api.1");
-
-/** The global MeterProvider, if one was registered (`metrics.setGlobalMeterProvider`). */
-function globalMeterProvider(): MeterProviderLike | undefined {
-  const api = (globalThis as Record<symbol, { metrics?: unknown } | undefined>)[OTEL_API_GLOBAL];
-  const provider = api?.metrics as Partial<MeterProviderLike> | undefined;
-  return typeof provider?.getMeter === "function" ? provider as MeterProviderLike : undefined;
-}
-
-/** `messaging.*` attributes from what the consumer says about itself. */
-function consumerAttributes(consumer: Consumer<unknown>): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (typeof consumer.messagingSystem === "string") {
-    out["messaging.system"] = consumer.messagingSystem;
-  }
-  if (typeof consumer.group === "string") out["messaging.consumer.group.name"] = consumer.group;
-  if (typeof consumer.clientId === "string") out["messaging.client.id"] = consumer.clientId;
-  return out;
 }

@@ -29,22 +29,12 @@ import {
 import { StreamProcessor, type StreamProcessorOptions } from "../../processing/processor.ts";
 import type { Commit, ProcessingStrategy } from "../../strategies/abstract.ts";
 import { CommitOffsets } from "../../strategies/commit_offsets.ts";
-import { Decode, JSON_CODEC } from "../../strategies/decode.ts";
 import { RunTask } from "../../strategies/run_task.ts";
 import { RunTaskAsync } from "../../strategies/run_task_async.ts";
-import {
-  BrokerValue,
-  InvalidMessage,
-  Message,
-  Partition,
-  StepError,
-  type Topic,
-  Value,
-} from "../../types.ts";
+import { BrokerValue, InvalidMessage, type Message, Partition, type Topic } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
-import { DlqRunner } from "../../processing/dlq.ts";
-import { strategyContract } from "../_support/contract.ts";
-import { pollError, tick, waitFor } from "../_support/helpers.ts";
+import { DlqRunner } from "../../processing/_dlq_runner.ts";
+import { tick, waitFor } from "../_support/helpers.ts";
 
 /** A DLQ producer whose deliveries can be held, failed or hung on demand. */
 class TestProducer<P> implements Producer<P> {
@@ -193,32 +183,6 @@ Deno.test("commits move past an invalid message only once its DLQ delivery is co
   assertEquals((await dlqContents(env)).map((r) => r.value), ["bad"]);
 });
 
-Deno.test("Decode: payloads that fail to decode become InvalidMessage and are dead-lettered", async () => {
-  const env = setup(['{"n":1}', "{not json", '{"n":2}', "", '{"n":3}']);
-  const sums: number[] = [];
-  const p = makeProcessor(env, (commit) =>
-    new Decode(
-      (raw: string) => JSON_CODEC.decode(raw) as { n: number },
-      new RunTask((m) => sums.push(m.payload.n), new CommitOffsets(commit)),
-    ));
-  await runUntil(p, () => committed(env) === 5, "everything committed");
-  assertEquals(sums, [1, 2, 3]);
-  const dlq = await dlqContents(env);
-  assertEquals(dlq.map((r) => r.value), ["{not json", ""]);
-  assertStringIncludes(dlq[0].headers[DLQ_HEADERS.reason], "decode failed");
-  assertEquals(dlq[0].headers[DLQ_HEADERS.step], "decode");
-});
-
-Deno.test("Decode: works with a codec object and UTF-8 bytes; bad UTF-8 is invalid", () => {
-  assertEquals(JSON_CODEC.decode(new TextEncoder().encode('{"a":[1]}')), { a: [1] });
-  assertThrows(() => JSON_CODEC.decode(new Uint8Array([0xff, 0xfe])));
-  assertThrows(
-    () => new Decode(42 as never, new CommitOffsets(() => {})),
-    ConfigurationError,
-    "codec",
-  );
-});
-
 Deno.test("limit maxConsecutiveInvalid stops the consumer and commits nothing past the culprit", async () => {
   const env = setup(["a", "bad-1", "bad-2", "bad-3", "b", "c"]);
   const processed: string[] = [];
@@ -333,6 +297,24 @@ Deno.test("shutdown with a failing DLQ rejects and commits nothing past the mess
   for (const h of env.producer.held.splice(0)) h.reject(new Error("leader not available"));
   await assertRejects(() => running, DlqDeliveryError, "leader not available");
   assertEquals(committed(env), 2);
+});
+
+Deno.test("run({ untilCaughtUp: true }) with a DLQ delivery in flight ends only once it landed, committed past it", async () => {
+  const env = setup(["a", "bad", "b", "c"]);
+  env.producer.mode = "hold";
+  const processed: string[] = [];
+  const p = makeProcessor(env, rejectBad(processed));
+  let ended = false;
+  const running = p.run({ untilCaughtUp: true }).finally(() => (ended = true));
+  await waitFor(() => env.producer.held.length === 1, "delivery in flight");
+  await waitFor(() => processed.length === 3, "the valid messages processed");
+  for (let i = 0; i < 10; i++) await tick();
+  assertEquals(ended, false, "caught up, but the invalid message went nowhere yet");
+  assertEquals(committed(env), 1, "nothing committed past the message in flight");
+  env.producer.release();
+  await running;
+  assertEquals(committed(env), 4);
+  assertEquals((await dlqContents(env)).map((r) => r.value), ["bad"]);
 });
 
 Deno.test("in-flight DLQ deliveries are bounded: the processor waits at maxInFlight", async () => {
@@ -687,26 +669,6 @@ Deno.test("the DLQ works the same with metrics enabled (steps wrapped by the met
 });
 
 // Decode is a strategy like any other: it obeys the strategy contract.
-strategyContract<number>({
-  name: "Decode",
-  make: ({ next, highWaterMark, clock }) =>
-    new Decode((raw: number) => raw * 2, next, { highWaterMark, clock }),
-});
-
-Deno.test("Decode: a batched value that fails to decode fails the step (it cannot be dead-lettered)", async () => {
-  const p0 = Partition.of(`decode-${crypto.randomUUID()}`, 0);
-  const step = new Decode(
-    (raw: string) => JSON_CODEC.decode(raw),
-    new CommitOffsets(() => {}),
-    { name: "decode-batch" },
-  );
-  step.submit(new Message(new Value("{oops", new Map([[p0, 3]]))));
-  const error = await pollError(step, "the failure");
-  assertInstanceOf(error, StepError);
-  assertStringIncludes((error as StepError).message, "decode-batch");
-  step.terminate();
-});
-
 // Regression: an InvalidMessage surfacing from `next.join()` inside `StreamStep.join` must
 // not leave the downstream step undrained when the processor retries `join()`.
 Deno.test({

@@ -25,7 +25,13 @@ function gate(): Gate {
 }
 
 /** Payload = partition * 1000 + offset. */
-function setup(options: { incremental: boolean; joinTimeoutMs?: number; perPartition?: number }) {
+function setup(options: {
+  incremental: boolean;
+  joinTimeoutMs?: number;
+  perPartition?: number;
+  /** The head's `ready` resolves at once even when `submit` rejects (a pipeline that lies). */
+  lyingReady?: boolean;
+}) {
   const clock = new ManualClock(1_000_000);
   const broker = new LocalBroker<number>({ clock, rebalance: "cooperative", sessionTimeoutMs: 0 });
   const topic = broker.createTopic("t", 4);
@@ -35,7 +41,13 @@ function setup(options: { incremental: boolean; joinTimeoutMs?: number; perParti
   }
   const gates = new Map<number, Gate>();
   const processed: number[] = [];
-  const counts = { creates: 0, closes: 0, added: [] as string[][], removed: [] as string[][] };
+  const counts = {
+    creates: 0,
+    closes: 0,
+    submits: 0,
+    added: [] as string[][],
+    removed: [] as string[][],
+  };
   const factory: ProcessingStrategyFactory<number> = {
     incremental: options.incremental,
     createWithPartitions: (commit) => {
@@ -51,7 +63,12 @@ function setup(options: { incremental: boolean; joinTimeoutMs?: number; perParti
         { clock, concurrency: 16, highWaterMark: 64 },
       );
       const head: ProcessingStrategy<number> = {
-        submit: (m) => inner.submit(m),
+        submit: (m) => {
+          counts.submits++;
+          // A loop that spins on a lying `ready` never yields: stop it instead of hanging.
+          if (options.lyingReady && counts.submits > 5_000) throw new Error("spinning");
+          inner.submit(m);
+        },
         poll: () => inner.poll(),
         close: () => {
           counts.closes++;
@@ -60,7 +77,7 @@ function setup(options: { incremental: boolean; joinTimeoutMs?: number; perParti
         join: (t) => inner.join(t),
         terminate: () => inner.terminate(),
         get ready() {
-          return inner.ready;
+          return options.lyingReady ? Promise.resolve() : inner.ready;
         },
         addPartitions: (ps) => void counts.added.push([...ps.keys()].map(String)),
         removePartitions: (ps) => void counts.removed.push(ps.map(String)),
@@ -287,4 +304,43 @@ Deno.test("incremental revoke while a kept partition's messages are carried unde
     const done = processed.filter((x) => Math.floor(x / 1000) === part).map((x) => x % 1000);
     for (let o = 0; o < c; o++) assert(done.includes(o), `p${part}@${o} committed unprocessed`);
   }
+});
+
+Deno.test("incremental revoke draining under backpressure does not spin on a `ready` that resolves while nothing can be submitted", async () => {
+  const { clock, broker, gates, counts, processor, p } = setup({
+    incremental: true,
+    perPartition: 10,
+    lyingReady: true,
+  });
+  // p2's message 5 is held: p2's accepted work cannot finish, and the pipeline (in order)
+  // fills up behind it once more messages of the kept partitions p0 and p1 come.
+  const held = gate();
+  gates.set(2005, held);
+  await runUntil(clock, processor, () => processor.stats.messagesSubmitted === 40, "first 40");
+  for (let i = 10; i < 110; i++) {
+    broker.produce(p(0), i);
+    broker.produce(p(1), 1000 + i);
+  }
+  // Paused: the backpressured loop polls the consumer (keep-alive), so the revoke comes while
+  // messages of the kept partitions are carried, and the drain retries them.
+  await runUntil(clock, processor, () => processor.paused, "paused under backpressure");
+  const b = broker.getConsumer("g");
+  b.subscribe(["t"]);
+  await b.poll(0);
+  const before = counts.submits;
+  let failure: unknown;
+  const running = processor.runOnce().catch((e) => void (failure = e));
+  for (let i = 0; i < 30; i++) {
+    await tick();
+    await clock.advance(10);
+  }
+  assertEquals(processor.stats.revocations, 1, "the revoke is draining");
+  held.open();
+  assert(await settle(clock, running, 200), "the revoke completes");
+  assertEquals(failure, undefined);
+  // 300 ms of manual time while the revoked work waits: a retry per backoff (1..20 ms), not
+  // one per microtask.
+  const retries = counts.submits - before;
+  assert(retries < 200, `${retries} submit attempts while draining: the loop spins`);
+  assertEquals(broker.committed("g").get(p(2)), 10, "the revoked work committed");
 });
