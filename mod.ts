@@ -31,6 +31,11 @@
  * await processor.run();
  * ```
  *
+ * The dead-letter queue (`DlqPolicy` and its headers) is imported from
+ * `@sluice/sluice/dlq`, the health check step and HTTP server from `@sluice/sluice/health`,
+ * the status view from `@sluice/sluice/status`, and each backend from its own entry
+ * (`./local`, `./kafka`, `./platformatic`, `./stream`).
+ *
  * @module
  */
 export {
@@ -89,20 +94,6 @@ export {
   type RunTaskAsyncOptions,
 } from "./strategies/run_task_async.ts";
 export { Produce, type ProduceOptions } from "./strategies/produce.ts";
-export {
-  DLQ_HEADERS,
-  type DlqCounters,
-  DlqDeliveryError,
-  type DlqFailureMode,
-  type DlqInfo,
-  type DlqLimit,
-  DlqLimitExceeded,
-  DlqMessageMissing,
-  DlqPolicy,
-  type DlqPolicyOptions,
-  type DlqRecord,
-  withDlqHeaders,
-} from "./processing/dlq.ts";
 export { type Codec, Decode, JSON_CODEC } from "./strategies/decode.ts";
 export { type BufferOptions, type BufferProtocol, BufferStep } from "./strategies/buffer.ts";
 export { Reduce, type ReduceOptions } from "./strategies/reduce.ts";
@@ -147,14 +138,6 @@ export {
   TransformStep,
   type TransformStepOptions,
 } from "./strategies/transform.ts";
-export { Healthcheck, type HealthcheckOptions } from "./strategies/healthcheck.ts";
-export {
-  HealthServer,
-  type HealthServerOptions,
-  type HealthSource,
-  type HealthStatus,
-  type PartitionHealth,
-} from "./strategies/health_server.ts";
 export { KeyedConcurrency, type KeyedConcurrencyOptions } from "./strategies/keyed_concurrency.ts";
 export {
   type ConsumerReadable,

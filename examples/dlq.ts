@@ -10,14 +10,12 @@ import {
   CommitOffsets,
   CommitPolicy,
   Decode,
-  DLQ_HEADERS,
-  DlqPolicy,
-  type DlqRecord,
   JSON_CODEC,
   type Message,
   RunTask,
   StreamProcessor,
 } from "../mod.ts";
+import { DLQ_HEADERS, DlqPolicy, type DlqRecord } from "../processing/dlq.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 
 interface Order {

@@ -4,7 +4,8 @@
  * fetches both once while the consumer runs, then shuts down.
  * Run: `deno run -A examples/health.ts`
  */
-import { CommitOffsets, Healthcheck, HealthServer, StreamProcessor } from "../mod.ts";
+import { CommitOffsets, StreamProcessor } from "../mod.ts";
+import { Healthcheck, HealthServer } from "../health.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 
 const broker = new LocalBroker<string>();

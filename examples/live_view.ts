@@ -19,12 +19,12 @@
 import {
   CommitOffsets,
   CommitPolicy,
-  HealthServer,
   type Message,
   RunTask,
   RunTaskAsync,
   StreamProcessor,
 } from "../mod.ts";
+import { HealthServer } from "../health.ts";
 import { LocalBroker } from "../backends/local/mod.ts";
 import { fetchStatus, renderStatus } from "../status.ts";
 

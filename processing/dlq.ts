@@ -20,7 +20,7 @@ import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
  *
  * @example
  * ```ts
- * import { DLQ_HEADERS } from "@sluice/sluice";
+ * import { DLQ_HEADERS } from "@sluice/sluice/dlq";
  * console.log(DLQ_HEADERS.offset); // "sluice-original-offset"
  * ```
  */
@@ -135,7 +135,8 @@ export interface DlqPolicyOptions<T, P> {
  *
  * @example
  * ```ts
- * import { DlqPolicy, type DlqRecord, StreamProcessor } from "@sluice/sluice";
+ * import { StreamProcessor } from "@sluice/sluice";
+ * import { DlqPolicy, type DlqRecord } from "@sluice/sluice/dlq";
  * import { LocalBroker } from "@sluice/sluice/local";
  *
  * const dlqBroker = new LocalBroker<DlqRecord<string>>();
@@ -239,7 +240,7 @@ export class DlqPolicy<T, P = DlqRecord<T>> {
  *
  * @example
  * ```ts
- * import { DlqPolicy, withDlqHeaders } from "@sluice/sluice";
+ * import { DlqPolicy, withDlqHeaders } from "@sluice/sluice/dlq";
  * import { LocalBroker } from "@sluice/sluice/local";
  * type Payload = { value: string; headers?: Record<string, string> };
  * const broker = new LocalBroker<Payload>();

@@ -33,6 +33,8 @@ const NOT_CORE = [
 /** Entry points of the library (and the smoke suite, which every runtime loads). */
 const ENTRY_POINTS = [
   "mod.ts",
+  "health.ts",
+  "processing/dlq.ts",
   "backends/local/mod.ts",
   "backends/kafka/mod.ts",
   "backends/stream.ts",

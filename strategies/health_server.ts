@@ -115,7 +115,7 @@ export interface HealthStatus {
  *
  * @example
  * ```ts
- * import { HealthServer } from "@sluice/sluice";
+ * import { HealthServer } from "@sluice/sluice/health";
  * const server = new HealthServer({ port: 0, livenessTimeoutMs: 10_000 });
  * server.beat();
  * const res = await fetch(`http://127.0.0.1:${server.port}/healthz`);

@@ -38,7 +38,8 @@ export interface HealthcheckOptions extends StepOptions {
  *
  * @example
  * ```ts
- * import { CommitOffsets, Healthcheck } from "@sluice/sluice";
+ * import { CommitOffsets } from "@sluice/sluice";
+ * import { Healthcheck } from "@sluice/sluice/health";
  * const step = new Healthcheck(new CommitOffsets(() => {}), {
  *   file: "/tmp/consumer-health",
  *   intervalMs: 1000,

@@ -8,6 +8,7 @@
  */
 import type * as Sluice from "../../mod.ts";
 import type * as Local from "../../backends/local/mod.ts";
+import type * as Health from "../../health.ts";
 import type * as Stream from "../../backends/stream.ts";
 import type * as Runtime from "../../runtime/mod.ts";
 
@@ -15,6 +16,7 @@ import type * as Runtime from "../../runtime/mod.ts";
 export interface SmokeLibrary {
   sluice: typeof Sluice;
   local: typeof Local;
+  health: typeof Health;
   stream: typeof Stream;
   runtime: typeof Runtime;
   /** Where a health file may be written (Deno, Node, Bun). */
@@ -257,9 +259,9 @@ async function health(lib: SmokeLibrary): Promise<string> {
   const rt = runtime.detectRuntime();
   if (PROCESS_RUNTIMES.includes(rt)) {
     const file = `${lib.tempDir ?? "/tmp"}/sluice-smoke-health-${rt}-${Date.now()}`;
-    const server = new sluice.HealthServer({ port: lib.port ?? 0 });
+    const server = new lib.health.HealthServer({ port: lib.port ?? 0 });
     await server.ready;
-    const step = new sluice.Healthcheck(new sluice.CommitOffsets(() => {}), {
+    const step = new lib.health.Healthcheck(new sluice.CommitOffsets(() => {}), {
       file,
       http: server,
     });
@@ -271,10 +273,10 @@ async function health(lib: SmokeLibrary): Promise<string> {
     expectEqual([res.status, body.status], [200, "ok"], "/readyz after a beat");
     expectEqual(step.touches, 1, "health file touches");
     // A taken port is a ConfigurationError: thrown (Deno, Bun) or from `ready` (Node).
-    const blocker = new sluice.HealthServer({ port: 0 });
+    const blocker = new lib.health.HealthServer({ port: 0 });
     await blocker.ready;
     try {
-      const second = new sluice.HealthServer({ port: blocker.port });
+      const second = new lib.health.HealthServer({ port: blocker.port });
       await second.ready;
       await second.close();
       throw new Error(`a second server listened on the taken port ${blocker.port}`);
@@ -285,9 +287,9 @@ async function health(lib: SmokeLibrary): Promise<string> {
     }
     return `${rt}: /readyz 200 on port ${server.port}, health file written`;
   }
-  const http = unsupported(lib, "http server", () => new sluice.HealthServer({ port: 0 }));
+  const http = unsupported(lib, "http server", () => new lib.health.HealthServer({ port: 0 }));
   unsupported(lib, "health file", () => runtime.writeTextFileSync("/tmp/x", "x"));
-  const step = new sluice.Healthcheck(new sluice.CommitOffsets(() => {}), { file: "/tmp/x" });
+  const step = new lib.health.Healthcheck(new sluice.CommitOffsets(() => {}), { file: "/tmp/x" });
   unsupported(lib, "health file", () => step.poll());
   step.terminate();
   return `${rt}: ${http}`;
