@@ -121,12 +121,8 @@ export {
   type AdaptiveBatchOptions,
   type BatchRecord,
 } from "./strategies/adaptive_batch.ts";
-export {
-  DURATION_BUCKETS_S,
-  METER_NAME,
-  type SeriesAttributes,
-  SluiceMetrics,
-} from "./metrics/otel.ts";
+export { DURATION_BUCKETS_S, METER_NAME, SluiceMetrics } from "./metrics/otel.ts";
+export type { SeriesAttributes } from "./metrics/attributes.ts";
 export {
   type Bottleneck,
   type PartitionStatus,

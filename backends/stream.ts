@@ -1,39 +1,14 @@
 /**
  * A broker-less source: any web `ReadableStream` (a `fetch` body of NDJSON lines, a
- * WebSocket or server-sent-events stream turned into a stream) as a {@link Consumer}, so a
- * {@link StreamProcessor} runs a pipeline over it with its usual semantics:
- *
- * - one partition (`<topic>/0`); positions are sequence numbers (0, 1, 2, ... from `start`);
- * - backpressure reaches the source: it is read only from `poll()`, and the processor does
- *   not poll while the pipeline is full (it pauses instead), so the stream is not pulled;
- * - "committed" means acknowledged to your `onCommit(next)` callback: every sequence number
- *   below `next` was fully processed (or deliberately filtered, or dead-lettered).
- *
- * @example
- * ```ts
- * import { CommitOffsets, RunTask } from "@sluice/sluice";
- * import { processStream } from "@sluice/sluice/stream";
- *
- * const source = ReadableStream.from(["a", "b", "c"]);
- * let acked = 0;
- * await processStream(source, {
- *   factory: {
- *     createWithPartitions: (commit) =>
- *       new RunTask((m) => m.payload.toUpperCase(), new CommitOffsets(commit)),
- *   },
- *   onCommit: (next) => void (acked = next),
- * });
- * console.log(acked); // 3
- * ```
+ * WebSocket or server-sent-events stream turned into a stream) as a {@link Consumer}: one
+ * partition, positions are sequence numbers, the stream is read only from `poll()` (so
+ * backpressure reaches it), and "committed" means acknowledged to `onCommit(next)`. Users
+ * reach it through the `@sluice/sluice/stream` entry (`stream.ts`), usually with
+ * `processStream` (`processing/process_stream.ts`).
  *
  * @module
  */
 import type { AssignmentCallbacks, Consumer } from "./abstract.ts";
-import {
-  type ProcessorStats,
-  StreamProcessor,
-  type StreamProcessorOptions,
-} from "../processing/processor.ts";
 import { BrokerValue, type Committable, Partition, type Topic } from "../types.ts";
 import { ConfigurationError, InvalidStateError, SluiceError } from "../errors.ts";
 import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
@@ -346,68 +321,6 @@ export class StreamConsumer<T> implements Consumer<T> {
       }
     }
   }
-}
-
-/** Options of {@link processStream}: the processor's, without consumer and topics. */
-export interface ProcessStreamOptions<T>
-  extends
-    Omit<StreamProcessorOptions<T>, "consumer" | "topics">,
-    Omit<StreamConsumerOptions, "onCommit"> {
-  /** Called with the next sequence number once everything below it was processed. */
-  onCommit(next: number): void | Promise<void>;
-}
-
-/**
- * Runs a pipeline over `source` until the stream ends and everything was processed and
- * acknowledged (or `signal` aborts), then returns the processor's stats. Signals are not
- * handled unless `handleSignals` is given: an edge function's stream is not the process.
- *
- * @example
- * ```ts
- * import { CommitOffsets, FilterStep } from "@sluice/sluice";
- * import { lines, processStream } from "@sluice/sluice/stream";
- *
- * const body = new Response('{"n":1}\n{"n":2}\n').body!;
- * let acked = 0;
- * const stats = await processStream(lines(body), {
- *   factory: {
- *     createWithPartitions: (commit) =>
- *       new FilterStep((m) => JSON.parse(m.payload).n > 1, new CommitOffsets(commit)),
- *   },
- *   onCommit: (next) => void (acked = next),
- * });
- * console.log(acked, stats.messagesPolled); // 2 2
- * ```
- */
-export async function processStream<T>(
-  source: ReadableStream<T>,
-  options: ProcessStreamOptions<T> & { signal?: AbortSignal },
-): Promise<ProcessorStats> {
-  const { onCommit, topic, start, maxPollRecords, cancelOnClose, signal, ...rest } = options;
-  const consumer = new StreamConsumer(source, {
-    onCommit,
-    topic,
-    start,
-    maxPollRecords,
-    cancelOnClose,
-  });
-  const processor = new StreamProcessor<T>({
-    ...rest,
-    handleSignals: rest.handleSignals ?? false,
-    consumer,
-    topics: [consumer.topic],
-  });
-  const stop = () => processor.signalShutdown();
-  signal?.addEventListener("abort", stop, { once: true });
-  if (signal?.aborted) stop();
-  // A failed read is thrown by the next poll: run() rejects with it.
-  consumer.done.then(stop, () => {});
-  try {
-    await processor.run();
-  } finally {
-    signal?.removeEventListener("abort", stop);
-  }
-  return processor.stats;
 }
 
 /**

@@ -10,7 +10,7 @@ import type { Attributes } from "@opentelemetry/api";
 import type { Clock } from "../clock.ts";
 import type { Committable, Partition } from "../types.ts";
 import type { HistogramBuffer } from "./buffer.ts";
-import type { SeriesAttributes } from "./otel.ts";
+import type { SeriesAttributes } from "./attributes.ts";
 
 /**
  * What the processor loop is doing; time is accounted to the current phase. The processor's

@@ -17,13 +17,8 @@ export {
   type TimestampedOffset,
 } from "./consumer.ts";
 export { EpisodeStats, EpisodeTracker } from "./episode.ts";
-export {
-  DURATION_BUCKETS_S,
-  METER_NAME,
-  MetricSeries,
-  type SeriesAttributes,
-  SluiceMetrics,
-} from "./otel.ts";
+export { DURATION_BUCKETS_S, METER_NAME, MetricSeries, SluiceMetrics } from "./otel.ts";
+export type { SeriesAttributes } from "./attributes.ts";
 export {
   type Bottleneck,
   BOTTLENECK_SHARE,

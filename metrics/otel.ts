@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { SeriesAttributes } from "./attributes.ts";
 import type {
   Attributes,
   Histogram,
@@ -353,21 +354,6 @@ type ObservedName = Exclude<Extract<Row, { kind: "counter" | "gauge" }>, { total
 ];
 
 type Observe = (result: ObservableResult) => void;
-
-/**
- * Attributes of one series of Sluice's metrics, e.g.
- * `{ "messaging.system": "kafka", "messaging.consumer.group.name": "orders" }`; a
- * processor's `metricAttributes` add to them.
- *
- * @example
- * ```ts
- * import type { SeriesAttributes, StreamProcessorOptions } from "@sluice/sluice";
- * // Two processors of one group in one process, kept apart in the metrics:
- * const metricAttributes: SeriesAttributes = { worker: "a" };
- * const options: Partial<StreamProcessorOptions<string>> = { metricAttributes };
- * ```
- */
-export type SeriesAttributes = Readonly<Record<string, string | number | boolean>>;
 
 /**
  * One series of Sluice's metrics: the steps and processors that share one set of

@@ -9,7 +9,7 @@ import type { Clock } from "../clock.ts";
 import type { Consumer } from "../backends/abstract.ts";
 import type { CommitPolicy } from "./commit_policy.ts";
 import type { DlqCounters, DlqPolicy } from "./dlq.ts";
-import type { SeriesAttributes } from "../metrics/otel.ts";
+import type { SeriesAttributes } from "../metrics/attributes.ts";
 import type { ProcessingStrategyFactory } from "../strategies/abstract.ts";
 import type { Topic } from "../types.ts";
 import { ConfigurationError } from "../errors.ts";

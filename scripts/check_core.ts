@@ -37,6 +37,7 @@ const ENTRY_POINTS = [
   "processing/dlq.ts",
   "backends/local/mod.ts",
   "backends/kafka/mod.ts",
+  "stream.ts",
   "backends/stream.ts",
   "runtime/mod.ts",
   "strategies/workers/_runtime.ts",

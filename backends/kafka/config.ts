@@ -14,7 +14,13 @@ import {
   resolveSasl,
   resolveTls,
 } from "./security.ts";
-import { checkOptionKeys, resolveKafkajs } from "./option_keys.ts";
+import {
+  checkOptionKeys,
+  type CLIENT_KEYS,
+  type CONSUMER_KEYS,
+  type PRODUCER_KEYS,
+  resolveKafkajs,
+} from "./option_keys.ts";
 
 /** How much kafkajs logs (to stderr). Default `"error"`. */
 export type KafkaLogLevel = "nothing" | "error" | "warn" | "info" | "debug";
@@ -423,3 +429,16 @@ export function resolveProducerOptions(o: KafkaProducerOptions): ResolvedProduce
     idempotent,
   };
 }
+
+// Compile-time guard: an option added to an interface but not to its list above fails
+// `deno check` here (the list is what unknown keys are checked against).
+type Missing<T, L extends readonly string[]> = Exclude<keyof T, L[number]>;
+const _consumerKeysComplete: [Missing<KafkaConsumerOptions, typeof CONSUMER_KEYS>] extends [never]
+  ? true
+  : Missing<KafkaConsumerOptions, typeof CONSUMER_KEYS> = true;
+const _producerKeysComplete: [Missing<KafkaProducerOptions, typeof PRODUCER_KEYS>] extends [never]
+  ? true
+  : Missing<KafkaProducerOptions, typeof PRODUCER_KEYS> = true;
+const _clientKeysComplete: [Missing<KafkaClientOptions, typeof CLIENT_KEYS>] extends [never] ? true
+  : Missing<KafkaClientOptions, typeof CLIENT_KEYS> = true;
+void _consumerKeysComplete, _producerKeysComplete, _clientKeysComplete;

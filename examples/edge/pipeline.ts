@@ -1,7 +1,7 @@
 // One pipeline, every runtime: deno run / bun this file, node on its build (see docs/runtimes.md).
 import { BatchStep, CommitOffsets, FilterStep, type Message } from "../../mod.ts";
 import { RunTask, RunTaskAsync } from "../../mod.ts";
-import { lines, processStream } from "../../backends/stream.ts";
+import { lines, processStream } from "../../stream.ts";
 import { detectRuntime } from "../../runtime/mod.ts";
 
 const body = [...Array(10)].map((_, i) => JSON.stringify({ amount: i })).join("\n");

@@ -6,7 +6,8 @@ import { CommitOffsets } from "../../strategies/commit_offsets.ts";
 import { RunTask } from "../../strategies/run_task.ts";
 import { RunTaskAsync } from "../../strategies/run_task_async.ts";
 import { Partition } from "../../types.ts";
-import { lines, processStream, StreamConsumer } from "../../backends/stream.ts";
+import { lines, StreamConsumer } from "../../backends/stream.ts";
+import { processStream } from "../../processing/process_stream.ts";
 import { waitFor } from "../_support/helpers.ts";
 
 /** A source of `total` numbers that counts its pulls (highWaterMark 0: no read-ahead of its own). */

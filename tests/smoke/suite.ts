@@ -9,7 +9,7 @@
 import type * as Sluice from "../../mod.ts";
 import type * as Local from "../../backends/local/mod.ts";
 import type * as Health from "../../health.ts";
-import type * as Stream from "../../backends/stream.ts";
+import type * as Stream from "../../stream.ts";
 import type * as Runtime from "../../runtime/mod.ts";
 
 /** The library modules the suite runs against. */

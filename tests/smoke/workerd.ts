@@ -7,7 +7,7 @@
 import * as sluice from "../../mod.ts";
 import * as local from "../../backends/local/mod.ts";
 import * as health from "../../health.ts";
-import * as stream from "../../backends/stream.ts";
+import * as stream from "../../stream.ts";
 import * as runtime from "../../runtime/mod.ts";
 import { runSmoke } from "./suite.ts";
 
