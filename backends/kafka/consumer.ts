@@ -102,6 +102,17 @@ const END_OFFSET_MAX_AGE_MS = 1000;
 
 /**
  * Statistics of a {@link KafkaConsumer}, for tests and diagnostics.
+ *
+ * @example Reading a consumer's counters (nothing connects before the first poll)
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { KafkaConsumer, type KafkaConsumerStats } from "@sluice/sluice/kafka";
+ *
+ * const consumer = new KafkaConsumer({ brokers: "127.0.0.1:9092", group: "g" });
+ * const stats: KafkaConsumerStats = consumer.stats; // live: read it again later
+ * const troubled = stats.crashes + stats.commitsFailed + stats.gapsAccepted > 0;
+ * assertEquals([stats.joins, troubled], [0, false]);
+ * ```
  */
 export interface KafkaConsumerStats {
   /** Group generations joined (GROUP_JOIN events). */
