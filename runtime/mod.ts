@@ -15,10 +15,35 @@
  */
 import { SluiceError } from "../errors.ts";
 
-/** The runtimes Sluice tells apart. */
+/**
+ * The runtimes Sluice tells apart.
+ *
+ * @example Choosing by runtime
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { detectRuntime, type RuntimeName } from "@sluice/sluice/runtime";
+ *
+ * const runtime: RuntimeName = detectRuntime();
+ * const canListen = runtime === "deno" || runtime === "node" || runtime === "bun";
+ * assertEquals([runtime, canListen], ["deno", true]); // under deno test
+ * ```
+ */
 export type RuntimeName = "deno" | "node" | "bun" | "workerd" | "browser" | "unknown";
 
-/** A feature of the runtime layer, as named in {@link UnsupportedRuntimeError}. */
+/**
+ * A feature of the runtime layer, as named in {@link UnsupportedRuntimeError}.
+ *
+ * @example Telling which feature was missing
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { type RuntimeFeature, UnsupportedRuntimeError } from "@sluice/sluice/runtime";
+ *
+ * const missing = (e: unknown): RuntimeFeature | undefined =>
+ *   e instanceof UnsupportedRuntimeError ? e.feature : undefined;
+ * const e = new UnsupportedRuntimeError("workerd", "workers", "use RunTaskAsync");
+ * assertEquals(missing(e), "workers");
+ * ```
+ */
 export type RuntimeFeature = "signals" | "health file" | "http server" | "workers" | "exit";
 
 /**
@@ -135,7 +160,20 @@ export function hasSignals(): boolean {
   return rt === "deno" || rt === "node" || rt === "bun";
 }
 
-/** The process signals Sluice handles: both ask for a graceful shutdown. */
+/**
+ * The process signals Sluice handles: both ask for a graceful shutdown.
+ *
+ * @example An exit code per signal
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { onShutdownSignals, type ShutdownSignal } from "@sluice/sluice/runtime";
+ *
+ * const exitCode = (signal: ShutdownSignal) => signal === "SIGINT" ? 130 : 143;
+ * const remove = onShutdownSignals((signal) => console.error(`${signal}: ${exitCode(signal)}`));
+ * remove();
+ * assertEquals(exitCode("SIGTERM"), 143);
+ * ```
+ */
 export type ShutdownSignal = "SIGINT" | "SIGTERM";
 
 /**
@@ -240,7 +278,21 @@ export function writeTextFileSync(path: string, text: string): void {
   );
 }
 
-/** A running HTTP server of {@link serveHttp}. */
+/**
+ * A running HTTP server of {@link serveHttp}.
+ *
+ * @example Waiting for the server, then closing it
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { type HttpServerHandle, serveHttp } from "@sluice/sluice/runtime";
+ *
+ * const handler = () => new Response("ok");
+ * const server: HttpServerHandle = serveHttp({ hostname: "127.0.0.1", port: 0 }, handler);
+ * await server.ready; // rejects if the port is taken (Node)
+ * assertEquals(server.port > 0, true);
+ * await server.close();
+ * ```
+ */
 export interface HttpServerHandle {
   /** The bound port (under Node, the requested one until `ready` resolves). */
   readonly port: number;
@@ -372,7 +424,23 @@ function serveNode(
   };
 }
 
-/** What {@link createModuleWorker} returns: the part of the Web `Worker` Sluice uses. */
+/**
+ * What {@link createModuleWorker} returns: the part of the Web `Worker` Sluice uses.
+ *
+ * @example A round trip to a worker
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { createModuleWorker, type ModuleWorker } from "@sluice/sluice/runtime";
+ *
+ * const source = "self.onmessage = (e) => self.postMessage(e.data * 2);";
+ * const url = `data:text/javascript,${encodeURIComponent(source)}`;
+ * const worker: ModuleWorker = createModuleWorker(url, "doubler");
+ * const reply = new Promise((resolve) => worker.onmessage = (e) => resolve(e.data));
+ * worker.postMessage(21);
+ * assertEquals(await reply, 42);
+ * worker.terminate();
+ * ```
+ */
 export interface ModuleWorker {
   /** Messages from the worker. */
   onmessage: ((event: MessageEvent) => void) | null;
@@ -454,7 +522,25 @@ function nodeWorker(url: string, name: string): ModuleWorker {
   return worker;
 }
 
-/** The messaging scope of a worker started by {@link createModuleWorker}. */
+/**
+ * The messaging scope of a worker started by {@link createModuleWorker}.
+ *
+ * @example Worker code written against the scope, tried with a stub
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import type { WorkerScope } from "@sluice/sluice/runtime";
+ *
+ * // In the worker module: serve(workerScope()).
+ * function serve(scope: WorkerScope): void {
+ *   scope.onmessage = (e) => scope.postMessage(String(e.data).toUpperCase());
+ * }
+ * const sent: unknown[] = [];
+ * const stub: WorkerScope = { postMessage: (m) => void sent.push(m), onmessage: null };
+ * serve(stub);
+ * stub.onmessage?.(new MessageEvent("message", { data: "hi" }));
+ * assertEquals(sent, ["HI"]);
+ * ```
+ */
 export interface WorkerScope {
   /** Sends `message` to the parent. */
   postMessage(message: unknown): void;
