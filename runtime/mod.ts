@@ -50,11 +50,13 @@ export type RuntimeFeature = "signals" | "health file" | "http server" | "worker
  * The runtime has no such facility. `runtime` and `feature` say which; the message says
  * what to do instead.
  *
- * @example
+ * @example The error names the runtime and the feature
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { UnsupportedRuntimeError } from "@sluice/sluice";
+ *
  * const e = new UnsupportedRuntimeError("browser", "signals", "call signalShutdown() yourself");
- * console.log(e.runtime, e.feature); // browser signals
+ * assertEquals([e.runtime, e.feature], ["browser", "signals"]);
  * ```
  */
 export class UnsupportedRuntimeError extends SluiceError {
@@ -119,10 +121,12 @@ const g = globalThis as unknown as {
 /**
  * The runtime this code runs on.
  *
- * @example
+ * @example Which runtime is this
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { detectRuntime } from "@sluice/sluice/runtime";
- * console.log(detectRuntime()); // "deno" under deno run
+ *
+ * assertEquals(detectRuntime(), "deno"); // under deno run or deno test
  * ```
  */
 export function detectRuntime(): RuntimeName {
@@ -149,7 +153,7 @@ function nodeModule<T>(name: string, runtime: RuntimeName, feature: RuntimeFeatu
 /**
  * True when {@link onShutdownSignals} can install handlers here (Deno, Node, Bun).
  *
- * @example
+ * @example Falling back where there are no signals
  * ```ts
  * import { hasSignals } from "@sluice/sluice/runtime";
  * if (!hasSignals()) console.log("call signalShutdown() from your own event");
@@ -182,7 +186,7 @@ export type ShutdownSignal = "SIGINT" | "SIGTERM";
  * process signals (browsers, edge runtimes): there, call the processor's
  * `signalShutdown()` from your own event (e.g. `pagehide`, a request's abort signal).
  *
- * @example
+ * @example Installing and removing the handlers
  * ```ts
  * import { onShutdownSignals } from "@sluice/sluice/runtime";
  * const remove = onShutdownSignals((signal) => console.log(`${signal}: shutting down`));
@@ -230,7 +234,7 @@ export function onShutdownSignals(handler: (signal: ShutdownSignal) => void): ()
  * {@link UnsupportedRuntimeError} where there is no process to end (browsers, edge
  * runtimes).
  *
- * @example
+ * @example Exiting with a code (ends the process)
  * ```ts ignore
  * import { exitProcess } from "@sluice/sluice/runtime";
  * exitProcess(130); // as after a second Ctrl-C
@@ -253,7 +257,7 @@ export function exitProcess(code: number): never {
  * {@link UnsupportedRuntimeError} where there is no file system (browsers, edge runtimes):
  * there, use a health HTTP endpoint of your host instead of a health file.
  *
- * @example
+ * @example Writing a health file
  * ```ts
  * import { writeTextFileSync } from "@sluice/sluice/runtime";
  * writeTextFileSync("/tmp/sluice-example-health", new Date().toISOString());
@@ -308,13 +312,15 @@ export interface HttpServerHandle {
  * Request bodies are not passed under Node (the health probes need none). Throws an
  * {@link UnsupportedRuntimeError} where a program cannot listen (browsers, edge runtimes).
  *
- * @example
+ * @example Serving a health probe on a free port
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { serveHttp } from "@sluice/sluice/runtime";
+ *
  * const server = serveHttp({ hostname: "127.0.0.1", port: 0 }, () => new Response("ok"));
  * await server.ready;
  * const res = await fetch(`http://127.0.0.1:${server.port}/`);
- * console.log(await res.text()); // ok
+ * assertEquals(await res.text(), "ok");
  * await server.close();
  * ```
  */
@@ -457,7 +463,7 @@ export interface ModuleWorker {
 /**
  * True when {@link createModuleWorker} can start workers here (Deno, Node, Bun, browsers).
  *
- * @example
+ * @example Choosing a strategy by runtime
  * ```ts
  * import { hasWorkers } from "@sluice/sluice/runtime";
  * console.log(hasWorkers() ? "RunTaskInWorkers" : "RunTaskAsync");
@@ -474,7 +480,7 @@ export function hasWorkers(): boolean {
  * with {@link workerScope} as its messaging scope). Throws an {@link UnsupportedRuntimeError}
  * where neither exists (edge runtimes such as workerd).
  *
- * @example
+ * @example Starting a worker from a module file
  * ```ts ignore
  * import { createModuleWorker } from "@sluice/sluice/runtime";
  * const w = createModuleWorker(new URL("./worker.ts", import.meta.url).href, "w0");
@@ -552,7 +558,7 @@ export interface WorkerScope {
  * Inside a worker: the scope to message the parent through (`self` in a Web Worker,
  * `parentPort` under Node's `worker_threads`).
  *
- * @example
+ * @example An echo worker
  * ```ts ignore
  * import { workerScope } from "@sluice/sluice/runtime";
  * const scope = workerScope();
@@ -580,7 +586,7 @@ export function workerScope(): WorkerScope {
  * where there is one; returns false where there is none or it cannot be replaced. The
  * worker side of `RunTaskInWorkers` uses it to announce an exit before it happens.
  *
- * @example
+ * @example Announcing an exit
  * ```ts ignore
  * import { wrapExit } from "@sluice/sluice/runtime";
  * wrapExit((exit) => (code) => {
@@ -611,7 +617,7 @@ export function wrapExit(
  * An environment variable, or undefined where it is unset or the runtime has no
  * environment (browsers, edge runtimes without bindings) or denies access to it.
  *
- * @example
+ * @example An option from the environment with a fallback
  * ```ts
  * import { env } from "@sluice/sluice/runtime";
  * const brokers = env("KAFKA_BROKERS") ?? "127.0.0.1:9092";
@@ -631,7 +637,7 @@ export function env(name: string): string | undefined {
  * The command-line arguments of a script (after the script's own name), or an empty list
  * where the runtime has none (browsers, edge runtimes).
  *
- * @example
+ * @example An optional argument with a default
  * ```ts
  * import { commandLineArgs } from "@sluice/sluice/runtime";
  * const [url = "http://127.0.0.1:8080/status"] = commandLineArgs();
@@ -647,7 +653,7 @@ export function commandLineArgs(): string[] {
  * Sets the exit code the process ends with once it has nothing left to do (Deno, Node,
  * Bun); does nothing where there is no process.
  *
- * @example
+ * @example Ending successfully
  * ```ts
  * import { setExitCode } from "@sluice/sluice/runtime";
  * setExitCode(0);

@@ -157,7 +157,7 @@ export interface KafkaConsumerStats {
  * joins and commits its pipeline) before it gives partitions back to the group.
  * Needs `--allow-net` and `--allow-env` (kafkajs reads a few variables when imported).
  *
- * @example
+ * @example A stream processor on the consumer (needs a broker)
  * ```ts ignore
  * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
  * import { KafkaConsumer, type KafkaPayload } from "@sluice/sluice/kafka";

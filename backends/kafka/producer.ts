@@ -69,7 +69,7 @@ type PartitionerFn = (args: {
  * With `idempotent: true` a retried request never writes a record twice; requests then
  * go one at a time (see {@link KafkaProducerOptions.idempotent}).
  *
- * @example
+ * @example Producing one record (needs a broker)
  * ```ts ignore
  * import { KafkaProducer } from "@sluice/sluice/kafka";
  * import { Topic } from "@sluice/sluice";

@@ -34,8 +34,9 @@ export interface KafkaTlsOptions {
   /** Host name to verify the broker's certificate against (SNI), when it differs from the address. */
   servername?: string;
   /**
-   * Verify the broker's certificate. Default `true`; `false` accepts any certificate
-   * (a man in the middle too): for a throw-away test cluster only.
+   * Verify the broker's certificate. `false` accepts any certificate (a man in the middle
+   * too): for a throw-away test cluster only.
+   * @default true
    */
   rejectUnauthorized?: boolean;
 }

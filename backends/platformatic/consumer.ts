@@ -104,7 +104,7 @@ export interface PlatformaticConsumerStats {
  * 4.x): a rebalance revokes only the partitions that move, and `onRevoke` runs for just
  * those, before they are released. Offsets are never committed automatically.
  *
- * @example
+ * @example A stream processor on the consumer (needs a broker)
  * ```ts ignore
  * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
  * import { PlatformaticConsumer } from "@sluice/sluice/platformatic";
