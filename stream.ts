@@ -9,8 +9,9 @@
  * - "committed" means acknowledged to your `onCommit(next)` callback: every sequence number
  *   below `next` was fully processed (or deliberately filtered, or dead-lettered).
  *
- * @example
+ * @example Upper-casing a stream, acknowledged item by item
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { CommitOffsets, RunTask } from "@sluice/sluice";
  * import { processStream } from "@sluice/sluice/stream";
  *
@@ -23,7 +24,7 @@
  *   },
  *   onCommit: (next) => void (acked = next),
  * });
- * console.log(acked); // 3
+ * assertEquals(acked, 3);
  * ```
  *
  * @module

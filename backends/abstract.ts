@@ -6,7 +6,30 @@
  */
 import type { BrokerValue, Committable, Partition, Topic } from "../types.ts";
 
-/** Callbacks a consumer runs, from inside `poll()`, when its assignment changes. */
+/**
+ * Callbacks a consumer runs, from inside `poll()`, when its assignment changes.
+ *
+ * @example Seeing which partitions a consumer was given
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import type { AssignmentCallbacks } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 2);
+ * const owned = new Set<string>();
+ * const callbacks: AssignmentCallbacks = {
+ *   onAssign: (partitions) => partitions.forEach((_, p) => owned.add(String(p))),
+ *   onRevoke: (partitions) => partitions.forEach((p) => owned.delete(String(p))),
+ * };
+ * const consumer = broker.getConsumer("g");
+ * consumer.subscribe(["events"], callbacks);
+ * await consumer.poll(0); // the assignment happens inside poll()
+ * assertEquals([...owned], ["events/0", "events/1"]);
+ * await consumer.close(); // revokes first
+ * assertEquals(owned.size, 0);
+ * ```
+ */
 export interface AssignmentCallbacks {
   /**
    * Partitions were assigned, each with the offset consumption starts from. The consumer
@@ -25,6 +48,27 @@ export interface AssignmentCallbacks {
  *
  * Offsets everywhere are the *next* offset to read. `stageOffsets` records what may be
  * committed; `commitOffsets` commits everything staged.
+ *
+ * @example Code written against the contract runs on every backend
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import type { Consumer } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * async function readAndCommit<T>(consumer: Consumer<T>, topic: string): Promise<T[]> {
+ *   consumer.subscribe([topic]);
+ *   const batch = await consumer.poll(100);
+ *   for (const m of batch) consumer.stageOffsets(m.committable);
+ *   await consumer.commitOffsets();
+ *   return batch.map((m) => m.payload);
+ * }
+ *
+ * const broker = new LocalBroker<string>();
+ * const topic = broker.createTopic("events", 1);
+ * broker.produce(topic, "a");
+ * assertEquals(await readAndCommit(broker.getConsumer("g"), "events"), ["a"]);
+ * assertEquals(broker.committed("g").get(broker.partitions(topic)[0]), 1);
+ * ```
  */
 export interface Consumer<T> {
   /** Joins the group for `topics`; callbacks fire from inside later `poll()` calls. */
@@ -82,7 +126,31 @@ export interface Consumer<T> {
   rebalancePending?(): boolean;
 }
 
-/** Writes messages to a topic (or a specific partition). */
+/**
+ * Writes messages to a topic (or a specific partition).
+ *
+ * @example Implementing the contract: a producer that keeps what it is given
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { BrokerValue, Partition, type Producer, type Topic } from "@sluice/sluice";
+ *
+ * class MemoryProducer<T> implements Producer<T> {
+ *   readonly sent: T[] = [];
+ *   produce(destination: Topic | Partition, payload: T): Promise<BrokerValue<T>> {
+ *     const p = destination instanceof Partition ? destination : Partition.of(destination, 0);
+ *     const offset = this.sent.push(payload) - 1;
+ *     return Promise.resolve(new BrokerValue(payload, p, offset, Date.now()));
+ *   }
+ *   close(): Promise<void> {
+ *     return Promise.resolve();
+ *   }
+ * }
+ *
+ * const producer = new MemoryProducer<string>();
+ * const delivered = await producer.produce(Partition.of("out", 0), "hi");
+ * assertEquals([delivered.offset, producer.sent], [0, ["hi"]]);
+ * ```
+ */
 export interface Producer<T> {
   /** Sends `payload`; resolves with where it landed once the broker confirmed it. */
   produce(destination: Topic | Partition, payload: T): Promise<BrokerValue<T>>;

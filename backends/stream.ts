@@ -14,7 +14,30 @@ import { ConfigurationError, InvalidStateError, SluiceError } from "../errors.ts
 import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
 import { sleepUnless, systemClock } from "../clock.ts";
 
-/** Options of a {@link StreamConsumer}. */
+/**
+ * Options of a {@link StreamConsumer}.
+ *
+ * @example Resuming a stream at item 100 and acknowledging what was processed
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { StreamConsumer, type StreamConsumerOptions } from "@sluice/sluice/stream";
+ *
+ * const acked: number[] = [];
+ * const options: StreamConsumerOptions = {
+ *   onCommit: (next) => void acked.push(next),
+ *   topic: "clicks",
+ *   start: 100,
+ *   maxPollRecords: 10,
+ * };
+ * const consumer = new StreamConsumer(ReadableStream.from(["a", "b"]), options);
+ * consumer.subscribe([consumer.topic]);
+ * const batch = await consumer.poll(100);
+ * for (const m of batch) consumer.stageOffsets(m.committable);
+ * await consumer.commitOffsets();
+ * assertEquals([batch.map((m) => m.offset), acked], [[100, 101], [102]]);
+ * await consumer.close();
+ * ```
+ */
 export interface StreamConsumerOptions {
   /**
    * Called with the next sequence number to process when everything below it was
@@ -23,13 +46,25 @@ export interface StreamConsumerOptions {
    * numbers.
    */
   onCommit(next: number): void | Promise<void>;
-  /** The topic name the messages carry (partition 0 of it). Default `"stream"`. */
+  /**
+   * The topic name the messages carry (partition 0 of it).
+   * @default "stream"
+   */
   topic?: string;
-  /** The sequence number of the stream's first item (e.g. a resume position). Default 0. */
+  /**
+   * The sequence number of the stream's first item (e.g. a resume position).
+   * @default 0
+   */
   start?: number;
-  /** Most items one `poll()` returns. Default 100. */
+  /**
+   * Most items one `poll()` returns.
+   * @default 100
+   */
   maxPollRecords?: number;
-  /** Stop reading (cancel the stream) when the consumer closes before the stream ended. Default true. */
+  /**
+   * Stop reading (cancel the stream) when the consumer closes before the stream ended.
+   * @default true
+   */
   cancelOnClose?: boolean;
 }
 
@@ -49,13 +84,15 @@ function microtasks(n: number): Promise<typeof PENDING> {
  * `done` resolves once the stream has ended and every item was handed out;
  * {@link processStream} uses it to shut the processor down.
  *
- * @example
+ * @example A stream processor over a stream, shut down when the stream ends
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { CommitOffsets, StreamProcessor } from "@sluice/sluice";
  * import { StreamConsumer } from "@sluice/sluice/stream";
  *
+ * let acked = 0;
  * const consumer = new StreamConsumer(ReadableStream.from([1, 2, 3]), {
- *   onCommit: (next) => console.log("processed everything below", next),
+ *   onCommit: (next) => void (acked = next), // everything below `next` was processed
  * });
  * const processor = new StreamProcessor({
  *   consumer,
@@ -65,6 +102,7 @@ function microtasks(n: number): Promise<typeof PENDING> {
  * });
  * consumer.done.then(() => processor.signalShutdown());
  * await processor.run();
+ * assertEquals(acked, 3);
  * ```
  */
 export class StreamConsumer<T> implements Consumer<T> {
@@ -329,12 +367,14 @@ export class StreamConsumer<T> implements Consumer<T> {
  * dropped. Parse each line in a pipeline step (e.g. `Decode` with `JSON_CODEC`), so a bad
  * line becomes an `InvalidMessage`, not a broken stream.
  *
- * @example
+ * @example Lines of a response body
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { lines } from "@sluice/sluice/stream";
+ *
  * const out: string[] = [];
  * for await (const line of lines(new Response("a\nb\r\nc").body!)) out.push(line);
- * console.log(out); // ["a", "b", "c"]
+ * assertEquals(out, ["a", "b", "c"]);
  * ```
  */
 export function lines(body: ReadableStream<Uint8Array>): ReadableStream<string> {

@@ -8,7 +8,27 @@
 import { type ProcessorStats, StreamProcessor, type StreamProcessorOptions } from "./processor.ts";
 import { StreamConsumer, type StreamConsumerOptions } from "../backends/stream.ts";
 
-/** Options of {@link processStream}: the processor's, without consumer and topics. */
+/**
+ * Options of {@link processStream}: the processor's, without consumer and topics, and the
+ * {@link StreamConsumerOptions}.
+ *
+ * @example Options for a run over a stream of lines
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { CommitOffsets } from "@sluice/sluice";
+ * import { processStream, type ProcessStreamOptions } from "@sluice/sluice/stream";
+ *
+ * let acked = 0;
+ * const options: ProcessStreamOptions<string> = {
+ *   factory: { createWithPartitions: (commit) => new CommitOffsets(commit) },
+ *   onCommit: (next) => void (acked = next),
+ *   topic: "lines",
+ *   maxPollRecords: 50,
+ * };
+ * const stats = await processStream(ReadableStream.from(["a", "b", "c"]), options);
+ * assertEquals([acked, stats.messagesPolled], [3, 3]);
+ * ```
+ */
 export interface ProcessStreamOptions<T>
   extends
     Omit<StreamProcessorOptions<T>, "consumer" | "topics">,

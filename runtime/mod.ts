@@ -15,21 +15,48 @@
  */
 import { SluiceError } from "../errors.ts";
 
-/** The runtimes Sluice tells apart. */
+/**
+ * The runtimes Sluice tells apart.
+ *
+ * @example Choosing by runtime
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { detectRuntime, type RuntimeName } from "@sluice/sluice/runtime";
+ *
+ * const runtime: RuntimeName = detectRuntime();
+ * const canListen = runtime === "deno" || runtime === "node" || runtime === "bun";
+ * assertEquals([runtime, canListen], ["deno", true]); // under deno test
+ * ```
+ */
 export type RuntimeName = "deno" | "node" | "bun" | "workerd" | "browser" | "unknown";
 
-/** A feature of the runtime layer, as named in {@link UnsupportedRuntimeError}. */
+/**
+ * A feature of the runtime layer, as named in {@link UnsupportedRuntimeError}.
+ *
+ * @example Telling which feature was missing
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { type RuntimeFeature, UnsupportedRuntimeError } from "@sluice/sluice/runtime";
+ *
+ * const missing = (e: unknown): RuntimeFeature | undefined =>
+ *   e instanceof UnsupportedRuntimeError ? e.feature : undefined;
+ * const e = new UnsupportedRuntimeError("workerd", "workers", "use RunTaskAsync");
+ * assertEquals(missing(e), "workers");
+ * ```
+ */
 export type RuntimeFeature = "signals" | "health file" | "http server" | "workers" | "exit";
 
 /**
  * The runtime has no such facility. `runtime` and `feature` say which; the message says
  * what to do instead.
  *
- * @example
+ * @example The error names the runtime and the feature
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { UnsupportedRuntimeError } from "@sluice/sluice";
+ *
  * const e = new UnsupportedRuntimeError("browser", "signals", "call signalShutdown() yourself");
- * console.log(e.runtime, e.feature); // browser signals
+ * assertEquals([e.runtime, e.feature], ["browser", "signals"]);
  * ```
  */
 export class UnsupportedRuntimeError extends SluiceError {
@@ -94,10 +121,12 @@ const g = globalThis as unknown as {
 /**
  * The runtime this code runs on.
  *
- * @example
+ * @example Which runtime is this
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { detectRuntime } from "@sluice/sluice/runtime";
- * console.log(detectRuntime()); // "deno" under deno run
+ *
+ * assertEquals(detectRuntime(), "deno"); // under deno run or deno test
  * ```
  */
 export function detectRuntime(): RuntimeName {
@@ -124,7 +153,7 @@ function nodeModule<T>(name: string, runtime: RuntimeName, feature: RuntimeFeatu
 /**
  * True when {@link onShutdownSignals} can install handlers here (Deno, Node, Bun).
  *
- * @example
+ * @example Falling back where there are no signals
  * ```ts
  * import { hasSignals } from "@sluice/sluice/runtime";
  * if (!hasSignals()) console.log("call signalShutdown() from your own event");
@@ -135,7 +164,20 @@ export function hasSignals(): boolean {
   return rt === "deno" || rt === "node" || rt === "bun";
 }
 
-/** The process signals Sluice handles: both ask for a graceful shutdown. */
+/**
+ * The process signals Sluice handles: both ask for a graceful shutdown.
+ *
+ * @example An exit code per signal
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { onShutdownSignals, type ShutdownSignal } from "@sluice/sluice/runtime";
+ *
+ * const exitCode = (signal: ShutdownSignal) => signal === "SIGINT" ? 130 : 143;
+ * const remove = onShutdownSignals((signal) => console.error(`${signal}: ${exitCode(signal)}`));
+ * remove();
+ * assertEquals(exitCode("SIGTERM"), 143);
+ * ```
+ */
 export type ShutdownSignal = "SIGINT" | "SIGTERM";
 
 /**
@@ -144,7 +186,7 @@ export type ShutdownSignal = "SIGINT" | "SIGTERM";
  * process signals (browsers, edge runtimes): there, call the processor's
  * `signalShutdown()` from your own event (e.g. `pagehide`, a request's abort signal).
  *
- * @example
+ * @example Installing and removing the handlers
  * ```ts
  * import { onShutdownSignals } from "@sluice/sluice/runtime";
  * const remove = onShutdownSignals((signal) => console.log(`${signal}: shutting down`));
@@ -192,7 +234,7 @@ export function onShutdownSignals(handler: (signal: ShutdownSignal) => void): ()
  * {@link UnsupportedRuntimeError} where there is no process to end (browsers, edge
  * runtimes).
  *
- * @example
+ * @example Exiting with a code (ends the process)
  * ```ts ignore
  * import { exitProcess } from "@sluice/sluice/runtime";
  * exitProcess(130); // as after a second Ctrl-C
@@ -215,7 +257,7 @@ export function exitProcess(code: number): never {
  * {@link UnsupportedRuntimeError} where there is no file system (browsers, edge runtimes):
  * there, use a health HTTP endpoint of your host instead of a health file.
  *
- * @example
+ * @example Writing a health file
  * ```ts
  * import { writeTextFileSync } from "@sluice/sluice/runtime";
  * writeTextFileSync("/tmp/sluice-example-health", new Date().toISOString());
@@ -240,7 +282,21 @@ export function writeTextFileSync(path: string, text: string): void {
   );
 }
 
-/** A running HTTP server of {@link serveHttp}. */
+/**
+ * A running HTTP server of {@link serveHttp}.
+ *
+ * @example Waiting for the server, then closing it
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { type HttpServerHandle, serveHttp } from "@sluice/sluice/runtime";
+ *
+ * const handler = () => new Response("ok");
+ * const server: HttpServerHandle = serveHttp({ hostname: "127.0.0.1", port: 0 }, handler);
+ * await server.ready; // rejects if the port is taken (Node)
+ * assertEquals(server.port > 0, true);
+ * await server.close();
+ * ```
+ */
 export interface HttpServerHandle {
   /** The bound port (under Node, the requested one until `ready` resolves). */
   readonly port: number;
@@ -256,13 +312,15 @@ export interface HttpServerHandle {
  * Request bodies are not passed under Node (the health probes need none). Throws an
  * {@link UnsupportedRuntimeError} where a program cannot listen (browsers, edge runtimes).
  *
- * @example
+ * @example Serving a health probe on a free port
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { serveHttp } from "@sluice/sluice/runtime";
+ *
  * const server = serveHttp({ hostname: "127.0.0.1", port: 0 }, () => new Response("ok"));
  * await server.ready;
  * const res = await fetch(`http://127.0.0.1:${server.port}/`);
- * console.log(await res.text()); // ok
+ * assertEquals(await res.text(), "ok");
  * await server.close();
  * ```
  */
@@ -372,7 +430,23 @@ function serveNode(
   };
 }
 
-/** What {@link createModuleWorker} returns: the part of the Web `Worker` Sluice uses. */
+/**
+ * What {@link createModuleWorker} returns: the part of the Web `Worker` Sluice uses.
+ *
+ * @example A round trip to a worker
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { createModuleWorker, type ModuleWorker } from "@sluice/sluice/runtime";
+ *
+ * const source = "self.onmessage = (e) => self.postMessage(e.data * 2);";
+ * const url = `data:text/javascript,${encodeURIComponent(source)}`;
+ * const worker: ModuleWorker = createModuleWorker(url, "doubler");
+ * const reply = new Promise((resolve) => worker.onmessage = (e) => resolve(e.data));
+ * worker.postMessage(21);
+ * assertEquals(await reply, 42);
+ * worker.terminate();
+ * ```
+ */
 export interface ModuleWorker {
   /** Messages from the worker. */
   onmessage: ((event: MessageEvent) => void) | null;
@@ -389,7 +463,7 @@ export interface ModuleWorker {
 /**
  * True when {@link createModuleWorker} can start workers here (Deno, Node, Bun, browsers).
  *
- * @example
+ * @example Choosing a strategy by runtime
  * ```ts
  * import { hasWorkers } from "@sluice/sluice/runtime";
  * console.log(hasWorkers() ? "RunTaskInWorkers" : "RunTaskAsync");
@@ -406,7 +480,7 @@ export function hasWorkers(): boolean {
  * with {@link workerScope} as its messaging scope). Throws an {@link UnsupportedRuntimeError}
  * where neither exists (edge runtimes such as workerd).
  *
- * @example
+ * @example Starting a worker from a module file
  * ```ts ignore
  * import { createModuleWorker } from "@sluice/sluice/runtime";
  * const w = createModuleWorker(new URL("./worker.ts", import.meta.url).href, "w0");
@@ -454,7 +528,25 @@ function nodeWorker(url: string, name: string): ModuleWorker {
   return worker;
 }
 
-/** The messaging scope of a worker started by {@link createModuleWorker}. */
+/**
+ * The messaging scope of a worker started by {@link createModuleWorker}.
+ *
+ * @example Worker code written against the scope, tried with a stub
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import type { WorkerScope } from "@sluice/sluice/runtime";
+ *
+ * // In the worker module: serve(workerScope()).
+ * function serve(scope: WorkerScope): void {
+ *   scope.onmessage = (e) => scope.postMessage(String(e.data).toUpperCase());
+ * }
+ * const sent: unknown[] = [];
+ * const stub: WorkerScope = { postMessage: (m) => void sent.push(m), onmessage: null };
+ * serve(stub);
+ * stub.onmessage?.(new MessageEvent("message", { data: "hi" }));
+ * assertEquals(sent, ["HI"]);
+ * ```
+ */
 export interface WorkerScope {
   /** Sends `message` to the parent. */
   postMessage(message: unknown): void;
@@ -466,7 +558,7 @@ export interface WorkerScope {
  * Inside a worker: the scope to message the parent through (`self` in a Web Worker,
  * `parentPort` under Node's `worker_threads`).
  *
- * @example
+ * @example An echo worker
  * ```ts ignore
  * import { workerScope } from "@sluice/sluice/runtime";
  * const scope = workerScope();
@@ -494,7 +586,7 @@ export function workerScope(): WorkerScope {
  * where there is one; returns false where there is none or it cannot be replaced. The
  * worker side of `RunTaskInWorkers` uses it to announce an exit before it happens.
  *
- * @example
+ * @example Announcing an exit
  * ```ts ignore
  * import { wrapExit } from "@sluice/sluice/runtime";
  * wrapExit((exit) => (code) => {
@@ -525,7 +617,7 @@ export function wrapExit(
  * An environment variable, or undefined where it is unset or the runtime has no
  * environment (browsers, edge runtimes without bindings) or denies access to it.
  *
- * @example
+ * @example An option from the environment with a fallback
  * ```ts
  * import { env } from "@sluice/sluice/runtime";
  * const brokers = env("KAFKA_BROKERS") ?? "127.0.0.1:9092";
@@ -545,7 +637,7 @@ export function env(name: string): string | undefined {
  * The command-line arguments of a script (after the script's own name), or an empty list
  * where the runtime has none (browsers, edge runtimes).
  *
- * @example
+ * @example An optional argument with a default
  * ```ts
  * import { commandLineArgs } from "@sluice/sluice/runtime";
  * const [url = "http://127.0.0.1:8080/status"] = commandLineArgs();
@@ -561,7 +653,7 @@ export function commandLineArgs(): string[] {
  * Sets the exit code the process ends with once it has nothing left to do (Deno, Node,
  * Bun); does nothing where there is no process.
  *
- * @example
+ * @example Ending successfully
  * ```ts
  * import { setExitCode } from "@sluice/sluice/runtime";
  * setExitCode(0);

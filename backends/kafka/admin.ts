@@ -16,7 +16,7 @@ import "./kafkajs_patch.ts";
 /**
  * A topic to create with {@link KafkaAdmin.createTopics}.
  *
- * @example
+ * @example A replicated topic
  * ```ts
  * import type { KafkaTopicSpec } from "@sluice/sluice/kafka";
  * const orders: KafkaTopicSpec = { name: "orders", partitions: 6, replicationFactor: 3 };
@@ -25,9 +25,12 @@ import "./kafkajs_patch.ts";
 export interface KafkaTopicSpec {
   /** Topic name. */
   name: string;
-  /** Number of partitions. Default 1. */
+  /**
+   * Number of partitions.
+   * @default 1
+   */
   partitions?: number;
-  /** Copies of each partition. Default: the broker's `default.replication.factor`. */
+  /** Copies of each partition. Left out: the broker's `default.replication.factor`. */
   replicationFactor?: number;
   /** Topic configuration, e.g. `{ "retention.ms": "86400000" }`. */
   config?: Record<string, string>;
@@ -36,7 +39,7 @@ export interface KafkaTopicSpec {
 /**
  * One partition of {@link KafkaGroupOffsets}.
  *
- * @example
+ * @example One line per partition
  * ```ts
  * import type { KafkaPartitionLag } from "@sluice/sluice/kafka";
  * const line = (p: KafkaPartitionLag) => `${p.topic}/${p.partition}: lag ${p.lag}`;
@@ -61,7 +64,7 @@ export interface KafkaPartitionLag {
 /**
  * What {@link KafkaAdmin.describeGroup} returns.
  *
- * @example
+ * @example Partitions far behind
  * ```ts
  * import type { KafkaGroupOffsets } from "@sluice/sluice/kafka";
  * const behind = (g: KafkaGroupOffsets) => g.partitions.filter((p) => p.lag > 1000);
@@ -81,7 +84,7 @@ export interface KafkaGroupOffsets {
  * (brokers, `ssl`, `sasl`...) of {@link KafkaClientOptions}. Connects on first use; call
  * {@link KafkaAdmin.close} when done.
  *
- * @example
+ * @example Creating a topic and reading a group's lag (needs a broker)
  * ```ts ignore
  * import { KafkaAdmin } from "@sluice/sluice/kafka";
  *

@@ -22,37 +22,76 @@ import {
   resolveKafkajs,
 } from "./option_keys.ts";
 
-/** How much kafkajs logs (to stderr). Default `"error"`. */
+/**
+ * How much kafkajs logs (to stderr). Default `"error"`.
+ *
+ * @example More logging while debugging a connection
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import type { KafkaConsumerOptions, KafkaLogLevel } from "@sluice/sluice/kafka";
+ *
+ * const logLevel: KafkaLogLevel = Deno.env.get("KAFKA_DEBUG") ? "debug" : "warn";
+ * const options: KafkaConsumerOptions = { brokers: "127.0.0.1:9092", group: "g", logLevel };
+ * assertEquals(options.logLevel === "debug" || options.logLevel === "warn", true);
+ * ```
+ */
 export type KafkaLogLevel = "nothing" | "error" | "warn" | "info" | "debug";
 
-/** Options shared by {@link KafkaConsumerOptions} and {@link KafkaProducerOptions}. */
+/**
+ * Options shared by {@link KafkaConsumerOptions} and {@link KafkaProducerOptions}.
+ *
+ * @example One connection setup for a consumer and a producer (nothing connects yet)
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { type KafkaClientOptions, KafkaConsumer, KafkaProducer } from "@sluice/sluice/kafka";
+ *
+ * const client: KafkaClientOptions = {
+ *   brokers: ["10.0.0.1:9093", "10.0.0.2:9093"],
+ *   clientId: "orders-service",
+ *   connectTimeoutMs: 5_000,
+ *   ssl: true,
+ *   sasl: { mechanism: "SCRAM-SHA-512", username: "svc", password: "secret" },
+ * };
+ * const consumer = new KafkaConsumer({ ...client, group: "orders" });
+ * const producer = new KafkaProducer(client);
+ * assertEquals([consumer.closed, consumer.clientId], [false, "orders-service"]);
+ * ```
+ */
 export interface KafkaClientOptions {
   /**
    * Bootstrap brokers: `"host:port"`, a comma-separated list, or an array. Prefer
    * `127.0.0.1` over `localhost` (which may resolve to IPv6 first).
    */
   brokers: string | readonly string[];
-  /** Client id sent to the broker. Default `"sluice"`. */
+  /**
+   * Client id sent to the broker.
+   * @default "sluice"
+   */
   clientId?: string;
   /**
    * Longest wait for the first connection to the brokers. After it, `poll()` / `produce()`
    * fail with a {@link ConsumerError} (consumer) or a {@link ProducerError} (producer) naming
-   * the brokers. Default 10 000 ms.
+   * the brokers. In milliseconds.
+   * @default 10000
    */
   connectTimeoutMs?: number;
   /**
    * kafkajs's retry policy for requests (reconnects after a broker restart included).
-   * Default `{ initialRetryTimeMs: 300, retries: 10, maxRetryTimeMs: 10_000 }`.
+   * @default { initialRetryTimeMs: 300, retries: 10, maxRetryTimeMs: 10000 }
    */
   retry?: { initialRetryTimeMs?: number; retries?: number; maxRetryTimeMs?: number };
-  /** How much kafkajs logs. Default `"error"`. */
+  /**
+   * How much kafkajs logs.
+   * @default "error"
+   */
   logLevel?: KafkaLogLevel;
   /**
    * TLS: `true` (trust the system's CAs) or {@link KafkaTlsOptions} (CA, client
-   * certificate and key, server name, `rejectUnauthorized`). Default: no TLS.
+   * certificate and key, server name, `rejectUnauthorized`).
+   * @default false
    */
   ssl?: boolean | KafkaTlsOptions;
-  /** SASL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER. Default: none. */
+  /** SASL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER. Left out: no SASL. */
   sasl?: KafkaSaslOptions;
   /**
    * Escape hatch: kafkajs options Sluice does not model, passed to kafkajs as they are
@@ -68,7 +107,7 @@ export interface KafkaClientOptions {
 /**
  * kafkajs options passed through as they are; see {@link KafkaClientOptions.kafkajs}.
  *
- * @example
+ * @example A longer request timeout and a rack id, straight to kafkajs
  * ```ts
  * import type { KafkajsOptions } from "@sluice/sluice/kafka";
  * const kafkajs: KafkajsOptions = {
@@ -103,60 +142,130 @@ export interface KafkajsOptions {
   producer?: Readonly<Record<string, unknown>>;
 }
 
-/** Options of a {@link KafkaConsumer}. */
+/**
+ * Options of a {@link KafkaConsumer}.
+ *
+ * @example A typical consumer (constructing it does not connect: the first `poll()` does)
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { KafkaConsumer, type KafkaConsumerOptions } from "@sluice/sluice/kafka";
+ *
+ * const options: KafkaConsumerOptions = {
+ *   brokers: Deno.env.get("KAFKA_BROKERS") ?? "127.0.0.1:9092",
+ *   group: "billing",
+ *   initialOffset: "latest",
+ *   sessionTimeoutMs: 45_000,
+ *   maxPollMessages: 1000,
+ * };
+ * const consumer = new KafkaConsumer(options);
+ * assertEquals(consumer.group, "billing");
+ * ```
+ */
 export interface KafkaConsumerOptions extends KafkaClientOptions {
   /** Consumer group id. Required. */
   group: string;
-  /** Where a partition with no committed offset starts. Default `"earliest"`. */
+  /**
+   * Where a partition with no committed offset starts.
+   * @default "earliest"
+   */
   initialOffset?: "earliest" | "latest";
   /**
    * The broker removes this member when it has not heartbeated for this long. Sluice
    * heartbeats while the pipeline is backpressured, so this does not bound processing
-   * time. Default 30 000 ms (the broker's `group.min/max.session.timeout.ms` apply).
+   * time. In milliseconds; the broker's `group.min/max.session.timeout.ms` apply.
+   * @default 30000
    */
   sessionTimeoutMs?: number;
-  /** Heartbeat period; must be below `sessionTimeoutMs` (a third is usual). Default 3000 ms. */
+  /**
+   * Heartbeat period in milliseconds; must be below `sessionTimeoutMs` (a third is usual).
+   * Left out: 3000, or a third of a `sessionTimeoutMs` below 9000.
+   * @default 3000
+   */
   heartbeatIntervalMs?: number;
   /**
    * Longest time the group waits for members to rejoin during a rebalance, which bounds
-   * how long `onRevoke` (close, join, commit) may take. Default 60 000 ms.
+   * how long `onRevoke` (close, join, commit) may take. In milliseconds.
+   * @default 60000
    */
   rebalanceTimeoutMs?: number;
-  /** Longest time a fetch waits on the broker for `minBytes`. Default 500 ms. */
+  /**
+   * Longest time a fetch waits on the broker for `minBytes`, in milliseconds.
+   * @default 500
+   */
   maxWaitTimeMs?: number;
-  /** Minimum bytes a fetch waits for. Default 1. */
+  /**
+   * Minimum bytes a fetch waits for.
+   * @default 1
+   */
   minBytes?: number;
   /**
    * Maximum bytes of one fetch response (all partitions). The consumer holds at most two
-   * responses per broker (one being handed out, the next one fetched meanwhile). Default
-   * 512 KiB (or `maxBytesPerPartition` when that is larger): small responses keep the
-   * decoded records short-lived, which is what keeps the heap small (bench/README.md, issue
-   * 20). Raise it for a broker far away, where one fetch round trip takes longer than handing
-   * out a response.
+   * responses per broker (one being handed out, the next one fetched meanwhile). The
+   * default, 512 KiB (or `maxBytesPerPartition` when that is larger), is small: small
+   * responses keep the decoded records short-lived, which is what keeps the heap small
+   * (bench/README.md, issue 20). Raise it for a broker far away, where one fetch round trip
+   * takes longer than handing out a response.
+   * @default 524288
    */
   maxBytes?: number;
-  /** Maximum bytes per partition in one fetch. Default 256 KiB (at most `maxBytes`). */
+  /**
+   * Maximum bytes per partition in one fetch: 256 KiB, or `maxBytes` when that is smaller.
+   * @default 262144
+   */
   maxBytesPerPartition?: number;
-  /** Most messages one `poll()` returns. Default 5000. */
+  /**
+   * Most messages one `poll()` returns.
+   * @default 5000
+   */
   maxPollMessages?: number;
-  /** Partition batches kafkajs hands over at once (per fetch). Default 64. */
+  /**
+   * Partition batches kafkajs hands over at once (per fetch).
+   * @default 64
+   */
   partitionsConsumedConcurrently?: number;
 }
 
-/** Options of a {@link KafkaProducer}. */
+/**
+ * Options of a {@link KafkaProducer}.
+ *
+ * @example A producer that waits for every in-sync replica (constructing it does not connect)
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { KafkaProducer, type KafkaProducerOptions } from "@sluice/sluice/kafka";
+ *
+ * const options: KafkaProducerOptions = {
+ *   brokers: "127.0.0.1:9092",
+ *   acks: -1,
+ *   idempotent: true,
+ *   maxBatchMessages: 2_000,
+ * };
+ * const producer = new KafkaProducer(options);
+ * assertEquals(producer instanceof KafkaProducer, true);
+ * ```
+ */
 export interface KafkaProducerOptions extends KafkaClientOptions {
-  /** Acknowledgements: -1 (all in-sync replicas, the default), 0 or 1. */
+  /**
+   * Acknowledgements: -1 (all in-sync replicas), 0 or 1.
+   * @default -1
+   */
   acks?: -1 | 0 | 1;
-  /** Broker-side request timeout. Default 30 000 ms. */
+  /**
+   * Broker-side request timeout, in milliseconds.
+   * @default 30000
+   */
   timeoutMs?: number;
-  /** Most messages sent in one request (messages produced in the same turn are batched). Default 10 000. */
+  /**
+   * Most messages sent in one request (messages produced in the same turn are batched).
+   * @default 10000
+   */
   maxBatchMessages?: number;
   /**
    * Idempotent delivery: the broker drops a record it already wrote when a request is
    * retried (a lost response, a reconnect), so retries never duplicate records in the
    * topic. Needs `acks: -1`. Requests go one at a time (kafkajs numbers records per
    * partition only when a request succeeds), so records produced meanwhile wait and go in
-   * the next request. Default `false`, as in kafkajs, where it is marked experimental.
+   * the next request. Off by default, as in kafkajs, where it is marked experimental.
+   * @default false
    */
   idempotent?: boolean;
 }

@@ -102,6 +102,17 @@ const END_OFFSET_MAX_AGE_MS = 1000;
 
 /**
  * Statistics of a {@link KafkaConsumer}, for tests and diagnostics.
+ *
+ * @example Reading a consumer's counters (nothing connects before the first poll)
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { KafkaConsumer, type KafkaConsumerStats } from "@sluice/sluice/kafka";
+ *
+ * const consumer = new KafkaConsumer({ brokers: "127.0.0.1:9092", group: "g" });
+ * const stats: KafkaConsumerStats = consumer.stats; // live: read it again later
+ * const troubled = stats.crashes + stats.commitsFailed + stats.gapsAccepted > 0;
+ * assertEquals([stats.joins, troubled], [0, false]);
+ * ```
  */
 export interface KafkaConsumerStats {
   /** Group generations joined (GROUP_JOIN events). */
@@ -146,7 +157,7 @@ export interface KafkaConsumerStats {
  * joins and commits its pipeline) before it gives partitions back to the group.
  * Needs `--allow-net` and `--allow-env` (kafkajs reads a few variables when imported).
  *
- * @example
+ * @example A stream processor on the consumer (needs a broker)
  * ```ts ignore
  * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
  * import { KafkaConsumer, type KafkaPayload } from "@sluice/sluice/kafka";

@@ -64,7 +64,7 @@ const TRANSIENT_NAMES = new Set([
  * retries running out, or its retrier giving up on a connection error). A commit
  * that fails this way is kept for the next commit instead of stopping the processor.
  *
- * @example
+ * @example A refused connection is worth retrying
  * ```ts ignore
  * import kafkajs from "kafkajs";
  * isTransientKafkaError(new kafkajs.KafkaJSConnectionError("connect ECONNREFUSED")); // true

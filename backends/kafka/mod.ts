@@ -6,7 +6,7 @@
  * Needs `--allow-net` and `--allow-env` (kafkajs reads a few environment variables when
  * it is imported).
  *
- * @example
+ * @example A stream processor on Kafka (needs a broker)
  * ```ts ignore
  * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
  * import { KafkaConsumer, type KafkaPayload } from "@sluice/sluice/kafka";

@@ -4,7 +4,25 @@
  * @module
  */
 
-/** Header values as Kafka carries them (bytes; strings are accepted when producing). */
+/**
+ * Header values as Kafka carries them (bytes; strings are accepted when producing).
+ *
+ * @example Reading a header whatever form it came in
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import type { KafkaHeaders } from "@sluice/sluice/kafka";
+ *
+ * const header = (headers: KafkaHeaders | undefined, name: string): string | undefined => {
+ *   const v = headers?.[name];
+ *   const first = Array.isArray(v) ? v[0] : v;
+ *   return typeof first === "string" || first === undefined
+ *     ? first
+ *     : new TextDecoder().decode(first);
+ * };
+ * const headers: KafkaHeaders = { source: new TextEncoder().encode("web"), tags: ["a", "b"] };
+ * assertEquals([header(headers, "source"), header(headers, "tags")], ["web", "a"]);
+ * ```
+ */
 export type KafkaHeaders = Record<
   string,
   Uint8Array | string | (Uint8Array | string)[] | undefined
@@ -16,9 +34,11 @@ export type KafkaHeaders = Record<
  * Consumed records carry bytes (`Uint8Array`, in fact Node `Buffer`s); when producing,
  * strings are accepted too and `timestamp` may be left out (the broker's clock is used).
  *
- * @example
+ * @example A record to produce, and its value read back as text
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import type { KafkaPayload } from "@sluice/sluice/kafka";
+ *
  * const record: KafkaPayload = {
  *   key: "user-1",
  *   value: JSON.stringify({ clicks: 3 }),
@@ -26,7 +46,7 @@ export type KafkaHeaders = Record<
  * };
  * const text = (p: KafkaPayload) =>
  *   typeof p.value === "string" ? p.value : new TextDecoder().decode(p.value ?? new Uint8Array());
- * console.log(text(record));
+ * assertEquals(JSON.parse(text(record)), { clicks: 3 });
  * ```
  */
 export interface KafkaPayload {

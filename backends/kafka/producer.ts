@@ -24,7 +24,25 @@ import type { KafkaPayload } from "./payload.ts";
 import { connect, createKafka, describeError, unknownTopicError } from "./_client.ts";
 import { ConnectionWatch } from "./security.ts";
 
-/** A delivery to Kafka failed; `cause` holds kafkajs's error. */
+/**
+ * A delivery to Kafka failed; `cause` holds kafkajs's error.
+ *
+ * @example Catching a failed delivery
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { ProduceError } from "@sluice/sluice/kafka";
+ *
+ * // Stands in for `producer.produce(topic, payload)` when the broker refuses the record.
+ * const produce = (): Promise<never> =>
+ *   Promise.reject(new ProduceError("producing 1 record(s) to events failed", { cause: "x" }));
+ * let failed = 0;
+ * await produce().catch((e) => {
+ *   if (!(e instanceof ProduceError)) throw e;
+ *   failed++; // e.cause: kafkajs's error
+ * });
+ * assertEquals(failed, 1);
+ * ```
+ */
 export class ProduceError extends SluiceError {}
 
 interface Pending {
@@ -51,7 +69,7 @@ type PartitionerFn = (args: {
  * With `idempotent: true` a retried request never writes a record twice; requests then
  * go one at a time (see {@link KafkaProducerOptions.idempotent}).
  *
- * @example
+ * @example Producing one record (needs a broker)
  * ```ts ignore
  * import { KafkaProducer } from "@sluice/sluice/kafka";
  * import { Topic } from "@sluice/sluice";

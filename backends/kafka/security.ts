@@ -13,7 +13,7 @@ import { ConfigurationError, ConsumerError } from "../../errors.ts";
  * TLS towards the brokers (Kafka's `SSL` or `SASL_SSL` listeners). PEM text, not paths:
  * read the files yourself (`await Deno.readTextFile("ca.pem")`).
  *
- * @example
+ * @example Trusting a private CA
  * ```ts
  * import type { KafkaTlsOptions } from "@sluice/sluice/kafka";
  * const tls: KafkaTlsOptions = {
@@ -34,8 +34,9 @@ export interface KafkaTlsOptions {
   /** Host name to verify the broker's certificate against (SNI), when it differs from the address. */
   servername?: string;
   /**
-   * Verify the broker's certificate. Default `true`; `false` accepts any certificate
-   * (a man in the middle too): for a throw-away test cluster only.
+   * Verify the broker's certificate. `false` accepts any certificate (a man in the middle
+   * too): for a throw-away test cluster only.
+   * @default true
    */
   rejectUnauthorized?: boolean;
 }
@@ -43,7 +44,7 @@ export interface KafkaTlsOptions {
 /**
  * SASL with a user name and password: PLAIN (only over TLS!) or SCRAM.
  *
- * @example
+ * @example SCRAM with the password from the environment
  * ```ts
  * import type { KafkaSaslPasswordOptions } from "@sluice/sluice/kafka";
  * const sasl: KafkaSaslPasswordOptions = {
@@ -71,7 +72,7 @@ export interface KafkaSaslPasswordOptions {
 /**
  * SASL OAUTHBEARER: a callback returns the current token (called at each authentication).
  *
- * @example
+ * @example A token from your identity provider
  * ```ts
  * import type { KafkaSaslOAuthBearerOptions } from "@sluice/sluice/kafka";
  * const fetchToken = async (): Promise<string> => "token"; // your identity provider
@@ -91,7 +92,7 @@ export interface KafkaSaslOAuthBearerOptions {
 /**
  * SASL authentication: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
  *
- * @example
+ * @example Either kind of SASL in one option
  * ```ts
  * import type { KafkaSaslOptions } from "@sluice/sluice/kafka";
  * const scram: KafkaSaslOptions = {
@@ -112,11 +113,22 @@ export type KafkaSaslOptions = KafkaSaslPasswordOptions | KafkaSaslOAuthBearerOp
  * enable, or a token the broker rejects. `mechanism` is Kafka's name of it
  * (`"SCRAM-SHA-512"`). Not retried: the same credentials fail the same way.
  *
- * @example
+ * @example Catching it around the first poll
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { KafkaAuthenticationError } from "@sluice/sluice/kafka";
- * const describe = (e: unknown) =>
- *   e instanceof KafkaAuthenticationError ? `bad ${e.mechanism} credentials` : String(e);
+ *
+ * // Stands in for `consumer.poll()` against a cluster that rejects the credentials.
+ * const poll = (): Promise<never> =>
+ *   Promise.reject(new KafkaAuthenticationError("SASL authentication failed", "SCRAM-SHA-512"));
+ * let hint = "";
+ * try {
+ *   await poll();
+ * } catch (e) {
+ *   if (!(e instanceof KafkaAuthenticationError)) throw e;
+ *   hint = `check the ${e.mechanism} user and password`;
+ * }
+ * assertEquals(hint, "check the SCRAM-SHA-512 user and password");
  * ```
  */
 export class KafkaAuthenticationError extends ConsumerError {
@@ -134,10 +146,21 @@ export class KafkaAuthenticationError extends ConsumerError {
  * self-signed, expired, wrong host name), or one side speaks TLS and the other does not.
  * Not retried.
  *
- * @example
+ * @example Catching it around the first poll
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { KafkaTlsError } from "@sluice/sluice/kafka";
- * const hint = (e: unknown) => e instanceof KafkaTlsError ? "check ssl.ca" : "";
+ *
+ * // Stands in for `consumer.poll()` against a broker whose certificate is not trusted.
+ * const poll = (): Promise<never> => Promise.reject(new KafkaTlsError("TLS handshake failed"));
+ * let hint = "";
+ * try {
+ *   await poll();
+ * } catch (e) {
+ *   if (!(e instanceof KafkaTlsError)) throw e;
+ *   hint = "give the broker's CA as ssl: { ca }";
+ * }
+ * assertEquals(hint, "give the broker's CA as ssl: { ca }");
  * ```
  */
 export class KafkaTlsError extends ConsumerError {}

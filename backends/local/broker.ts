@@ -30,7 +30,32 @@ import {
 } from "./_symbols.ts";
 import { LocalConsumer, type LocalConsumerOptions } from "./consumer.ts";
 
-/** Options of a {@link LocalBroker}. */
+/**
+ * Options of a {@link LocalBroker}.
+ *
+ * @example A member that stops polling loses its partitions (cooperatively, on a manual clock)
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { ManualClock } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const clock = new ManualClock(0);
+ * const broker = new LocalBroker<string>({
+ *   clock,
+ *   sessionTimeoutMs: 1000,
+ *   rebalance: "cooperative",
+ * });
+ * broker.createTopic("events", 2);
+ * const [a, b] = [broker.getConsumer("g"), broker.getConsumer("g")];
+ * a.subscribe(["events"]);
+ * b.subscribe(["events"]);
+ * for (let i = 0; i < 3; i++) await Promise.all([a.poll(0), b.poll(0)]);
+ * assertEquals([a.tell().size, b.tell().size], [1, 1]);
+ * await clock.advance(1001); // a stays silent longer than the session timeout
+ * for (let i = 0; i < 2; i++) await b.poll(0);
+ * assertEquals([broker.members("g").length, b.tell().size], [1, 2]);
+ * ```
+ */
 export interface LocalBrokerOptions {
   /**
    * Clock for timestamps, poll waits and session timeouts.
@@ -71,16 +96,18 @@ function subscribedTopics(group: GroupState): Topic[] {
  * payload in place changes neither the log nor any other read. Other payloads are stored and
  * handed out as the objects given.
  *
- * @example
+ * @example Producing and consuming in memory
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { LocalBroker } from "@sluice/sluice/local";
+ *
  * const broker = new LocalBroker<string>();
  * const topic = broker.createTopic("events", 4);
  * broker.produce(topic, "hello");
  * const consumer = broker.getConsumer("my-group");
  * consumer.subscribe([topic]);
  * const batch = await consumer.poll(100);
- * console.log(batch.length); // 1
+ * assertEquals(batch.map((m) => m.payload), ["hello"]);
  * ```
  */
 export class LocalBroker<T> {
@@ -387,13 +414,15 @@ export class LocalBroker<T> {
 /**
  * A producer for a {@link LocalBroker}: deliveries are confirmed at once.
  *
- * @example
+ * @example Producing to a topic
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { LocalBroker } from "@sluice/sluice/local";
+ *
  * const broker = new LocalBroker<string>();
  * const topic = broker.createTopic("out", 1);
  * const delivered = await broker.getProducer().produce(topic, "hi");
- * console.log(delivered.offset); // 0
+ * assertEquals([String(delivered.partition), delivered.offset], ["out/0", 0]);
  * ```
  */
 export class LocalProducer<T> implements Producer<T> {

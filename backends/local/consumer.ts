@@ -25,7 +25,24 @@ import {
   TOPICS,
 } from "./_symbols.ts";
 
-/** Options of a {@link LocalConsumer}. */
+/**
+ * Options of a {@link LocalConsumer}, given to {@link LocalBroker.getConsumer}.
+ *
+ * @example Small polls from the start of the topic
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { LocalBroker, type LocalConsumerOptions } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<number>();
+ * const topic = broker.createTopic("numbers", 1);
+ * for (let i = 0; i < 5; i++) broker.produce(topic, i);
+ * const options: LocalConsumerOptions = { maxPollMessages: 2, initialOffset: "earliest" };
+ * const consumer = broker.getConsumer("g", options);
+ * consumer.subscribe([topic]);
+ * const batch = await consumer.poll(0);
+ * assertEquals(batch.map((m) => m.payload), [0, 1]);
+ * ```
+ */
 export interface LocalConsumerOptions {
   /**
    * Most messages one `poll()` returns.
@@ -47,14 +64,18 @@ export interface LocalConsumerOptions {
  * assigned (see {@link LocalBrokerOptions.rebalance}). A partition is never owned by two
  * members at once.
  *
- * @example
+ * @example A lone member gets every partition
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { LocalBroker } from "@sluice/sluice/local";
+ *
  * const broker = new LocalBroker<number>();
  * broker.createTopic("numbers", 2);
+ * const assigned: string[] = [];
  * const c = broker.getConsumer("g");
- * c.subscribe(["numbers"], { onAssign: (ps) => console.log("assigned", [...ps.keys()].map(String)) });
+ * c.subscribe(["numbers"], { onAssign: (ps) => ps.forEach((_, p) => assigned.push(String(p))) });
  * await c.poll(0);
+ * assertEquals(assigned, ["numbers/0", "numbers/1"]);
  * ```
  */
 export class LocalConsumer<T> implements Consumer<T> {

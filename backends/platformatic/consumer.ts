@@ -66,7 +66,22 @@ interface Lookup {
   starts?: Map<Partition, number>;
 }
 
-/** Counters of a {@link PlatformaticConsumer}. */
+/**
+ * Counters of a {@link PlatformaticConsumer}.
+ *
+ * @example Reading a consumer's counters (nothing connects before the first poll)
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import {
+ *   PlatformaticConsumer,
+ *   type PlatformaticConsumerStats,
+ * } from "@sluice/sluice/platformatic";
+ *
+ * const consumer = new PlatformaticConsumer({ brokers: "127.0.0.1:9092", group: "g" });
+ * const stats: PlatformaticConsumerStats = consumer.stats; // live: read it again later
+ * assertEquals([stats.fetches, stats.revokes, stats.commitsFailed], [0, 0, 0]);
+ * ```
+ */
 export interface PlatformaticConsumerStats {
   /** Fetch requests sent. */
   fetches: number;
@@ -89,7 +104,7 @@ export interface PlatformaticConsumerStats {
  * 4.x): a rebalance revokes only the partitions that move, and `onRevoke` runs for just
  * those, before they are released. Offsets are never committed automatically.
  *
- * @example
+ * @example A stream processor on the consumer (needs a broker)
  * ```ts ignore
  * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
  * import { PlatformaticConsumer } from "@sluice/sluice/platformatic";

@@ -9,7 +9,7 @@
  *
  * Needs `--allow-net` and `--allow-env`.
  *
- * @example
+ * @example Committing only revoked partitions on a rebalance
  * ```ts ignore
  * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
  * import { PlatformaticConsumer } from "@sluice/sluice/platformatic";

@@ -23,7 +23,7 @@ import { kafkajsSsl, type ResolvedSasl, type ResolvedTls } from "../kafka/securi
  * `KafkaConsumer` (brokers, group, TLS, SASL, timeouts, fetch sizes; not the `kafkajs`
  * escape hatch, nor `partitionsConsumedConcurrently`), plus how the group rebalances.
  *
- * @example
+ * @example A consumer on KIP-848's consumer protocol
  * ```ts
  * import type { PlatformaticConsumerOptions } from "@sluice/sluice/platformatic";
  * const options: PlatformaticConsumerOptions = {
@@ -61,7 +61,7 @@ export interface PlatformaticConsumerOptions
  * Options of a {@link PlatformaticProducer}: those of the kafkajs backend's
  * `KafkaProducer`, without the `kafkajs` escape hatch.
  *
- * @example
+ * @example A producer that waits for every in-sync replica
  * ```ts
  * import type { PlatformaticProducerOptions } from "@sluice/sluice/platformatic";
  * const options: PlatformaticProducerOptions = { brokers: "127.0.0.1:9092", acks: -1 };

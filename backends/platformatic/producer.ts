@@ -30,7 +30,7 @@ interface Pending {
  * turn of the event loop go in one request; a topic destination picks the partition by the
  * key's murmur2 hash (as Kafka's Java client and kafkajs do), round-robin without a key.
  *
- * @example
+ * @example Producing one record (needs a broker)
  * ```ts ignore
  * import { Topic } from "@sluice/sluice";
  * import { PlatformaticProducer } from "@sluice/sluice/platformatic";
