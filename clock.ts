@@ -5,7 +5,20 @@
  * @module
  */
 
-/** A source of time and of waits. */
+/**
+ * A source of time and of waits.
+ *
+ * @example A step driven by a manual clock
+ * ```ts
+ * import { type Clock, CommitOffsets, ManualClock, RateLimit } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const clock: Clock = new ManualClock(1_000);
+ * const step = new RateLimit(new CommitOffsets(() => {}), { ratePerSecond: 10, clock });
+ * assertEquals(clock.now(), 1_000);
+ * step.terminate();
+ * ```
+ */
 export interface Clock {
   /** Milliseconds since the epoch (or any fixed origin for a manual clock). */
   now(): number;

@@ -6,7 +6,21 @@
  *
  * @module
  */
-/** Base class of every error Sluice raises on purpose. */
+/**
+ * Base class of every error Sluice raises on purpose.
+ *
+ * @example Tell Sluice's errors from others
+ * ```ts
+ * import { RunTask, SluiceError } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * try {
+ *   new RunTask((m) => m, { submit() {} } as never, { chunkSize: 0 });
+ * } catch (e) {
+ *   assertEquals(e instanceof SluiceError, true);
+ * }
+ * ```
+ */
 export class SluiceError extends Error {
   /** Creates an error with a message that says what was wrong and what to do. */
   constructor(message: string, options?: ErrorOptions) {
@@ -31,13 +45,52 @@ export class SluiceError extends Error {
  */
 export class ConfigurationError extends SluiceError {}
 
-/** A topic that does not exist was named. */
+/**
+ * A topic that does not exist was named.
+ *
+ * @example Catch a missing topic
+ * ```ts
+ * import { UnknownTopicError } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ * import { assertThrows } from "@std/assert";
+ *
+ * const broker = new LocalBroker<string>();
+ * assertThrows(() => broker.partitions("missing"), UnknownTopicError);
+ * ```
+ */
 export class UnknownTopicError extends ConfigurationError {}
 
-/** A method was called on a strategy, consumer or producer after it was closed. */
+/**
+ * A method was called on a strategy, consumer or producer after it was closed.
+ *
+ * @example Submit after close
+ * ```ts
+ * import { BrokerValue, ClosedError, CommitOffsets, Partition } from "@sluice/sluice";
+ * import { assertThrows } from "@std/assert";
+ *
+ * const step = new CommitOffsets(() => {});
+ * step.close();
+ * const m = new BrokerValue("a", Partition.of("t", 0), 0, 0);
+ * assertThrows(() => step.submit(m), ClosedError);
+ * ```
+ */
 export class ClosedError extends SluiceError {}
 
-/** A consumer operation failed (unassigned partition, invalid offset, commit rejected...). */
+/**
+ * A consumer operation failed (unassigned partition, invalid offset, commit rejected...).
+ *
+ * @example Seek a partition the consumer was not given
+ * ```ts
+ * import { ConsumerError, Partition } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ * import { assertThrows } from "@std/assert";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("t", 1);
+ * const consumer = broker.getConsumer("g");
+ * assertThrows(() => consumer.seek(new Map([[Partition.of("t", 0), 0]])), ConsumerError);
+ * ```
+ */
 export class ConsumerError extends SluiceError {}
 
 /**
@@ -52,7 +105,19 @@ export class ConsumerError extends SluiceError {}
  */
 export class ProducerError extends SluiceError {}
 
-/** The processor reached a state that should not be possible; it stops rather than lose data. */
+/**
+ * The processor reached a state that should not be possible; it stops rather than lose data.
+ *
+ * @example Report it apart from ordinary failures
+ * ```ts
+ * import { InvalidStateError } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const failure: unknown = new InvalidStateError("offset went backwards");
+ * const kind = failure instanceof InvalidStateError ? "bug: report it" : "retry";
+ * assertEquals(kind, "bug: report it");
+ * ```
+ */
 export class InvalidStateError extends SluiceError {}
 
 /**

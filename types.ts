@@ -103,6 +103,16 @@ export class Partition {
 /**
  * The payload of a message that was filtered or consumed by a step: it carries only
  * offsets forward so they can still be committed. User functions never see it.
+ *
+ * @example Recognise a filtered marker in a custom step
+ * ```ts
+ * import { FilteredPayload, type Message, Partition, Value } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const isFiltered = (m: Message<unknown>) => m.payload instanceof FilteredPayload;
+ * const marker = new Value(FilteredPayload.INSTANCE, new Map([[Partition.of("t", 0), 1]]));
+ * assertEquals(isFiltered(marker), true);
+ * ```
  */
 export class FilteredPayload {
   private constructor() {}
@@ -114,10 +124,35 @@ export class FilteredPayload {
   }
 }
 
-/** The sentinel payload of filtered messages. */
+/**
+ * The sentinel payload of filtered messages.
+ *
+ * @example Hand on a dropped message's offset as a filtered marker
+ * ```ts
+ * import { BrokerValue, FILTERED_PAYLOAD, Partition } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const m = new BrokerValue("spam", Partition.of("t", 0), 7, 0);
+ * const marker = m.replacePayload(FILTERED_PAYLOAD); // still commits offset 8
+ * assertEquals(marker.payload === FILTERED_PAYLOAD, true);
+ * assertEquals(marker.committable.get(Partition.of("t", 0)), 8);
+ * ```
+ */
 export const FILTERED_PAYLOAD: FilteredPayload = FilteredPayload.INSTANCE;
 
-/** Offsets to commit: partition → *next* offset to read (last processed + 1). */
+/**
+ * Offsets to commit: partition → *next* offset to read (last processed + 1).
+ *
+ * @example Read what a message makes committable
+ * ```ts
+ * import { BrokerValue, type Committable, Partition } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const p = Partition.of("events", 0);
+ * const offsets: Committable = new BrokerValue("a", p, 41, 0).committable;
+ * assertEquals(offsets.get(p), 42);
+ * ```
+ */
 export type Committable = ReadonlyMap<Partition, number>;
 
 /** The empty committable, shared. */
