@@ -8,6 +8,20 @@ import type { Committable, Message, Partition } from "../types.ts";
 /**
  * Asks the processor to commit offsets (partition → next offset to read). The processor
  * stages them and commits according to its `CommitPolicy`, or at once when `force` is set.
+ *
+ * @example See what a pipeline asks to commit
+ * ```ts
+ * import { BrokerValue, type Commit, CommitOffsets, type Committable } from "@sluice/sluice";
+ * import { Partition } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const asked: Committable[] = [];
+ * const commit: Commit = (offsets) => asked.push(offsets);
+ * const p = Partition.of("t", 0);
+ * const step = new CommitOffsets(commit);
+ * await ReadableStream.from([new BrokerValue("a", p, 0, 0)]).pipeTo(step.writable);
+ * assertEquals(asked.some((offsets) => offsets.get(p) === 1), true); // next offset to read
+ * ```
  */
 export type Commit = (offsets: Committable, force?: boolean) => void;
 
