@@ -9,7 +9,22 @@ import type { StepOptions } from "./stream_step.ts";
 import { Reduce } from "./reduce.ts";
 import { Unfold } from "./unfold.ts";
 
-/** Options of a {@link BatchStep}: at least one of `maxBatchSize` and `maxBatchTimeMs`. */
+/**
+ * Options of a {@link BatchStep}: at least one of `maxBatchSize` and `maxBatchTimeMs`.
+ *
+ * @example Batches of at most 1 MiB of payload, or 1 second
+ * ```ts
+ * import { type BatchOptions, BatchStep, byteLength, Noop } from "@sluice/sluice";
+ *
+ * const options: BatchOptions<string> = {
+ *   maxBatchSize: 1024 * 1024,
+ *   maxBatchTimeMs: 1_000,
+ *   computeBatchSize: byteLength,
+ * };
+ * const step = new BatchStep<string>(new Noop(), options);
+ * step.terminate();
+ * ```
+ */
 export interface BatchOptions<T> extends StepOptions {
   /** Hand on a batch once it holds this many messages (or units of `computeBatchSize`). */
   maxBatchSize?: number;

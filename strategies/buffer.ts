@@ -89,7 +89,32 @@ export interface BufferProtocol<TIn, TOut> {
   isEmpty?(): boolean;
 }
 
-/** Options of a {@link BufferStep}. */
+/**
+ * Options of a {@link BufferStep}.
+ *
+ * @example Flush at least every 500 ms
+ * ```ts
+ * import { type BufferOptions, type BufferProtocol, BufferStep } from "@sluice/sluice";
+ * import { type Message, Noop } from "@sluice/sluice";
+ *
+ * class Count implements BufferProtocol<string, number> {
+ *   n = 0;
+ *   append(_m: Message<string>): void {
+ *     this.n++;
+ *   }
+ *   isReady(): boolean {
+ *     return this.n >= 100;
+ *   }
+ *   flush(): number {
+ *     const n = this.n;
+ *     this.n = 0;
+ *     return n;
+ *   }
+ * }
+ * const options: BufferOptions = { maxBufferTimeMs: 500, name: "count" };
+ * new BufferStep(new Count(), new Noop(), options).terminate();
+ * ```
+ */
 export interface BufferOptions extends StepOptions {
   /**
    * Flush at the latest this many milliseconds after the first message of the batch was

@@ -12,7 +12,19 @@ import { HOLD, type StepOptions } from "./stream_step.ts";
 import { MapStep, type TransformResult } from "./map_step.ts";
 import { isThenable } from "./thenable.ts";
 
-/** Decodes raw payloads. `decode` throws (anything) for a payload it cannot decode. */
+/**
+ * Decodes raw payloads. `decode` throws (anything) for a payload it cannot decode.
+ *
+ * @example A CSV codec for a `Decode` step
+ * ```ts
+ * import { type Codec, Decode, Noop } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const csv: Codec<string, string[]> = { decode: (raw) => raw.split(",") };
+ * assertEquals(csv.decode("a,b"), ["a", "b"]);
+ * new Decode(csv, new Noop()).terminate();
+ * ```
+ */
 export interface Codec<TRaw, T> {
   /** Decodes one payload; throw to reject it as invalid. */
   decode(raw: TRaw): T;

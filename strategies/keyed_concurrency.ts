@@ -21,7 +21,25 @@ import { type StepOptions, StreamStep } from "./stream_step.ts";
 import { Waiters } from "./_waiters.ts";
 import { requireSync } from "./thenable.ts";
 
-/** Options of a {@link KeyedConcurrency}. */
+/**
+ * Options of a {@link KeyedConcurrency}.
+ *
+ * @example One call at a time per account, 32 in all
+ * ```ts
+ * import { KeyedConcurrency, type KeyedConcurrencyOptions, Noop } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * type Order = { account: string; amount: number };
+ * const options: KeyedConcurrencyOptions<Order> = {
+ *   key: (m) => m.payload.account,
+ *   maxInFlight: 32,
+ *   maxInFlightPerKey: 1,
+ * };
+ * const step = new KeyedConcurrency(async (m: { payload: Order }) => m.payload.amount, new Noop(), options);
+ * assertEquals(step.maxInFlight, 32);
+ * step.terminate();
+ * ```
+ */
 export interface KeyedConcurrencyOptions<T> extends StepOptions {
   /**
    * The ordering key of a message (a user id, an account...). Required. Synchronous: a

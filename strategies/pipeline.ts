@@ -20,6 +20,17 @@ import { Unfold } from "./unfold.ts";
 /**
  * Builds one step in front of `next`: what {@link Pipeline.through} takes, for steps the
  * builder has no method for (`RateLimit`, `LoadShed`, `Produce`, `TransformStep`...).
+ *
+ * @example A rate limit in a built pipeline
+ * ```ts
+ * import { pipeline, RateLimit, type StepFactory } from "@sluice/sluice";
+ *
+ * const limit: StepFactory<string, string> = (next) => new RateLimit(next, { ratePerSecond: 50 });
+ * const factory = pipeline<string>()
+ *   .through(limit)
+ *   .map((m) => m.payload.length)
+ *   .commit();
+ * ```
  */
 export type StepFactory<TIn, TOut> = (next: ProcessingStrategy<TOut>) => ProcessingStrategy<TIn>;
 

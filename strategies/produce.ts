@@ -12,7 +12,21 @@ import type { ProcessingStrategy } from "./abstract.ts";
 import type { StepOptions } from "./stream_step.ts";
 import { RunTaskAsync } from "./run_task_async.ts";
 
-/** Options of a {@link Produce}. */
+/**
+ * Options of a {@link Produce}.
+ *
+ * @example At most 500 deliveries in flight
+ * ```ts
+ * import { CommitOffsets, Produce, type ProduceOptions } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("out", 1);
+ * const options: ProduceOptions = { maxInFlight: 500, name: "to-out" };
+ * const step = new Produce(broker.getProducer(), "out", new CommitOffsets(() => {}), options);
+ * step.terminate();
+ * ```
+ */
 export interface ProduceOptions extends StepOptions {
   /**
    * Most deliveries sent and not yet handed on (unconfirmed, or confirmed but waiting

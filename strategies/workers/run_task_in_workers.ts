@@ -19,13 +19,37 @@ import { type StepOptions, StreamStep } from "../stream_step.ts";
 import { Waiters } from "../_waiters.ts";
 import { cloneable, packViews } from "./_pack.ts";
 
-/** Options of a {@link RunTaskInWorkers}. */
+/**
+ * Options of a {@link RunTaskInWorkers}.
+ *
+ * @example Four workers running the module's `hash` export
+ * ```ts
+ * import type { RunTaskInWorkersOptions } from "@sluice/sluice";
+ *
+ * const options: RunTaskInWorkersOptions = {
+ *   exportName: "hash",
+ *   workers: 4,
+ *   maxBatchSize: 200,
+ *   maxBatchTimeMs: 20,
+ * };
+ * // new RunTaskInWorkers(new URL("./hash.ts", import.meta.url), next, options)
+ * ```
+ */
 export interface RunTaskInWorkersOptions extends StepOptions {
-  /** Name of the function export to run. Default `"default"`. */
+  /**
+   * Name of the function export to run.
+   * @default "default"
+   */
   exportName?: string;
-  /** Number of workers. Default `navigator.hardwareConcurrency` (at least 1). */
+  /**
+   * Number of workers.
+   * @default navigator.hardwareConcurrency (at least 1)
+   */
   workers?: number;
-  /** Most messages per batch sent to a worker. Default 100. */
+  /**
+   * Most messages per batch sent to a worker.
+   * @default 100
+   */
   maxBatchSize?: number;
   /**
    * A batch that is not full is sent once its first message has waited this long (checked
