@@ -46,18 +46,22 @@ export interface KeyedConcurrencyOptions<T> extends StepOptions {
    * promise fails the step with a `ConfigurationError` (it would be a new key every time).
    */
   key: (message: Message<T>) => string | number;
-  /** Most calls running at once, over all keys. Default 16. */
+  /**
+   * Most calls running at once, over all keys.
+   * @default 16
+   */
   maxInFlight?: number;
   /**
-   * Most calls running at once for one key. Default 1: strictly one after the other, in
-   * offset order. Above 1, calls of a key *start* in order but may overlap and finish in
-   * any order.
+   * Most calls running at once for one key. 1: strictly one after the other, in offset
+   * order. Above 1, calls of a key *start* in order but may overlap and finish in any order.
+   * @default 1
    */
   maxInFlightPerKey?: number;
   /**
    * Most messages accepted and not yet handed on (waiting for their key, running, or
    * finished but waiting behind the next step). When reached, the step holds its queue
-   * and upstream is rejected. Default `max(64, 8 × maxInFlight)`.
+   * and upstream is rejected.
+   * @default max(64, 8 × maxInFlight)
    */
   maxPending?: number;
 }

@@ -53,17 +53,20 @@ export interface RunTaskInWorkersOptions extends StepOptions {
   maxBatchSize?: number;
   /**
    * A batch that is not full is sent once its first message has waited this long (checked
-   * on `poll()`). Default 50 ms.
+   * on `poll()`).
+   * @default 50
    */
   maxBatchTimeMs?: number;
   /**
    * Batches each worker may have outstanding (sent, or finished and not yet handed on).
-   * Batches in flight never exceed `workers × prefetch`. Default 2.
+   * Batches in flight never exceed `workers × prefetch`.
+   * @default 2
    */
   prefetch?: number;
   /**
    * A batch not answered within this time fails the step (a worker that hangs or vanished
-   * without an error). Checked on `poll()`. Default 60 000 ms.
+   * without an error). Checked on `poll()`.
+   * @default 60000
    */
   batchTimeoutMs?: number;
 }
