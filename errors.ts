@@ -33,7 +33,7 @@ export class SluiceError extends Error {
  * A configuration value was invalid. The message names the option, the value given and
  * what is accepted.
  *
- * @example
+ * @example Catch a bad option
  * ```ts
  * import { ConfigurationError, RunTask } from "@sluice/sluice";
  * try {
@@ -96,7 +96,7 @@ export class ConsumerError extends SluiceError {}
 /**
  * A producer could not do its work (e.g. no connection to the broker within its timeout).
  *
- * @example
+ * @example Recognise a producer failure
  * ```ts
  * import { ProducerError } from "@sluice/sluice";
  * const e = new ProducerError("could not connect to Kafka at 127.0.0.1:9092");
@@ -125,7 +125,7 @@ export class InvalidStateError extends SluiceError {}
  * caller keeps the message and retries after `strategy.ready` resolves. A `RunTask`
  * function may throw it too, to hold a message back until an external condition clears.
  *
- * @example
+ * @example Hold messages back while paused
  * ```ts
  * import { MessageRejected } from "@sluice/sluice";
  * let paused = true;

@@ -12,7 +12,7 @@ const topics = new Map<string, Topic>();
 /**
  * A topic name, interned: `Topic.of("a") === Topic.of("a")`, so topics are safe `Map` keys.
  *
- * @example
+ * @example Topics are interned
  * ```ts
  * import { Topic } from "@sluice/sluice";
  * const t = Topic.of("events");
@@ -58,7 +58,7 @@ export class Topic {
 /**
  * One partition of a topic, interned: `Partition.of(t, 0) === Partition.of(t, 0)`.
  *
- * @example
+ * @example Name a partition
  * ```ts
  * import { Partition, Topic } from "@sluice/sluice";
  * const p = Partition.of(Topic.of("events"), 3);
@@ -193,7 +193,7 @@ function internals(m: Message<unknown>): MessageInternals {
  * `replacePayload` makes a plain `Message` that points at the broker value or value it
  * came from (its {@link Message.source}).
  *
- * @example
+ * @example Replace a payload, keep the offsets
  * ```ts
  * import { BrokerValue, Partition } from "@sluice/sluice";
  * const m = new BrokerValue("a", Partition.of("events", 0), 0, Date.now());
@@ -253,7 +253,7 @@ export class Message<T> {
    * `replacePayload`), and `undefined` for a `Value` (a batch, a reduced result), whose
    * offsets are in `committable`.
    *
-   * @example
+   * @example Find where a message came from
    * ```ts
    * import { BrokerValue, type Message, Partition } from "@sluice/sluice";
    * const where = (m: Message<unknown>): string =>
@@ -301,7 +301,7 @@ export class Message<T> {
  * partition, offset and timestamp (epoch milliseconds). It is a {@link Message}: the
  * processor submits what the consumer polled without wrapping it.
  *
- * @example
+ * @example A message as read from the broker
  * ```ts
  * import { BrokerValue, Partition } from "@sluice/sluice";
  * const v = new BrokerValue("hello", Partition.of("events", 0), 41, Date.now());
@@ -356,7 +356,7 @@ export class BrokerValue<T> extends Message<T> {
  * filtered sentinel. It carries the offsets it makes committable, and is a
  * {@link Message} a step hands on as it is.
  *
- * @example
+ * @example A batch that commits three offsets
  * ```ts
  * import { Partition, Value } from "@sluice/sluice";
  * const batch = new Value([1, 2, 3], new Map([[Partition.of("events", 0), 3]]));
@@ -413,7 +413,7 @@ export class Value<T> extends Message<T> {
  * processor routes it to the dead-letter queue when one is configured; without one it
  * stops with this error rather than commit past the message.
  *
- * @example
+ * @example Reject a payload that is not JSON
  * ```ts
  * import { BrokerValue, InvalidMessage, type Message, Noop, RunTask } from "@sluice/sluice";
  *
@@ -471,7 +471,7 @@ export class InvalidMessage extends SluiceError {
  * A user function or step failed on a message. The message is identified so the
  * operator can find it; `cause` holds the original error.
  *
- * @example
+ * @example Identify the message a step failed on
  * ```ts
  * import { BrokerValue, Message, Partition, StepError } from "@sluice/sluice";
  * const m = new Message(new BrokerValue("x", Partition.of("events", 2), 17, Date.now()));

@@ -26,7 +26,7 @@ import { type BackpressureSide, type StepMetricsSource, StepStats } from "./step
  * The instrumentation scope name of every Sluice instrument: select them by it, e.g. in an
  * SDK View (`meterName: METER_NAME`).
  *
- * @example
+ * @example Find Sluice's meter
  * ```ts
  * import { METER_NAME } from "@sluice/sluice";
  * console.log(METER_NAME); // "@sluice/sluice"
@@ -39,7 +39,7 @@ export const METER_NAME = "@sluice/sluice";
  * OpenTelemetry's messaging buckets (5 ms to 10 s), with 1 ms below and 30 s, 1 min and
  * 5 min above for long backpressure episodes.
  *
- * @example
+ * @example Reuse the buckets
  * ```ts
  * import { DURATION_BUCKETS_S } from "@sluice/sluice";
  * // The same buckets for a histogram of your own:
@@ -359,7 +359,7 @@ type Observe = (result: ObservableResult) => void;
  * `{ "messaging.system": "kafka", "messaging.consumer.group.name": "orders" }`; a
  * processor's `metricAttributes` add to them.
  *
- * @example
+ * @example Keep two processors apart
  * ```ts
  * import type { SeriesAttributes, StreamProcessorOptions } from "@sluice/sluice";
  * // Two processors of one group in one process, kept apart in the metrics:
@@ -376,7 +376,7 @@ export type SeriesAttributes = Readonly<Record<string, string | number | boolean
  * (its {@link StreamProcessor.status} reads it); with one, {@link SluiceMetrics.series}
  * gives the shared one.
  *
- * @example
+ * @example Per-step numbers of one processor
  * ```ts
  * import { systemClock } from "../clock.ts";
  * import { MetricSeries } from "./otel.ts";
@@ -432,7 +432,7 @@ const bindings = new WeakMap<MeterProvider, SluiceMetrics>();
  * given (`meterProvider`), else the global one once set (`metrics.setGlobalMeterProvider`,
  * as `OTEL_DENO=true` does); steps built by its factory are instrumented automatically.
  *
- * @example
+ * @example Instruments on the global MeterProvider
  * ```ts
  * import { metrics } from "@opentelemetry/api";
  * import { SluiceMetrics } from "@sluice/sluice";

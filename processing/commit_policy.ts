@@ -30,7 +30,7 @@ export interface CommitPolicyOptions {
  * Throttles commits: a commit happens when either rule holds (time since the last commit,
  * or messages processed since it). Offsets are always committed on revoke and shutdown.
  *
- * @example
+ * @example Commit by time and count, or after every message
  * ```ts
  * import { CommitPolicy } from "@sluice/sluice";
  * const everyFiveSecondsOr10k = new CommitPolicy({ intervalMs: 5_000, messages: 10_000 });

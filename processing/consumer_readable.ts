@@ -168,7 +168,7 @@ class PartitionTrack {
  * While the stream is full (the reader is busy), the consumer is not fetched from; it is
  * still polled every `keepAliveMs` with its partitions paused, so it stays in its group.
  *
- * @example
+ * @example Read a topic with `for await`
  * ```ts
  * import { consumerReadable } from "@sluice/sluice";
  * import { LocalBroker } from "@sluice/sluice/local";

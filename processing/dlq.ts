@@ -18,7 +18,7 @@ import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
  * Header names written on every dead-lettered message. Values are strings (decimal for
  * numbers; the timestamp is epoch milliseconds).
  *
- * @example
+ * @example Read a header name
  * ```ts
  * import { DLQ_HEADERS } from "@sluice/sluice/dlq";
  * console.log(DLQ_HEADERS.offset); // "sluice-original-offset"
@@ -237,7 +237,7 @@ export interface DlqPolicyOptions<T, P> {
  * Where and how invalid messages are dead-lettered: pass it as `dlqPolicy` to the
  * {@link StreamProcessor}.
  *
- * @example
+ * @example Dead-letter invalid messages to a topic
  * ```ts
  * import { StreamProcessor } from "@sluice/sluice";
  * import { DlqPolicy, type DlqRecord } from "@sluice/sluice/dlq";
@@ -342,7 +342,7 @@ export class DlqPolicy<T, P = DlqRecord<T>> {
  * Kafka backend's `{ key, value, headers, timestamp }`): the raw payload with the
  * standard DLQ headers added to its headers.
  *
- * @example
+ * @example Keep your own headers next to the DLQ headers
  * ```ts
  * import { DlqPolicy, withDlqHeaders } from "@sluice/sluice/dlq";
  * import { LocalBroker } from "@sluice/sluice/local";

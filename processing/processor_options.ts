@@ -143,7 +143,7 @@ export interface StreamProcessorOptions<T> {
  * or `new MeterProvider(...)` from `@opentelemetry/sdk-metrics`. Declared by its shape so
  * that Sluice's API names no type of another package; Sluice only calls `getMeter`.
  *
- * @example
+ * @example Pass an SDK MeterProvider
  * ```ts
  * import { MeterProvider } from "@opentelemetry/sdk-metrics";
  * import type { MeterProviderLike } from "@sluice/sluice";

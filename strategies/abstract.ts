@@ -29,7 +29,7 @@ export type Commit = (offsets: Committable, force?: boolean) => void;
  * One step of a pipeline. Steps are chained: each one forwards its output to the next by
  * calling the next step's `submit`.
  *
- * @example
+ * @example A step typed by what it accepts
  * ```ts
  * import { CommitOffsets, Message, type ProcessingStrategy, RunTask } from "@sluice/sluice";
  * const step: ProcessingStrategy<string> = new RunTask(
@@ -91,7 +91,7 @@ export interface ProcessingStrategy<T> {
  * Builds a pipeline for the partitions currently assigned. Called on every assignment;
  * the previous pipeline is closed and joined first.
  *
- * @example
+ * @example Build a pipeline per assignment
  * ```ts
  * import { CommitOffsets, type ProcessingStrategyFactory, RunTask } from "@sluice/sluice";
  * const factory: ProcessingStrategyFactory<string> = {

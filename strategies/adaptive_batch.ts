@@ -121,7 +121,7 @@ const HISTORY_KEPT = 1000;
  * `maxWaitMs`, and on `join`. `batchSize` is the current size; `history` the recent
  * batches (size, time, next size).
  *
- * @example
+ * @example Bulk inserts sized to take about 200 ms
  * ```ts
  * import { AdaptiveBatch, CommitOffsets } from "@sluice/sluice";
  * const insert = async (rows: string[]) => {

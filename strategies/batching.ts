@@ -43,7 +43,7 @@ export interface BatchOptions<T> extends StepOptions {
  * the highest offset per partition of everything in it and the newest timestamp.
  * Filtered messages are not put in the array, but their offsets ride with the batch.
  *
- * @example
+ * @example Join payloads into text, 100 at a time
  * ```ts
  * import { BatchStep, CommitOffsets, type Message, RunTask } from "@sluice/sluice";
  *
@@ -79,7 +79,7 @@ export class BatchStep<T> extends Reduce<T, Message<T>[]> {
  * element. When the next step rejects, the remaining elements are kept and handed on as
  * soon as it has room; the batch is never walked twice.
  *
- * @example
+ * @example Batch, then hand the messages on one by one
  * ```ts
  * import { BatchStep, CommitOffsets, UnbatchStep } from "@sluice/sluice";
  *

@@ -44,7 +44,7 @@ function notThenable<T>(value: T, what: string, returns: string): T {
  * What a {@link BufferStep} accumulates into. The step owns offsets, timestamps and
  * timing; the protocol owns the payload.
  *
- * @example
+ * @example Accumulate lines of text
  * ```ts
  * import type { BufferProtocol, Message } from "@sluice/sluice";
  * class Lines implements BufferProtocol<string, string> {
@@ -147,7 +147,7 @@ export interface BufferOptions extends StepOptions {
  * Memory: the queue's high-water mark, plus what the buffer holds, plus at most one
  * batch waiting for the next step.
  *
- * @example
+ * @example Write CSV files of 1000 rows
  * ```ts
  * import { BufferStep, type BufferProtocol, CommitOffsets, type Message } from "@sluice/sluice";
  *

@@ -139,7 +139,7 @@ const WINDOW_BUCKETS = 10;
  * State changes go to `onStateChange` (default: a `console.warn` line) and are kept in
  * `transitions`; `state`, `failures`, `successes` and `rejected` are counters to export.
  *
- * @example
+ * @example Stop calling a failing service for a while
  * ```ts
  * import { CircuitBreaker, CommitOffsets } from "@sluice/sluice";
  * const pipeline = new CircuitBreaker(

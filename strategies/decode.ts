@@ -36,7 +36,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * A codec for JSON text, as a string or UTF-8 bytes. Invalid UTF-8 or invalid JSON is
  * rejected.
  *
- * @example
+ * @example Decode JSON text
  * ```ts
  * import { JSON_CODEC } from "@sluice/sluice";
  * console.log(JSON_CODEC.decode('{"a":1}')); // { a: 1 }
@@ -60,7 +60,7 @@ export const JSON_CODEC: Codec<string | Uint8Array, unknown> = {
  * It may be asynchronous (a schema-registry lookup, say): a promise is awaited in input
  * order before the next payload is decoded, and a rejection counts as a throw.
  *
- * @example
+ * @example Decode JSON before processing
  * ```ts
  * import {
  *   CommitOffsets,

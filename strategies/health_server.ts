@@ -191,7 +191,7 @@ export interface HealthStatus {
  * create a `HealthServer` once, pass it as `http` to the step of every pipeline, and
  * `close()` it at shutdown.
  *
- * @example
+ * @example Answer liveness probes
  * ```ts
  * import { HealthServer } from "@sluice/sluice/health";
  * const server = new HealthServer({ port: 0, livenessTimeoutMs: 10_000 });

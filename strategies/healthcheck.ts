@@ -56,7 +56,7 @@ export interface HealthcheckOptions extends StepOptions {
  * the main loop's `poll()`, so a blocked or dead loop stops touching, and the probes
  * notice.
  *
- * @example
+ * @example Touch a file and serve probes
  * ```ts
  * import { CommitOffsets } from "@sluice/sluice";
  * import { Healthcheck } from "@sluice/sluice/health";

@@ -106,7 +106,7 @@ type OutItem = { m: Message<unknown>; invalid?: InvalidMessage };
  * `MessageRejected` (the call is retried after the next `poll()`, its key held). Any other
  * error fails the step, naming the message.
  *
- * @example
+ * @example Orders of one account in order, accounts in parallel
  * ```ts
  * import { CommitOffsets, KeyedConcurrency } from "@sluice/sluice";
  * interface Order { account: string; amount: number }

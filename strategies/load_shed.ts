@@ -109,7 +109,7 @@ class Marker {
  * the buffer as a filtered marker, so it is committed once the messages before it have
  * been processed — never earlier.
  *
- * @example
+ * @example Keep the freshest readings
  * ```ts
  * import { CommitOffsets, LoadShed, RunTask } from "@sluice/sluice";
  * // Keep the freshest 1000 readings when the dashboard writer falls behind.

@@ -49,7 +49,7 @@ type AnyLink = (next: ProcessingStrategy<any>) => ProcessingStrategy<any>;
  * them in input order before anything after them is handed on or committed (see
  * `RunTask`); `mapAsync` runs several at a time, still handing results on in order.
  *
- * @example
+ * @example Parse, filter, batch and insert
  * ```ts
  * import { type Message, pipeline, StreamProcessor } from "@sluice/sluice";
  * import { LocalBroker } from "@sluice/sluice/local";
@@ -216,7 +216,7 @@ export class Pipeline<TSource, T> {
  * front to back with payload types inferred; end it with `.commit()`. The Arroyo-style
  * constructors (`new RunTask(fn, next)`) remain available and build the same steps.
  *
- * @example
+ * @example Decode, filter, save, commit
  * ```ts
  * import { pipeline } from "@sluice/sluice";
  * const save = async (_text: string): Promise<void> => {}; // your storage

@@ -56,7 +56,7 @@ export const DEFAULT_MAX_IN_FLIGHT = 1000;
  * - `join` waits for outstanding deliveries within its timeout; the message handed on
  *   keeps its payload and its source offsets.
  *
- * @example
+ * @example Forward messages to another topic
  * ```ts
  * import { CommitOffsets, Produce } from "@sluice/sluice";
  * import { LocalBroker } from "@sluice/sluice/local";

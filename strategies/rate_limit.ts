@@ -57,7 +57,7 @@ export interface RateLimitOptions<T> extends StepOptions {
  * (messages that had to wait for a token), `rejected` (submits refused while full) and
  * `waitedMs`.
  *
- * @example
+ * @example At most 50 calls per second
  * ```ts
  * import { CommitOffsets, RateLimit, RunTask } from "@sluice/sluice";
  * // At most 50 calls per second to the API, bursts of 10.

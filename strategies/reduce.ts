@@ -164,7 +164,7 @@ function reduceBuffer<TIn, TAcc>(
  * - Other errors from `accumulator`, `initialValue` or `computeBatchSize` surface in
  *   `poll()` as a `StepError` naming the step and the message.
  *
- * @example
+ * @example Count per key
  * ```ts
  * import { CommitOffsets, type Message, Reduce } from "@sluice/sluice";
  *

@@ -112,7 +112,7 @@ interface Slot<TIn, TOut> {
  * - `join` waits for work in flight (within its timeout); `terminate` abandons it and
  *   aborts the `signal` given to `fn`.
  *
- * @example
+ * @example Up to 32 lookups at once
  * ```ts
  * import { CommitOffsets, RunTaskAsync } from "@sluice/sluice";
  * const step = new RunTaskAsync(

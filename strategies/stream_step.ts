@@ -314,7 +314,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
    *   `CommitOffsets`, committed). Aborting it terminates the step.
    * - Use either this stream or `submit` (a processor) to feed one step, not both at once.
    *
-   * @example
+   * @example Pipe a stream of messages into a step
    * ```ts
    * import { CommitOffsets, type Message, RunTask } from "@sluice/sluice";
    * import { LocalBroker } from "@sluice/sluice/local";
@@ -389,7 +389,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
    * when {@link StreamStep.abandoned} becomes true. A subclass that starts asynchronous
    * work (a `fetch`, a query) passes it on, so that work stops when nobody waits for it.
    *
-   * @example
+   * @example Stop a lookup when the step gives up
    * ```ts
    * import { CommitOffsets, type Message, type ProcessingStrategy, StreamStep } from "@sluice/sluice";
    *

@@ -107,7 +107,7 @@ const ignore = () => {};
  * Each message costs a `write` and a `read` promise: prefer `RunTask` for plain
  * synchronous functions, and use this step to reuse existing stream transforms.
  *
- * @example
+ * @example Parse JSON with a TransformStream
  * ```ts
  * import { CommitOffsets, TransformStep } from "@sluice/sluice";
  *

@@ -136,7 +136,7 @@ type WorkerReply =
  * - `join` sends the open batch, waits for all of them (within its timeout) and stops the
  *   workers; `terminate` stops them at once.
  *
- * @example
+ * @example Hash payloads in four workers
  * ```ts ignore
  * import { CommitOffsets, RunTaskInWorkers } from "@sluice/sluice";
  * // hash.ts: export function hash(payload: string): number { ... }
