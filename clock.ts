@@ -5,7 +5,20 @@
  * @module
  */
 
-/** A source of time and of waits. */
+/**
+ * A source of time and of waits.
+ *
+ * @example A step driven by a manual clock
+ * ```ts
+ * import { type Clock, CommitOffsets, ManualClock, RateLimit } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const clock: Clock = new ManualClock(1_000);
+ * const step = new RateLimit(new CommitOffsets(() => {}), { ratePerSecond: 10, clock });
+ * assertEquals(clock.now(), 1_000);
+ * step.terminate();
+ * ```
+ */
 export interface Clock {
   /** Milliseconds since the epoch (or any fixed origin for a manual clock). */
   now(): number;
@@ -16,7 +29,7 @@ export interface Clock {
 /**
  * The real clock: `Date.now()` and timers.
  *
- * @example
+ * @example Sleep on the real clock
  * ```ts
  * import { systemClock } from "./clock.ts";
  * await systemClock.sleep(1);
@@ -47,7 +60,7 @@ interface Sleeper {
  * A clock that only moves when told to. `advance(ms)` wakes every sleeper whose deadline
  * has passed, in deadline order, letting each one's continuation run before the next.
  *
- * @example
+ * @example Drive time by hand in a test
  * ```ts
  * import { ManualClock } from "@sluice/sluice";
  * const clock = new ManualClock(0);
@@ -122,7 +135,7 @@ const setImmediateFn = (globalThis as { setImmediate?: (cb: () => void) => unkno
  * Yields to the event loop (a macrotask turn) without the ~1–4 ms clamp of
  * `setTimeout(0)`: timers, I/O and signal handlers get to run.
  *
- * @example
+ * @example Yield to timers and I/O
  * ```ts
  * import { macrotask } from "./clock.ts";
  * await macrotask();
@@ -150,7 +163,7 @@ const WAKE_REASON = "woken";
  * @param unless What ends the wait early.
  * @returns A promise that resolves when either happened.
  *
- * @example
+ * @example Wait for a promise, at most a while
  * ```ts
  * import { ManualClock, sleepUnless } from "./clock.ts";
  * import { assertEquals } from "@std/assert";

@@ -22,7 +22,7 @@ export { type ProcessorStatus, renderStatus, renderStatusLine } from "./metrics/
  * Fetches a processor's status from a `HealthServer`'s `/status` endpoint. Throws a
  * {@link SluiceError} saying what went wrong when the server does not answer with one.
  *
- * @example
+ * @example Show a remote processor's status
  * ```ts
  * import { fetchStatus, renderStatus } from "@sluice/sluice/status";
  * async function show(url = "http://127.0.0.1:8080/status"): Promise<void> {

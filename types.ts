@@ -12,7 +12,7 @@ const topics = new Map<string, Topic>();
 /**
  * A topic name, interned: `Topic.of("a") === Topic.of("a")`, so topics are safe `Map` keys.
  *
- * @example
+ * @example Topics are interned
  * ```ts
  * import { Topic } from "@sluice/sluice";
  * const t = Topic.of("events");
@@ -58,7 +58,7 @@ export class Topic {
 /**
  * One partition of a topic, interned: `Partition.of(t, 0) === Partition.of(t, 0)`.
  *
- * @example
+ * @example Name a partition
  * ```ts
  * import { Partition, Topic } from "@sluice/sluice";
  * const p = Partition.of(Topic.of("events"), 3);
@@ -103,6 +103,16 @@ export class Partition {
 /**
  * The payload of a message that was filtered or consumed by a step: it carries only
  * offsets forward so they can still be committed. User functions never see it.
+ *
+ * @example Recognise a filtered marker in a custom step
+ * ```ts
+ * import { FilteredPayload, type Message, Partition, Value } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const isFiltered = (m: Message<unknown>) => m.payload instanceof FilteredPayload;
+ * const marker = new Value(FilteredPayload.INSTANCE, new Map([[Partition.of("t", 0), 1]]));
+ * assertEquals(isFiltered(marker), true);
+ * ```
  */
 export class FilteredPayload {
   private constructor() {}
@@ -114,10 +124,35 @@ export class FilteredPayload {
   }
 }
 
-/** The sentinel payload of filtered messages. */
+/**
+ * The sentinel payload of filtered messages.
+ *
+ * @example Hand on a dropped message's offset as a filtered marker
+ * ```ts
+ * import { BrokerValue, FILTERED_PAYLOAD, Partition } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const m = new BrokerValue("spam", Partition.of("t", 0), 7, 0);
+ * const marker = m.replacePayload(FILTERED_PAYLOAD); // still commits offset 8
+ * assertEquals(marker.payload === FILTERED_PAYLOAD, true);
+ * assertEquals(marker.committable.get(Partition.of("t", 0)), 8);
+ * ```
+ */
 export const FILTERED_PAYLOAD: FilteredPayload = FilteredPayload.INSTANCE;
 
-/** Offsets to commit: partition → *next* offset to read (last processed + 1). */
+/**
+ * Offsets to commit: partition → *next* offset to read (last processed + 1).
+ *
+ * @example Read what a message makes committable
+ * ```ts
+ * import { BrokerValue, type Committable, Partition } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const p = Partition.of("events", 0);
+ * const offsets: Committable = new BrokerValue("a", p, 41, 0).committable;
+ * assertEquals(offsets.get(p), 42);
+ * ```
+ */
 export type Committable = ReadonlyMap<Partition, number>;
 
 /** The empty committable, shared. */
@@ -158,7 +193,7 @@ function internals(m: Message<unknown>): MessageInternals {
  * `replacePayload` makes a plain `Message` that points at the broker value or value it
  * came from (its {@link Message.source}).
  *
- * @example
+ * @example Replace a payload, keep the offsets
  * ```ts
  * import { BrokerValue, Partition } from "@sluice/sluice";
  * const m = new BrokerValue("a", Partition.of("events", 0), 0, Date.now());
@@ -218,7 +253,7 @@ export class Message<T> {
    * `replacePayload`), and `undefined` for a `Value` (a batch, a reduced result), whose
    * offsets are in `committable`.
    *
-   * @example
+   * @example Find where a message came from
    * ```ts
    * import { BrokerValue, type Message, Partition } from "@sluice/sluice";
    * const where = (m: Message<unknown>): string =>
@@ -266,7 +301,7 @@ export class Message<T> {
  * partition, offset and timestamp (epoch milliseconds). It is a {@link Message}: the
  * processor submits what the consumer polled without wrapping it.
  *
- * @example
+ * @example A message as read from the broker
  * ```ts
  * import { BrokerValue, Partition } from "@sluice/sluice";
  * const v = new BrokerValue("hello", Partition.of("events", 0), 41, Date.now());
@@ -321,7 +356,7 @@ export class BrokerValue<T> extends Message<T> {
  * filtered sentinel. It carries the offsets it makes committable, and is a
  * {@link Message} a step hands on as it is.
  *
- * @example
+ * @example A batch that commits three offsets
  * ```ts
  * import { Partition, Value } from "@sluice/sluice";
  * const batch = new Value([1, 2, 3], new Map([[Partition.of("events", 0), 3]]));
@@ -378,7 +413,7 @@ export class Value<T> extends Message<T> {
  * processor routes it to the dead-letter queue when one is configured; without one it
  * stops with this error rather than commit past the message.
  *
- * @example
+ * @example Reject a payload that is not JSON
  * ```ts
  * import { BrokerValue, InvalidMessage, type Message, Noop, RunTask } from "@sluice/sluice";
  *
@@ -436,7 +471,7 @@ export class InvalidMessage extends SluiceError {
  * A user function or step failed on a message. The message is identified so the
  * operator can find it; `cause` holds the original error.
  *
- * @example
+ * @example Identify the message a step failed on
  * ```ts
  * import { BrokerValue, Message, Partition, StepError } from "@sluice/sluice";
  * const m = new Message(new BrokerValue("x", Partition.of("events", 2), 17, Date.now()));

@@ -10,7 +10,7 @@
  * `{ "messaging.system": "kafka", "messaging.consumer.group.name": "orders" }`; a
  * processor's `metricAttributes` add to them.
  *
- * @example
+ * @example Keep two processors apart
  * ```ts
  * import type { SeriesAttributes, StreamProcessorOptions } from "@sluice/sluice";
  * // Two processors of one group in one process, kept apart in the metrics:

@@ -13,7 +13,7 @@ export const MAX_BUFFERED_SAMPLES = 1024;
 /**
  * Buffered samples of one histogram with one pre-bound attribute set.
  *
- * @example
+ * @example Buffer one value
  * ```ts
  * import { HistogramBuffer } from "./buffer.ts";
  * const buffer = new HistogramBuffer(undefined, { step: "sink" });

@@ -124,7 +124,7 @@ interface PartitionState {
 /**
  * Plain-number instrumentation of one stream processor.
  *
- * @example
+ * @example Time the loop's phases
  * ```ts
  * import { ManualClock } from "@sluice/sluice";
  * import { ConsumerMeter, Phase } from "./consumer.ts";

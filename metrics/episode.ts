@@ -14,7 +14,7 @@ import type { HistogramBuffer } from "./buffer.ts";
  * episode changes, the time so far stays with the old origin (so each origin's time only
  * grows), and the episode's duration is reported with the origin it ended with.
  *
- * @example
+ * @example Record one episode
  * ```ts
  * import { EpisodeStats, EpisodeTracker } from "./episode.ts";
  * const stats = new EpisodeStats({ step: "sink", origin: "sink" });
@@ -57,7 +57,7 @@ export class EpisodeStats {
 /**
  * One side of one step's backpressure: at most one open episode at a time.
  *
- * @example
+ * @example Begin and end an episode
  * ```ts
  * import { EpisodeStats, EpisodeTracker } from "./episode.ts";
  * const self = new EpisodeStats({ step: "a", origin: "a" });

@@ -27,7 +27,7 @@ import { type BackpressureSide, type StepMetricsSource, StepStats } from "./step
  * The instrumentation scope name of every Sluice instrument: select them by it, e.g. in an
  * SDK View (`meterName: METER_NAME`).
  *
- * @example
+ * @example Find Sluice's meter
  * ```ts
  * import { METER_NAME } from "@sluice/sluice";
  * console.log(METER_NAME); // "@sluice/sluice"
@@ -40,7 +40,7 @@ export const METER_NAME = "@sluice/sluice";
  * OpenTelemetry's messaging buckets (5 ms to 10 s), with 1 ms below and 30 s, 1 min and
  * 5 min above for long backpressure episodes.
  *
- * @example
+ * @example Reuse the buckets
  * ```ts
  * import { DURATION_BUCKETS_S } from "@sluice/sluice";
  * // The same buckets for a histogram of your own:
@@ -362,7 +362,7 @@ type Observe = (result: ObservableResult) => void;
  * (its {@link StreamProcessor.status} reads it); with one, {@link SluiceMetrics.series}
  * gives the shared one.
  *
- * @example
+ * @example Per-step numbers of one processor
  * ```ts
  * import { systemClock } from "../clock.ts";
  * import { MetricSeries } from "./otel.ts";
@@ -418,7 +418,7 @@ const bindings = new WeakMap<MeterProvider, SluiceMetrics>();
  * given (`meterProvider`), else the global one once set (`metrics.setGlobalMeterProvider`,
  * as `OTEL_DENO=true` does); steps built by its factory are instrumented automatically.
  *
- * @example
+ * @example Instruments on the global MeterProvider
  * ```ts
  * import { metrics } from "@opentelemetry/api";
  * import { SluiceMetrics } from "@sluice/sluice";

@@ -25,7 +25,7 @@ export const BOTTLENECK_SHARE = 0.5;
 /**
  * One step in a {@link ProcessorStatus}.
  *
- * @example
+ * @example Find the busiest step
  * ```ts
  * import type { StepStatus, StreamProcessor } from "@sluice/sluice";
  * function busiest(processor: StreamProcessor<string>): string | undefined {
@@ -55,7 +55,7 @@ export interface StepStatus {
 /**
  * One assigned partition in a {@link ProcessorStatus}.
  *
- * @example
+ * @example List stalled partitions
  * ```ts
  * import type { PartitionStatus, StreamProcessor } from "@sluice/sluice";
  * function stalled(processor: StreamProcessor<string>): PartitionStatus[] {
@@ -79,7 +79,7 @@ export interface PartitionStatus {
 /**
  * What limits throughput now, per {@link ProcessorStatus.bottleneck}.
  *
- * @example
+ * @example Say what limits throughput
  * ```ts
  * import type { Bottleneck, StreamProcessor } from "@sluice/sluice";
  * function limit(processor: StreamProcessor<string>): string {
@@ -103,7 +103,7 @@ export interface Bottleneck {
 /**
  * A processor's state, from {@link StreamProcessor.status}. JSON-serialisable.
  *
- * @example
+ * @example Summarise a status
  * ```ts
  * import type { ProcessorStatus, StreamProcessor } from "@sluice/sluice";
  * function summary(processor: StreamProcessor<string>): string {
@@ -195,7 +195,7 @@ interface Snapshot {
  * Keeps a few snapshots of a processor's totals so that a status can give rates over the
  * last second or so, whoever asks and however often.
  *
- * @example
+ * @example Rates over a window
  * ```ts
  * import { ManualClock } from "@sluice/sluice";
  * import { ConsumerMeter } from "./consumer.ts";
@@ -390,7 +390,7 @@ function seconds(ms: number): string {
  * One line saying what the state is: "backpressured for 3.2 s, fetching paused" rather
  * than "paused" and "backpressured" side by side.
  *
- * @example
+ * @example Describe the state in words
  * ```ts
  * import type { StreamProcessor } from "@sluice/sluice";
  * import { describeState } from "./status.ts";
@@ -426,7 +426,7 @@ function percent(x: number): string {
  * (throughput, share of time rejecting its upstream and rejected by its downstream, where
  * the pressure comes from), the bottleneck, and lag per partition.
  *
- * @example
+ * @example Print the status screen
  * ```ts
  * import type { StreamProcessor } from "@sluice/sluice";
  * import { renderStatus } from "@sluice/sluice/status";
@@ -480,7 +480,7 @@ export function renderStatus(s: ProcessorStatus): string {
 /**
  * The status in one log line (for a periodic log, see the processor's `statusLogMs`).
  *
- * @example
+ * @example Log a status line
  * ```ts
  * import type { StreamProcessor } from "@sluice/sluice";
  * import { renderStatusLine } from "@sluice/sluice/status";

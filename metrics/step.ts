@@ -34,7 +34,7 @@ export interface DropCount {
 /**
  * Cumulative totals of every step instance that had one name.
  *
- * @example
+ * @example A step's counters
  * ```ts
  * import { systemClock } from "../clock.ts";
  * import { StepStats } from "./step.ts";
@@ -139,7 +139,7 @@ export interface StepMetricsSource {
  * downstream's doing). A receive episode carries the origin of the downstream's open send
  * episode (or the downstream's name). Origin changes propagate upstream at once.
  *
- * @example
+ * @example Meter a rejection episode
  * ```ts
  * import { ManualClock } from "@sluice/sluice";
  * import { StepMeter, StepStats } from "./step.ts";
@@ -350,7 +350,7 @@ function unbound(name: string, clock: Clock): StepStats {
  * that share a default name get `#2`, `#3`... in pipeline order, so the first of two
  * `RunTask`s is `run_task` and the second `run_task#2`.
  *
- * @example
+ * @example Give the steps of a pipeline metrics
  * ```ts
  * import { CommitOffsets, RunTask } from "@sluice/sluice";
  * import { systemClock } from "../clock.ts";
@@ -399,7 +399,7 @@ function nameSteps(scope: Scope): void {
  * {@link withStepMetrics} (which names it once the whole pipeline is built), else none
  * (undefined: the step records nothing).
  *
- * @example
+ * @example No meter without metrics
  * ```ts
  * import { systemClock } from "../clock.ts";
  * import { StepStats, stepMeterFor } from "./step.ts";

@@ -31,7 +31,7 @@ export interface StuckDetectorOptions {
  * Checks every `checkEveryMs` whether `progress()` moved; reports once per stuck episode
  * when it has not for `timeoutMs`, and again only after the loop advanced in between.
  *
- * @example
+ * @example Warn when the loop stops advancing
  * ```ts
  * import { ManualClock } from "@sluice/sluice";
  * import { StuckDetector } from "./stuck.ts";

@@ -6,7 +6,19 @@
 import type { Committable, Partition } from "../types.ts";
 import { ConfigurationError } from "../errors.ts";
 
-/** Options of a {@link CommitPolicy}; at least one must be set. */
+/**
+ * Options of a {@link CommitPolicy}; at least one must be set.
+ *
+ * @example Commit every 5 seconds or every 10 000 messages
+ * ```ts
+ * import { CommitPolicy, type CommitPolicyOptions } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: CommitPolicyOptions = { intervalMs: 5_000, messages: 10_000 };
+ * const policy = new CommitPolicy(options);
+ * assertEquals(policy.messages, 10_000);
+ * ```
+ */
 export interface CommitPolicyOptions {
   /** Commit when at least this many milliseconds passed since the last commit. */
   intervalMs?: number;
@@ -18,7 +30,7 @@ export interface CommitPolicyOptions {
  * Throttles commits: a commit happens when either rule holds (time since the last commit,
  * or messages processed since it). Offsets are always committed on revoke and shutdown.
  *
- * @example
+ * @example Commit by time and count, or after every message
  * ```ts
  * import { CommitPolicy } from "@sluice/sluice";
  * const everyFiveSecondsOr10k = new CommitPolicy({ intervalMs: 5_000, messages: 10_000 });
@@ -64,7 +76,23 @@ export class CommitPolicy {
   }
 }
 
-/** The running state of a {@link CommitPolicy}: what was committed, and when. */
+/**
+ * The running state of a {@link CommitPolicy}: what was committed, and when. The processor
+ * makes one with {@link CommitPolicy.createState}; a custom driver loop may too.
+ *
+ * @example Ask whether newly committable offsets are due
+ * ```ts
+ * import { CommitPolicy, Partition } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const p = Partition.of("t", 0);
+ * const state = new CommitPolicy({ intervalMs: 1_000, messages: 2 }).createState(0);
+ * state.start(new Map([[p, 0]])); // the partition was assigned at offset 0
+ * assertEquals(state.shouldCommit(10, new Map([[p, 1]])), false); // 1 message, 10 ms
+ * assertEquals(state.shouldCommit(20, new Map([[p, 2]])), true); // 2 messages
+ * state.didCommit(20, new Map([[p, 2]]));
+ * ```
+ */
 export class CommitPolicyState {
   readonly #policy: CommitPolicy;
   #lastCommit: number;

@@ -10,7 +10,26 @@ import { ConfigurationError } from "../errors.ts";
 import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
 import type { Consumer } from "../backends/abstract.ts";
 
-/** Options of {@link consumerReadable}. */
+/**
+ * Options of {@link consumerReadable}.
+ *
+ * @example Read two topics, fetching ahead at most 100 messages
+ * ```ts
+ * import { consumerReadable, type ConsumerReadableOptions } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("orders", 1);
+ * broker.createTopic("refunds", 1);
+ * const options: ConsumerReadableOptions = {
+ *   topics: ["orders", "refunds"],
+ *   highWaterMark: 100,
+ *   commitIntervalMs: 5_000,
+ * };
+ * const { close } = consumerReadable(broker.getConsumer("readers"), options);
+ * await close();
+ * ```
+ */
 export interface ConsumerReadableOptions {
   /** Topics to subscribe to. */
   topics: readonly (Topic | string)[];
@@ -51,7 +70,27 @@ export interface ConsumerReadableOptions {
   clock?: Clock;
 }
 
-/** What {@link consumerReadable} returns. */
+/**
+ * What {@link consumerReadable} returns.
+ *
+ * @example Acknowledge and commit explicitly
+ * ```ts
+ * import { type ConsumerReadable, consumerReadable, Partition } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 1);
+ * broker.produce("events", "hello");
+ * const reader: ConsumerReadable<string> = consumerReadable(broker.getConsumer("g"), {
+ *   topics: ["events"],
+ * });
+ * const { value } = await reader.readable.getReader().read();
+ * const committed = await reader.commit(value!);
+ * assertEquals(committed.get(Partition.of("events", 0)), 1);
+ * await reader.close();
+ * ```
+ */
 export interface ConsumerReadable<T> {
   /** The messages, in each partition's order. Cancelling it commits what was acknowledged and closes the consumer. */
   readonly readable: ReadableStream<Message<T>>;
@@ -129,7 +168,7 @@ class PartitionTrack {
  * While the stream is full (the reader is busy), the consumer is not fetched from; it is
  * still polled every `keepAliveMs` with its partitions paused, so it stays in its group.
  *
- * @example
+ * @example Read a topic with `for await`
  * ```ts
  * import { consumerReadable } from "@sluice/sluice";
  * import { LocalBroker } from "@sluice/sluice/local";

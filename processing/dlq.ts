@@ -18,7 +18,7 @@ import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
  * Header names written on every dead-lettered message. Values are strings (decimal for
  * numbers; the timestamp is epoch milliseconds).
  *
- * @example
+ * @example Read a header name
  * ```ts
  * import { DLQ_HEADERS } from "@sluice/sluice/dlq";
  * console.log(DLQ_HEADERS.offset); // "sluice-original-offset"
@@ -40,10 +40,41 @@ export const DLQ_HEADERS: {
   step: "sluice-dlq-step",
 } as const;
 
-/** Longest `reason` header written, in characters (longer reasons are cut with "…"). */
+/**
+ * Longest `reason` header written, in characters (longer reasons are cut with "…").
+ *
+ * @example Keep your own reasons within the header's bound
+ * ```ts
+ * import { MAX_REASON_LENGTH } from "@sluice/sluice/dlq";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const reason = "schema mismatch: ".padEnd(5_000, "x");
+ * const shown = reason.slice(0, MAX_REASON_LENGTH);
+ * assertEquals(shown.length, 1000);
+ * ```
+ */
 export const MAX_REASON_LENGTH = 1000;
 
-/** What the processor knows about a message it dead-letters. */
+/**
+ * What the processor knows about a message it dead-letters: the second argument of
+ * {@link DlqPolicyOptions.build}.
+ *
+ * @example Build a dead-letter payload from the info
+ * ```ts
+ * import type { BrokerValue } from "@sluice/sluice";
+ * import { DlqPolicy, type DlqInfo } from "@sluice/sluice/dlq";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const dlq = new LocalBroker<string>();
+ * dlq.createTopic("events-dlq", 1);
+ * const policy = new DlqPolicy<string, string>({
+ *   producer: dlq.getProducer(),
+ *   topic: "events-dlq",
+ *   build: (raw: BrokerValue<string>, info: DlqInfo) =>
+ *     `${info.partition}@${info.offset} (${info.step}: ${info.reason}): ${raw.payload}`,
+ * });
+ * ```
+ */
 export interface DlqInfo {
   /** Where the message was read from. */
   readonly partition: Partition;
@@ -63,6 +94,20 @@ export interface DlqInfo {
  * The default dead-letter payload: the raw payload, the standard headers and the original
  * timestamp. Use it when your DLQ producer can carry any value (the in-memory broker); for
  * Kafka pass a `build` function that returns the backend's payload type.
+ *
+ * @example Read a record from the dead-letter topic
+ * ```ts
+ * import { DLQ_HEADERS, type DlqRecord } from "@sluice/sluice/dlq";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const describe = (r: DlqRecord<string>) => `${r.headers[DLQ_HEADERS.reason]}: ${r.value}`;
+ * const record: DlqRecord<string> = {
+ *   value: "{not json",
+ *   headers: { [DLQ_HEADERS.reason]: "payload is not JSON" },
+ *   timestamp: 0,
+ * };
+ * assertEquals(describe(record), "payload is not JSON: {not json");
+ * ```
  */
 export interface DlqRecord<T> {
   /** The original payload, exactly as polled. */
@@ -78,6 +123,17 @@ export interface DlqRecord<T> {
  * limit stops the consumer with {@link DlqLimitExceeded}: a flood of invalid messages is an
  * incident, not something to dead-letter silently. The message that crossed the limit is
  * not dead-lettered and nothing is committed past it.
+ *
+ * @example Stop after 10 invalid messages in a row or above 5 % of a partition
+ * ```ts
+ * import { type DlqLimit, DlqPolicy, type DlqRecord } from "@sluice/sluice/dlq";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const dlq = new LocalBroker<DlqRecord<string>>();
+ * dlq.createTopic("events-dlq", 1);
+ * const limit: DlqLimit = { maxConsecutiveInvalid: 10, maxInvalidRatio: 0.05 };
+ * const policy = new DlqPolicy<string>({ producer: dlq.getProducer(), topic: "events-dlq", limit });
+ * ```
  */
 export interface DlqLimit {
   /**
@@ -90,14 +146,54 @@ export interface DlqLimit {
    * since assignment, checked once at least {@link DlqLimit.minMessagesForRatio} were seen.
    */
   maxInvalidRatio?: number;
-  /** Messages of a partition to see before `maxInvalidRatio` applies. Default 100. */
+  /**
+   * Messages of a partition to see before `maxInvalidRatio` applies.
+   * @default 100
+   */
   minMessagesForRatio?: number;
 }
 
-/** What happens when the DLQ producer fails to deliver (or the raw message is missing). */
+/**
+ * What happens when the DLQ producer fails to deliver (or the raw message is missing).
+ *
+ * @example Keep going when the dead-letter topic is unreachable
+ * ```ts
+ * import { type DlqFailureMode, DlqPolicy, type DlqRecord } from "@sluice/sluice/dlq";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const dlq = new LocalBroker<DlqRecord<string>>();
+ * dlq.createTopic("events-dlq", 1);
+ * const onDeliveryFailure: DlqFailureMode = "drop-and-count"; // counted in stats.dlqDropped
+ * const policy = new DlqPolicy<string>({
+ *   producer: dlq.getProducer(),
+ *   topic: "events-dlq",
+ *   onDeliveryFailure,
+ * });
+ * ```
+ */
 export type DlqFailureMode = "stop" | "drop-and-count";
 
-/** Options of a {@link DlqPolicy} with a `build` function turning raw messages into `P`. */
+/**
+ * Options of a {@link DlqPolicy} with a `build` function turning raw messages into `P`.
+ *
+ * @example A typical options object, with a payload of your own
+ * ```ts
+ * import { DlqPolicy, type DlqPolicyOptions } from "@sluice/sluice/dlq";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * type Dead = { value: string; headers: Record<string, string> };
+ * const dlq = new LocalBroker<Dead>();
+ * dlq.createTopic("events-dlq", 1);
+ * const options: DlqPolicyOptions<string, Dead> = {
+ *   producer: dlq.getProducer(),
+ *   topic: "events-dlq",
+ *   build: (raw, info) => ({ value: raw.payload, headers: { ...info.headers } }),
+ *   maxInFlight: 100,
+ *   deliveryTimeoutMs: 10_000,
+ * };
+ * const policy = new DlqPolicy(options);
+ * ```
+ */
 export interface DlqPolicyOptions<T, P> {
   /** Producer for the dead-letter topic. The policy does not close it; you do. */
   producer: Producer<P>;
@@ -114,17 +210,25 @@ export interface DlqPolicyOptions<T, P> {
   /**
    * Most raw messages kept per partition for a possible dead-lettering. Messages leave the
    * buffer once the pipeline has committed past them; past this bound the oldest is
-   * evicted (counted in `stats.dlqBufferEvicted`). Default 10 000.
+   * evicted (counted in `stats.dlqBufferEvicted`).
+   * @default 10000
    */
   maxBufferedPerPartition?: number;
-  /** Most deliveries awaiting confirmation; the processor waits when there are more. Default 1000. */
+  /**
+   * Most deliveries awaiting confirmation; the processor waits when there are more.
+   * @default 1000
+   */
   maxInFlight?: number;
-  /** A delivery not confirmed within this many milliseconds has failed. Default 30 000. */
+  /**
+   * A delivery not confirmed within this many milliseconds has failed.
+   * @default 30000
+   */
   deliveryTimeoutMs?: number;
   /**
    * `"stop"` (default): a failed delivery stops the consumer with {@link DlqDeliveryError}
    * and nothing is committed past the message. `"drop-and-count"`: the message is dropped,
    * counted in `stats.dlqDropped`, and processing goes on.
+   * @default "stop"
    */
   onDeliveryFailure?: DlqFailureMode;
 }
@@ -133,7 +237,7 @@ export interface DlqPolicyOptions<T, P> {
  * Where and how invalid messages are dead-lettered: pass it as `dlqPolicy` to the
  * {@link StreamProcessor}.
  *
- * @example
+ * @example Dead-letter invalid messages to a topic
  * ```ts
  * import { StreamProcessor } from "@sluice/sluice";
  * import { DlqPolicy, type DlqRecord } from "@sluice/sluice/dlq";
@@ -238,7 +342,7 @@ export class DlqPolicy<T, P = DlqRecord<T>> {
  * Kafka backend's `{ key, value, headers, timestamp }`): the raw payload with the
  * standard DLQ headers added to its headers.
  *
- * @example
+ * @example Keep your own headers next to the DLQ headers
  * ```ts
  * import { DlqPolicy, withDlqHeaders } from "@sluice/sluice/dlq";
  * import { LocalBroker } from "@sluice/sluice/local";
@@ -263,7 +367,40 @@ export function withDlqHeaders<P extends { headers?: unknown }>(
   return { ...raw.payload, headers };
 }
 
-/** The consumer stopped because invalid messages went over a {@link DlqLimit}. */
+/**
+ * The consumer stopped because invalid messages went over a {@link DlqLimit}.
+ *
+ * @example A run stopped by a flood of invalid messages
+ * ```ts
+ * import { CommitOffsets, InvalidMessage, RunTask, StreamProcessor } from "@sluice/sluice";
+ * import { DlqLimitExceeded, DlqPolicy, type DlqRecord } from "@sluice/sluice/dlq";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ * import { assertRejects } from "@std/assert";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 1);
+ * for (const p of ["bad", "bad", "bad"]) broker.produce("events", p);
+ * const dlq = new LocalBroker<DlqRecord<string>>();
+ * dlq.createTopic("events-dlq", 1);
+ * const processor = new StreamProcessor({
+ *   consumer: broker.getConsumer("g"),
+ *   topics: ["events"],
+ *   factory: {
+ *     createWithPartitions: (commit) =>
+ *       new RunTask((m) => {
+ *         throw new InvalidMessage(m.source.partition!, m.source.offset!, "bad input");
+ *       }, new CommitOffsets(commit)),
+ *   },
+ *   dlqPolicy: new DlqPolicy<string>({
+ *     producer: dlq.getProducer(),
+ *     topic: "events-dlq",
+ *     limit: { maxConsecutiveInvalid: 2 },
+ *   }),
+ *   handleSignals: false,
+ * });
+ * await assertRejects(() => processor.run({ untilCaughtUp: true }), DlqLimitExceeded);
+ * ```
+ */
 export class DlqLimitExceeded extends SluiceError {
   /** The limit crossed: "maxConsecutiveInvalid" or "maxInvalidRatio". */
   readonly limit: "maxConsecutiveInvalid" | "maxInvalidRatio";
@@ -293,7 +430,21 @@ export class DlqLimitExceeded extends SluiceError {
   }
 }
 
-/** A dead-letter delivery failed (or timed out) and the policy says "stop". */
+/**
+ * A dead-letter delivery failed (or timed out) and the policy says "stop".
+ *
+ * @example Tell an unreachable dead-letter topic from other failures
+ * ```ts
+ * import { Partition, Topic } from "@sluice/sluice";
+ * import { DlqDeliveryError } from "@sluice/sluice/dlq";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const whatToDo = (e: unknown) => e instanceof DlqDeliveryError ? "check the DLQ topic" : "rethrow";
+ * const p = Partition.of("events", 0);
+ * const failure = new DlqDeliveryError(p, 7, Topic.of("events-dlq"), new Error("timeout"));
+ * assertEquals(whatToDo(failure), "check the DLQ topic");
+ * ```
+ */
 export class DlqDeliveryError extends SluiceError {
   /** The partition of the message that could not be dead-lettered. */
   readonly partition: Partition;
@@ -319,6 +470,19 @@ export class DlqDeliveryError extends SluiceError {
  * An invalid message was reported but its raw message was not in the processor's DLQ
  * buffer (evicted because more than `maxBufferedPerPartition` messages of the partition
  * were in flight, or reported twice or for a message this consumer never polled).
+ *
+ * @example Recognise it after a run
+ * ```ts
+ * import { InvalidMessage, Partition } from "@sluice/sluice";
+ * import { DlqMessageMissing } from "@sluice/sluice/dlq";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const p = Partition.of("events", 0);
+ * const failure: unknown = new DlqMessageMissing(p, 3, true, new InvalidMessage(p, 3, "bad"));
+ * if (failure instanceof DlqMessageMissing) {
+ *   assertEquals(failure.offset, 3); // raise DlqPolicy.maxBufferedPerPartition
+ * }
+ * ```
  */
 export class DlqMessageMissing extends SluiceError {
   /** The partition. */
@@ -343,7 +507,38 @@ export class DlqMessageMissing extends SluiceError {
   }
 }
 
-/** Counters the DLQ keeps in the processor's `stats`. */
+/**
+ * Counters the DLQ keeps in the processor's `stats`.
+ *
+ * @example Count what was dead-lettered
+ * ```ts
+ * import { CommitOffsets, InvalidMessage, RunTask, StreamProcessor } from "@sluice/sluice";
+ * import { type DlqCounters, DlqPolicy, type DlqRecord } from "@sluice/sluice/dlq";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 1);
+ * broker.produce("events", "{not json");
+ * const dlq = new LocalBroker<DlqRecord<string>>();
+ * dlq.createTopic("events-dlq", 1);
+ * const processor = new StreamProcessor({
+ *   consumer: broker.getConsumer("g"),
+ *   topics: ["events"],
+ *   factory: {
+ *     createWithPartitions: (commit) =>
+ *       new RunTask((m) => {
+ *         throw new InvalidMessage(m.source.partition!, m.source.offset!, "not JSON");
+ *       }, new CommitOffsets(commit)),
+ *   },
+ *   dlqPolicy: new DlqPolicy<string>({ producer: dlq.getProducer(), topic: "events-dlq" }),
+ *   handleSignals: false,
+ * });
+ * await processor.run({ untilCaughtUp: true });
+ * const counters: DlqCounters = processor.stats;
+ * assertEquals(counters.deadLettered, 1);
+ * ```
+ */
 export interface DlqCounters {
   /** Messages whose dead-letter delivery was confirmed. */
   deadLettered: number;

@@ -16,7 +16,7 @@ import type { Partition } from "../types.ts";
  * committable is the newest finished offset, clamped below the first unresolved invalid
  * message.
  *
- * @example
+ * @example Track offsets in flight
  * ```ts
  * import { CommitLedger } from "./offsets.ts";
  * import { Partition } from "../types.ts";

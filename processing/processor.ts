@@ -49,7 +49,7 @@ export type {
  * `run()` was called on a processor that has already stopped (its consumer is closed).
  * Create a new consumer and processor to consume again.
  *
- * @example
+ * @example `run()` on a processor that already stopped
  * ```ts
  * import { CommitOffsets, ProcessorStoppedError, StreamProcessor } from "@sluice/sluice";
  * import { LocalBroker } from "@sluice/sluice/local";
@@ -82,7 +82,7 @@ const YIELD_EVERY_MS = 20;
 /**
  * Runs a pipeline over a consumer.
  *
- * @example
+ * @example Consume, process and commit
  * ```ts
  * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
  * import { LocalBroker } from "@sluice/sluice/local";
@@ -257,7 +257,7 @@ export class StreamProcessor<T> {
    * bottleneck. Rates cover about the last second (since the processor was built, at
    * first). Cheap enough to call every second; `HealthServer` serves it as `/status`.
    *
-   * @example
+   * @example Print the status screen
    * ```ts
    * import type { StreamProcessor } from "@sluice/sluice";
    * import { renderStatus } from "@sluice/sluice/status";
@@ -292,7 +292,7 @@ export class StreamProcessor<T> {
    * error rethrown. A processor runs once: `run()` after it stopped throws
    * {@link ProcessorStoppedError}.
    *
-   * @example
+   * @example Process what is there, then stop
    * ```ts
    * import { CommitOffsets, RunTask, StreamProcessor } from "@sluice/sluice";
    * import { LocalBroker } from "@sluice/sluice/local";

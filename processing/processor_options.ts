@@ -14,7 +14,32 @@ import type { ProcessingStrategyFactory } from "../strategies/abstract.ts";
 import type { Topic } from "../types.ts";
 import { ConfigurationError } from "../errors.ts";
 
-/** Options of a {@link StreamProcessor}. */
+/**
+ * Options of a {@link StreamProcessor}.
+ *
+ * @example A typical options object
+ * ```ts
+ * import {
+ *   CommitOffsets,
+ *   CommitPolicy,
+ *   StreamProcessor,
+ *   type StreamProcessorOptions,
+ * } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 4);
+ * const options: StreamProcessorOptions<string> = {
+ *   consumer: broker.getConsumer("billing"),
+ *   topics: ["events"],
+ *   factory: { createWithPartitions: (commit) => new CommitOffsets(commit) },
+ *   commitPolicy: new CommitPolicy({ intervalMs: 5_000 }),
+ *   joinTimeoutMs: 10_000,
+ *   handleSignals: false,
+ * };
+ * const processor = new StreamProcessor(options);
+ * ```
+ */
 export interface StreamProcessorOptions<T> {
   /** The consumer to read from; the processor subscribes it. */
   consumer: Consumer<T>;
@@ -118,7 +143,7 @@ export interface StreamProcessorOptions<T> {
  * or `new MeterProvider(...)` from `@opentelemetry/sdk-metrics`. Declared by its shape so
  * that Sluice's API names no type of another package; Sluice only calls `getMeter`.
  *
- * @example
+ * @example Pass an SDK MeterProvider
  * ```ts
  * import { MeterProvider } from "@opentelemetry/sdk-metrics";
  * import type { MeterProviderLike } from "@sluice/sluice";
@@ -130,7 +155,29 @@ export interface MeterProviderLike {
   getMeter(name: string, version?: string, options?: { schemaUrl?: string }): object;
 }
 
-/** Options of {@link StreamProcessor.run}. */
+/**
+ * Options of {@link StreamProcessor.run}.
+ *
+ * @example Process what is there, then stop
+ * ```ts
+ * import { CommitOffsets, type RunOptions, StreamProcessor } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 1);
+ * broker.produce("events", "a");
+ * const processor = new StreamProcessor({
+ *   consumer: broker.getConsumer("batch-job"),
+ *   topics: ["events"],
+ *   factory: { createWithPartitions: (commit) => new CommitOffsets(commit) },
+ *   handleSignals: false,
+ * });
+ * const options: RunOptions = { untilCaughtUp: true };
+ * await processor.run(options);
+ * assertEquals(processor.stats.messagesPolled, 1);
+ * ```
+ */
 export interface RunOptions {
   /**
    * Stop gracefully once the consumer has caught up: every assigned partition processed
@@ -142,7 +189,30 @@ export interface RunOptions {
   untilCaughtUp?: boolean;
 }
 
-/** Counters the processor keeps (also the source of its metrics). */
+/**
+ * Counters the processor keeps (also the source of its metrics), as its `stats`.
+ *
+ * @example Read the counters after a run
+ * ```ts
+ * import { CommitOffsets, type ProcessorStats, StreamProcessor } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 1);
+ * broker.produce("events", "a");
+ * broker.produce("events", "b");
+ * const processor = new StreamProcessor({
+ *   consumer: broker.getConsumer("g"),
+ *   topics: ["events"],
+ *   factory: { createWithPartitions: (commit) => new CommitOffsets(commit) },
+ *   handleSignals: false,
+ * });
+ * await processor.run({ untilCaughtUp: true });
+ * const stats: ProcessorStats = processor.stats;
+ * assertEquals(stats.messagesSubmitted, 2);
+ * ```
+ */
 export interface ProcessorStats extends DlqCounters {
   /** Loop iterations. */
   iterations: number;

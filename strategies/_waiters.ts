@@ -9,7 +9,7 @@
  * One-shot waiters woken all at once: `wait()` resolves at the next `wake()`. A wait
  * started after a `wake()` waits for the one after. Never rejects.
  *
- * @example
+ * @example Wake everyone waiting
  * ```ts
  * import { Waiters } from "./_waiters.ts";
  * const changes = new Waiters();

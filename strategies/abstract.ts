@@ -8,6 +8,20 @@ import type { Committable, Message, Partition } from "../types.ts";
 /**
  * Asks the processor to commit offsets (partition → next offset to read). The processor
  * stages them and commits according to its `CommitPolicy`, or at once when `force` is set.
+ *
+ * @example See what a pipeline asks to commit
+ * ```ts
+ * import { BrokerValue, type Commit, CommitOffsets, type Committable } from "@sluice/sluice";
+ * import { Partition } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const asked: Committable[] = [];
+ * const commit: Commit = (offsets) => asked.push(offsets);
+ * const p = Partition.of("t", 0);
+ * const step = new CommitOffsets(commit);
+ * await ReadableStream.from([new BrokerValue("a", p, 0, 0)]).pipeTo(step.writable);
+ * assertEquals(asked.some((offsets) => offsets.get(p) === 1), true); // next offset to read
+ * ```
  */
 export type Commit = (offsets: Committable, force?: boolean) => void;
 
@@ -15,7 +29,7 @@ export type Commit = (offsets: Committable, force?: boolean) => void;
  * One step of a pipeline. Steps are chained: each one forwards its output to the next by
  * calling the next step's `submit`.
  *
- * @example
+ * @example A step typed by what it accepts
  * ```ts
  * import { CommitOffsets, Message, type ProcessingStrategy, RunTask } from "@sluice/sluice";
  * const step: ProcessingStrategy<string> = new RunTask(
@@ -77,7 +91,7 @@ export interface ProcessingStrategy<T> {
  * Builds a pipeline for the partitions currently assigned. Called on every assignment;
  * the previous pipeline is closed and joined first.
  *
- * @example
+ * @example Build a pipeline per assignment
  * ```ts
  * import { CommitOffsets, type ProcessingStrategyFactory, RunTask } from "@sluice/sluice";
  * const factory: ProcessingStrategyFactory<string> = {

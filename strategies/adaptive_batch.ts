@@ -17,7 +17,24 @@ import { requireNonNegative, requirePositiveInteger } from "../_validate.ts";
 import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
 
-/** Options of an {@link AdaptiveBatch}. */
+/**
+ * Options of an {@link AdaptiveBatch}.
+ *
+ * @example Bulk inserts aiming at 200 ms each
+ * ```ts
+ * import { AdaptiveBatch, type AdaptiveBatchOptions, Noop } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: AdaptiveBatchOptions = {
+ *   targetMs: 200,
+ *   minSize: 10,
+ *   maxSize: 5_000,
+ *   maxWaitMs: 500,
+ * };
+ * const step = new AdaptiveBatch((rows: string[]) => rows.length, new Noop(), options);
+ * assertEquals(step.targetMs, 200);
+ * ```
+ */
 export interface AdaptiveBatchOptions extends StepOptions {
   /** The processing time to aim for per batch, in milliseconds. Required, > 0. */
   targetMs: number;
@@ -55,7 +72,25 @@ export interface AdaptiveBatchOptions extends StepOptions {
   maxStep?: number;
 }
 
-/** One processed batch, as recorded in {@link AdaptiveBatch.history}. */
+/**
+ * One processed batch, as recorded in {@link AdaptiveBatch.history}.
+ *
+ * @example Read the history after a run
+ * ```ts
+ * import { AdaptiveBatch, type BatchRecord, BrokerValue, Noop, Partition } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const step = new AdaptiveBatch((rows: string[]) => rows.length, new Noop(), {
+ *   targetMs: 100,
+ *   initialSize: 2,
+ * });
+ * const p = Partition.of("t", 0);
+ * const messages = ["a", "b", "c"].map((s, i) => new BrokerValue(s, p, i, 0));
+ * await ReadableStream.from(messages).pipeTo(step.writable);
+ * const first: BatchRecord = step.history[0];
+ * assertEquals([first.size, first.full], [2, true]);
+ * ```
+ */
 export interface BatchRecord {
   /** Messages in the batch. */
   size: number;
@@ -86,7 +121,7 @@ const HISTORY_KEPT = 1000;
  * `maxWaitMs`, and on `join`. `batchSize` is the current size; `history` the recent
  * batches (size, time, next size).
  *
- * @example
+ * @example Bulk inserts sized to take about 200 ms
  * ```ts
  * import { AdaptiveBatch, CommitOffsets } from "@sluice/sluice";
  * const insert = async (rows: string[]) => {

@@ -9,7 +9,22 @@ import type { StepOptions } from "./stream_step.ts";
 import { Reduce } from "./reduce.ts";
 import { Unfold } from "./unfold.ts";
 
-/** Options of a {@link BatchStep}: at least one of `maxBatchSize` and `maxBatchTimeMs`. */
+/**
+ * Options of a {@link BatchStep}: at least one of `maxBatchSize` and `maxBatchTimeMs`.
+ *
+ * @example Batches of at most 1 MiB of payload, or 1 second
+ * ```ts
+ * import { type BatchOptions, BatchStep, byteLength, Noop } from "@sluice/sluice";
+ *
+ * const options: BatchOptions<string> = {
+ *   maxBatchSize: 1024 * 1024,
+ *   maxBatchTimeMs: 1_000,
+ *   computeBatchSize: byteLength,
+ * };
+ * const step = new BatchStep<string>(new Noop(), options);
+ * step.terminate();
+ * ```
+ */
 export interface BatchOptions<T> extends StepOptions {
   /** Hand on a batch once it holds this many messages (or units of `computeBatchSize`). */
   maxBatchSize?: number;
@@ -28,7 +43,7 @@ export interface BatchOptions<T> extends StepOptions {
  * the highest offset per partition of everything in it and the newest timestamp.
  * Filtered messages are not put in the array, but their offsets ride with the batch.
  *
- * @example
+ * @example Join payloads into text, 100 at a time
  * ```ts
  * import { BatchStep, CommitOffsets, type Message, RunTask } from "@sluice/sluice";
  *
@@ -64,7 +79,7 @@ export class BatchStep<T> extends Reduce<T, Message<T>[]> {
  * element. When the next step rejects, the remaining elements are kept and handed on as
  * soon as it has room; the batch is never walked twice.
  *
- * @example
+ * @example Batch, then hand the messages on one by one
  * ```ts
  * import { BatchStep, CommitOffsets, UnbatchStep } from "@sluice/sluice";
  *

@@ -44,7 +44,7 @@ function notThenable<T>(value: T, what: string, returns: string): T {
  * What a {@link BufferStep} accumulates into. The step owns offsets, timestamps and
  * timing; the protocol owns the payload.
  *
- * @example
+ * @example Accumulate lines of text
  * ```ts
  * import type { BufferProtocol, Message } from "@sluice/sluice";
  * class Lines implements BufferProtocol<string, string> {
@@ -89,7 +89,32 @@ export interface BufferProtocol<TIn, TOut> {
   isEmpty?(): boolean;
 }
 
-/** Options of a {@link BufferStep}. */
+/**
+ * Options of a {@link BufferStep}.
+ *
+ * @example Flush at least every 500 ms
+ * ```ts
+ * import { type BufferOptions, type BufferProtocol, BufferStep } from "@sluice/sluice";
+ * import { type Message, Noop } from "@sluice/sluice";
+ *
+ * class Count implements BufferProtocol<string, number> {
+ *   n = 0;
+ *   append(_m: Message<string>): void {
+ *     this.n++;
+ *   }
+ *   isReady(): boolean {
+ *     return this.n >= 100;
+ *   }
+ *   flush(): number {
+ *     const n = this.n;
+ *     this.n = 0;
+ *     return n;
+ *   }
+ * }
+ * const options: BufferOptions = { maxBufferTimeMs: 500, name: "count" };
+ * new BufferStep(new Count(), new Noop(), options).terminate();
+ * ```
+ */
 export interface BufferOptions extends StepOptions {
   /**
    * Flush at the latest this many milliseconds after the first message of the batch was
@@ -122,7 +147,7 @@ export interface BufferOptions extends StepOptions {
  * Memory: the queue's high-water mark, plus what the buffer holds, plus at most one
  * batch waiting for the next step.
  *
- * @example
+ * @example Write CSV files of 1000 rows
  * ```ts
  * import { BufferStep, type BufferProtocol, CommitOffsets, type Message } from "@sluice/sluice";
  *

@@ -11,10 +11,36 @@ import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
 import { isThenable, requireSync } from "./thenable.ts";
 
-/** The breaker's state. */
+/**
+ * The breaker's state.
+ *
+ * @example Read the state of a breaker
+ * ```ts
+ * import { CircuitBreaker, type CircuitState, Noop } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const step = new CircuitBreaker(async (m: { payload: string }) => m.payload, new Noop());
+ * const state: CircuitState = step.state;
+ * assertEquals(state, "closed");
+ * step.terminate();
+ * ```
+ */
 export type CircuitState = "closed" | "open" | "half-open";
 
-/** One state change of a {@link CircuitBreaker}. */
+/**
+ * One state change of a {@link CircuitBreaker}.
+ *
+ * @example Log state changes in your own format
+ * ```ts
+ * import { CircuitBreaker, type CircuitStateChange, Noop } from "@sluice/sluice";
+ *
+ * const log = (c: CircuitStateChange) => console.info(`${c.step}: ${c.from} -> ${c.to} (${c.reason})`);
+ * const step = new CircuitBreaker(async (m: { payload: string }) => m.payload, new Noop(), {
+ *   onStateChange: log,
+ * });
+ * step.terminate();
+ * ```
+ */
 export interface CircuitStateChange {
   /** The step's name. */
   step: string;
@@ -28,27 +54,55 @@ export interface CircuitStateChange {
   reason: string;
 }
 
-/** Options of a {@link CircuitBreaker}. */
+/**
+ * Options of a {@link CircuitBreaker}.
+ *
+ * @example Open after 5 failures or half the calls failing within 30 s
+ * ```ts
+ * import { CircuitBreaker, type CircuitBreakerOptions, Noop } from "@sluice/sluice";
+ *
+ * const options: CircuitBreakerOptions = {
+ *   failureThreshold: 5,
+ *   failureRatio: 0.5,
+ *   windowMs: 30_000,
+ *   coolDownMs: 10_000,
+ *   isFailure: (e) => !(e instanceof TypeError),
+ * };
+ * new CircuitBreaker(async (m: { payload: string }) => m.payload, new Noop(), options).terminate();
+ * ```
+ */
 export interface CircuitBreakerOptions extends StepOptions {
-  /** Open after this many failed calls within `windowMs`. Default 5. */
+  /**
+   * Open after this many failed calls within `windowMs`.
+   * @default 5
+   */
   failureThreshold?: number;
   /**
    * Also open when at least `minimumCalls` calls were made within `windowMs` and this
-   * share of them failed (0 < ratio <= 1). Default: not used.
+   * share of them failed (0 < ratio <= 1).
+   * @default undefined (not used)
    */
   failureRatio?: number;
-  /** Calls needed in the window before `failureRatio` applies. Default 10. */
+  /**
+   * Calls needed in the window before `failureRatio` applies.
+   * @default 10
+   */
   minimumCalls?: number;
   /**
    * The sliding window for both rules, in milliseconds (kept in tenths: calls up to 10%
-   * older may still count). Default 10 000.
+   * older may still count).
+   * @default 10000
    */
   windowMs?: number;
-  /** How long the breaker stays open before letting one probe through. Default 5 000. */
+  /**
+   * How long the breaker stays open before letting one probe through.
+   * @default 5000
+   */
   coolDownMs?: number;
   /**
    * Wait before retrying a failed message while the breaker is still closed, in
-   * milliseconds. Default 100.
+   * milliseconds.
+   * @default 100
    */
   retryDelayMs?: number;
   /**
@@ -85,7 +139,7 @@ const WINDOW_BUCKETS = 10;
  * State changes go to `onStateChange` (default: a `console.warn` line) and are kept in
  * `transitions`; `state`, `failures`, `successes` and `rejected` are counters to export.
  *
- * @example
+ * @example Stop calling a failing service for a while
  * ```ts
  * import { CircuitBreaker, CommitOffsets } from "@sluice/sluice";
  * const pipeline = new CircuitBreaker(

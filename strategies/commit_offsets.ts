@@ -18,7 +18,7 @@ import { type StepOptions, StreamStep } from "./stream_step.ts";
  * per partition). `poll()` lets the commit policy commit staged offsets on time even when
  * the topic is idle; `join()` forces a final commit.
  *
- * @example
+ * @example End a pipeline by committing
  * ```ts
  * import { CommitOffsets, type ProcessingStrategyFactory } from "@sluice/sluice";
  * const factory: ProcessingStrategyFactory<unknown> = {

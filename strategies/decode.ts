@@ -12,7 +12,19 @@ import { HOLD, type StepOptions } from "./stream_step.ts";
 import { MapStep, type TransformResult } from "./map_step.ts";
 import { isThenable } from "./thenable.ts";
 
-/** Decodes raw payloads. `decode` throws (anything) for a payload it cannot decode. */
+/**
+ * Decodes raw payloads. `decode` throws (anything) for a payload it cannot decode.
+ *
+ * @example A CSV codec for a `Decode` step
+ * ```ts
+ * import { type Codec, Decode, Noop } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const csv: Codec<string, string[]> = { decode: (raw) => raw.split(",") };
+ * assertEquals(csv.decode("a,b"), ["a", "b"]);
+ * new Decode(csv, new Noop()).terminate();
+ * ```
+ */
 export interface Codec<TRaw, T> {
   /** Decodes one payload; throw to reject it as invalid. */
   decode(raw: TRaw): T;
@@ -24,7 +36,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * A codec for JSON text, as a string or UTF-8 bytes. Invalid UTF-8 or invalid JSON is
  * rejected.
  *
- * @example
+ * @example Decode JSON text
  * ```ts
  * import { JSON_CODEC } from "@sluice/sluice";
  * console.log(JSON_CODEC.decode('{"a":1}')); // { a: 1 }
@@ -48,7 +60,7 @@ export const JSON_CODEC: Codec<string | Uint8Array, unknown> = {
  * It may be asynchronous (a schema-registry lookup, say): a promise is awaited in input
  * order before the next payload is decoded, and a rejection counts as a throw.
  *
- * @example
+ * @example Decode JSON before processing
  * ```ts
  * import {
  *   CommitOffsets,

@@ -27,7 +27,7 @@ import { isThenable } from "./thenable.ts";
  * step with a `StepError` naming the message (`MessageRejected` holds the message and
  * `InvalidMessage` reports it, as when thrown).
  *
- * @example
+ * @example Keep some messages, synchronously or not
  * ```ts
  * import { CommitOffsets, FilterStep, type Message } from "@sluice/sluice";
  * const blocklist = { has: async (id: string): Promise<boolean> => id === "spam" }; // a service

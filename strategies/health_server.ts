@@ -11,19 +11,45 @@ import { ConfigurationError, SluiceError } from "../errors.ts";
 import { requireNonNegative } from "../_validate.ts";
 import { type HttpServerHandle, serveHttp } from "../runtime/mod.ts";
 
-/** Options of a {@link HealthServer}. */
+/**
+ * Options of a {@link HealthServer}.
+ *
+ * @example A server on a free port with a 10 s liveness timeout
+ * ```ts
+ * import { HealthServer, type HealthServerOptions } from "@sluice/sluice/health";
+ *
+ * const options: HealthServerOptions = {
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   livenessTimeoutMs: 10_000,
+ *   partitionStallMs: 300_000,
+ * };
+ * const server = new HealthServer(options);
+ * await server.close();
+ * ```
+ */
 export interface HealthServerOptions {
-  /** TCP port; 0 picks a free one (read it back from `port`). Default 0. */
+  /**
+   * TCP port; 0 picks a free one (read it back from `port`).
+   * @default 0
+   */
   port?: number;
-  /** Interface to listen on. Default `"127.0.0.1"`. */
+  /**
+   * Interface to listen on.
+   * @default "127.0.0.1"
+   */
   hostname?: string;
   /**
    * `/healthz` answers 503 once the loop has not beaten for this long. Keep it well above
    * the healthcheck interval and the longest expected pause of the loop (a join on
-   * revoke, for example). Default 30 000 ms.
+   * revoke, for example).
+   * @default 30000
    */
   livenessTimeoutMs?: number;
-  /** Clock for the heartbeat's age. Default: the system clock. */
+  /**
+   * Clock for the heartbeat's age.
+   * @default systemClock
+   */
   clock?: Clock;
   /**
    * The processor to watch (or call {@link HealthServer.watch} later): its loop's
@@ -37,27 +63,65 @@ export interface HealthServerOptions {
    * assignment) may keep the loop from beating before `/healthz` fails, and how long
    * `/readyz` keeps answering 200 "rebalancing" without partitions. Keep it above the
    * processor's `joinTimeoutMs` plus the group's rebalance time (Kafka: up to
-   * `rebalanceTimeoutMs`, by default `sessionTimeoutMs`). Default 60 000 ms.
+   * `rebalanceTimeoutMs`, by default `sessionTimeoutMs`).
+   * @default 60000
    */
   rebalanceGraceMs?: number;
   /**
    * A partition with lag whose committed offset has not moved for this long is stalled:
    * `/readyz` answers 503 "partition-stalled" (even while other partitions move). Keep it
    * above the commit interval and the longest expected processing of one batch.
-   * Default 120 000 ms; 0 turns the check off.
+   * 0 turns the check off.
+   * @default 120000
    */
   partitionStallMs?: number;
-  /** A stalled partition fails `/healthz` too (restart the pod). Default false. */
+  /**
+   * A stalled partition fails `/healthz` too (restart the pod).
+   * @default false
+   */
   partitionStallFailsLiveness?: boolean;
 }
 
-/** What {@link HealthServer} watches: a `StreamProcessor`, or anything with its `status()`. */
+/**
+ * What {@link HealthServer} watches: a `StreamProcessor`, or anything with its `status()`.
+ *
+ * @example Watch a processor
+ * ```ts
+ * import { CommitOffsets, StreamProcessor } from "@sluice/sluice";
+ * import { HealthServer, type HealthSource } from "@sluice/sluice/health";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("events", 1);
+ * const source: HealthSource = new StreamProcessor({
+ *   consumer: broker.getConsumer("g"),
+ *   topics: ["events"],
+ *   factory: { createWithPartitions: (commit) => new CommitOffsets(commit) },
+ *   handleSignals: false,
+ * });
+ * const server = new HealthServer({ processor: source, port: 0 });
+ * await server.close();
+ * ```
+ */
 export interface HealthSource {
   /** The processor's status now. */
   status(): ProcessorStatus;
 }
 
-/** One partition in a {@link HealthStatus}. */
+/**
+ * One partition in a {@link HealthStatus}.
+ *
+ * @example List the stalled partitions
+ * ```ts
+ * import { HealthServer, type PartitionHealth } from "@sluice/sluice/health";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const server = new HealthServer({ port: 0 });
+ * const stalled = (ps: PartitionHealth[]) => ps.filter((p) => p.stalled).map((p) => `${p.topic}/${p.partition}`);
+ * assertEquals(stalled(server.readiness().partitions), []); // no processor watched
+ * await server.close();
+ * ```
+ */
 export interface PartitionHealth {
   /** Topic name. */
   topic: string;
@@ -73,7 +137,21 @@ export interface PartitionHealth {
   stalled: boolean;
 }
 
-/** What `/healthz` and `/readyz` answer, as JSON. */
+/**
+ * What `/healthz` and `/readyz` answer, as JSON.
+ *
+ * @example Ask for liveness without HTTP
+ * ```ts
+ * import { HealthServer, type HealthStatus } from "@sluice/sluice/health";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const server = new HealthServer({ port: 0 });
+ * server.beat(); // what a Healthcheck step does on every poll
+ * const live: HealthStatus = server.liveness();
+ * assertEquals([live.status, live.httpStatus], ["ok", 200]);
+ * await server.close();
+ * ```
+ */
 export interface HealthStatus {
   /**
    * "ok"; "rebalancing" (within `rebalanceGraceMs`: still 200); or why not:
@@ -113,7 +191,7 @@ export interface HealthStatus {
  * create a `HealthServer` once, pass it as `http` to the step of every pipeline, and
  * `close()` it at shutdown.
  *
- * @example
+ * @example Answer liveness probes
  * ```ts
  * import { HealthServer } from "@sluice/sluice/health";
  * const server = new HealthServer({ port: 0, livenessTimeoutMs: 10_000 });

@@ -12,7 +12,24 @@ import { writeTextFileSync } from "../runtime/mod.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
 import { HealthServer, type HealthServerOptions } from "./health_server.ts";
 
-/** Options of a {@link Healthcheck}. */
+/**
+ * Options of a {@link Healthcheck}.
+ *
+ * @example Touch a file at most every 5 s and share a server
+ * ```ts
+ * import { CommitOffsets } from "@sluice/sluice";
+ * import { Healthcheck, type HealthcheckOptions, HealthServer } from "@sluice/sluice/health";
+ *
+ * const server = new HealthServer({ port: 0 }); // outlives the pipelines
+ * const options: HealthcheckOptions = {
+ *   file: "/tmp/consumer-health",
+ *   intervalMs: 5_000,
+ *   http: server,
+ * };
+ * new Healthcheck(new CommitOffsets(() => {}), options).terminate();
+ * await server.close();
+ * ```
+ */
 export interface HealthcheckOptions extends StepOptions {
   /**
    * File to touch (create or overwrite with the current time) from `poll()`. A liveness
@@ -20,7 +37,10 @@ export interface HealthcheckOptions extends StepOptions {
    * comes back. Optional when `http` is given.
    */
   file?: string;
-  /** Least time between two touches of the file (and heartbeats). Default 1000 ms. */
+  /**
+   * Least time between two touches of the file (and heartbeats), in milliseconds.
+   * @default 1000
+   */
   intervalMs?: number;
   /**
    * Serve `/healthz` and `/readyz`: options for a server this step owns (closed on
@@ -36,7 +56,7 @@ export interface HealthcheckOptions extends StepOptions {
  * the main loop's `poll()`, so a blocked or dead loop stops touching, and the probes
  * notice.
  *
- * @example
+ * @example Touch a file and serve probes
  * ```ts
  * import { CommitOffsets } from "@sluice/sluice";
  * import { Healthcheck } from "@sluice/sluice/health";

@@ -21,25 +21,47 @@ import { type StepOptions, StreamStep } from "./stream_step.ts";
 import { Waiters } from "./_waiters.ts";
 import { requireSync } from "./thenable.ts";
 
-/** Options of a {@link KeyedConcurrency}. */
+/**
+ * Options of a {@link KeyedConcurrency}.
+ *
+ * @example One call at a time per account, 32 in all
+ * ```ts
+ * import { KeyedConcurrency, type KeyedConcurrencyOptions, Noop } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * type Order = { account: string; amount: number };
+ * const options: KeyedConcurrencyOptions<Order> = {
+ *   key: (m) => m.payload.account,
+ *   maxInFlight: 32,
+ *   maxInFlightPerKey: 1,
+ * };
+ * const step = new KeyedConcurrency(async (m: { payload: Order }) => m.payload.amount, new Noop(), options);
+ * assertEquals(step.maxInFlight, 32);
+ * step.terminate();
+ * ```
+ */
 export interface KeyedConcurrencyOptions<T> extends StepOptions {
   /**
    * The ordering key of a message (a user id, an account...). Required. Synchronous: a
    * promise fails the step with a `ConfigurationError` (it would be a new key every time).
    */
   key: (message: Message<T>) => string | number;
-  /** Most calls running at once, over all keys. Default 16. */
+  /**
+   * Most calls running at once, over all keys.
+   * @default 16
+   */
   maxInFlight?: number;
   /**
-   * Most calls running at once for one key. Default 1: strictly one after the other, in
-   * offset order. Above 1, calls of a key *start* in order but may overlap and finish in
-   * any order.
+   * Most calls running at once for one key. 1: strictly one after the other, in offset
+   * order. Above 1, calls of a key *start* in order but may overlap and finish in any order.
+   * @default 1
    */
   maxInFlightPerKey?: number;
   /**
    * Most messages accepted and not yet handed on (waiting for their key, running, or
    * finished but waiting behind the next step). When reached, the step holds its queue
-   * and upstream is rejected. Default `max(64, 8 × maxInFlight)`.
+   * and upstream is rejected.
+   * @default max(64, 8 × maxInFlight)
    */
   maxPending?: number;
 }
@@ -84,7 +106,7 @@ type OutItem = { m: Message<unknown>; invalid?: InvalidMessage };
  * `MessageRejected` (the call is retried after the next `poll()`, its key held). Any other
  * error fails the step, naming the message.
  *
- * @example
+ * @example Orders of one account in order, accounts in parallel
  * ```ts
  * import { CommitOffsets, KeyedConcurrency } from "@sluice/sluice";
  * interface Order { account: string; amount: number }

@@ -9,13 +9,56 @@ import type { ProcessingStrategy } from "./abstract.ts";
 import { type StepOptions, StreamStep } from "./stream_step.ts";
 import { isThenable, requireSync } from "./thenable.ts";
 
-/** Which message a full {@link LoadShed} drops. */
+/**
+ * Which message a full {@link LoadShed} drops.
+ *
+ * @example Keep the freshest data
+ * ```ts
+ * import { LoadShed, Noop, type ShedPolicy } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const policy: ShedPolicy = "drop-oldest";
+ * const step = new LoadShed(new Noop(), { capacity: 100, policy });
+ * assertEquals(step.policy, "drop-oldest");
+ * step.terminate();
+ * ```
+ */
 export type ShedPolicy = "drop-newest" | "drop-oldest";
 
-/** Why a message was dropped: the buffer was full, and which end was dropped. */
+/**
+ * Why a message was dropped: the buffer was full, and which end was dropped.
+ *
+ * @example Count drops by reason
+ * ```ts
+ * import { type DropReason, LoadShed, Noop } from "@sluice/sluice";
+ *
+ * const drops: Record<DropReason, number> = { newest: 0, oldest: 0 };
+ * const step = new LoadShed(new Noop(), {
+ *   capacity: 100,
+ *   policy: "drop-newest",
+ *   onDrop: (_message, reason: DropReason) => drops[reason]++,
+ * });
+ * step.terminate();
+ * ```
+ */
 export type DropReason = "newest" | "oldest";
 
-/** Options of a {@link LoadShed}. */
+/**
+ * Options of a {@link LoadShed}.
+ *
+ * @example Shed by bytes: keep at most 8 MiB while the writer is behind
+ * ```ts
+ * import { byteLength, LoadShed, type LoadShedOptions, Noop } from "@sluice/sluice";
+ *
+ * const options: LoadShedOptions<string> = {
+ *   capacity: 8 * 1024 * 1024,
+ *   size: byteLength,
+ *   policy: "drop-oldest",
+ *   onDrop: (m, reason) => console.debug(`shed ${m} (${reason})`),
+ * };
+ * new LoadShed(new Noop(), options).terminate();
+ * ```
+ */
 export interface LoadShedOptions<T> extends StepOptions {
   /**
    * How much the shedding buffer holds while the next step is not accepting: in messages,
@@ -66,7 +109,7 @@ class Marker {
  * the buffer as a filtered marker, so it is committed once the messages before it have
  * been processed — never earlier.
  *
- * @example
+ * @example Keep the freshest readings
  * ```ts
  * import { CommitOffsets, LoadShed, RunTask } from "@sluice/sluice";
  * // Keep the freshest 1000 readings when the dashboard writer falls behind.

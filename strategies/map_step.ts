@@ -14,10 +14,55 @@ export const CONTINUE_SLOWLY: unique symbol = Symbol("sluice.continueSlowly");
 /** Module-private (not public): the end of a chunk transformed at once, shared with `RunTask`. */
 export const END_CHUNK: unique symbol = Symbol("sluice.endChunk");
 
-/** Returned by {@link MapStep.transform} for a message that produces no output. */
+/**
+ * Returned by {@link MapStep.transform} for a message that produces no output.
+ *
+ * @example Drop empty payloads
+ * ```ts
+ * import { BrokerValue, MapStep, type Message, Noop, Partition, RunTask } from "@sluice/sluice";
+ * import { type ProcessingStrategy, SKIP, type TransformResult } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * class NonEmpty extends MapStep<string, string> {
+ *   constructor(next: ProcessingStrategy<string>) {
+ *     super("non-empty", next);
+ *   }
+ *   protected transform(message: Message<string>): TransformResult<string> {
+ *     return message.payload === "" ? SKIP : message;
+ *   }
+ * }
+ * const seen: string[] = [];
+ * const step = new NonEmpty(new RunTask((m: Message<string>) => seen.push(m.payload), new Noop()));
+ * const p = Partition.of("t", 0);
+ * await ReadableStream.from([new BrokerValue("", p, 0, 0), new BrokerValue("a", p, 1, 0)])
+ *   .pipeTo(step.writable);
+ * assertEquals(seen, ["a"]);
+ * ```
+ */
 export const SKIP: unique symbol = Symbol("skip");
 
-/** What {@link MapStep.transform} may return, or a promise of it (awaited in input order). */
+/**
+ * What {@link MapStep.transform} may return, or a promise of it (awaited in input order).
+ *
+ * @example A transform that parses, skips or holds
+ * ```ts
+ * import { HOLD, MapStep, type Message, Noop, type ProcessingStrategy } from "@sluice/sluice";
+ * import { SKIP, type TransformResult } from "@sluice/sluice";
+ *
+ * class ParseInt extends MapStep<string, number> {
+ *   paused = false;
+ *   constructor(next: ProcessingStrategy<number>) {
+ *     super("parse-int", next);
+ *   }
+ *   protected transform(message: Message<string>): TransformResult<number> {
+ *     if (this.paused) return HOLD;
+ *     if (message.payload === "") return SKIP;
+ *     return message.replacePayload(Number.parseInt(message.payload, 10));
+ *   }
+ * }
+ * new ParseInt(new Noop()).terminate();
+ * ```
+ */
 export type TransformResult<T> =
   | Message<T>
   | typeof HOLD
@@ -25,7 +70,30 @@ export type TransformResult<T> =
   | InvalidMessage
   | Promise<SettledResult<T>>;
 
-/** What a settled asynchronous transform gives: a {@link TransformResult} that is not a promise. */
+/**
+ * What a settled asynchronous transform gives: a {@link TransformResult} that is not a promise.
+ *
+ * @example An asynchronous transform through `settle`
+ * ```ts
+ * import { BrokerValue, MapStep, type Message, Noop, Partition, RunTask } from "@sluice/sluice";
+ * import type { ProcessingStrategy, SettledResult, TransformResult } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const lookup = (id: string) => Promise.resolve(id.length); // your service
+ * class Lookup extends MapStep<string, number> {
+ *   constructor(next: ProcessingStrategy<number>) {
+ *     super("lookup", next);
+ *   }
+ *   protected transform(m: Message<string>): TransformResult<number> {
+ *     return this.settle(lookup(m.payload), m, (n): SettledResult<number> => m.replacePayload(n));
+ *   }
+ * }
+ * const seen: number[] = [];
+ * const step = new Lookup(new RunTask((m: Message<number>) => seen.push(m.payload), new Noop()));
+ * await ReadableStream.from([new BrokerValue("abc", Partition.of("t", 0), 0, 0)]).pipeTo(step.writable);
+ * assertEquals(seen, [3]);
+ * ```
+ */
 export type SettledResult<T> = Message<T> | typeof HOLD | typeof SKIP | InvalidMessage;
 
 /**
@@ -36,6 +104,27 @@ export type SettledResult<T> = Message<T> | typeof HOLD | typeof SKIP | InvalidM
  * a promise is awaited before the next message is transformed (the chunk stays in the
  * queue meanwhile, so upstream is held back by the high-water mark); the promise must not
  * reject: a failure is recorded with `fail` and the promise resolves.
+ *
+ * @example An upper-casing step
+ * ```ts
+ * import { BrokerValue, FILTERED_PAYLOAD, MapStep, type Message, Noop } from "@sluice/sluice";
+ * import { Partition, type ProcessingStrategy, RunTask, type TransformResult } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * class Upper extends MapStep<string, string> {
+ *   constructor(next: ProcessingStrategy<string>) {
+ *     super("upper", next);
+ *   }
+ *   protected transform(message: Message<string>): TransformResult<string> {
+ *     if ((message.payload as unknown) === FILTERED_PAYLOAD) return message; // offsets only
+ *     return message.replacePayload(message.payload.toUpperCase());
+ *   }
+ * }
+ * const seen: string[] = [];
+ * const step = new Upper(new RunTask((m: Message<string>) => seen.push(m.payload), new Noop()));
+ * await ReadableStream.from([new BrokerValue("hi", Partition.of("t", 0), 0, 0)]).pipeTo(step.writable);
+ * assertEquals(seen, ["HI"]);
+ * ```
  */
 export abstract class MapStep<TIn, TOut> extends StreamStep<TIn, TOut> {
   /** Transforms one message. Filtered input should normally pass through unchanged. */

@@ -10,7 +10,7 @@ import { type StepOptions, StreamStep } from "./stream_step.ts";
  * Accepts and discards every message; commits nothing. Useful as a placeholder next step
  * in tests, or for a pipeline whose last step commits by other means.
  *
- * @example
+ * @example End a pipeline without committing
  * ```ts
  * import { Noop, RunTask } from "@sluice/sluice";
  * const step = new RunTask((m: { payload: number }) => m.payload + 1, new Noop());

@@ -20,6 +20,17 @@ import { Unfold } from "./unfold.ts";
 /**
  * Builds one step in front of `next`: what {@link Pipeline.through} takes, for steps the
  * builder has no method for (`RateLimit`, `LoadShed`, `Produce`, `TransformStep`...).
+ *
+ * @example A rate limit in a built pipeline
+ * ```ts
+ * import { pipeline, RateLimit, type StepFactory } from "@sluice/sluice";
+ *
+ * const limit: StepFactory<string, string> = (next) => new RateLimit(next, { ratePerSecond: 50 });
+ * const factory = pipeline<string>()
+ *   .through(limit)
+ *   .map((m) => m.payload.length)
+ *   .commit();
+ * ```
  */
 export type StepFactory<TIn, TOut> = (next: ProcessingStrategy<TOut>) => ProcessingStrategy<TIn>;
 
@@ -38,7 +49,7 @@ type AnyLink = (next: ProcessingStrategy<any>) => ProcessingStrategy<any>;
  * them in input order before anything after them is handed on or committed (see
  * `RunTask`); `mapAsync` runs several at a time, still handing results on in order.
  *
- * @example
+ * @example Parse, filter, batch and insert
  * ```ts
  * import { type Message, pipeline, StreamProcessor } from "@sluice/sluice";
  * import { LocalBroker } from "@sluice/sluice/local";
@@ -205,7 +216,7 @@ export class Pipeline<TSource, T> {
  * front to back with payload types inferred; end it with `.commit()`. The Arroyo-style
  * constructors (`new RunTask(fn, next)`) remain available and build the same steps.
  *
- * @example
+ * @example Decode, filter, save, commit
  * ```ts
  * import { pipeline } from "@sluice/sluice";
  * const save = async (_text: string): Promise<void> => {}; // your storage

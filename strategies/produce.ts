@@ -12,7 +12,21 @@ import type { ProcessingStrategy } from "./abstract.ts";
 import type { StepOptions } from "./stream_step.ts";
 import { RunTaskAsync } from "./run_task_async.ts";
 
-/** Options of a {@link Produce}. */
+/**
+ * Options of a {@link Produce}.
+ *
+ * @example At most 500 deliveries in flight
+ * ```ts
+ * import { CommitOffsets, Produce, type ProduceOptions } from "@sluice/sluice";
+ * import { LocalBroker } from "@sluice/sluice/local";
+ *
+ * const broker = new LocalBroker<string>();
+ * broker.createTopic("out", 1);
+ * const options: ProduceOptions = { maxInFlight: 500, name: "to-out" };
+ * const step = new Produce(broker.getProducer(), "out", new CommitOffsets(() => {}), options);
+ * step.terminate();
+ * ```
+ */
 export interface ProduceOptions extends StepOptions {
   /**
    * Most deliveries sent and not yet handed on (unconfirmed, or confirmed but waiting
@@ -42,7 +56,7 @@ export const DEFAULT_MAX_IN_FLIGHT = 1000;
  * - `join` waits for outstanding deliveries within its timeout; the message handed on
  *   keeps its payload and its source offsets.
  *
- * @example
+ * @example Forward messages to another topic
  * ```ts
  * import { CommitOffsets, Produce } from "@sluice/sluice";
  * import { LocalBroker } from "@sluice/sluice/local";

@@ -12,16 +12,35 @@ import { requireSync } from "./thenable.ts";
 /**
  * Options of a {@link RateLimit}. Its queue's `highWaterMark` defaults to `capacity` (at
  * most 1024): about one burst waits in the step.
+ *
+ * @example A quota of 1 MB per second, in bursts of up to 256 KB
+ * ```ts
+ * import { byteLength, Noop, RateLimit, type RateLimitOptions } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: RateLimitOptions<string> = {
+ *   ratePerSecond: 1_000_000,
+ *   capacity: 256_000,
+ *   cost: byteLength,
+ * };
+ * const step = new RateLimit(new Noop(), options);
+ * assertEquals(step.capacity, 256_000);
+ * step.terminate();
+ * ```
  */
 export interface RateLimitOptions<T> extends StepOptions {
   /** Tokens added per second: the long-run average rate. Required, > 0. */
   ratePerSecond: number;
-  /** Most tokens the bucket holds: the largest burst. Default `max(1, ratePerSecond)`. */
+  /**
+   * Most tokens the bucket holds: the largest burst.
+   * @default max(1, ratePerSecond)
+   */
   capacity?: number;
   /**
    * Tokens one message costs (for example its byte length, for a bytes-per-second
-   * quota). Default 1. Filtered messages are free. A cost above `capacity` fails the step.
+   * quota). Filtered messages are free. A cost above `capacity` fails the step.
    * Synchronous: a promise fails the step with a `ConfigurationError`.
+   * @default () => 1
    */
   cost?: (message: Message<T>) => number;
 }
@@ -38,7 +57,7 @@ export interface RateLimitOptions<T> extends StepOptions {
  * (messages that had to wait for a token), `rejected` (submits refused while full) and
  * `waitedMs`.
  *
- * @example
+ * @example At most 50 calls per second
  * ```ts
  * import { CommitOffsets, RateLimit, RunTask } from "@sluice/sluice";
  * // At most 50 calls per second to the API, bursts of 10.

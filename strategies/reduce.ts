@@ -11,7 +11,18 @@ import type { StepOptions } from "./stream_step.ts";
 import { isThenable } from "./thenable.ts";
 import { type BufferProtocol, BufferStep } from "./buffer.ts";
 
-/** Options of a {@link Reduce} step: at least one of `maxBatchSize` and `maxBatchTimeMs`. */
+/**
+ * Options of a {@link Reduce} step: at least one of `maxBatchSize` and `maxBatchTimeMs`.
+ *
+ * @example Sum 500 messages, or what came within 200 ms
+ * ```ts
+ * import { type Message, Noop, Reduce, type ReduceOptions } from "@sluice/sluice";
+ *
+ * const options: ReduceOptions<number> = { maxBatchSize: 500, maxBatchTimeMs: 200 };
+ * const sum = new Reduce((acc: number, m: Message<number>) => acc + m.payload, () => 0, new Noop(), options);
+ * sum.terminate();
+ * ```
+ */
 export interface ReduceOptions<TIn> extends StepOptions {
   /** Flush once the batch reaches this size (messages, or the unit of `computeBatchSize`). */
   maxBatchSize?: number;
@@ -153,7 +164,7 @@ function reduceBuffer<TIn, TAcc>(
  * - Other errors from `accumulator`, `initialValue` or `computeBatchSize` surface in
  *   `poll()` as a `StepError` naming the step and the message.
  *
- * @example
+ * @example Count per key
  * ```ts
  * import { CommitOffsets, type Message, Reduce } from "@sluice/sluice";
  *

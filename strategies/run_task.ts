@@ -39,7 +39,7 @@ import { isThenable } from "./thenable.ts";
  * - Any other error or rejection fails the step: `poll()` rethrows it as a `StepError`
  *   naming the message's partition and offset; nothing after it is handed on or committed.
  *
- * @example
+ * @example Synchronous and asynchronous functions
  * ```ts
  * import { CommitOffsets, type Message, RunTask } from "@sluice/sluice";
  * const db = { insert: async (_row: string): Promise<void> => {} }; // your database

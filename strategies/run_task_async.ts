@@ -15,13 +15,40 @@ import { Waiters } from "./_waiters.ts";
  * The user function of a {@link RunTaskAsync}: returns (a promise of) the new payload.
  * `signal` aborts when the step gives up on the work (terminate, a join timeout, or a
  * failure elsewhere in the step); pass it on to `fetch` and friends.
+ *
+ * @example A task that stops when the step gives up
+ * ```ts
+ * import { type AsyncTask, BrokerValue, Noop, Partition, RunTaskAsync } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const length: AsyncTask<string, number> = async (message, signal) => {
+ *   signal.throwIfAborted(); // pass `signal` on to fetch() and friends
+ *   return await Promise.resolve(message.payload.length);
+ * };
+ * const step = new RunTaskAsync(length, new Noop());
+ * await ReadableStream.from([new BrokerValue("abc", Partition.of("t", 0), 0, 0)]).pipeTo(step.writable);
+ * assertEquals(step.concurrency, 16);
+ * ```
  */
 export type AsyncTask<TIn, TOut> = (
   message: Message<TIn>,
   signal: AbortSignal,
 ) => Promise<TOut> | TOut;
 
-/** Options of a {@link RunTaskAsync}. */
+/**
+ * Options of a {@link RunTaskAsync}.
+ *
+ * @example 32 calls at once, at most 256 messages held
+ * ```ts
+ * import { Noop, RunTaskAsync, type RunTaskAsyncOptions } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: RunTaskAsyncOptions = { name: "lookup", concurrency: 32, maxPending: 256 };
+ * const step = new RunTaskAsync(async (m: { payload: string }) => m.payload, new Noop(), options);
+ * assertEquals(step.concurrency, 32);
+ * step.terminate();
+ * ```
+ */
 export interface RunTaskAsyncOptions extends StepOptions {
   /**
    * Most calls of the function running at the same time.
@@ -85,7 +112,7 @@ interface Slot<TIn, TOut> {
  * - `join` waits for work in flight (within its timeout); `terminate` abandons it and
  *   aborts the `signal` given to `fn`.
  *
- * @example
+ * @example Up to 32 lookups at once
  * ```ts
  * import { CommitOffsets, RunTaskAsync } from "@sluice/sluice";
  * const step = new RunTaskAsync(

@@ -10,7 +10,7 @@ import { ConfigurationError } from "../errors.ts";
 /**
  * UTF-8 length of a string without encoding it (no allocation).
  *
- * @example
+ * @example Count UTF-8 bytes
  * ```ts
  * import { utf8Length } from "./size.ts";
  * console.log(utf8Length("héllo")); // 6
@@ -40,7 +40,7 @@ export function utf8Length(s: string): number {
  * `null`/`undefined` and the filtered sentinel as 0. Throws {@link ConfigurationError} for
  * any other payload: write your own size function for those.
  *
- * @example
+ * @example Measure a payload
  * ```ts
  * import { payloadByteLength } from "./size.ts";
  * console.log(payloadByteLength(new Uint8Array(16))); // 16
@@ -72,7 +72,7 @@ export function payloadByteLength(payload: unknown): number {
  * ({@link payloadByteLength}), and at least 1 so that even empty and filtered messages use
  * some of the bound.
  *
- * @example
+ * @example Bound a queue in bytes
  * ```ts
  * import { byteLength, CommitOffsets, RunTask } from "@sluice/sluice";
  * // This step's queue holds at most 16 MiB of payloads, however many messages that is.

@@ -20,34 +20,74 @@ import { Waiters } from "./_waiters.ts";
 import type { SluiceMetrics } from "../metrics/otel.ts";
 import { type StepMeter, stepMeterFor } from "../metrics/step.ts";
 
-/** What a step's writable stream accepts: one message, or an array of them. */
+/**
+ * What a step's writable stream accepts: one message, or an array of them.
+ *
+ * @example Write one chunk of two messages, then one message
+ * ```ts
+ * import { BrokerValue, type Chunk, Noop, Partition, RunTask } from "@sluice/sluice";
+ *
+ * const p = Partition.of("t", 0);
+ * const step = new RunTask((m: { payload: string }) => m.payload.length, new Noop());
+ * const writer: WritableStreamDefaultWriter<Chunk<string>> = step.writable.getWriter();
+ * await writer.write([new BrokerValue("a", p, 0, 0), new BrokerValue("b", p, 1, 0)]);
+ * await writer.write(new BrokerValue("c", p, 2, 0));
+ * await writer.close(); // joins the step
+ * ```
+ */
 export type Chunk<T> = Message<T> | Message<T>[];
 
-/** Options shared by every built-in step. */
+/**
+ * Options shared by every built-in step.
+ *
+ * @example A step whose queue holds at most 16 MiB of payloads
+ * ```ts
+ * import { byteLength, Noop, RunTask, type StepOptions } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: StepOptions = {
+ *   name: "parse",
+ *   highWaterMark: 16 * 1024 * 1024,
+ *   size: byteLength,
+ *   maxBackoffMs: 5_000,
+ * };
+ * const step = new RunTask((m: { payload: string }) => JSON.parse(m.payload), new Noop(), options);
+ * assertEquals(step.name, "parse");
+ * ```
+ */
 export interface StepOptions {
   /** A name for logs, errors and metrics (attribute `step`). Defaults to the strategy's kind. */
   name?: string;
   /**
    * How much the step's input queue holds before `submit` rejects: in messages, or in the
-   * unit of `size()` when given (for example bytes). Default 1024 messages.
+   * unit of `size()` when given (for example bytes).
+   * @default 1024
    */
   highWaterMark?: number;
   /**
    * Size of one message in the high-water mark's unit, for byte-bounded queues, e.g.
-   * `(m) => m.payload.byteLength`. Default: every message counts 1. Synchronous: a
-   * promise from it is a `ConfigurationError` thrown by `submit`.
+   * `(m) => m.payload.byteLength`. Synchronous: a promise from it is a
+   * `ConfigurationError` thrown by `submit`.
+   * @default every message counts 1
    */
   // deno-lint-ignore no-explicit-any
   size?: (message: Message<any>) => number;
-  /** Most messages written to the stream as one chunk. Default 256; 1 = a chunk per message. */
+  /**
+   * Most messages written to the stream as one chunk; 1 = a chunk per message.
+   * @default 256
+   */
   chunkSize?: number;
-  /** Clock for time-based behaviour and join timeouts. Default: the system clock. */
+  /**
+   * Clock for time-based behaviour and join timeouts.
+   * @default systemClock
+   */
   clock?: Clock;
   /**
    * Longest wait, on `clock`, between retries of a message the step's function holds back
    * (throws `MessageRejected`): the wait starts at 10 ms and doubles up to this. Once the
    * step is closed (revoke or shutdown) a held message is tried once more, then given up:
-   * it and what follows are not handed on, so not committed, and are read again. Default 1000.
+   * it and what follows are not handed on, so not committed, and are read again.
+   * @default 1000
    */
   maxBackoffMs?: number;
   /**
@@ -78,7 +118,28 @@ const FIRST_BACKOFF_MS = 10;
 export const EMIT_OWNED: unique symbol = Symbol("sluice.emitOwned");
 const SUBMIT_OWNED: unique symbol = Symbol("sluice.submitOwned");
 
-/** Returned by a transform to say "the user function asked to hold this message". */
+/**
+ * Returned by a transform to say "the user function asked to hold this message": the step
+ * tries it again after a backoff (10 ms, doubling up to `maxBackoffMs`).
+ *
+ * @example A gate that holds messages while closed
+ * ```ts
+ * import { HOLD, MapStep, type Message, Noop, type ProcessingStrategy } from "@sluice/sluice";
+ * import type { TransformResult } from "@sluice/sluice";
+ *
+ * class Gate extends MapStep<string, string> {
+ *   open = true;
+ *   constructor(next: ProcessingStrategy<string>) {
+ *     super("gate", next);
+ *   }
+ *   protected transform(message: Message<string>): TransformResult<string> {
+ *     return this.open ? message : HOLD;
+ *   }
+ * }
+ * const gate = new Gate(new Noop());
+ * gate.terminate();
+ * ```
+ */
 export const HOLD: unique symbol = Symbol("hold");
 
 /**
@@ -86,6 +147,26 @@ export const HOLD: unique symbol = Symbol("hold");
  * which receives the messages of one chunk and hands results on with
  * {@link StreamStep.emit}; a returned promise keeps the chunk in the queue (and so holds
  * back upstream) until it settles.
+ *
+ * @example A step that hands every message on twice
+ * ```ts
+ * import { BrokerValue, type Message, Noop, Partition, RunTask } from "@sluice/sluice";
+ * import { type ProcessingStrategy, StreamStep } from "@sluice/sluice";
+ * import { assertEquals } from "@std/assert";
+ *
+ * class Twice<T> extends StreamStep<T> {
+ *   constructor(next: ProcessingStrategy<T>) {
+ *     super("twice", next);
+ *   }
+ *   protected process(batch: Message<T>[]): void | Promise<void> {
+ *     return this.emitAll(batch.flatMap((m) => [m, m])); // waits if the next step is full
+ *   }
+ * }
+ * const seen: string[] = [];
+ * const step = new Twice(new RunTask((m: Message<string>) => seen.push(m.payload), new Noop()));
+ * await ReadableStream.from([new BrokerValue("a", Partition.of("t", 0), 0, 0)]).pipeTo(step.writable);
+ * assertEquals(seen, ["a", "a"]);
+ * ```
  */
 export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<TIn> {
   /** The step's name, used in errors and metrics. */
@@ -233,7 +314,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
    *   `CommitOffsets`, committed). Aborting it terminates the step.
    * - Use either this stream or `submit` (a processor) to feed one step, not both at once.
    *
-   * @example
+   * @example Pipe a stream of messages into a step
    * ```ts
    * import { CommitOffsets, type Message, RunTask } from "@sluice/sluice";
    * import { LocalBroker } from "@sluice/sluice/local";
@@ -308,7 +389,7 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
    * when {@link StreamStep.abandoned} becomes true. A subclass that starts asynchronous
    * work (a `fetch`, a query) passes it on, so that work stops when nobody waits for it.
    *
-   * @example
+   * @example Stop a lookup when the step gives up
    * ```ts
    * import { CommitOffsets, type Message, type ProcessingStrategy, StreamStep } from "@sluice/sluice";
    *

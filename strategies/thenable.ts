@@ -10,7 +10,7 @@ import { ConfigurationError } from "../errors.ts";
 /**
  * True when `value` is a promise or another thenable.
  *
- * @example
+ * @example Tell a promise from a value
  * ```ts
  * import { isThenable } from "./thenable.ts";
  * console.log(isThenable(Promise.resolve(1)), isThenable(1)); // true false
@@ -26,7 +26,7 @@ export function isThenable(value: unknown): value is PromiseLike<unknown> {
  * of step `step` must return `expected` synchronously, and `instead` says what to do.
  * A rejection of the promise is handled (it is reported by this error, never unhandled).
  *
- * @example
+ * @example Insist on a synchronous result
  * ```ts
  * import { requireSync } from "./thenable.ts";
  * const key = requireSync("orders", "key", "a string or number", "read the key from the payload", "a1");

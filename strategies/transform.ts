@@ -15,7 +15,20 @@ import {
   StreamStep,
 } from "./stream_step.ts";
 
-/** Options of a {@link TransformStep}. */
+/**
+ * Options of a {@link TransformStep}.
+ *
+ * @example At most 64 messages inside the transform
+ * ```ts
+ * import { Noop, TransformStep, type TransformStepOptions } from "@sluice/sluice";
+ *
+ * const options: TransformStepOptions = { maxInFlight: 64, name: "trim" };
+ * const trim = new TransformStream<string, string>({
+ *   transform: (s, controller) => controller.enqueue(s.trim()),
+ * });
+ * new TransformStep(trim, new Noop(), options).terminate();
+ * ```
+ */
 export interface TransformStepOptions extends StepOptions {
   /**
    * Most messages inside the transform at once: written to it and not yet handed on.
@@ -24,7 +37,18 @@ export interface TransformStepOptions extends StepOptions {
   maxInFlight?: number;
 }
 
-/** The pair a `TransformStream` is: what `pipeThrough` accepts. */
+/**
+ * The pair a `TransformStream` is: what `pipeThrough` accepts.
+ *
+ * @example A hand-made pair (an identity stream) for a `TransformStep`
+ * ```ts
+ * import { Noop, type TransformPair, TransformStep } from "@sluice/sluice";
+ *
+ * const { writable, readable } = new TransformStream<string, string>();
+ * const pair: TransformPair<string, string> = { writable, readable };
+ * new TransformStep(pair, new Noop()).terminate();
+ * ```
+ */
 export interface TransformPair<TIn, TOut> {
   /** Where payloads are written. */
   readonly writable: WritableStream<TIn>;
@@ -83,7 +107,7 @@ const ignore = () => {};
  * Each message costs a `write` and a `read` promise: prefer `RunTask` for plain
  * synchronous functions, and use this step to reuse existing stream transforms.
  *
- * @example
+ * @example Parse JSON with a TransformStream
  * ```ts
  * import { CommitOffsets, TransformStep } from "@sluice/sluice";
  *

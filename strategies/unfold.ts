@@ -50,7 +50,7 @@ function covers(a: Committable, b: Committable, also: Committable | undefined): 
  *   iterable (an `async function*`), or an element that is a promise, fails the step with
  *   a `TypeError` cause: return a promise of an array instead.
  *
- * @example
+ * @example One message per line
  * ```ts
  * import { CommitOffsets, type Message, Unfold } from "@sluice/sluice";
  *

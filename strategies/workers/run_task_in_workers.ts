@@ -19,27 +19,54 @@ import { type StepOptions, StreamStep } from "../stream_step.ts";
 import { Waiters } from "../_waiters.ts";
 import { cloneable, packViews } from "./_pack.ts";
 
-/** Options of a {@link RunTaskInWorkers}. */
+/**
+ * Options of a {@link RunTaskInWorkers}.
+ *
+ * @example Four workers running the module's `hash` export
+ * ```ts
+ * import type { RunTaskInWorkersOptions } from "@sluice/sluice";
+ *
+ * const options: RunTaskInWorkersOptions = {
+ *   exportName: "hash",
+ *   workers: 4,
+ *   maxBatchSize: 200,
+ *   maxBatchTimeMs: 20,
+ * };
+ * // new RunTaskInWorkers(new URL("./hash.ts", import.meta.url), next, options)
+ * ```
+ */
 export interface RunTaskInWorkersOptions extends StepOptions {
-  /** Name of the function export to run. Default `"default"`. */
+  /**
+   * Name of the function export to run.
+   * @default "default"
+   */
   exportName?: string;
-  /** Number of workers. Default `navigator.hardwareConcurrency` (at least 1). */
+  /**
+   * Number of workers.
+   * @default navigator.hardwareConcurrency (at least 1)
+   */
   workers?: number;
-  /** Most messages per batch sent to a worker. Default 100. */
+  /**
+   * Most messages per batch sent to a worker.
+   * @default 100
+   */
   maxBatchSize?: number;
   /**
    * A batch that is not full is sent once its first message has waited this long (checked
-   * on `poll()`). Default 50 ms.
+   * on `poll()`).
+   * @default 50
    */
   maxBatchTimeMs?: number;
   /**
    * Batches each worker may have outstanding (sent, or finished and not yet handed on).
-   * Batches in flight never exceed `workers × prefetch`. Default 2.
+   * Batches in flight never exceed `workers × prefetch`.
+   * @default 2
    */
   prefetch?: number;
   /**
    * A batch not answered within this time fails the step (a worker that hangs or vanished
-   * without an error). Checked on `poll()`. Default 60 000 ms.
+   * without an error). Checked on `poll()`.
+   * @default 60000
    */
   batchTimeoutMs?: number;
 }
@@ -109,7 +136,7 @@ type WorkerReply =
  * - `join` sends the open batch, waits for all of them (within its timeout) and stops the
  *   workers; `terminate` stops them at once.
  *
- * @example
+ * @example Hash payloads in four workers
  * ```ts ignore
  * import { CommitOffsets, RunTaskInWorkers } from "@sluice/sluice";
  * // hash.ts: export function hash(payload: string): number { ... }
