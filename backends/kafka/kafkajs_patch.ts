@@ -29,6 +29,25 @@
  * - `Long#toString` remembers its last two results, so the records of a batch that share a
  *   timestamp share its text (converted once) instead of converting it per record.
  *
+ * **Three Longs, a `BigInt` parse and a stack trace per record left (issue 20).** A profile
+ * of Sluice reading 1.5 M records with 512 KiB fetches still put ~15% of its busy time in
+ * `Long` (`fromNumber`, `fromString`, `toString`) and ~6% in GC. Three more fast paths, same
+ * results (tests/backends/kafka/kafkajs_patch_test.ts compares each with kafkajs's own code):
+ * - `Batch` (src/consumer/batch.js, line 23) drops records before the fetched offset with
+ *   `Long.fromValue(message.offset).gte(longFetchedOffset)`: a `BigInt` parsed from every
+ *   record's offset text. `Long.fromValue` of a canonical non-negative decimal text (digits,
+ *   no leading zero: what `Long#toString` of an offset gives) now returns a `Long` that
+ *   keeps the text and parses it only when its `value` is first read; its `toString` is the
+ *   text, and `gte` between two such `Long`s compares the texts (the longer is larger,
+ *   equal lengths compare character by character), which for canonical decimals is exactly
+ *   the `BigInt` comparison. It is a `Long` (`instanceof`, every method, `Long.isLong`) whose
+ *   `value` is a getter; any other text goes to kafkajs's own parse;
+ * - `Long#add(number)` (the record decoder's `add(offsetDelta)`) adds `BigInt(number)`
+ *   directly instead of wrapping the number in a `Long` first (kafkajs's `fromNumber` does
+ *   the same `BigInt(number)` for any integer; other addends go to the original);
+ * - the varlong fast path returns one shared `Long` per value for 0 ≤ value < 4096 (record
+ *   timestamp deltas), made on first use, instead of a new one per record.
+ *
  * @module
  */
 // kafkajs ships no types for its internals.
@@ -86,6 +105,25 @@ if (proto && typeof proto.scheduleCheckPendingRequests === "function" && !proto[
 const Long = LongModule as any;
 
 /**
+/** Shared `Long`s for the small values `readVarLong` returns most (see the module doc). */
+const SMALL_LONGS = 4096;
+const smallLongs: unknown[] = [];
+
+/** True for "0" and digit strings without a leading zero: the texts `String(bigint)` gives for n ≥ 0. */
+function naturalText(text: string): boolean {
+  const n = text.length;
+  if (n === 0) return false;
+  const first = text.charCodeAt(0);
+  if (first === 48) return n === 1;
+  if (first < 49 || first > 57) return false;
+  for (let i = 1; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+/**
  * Wraps `compute` so that the results for the last two keys are returned again without
  * computing (most recent first). For pure computations on immutable results only.
  */
@@ -126,18 +164,63 @@ export const kafkajsOriginals: {
   fromValue?: (value: unknown) => unknown;
   readVarLong?: () => unknown;
   toString?: (long: unknown) => string;
+  add?: (long: unknown, addend: unknown) => unknown;
+  gte?: (long: unknown, other: unknown) => boolean;
 } = {};
 
 if (
   typeof Long?.fromValue === "function" && typeof Long.fromNumber === "function" &&
-  typeof Decoder?.prototype?.readVarLong === "function" && !Long[DECODE_PATCHED]
+  typeof Decoder?.prototype?.readVarLong === "function" &&
+  typeof Long.prototype?.add === "function" && !Long[DECODE_PATCHED]
 ) {
   const fromValue = Long.fromValue;
+  // A Long of a natural number's canonical text, parsed on first use (see the module doc).
+  type TextLong = { text: string; parsed: bigint | undefined; value: bigint };
+  const TextLong = function (this: TextLong, text: string) {
+    this.text = text;
+    this.parsed = undefined;
+  } as unknown as { new (text: string): TextLong; prototype: TextLong };
+  TextLong.prototype = Object.create(Long.prototype, {
+    constructor: { value: Long, writable: true, configurable: true },
+    value: {
+      get(this: TextLong): bigint {
+        return this.parsed ??= BigInt(this.text);
+      },
+      configurable: true,
+    },
+    toString: {
+      value: function (this: TextLong): string {
+        return this.text;
+      },
+      writable: true,
+      configurable: true,
+    },
+  });
   // A record's decoding asks for the batch's first timestamp, then its first offset.
-  const parse = lastTwo((text: string) => fromValue.call(Long, text));
+  const parse = lastTwo((text: string) =>
+    naturalText(text) ? new TextLong(text) : fromValue.call(Long, text)
+  );
   Long.fromValue = function (this: unknown, value: unknown): unknown {
     return typeof value === "string" ? parse(value, value) : fromValue.call(this, value);
   };
+  const gte = Long.prototype.gte;
+  Long.prototype.gte = function (this: unknown, other: unknown): boolean {
+    if (this instanceof TextLong && other instanceof TextLong) {
+      const a = this.text;
+      const b = other.text;
+      return a.length === b.length ? a >= b : a.length > b.length;
+    }
+    return gte.call(this, other);
+  };
+  const add = Long.prototype.add;
+  Long.prototype.add = function (this: { value: bigint }, addend: unknown): unknown {
+    return typeof addend === "number" && Number.isInteger(addend)
+      ? new Long(this.value + BigInt(addend))
+      : add.call(this, addend);
+  };
+  /** `Long.fromNumber(n)`, shared for small `n` (a `Long` never changes). */
+  const longOf = (n: number): unknown =>
+    n >= 0 && n < SMALL_LONGS ? (smallLongs[n] ??= Long.fromNumber(n)) : Long.fromNumber(n);
   const readVarLong = Decoder.prototype.readVarLong;
   // deno-lint-ignore no-explicit-any
   Decoder.prototype.readVarLong = function (this: any): unknown {
@@ -152,7 +235,7 @@ if (
       zigzag += (byte & 0x7f) * scale;
       if (byte < 0x80) {
         this.offset = offset;
-        return Long.fromNumber(zigzag % 2 === 0 ? zigzag / 2 : -(zigzag + 1) / 2);
+        return longOf(zigzag % 2 === 0 ? zigzag / 2 : -(zigzag + 1) / 2);
       }
       scale *= 128;
     }
@@ -167,6 +250,8 @@ if (
     return text(this.value, this);
   };
   kafkajsOriginals.toString = (long) => toString.call(long);
+  kafkajsOriginals.add = (long, addend) => add.call(long, addend);
+  kafkajsOriginals.gte = (long, other) => gte.call(long, other);
   kafkajsOriginals.fromValue = (v) => fromValue.call(Long, v);
   kafkajsOriginals.readVarLong = readVarLong;
   Long[DECODE_PATCHED] = true;
