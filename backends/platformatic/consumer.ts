@@ -81,6 +81,11 @@ export interface PlatformaticConsumerStats {
    * was committed; the processor sends the offsets again.
    */
   commitsFailed: number;
+  /**
+   * Errors of the library's background work that were expected and dropped: a rejoin or an
+   * offset refresh cut short by `close()`, a failure of the membership stream (never read).
+   */
+  backgroundErrors: number;
 }
 
 /**
@@ -114,6 +119,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
     revokes: 0,
     assigns: 0,
     commitsFailed: 0,
+    backgroundErrors: 0,
   };
   readonly #o: ResolvedPlatformaticConsumerOptions;
   #client: PltConsumer | undefined;
@@ -375,6 +381,9 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       // deno-lint-ignore no-explicit-any
     } as any);
     this.#client = client;
+    // The library reports a rejoin that failed (after a heartbeat said the group rebalances)
+    // as an `error` event: without a listener, that event would crash the process.
+    client.on("error", (e: unknown) => this.#backgroundError(e, "rejoining the group"));
     failFastOnSecurityErrors(client, o);
     // Fetches get connections of their own: Kafka answers the requests of one connection in
     // order, so on the client's connections a fetch would wait behind a JoinGroup the broker
@@ -391,13 +400,21 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
     try {
       // The stream is never read: it makes the library join (both protocols) and keep the
       // membership; Sluice fetches by itself.
+      const consuming = client.consume({
+        topics: this.#topics,
+        mode: "committed",
+        fallbackMode: o.initialOffset,
+        autocommit: false,
+      });
+      // The stream refreshes its offsets after each join and is destroyed when that fails
+      // (a request cut short by close(), say): an `error` event nothing would listen to.
+      // Sluice reads nothing from it: its failures are dropped, even after a timeout here.
+      consuming.then(
+        (stream) => stream.on("error", () => this.stats.backgroundErrors++),
+        () => {},
+      );
       this.#stream = await withTimeout(
-        client.consume({
-          topics: this.#topics,
-          mode: "committed",
-          fallbackMode: o.initialOffset,
-          autocommit: false,
-        }) as Promise<{ close(): Promise<void> }>,
+        consuming as Promise<{ close(): Promise<void> }>,
         o.connectTimeoutMs + o.rebalanceTimeoutMs,
         () =>
           new ConsumerError(
@@ -436,12 +453,31 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
         const release = eager ? [...this.#positions.keys()] : this.#notAssigned();
         if (eager) this.#assignBlocked = true;
         if (release.length > 0 && !this.#closed) {
-          this.#requestRevoke(release).then(() => original(name, callback));
+          this.#requestRevoke(release).then(() => original(name, callback)).catch((e) =>
+            this.#backgroundError(e, `sending ${name}`)
+          );
           return;
         }
       }
       original(name, callback);
     };
+  }
+
+  /**
+   * A failure of the library's background work: dropped (counted) once `close()` has begun,
+   * else kept and thrown by the next `poll()` (this member has lost its group membership).
+   */
+  #backgroundError(e: unknown, what: string): void {
+    if (this.#closing || this.#closed || this.#error !== undefined) {
+      this.stats.backgroundErrors++;
+      return;
+    }
+    this.#error = securityError(e, this.#o) ??
+      new ConsumerError(
+        `consumer ${this.memberId} of group "${this.#o.group}" failed ${what}: ${describe(e)}`,
+        { cause: e },
+      );
+    this.#wake.resolve();
   }
 
   /** Owned partitions the library's current assignment no longer has. */
