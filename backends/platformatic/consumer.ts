@@ -61,6 +61,9 @@ interface RawBatch {
 
 const IS_CONTROL = 0b100000;
 
+/** The age at which the library refreshes its metadata (Kafka's `metadata.max.age.ms`). */
+const METADATA_MAX_AGE_MS = 5 * 60_000;
+
 interface Lookup {
   settled: boolean;
   starts?: Map<Partition, number>;
@@ -359,6 +362,11 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       ...clientOptions(o),
       groupId: o.group,
       autocommit: false,
+      // The library refreshes its metadata (5 s old by default) on its own connections, where
+      // a Metadata request waits behind a JoinGroup the broker holds until the whole group has
+      // rejoined: every poll's fetch would stall with it. Refreshed as Kafka's clients do
+      // (every 5 minutes), and after a failed fetch (a moved leader).
+      metadataMaxAge: METADATA_MAX_AGE_MS,
       maxWaitTime: o.maxWaitTimeMs,
       minBytes: o.minBytes,
       maxBytes: o.maxBytes,
@@ -614,6 +622,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       // The broker is away (restarting, a leader moving): the library has retried already;
       // nothing is fetched this time, and the next poll asks again.
       if (securityError(e, this.#o) === undefined && (isRebalanceError(e) || isTransient(e))) {
+        if (isTransient(e)) client.clearMetadata();
         return;
       }
       throw securityError(e, this.#o) ??
@@ -671,7 +680,11 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
         }
       }
     })).catch((e) => {
-      if (isRebalanceError(e) || isTransient(e)) return; // fetched again on the next poll
+      if (isRebalanceError(e) || isTransient(e)) {
+        // Fetched again on the next poll, from fresh metadata when a leader may have moved.
+        if (isTransient(e)) client.clearMetadata();
+        return;
+      }
       throw securityError(e, this.#o) ??
         new ConsumerError(`fetch failed: ${describe(e)}`, { cause: e });
     });

@@ -482,3 +482,97 @@ kafkaTest(
   },
   { sanitizeOps: false, sanitizeResources: false },
 );
+
+kafkaTest(
+  "platformatic: kept partitions go on being fetched while the broker holds this member's JoinGroup for longer than the library's metadata age (another member is slow to give partitions back)",
+  async (brokers) => {
+    const kafka = testKafka(brokers);
+    const topic = unique("sluice-plt-held-join");
+    const group = unique("g");
+    const P = 6; // 3 + 3, then 2 + 2 + 2: a and b each give one back
+    await createTopic(kafka, topic, P);
+    const o: PlatformaticConsumerOptions = {
+      brokers,
+      group,
+      ...FAST,
+      assignor: "cooperative-sticky",
+      // The broker holds a JoinGroup until every member has rejoined, at most this long:
+      // longer than the library's default metadata age (5 s).
+      rebalanceTimeoutMs: 20_000,
+    };
+    const producer = testProducer(kafka);
+    await producer.connect();
+    let producing = true;
+    const writing = (async () => {
+      while (producing) {
+        const messages = Array.from({ length: P }, (_, partition) => ({ value: "x", partition }));
+        await producer.send({ topic, messages, acks: -1 });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    const a = new PlatformaticConsumer({ ...o, clientId: "a" });
+    const b = new PlatformaticConsumer({ ...o, clientId: "b" });
+    const c = new PlatformaticConsumer({ ...o, clientId: "c" });
+    let polling = true;
+    const pollC = async () => {
+      while (polling && !c.closed) await c.poll(100);
+    };
+    let cLoop: Promise<void> | undefined;
+    try {
+      a.subscribe([topic]);
+      const deadline = () => performance.now() + 60_000;
+      let until = deadline();
+      while (a.tell().size < P) {
+        assert(performance.now() < until, "a owns every partition");
+        await a.poll(100);
+      }
+      b.subscribe([topic]);
+      until = deadline();
+      while (a.tell().size !== P / 2 || b.tell().size !== P / 2) {
+        assert(performance.now() < until, "a and b share the partitions");
+        await Promise.all([a.poll(100), b.poll(100)]);
+      }
+      // b stops polling: when c joins, b's revoke (and so its next JoinGroup) waits, and the
+      // broker holds a's JoinGroup meanwhile.
+      const revokes = a.stats.revokes;
+      c.subscribe([topic]);
+      cLoop = pollC();
+      until = deadline();
+      while (a.stats.revokes === revokes || !b.rebalancePending()) {
+        assert(performance.now() < until, "a gave a partition back; b is asked to");
+        await a.poll(100);
+      }
+      const kept = new Set(a.tell().keys());
+      assert(kept.size > 0, "a kept partitions");
+      const last = new Map<Partition, number>();
+      let gap = 0;
+      const start = performance.now();
+      for (const p of kept) last.set(p, start);
+      while (performance.now() - start < 12_000 && b.rebalancePending()) {
+        for (const v of await a.poll(100)) {
+          if (!kept.has(v.partition)) continue;
+          const now = performance.now();
+          gap = Math.max(gap, now - last.get(v.partition)!);
+          last.set(v.partition, now);
+        }
+      }
+      const now = performance.now();
+      for (const t of last.values()) gap = Math.max(gap, now - t);
+      console.log(
+        `held JoinGroup: kept partitions' longest pause ${gap.toFixed(0)} ms over ` +
+          `${(now - start).toFixed(0)} ms`,
+      );
+      assert(gap < 1500, `a's kept partitions paused ${gap.toFixed(0)} ms while its join was held`);
+    } finally {
+      polling = false;
+      producing = false;
+      await writing.catch(() => {});
+      await producer.disconnect();
+      await Promise.all([a.close(), b.close()]);
+      await cLoop?.catch(() => {});
+      await c.close();
+      await deleteTopics(kafka, [topic]);
+    }
+  },
+  { sanitizeOps: false, sanitizeResources: false },
+);
