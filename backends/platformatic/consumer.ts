@@ -150,6 +150,8 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
   #lookup: Lookup | undefined;
   /** Resolved when the library asks for a revoke (renewed once it is taken up). */
   #revokeRequested: Deferred = deferred();
+  /** JoinGroup and SyncGroup requests of this member sent and not answered yet. */
+  #groupRequests = 0;
   #error: unknown;
 
   /** Validates `options`; connects on the first `poll()`. */
@@ -254,6 +256,14 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
             "(it was revoked or never assigned); commit inside onRevoke before releasing it",
         );
       }
+    }
+    if (this.#groupRequests > 0) {
+      // An OffsetCommit sent now would be answered after the JoinGroup or SyncGroup ahead of
+      // it on the connection, and carry the generation before it: ILLEGAL_GENERATION, on
+      // which the library drops every partition of this member (it rejoins owning none, and
+      // the group hands them to others). Nothing is committed: the processor sends the
+      // offsets again with its next commit.
+      return new Map();
     }
     try {
       const commit = this.#client!.commit({
@@ -455,6 +465,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
     const target = client as unknown as Record<symbol, GetApi>;
     const original = target[key].bind(client);
     target[key] = (name, callback) => {
+      if (name === "JoinGroup" || name === "SyncGroup") callback = this.#counted(callback);
       if (name === "JoinGroup" || name === "ConsumerGroupHeartbeat") {
         const eager = name === "JoinGroup" && this.#o.groupProtocol === "classic" &&
           this.#o.assignor === "roundrobin";
@@ -468,6 +479,33 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
         }
       }
       original(name, callback);
+    };
+  }
+
+  /** `callback` of getApi, with the API it gets counted in #groupRequests while it runs. */
+  #counted(callback: (error: unknown, api: unknown) => void) {
+    return (error: unknown, api: unknown) => {
+      if (error || typeof api !== "function") return callback(error, api);
+      const send = api as (...args: unknown[]) => void;
+      const counted = (...args: unknown[]) => {
+        const done = args.pop() as (error: unknown, response: unknown) => void;
+        this.#groupRequests++;
+        let answered = false;
+        const answer = () => {
+          if (!answered) this.#groupRequests--;
+          answered = true;
+        };
+        try {
+          send(...args, (e: unknown, response: unknown) => {
+            answer();
+            done(e, response);
+          });
+        } catch (e) {
+          answer();
+          throw e;
+        }
+      };
+      callback(null, Object.assign(counted, send));
     };
   }
 

@@ -8,6 +8,7 @@ import { EventEmitter } from "node:events";
 import { Consumer as PltConsumer } from "@platformatic/kafka";
 import { PlatformaticConsumer } from "../../../backends/platformatic/consumer.ts";
 import { ConsumerError } from "../../../errors.ts";
+import { Partition } from "../../../types.ts";
 
 /** A consumer subscribed without a broker, with the library client and stream it made. */
 async function offline(): Promise<{
@@ -77,5 +78,52 @@ Deno.test("platformatic consumer: the membership stream's failure (its offset re
   } finally {
     await consumer.close();
     restore();
+  }
+});
+
+Deno.test("platformatic consumer: no OffsetCommit is sent while this member's JoinGroup or SyncGroup is unanswered (it would carry the old generation: ILLEGAL_GENERATION, and the library drops every partition)", async () => {
+  // The library's getApi, answering with an API that holds its requests until told.
+  const held: ((error: unknown, response: unknown) => void)[] = [];
+  let getApi: symbol | undefined;
+  for (let p: object | null = PltConsumer.prototype; p !== null; p = Object.getPrototypeOf(p)) {
+    getApi ??= Object.getOwnPropertySymbols(p).find((s) =>
+      s.description === "plt.kafka.base.getApi"
+    );
+  }
+  const proto = PltConsumer.prototype as unknown as Record<symbol, unknown>;
+  const own = Object.getOwnPropertyDescriptor(proto, getApi!);
+  proto[getApi!] = (_name: string, callback: (e: unknown, api: unknown) => void) =>
+    callback(null, (...args: unknown[]) => held.push(args.pop() as never));
+  const { consumer, client, restore } = await offline();
+  const library = client as unknown as Record<string, unknown> & Record<symbol, unknown>;
+  try {
+    const p0 = Partition.of("t", 0);
+    library.assignments = [{ topic: "t", partitions: [0] }];
+    library.listCommittedOffsets = () => Promise.resolve(new Map([["t", [5n]]]));
+    const commits: unknown[] = [];
+    library.commit = (o: unknown) => {
+      commits.push(o);
+      return Promise.resolve();
+    };
+    for (let i = 0; i < 100 && !consumer.tell().has(p0); i++) await consumer.poll(1);
+    assertEquals(consumer.tell(), new Map([[p0, 5]]));
+    // The library sends a JoinGroup (through Sluice's hook); the broker holds it.
+    (library[getApi!] as (n: string, cb: (e: unknown, api: unknown) => void) => void)(
+      "JoinGroup",
+      (_e, api) => (api as (...args: unknown[]) => void)("connection", "g", () => {}),
+    );
+    assertEquals(held.length, 1);
+    consumer.stageOffsets(new Map([[p0, 6]]));
+    assertEquals(await consumer.commitOffsets(), new Map(), "nothing committed meanwhile");
+    assertEquals(commits.length, 0, "no OffsetCommit sent");
+    held[0](null, {}); // answered
+    consumer.stageOffsets(new Map([[p0, 6]]));
+    assertEquals(await consumer.commitOffsets(), new Map([[p0, 6]]));
+    assertEquals(commits.length, 1);
+  } finally {
+    await consumer.close();
+    restore();
+    if (own === undefined) delete proto[getApi!];
+    else Object.defineProperty(proto, getApi!, own);
   }
 });
