@@ -61,6 +61,9 @@ interface RawBatch {
 
 const IS_CONTROL = 0b100000;
 
+/** The age at which the library refreshes its metadata (Kafka's `metadata.max.age.ms`). */
+const METADATA_MAX_AGE_MS = 5 * 60_000;
+
 interface Lookup {
   settled: boolean;
   starts?: Map<Partition, number>;
@@ -96,6 +99,11 @@ export interface PlatformaticConsumerStats {
    * was committed; the processor sends the offsets again.
    */
   commitsFailed: number;
+  /**
+   * Errors of the library's background work that were expected and dropped: a rejoin or an
+   * offset refresh cut short by `close()`, a failure of the membership stream (never read).
+   */
+  backgroundErrors: number;
 }
 
 /**
@@ -129,6 +137,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
     revokes: 0,
     assigns: 0,
     commitsFailed: 0,
+    backgroundErrors: 0,
   };
   readonly #o: ResolvedPlatformaticConsumerOptions;
   #client: PltConsumer | undefined;
@@ -156,6 +165,8 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
   #lookup: Lookup | undefined;
   /** Resolved when the library asks for a revoke (renewed once it is taken up). */
   #revokeRequested: Deferred = deferred();
+  /** JoinGroup and SyncGroup requests of this member sent and not answered yet. */
+  #groupRequests = 0;
   #error: unknown;
 
   /** Validates `options`; connects on the first `poll()`. */
@@ -260,6 +271,14 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
             "(it was revoked or never assigned); commit inside onRevoke before releasing it",
         );
       }
+    }
+    if (this.#groupRequests > 0) {
+      // An OffsetCommit sent now would be answered after the JoinGroup or SyncGroup ahead of
+      // it on the connection, and carry the generation before it: ILLEGAL_GENERATION, on
+      // which the library drops every partition of this member (it rejoins owning none, and
+      // the group hands them to others). Nothing is committed: the processor sends the
+      // offsets again with its next commit.
+      return new Map();
     }
     try {
       const commit = this.#client!.commit({
@@ -368,6 +387,11 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       ...clientOptions(o),
       groupId: o.group,
       autocommit: false,
+      // The library refreshes its metadata (5 s old by default) on its own connections, where
+      // a Metadata request waits behind a JoinGroup the broker holds until the whole group has
+      // rejoined: every poll's fetch would stall with it. Refreshed as Kafka's clients do
+      // (every 5 minutes), and after a failed fetch (a moved leader).
+      metadataMaxAge: METADATA_MAX_AGE_MS,
       maxWaitTime: o.maxWaitTimeMs,
       minBytes: o.minBytes,
       maxBytes: o.maxBytes,
@@ -390,6 +414,9 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       // deno-lint-ignore no-explicit-any
     } as any);
     this.#client = client;
+    // The library reports a rejoin that failed (after a heartbeat said the group rebalances)
+    // as an `error` event: without a listener, that event would crash the process.
+    client.on("error", (e: unknown) => this.#backgroundError(e, "rejoining the group"));
     failFastOnSecurityErrors(client, o);
     // Fetches get connections of their own: Kafka answers the requests of one connection in
     // order, so on the client's connections a fetch would wait behind a JoinGroup the broker
@@ -406,13 +433,21 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
     try {
       // The stream is never read: it makes the library join (both protocols) and keep the
       // membership; Sluice fetches by itself.
+      const consuming = client.consume({
+        topics: this.#topics,
+        mode: "committed",
+        fallbackMode: o.initialOffset,
+        autocommit: false,
+      });
+      // The stream refreshes its offsets after each join and is destroyed when that fails
+      // (a request cut short by close(), say): an `error` event nothing would listen to.
+      // Sluice reads nothing from it: its failures are dropped, even after a timeout here.
+      consuming.then(
+        (stream) => stream.on("error", () => this.stats.backgroundErrors++),
+        () => {},
+      );
       this.#stream = await withTimeout(
-        client.consume({
-          topics: this.#topics,
-          mode: "committed",
-          fallbackMode: o.initialOffset,
-          autocommit: false,
-        }) as Promise<{ close(): Promise<void> }>,
+        consuming as Promise<{ close(): Promise<void> }>,
         o.connectTimeoutMs + o.rebalanceTimeoutMs,
         () =>
           new ConsumerError(
@@ -445,18 +480,65 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
     const target = client as unknown as Record<symbol, GetApi>;
     const original = target[key].bind(client);
     target[key] = (name, callback) => {
+      if (name === "JoinGroup" || name === "SyncGroup") callback = this.#counted(callback);
       if (name === "JoinGroup" || name === "ConsumerGroupHeartbeat") {
         const eager = name === "JoinGroup" && this.#o.groupProtocol === "classic" &&
           this.#o.assignor === "roundrobin";
         const release = eager ? [...this.#positions.keys()] : this.#notAssigned();
         if (eager) this.#assignBlocked = true;
         if (release.length > 0 && !this.#closed) {
-          this.#requestRevoke(release).then(() => original(name, callback));
+          this.#requestRevoke(release).then(() => original(name, callback)).catch((e) =>
+            this.#backgroundError(e, `sending ${name}`)
+          );
           return;
         }
       }
       original(name, callback);
     };
+  }
+
+  /** `callback` of getApi, with the API it gets counted in #groupRequests while it runs. */
+  #counted(callback: (error: unknown, api: unknown) => void) {
+    return (error: unknown, api: unknown) => {
+      if (error || typeof api !== "function") return callback(error, api);
+      const send = api as (...args: unknown[]) => void;
+      const counted = (...args: unknown[]) => {
+        const done = args.pop() as (error: unknown, response: unknown) => void;
+        this.#groupRequests++;
+        let answered = false;
+        const answer = () => {
+          if (!answered) this.#groupRequests--;
+          answered = true;
+        };
+        try {
+          send(...args, (e: unknown, response: unknown) => {
+            answer();
+            done(e, response);
+          });
+        } catch (e) {
+          answer();
+          throw e;
+        }
+      };
+      callback(null, Object.assign(counted, send));
+    };
+  }
+
+  /**
+   * A failure of the library's background work: dropped (counted) once `close()` has begun,
+   * else kept and thrown by the next `poll()` (this member has lost its group membership).
+   */
+  #backgroundError(e: unknown, what: string): void {
+    if (this.#closing || this.#closed || this.#error !== undefined) {
+      this.stats.backgroundErrors++;
+      return;
+    }
+    this.#error = securityError(e, this.#o) ??
+      new ConsumerError(
+        `consumer ${this.memberId} of group "${this.#o.group}" failed ${what}: ${describe(e)}`,
+        { cause: e },
+      );
+    this.#wake.resolve();
   }
 
   /** Owned partitions the library's current assignment no longer has. */
@@ -593,6 +675,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
       // The broker is away (restarting, a leader moving): the library has retried already;
       // nothing is fetched this time, and the next poll asks again.
       if (securityError(e, this.#o) === undefined && (isRebalanceError(e) || isTransient(e))) {
+        if (isTransient(e)) client.clearMetadata();
         return;
       }
       throw securityError(e, this.#o) ??
@@ -650,7 +733,11 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
         }
       }
     })).catch((e) => {
-      if (isRebalanceError(e) || isTransient(e)) return; // fetched again on the next poll
+      if (isRebalanceError(e) || isTransient(e)) {
+        // Fetched again on the next poll, from fresh metadata when a leader may have moved.
+        if (isTransient(e)) client.clearMetadata();
+        return;
+      }
       throw securityError(e, this.#o) ??
         new ConsumerError(`fetch failed: ${describe(e)}`, { cause: e });
     });

@@ -123,17 +123,33 @@ export class PlatformaticProducer implements Producer<KafkaPayload> {
     const batch = this.#queue;
     if (batch.length === 0) return;
     this.#queue = [];
-    const sent = this.#client.send({
-      messages: batch.map((m) => ({
-        topic: m.partition.topic.name,
-        partition: m.partition.index,
-        key: m.payload.key === null ? undefined : toBuffer(m.payload.key),
-        value: m.payload.value === null ? undefined : toBuffer(m.payload.value),
-        headers: m.payload.headers === undefined ? undefined : headersOf(m.payload.headers),
-        timestamp: m.payload.timestamp === undefined ? undefined : BigInt(m.payload.timestamp),
-      })),
-      // deno-lint-ignore no-explicit-any
-    } as any).then((result) => {
+    const fail = (e: unknown) => {
+      const err = securityError(e, this.#o) ??
+        new ProducerError(`produce failed: ${e instanceof Error ? e.message : String(e)}`, {
+          cause: e,
+        });
+      for (const m of batch) m.reject(err);
+    };
+    // A send the library refuses at once (it throws) fails its batch, not the caller of
+    // #flush (a macrotask nobody awaits).
+    let sending: ReturnType<PltProducer["send"]>;
+    try {
+      sending = this.#client.send({
+        messages: batch.map((m) => ({
+          topic: m.partition.topic.name,
+          partition: m.partition.index,
+          key: m.payload.key === null ? undefined : toBuffer(m.payload.key),
+          value: m.payload.value === null ? undefined : toBuffer(m.payload.value),
+          headers: m.payload.headers === undefined ? undefined : headersOf(m.payload.headers),
+          timestamp: m.payload.timestamp === undefined ? undefined : BigInt(m.payload.timestamp),
+        })),
+        // deno-lint-ignore no-explicit-any
+      } as any);
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    const sent = sending.then((result) => {
       const base = new Map<string, number>();
       for (const o of result.offsets ?? []) base.set(`${o.topic}/${o.partition}`, Number(o.offset));
       const next = new Map<string, number>();
@@ -151,11 +167,7 @@ export class PlatformaticProducer implements Producer<KafkaPayload> {
           ),
         );
       }
-    }, (e) => {
-      const err = securityError(e, this.#o) ??
-        new ProducerError(`produce failed: ${(e as Error).message}`, { cause: e });
-      for (const m of batch) m.reject(err);
-    });
+    }).catch(fail); // a send refused, or its answer unreadable: the rest of the batch fails
     this.#inFlight.add(sent);
     sent.finally(() => this.#inFlight.delete(sent));
   }
