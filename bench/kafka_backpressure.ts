@@ -106,12 +106,55 @@ async function measure(name: string, t0: number, paused: () => boolean): Promise
   };
 }
 
+/**
+ * Prototype of a proposed `kafkajs_patch.ts` fix, applied in this process only: kafkajs's
+ * per-connection request-timeout check (`RequestQueue.scheduleRequestTimeoutCheck`, a
+ * 100 ms `setInterval` from connect to disconnect) runs only while a request is in flight.
+ * Paused, nothing is in flight between heartbeats, so each connection stops waking the
+ * process 10 times a second. The check itself is kafkajs's, unchanged.
+ */
+async function timeoutCheckOnlyInFlight(): Promise<void> {
+  // The same pinned kafkajs (one module instance), as in backends/kafka/kafkajs_patch.ts.
+  // deno-lint-ignore no-import-prefix
+  const mod = await import("npm:kafkajs@2.2.4/src/network/requestQueue/index.js");
+  // deno-lint-ignore no-explicit-any
+  const proto = (mod.default ?? mod).prototype as any;
+  const schedule = proto.scheduleRequestTimeoutCheck;
+  // deno-lint-ignore no-explicit-any
+  proto.scheduleRequestTimeoutCheck = function (this: any): void {
+    const inflight: Map<unknown, unknown> = this.inflight;
+    if (!this.enforceRequestTimeout || inflight === undefined) return schedule.call(this);
+    this.sluiceArm ??= () => {
+      if (this.requestTimeoutIntervalId == null) schedule.call(this);
+    };
+    const stopIfIdle = () => {
+      if (inflight.size > 0 || this.requestTimeoutIntervalId == null) return;
+      clearInterval(this.requestTimeoutIntervalId);
+      this.requestTimeoutIntervalId = null;
+    };
+    if (!this.sluiceWrapped) {
+      this.sluiceWrapped = true;
+      const { set, delete: del, clear } = inflight;
+      inflight.set = (k, v) => (set.call(inflight, k, v), this.sluiceArm(), inflight);
+      inflight.delete = (k) => {
+        const r = del.call(inflight, k);
+        stopIfIdle();
+        return r;
+      };
+      inflight.clear = () => (clear.call(inflight), stopIfIdle());
+    }
+    schedule.call(this);
+    stopIfIdle();
+  };
+}
+
 /** Sluice with the default KafkaConsumer options; the only step rejects every message. */
 async function sluice(label: string, fetch: Record<string, number> = {}): Promise<Result> {
   const t0 = performance.now();
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { MessageRejected } = await import("../errors.ts");
   const { KafkaConsumer } = await import("../backends/kafka/mod.ts");
+  if (label.includes("timeout check")) await timeoutCheckOnlyInFlight();
   const processor = new StreamProcessor<KafkaPayload>({
     consumer: new KafkaConsumer({
       brokers: brokers!,
@@ -172,6 +215,8 @@ function denoIdle(): Promise<Result> {
 const RUNS: Record<string, () => Promise<Result>> = {
   sluice: () => sluice(""),
   "sluice-young4": () => sluice(", --max-semi-space-size=4"),
+  "sluice-inflight-check": () =>
+    sluice(", kafkajs's request timeout check only while a request is in flight (prototype)"),
   "sluice-10m": () =>
     sluice(", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)", {
       maxBytes: 10 * 1024 * 1024,
