@@ -148,6 +148,48 @@ async function timeoutCheckOnlyInFlight(): Promise<void> {
   };
 }
 
+/**
+ * Prototype of a second proposed `kafkajs_patch.ts` fix, applied in this process only:
+ * while every assigned partition is paused, kafkajs's fetch loop (`ConsumerGroup.fetch`)
+ * sleeps `maxWaitTimeInMs` (500 ms) per round, re-reading metadata and offsets each time.
+ * Here it waits up to `IDLE_FETCH_MS` instead, or until `resume()` wakes it; the runner
+ * still heartbeats after every empty round (at most every `heartbeatInterval`, 3 s), so
+ * a rebalance is found as soon as before. What is left: a stop waits up to that long.
+ */
+async function idleFetchWaitsForResume(): Promise<void> {
+  // deno-lint-ignore no-import-prefix
+  const mod = await import("npm:kafkajs@2.2.4/src/consumer/consumerGroup.js");
+  // deno-lint-ignore no-explicit-any
+  const proto = (mod.default ?? mod).prototype as any;
+  const { fetch, resume } = proto;
+  // deno-lint-ignore no-explicit-any
+  proto.fetch = async function (this: any, nodeId: number): Promise<unknown[]> {
+    const state = this.subscriptionState;
+    const assigned: { partitions: number[] }[] = state.assigned();
+    const active: { partitions: number[] }[] = state.active();
+    if (
+      !assigned.some((t) => t.partitions.length > 0) ||
+      active.some((t) => t.partitions.length > 0)
+    ) return await fetch.call(this, nodeId);
+    let id: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((r) => {
+      (this.sluiceResumed ??= new Set<() => void>()).add(r);
+      id = setTimeout(r, IDLE_FETCH_MS);
+    });
+    clearTimeout(id);
+    return [];
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.resume = function (this: any, ...args: unknown[]): unknown {
+    const result = resume.apply(this, args);
+    const waiting: Set<() => void> | undefined = this.sluiceResumed;
+    this.sluiceResumed = undefined;
+    waiting?.forEach((wake) => wake());
+    return result;
+  };
+}
+const IDLE_FETCH_MS = 1500;
+
 /** Sluice with the default KafkaConsumer options; the only step rejects every message. */
 async function sluice(label: string, fetch: Record<string, number> = {}): Promise<Result> {
   const t0 = performance.now();
@@ -155,6 +197,7 @@ async function sluice(label: string, fetch: Record<string, number> = {}): Promis
   const { MessageRejected } = await import("../errors.ts");
   const { KafkaConsumer } = await import("../backends/kafka/mod.ts");
   if (label.includes("timeout check")) await timeoutCheckOnlyInFlight();
+  if (label.includes("idle fetch")) await idleFetchWaitsForResume();
   const processor = new StreamProcessor<KafkaPayload>({
     consumer: new KafkaConsumer({
       brokers: brokers!,
@@ -217,6 +260,10 @@ const RUNS: Record<string, () => Promise<Result>> = {
   "sluice-young4": () => sluice(", --max-semi-space-size=4"),
   "sluice-inflight-check": () =>
     sluice(", kafkajs's request timeout check only while a request is in flight (prototype)"),
+  "sluice-quiet-kafkajs": () =>
+    sluice(
+      ", request timeout check only in flight, idle fetch waits for resume (prototypes)",
+    ),
   "sluice-10m": () =>
     sluice(", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)", {
       maxBytes: 10 * 1024 * 1024,
