@@ -14,7 +14,7 @@
  * Options: `--messages=N` waiting (default 1 500 000), `--bytes=N` (100), `--partitions=N`
  * (4), `--rounds=N` (2), `--settle=S` seconds after the pause before measuring (3),
  * `--hold=S` seconds measured (10), `--only=LIST` (sluice, sluice-10m, sluice-young4,
- * kafkajs, deno-idle, arroyo), `--topic=NAME` / `--keep-topic` as in bench/kafka.ts. Brokers:
+ * sluice-inflight-check, sluice-quiet-kafkajs, sluice-quiet-3s, kafkajs, deno-idle, arroyo), `--topic=NAME` / `--keep-topic` as in bench/kafka.ts. Brokers:
  * `KAFKA_BROKERS`, else the development broker. Python Arroyo runs with `$ARROYO_PYTHON`
  * (a virtualenv with `pip install confluent-kafka sentry-arroyo`), skipped when it cannot
  * import them.
@@ -191,13 +191,19 @@ async function idleFetchWaitsForResume(): Promise<void> {
 const IDLE_FETCH_MS = 1500;
 
 /** Sluice with the default KafkaConsumer options; the only step rejects every message. */
-async function sluice(label: string, fetch: Record<string, number> = {}): Promise<Result> {
+async function sluice(
+  label: string,
+  fetch: Record<string, number> = {},
+  backoffMs?: number,
+): Promise<Result> {
   const t0 = performance.now();
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { MessageRejected } = await import("../errors.ts");
   const { KafkaConsumer } = await import("../backends/kafka/mod.ts");
-  if (label.includes("timeout check")) await timeoutCheckOnlyInFlight();
-  if (label.includes("idle fetch")) await idleFetchWaitsForResume();
+  if (label.includes("timeout check") || label.includes("prototypes")) {
+    await timeoutCheckOnlyInFlight();
+  }
+  if (label.includes("idle fetch") || label.includes("prototypes")) await idleFetchWaitsForResume();
   const processor = new StreamProcessor<KafkaPayload>({
     consumer: new KafkaConsumer({
       brokers: brokers!,
@@ -208,11 +214,16 @@ async function sluice(label: string, fetch: Record<string, number> = {}): Promis
     topics: [topic],
     commitPolicy: CommitPolicy.ONCE_PER_SECOND,
     handleSignals: false,
+    pausedBackoffMs: backoffMs,
     factory: {
       createWithPartitions: (commit) =>
-        new RunTask((_m: Message<KafkaPayload>) => {
-          throw new MessageRejected();
-        }, new CommitOffsets(commit)),
+        new RunTask(
+          (_m: Message<KafkaPayload>) => {
+            throw new MessageRejected();
+          },
+          new CommitOffsets(commit),
+          { maxBackoffMs: backoffMs },
+        ),
     },
   });
   processor.run().catch((e) => console.error(e));
@@ -263,6 +274,12 @@ const RUNS: Record<string, () => Promise<Result>> = {
   "sluice-quiet-kafkajs": () =>
     sluice(
       ", request timeout check only in flight, idle fetch waits for resume (prototypes)",
+    ),
+  "sluice-quiet-3s": () =>
+    sluice(
+      ", the two prototypes, pausedBackoffMs and the step's maxBackoffMs 3000",
+      {},
+      3000,
     ),
   "sluice-10m": () =>
     sluice(", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)", {
