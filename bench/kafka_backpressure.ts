@@ -14,7 +14,7 @@
  * Options: `--messages=N` waiting (default 1 500 000), `--bytes=N` (100), `--partitions=N`
  * (4), `--rounds=N` (2), `--settle=S` seconds after the pause before measuring (3),
  * `--hold=S` seconds measured (10), `--only=LIST` (sluice, sluice-10m, sluice-young4,
- * kafkajs, deno-idle, arroyo), `--topic=NAME` / `--keep-topic` as in bench/kafka.ts. Brokers:
+ * sluice-inflight-check, sluice-quiet-kafkajs, sluice-quiet-3s, kafkajs, deno-idle, arroyo), `--topic=NAME` / `--keep-topic` as in bench/kafka.ts. Brokers:
  * `KAFKA_BROKERS`, else the development broker. Python Arroyo runs with `$ARROYO_PYTHON`
  * (a virtualenv with `pip install confluent-kafka sentry-arroyo`), skipped when it cannot
  * import them.
@@ -106,12 +106,104 @@ async function measure(name: string, t0: number, paused: () => boolean): Promise
   };
 }
 
+/**
+ * Prototype of a proposed `kafkajs_patch.ts` fix, applied in this process only: kafkajs's
+ * per-connection request-timeout check (`RequestQueue.scheduleRequestTimeoutCheck`, a
+ * 100 ms `setInterval` from connect to disconnect) runs only while a request is in flight.
+ * Paused, nothing is in flight between heartbeats, so each connection stops waking the
+ * process 10 times a second. The check itself is kafkajs's, unchanged.
+ */
+async function timeoutCheckOnlyInFlight(): Promise<void> {
+  // The same pinned kafkajs (one module instance), as in backends/kafka/kafkajs_patch.ts.
+  // deno-lint-ignore no-import-prefix
+  const mod = await import("npm:kafkajs@2.2.4/src/network/requestQueue/index.js");
+  // deno-lint-ignore no-explicit-any
+  const proto = (mod.default ?? mod).prototype as any;
+  const schedule = proto.scheduleRequestTimeoutCheck;
+  // deno-lint-ignore no-explicit-any
+  proto.scheduleRequestTimeoutCheck = function (this: any): void {
+    const inflight: Map<unknown, unknown> = this.inflight;
+    if (!this.enforceRequestTimeout || inflight === undefined) return schedule.call(this);
+    this.sluiceArm ??= () => {
+      if (this.requestTimeoutIntervalId == null) schedule.call(this);
+    };
+    const stopIfIdle = () => {
+      if (inflight.size > 0 || this.requestTimeoutIntervalId == null) return;
+      clearInterval(this.requestTimeoutIntervalId);
+      this.requestTimeoutIntervalId = null;
+    };
+    if (!this.sluiceWrapped) {
+      this.sluiceWrapped = true;
+      const { set, delete: del, clear } = inflight;
+      inflight.set = (k, v) => (set.call(inflight, k, v), this.sluiceArm(), inflight);
+      inflight.delete = (k) => {
+        const r = del.call(inflight, k);
+        stopIfIdle();
+        return r;
+      };
+      inflight.clear = () => (clear.call(inflight), stopIfIdle());
+    }
+    schedule.call(this);
+    stopIfIdle();
+  };
+}
+
+/**
+ * Prototype of a second proposed `kafkajs_patch.ts` fix, applied in this process only:
+ * while every assigned partition is paused, kafkajs's fetch loop (`ConsumerGroup.fetch`)
+ * sleeps `maxWaitTimeInMs` (500 ms) per round, re-reading metadata and offsets each time.
+ * Here it waits up to `IDLE_FETCH_MS` instead, or until `resume()` wakes it; the runner
+ * still heartbeats after every empty round (at most every `heartbeatInterval`, 3 s), so
+ * a rebalance is found as soon as before. What is left: a stop waits up to that long.
+ */
+async function idleFetchWaitsForResume(): Promise<void> {
+  // deno-lint-ignore no-import-prefix
+  const mod = await import("npm:kafkajs@2.2.4/src/consumer/consumerGroup.js");
+  // deno-lint-ignore no-explicit-any
+  const proto = (mod.default ?? mod).prototype as any;
+  const { fetch, resume } = proto;
+  // deno-lint-ignore no-explicit-any
+  proto.fetch = async function (this: any, nodeId: number): Promise<unknown[]> {
+    const state = this.subscriptionState;
+    const assigned: { partitions: number[] }[] = state.assigned();
+    const active: { partitions: number[] }[] = state.active();
+    if (
+      !assigned.some((t) => t.partitions.length > 0) ||
+      active.some((t) => t.partitions.length > 0)
+    ) return await fetch.call(this, nodeId);
+    let id: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((r) => {
+      (this.sluiceResumed ??= new Set<() => void>()).add(r);
+      id = setTimeout(r, IDLE_FETCH_MS);
+    });
+    clearTimeout(id);
+    return [];
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.resume = function (this: any, ...args: unknown[]): unknown {
+    const result = resume.apply(this, args);
+    const waiting: Set<() => void> | undefined = this.sluiceResumed;
+    this.sluiceResumed = undefined;
+    waiting?.forEach((wake) => wake());
+    return result;
+  };
+}
+const IDLE_FETCH_MS = 1500;
+
 /** Sluice with the default KafkaConsumer options; the only step rejects every message. */
-async function sluice(label: string, fetch: Record<string, number> = {}): Promise<Result> {
+async function sluice(
+  label: string,
+  fetch: Record<string, number> = {},
+  backoffMs?: number,
+): Promise<Result> {
   const t0 = performance.now();
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { MessageRejected } = await import("../errors.ts");
   const { KafkaConsumer } = await import("../backends/kafka/mod.ts");
+  if (label.includes("timeout check") || label.includes("prototypes")) {
+    await timeoutCheckOnlyInFlight();
+  }
+  if (label.includes("idle fetch") || label.includes("prototypes")) await idleFetchWaitsForResume();
   const processor = new StreamProcessor<KafkaPayload>({
     consumer: new KafkaConsumer({
       brokers: brokers!,
@@ -122,11 +214,16 @@ async function sluice(label: string, fetch: Record<string, number> = {}): Promis
     topics: [topic],
     commitPolicy: CommitPolicy.ONCE_PER_SECOND,
     handleSignals: false,
+    pausedBackoffMs: backoffMs,
     factory: {
       createWithPartitions: (commit) =>
-        new RunTask((_m: Message<KafkaPayload>) => {
-          throw new MessageRejected();
-        }, new CommitOffsets(commit)),
+        new RunTask(
+          (_m: Message<KafkaPayload>) => {
+            throw new MessageRejected();
+          },
+          new CommitOffsets(commit),
+          { maxBackoffMs: backoffMs },
+        ),
     },
   });
   processor.run().catch((e) => console.error(e));
@@ -172,6 +269,18 @@ function denoIdle(): Promise<Result> {
 const RUNS: Record<string, () => Promise<Result>> = {
   sluice: () => sluice(""),
   "sluice-young4": () => sluice(", --max-semi-space-size=4"),
+  "sluice-inflight-check": () =>
+    sluice(", kafkajs's request timeout check only while a request is in flight (prototype)"),
+  "sluice-quiet-kafkajs": () =>
+    sluice(
+      ", request timeout check only in flight, idle fetch waits for resume (prototypes)",
+    ),
+  "sluice-quiet-3s": () =>
+    sluice(
+      ", the two prototypes, pausedBackoffMs and the step's maxBackoffMs 3000",
+      {},
+      3000,
+    ),
   "sluice-10m": () =>
     sluice(", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)", {
       maxBytes: 10 * 1024 * 1024,
