@@ -77,12 +77,27 @@ if (proto && typeof proto.scheduleCheckPendingRequests === "function" && !proto[
     if (!Array.isArray(this.pending) || this.pending.length === 0) return;
     return original.call(this);
   };
-  // See "A request-timeout timer that outlives its connection" below.
+  // See "A request-timeout timer that outlives its connection" and "A timeout check that
+  // ticks only while a request is in flight" below.
   const scheduleTimeoutCheck = proto.scheduleRequestTimeoutCheck;
-  if (typeof scheduleTimeoutCheck === "function") {
+  const destroy = proto.destroy;
+  if (typeof scheduleTimeoutCheck === "function" && typeof destroy === "function") {
     proto.scheduleRequestTimeoutCheck = function (this: AnyQueue): void {
-      scheduleTimeoutCheck.call(this);
-      this.requestTimeoutIntervalId?.unref?.();
+      if (!this.enforceRequestTimeout || !(this.inflight instanceof Map)) {
+        scheduleTimeoutCheck.call(this);
+        this.requestTimeoutIntervalId?.unref?.();
+        return;
+      }
+      this.destroy(); // as kafkajs does: the previous interval and throttle timer go
+      this[CHECK_WANTED] = true;
+      watchInflight(this);
+      if (this.inflight.size > 0) startTimeoutCheck(this);
+    };
+    proto.destroy = function (this: AnyQueue): void {
+      this[CHECK_WANTED] = false;
+      this[CHECK_TICKING] = false;
+      destroy.call(this);
+      this.requestTimeoutIntervalId = null;
     };
   }
   proto[PATCHED] = true;
@@ -100,6 +115,54 @@ if (proto && typeof proto.scheduleCheckPendingRequests === "function" && !proto[
  * requests in flight, and a request in flight keeps the process alive through its socket
  * anyway. (Sluice's clients also close any socket kafkajs left open at teardown.)
  */
+
+/*
+ * **A timeout check that ticks only while a request is in flight.** kafkajs's check is a
+ * `setInterval` of `min(requestTimeout, 100)` ms per connection, from connect to
+ * disconnect, whether or not anything was sent: a consumer that is paused (fully
+ * backpressured) and sends nothing still woke ~30 times a second on its three connections,
+ * most of its CPU while paused (bench/README.md, "CPU while paused"). Here the interval is
+ * started when a request goes in flight (the `inflight` map gains an entry) and stops
+ * itself at the first tick that finds nothing in flight. While it runs it does what
+ * kafkajs's does: time out requests past their `requestTimeout`, and stop for good once
+ * the connection no longer reports itself connected. A request still times out within one
+ * tick of its deadline, as before. `destroy()` (disconnect) stops it, as before.
+ */
+const CHECK_WANTED = Symbol("sluice.timeoutCheckWanted");
+const CHECK_TICKING = Symbol("sluice.timeoutCheckTicking");
+const INFLIGHT_WATCHED = Symbol("sluice.inflightWatched");
+
+function watchInflight(queue: AnyQueue): void {
+  const inflight = queue.inflight as Map<unknown, unknown> & { [INFLIGHT_WATCHED]?: true };
+  if (inflight[INFLIGHT_WATCHED]) return;
+  inflight[INFLIGHT_WATCHED] = true;
+  const set = inflight.set;
+  inflight.set = function (key: unknown, value: unknown) {
+    set.call(inflight, key, value);
+    if (queue[CHECK_WANTED] && !queue[CHECK_TICKING]) startTimeoutCheck(queue);
+    return inflight;
+  };
+}
+
+function startTimeoutCheck(queue: AnyQueue): void {
+  queue[CHECK_TICKING] = true;
+  const id = setInterval(() => {
+    const inflight = queue.inflight as Map<unknown, AnyQueue>;
+    const now = Date.now();
+    for (const request of inflight.values()) {
+      if (now - request.sentAt > request.requestTimeout) request.timeoutRequest();
+    }
+    if (!queue.isConnected()) {
+      queue.destroy();
+    } else if (inflight.size === 0) {
+      clearInterval(id);
+      if (queue.requestTimeoutIntervalId === id) queue.requestTimeoutIntervalId = null;
+      queue[CHECK_TICKING] = false;
+    }
+  }, Math.min(queue.requestTimeout, 100));
+  (id as { unref?: () => void }).unref?.();
+  queue.requestTimeoutIntervalId = id;
+}
 
 // deno-lint-ignore no-explicit-any
 const Long = LongModule as any;

@@ -380,3 +380,63 @@ Deno.test("kafkajs decode: real fetched records (tests/fixtures) decode identica
   const want = await unpatched(() => consumedPayloads(300, 64));
   assertEquals(got, want);
 });
+
+// @ts-ignore: internal kafkajs module without type declarations
+import RequestQueueModule from "npm:kafkajs@2.2.4/src/network/requestQueue/index.js";
+
+/** A kafkajs request queue as a connection builds one, with a stand-in logger. */
+function requestQueue(connected: () => boolean = () => true): any {
+  const Queue = (RequestQueueModule as any).default ?? RequestQueueModule;
+  const noop = () => {};
+  const logger = { debug: noop, info: noop, warn: noop, error: noop };
+  return new Queue({
+    maxInFlightRequests: null,
+    requestTimeout: 30_000,
+    enforceRequestTimeout: true,
+    clientId: "test",
+    broker: "127.0.0.1:1",
+    logger,
+    isConnected: connected,
+  });
+}
+
+async function until(what: string, done: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+Deno.test("kafkajs request queue: the timeout check ticks only while a request is in flight", async () => {
+  const queue = requestQueue();
+  queue.scheduleRequestTimeoutCheck(); // what a connection does on connect
+  assertEquals(queue.requestTimeoutIntervalId ?? null, null, "no timer while nothing is sent");
+  let timedOut = 0;
+  const request = { sentAt: Date.now(), requestTimeout: 30_000, timeoutRequest: () => timedOut++ };
+  queue.inflight.set(1, request);
+  assert(queue.requestTimeoutIntervalId != null, "a request in flight arms the check");
+  queue.inflight.delete(1);
+  await until("the check stops itself", () => queue.requestTimeoutIntervalId == null);
+  // A request past its deadline is timed out by the next tick, as kafkajs does.
+  queue.inflight.set(2, { ...request, sentAt: Date.now() - 60_000 });
+  await until("the late request timed out", () => timedOut === 1);
+  queue.inflight.delete(2);
+  queue.destroy();
+  queue.inflight.set(3, request); // after disconnect nothing is armed again
+  assertEquals(queue.requestTimeoutIntervalId ?? null, null);
+  queue.inflight.delete(3);
+});
+
+Deno.test("kafkajs request queue: a connection that is gone stops the check for good", async () => {
+  let connected = true;
+  const queue = requestQueue(() => connected);
+  queue.scheduleRequestTimeoutCheck();
+  const request = { sentAt: Date.now(), requestTimeout: 30_000, timeoutRequest() {} };
+  queue.inflight.set(1, request);
+  connected = false;
+  await until("the check stopped", () => queue.requestTimeoutIntervalId == null);
+  queue.inflight.set(2, request); // disconnected: nothing re-arms it until the next connect
+  assertEquals(queue.requestTimeoutIntervalId ?? null, null);
+  queue.inflight.clear();
+});
