@@ -22,7 +22,7 @@ const topics = new Map<string, Topic>();
 export class Topic {
   /** The topic's name. */
   readonly name: string;
-  /** @internal Partitions of this topic, interned by index. */
+  /** @ignore Partitions of this topic, interned by index. */
   readonly partitions: Partition[] = [];
 
   private constructor(name: string) {

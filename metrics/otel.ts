@@ -429,7 +429,7 @@ const bindings = new WeakMap<MeterProvider, SluiceMetrics>();
 export class SluiceMetrics {
   /**
    * The meter every instrument belongs to.
-   * @internal An OpenTelemetry type, for Sluice's metrics binding only.
+   * @ignore An OpenTelemetry type, for Sluice's metrics binding only.
    */
   readonly meter: Meter;
   readonly #series = new Map<string, MetricSeries>();
@@ -489,7 +489,7 @@ export class SluiceMetrics {
   /**
    * The series with exactly these `attributes` (created on first use). Processors with the
    * same attributes (same system, group and client id) add up in one series.
-   * @internal For the processor.
+   * @ignore For the processor.
    */
   series(attributes: SeriesAttributes): MetricSeries {
     const key = keyOf(attributes);
@@ -503,7 +503,7 @@ export class SluiceMetrics {
 
   /**
    * The totals of steps named `name` in the series without attributes.
-   * @internal For steps (it makes a binding a step's `metrics` source).
+   * @ignore For steps (it makes a binding a step's `metrics` source).
    */
   stepStats(name: string, clock: Clock): StepStats {
     return this.#default.stepStats(name, clock);
@@ -511,7 +511,7 @@ export class SluiceMetrics {
 
   /**
    * Every step's totals in the series without attributes, by name.
-   * @internal For tests and the status view.
+   * @ignore For tests and the status view.
    */
   get steps(): ReadonlyMap<string, StepStats> {
     return this.#default.steps;
@@ -520,7 +520,7 @@ export class SluiceMetrics {
   /**
    * Registers a processor's meter in `series` (default: the one of the meter's
    * attributes); its numbers are reported until {@link SluiceMetrics.retire}.
-   * @internal For the processor.
+   * @ignore For the processor.
    */
   addConsumer(meter: ConsumerMeter, series?: MetricSeries): void {
     const s = series ?? this.series(meter.attributes);
@@ -533,7 +533,7 @@ export class SluiceMetrics {
 
   /**
    * A processor stopped: its totals are kept (counters never go back), its gauges go.
-   * @internal For the processor.
+   * @ignore For the processor.
    */
   retire(meter: ConsumerMeter): void {
     for (const s of this.#series.values()) {
