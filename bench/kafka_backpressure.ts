@@ -14,7 +14,7 @@
  * Options: `--messages=N` waiting (default 1 500 000), `--bytes=N` (100), `--partitions=N`
  * (4), `--rounds=N` (2), `--settle=S` seconds after the pause before measuring (3),
  * `--hold=S` seconds measured (10), `--only=LIST` (sluice, sluice-10m, sluice-young4,
- * sluice-inflight-check, sluice-quiet-kafkajs, sluice-quiet-3s, kafkajs, deno-idle, arroyo), `--topic=NAME` / `--keep-topic` as in bench/kafka.ts. Brokers:
+ * sluice-quiet-kafkajs, sluice-quiet-3s, kafkajs, deno-idle, arroyo), `--topic=NAME` / `--keep-topic` as in bench/kafka.ts. Brokers:
  * `KAFKA_BROKERS`, else the development broker. Python Arroyo runs with `$ARROYO_PYTHON`
  * (a virtualenv with `pip install confluent-kafka sentry-arroyo`), skipped when it cannot
  * import them.
@@ -107,49 +107,7 @@ async function measure(name: string, t0: number, paused: () => boolean): Promise
 }
 
 /**
- * Prototype of a proposed `kafkajs_patch.ts` fix, applied in this process only: kafkajs's
- * per-connection request-timeout check (`RequestQueue.scheduleRequestTimeoutCheck`, a
- * 100 ms `setInterval` from connect to disconnect) runs only while a request is in flight.
- * Paused, nothing is in flight between heartbeats, so each connection stops waking the
- * process 10 times a second. The check itself is kafkajs's, unchanged.
- */
-async function timeoutCheckOnlyInFlight(): Promise<void> {
-  // The same pinned kafkajs (one module instance), as in backends/kafka/kafkajs_patch.ts.
-  // deno-lint-ignore no-import-prefix
-  const mod = await import("npm:kafkajs@2.2.4/src/network/requestQueue/index.js");
-  // deno-lint-ignore no-explicit-any
-  const proto = (mod.default ?? mod).prototype as any;
-  const schedule = proto.scheduleRequestTimeoutCheck;
-  // deno-lint-ignore no-explicit-any
-  proto.scheduleRequestTimeoutCheck = function (this: any): void {
-    const inflight: Map<unknown, unknown> = this.inflight;
-    if (!this.enforceRequestTimeout || inflight === undefined) return schedule.call(this);
-    this.sluiceArm ??= () => {
-      if (this.requestTimeoutIntervalId == null) schedule.call(this);
-    };
-    const stopIfIdle = () => {
-      if (inflight.size > 0 || this.requestTimeoutIntervalId == null) return;
-      clearInterval(this.requestTimeoutIntervalId);
-      this.requestTimeoutIntervalId = null;
-    };
-    if (!this.sluiceWrapped) {
-      this.sluiceWrapped = true;
-      const { set, delete: del, clear } = inflight;
-      inflight.set = (k, v) => (set.call(inflight, k, v), this.sluiceArm(), inflight);
-      inflight.delete = (k) => {
-        const r = del.call(inflight, k);
-        stopIfIdle();
-        return r;
-      };
-      inflight.clear = () => (clear.call(inflight), stopIfIdle());
-    }
-    schedule.call(this);
-    stopIfIdle();
-  };
-}
-
-/**
- * Prototype of a second proposed `kafkajs_patch.ts` fix, applied in this process only:
+ * Prototype of a proposed `kafkajs_patch.ts` fix, applied in this process only:
  * while every assigned partition is paused, kafkajs's fetch loop (`ConsumerGroup.fetch`)
  * sleeps `maxWaitTimeInMs` (500 ms) per round, re-reading metadata and offsets each time.
  * Here it waits up to `IDLE_FETCH_MS` instead, or until `resume()` wakes it; the runner
@@ -200,10 +158,7 @@ async function sluice(
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { MessageRejected } = await import("../errors.ts");
   const { KafkaConsumer } = await import("../backends/kafka/mod.ts");
-  if (label.includes("timeout check") || label.includes("prototypes")) {
-    await timeoutCheckOnlyInFlight();
-  }
-  if (label.includes("idle fetch") || label.includes("prototypes")) await idleFetchWaitsForResume();
+  if (label.includes("idle fetch")) await idleFetchWaitsForResume();
   const processor = new StreamProcessor<KafkaPayload>({
     consumer: new KafkaConsumer({
       brokers: brokers!,
@@ -269,15 +224,10 @@ function denoIdle(): Promise<Result> {
 const RUNS: Record<string, () => Promise<Result>> = {
   sluice: () => sluice(""),
   "sluice-young4": () => sluice(", --max-semi-space-size=4"),
-  "sluice-inflight-check": () =>
-    sluice(", kafkajs's request timeout check only while a request is in flight (prototype)"),
-  "sluice-quiet-kafkajs": () =>
-    sluice(
-      ", request timeout check only in flight, idle fetch waits for resume (prototypes)",
-    ),
+  "sluice-quiet-kafkajs": () => sluice(", idle fetch waits for resume (prototype)"),
   "sluice-quiet-3s": () =>
     sluice(
-      ", the two prototypes, pausedBackoffMs and the step's maxBackoffMs 3000",
+      ", idle fetch waits for resume (prototype), pausedBackoffMs and the step's maxBackoffMs 3000",
       {},
       3000,
     ),
