@@ -141,3 +141,16 @@ export {
   type ConsumerReadableOptions,
 } from "./processing/consumer_readable.ts";
 export { UnsupportedRuntimeError } from "./runtime/mod.ts";
+// The dead-letter types the processor's own options and stats name (`dlqPolicy`, the
+// counters `ProcessorStats` extends), so that this entry's documentation is complete by itself;
+// the dead-letter queue itself (headers, errors, `withDlqHeaders`) is `@sluice/sluice/dlq`.
+export type {
+  DlqCounters,
+  DlqFailureMode,
+  DlqInfo,
+  DlqLimit,
+  DlqPolicy,
+  DlqRecord,
+} from "./processing/dlq.ts";
+// What `UnsupportedRuntimeError` names; the runtime layer itself is `@sluice/sluice/runtime`.
+export type { RuntimeFeature, RuntimeName } from "./runtime/mod.ts";
