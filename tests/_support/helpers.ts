@@ -3,7 +3,13 @@
  */
 import { MESSAGE_REJECTED, MessageRejected } from "../../errors.ts";
 import type { Commit, ProcessingStrategy } from "../../strategies/abstract.ts";
-import { BrokerValue, type Committable, type Message, Partition } from "../../types.ts";
+import {
+  BrokerValue,
+  type Committable,
+  FILTERED_PAYLOAD,
+  type Message,
+  Partition,
+} from "../../types.ts";
 
 /** `Partition.of("t", index)`. */
 export const P0: Partition = Partition.of("contract-topic", 0);
@@ -216,3 +222,11 @@ export class Flaky<T> implements ProcessingStrategy<T> {
     return this.inner.ready;
   }
 }
+
+/** A filtered marker (the payload steps pass on untouched) at `offset` of `partition`. */
+export const filtered = <T = number>(offset: number, partition: Partition = P0): Message<T> =>
+  brokerMessage(FILTERED_PAYLOAD as unknown as T, offset, partition);
+
+/** A committable as a plain object (`{ "topic/0": 5 }`), for `assertEquals`. */
+export const offsets = (c: Committable): Record<string, number> =>
+  Object.fromEntries([...c].map(([p, o]) => [String(p), o]));

@@ -2,13 +2,15 @@ import { assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
 import { ManualClock } from "../../clock.ts";
 import { BatchStep, UnbatchStep } from "../../strategies/batching.ts";
 import { CommitOffsets } from "../../strategies/commit_offsets.ts";
-import { type Committable, FILTERED_PAYLOAD, Message, StepError } from "../../types.ts";
+import { FILTERED_PAYLOAD, Message, StepError } from "../../types.ts";
 import { strategyContract } from "../_support/contract.ts";
 import {
   brokerMessage,
   CommitRecorder,
   feed,
+  filtered,
   Gate,
+  offsets,
   P0,
   P1,
   Sink,
@@ -59,11 +61,6 @@ strategyContract<Message<number>[]>({
 });
 
 // ---- harness ----------------------------------------------------------------------------
-
-const filtered = (offset: number, partition = P0) =>
-  brokerMessage(FILTERED_PAYLOAD as unknown as number, offset, partition);
-
-const offsets = (c: Committable) => Object.fromEntries([...c].map(([p, o]) => [String(p), o]));
 
 // ---- BatchStep -----------------------------------------------------------------
 

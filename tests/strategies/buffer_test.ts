@@ -1,9 +1,18 @@
 import { assert, assertEquals } from "@std/assert";
 import { ManualClock } from "../../clock.ts";
 import { type BufferProtocol, BufferStep } from "../../strategies/buffer.ts";
-import { type Committable, FILTERED_PAYLOAD, type Message } from "../../types.ts";
+import type { Message } from "../../types.ts";
 import { strategyContract } from "../_support/contract.ts";
-import { brokerMessage, feed, Gate, P0, Sink, tick } from "../_support/helpers.ts";
+import {
+  brokerMessage,
+  feed,
+  filtered,
+  Gate,
+  offsets,
+  P0,
+  Sink,
+  tick,
+} from "../_support/helpers.ts";
 
 // ---- contract -------------------------------------------------------------------------
 
@@ -47,11 +56,6 @@ strategyContract<number>({
 });
 
 // ---- harness ----------------------------------------------------------------------------
-
-const filtered = (offset: number, partition = P0) =>
-  brokerMessage(FILTERED_PAYLOAD as unknown as number, offset, partition);
-
-const offsets = (c: Committable) => Object.fromEntries([...c].map(([p, o]) => [String(p), o]));
 
 // ---- BufferStep -----------------------------------------------------------------------
 

@@ -14,21 +14,16 @@ import { type BufferProtocol, BufferStep } from "../../strategies/buffer.ts";
 import { CommitOffsets } from "../../strategies/commit_offsets.ts";
 import { Reduce } from "../../strategies/reduce.ts";
 import { RunTask } from "../../strategies/run_task.ts";
-import {
-  type Committable,
-  FILTERED_PAYLOAD,
-  InvalidMessage,
-  type Message,
-  Partition,
-  StepError,
-} from "../../types.ts";
+import { InvalidMessage, type Message, Partition, StepError } from "../../types.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { strategyContract } from "../_support/contract.ts";
 import {
   brokerMessage,
   CommitRecorder,
   feed,
+  filtered,
   Gate,
+  offsets,
   P0,
   P1,
   pollError,
@@ -62,11 +57,6 @@ strategyContract<number>({
 });
 
 // ---- harness ----------------------------------------------------------------------------
-
-const filtered = (offset: number, partition = P0) =>
-  brokerMessage(FILTERED_PAYLOAD as unknown as number, offset, partition);
-
-const offsets = (c: Committable) => Object.fromEntries([...c].map(([p, o]) => [String(p), o]));
 
 const sum = (acc: number, m: Message<number>) => acc + m.payload;
 

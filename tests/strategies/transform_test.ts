@@ -11,13 +11,15 @@ import { ManualClock } from "../../clock.ts";
 import { ConfigurationError, MessageRejected } from "../../errors.ts";
 import { CommitOffsets } from "../../strategies/commit_offsets.ts";
 import { TransformStep } from "../../strategies/transform.ts";
-import { type Committable, FILTERED_PAYLOAD, type Message, StepError } from "../../types.ts";
+import { type Message, StepError } from "../../types.ts";
 import { strategyContract } from "../_support/contract.ts";
 import {
   brokerMessage,
   CommitRecorder,
   feed,
+  filtered,
   Gate,
+  offsets,
   P0,
   P1,
   pollError,
@@ -49,10 +51,6 @@ strategyContract<number>({
       { highWaterMark, clock, name: "failing" },
     ),
 });
-
-const offsets = (c: Committable) => Object.fromEntries([...c].map(([p, o]) => [String(p), o]));
-const filtered = <T>(offset: number, partition = P0) =>
-  brokerMessage(FILTERED_PAYLOAD as unknown as T, offset, partition);
 
 Deno.test("TransformStep: outputs keep their message's offsets and timestamp; filtered ones keep their place", async () => {
   // An asynchronous transform: outputs arrive later than the filtered messages behind them.

@@ -9,19 +9,15 @@ import { ManualClock } from "../../clock.ts";
 import { MessageRejected } from "../../errors.ts";
 import { CommitOffsets } from "../../strategies/commit_offsets.ts";
 import { Unfold } from "../../strategies/unfold.ts";
-import {
-  type Committable,
-  FILTERED_PAYLOAD,
-  InvalidMessage,
-  type Message,
-  StepError,
-} from "../../types.ts";
+import { InvalidMessage, type Message, StepError } from "../../types.ts";
 import { strategyContract } from "../_support/contract.ts";
 import {
   brokerMessage,
   CommitRecorder,
   feed,
+  filtered,
   Gate,
+  offsets,
   P0,
   P1,
   pollError,
@@ -53,10 +49,6 @@ strategyContract<number>({
   name: "Unfold (empty output)",
   make: ({ next, highWaterMark, clock }) => new Unfold(() => [], next, { highWaterMark, clock }),
 });
-
-const offsets = (c: Committable) => Object.fromEntries([...c].map(([p, o]) => [String(p), o]));
-const filtered = (offset: number, partition = P0) =>
-  brokerMessage(FILTERED_PAYLOAD as unknown as number, offset, partition);
 
 Deno.test("Unfold: only the last child carries the input's offsets; empty output still commits", async () => {
   const sink = new Sink<string>();
