@@ -13,8 +13,9 @@
  * `--partitions=N` (default 4), `--rounds=N` (default 2; the order of the consumers is
  * reversed every other round), `--keep-topic`, `--topic=NAME` (reuse a kept topic),
  * `--only=LIST` (any of kafkajs, kafkajs-fixed, kafkajs-small, kafkajs1, poll, sluice,
- * sluice-10m, sluice-young4, sluice-lowmem, sluice-platformatic, sluice-platformatic-10m,
- * raw-platformatic, rdkafka, rdkafka-1s, arroyo),
+ * sluice-kafkajs-decoder, sluice-10m, sluice-young4, sluice-lowmem, sluice-platformatic, sluice-platformatic-10m,
+ * raw-platformatic, rdkafka, rdkafka-1s, arroyo, and `sluice-<M>k-<P>k`: Sluice with
+ * `maxBytes` M KiB and `maxBytesPerPartition` P KiB, for a sweep of fetch sizes),
  * `--arroyo-messages=N` (default 300 000: Python Arroyo reads only the first N). Brokers:
  * `KAFKA_BROKERS`, else 127.0.0.1:19092.
  *
@@ -444,6 +445,13 @@ const RUNS: Record<string, () => Promise<Result>> = {
   kafkajs1: () => baseline(1),
   poll: pollLoop,
   sluice: () => sluice(),
+  "sluice-kafkajs-decoder": async () => {
+    // Sluice with kafkajs's own Fetch decoder put back (the A/B of _fetch_decoder.ts).
+    const { useSluiceFetchDecoder } = await import("../backends/kafka/_fetch_decoder.ts");
+    useSluiceFetchDecoder(false);
+    const r = await sluice();
+    return { ...r, name: `${r.name}, kafkajs's record decoder (before)` };
+  },
   "sluice-10m": () => sluice(FETCH, ", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)"),
   ...LOW_MEMORY_RUNS,
   "sluice-platformatic": () => sluicePlatformatic(),
@@ -451,6 +459,19 @@ const RUNS: Record<string, () => Promise<Result>> = {
     sluicePlatformatic(FETCH, ", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)"),
   "raw-platformatic": rawPlatformatic,
 };
+// `sluice-<M>k-<P>k`: Sluice with maxBytes M KiB and maxBytesPerPartition P KiB (a sweep).
+for (const a of Deno.args.filter((a) => a.startsWith("--only=") || a.startsWith("--run="))) {
+  for (const name of a.slice(a.indexOf("=") + 1).split(",")) {
+    const m = /^sluice-(\d+)k-(\d+)k$/.exec(name);
+    if (m === null) continue;
+    const [max, part] = [Number(m[1]) * 1024, Number(m[2]) * 1024];
+    RUNS[name] = () =>
+      sluice(
+        { maxWaitTimeMs: FETCH.maxWaitTimeMs, maxBytes: max, maxBytesPerPartition: part },
+        `, maxBytes ${m[1]} KiB, maxBytesPerPartition ${m[2]} KiB`,
+      );
+  }
+}
 
 if (RUN !== undefined) {
   // A child: one run, its result as JSON on stdout.

@@ -13,11 +13,16 @@ import type { ResolvedConsumerOptions } from "./config.ts";
 import { errorType, isRebalanceError, MEMBERSHIP_TYPES, rebalanceSignal } from "./errors.ts";
 import type { KafkaPayload } from "./payload.ts";
 import { type Deferred, deferred } from "../_deferred.ts";
+import { RecordRun } from "./_fetch_decoder.ts";
 
 /** A partition batch kafkajs handed to `eachBatch`, waiting to be taken by `poll()`. */
 export interface PendingBatch {
   readonly partition: Partition;
-  readonly messages: KafkaMessage[];
+  /**
+   * kafkajs's records, or (Sluice's decoder, `_fetch_decoder.ts`) one run per record batch
+   * whose records are decoded when taken.
+   */
+  readonly messages: readonly KafkaMessage[] | readonly RecordRun[];
   /** The offset kafkajs fetched this batch from (its position for the partition then). */
   readonly fetchedOffset: number;
   /**
@@ -25,8 +30,10 @@ export interface PendingBatch {
    * (transaction markers, aborted records) after the last message included.
    */
   readonly lastOffset: number;
-  /** Index of the next message to hand out. */
+  /** Index of the next message (or run) to hand out. */
   next: number;
+  /** Taken from at least once (runs: the first take skips what is before the position). */
+  started?: boolean;
   readonly generation: number;
   /** The fetch round it came in (see `#eachBatch`). */
   readonly round: number;
@@ -314,14 +321,20 @@ export class BatchQueue {
         continue;
       }
       const msgs = b.messages;
+      if (msgs[0] instanceof RecordRun) {
+        this.#takeRuns(b, msgs as readonly RecordRun[], out, limit);
+        continue;
+      }
+      const records = msgs as readonly KafkaMessage[];
       let start = b.next;
       if (start === 0) {
         // Skip what was handed out already (a batch fetched before a rejoin's seek).
         const pos = this.#c.positions.get(p);
         if (pos !== undefined) {
-          while (start < msgs.length && Number(msgs[start].offset) < pos) start++;
+          while (start < records.length && Number(records[start].offset) < pos) start++;
           if (
-            start < msgs.length && Number(msgs[start].offset) > pos && !this.#gapAllowed(b, pos)
+            start < records.length && Number(records[start].offset) > pos &&
+            !this.#gapAllowed(b, pos)
           ) {
             // Never hand out (and so never commit across) a batch that skips records.
             this.#refetch(p, pos);
@@ -329,24 +342,24 @@ export class BatchQueue {
           }
         }
       }
-      const end = Math.min(msgs.length, start + limit - out.length);
+      const end = Math.min(records.length, start + limit - out.length);
       if (end > start) {
         // kafkajs gives offsets and timestamps as decimal strings. Offsets increase within
         // a batch, so when the last minus the first is the count minus one (no gaps from
         // compaction or transaction markers; the middle one is checked too) they are
         // consecutive and computed instead of parsed. Records of a batch often share a
         // timestamp: each distinct text is parsed once.
-        const first = Number(msgs[start].offset);
-        const last = Number(msgs[end - 1].offset);
+        const first = Number(records[start].offset);
+        const last = Number(records[end - 1].offset);
         const mid = (start + end) >>> 1;
         const dense = last - first === end - 1 - start &&
-          Number(msgs[mid].offset) === first + (mid - start);
+          Number(records[mid].offset) === first + (mid - start);
         let tsText = "";
         let ts = 0;
         for (let i = start; i < end; i++) {
-          const m = msgs[i];
+          const m = records[i];
           // Let kafkajs's record die young (what it carries now lives in the payload).
-          (msgs as (KafkaMessage | undefined)[])[i] = undefined;
+          (records as (KafkaMessage | undefined)[])[i] = undefined;
           if (m.timestamp !== tsText) {
             tsText = m.timestamp;
             ts = Number(tsText);
@@ -363,16 +376,62 @@ export class BatchQueue {
         this.#c.positions.set(p, last + 1);
       }
       b.next = end;
-      if (b.next >= msgs.length) {
-        this.#settle(b);
-        const pos = this.#c.positions.get(p);
-        if (pos !== undefined && b.lastOffset >= pos) {
-          this.#fetchedTo.set(p, { position: pos, next: b.lastOffset + 1 });
-        }
-      }
+      if (b.next >= records.length) this.#handedOut(b);
     }
     this.#compactQueue();
     return out;
+  }
+
+  /** Settles `b`, fully handed out, noting where its fetch ended (see `#fetchedTo`). */
+  #handedOut(b: PendingBatch): void {
+    this.#settle(b);
+    const pos = this.#c.positions.get(b.partition);
+    if (pos !== undefined && b.lastOffset >= pos) {
+      this.#fetchedTo.set(b.partition, { position: pos, next: b.lastOffset + 1 });
+    }
+  }
+
+  /**
+   * `take()` for a batch of record runs: the records are decoded here, straight into
+   * `BrokerValue`s, up to `limit` in all. `b.next` indexes the run being read; each run
+   * keeps its own place. The same rules as for kafkajs's records: what is before the
+   * partition's position is skipped (before the offset fetched from, when no position is
+   * known: a compressed batch starts before it), and a batch that would skip records is
+   * fetched again instead of handed out.
+   */
+  #takeRuns(
+    b: PendingBatch,
+    runs: readonly RecordRun[],
+    out: BrokerValue<KafkaPayload>[],
+    limit: number,
+  ): void {
+    const p = b.partition;
+    let i = b.next;
+    if (i === 0 && !b.started) {
+      b.started = true;
+      const pos = this.#c.positions.get(p);
+      const from = pos ?? b.fetchedOffset;
+      while (i < runs.length) {
+        runs[i].skipBelow(from, p);
+        if (!runs[i].done) break;
+        i++;
+      }
+      const first = i < runs.length ? runs[i].peek(p) : undefined;
+      if (pos !== undefined && first !== undefined && first > pos && !this.#gapAllowed(b, pos)) {
+        this.#refetch(p, pos);
+        return;
+      }
+    }
+    let last = -1;
+    while (i < runs.length && out.length < limit) {
+      const run = runs[i];
+      const l = run.readInto(out, p, limit - out.length);
+      if (l >= 0) last = l;
+      if (run.done) i++;
+    }
+    if (last >= 0) this.#c.positions.set(p, last + 1);
+    b.next = i;
+    if (i >= runs.length) this.#handedOut(b);
   }
 
   /**

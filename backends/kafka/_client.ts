@@ -9,6 +9,7 @@ import { Kafka, type KafkaConfig, type logLevel as LogLevelEnum } from "kafkajs"
 import { ConsumerError, type SluiceError, UnknownTopicError } from "../../errors.ts";
 import { kafkajsLogLevel, type ResolvedClientOptions } from "./config.ts";
 import { KafkajsLog } from "./log.ts";
+import { decodeIntoRuns } from "./_fetch_decoder.ts";
 import {
   chain,
   ConnectionWatch,
@@ -32,6 +33,11 @@ export interface KafkaClientWiring {
   log?: KafkajsLog;
   /** Records every open socket, so a teardown can close what kafkajs left open. */
   sockets?: Set<{ destroy(): void }>;
+  /**
+   * Fetches decoded into record runs (`_fetch_decoder.ts`): only for the client of a
+   * Sluice `KafkaConsumer`, whose hand-off queue reads them.
+   */
+  recordRuns?: boolean;
 }
 
 /**
@@ -42,14 +48,20 @@ export interface KafkaClientWiring {
 export function createKafka(o: ResolvedClientOptions, wiring: KafkaClientWiring = {}): Kafka {
   const level = kafkajsLogLevel(o.logLevel);
   const { socketFactory, ...extra } = o.kafkajs.client;
+  const sockets = trackedSockets(
+    (wiring.watch ?? new ConnectionWatch(o.ssl !== false)).socketFactory(socketFactory),
+    wiring.sockets,
+  );
   return new Kafka({
     ...extra,
     ssl: kafkajsSsl(o.ssl),
     sasl: kafkajsSasl(o.sasl) as KafkaConfig["sasl"],
-    socketFactory: trackedSockets(
-      (wiring.watch ?? new ConnectionWatch(o.ssl !== false)).socketFactory(socketFactory),
-      wiring.sockets,
-    ) as unknown as KafkaConfig["socketFactory"],
+    // A function of this client's own: it marks the client whose fetches come as runs.
+    socketFactory: (wiring.recordRuns
+      ? decodeIntoRuns<SocketFactory>((args) =>
+        sockets(args)
+      )
+      : sockets) as unknown as KafkaConfig["socketFactory"],
     clientId: o.clientId,
     brokers: o.brokers,
     connectionTimeout: Math.min(o.connectTimeoutMs, 3000),

@@ -605,7 +605,12 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   async #start(): Promise<void> {
     const o = this.#o;
     const watch = new ConnectionWatch(o.ssl !== false);
-    const kafka = this.#kafka = createKafka(o, { watch, log: this.#log, sockets: this.#sockets });
+    const kafka = this.#kafka = createKafka(o, {
+      watch,
+      log: this.#log,
+      sockets: this.#sockets,
+      recordRuns: true,
+    });
     const consumer = this.#consumer = kafka.consumer({
       ...o.kafkajs.consumer,
       groupId: o.group,

@@ -48,8 +48,13 @@
  * - the varlong fast path returns one shared `Long` per value for 0 ≤ value < 4096 (record
  *   timestamp deltas), made on first use, instead of a new one per record.
  *
+ * **Record decoding itself** (issue 20, second pass): kafkajs's Fetch v11 response decoder
+ * is replaced by Sluice's own, which reads the same bytes into the same objects without a
+ * `Decoder`, `Long`s or an exception per response (`_fetch_decoder.ts`, imported here).
+ *
  * @module
  */
+import "./_fetch_decoder.ts";
 // kafkajs ships no types for its internals.
 // deno-lint-ignore no-explicit-any
 type AnyQueue = any;
