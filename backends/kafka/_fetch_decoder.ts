@@ -30,7 +30,7 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
+import type { Buffer } from "node:buffer";
 import { BrokerValue, type Partition } from "../../types.ts";
 import { ConsumerError } from "../../errors.ts";
 import type { KafkaPayload } from "./payload.ts";
