@@ -435,6 +435,9 @@ export async function decodeFetchV11(raw: Buffer, runs = false): Promise<Any> {
   return { throttleTime: 0, clientSideThrottleTime, errorCode, sessionId, responses };
 }
 
+/** @internal Counts of what the decoder made (for tests). */
+export const fetchDecoderStats: { runs: number } = { runs: 0 };
+
 /**
  * The records of one record batch, for Sluice's own consumers: kafkajs's consumer sees it
  * as one message whose offset is the batch's last offset (so its `Batch` filters, its
@@ -469,6 +472,7 @@ export class RecordRun {
 
   /** A run of the `head.count` records in `buf[start, end)`. */
   constructor(buf: Buffer, start: number, end: number, head: BatchHead) {
+    fetchDecoderStats.runs++;
     this.offset = String(head.lastOffset);
     this.lastOffset = head.lastOffset;
     this.isControlRecord = head.isControl || head.count <= 0;

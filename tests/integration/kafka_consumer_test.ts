@@ -6,6 +6,7 @@ import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { ConsumerError } from "../../errors.ts";
 import { type BrokerValue, Partition } from "../../types.ts";
 import { KafkaConsumer, type KafkaPayload } from "../../backends/kafka/mod.ts";
+import { fetchDecoderStats } from "../../backends/kafka/_fetch_decoder.ts";
 import {
   committedOffsets,
   createTopic,
@@ -148,5 +149,69 @@ kafkaTest(
     }
     assert(consumer.closed);
     await assertRejects(() => consumer.poll(0), Error, "closed");
+  },
+);
+
+kafkaTest(
+  "kafka consumer: keys, values, headers and timestamps arrive as produced, plain and gzip-compressed (record runs)",
+  async (brokers) => {
+    const kafka = testKafka(brokers);
+    const topic = unique("sluice-records");
+    const group = unique("g");
+    await createTopic(kafka, topic, 1);
+    const producer = testProducer(kafka);
+    await producer.connect();
+    const sent: { key: string | null; value: string | null; h: string[]; ts: number }[] = [];
+    const batch = (n: number, from: number) =>
+      Array.from({ length: n }, (_, j) => {
+        const i = from + j;
+        const m = {
+          key: i % 3 === 0 ? null : `k${i}`,
+          value: i % 7 === 0 ? null : `v${i}`.repeat(1 + (i % 50)),
+          headers: i % 2 === 0 ? { a: `x${i}`, b: ["1", "2"] } : {},
+          timestamp: String(1_700_000_000_000 + i * 10),
+        };
+        sent.push({
+          key: m.key,
+          value: m.value,
+          h: i % 2 === 0 ? [`x${i}`, "1", "2"] : [],
+          ts: 1_700_000_000_000 + i * 10,
+        });
+        return m;
+      });
+    await producer.send({ topic, messages: batch(300, 0), acks: -1 });
+    await producer.send({ topic, messages: batch(300, 300), acks: -1, compression: 1 });
+    await producer.send({ topic, messages: batch(100, 600), acks: -1 });
+    await producer.disconnect();
+    const runsBefore = fetchDecoderStats.runs;
+    const consumer = new KafkaConsumer({ brokers, group, ...FAST, maxPollMessages: 50 });
+    consumer.subscribe([topic]);
+    const got: BrokerValue<KafkaPayload>[] = [];
+    const text = (b: unknown) => b === null ? null : new TextDecoder().decode(b as Uint8Array);
+    try {
+      const deadline = performance.now() + 30_000;
+      while (got.length < sent.length) {
+        assert(performance.now() < deadline, `timed out at ${got.length} of ${sent.length}`);
+        got.push(...await consumer.poll(100));
+      }
+    } finally {
+      await consumer.close();
+    }
+    assertEquals(got.map((v) => v.offset), sent.map((_, i) => i));
+    for (const [i, v] of got.entries()) {
+      const p = v.payload;
+      const h = p.headers ?? {};
+      const hs = [h.a, ...(Array.isArray(h.b) ? h.b : [])].filter((x) => x !== undefined);
+      assertEquals(
+        { key: text(p.key), value: text(p.value), h: hs.map(text), ts: p.timestamp },
+        sent[i],
+        `record ${i}`,
+      );
+      assertEquals(v.timestamp, sent[i].ts);
+    }
+    assert(
+      fetchDecoderStats.runs > runsBefore,
+      "Sluice's consumer received its records as runs of Sluice's decoder",
+    );
   },
 );

@@ -1,6 +1,8 @@
 /**
  * The eachBatch → poll hand-off (backends/kafka/_batch_queue.ts), without a broker: a fake
- * consumer host and fake kafkajs `eachBatch` payloads.
+ * consumer host and fake kafkajs `eachBatch` payloads. Every test runs twice: with kafkajs's
+ * record objects (what a consumer of kafkajs's decoder gets) and with record runs
+ * (Sluice's decoder, `_fetch_decoder.ts`, three records to a run).
  */
 import { assert, assertEquals } from "@std/assert";
 import type { EachBatchPayload } from "kafkajs";
@@ -11,6 +13,20 @@ import {
 } from "../../../backends/kafka/_batch_queue.ts";
 import { type Deferred, deferred } from "../../../backends/_deferred.ts";
 import { Partition } from "../../../types.ts";
+import { decodeFetchV11 } from "../../../backends/kafka/_fetch_decoder.ts";
+import { fetchResponse } from "../../_support/fetch_response.ts";
+
+type Form = "records" | "runs";
+let form: Form = "records";
+/** Registers `fn` once per form of the batch's messages. */
+function test(name: string, fn: () => Promise<void> | void): void {
+  for (const f of ["records", "runs"] as const) {
+    Deno.test(`${name} (${f})`, () => {
+      form = f;
+      return fn();
+    });
+  }
+}
 
 const P0 = Partition.of("t", 0);
 const P1 = Partition.of("t", 1);
@@ -63,22 +79,43 @@ interface FakeFetch {
   heartbeats: number;
 }
 
+/** The messages of a batch of `count` records from `from`, in the current form. */
+async function messagesOf(p: Partition, from: number, count: number): Promise<unknown[]> {
+  const value = (i: number) => new TextEncoder().encode(`m${from + i}`);
+  if (form === "records") {
+    return Array.from({ length: count }, (_, i) => ({
+      key: null,
+      value: value(i),
+      headers: {},
+      timestamp: "1700000000000",
+      offset: String(from + i),
+      attributes: 0,
+    }));
+  }
+  const batches = [];
+  for (let i = 0; i < count; i += 3) {
+    const n = Math.min(3, count - i);
+    batches.push({
+      baseOffset: BigInt(from + i),
+      records: Array.from({ length: n }, (_, j) => ({ value: value(i + j) })),
+    });
+  }
+  const decoded = await decodeFetchV11(
+    fetchResponse(p.topic.name, [{ partition: p.index, batches }]),
+    true,
+  );
+  return decoded.responses[0].partitions[0].messages;
+}
+
 /** A kafkajs eachBatch payload for `count` messages of `p` from `from` (fetched from there). */
-function fetch(
+async function fetch(
   p: Partition,
   from: number,
   count: number,
   opts: { heartbeat?: () => Promise<void>; stale?: () => boolean } = {},
-): FakeFetch {
+): Promise<FakeFetch> {
   const f: FakeFetch = { resolved: [], heartbeats: 0, payload: undefined! };
-  const messages = Array.from({ length: count }, (_, i) => ({
-    key: null,
-    value: new TextEncoder().encode(`m${from + i}`),
-    headers: {},
-    timestamp: "1700000000000",
-    offset: String(from + i),
-    attributes: 0,
-  }));
+  const messages = await messagesOf(p, from, count);
   f.payload = {
     batch: {
       topic: p.topic.name,
@@ -115,10 +152,10 @@ function track(p: Promise<void>): { settled: () => boolean; error: () => unknown
 
 const offsets = (q: BatchQueue) => q.take().map((m) => `${m.partition.index}@${m.offset}`);
 
-Deno.test("batch queue: a handler queues its batch, resolves its offsets, records the high watermark and wakes poll", async () => {
+test("batch queue: a handler queues its batch, resolves its offsets, records the high watermark and wakes poll", async () => {
   const h = host();
   const q = new BatchQueue(h);
-  const f = fetch(P0, 0, 3);
+  const f = await fetch(P0, 0, 3);
   await q.eachBatch(f.payload);
   assertEquals(f.resolved, ["2"]);
   assertEquals(h.wakes, 1);
@@ -129,11 +166,12 @@ Deno.test("batch queue: a handler queues its batch, resolves its offsets, record
   assertEquals(offsets(q), []);
 });
 
-Deno.test("batch queue: messages are handed out in arrival order, at most maxPollMessages per take", async () => {
+test("batch queue: messages are handed out in arrival order, at most maxPollMessages per take", async () => {
   const h = host(4);
   const q = new BatchQueue(h);
   // One fetch round: both handlers are called together.
-  await Promise.all([q.eachBatch(fetch(P0, 0, 3).payload), q.eachBatch(fetch(P1, 5, 3).payload)]);
+  const [a, b] = [await fetch(P0, 0, 3), await fetch(P1, 5, 3)];
+  await Promise.all([q.eachBatch(a.payload), q.eachBatch(b.payload)]);
   h.positions.set(P1, 5);
   assertEquals(offsets(q), ["0@0", "0@1", "0@2", "1@5"]);
   assertEquals(offsets(q), ["1@6", "1@7"]);
@@ -141,11 +179,11 @@ Deno.test("batch queue: messages are handed out in arrival order, at most maxPol
   assertEquals(h.positions.get(P1), 8);
 });
 
-Deno.test("batch queue: a handler of the next round waits for room until the older round is handed out", async () => {
+test("batch queue: a handler of the next round waits for room until the older round is handed out", async () => {
   const h = host();
   const q = new BatchQueue(h);
-  await q.eachBatch(fetch(P0, 0, 2).payload); // round 1 returns at once
-  const second = fetch(P0, 2, 2);
+  await q.eachBatch((await fetch(P0, 0, 2)).payload); // round 1 returns at once
+  const second = await fetch(P0, 2, 2);
   const waiting = track(q.eachBatch(second.payload)); // round 2: round 1 is still queued
   await tick();
   assert(!waiting.settled(), "round 2 waits while round 1 is queued");
@@ -157,11 +195,11 @@ Deno.test("batch queue: a handler of the next round waits for room until the old
   assertEquals(second.heartbeats, 1, "it heartbeats before returning");
 });
 
-Deno.test("batch queue: a handler waiting for room heartbeats every heartbeatIntervalMs", async () => {
+test("batch queue: a handler waiting for room heartbeats every heartbeatIntervalMs", async () => {
   const h = host(100, 5);
   const q = new BatchQueue(h);
-  await q.eachBatch(fetch(P0, 0, 2).payload);
-  const second = fetch(P0, 2, 2);
+  await q.eachBatch((await fetch(P0, 0, 2)).payload);
+  const second = await fetch(P0, 2, 2);
   const waiting = track(q.eachBatch(second.payload));
   await new Promise((r) => setTimeout(r, 40));
   assert(!waiting.settled());
@@ -171,12 +209,12 @@ Deno.test("batch queue: a handler waiting for room heartbeats every heartbeatInt
   assert(waiting.settled());
 });
 
-Deno.test("batch queue: a rebalance found while waiting is rethrown and the batch dropped", async () => {
+test("batch queue: a rebalance found while waiting is rethrown and the batch dropped", async () => {
   const h = host(100, 5);
   const q = new BatchQueue(h);
-  await q.eachBatch(fetch(P0, 0, 2).payload);
+  await q.eachBatch((await fetch(P0, 0, 2)).payload);
   const rebalance = Object.assign(new Error("rebalancing"), { type: "REBALANCE_IN_PROGRESS" });
-  const second = fetch(P1, 0, 2, { heartbeat: () => Promise.reject(rebalance) });
+  const second = await fetch(P1, 0, 2, { heartbeat: () => Promise.reject(rebalance) });
   const waiting = track(q.eachBatch(second.payload));
   await new Promise((r) => setTimeout(r, 30));
   assert(waiting.settled());
@@ -185,10 +223,11 @@ Deno.test("batch queue: a rebalance found while waiting is rethrown and the batc
   assertEquals(offsets(q), ["0@0", "0@1"], "only the first batch is left");
 });
 
-Deno.test("batch queue: batches of a paused partition are dropped and kafkajs rewound to the first message not handed out", async () => {
+test("batch queue: batches of a paused partition are dropped and kafkajs rewound to the first message not handed out", async () => {
   const h = host(2);
   const q = new BatchQueue(h);
-  await Promise.all([q.eachBatch(fetch(P0, 0, 4).payload), q.eachBatch(fetch(P1, 0, 2).payload)]);
+  const [a, b] = [await fetch(P0, 0, 4), await fetch(P1, 0, 2)];
+  await Promise.all([q.eachBatch(a.payload), q.eachBatch(b.payload)]);
   assertEquals(offsets(q), ["0@0", "0@1"]);
   h.paused.add(P0);
   q.drop((b) => h.paused.has(b.partition), true);
@@ -197,20 +236,21 @@ Deno.test("batch queue: batches of a paused partition are dropped and kafkajs re
   assertEquals(offsets(q), []);
 });
 
-Deno.test("batch queue: take drops (and rewinds) a queued batch of a partition paused since", async () => {
+test("batch queue: take drops (and rewinds) a queued batch of a partition paused since", async () => {
   const h = host();
   const q = new BatchQueue(h);
-  await Promise.all([q.eachBatch(fetch(P0, 0, 2).payload), q.eachBatch(fetch(P1, 0, 2).payload)]);
+  const [a, b] = [await fetch(P0, 0, 2), await fetch(P1, 0, 2)];
+  await Promise.all([q.eachBatch(a.payload), q.eachBatch(b.payload)]);
   h.paused.add(P0);
   assertEquals(offsets(q), ["1@0", "1@1"]);
   assertEquals(h.seeks, [["t/0", 0]]);
 });
 
-Deno.test("batch queue: a revoked partition's batches are dropped without a rewind, and a waiting handler released", async () => {
+test("batch queue: a revoked partition's batches are dropped without a rewind, and a waiting handler released", async () => {
   const h = host();
   const q = new BatchQueue(h);
-  await q.eachBatch(fetch(P0, 0, 2).payload);
-  const waiting = track(q.eachBatch(fetch(P1, 0, 2).payload));
+  await q.eachBatch((await fetch(P0, 0, 2)).payload);
+  const waiting = track(q.eachBatch((await fetch(P1, 0, 2)).payload));
   await tick();
   assert(!waiting.settled());
   h.assigned.delete(P0);
@@ -222,19 +262,20 @@ Deno.test("batch queue: a revoked partition's batches are dropped without a rewi
   assertEquals(offsets(q), ["1@0", "1@1"]);
 });
 
-Deno.test("batch queue: a batch of an earlier generation, or of a partition not assigned, is never handed out", async () => {
+test("batch queue: a batch of an earlier generation, or of a partition not assigned, is never handed out", async () => {
   const h = host();
   const q = new BatchQueue(h);
-  await Promise.all([q.eachBatch(fetch(P0, 0, 2).payload), q.eachBatch(fetch(P1, 0, 2).payload)]);
+  const [a, b] = [await fetch(P0, 0, 2), await fetch(P1, 0, 2)];
+  await Promise.all([q.eachBatch(a.payload), q.eachBatch(b.payload)]);
   h.assigned.delete(P1);
   h.gen = 2;
   assertEquals(offsets(q), []);
 });
 
-Deno.test("batch queue: nothing is handed out while a revoke or an assignment is pending", async () => {
+test("batch queue: nothing is handed out while a revoke or an assignment is pending", async () => {
   const h = host();
   const q = new BatchQueue(h);
-  await q.eachBatch(fetch(P0, 0, 2).payload);
+  await q.eachBatch((await fetch(P0, 0, 2)).payload);
   h.revoke = "pending";
   assertEquals(offsets(q), []);
   h.revoke = "none";
@@ -244,47 +285,47 @@ Deno.test("batch queue: nothing is handed out while a revoke or an assignment is
   assertEquals(offsets(q), ["0@0", "0@1"]);
 });
 
-Deno.test("batch queue: a stale batch, or one of a paused partition, is neither queued nor resolved", async () => {
+test("batch queue: a stale batch, or one of a paused partition, is neither queued nor resolved", async () => {
   const h = host();
   const q = new BatchQueue(h);
-  const stale = fetch(P0, 0, 2, { stale: () => true });
+  const stale = await fetch(P0, 0, 2, { stale: () => true });
   await q.eachBatch(stale.payload);
   h.paused.add(P1);
-  const paused = fetch(P1, 0, 2);
+  const paused = await fetch(P1, 0, 2);
   await q.eachBatch(paused.payload);
   assertEquals([stale.resolved, paused.resolved], [[], []]);
   assertEquals(offsets(q), []);
 });
 
-Deno.test("batch queue: a handler called after the revoke is done makes kafkajs rejoin", async () => {
+test("batch queue: a handler called after the revoke is done makes kafkajs rejoin", async () => {
   const h = host();
   const q = new BatchQueue(h);
   h.revoke = "done";
   let thrown: unknown;
-  await q.eachBatch(fetch(P0, 0, 2).payload).catch((e) => thrown = e);
+  await q.eachBatch((await fetch(P0, 0, 2)).payload).catch((e) => thrown = e);
   assertEquals((thrown as { type?: string }).type, "REBALANCE_IN_PROGRESS");
 });
 
-Deno.test("batch queue: messages below the position are skipped (handed out already)", async () => {
+test("batch queue: messages below the position are skipped (handed out already)", async () => {
   const h = host();
   const q = new BatchQueue(h);
   h.positions.set(P0, 2);
-  await q.eachBatch(fetch(P0, 0, 4).payload);
+  await q.eachBatch((await fetch(P0, 0, 4)).payload);
   assertEquals(offsets(q), ["0@2", "0@3"]);
 });
 
-Deno.test("batch queue: a batch fetched from beyond the position is re-fetched once, then accepted", async () => {
+test("batch queue: a batch fetched from beyond the position is re-fetched once, then accepted", async () => {
   const h = host();
   const q = new BatchQueue(h);
   const warn = console.warn;
   const warned: string[] = [];
   console.warn = (...a: unknown[]) => void warned.push(a.join(" "));
   try {
-    await q.eachBatch(fetch(P0, 5, 2).payload);
+    await q.eachBatch((await fetch(P0, 5, 2)).payload);
     assertEquals(offsets(q), [], "a gap (0..4): not handed out");
     assertEquals(h.seeks, [["t/0", 0]], "kafkajs sought back to the position");
     assertEquals(h.stats.gapsRefetched, 1);
-    await q.eachBatch(fetch(P0, 5, 2).payload); // the re-fetch starts at 5 again
+    await q.eachBatch((await fetch(P0, 5, 2)).payload); // the re-fetch starts at 5 again
     assertEquals(offsets(q), ["0@5", "0@6"]);
     assertEquals(h.stats.gapsAccepted, 1);
     assertEquals(warned.length, 2);
@@ -293,10 +334,10 @@ Deno.test("batch queue: a batch fetched from beyond the position is re-fetched o
   }
 });
 
-Deno.test("batch queue: resync keeps queued batches that continue at the offset, else re-fetches", async () => {
+test("batch queue: resync keeps queued batches that continue at the offset, else re-fetches", async () => {
   const h = host();
   const q = new BatchQueue(h);
-  await q.eachBatch(fetch(P0, 0, 2).payload);
+  await q.eachBatch((await fetch(P0, 0, 2)).payload);
   q.resync(P0, 0);
   assertEquals(h.seeks, [["t/0", 2]], "kept: kafkajs continues after the queued batch");
   q.resync(P0, 1);
@@ -304,11 +345,11 @@ Deno.test("batch queue: resync keeps queued batches that continue at the offset,
   assertEquals(offsets(q), []);
 });
 
-Deno.test("batch queue: releaseAll empties the queue and releases waiting handlers", async () => {
+test("batch queue: releaseAll empties the queue and releases waiting handlers", async () => {
   const h = host();
   const q = new BatchQueue(h);
-  await q.eachBatch(fetch(P0, 0, 2).payload);
-  const waiting = track(q.eachBatch(fetch(P0, 2, 2).payload));
+  await q.eachBatch((await fetch(P0, 0, 2)).payload);
+  const waiting = track(q.eachBatch((await fetch(P0, 2, 2)).payload));
   await tick();
   assert(!waiting.settled());
   q.releaseAll();

@@ -6,13 +6,17 @@
  * maxBytes, offsets and timestamps beyond 2^53, the legacy message format, and random ones
  * (no broker needed).
  */
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertThrows } from "@std/assert";
 import { Buffer } from "node:buffer";
 import {
   decodeFetchV11,
   kafkajsDecodeFetchV11,
+  RecordRun,
   useSluiceFetchDecoder,
 } from "../../../backends/kafka/_fetch_decoder.ts";
+import { ConsumerError } from "../../../errors.ts";
+import { type BrokerValue, Partition } from "../../../types.ts";
+import type { KafkaPayload } from "../../../backends/kafka/payload.ts";
 import "../../../backends/kafka/kafkajs_patch.ts";
 import {
   type BatchSpec,
@@ -235,14 +239,14 @@ Deno.test("fetch decoder: empty, null and legacy (magic 1) record sets go kafkaj
   assertEquals(parts[2].messages[0].value.toString(), "old");
 });
 
-Deno.test("fetch decoder: random responses decode as kafkajs's", async () => {
-  let seed = 20261202;
+/** Random responses: batches of every kind, some record sets cut short (seeded). */
+function* randomResponses(rounds: number, seed: number): Generator<Buffer> {
   const rnd = (n: number) => {
     seed = (seed * 1103515245 + 12345) >>> 0;
-    return seed % n;
+    return (seed >>> 8) % n; // the high bits: an LCG's low bits repeat quickly
   };
   const blob = (n: number) => Uint8Array.from({ length: n }, () => rnd(256));
-  for (let round = 0; round < 60; round++) {
+  for (let round = 0; round < rounds; round++) {
     const parts: PartitionSpec[] = [];
     for (let p = rnd(4); p >= 0; p--) {
       let offset = BigInt(rnd(1_000_000));
@@ -266,8 +270,118 @@ Deno.test("fetch decoder: random responses decode as kafkajs's", async () => {
       }
       parts.push({ partition: p, batches, truncateTo: rnd(3) === 0 ? rnd(2000) : undefined });
     }
-    await same(fetchResponse(`topic-${round}`, parts));
+    yield fetchResponse(`topic-${round}`, parts);
   }
+}
+
+Deno.test("fetch decoder: random responses decode as kafkajs's", async () => {
+  for (const raw of randomResponses(60, 20261202)) await same(raw);
+});
+
+/** Every record of `runs`, read as a poll would (in takes of `step`). */
+function readRuns(runs: RecordRun[], p: Partition, step: number): BrokerValue<KafkaPayload>[] {
+  const out: BrokerValue<KafkaPayload>[] = [];
+  for (const run of runs) while (!run.done) run.readInto(out, p, step);
+  return out;
+}
+
+Deno.test("fetch decoder: record runs hold the same records as kafkajs's decoder gives", async () => {
+  let partitions = 0;
+  let seed = 7;
+  for (const raw of randomResponses(60, 20261203)) {
+    const plain = await kafkajsDecodeFetchV11(raw);
+    const lazy = await decodeFetchV11(raw, true);
+    for (const [i, part] of lazy.responses[0].partitions.entries()) {
+      const expected = plain.responses[0].partitions[i].messages;
+      assert(
+        part.messages.every((m: unknown) => m instanceof RecordRun),
+        `partition ${part.partition}: ${Deno.inspect(part.messages[0])}`,
+      );
+      const p = Partition.of(lazy.responses[0].topicName, part.partition);
+      seed = (seed * 31 + 7) % 997;
+      const got = readRuns(part.messages, p, 1 + (seed % 9));
+      assertEquals(
+        got.map((v) => ({
+          offset: String(v.offset),
+          timestamp: String(v.timestamp),
+          key: v.payload.key,
+          value: v.payload.value,
+          headers: v.payload.headers,
+        })),
+        expected.map((m: any) => ({
+          offset: m.offset,
+          timestamp: m.timestamp,
+          key: m.key,
+          value: m.value,
+          headers: m.headers,
+        })),
+      );
+      assert(got.every((v) => v.payload.timestamp === v.timestamp && v.partition === p));
+      partitions++;
+    }
+  }
+  assert(partitions >= 100, `${partitions} partitions compared`);
+});
+
+Deno.test("fetch decoder: kafkajs's Batch over runs: offsets below the fetch, control and empty batches", async () => {
+  const batches: BatchSpec[] = [
+    { baseOffset: 0n, records: records(5) },
+    { baseOffset: 5n, attributes: 0x30, producerId: 3n, records: records(1) }, // a marker
+    { baseOffset: 6n, records: records(4) },
+    { baseOffset: 10n, count: 0, records: [{ offsetDelta: 2 }] }, // emptied by compaction
+  ];
+  const raw = fetchResponse("t", [{ partition: 0, batches }]);
+  const part = (await decodeFetchV11(raw, true)).responses[0].partitions[0];
+  assertEquals(part.messages.map((r: RecordRun) => [r.offset, r.isControlRecord]), [
+    ["4", false],
+    ["5", true],
+    ["9", false],
+    ["12", true],
+  ]);
+  // Fetched from 7: the first run and the marker are dropped, the third kept whole; the
+  // empty batch is not handed out but counts for the offset kafkajs continues from.
+  const batch = new Batch("t", "7", part);
+  assertEquals(batch.messages.map((r: RecordRun) => r.offset), ["9"]);
+  assertEquals(batch.lastOffset(), "12");
+  const p = Partition.of("t", 0);
+  const run = batch.messages[0] as RecordRun;
+  run.skipBelow(7, p);
+  assertEquals(run.peek(p), 7);
+  assertEquals(readRuns([run], p, 2).map((v) => v.offset), [7, 8, 9]);
+  assertEquals(run.peek(p), undefined);
+});
+
+Deno.test("fetch decoder: a partition with aborted transactions gets kafkajs's records, not runs", async () => {
+  const raw = fetchResponse("t", [
+    {
+      partition: 0,
+      batches: [{ baseOffset: 0n, attributes: 0x10, producerId: 7n, records: records(2) }],
+      abortedTransactions: [{ producerId: 7n, firstOffset: 0n }],
+    },
+    { partition: 1, batches: [{ baseOffset: 0n, records: records(2) }] },
+  ]);
+  const parts = (await decodeFetchV11(raw, true)).responses[0].partitions;
+  assert(!(parts[0].messages[0] instanceof RecordRun));
+  assertEquals(parts[0].messages.map((m: any) => m.offset), ["0", "1"]);
+  assert(parts[1].messages[0] instanceof RecordRun);
+});
+
+Deno.test("fetch decoder: a malformed record in a run fails the take with a ConsumerError", async () => {
+  const raw = fetchResponse("t", [{
+    partition: 0,
+    batches: [{ baseOffset: 100n, records: records(3, (i) => ({ value: bytes(`v${i}`) })) }],
+  }]);
+  // The third record's offset delta (2) becomes 9: beyond the batch's last offset (102).
+  // Offset delta 2 (zig-zag 4), a null key (-1), value "v2" (length 2).
+  const at = raw.lastIndexOf(Buffer.from([0x04, 0x01, 0x04, 0x76, 0x32]));
+  assert(at > 0);
+  raw[at] = 18;
+  const run = (await decodeFetchV11(raw, true)).responses[0].partitions[0].messages[0];
+  const p = Partition.of("t", 0);
+  const out: BrokerValue<KafkaPayload>[] = [];
+  assertEquals(run.readInto(out, p, 2), 101);
+  assertThrows(() => run.readInto(out, p, 2), ConsumerError, "malformed");
+  assertEquals(out.map((v) => v.offset), [100, 101], "nothing after the last good record");
 });
 
 Deno.test("fetch decoder: kafkajs's consumers use it once the Kafka backend is loaded", async () => {
