@@ -60,10 +60,10 @@ const ROUNDS = flag("rounds", 2);
 /**
  * The fetch settings of the hand-written kafkajs consumer (kafkajs's own defaults) and of
  * `sluice-10m` (Sluice's defaults before issue 20). The `sluice` run passes only
- * `maxWaitTimeMs` and so measures Sluice's defaults (512 KiB responses, 256 KiB per partition).
+ * `maxWaitTimeMs` and so measures Sluice's defaults (2 MiB responses, 512 KiB per partition).
  */
 const FETCH = { maxWaitTimeMs: 100, maxBytes: 10 * 1024 * 1024, maxBytesPerPartition: 1024 * 1024 };
-/** Sluice's default fetch sizes, for `kafkajs-small` (the same consumer with them). */
+/** The fetch sizes of `kafkajs-small` (Sluice's defaults from the first pass of issue 20). */
 const SMALL_FETCH = { ...FETCH, maxBytes: 512 * 1024, maxBytesPerPartition: 256 * 1024 };
 
 // `--run=NAME`: this process is one consumer run, started by the driver below.

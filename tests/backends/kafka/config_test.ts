@@ -92,15 +92,15 @@ const fetchSizes = (o: Partial<KafkaConsumerOptions>) => {
   return [r.maxBytes, r.maxBytesPerPartition];
 };
 
-Deno.test("kafka config: fetches default to 512 KiB responses of at most 256 KiB per partition", () => {
-  assertEquals(fetchSizes({}), [512 * KiB, 256 * KiB]);
+Deno.test("kafka config: fetches default to 2 MiB responses of at most 512 KiB per partition", () => {
+  assertEquals(fetchSizes({}), [2048 * KiB, 512 * KiB]);
 });
 
 Deno.test("kafka config: either fetch size given alone raises or caps the other's default", () => {
-  assertEquals(fetchSizes({ maxBytesPerPartition: 1024 * KiB }), [1024 * KiB, 1024 * KiB]);
-  assertEquals(fetchSizes({ maxBytesPerPartition: 64 * KiB }), [512 * KiB, 64 * KiB]);
+  assertEquals(fetchSizes({ maxBytesPerPartition: 4096 * KiB }), [4096 * KiB, 4096 * KiB]);
+  assertEquals(fetchSizes({ maxBytesPerPartition: 64 * KiB }), [2048 * KiB, 64 * KiB]);
   assertEquals(fetchSizes({ maxBytes: 128 * KiB }), [128 * KiB, 128 * KiB]);
-  assertEquals(fetchSizes({ maxBytes: 10240 * KiB }), [10240 * KiB, 256 * KiB]);
+  assertEquals(fetchSizes({ maxBytes: 10240 * KiB }), [10240 * KiB, 512 * KiB]);
   assertEquals(
     fetchSizes({ maxBytes: 10240 * KiB, maxBytesPerPartition: 1024 * KiB }),
     [10240 * KiB, 1024 * KiB],
