@@ -30,6 +30,7 @@ const BENCHES: Bench[] = [
   { name: "latency", file: "latency.ts" },
   { name: "workers", file: "workers.ts", optional: true },
   { name: "metrics", file: "metrics.ts", optional: true },
+  { name: "fetch-decode", file: "fetch_decode.ts" },
   { name: "kafka", file: "kafka.ts", optional: true, kafka: true },
   { name: "kafka-backpressure", file: "kafka_backpressure.ts", optional: true, kafka: true },
 ];
