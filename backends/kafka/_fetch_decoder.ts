@@ -6,27 +6,36 @@
  * for the record and wraps it in a new `Decoder`, builds two or three `Long`s (`BigInt`
  * wrappers) for the offset and the timestamp, and folds the headers with an object spread
  * per header; the last batch of a response, cut short by `maxBytes`, is detected by
- * throwing and catching a `KafkaJSPartialMessageError` (with its stack). Profiles of a
- * consumer reading 100-byte records put that work at a third of the process's CPU.
+ * throwing and catching a `KafkaJSPartialMessageError` (with its stack). Its consumer's
+ * `Batch` then makes a `Long` from every record's offset text to drop those before the
+ * fetch offset. Profiles of Sluice reading 100-byte records put all that at half of the
+ * process's CPU (bench/README.md, "Sluice's own record decoder").
  *
- * This decoder reads the same bytes with direct index arithmetic and returns the same
- * objects kafkajs returns (same fields in the same order, offsets and timestamps as
- * decimal strings, keys and values as `Buffer` views of the response), so kafkajs's
- * consumer (`Batch`, the aborted-transaction filter, the runner) and Sluice's hand-off
- * queue see no difference. Anything outside its fast path is handed to kafkajs's own code
- * for that batch: a record set in the legacy message format (magic 0 or 1), an offset or
- * timestamp outside JavaScript's exact integer range (±2^53), a varint longer than kafkajs
- * can read, or a batch whose records run past its end. Compressed batches are decompressed
- * with kafkajs's codec registry (so `CompressionCodecs` registrations apply) and their
- * records decoded here.
+ * Two outputs from one reading of the bytes:
+ * - **kafkajs's record objects** (`decodeFetchV11(raw)`, what any kafkajs consumer in the
+ *   process gets): the same fields in the same order, offsets and timestamps as decimal
+ *   strings, keys and values as `Buffer` views of the response, with index arithmetic
+ *   instead of a `Decoder` and `Long`s per record;
+ * - **record runs** (`decodeFetchV11(raw, true)`, only for the clients of Sluice's
+ *   `KafkaConsumer`, marked with {@link decodeIntoRuns}): one {@link RecordRun} per record
+ *   batch, which kafkajs's consumer handles as one message and the hand-off queue
+ *   (`_batch_queue.ts`) decodes into `BrokerValue`s when `poll()` takes them.
+ *
+ * Anything outside the fast path is handed to kafkajs's own code: a record set in the
+ * legacy message format (magic 0 or 1), an offset or timestamp outside JavaScript's exact
+ * integer range (±2^53), a malformed batch. Compressed batches are decompressed with
+ * kafkajs's codec registry (so `CompressionCodecs` registrations apply). A partition whose
+ * response lists aborted transactions gets kafkajs's record objects (kafkajs's filter of
+ * aborted records reads every record).
  *
  * One deliberate difference: a header whose name is also a property of `Object.prototype`
  * (`constructor`, `__proto__`, ...) is read as an own property; kafkajs's fold reads the
  * inherited member and turns the header into `[Object, value]`.
  *
  * Installed on kafkajs's Fetch v11 response module (the version kafkajs uses with every
- * broker since Kafka 2.3) by `kafkajs_patch.ts`; `tests/backends/kafka/fetch_decoder_test.ts`
- * compares it with kafkajs's decoder on generated responses.
+ * broker since Kafka 2.3) when the Kafka backend is loaded (`kafkajs_patch.ts` imports
+ * this module); `tests/backends/kafka/fetch_decoder_test.ts` compares it with kafkajs's
+ * decoder.
  *
  * @module
  */

@@ -50,7 +50,9 @@
  *
  * **Record decoding itself** (issue 20, second pass): kafkajs's Fetch v11 response decoder
  * is replaced by Sluice's own, which reads the same bytes into the same objects without a
- * `Decoder`, `Long`s or an exception per response (`_fetch_decoder.ts`, imported here).
+ * `Decoder`, `Long`s or an exception per response, and gives Sluice's own consumers one
+ * lazily decoded run per record batch (`_fetch_decoder.ts`, imported here). The fast paths
+ * above still serve kafkajs's decoder where Sluice's hands a batch back to it.
  *
  * @module
  */
