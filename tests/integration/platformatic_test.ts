@@ -650,3 +650,83 @@ kafkaTest(
   },
   { sanitizeOps: false, sanitizeResources: false },
 );
+
+kafkaTest(
+  "platformatic KIP-848: a member that owned every partition keeps half of them flowing while a second member joins and takes the rest",
+  async (brokers) => {
+    if (!(await supportsConsumerProtocol(brokers))) {
+      console.warn("platformatic test: the broker has no KIP-848 protocol (Kafka < 4): skipped");
+      return;
+    }
+    const kafka = testKafka(brokers);
+    const topic = unique("sluice-plt-kip848-join");
+    const group = unique("g");
+    const P = 6;
+    await createTopic(kafka, topic, P);
+    const o: PlatformaticConsumerOptions = { brokers, group, ...FAST, groupProtocol: "consumer" };
+    const producer = testProducer(kafka);
+    await producer.connect();
+    let producing = true;
+    const writing = (async () => {
+      while (producing) {
+        const messages = Array.from({ length: P }, (_, partition) => ({ value: "x", partition }));
+        await producer.send({ topic, messages, acks: -1 });
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const a = new PlatformaticConsumer({ ...o, clientId: "a" });
+    const b = new PlatformaticConsumer({ ...o, clientId: "b" });
+    try {
+      a.subscribe([topic]);
+      let until = performance.now() + 60_000;
+      while (a.tell().size < P) {
+        assert(performance.now() < until, "a owns every partition");
+        await a.poll(100);
+      }
+      // b joins: the broker moves three partitions to b once a has given them up (a learns
+      // that from its next heartbeat, b from its own after that: up to two heartbeat
+      // intervals), while a's other three go on flowing.
+      const seen = new Map<Partition, number[]>();
+      const start = performance.now();
+      let bPolls: Promise<unknown> = Promise.resolve();
+      b.subscribe([topic]);
+      until = performance.now() + 60_000;
+      let sharedAt: number | undefined;
+      while (sharedAt === undefined || performance.now() - sharedAt < 1000) {
+        assert(performance.now() < until, "a and b share the partitions");
+        bPolls = bPolls.then(() => b.poll(0));
+        for (const v of await a.poll(100)) {
+          const times = seen.get(v.partition) ?? [];
+          times.push(performance.now());
+          seen.set(v.partition, times);
+        }
+        await bPolls;
+        const shared = a.tell().size === P / 2 && b.tell().size === P / 2;
+        if (shared && sharedAt === undefined) sharedAt = performance.now();
+        if (!shared) sharedAt = undefined;
+      }
+      // Only the partitions a kept: the ones it gave up stopped at its revoke.
+      const kept = [...a.tell().keys()];
+      const end = performance.now();
+      let gap = 0;
+      for (const p of kept) {
+        const times = [start, ...seen.get(p) ?? [], end];
+        for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i] - times[i - 1]);
+      }
+      console.log(
+        `KIP-848 join: a kept ${kept.length} partitions, their longest pause ${
+          gap.toFixed(0)
+        } ms ` +
+          `over ${(end - start).toFixed(0)} ms`,
+      );
+      assert(gap < 1000, `a's kept partitions paused ${gap.toFixed(0)} ms while b joined`);
+    } finally {
+      producing = false;
+      await writing.catch(() => {});
+      await producer.disconnect();
+      await Promise.all([a.close(), b.close()]);
+      await deleteTopics(kafka, [topic]);
+    }
+  },
+  { sanitizeOps: false, sanitizeResources: false },
+);
