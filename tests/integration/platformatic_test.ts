@@ -5,6 +5,7 @@
  * compared with the eager kafkajs backend in the same test.
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import type { Kafka } from "kafkajs";
 import type { Consumer } from "../../backends/abstract.ts";
 import { ConsumerError } from "../../errors.ts";
 import { CommitPolicy } from "../../processing/commit_policy.ts";
@@ -557,6 +558,36 @@ kafkaTest(
   { sanitizeOps: false, sanitizeResources: false },
 );
 
+/**
+ * Writes "x" to every partition of `topic` (it has `partitions`) every `everyMs` until the
+ * returned function is called (it resolves once the producer has stopped).
+ */
+async function produceSteadily(
+  kafka: Kafka,
+  topic: string,
+  partitions: number,
+  everyMs: number,
+): Promise<() => Promise<void>> {
+  const producer = testProducer(kafka);
+  await producer.connect();
+  let producing = true;
+  const writing = (async () => {
+    while (producing) {
+      const messages = Array.from({ length: partitions }, (_, partition) => ({
+        value: "x",
+        partition,
+      }));
+      await producer.send({ topic, messages, acks: -1 });
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return async () => {
+    producing = false;
+    await writing.catch(() => {});
+    await producer.disconnect();
+  };
+}
+
 kafkaTest(
   "platformatic: kept partitions go on being fetched while the broker holds this member's JoinGroup for longer than the library's metadata age (another member is slow to give partitions back)",
   async (brokers) => {
@@ -574,16 +605,7 @@ kafkaTest(
       // longer than the library's default metadata age (5 s).
       rebalanceTimeoutMs: 20_000,
     };
-    const producer = testProducer(kafka);
-    await producer.connect();
-    let producing = true;
-    const writing = (async () => {
-      while (producing) {
-        const messages = Array.from({ length: P }, (_, partition) => ({ value: "x", partition }));
-        await producer.send({ topic, messages, acks: -1 });
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    })();
+    const stopProducing = await produceSteadily(kafka, topic, P, 50);
     const a = new PlatformaticConsumer({ ...o, clientId: "a" });
     const b = new PlatformaticConsumer({ ...o, clientId: "b" });
     const c = new PlatformaticConsumer({ ...o, clientId: "c" });
@@ -639,9 +661,7 @@ kafkaTest(
       assert(gap < 1500, `a's kept partitions paused ${gap.toFixed(0)} ms while its join was held`);
     } finally {
       polling = false;
-      producing = false;
-      await writing.catch(() => {});
-      await producer.disconnect();
+      await stopProducing();
       await Promise.all([a.close(), b.close()]);
       await cLoop?.catch(() => {});
       await c.close();
@@ -664,16 +684,7 @@ kafkaTest(
     const P = 6;
     await createTopic(kafka, topic, P);
     const o: PlatformaticConsumerOptions = { brokers, group, ...FAST, groupProtocol: "consumer" };
-    const producer = testProducer(kafka);
-    await producer.connect();
-    let producing = true;
-    const writing = (async () => {
-      while (producing) {
-        const messages = Array.from({ length: P }, (_, partition) => ({ value: "x", partition }));
-        await producer.send({ topic, messages, acks: -1 });
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })();
+    const stopProducing = await produceSteadily(kafka, topic, P, 20);
     const a = new PlatformaticConsumer({ ...o, clientId: "a" });
     const b = new PlatformaticConsumer({ ...o, clientId: "b" });
     try {
@@ -721,9 +732,7 @@ kafkaTest(
       );
       assert(gap < 1000, `a's kept partitions paused ${gap.toFixed(0)} ms while b joined`);
     } finally {
-      producing = false;
-      await writing.catch(() => {});
-      await producer.disconnect();
+      await stopProducing();
       await Promise.all([a.close(), b.close()]);
       await deleteTopics(kafka, [topic]);
     }
