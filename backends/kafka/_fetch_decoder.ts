@@ -129,6 +129,24 @@ function varlong(buf: Buffer): number {
   throw FALL_BACK;
 }
 
+/**
+ * A zig-zag varlong of up to 10 bytes as a `Number`: exact below 2^53, else the nearest
+ * (a run's record times are `Number`s, as a `BrokerValue`'s are; kafkajs reads any long).
+ */
+function varlongNumber(buf: Buffer): number {
+  const negative = (buf[at] & 1) === 1;
+  let raw = 0;
+  let scale = 1;
+  for (let i = 0; i < 10; i++) {
+    const b = buf[at++];
+    if (b === undefined) throw FALL_BACK;
+    raw += (b & 0x7f) * scale;
+    if (b < 0x80) return negative ? -(raw + 1) / 2 : raw / 2;
+    scale *= 128;
+  }
+  throw FALL_BACK;
+}
+
 /** A signed 64-bit integer as a `Number` when exact, else `undefined`. */
 function int64(buf: Buffer, p: number): number | undefined {
   const hi = buf.readInt32BE(p);
@@ -561,7 +579,7 @@ export class RecordRun {
       const end = at + length;
       if (length < 0 || end > this.#end) throw FALL_BACK;
       at++; // attributes (unused by Kafka so far)
-      const timestampDelta = varlong(buf);
+      const timestampDelta = varlongNumber(buf);
       const offset = this.#baseOffset + varint(buf);
       if (offset < this.#baseOffset || offset > this.lastOffset) throw FALL_BACK;
       this.#nextOffset = offset;
