@@ -93,6 +93,11 @@ export class BatchQueue {
    */
   readonly #fetchedTo = new Map<Partition, { position: number; next: number }>();
   #gapWarnedAt = -Infinity;
+  /**
+   * A malformed record met by a take that had already collected records: it is thrown by
+   * the next take, so that what was collected (and its positions) is handed out first.
+   */
+  #failure: Error | undefined;
   #gapsUnwarned = 0;
   #queue: PendingBatch[] = [];
   /** Resolved (and cleared) when a queued batch settles: wakes handlers waiting for room. */
@@ -299,6 +304,11 @@ export class BatchQueue {
 
   /** Hands out queued messages of assigned, unpaused partitions, up to maxPollMessages. */
   take(): BrokerValue<KafkaPayload>[] {
+    const failed = this.#failure;
+    if (failed !== undefined) {
+      this.#failure = undefined;
+      throw failed;
+    }
     const out: BrokerValue<KafkaPayload>[] = [];
     if (
       this.#queue.length === 0 || this.#c.revokeState() !== "none" || this.#c.pendingAssignment()
@@ -379,6 +389,11 @@ export class BatchQueue {
       if (b.next >= records.length) this.#handedOut(b);
     }
     this.#compactQueue();
+    const failure = this.#failure;
+    if (failure !== undefined && out.length === 0) {
+      this.#failure = undefined;
+      throw failure;
+    }
     return out;
   }
 
@@ -411,12 +426,20 @@ export class BatchQueue {
       b.started = true;
       const pos = this.#c.positions.get(p);
       const from = pos ?? b.fetchedOffset;
-      while (i < runs.length) {
-        runs[i].skipBelow(from, p);
-        if (!runs[i].done) break;
-        i++;
+      let first: number | undefined;
+      try {
+        while (i < runs.length) {
+          runs[i].skipBelow(from, p);
+          if (!runs[i].done) break;
+          i++;
+        }
+        first = i < runs.length ? runs[i].peek(p) : undefined;
+      } catch (e) {
+        b.next = i;
+        b.started = false; // the next take meets the bad record again
+        this.#failure ??= e instanceof Error ? e : new Error(String(e));
+        return;
       }
-      const first = i < runs.length ? runs[i].peek(p) : undefined;
       if (pos !== undefined && first !== undefined && first > pos && !this.#gapAllowed(b, pos)) {
         this.#refetch(p, pos);
         return;
@@ -425,8 +448,18 @@ export class BatchQueue {
     let last = -1;
     while (i < runs.length && out.length < limit) {
       const run = runs[i];
-      const l = run.readInto(out, p, limit - out.length);
-      if (l >= 0) last = l;
+      const before = out.length;
+      try {
+        const l = run.readInto(out, p, limit - out.length);
+        if (l >= 0) last = l;
+      } catch (e) {
+        // A malformed record: what this take read up to it stays handed out (its position
+        // advanced below); the error is thrown now if nothing was taken, else by the next
+        // take. The batch stays queued at the bad record, so each later take fails again.
+        if (out.length > before) last = out[out.length - 1].offset;
+        this.#failure ??= e instanceof Error ? e : new Error(String(e));
+        break;
+      }
       if (run.done) i++;
     }
     if (last >= 0) this.#c.positions.set(p, last + 1);

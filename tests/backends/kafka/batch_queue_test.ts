@@ -4,7 +4,9 @@
  * record objects (what a consumer of kafkajs's decoder gets) and with record runs
  * (Sluice's decoder, `_fetch_decoder.ts`, three records to a run).
  */
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertThrows } from "@std/assert";
+import { Buffer } from "node:buffer";
+import { ConsumerError } from "../../../errors.ts";
 import type { EachBatchPayload } from "kafkajs";
 import {
   BatchQueue,
@@ -356,4 +358,33 @@ test("batch queue: releaseAll empties the queue and releases waiting handlers", 
   await tick();
   assert(waiting.settled());
   assertEquals(offsets(q), []);
+});
+
+Deno.test("batch queue: a malformed record in a run: the take hands out what it collected, the next take fails with a ConsumerError", async () => {
+  form = "runs";
+  const h = host();
+  const q = new BatchQueue(h);
+  const good = await fetch(P0, 0, 3);
+  const bad = await fetch(P1, 0, 3);
+  const raw = fetchResponse("t", [{
+    partition: 1,
+    batches: [{
+      baseOffset: 0n,
+      records: [0, 1, 2].map((i) => ({ value: new TextEncoder().encode(`v${i}`) })),
+    }],
+  }]);
+  // The third record's offset delta (zig-zag 4, before a null key and "v2") becomes 9: beyond
+  // the batch's last offset.
+  const at = raw.lastIndexOf(Buffer.from([0x04, 0x01, 0x04, 0x76, 0x32]));
+  assert(at > 0);
+  raw[at] = 18;
+  (bad.payload.batch as { messages: unknown }).messages =
+    (await decodeFetchV11(raw, true)).responses[0].partitions[0].messages;
+  await Promise.all([q.eachBatch(good.payload), q.eachBatch(bad.payload)]);
+  assertEquals(offsets(q), ["0@0", "0@1", "0@2", "1@0", "1@1"], "nothing collected is lost");
+  assertEquals([h.positions.get(P0), h.positions.get(P1)], [3, 2]);
+  assertThrows(() => q.take(), ConsumerError, "malformed");
+  // And again: the bad record is never skipped.
+  assertThrows(() => q.take(), ConsumerError, "malformed");
+  assertEquals(h.positions.get(P1), 2);
 });
