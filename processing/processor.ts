@@ -7,7 +7,12 @@
  */
 import type { Consumer } from "../backends/abstract.ts";
 import { type Clock, macrotask, systemClock } from "../clock.ts";
-import { Backpressure, RoomWait } from "./_backpressure.ts";
+import {
+  Backpressure,
+  PAUSED_BACKOFF_MS,
+  PAUSED_BACKOFF_MS_WITH_EVENTS,
+  RoomWait,
+} from "./_backpressure.ts";
 import { CatchUpTargets } from "./_caught_up.ts";
 import { CarriedMessages } from "./_carried.ts";
 import { Committer } from "./_committer.ts";
@@ -187,7 +192,12 @@ export class StreamProcessor<T> {
       maxBackoffMs,
       pausedBackoffMs: requireNonNegative(
         "pausedBackoffMs",
-        options.pausedBackoffMs ?? Math.max(1000, maxBackoffMs),
+        options.pausedBackoffMs ?? Math.max(
+          typeof this.#consumer.onGroupEvent === "function"
+            ? PAUSED_BACKOFF_MS_WITH_EVENTS
+            : PAUSED_BACKOFF_MS,
+          maxBackoffMs,
+        ),
       ),
     });
     this.#handleSignals = handlesSignals(options.handleSignals);
@@ -346,6 +356,7 @@ export class StreamProcessor<T> {
       this.#enter(Phase.Idle);
       if (this.#meter !== undefined) this.#metrics?.retire(this.#meter);
       removeSignals();
+      this.#backpressure.close();
       this.#running = false;
       this.#stopped = true;
     }

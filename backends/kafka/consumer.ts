@@ -76,6 +76,7 @@
  */
 import type { Admin, Consumer as KafkajsConsumer, Kafka } from "kafkajs";
 import type { AssignmentCallbacks, Consumer } from "../abstract.ts";
+import { GroupEvents } from "../_group_events.ts";
 import { type BrokerValue, type Committable, Partition, Topic } from "../../types.ts";
 import { ClosedError, ConfigurationError, ConsumerError, UnknownTopicError } from "../../errors.ts";
 import {
@@ -231,6 +232,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   /** Topics whose end offsets are being refreshed through the admin client. */
   readonly #refreshing = new Set<Topic>();
   #wake: Deferred | undefined;
+  readonly #events = new GroupEvents();
   #offsetLookupFailures = 0;
   /** The batches kafkajs handed to `eachBatch`, waiting for `poll()`. */
   readonly #batches: BatchQueue;
@@ -365,6 +367,14 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
    */
   rebalancePending(): boolean {
     return this.#revokeState === "pending";
+  }
+
+  /**
+   * Calls `listener` when a rebalance becomes pending, a new assignment arrives, kafkajs
+   * crashes, or the consumer closes: a paused processor polls at once (see `Consumer`).
+   */
+  onGroupEvent(listener: () => void): () => void {
+    return this.#events.listen(listener);
   }
 
   tell(): Map<Partition, number> {
@@ -596,6 +606,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       }
     } finally {
       this.#closed = true;
+      this.#events.emit();
       await this.#teardown();
     }
   }
@@ -696,6 +707,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     if (this.#revokeState === "done") this.#revokeState = "none";
     else if (this.#revokeState !== "none") this.#rejoinedDuringRevoke = true;
     this.#wakeUp();
+    this.#events.emit();
   }
 
   /**
@@ -724,6 +736,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     }
     this.#batches.releaseAll();
     this.#wakeUp();
+    this.#events.emit();
   }
 
   #rebalanceDetected(): void {
@@ -735,6 +748,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     this.#revokeDone = deferred();
     this.#rejoinedDuringRevoke = false;
     this.#wakeUp();
+    this.#events.emit();
   }
 
   #wakeUp(): void {
