@@ -425,3 +425,113 @@ if (
   };
   proto[POOL_PATCHED] = true;
 }
+
+// @ts-ignore: internal kafkajs module without type declarations
+import RunnerModule from "npm:kafkajs@2.2.4/src/consumer/runner.js";
+// deno-lint-ignore no-explicit-any
+const Runner = RunnerModule as any;
+const IDLE_FETCH_PATCHED = Symbol.for("sluice.kafkajs.idleFetchWaitsForResume");
+/** The heartbeat interval the runner passes to `ConsumerGroup.heartbeat`, once seen. */
+const HEARTBEAT_INTERVAL = Symbol("sluice.heartbeatInterval");
+/** The wake-ups of the idle waits going on in a ConsumerGroup's fetchers. */
+const IDLE_WAKERS = Symbol("sluice.idleFetchWakers");
+/** Longest idle wait, whatever the heartbeat interval. */
+const IDLE_FETCH_MAX_MS = 10_000;
+
+/** True when an all-paused fetch round waits for `resume()` (for tests). */
+export function kafkajsIdleFetchPatched(): boolean {
+  return ConsumerGroup?.prototype?.[IDLE_FETCH_PATCHED] === true;
+}
+
+/*
+ * **A fetch loop that wakes twice a second while every partition is paused.** When nothing
+ * is fetchable, `ConsumerGroup.fetch` (src/consumer/consumerGroup.js, line 491) sleeps
+ * `maxWaitTimeInMs` (500 ms) and returns no batch; the runner then heartbeats (sent only
+ * once `heartbeatInterval`, 3 s, has passed since the last one) and fetches again: a consumer
+ * paused for backpressure woke about twice a second per broker to find nothing to do
+ * (bench/README.md, "CPU while paused"). The fix: while every assigned partition is paused,
+ * a fetch round first waits until `resume()`, the runner's `stop()`, a rejoin
+ * (`joinAndSync`), or until the next heartbeat is due less `maxWaitTimeInMs`, whichever
+ * comes first (at most 10 s); then kafkajs's own round runs unchanged (metadata, stale
+ * assignment and seek checks, its `maxWaitTimeInMs` sleep), so the heartbeat goes out when it
+ * is due, as before. A `resume()` during the wait fetches at once (during kafkajs's own sleep
+ * it waits that out, as before). Until the runner has heartbeated once (the interval is
+ * learned from its `heartbeat({ interval })` calls), or with some partition active, rounds
+ * are kafkajs's own.
+ */
+if (
+  typeof ConsumerGroup?.prototype?.fetch === "function" &&
+  typeof ConsumerGroup.prototype.heartbeat === "function" &&
+  typeof ConsumerGroup.prototype.resume === "function" &&
+  typeof ConsumerGroup.prototype.joinAndSync === "function" &&
+  typeof Runner?.prototype?.stop === "function" &&
+  !ConsumerGroup.prototype[IDLE_FETCH_PATCHED]
+) {
+  const proto = ConsumerGroup.prototype;
+  const { fetch, heartbeat, resume, joinAndSync } = proto;
+  // deno-lint-ignore no-explicit-any
+  proto.heartbeat = function (this: any, options: { interval?: number }): unknown {
+    if (typeof options?.interval === "number") this[HEARTBEAT_INTERVAL] = options.interval;
+    return heartbeat.call(this, options);
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.fetch = async function (this: any, nodeId: unknown): Promise<unknown> {
+    const interval = this[HEARTBEAT_INTERVAL];
+    if (typeof interval === "number" && everyPartitionPaused(this)) {
+      const due = this.lastRequest + interval - (this.maxWaitTime ?? 0);
+      const ms = Math.min(due - Date.now(), IDLE_FETCH_MAX_MS);
+      if (ms > 0) await idleWait(this, ms);
+    }
+    return await fetch.call(this, nodeId);
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.resume = function (this: any, ...args: unknown[]): unknown {
+    const result = resume.apply(this, args);
+    wakeIdle(this);
+    return result;
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.joinAndSync = function (this: any, ...args: unknown[]): unknown {
+    wakeIdle(this);
+    return joinAndSync.apply(this, args);
+  };
+  const stop = Runner.prototype.stop;
+  // deno-lint-ignore no-explicit-any
+  Runner.prototype.stop = function (this: any, ...args: unknown[]): unknown {
+    const result = stop.apply(this, args); // sets `running` false before it waits
+    wakeIdle(this.consumerGroup);
+    return result;
+  };
+  proto[IDLE_FETCH_PATCHED] = true;
+}
+
+/** Some partition is assigned, and every assigned partition is paused. */
+// deno-lint-ignore no-explicit-any
+function everyPartitionPaused(group: any): boolean {
+  const state = group.subscriptionState;
+  if (typeof state?.assigned !== "function" || typeof state.active !== "function") return false;
+  const some = (list: { partitions: unknown[] }[]) => list.some((t) => t.partitions.length > 0);
+  return some(state.assigned()) && !some(state.active());
+}
+
+/** Sleeps `ms`, or less when {@link wakeIdle} is called for `group`. */
+// deno-lint-ignore no-explicit-any
+function idleWait(group: any, ms: number): Promise<void> {
+  const wakers: Set<() => void> = group[IDLE_WAKERS] ??= new Set();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(id);
+      wakers.delete(done);
+      resolve();
+    };
+    const id = setTimeout(done, ms);
+    wakers.add(done);
+  });
+}
+
+/** Ends every idle wait of `group`'s fetchers. */
+// deno-lint-ignore no-explicit-any
+function wakeIdle(group: any): void {
+  const wakers: Set<() => void> | undefined = group?.[IDLE_WAKERS];
+  if (wakers !== undefined) { for (const wake of [...wakers]) wake(); }
+}
