@@ -450,14 +450,15 @@ export function kafkajsIdleFetchPatched(): boolean {
  * once `heartbeatInterval`, 3 s, has passed since the last one) and fetches again: a consumer
  * paused for backpressure woke about twice a second per broker to find nothing to do
  * (bench/README.md, "CPU while paused"). The fix: while every assigned partition is paused,
- * a fetch round first waits until `resume()`, the runner's `stop()`, a rejoin
- * (`joinAndSync`), or until the next heartbeat is due less `maxWaitTimeInMs`, whichever
- * comes first (at most 10 s); then kafkajs's own round runs unchanged (metadata, stale
- * assignment and seek checks, its `maxWaitTimeInMs` sleep), so the heartbeat goes out when it
- * is due, as before. A `resume()` during the wait fetches at once (during kafkajs's own sleep
- * it waits that out, as before). Until the runner has heartbeated once (the interval is
- * learned from its `heartbeat({ interval })` calls), or with some partition active, rounds
- * are kafkajs's own.
+ * a fetch round waits until `resume()`, the runner's `stop()`, a rejoin (`joinAndSync`), or
+ * the next heartbeat is due, whichever comes first (at most 10 s). Then, if a partition was
+ * resumed, kafkajs's own round runs; else what kafkajs's round does when nothing is
+ * fetchable (metadata refresh if needed, stale-assignment check, pending seeks, its error
+ * recovery), without its sleep, and no batch is returned: the runner heartbeats, now due,
+ * as before. One wake-up per heartbeat interval instead of one per `maxWaitTimeInMs`. Until
+ * the runner has heartbeated once (the interval is learned from its `heartbeat({ interval })`
+ * calls), when no heartbeat went out since the last was due (no member id yet), or with
+ * some partition active, rounds are kafkajs's own.
  */
 if (
   typeof ConsumerGroup?.prototype?.fetch === "function" &&
@@ -477,12 +478,25 @@ if (
   // deno-lint-ignore no-explicit-any
   proto.fetch = async function (this: any, nodeId: unknown): Promise<unknown> {
     const interval = this[HEARTBEAT_INTERVAL];
-    if (typeof interval === "number" && everyPartitionPaused(this)) {
-      const due = this.lastRequest + interval - (this.maxWaitTime ?? 0);
-      const ms = Math.min(due - Date.now(), IDLE_FETCH_MAX_MS);
-      if (ms > 0) await idleWait(this, ms);
+    if (typeof interval !== "number" || !everyPartitionPaused(this)) {
+      return await fetch.call(this, nodeId);
     }
-    return await fetch.call(this, nodeId);
+    // +1: a timer may fire a millisecond before `Date.now()` says it is due.
+    const ms = Math.min(this.lastRequest + interval + 1 - Date.now(), IDLE_FETCH_MAX_MS);
+    if (ms <= 0) return await fetch.call(this, nodeId); // no heartbeat went out: kafkajs's pace
+    await idleWait(this, ms);
+    if (!everyPartitionPaused(this)) return await fetch.call(this, nodeId);
+    // kafkajs's round as it goes when nothing is fetchable, without its sleep (just slept).
+    try {
+      await this.cluster.refreshMetadataIfNecessary();
+      this.checkForStaleAssignment();
+      await this.seekOffsets(
+        this.filterPartitionsByNode(nodeId, this.subscriptionState.assigned()),
+      );
+    } catch (e) {
+      await this.recoverFromFetch(e);
+    }
+    return [];
   };
   // deno-lint-ignore no-explicit-any
   proto.resume = function (this: any, ...args: unknown[]): unknown {

@@ -486,14 +486,26 @@ async function heartbeatSeen(group: any, interval: number): Promise<void> {
   await group.heartbeat({ interval }).catch(() => {}); // no coordinator here: it fails
 }
 
-Deno.test("kafkajs idle fetch: with every partition paused a round waits until the next heartbeat is due, then runs kafkajs's own", async () => {
+Deno.test("kafkajs idle fetch: with every partition paused a round waits until the next heartbeat is due, then skips kafkajs's own sleep", async () => {
   assert(kafkajsIdleFetchPatched());
-  const group = idleGroup({ paused: true });
+  const group = idleGroup({ paused: true }, 1_000);
+  const checks: string[] = [];
+  group.checkForStaleAssignment = () => checks.push("stale assignment");
+  group.seekOffsets = () => (checks.push("seeks"), Promise.resolve());
   await heartbeatSeen(group, 300);
   group.lastRequest = Date.now(); // a heartbeat just went out: the next is due in 300 ms
   const ms = await took(group.fetch(0));
-  // 300 - 20 (until due less maxWaitTime) + 20 (kafkajs's own sleep): not its 20 ms alone.
-  assert(ms >= 250 && ms < 2_000, `took ${ms} ms`);
+  // Until the heartbeat is due, not kafkajs's 1 s sleep after it (nor its 1 s alone).
+  assert(ms >= 290 && ms < 900, `took ${ms} ms`);
+  assertEquals(checks, ["stale assignment", "seeks"], "kafkajs's idle-round checks ran");
+});
+
+Deno.test("kafkajs idle fetch: when no heartbeat went out since one was due, the round is kafkajs's own (no spin)", async () => {
+  const group = idleGroup({ paused: true }, 50);
+  await heartbeatSeen(group, 300);
+  group.lastRequest = Date.now() - 1_000; // overdue: the runner did not send it (no member id)
+  const ms = await took(group.fetch(0));
+  assert(ms >= 40 && ms < 1_000, `took ${ms} ms: kafkajs's own maxWaitTimeInMs sleep`);
 });
 
 Deno.test("kafkajs idle fetch: resume() ends the wait at once", async () => {
