@@ -100,6 +100,11 @@ function commitKey(topic: string, partition: number, offset: string): string {
 
 /** A high watermark older than this is refreshed through the admin client on demand. */
 const END_OFFSET_MAX_AGE_MS = 1000;
+/**
+ * The same while every assigned partition is paused (fully backpressured): a refresh is a
+ * few requests and wake-ups, the main cost of a paused consumer after its own timers.
+ */
+const END_OFFSET_PAUSED_MAX_AGE_MS = 10_000;
 
 /**
  * Statistics of a {@link KafkaConsumer}, for tests and diagnostics.
@@ -527,12 +532,16 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
    * batch, without a request. When no batch updated it for a second (the partition is
    * paused, or idle), a refresh is started in the background (one admin request per topic
    * at a time) and the next call sees it, so lag keeps growing while fetching is paused.
+   * While every assigned partition is paused (the processor is fully backpressured), every
+   * 10 s instead: waking for it would cost more than the rest of the paused consumer.
    */
   endOffset(partition: Partition): number | undefined {
     const at = this.#highWatermarkAt.get(partition);
+    const maxAge = this.#paused.size > 0 && this.#paused.size >= this.#assigned.size
+      ? END_OFFSET_PAUSED_MAX_AGE_MS
+      : END_OFFSET_MAX_AGE_MS;
     if (
-      (at === undefined || performance.now() - at >= END_OFFSET_MAX_AGE_MS) &&
-      this.#assigned.has(partition)
+      (at === undefined || performance.now() - at >= maxAge) && this.#assigned.has(partition)
     ) {
       this.#refreshEndOffsets(partition.topic);
     }
