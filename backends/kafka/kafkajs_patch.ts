@@ -549,3 +549,39 @@ function wakeIdle(group: any): void {
   const wakers: Set<() => void> | undefined = group?.[IDLE_WAKERS];
   if (wakers !== undefined) { for (const wake of [...wakers]) wake(); }
 }
+
+const STOPS_WHEN_IDLE = Symbol.for("sluice.kafkajs.timeoutCheckStopsWhenAnswered");
+
+/*
+ * **A timeout check that outlives its request by one tick.** The check of "A timeout check
+ * that ticks only while a request is in flight" (above) stops at its first tick that finds
+ * nothing in flight: 100 ms after a request answered in a millisecond, one wake-up per
+ * request for nothing. A paused consumer sends little else (a heartbeat every 3 s, an end-
+ * offset refresh for lag), so that was one of its larger remaining costs. Here the check
+ * also stops as soon as the last request in flight is answered or timed out (the `inflight`
+ * map becomes empty); the next request starts it again, as before. Requests in flight are
+ * checked exactly as before.
+ */
+if (
+  typeof RequestQueue?.prototype?.scheduleRequestTimeoutCheck === "function" &&
+  !RequestQueue.prototype[STOPS_WHEN_IDLE]
+) {
+  const schedule = RequestQueue.prototype.scheduleRequestTimeoutCheck;
+  RequestQueue.prototype.scheduleRequestTimeoutCheck = function (this: AnyQueue): void {
+    schedule.call(this);
+    const inflight = this.inflight as Map<unknown, unknown> & { [STOPS_WHEN_IDLE]?: true };
+    if (!(inflight instanceof Map) || inflight[STOPS_WHEN_IDLE]) return;
+    inflight[STOPS_WHEN_IDLE] = true;
+    const remove = inflight.delete;
+    inflight.delete = (key: unknown): boolean => {
+      const removed = remove.call(inflight, key);
+      if (inflight.size === 0 && this[CHECK_TICKING]) {
+        clearInterval(this.requestTimeoutIntervalId);
+        this.requestTimeoutIntervalId = null;
+        this[CHECK_TICKING] = false;
+      }
+      return removed;
+    };
+  };
+  RequestQueue.prototype[STOPS_WHEN_IDLE] = true;
+}
