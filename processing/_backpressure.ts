@@ -103,7 +103,7 @@ export class Backpressure {
   readonly #stopListening: (() => void) | undefined;
   /** A group event came while no wait was going on: the next wait ends at once. */
   #groupEventMissed = false;
-  /** Ends the current wait early, on a group event. */
+  /** Ends the current wait early: a group event, or {@link Backpressure.interrupt}. */
   #wakeOnGroupEvent: (() => void) | undefined;
 
   /** Creates the bookkeeping of `consumer`'s episodes, counting into `stats`. */
@@ -122,6 +122,11 @@ export class Backpressure {
       if (wake === undefined) this.#groupEventMissed = true;
       else wake();
     });
+  }
+
+  /** Ends the current wait, if any, at once (a shutdown was asked for). */
+  interrupt(): void {
+    this.#wakeOnGroupEvent?.();
   }
 
   /** Stops listening to the consumer's group events (the processor stopped). */
@@ -180,10 +185,7 @@ export class Backpressure {
       this.#groupEventMissed = false;
       return;
     }
-    let event: Promise<void> | undefined;
-    if (this.#stopListening !== undefined) {
-      event = new Promise<void>((resolve) => this.#wakeOnGroupEvent = resolve);
-    }
+    const event = new Promise<void>((resolve) => this.#wakeOnGroupEvent = resolve);
     try {
       await this.#room.wait(this.#clock, this.#backoff, strategy, event);
     } finally {

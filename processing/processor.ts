@@ -290,9 +290,14 @@ export class StreamProcessor<T> {
     });
   }
 
-  /** Asks `run()` to stop after the current iteration: the pipeline is closed, joined and committed. */
+  /**
+   * Asks `run()` to stop after the current iteration (a paused processor's back-off ends at
+   * once): the pipeline is closed, joined and committed.
+   */
   signalShutdown(): void {
     this.#shutdownRequested = true;
+    // A paused processor may be in a long back-off (pausedBackoffMs): it stops now.
+    this.#backpressure.interrupt();
   }
 
   /**

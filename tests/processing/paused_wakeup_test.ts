@@ -119,3 +119,16 @@ Deno.test("a group event while the processor is not waiting ends its next wait a
   processor.signalShutdown();
   await processor.run();
 });
+
+Deno.test("signalShutdown() ends a paused processor's back-off at once", async () => {
+  const { clock, processor } = await pausedMember(true);
+  let done = false;
+  const iteration = processor.runOnce().then(() => done = true);
+  await settle();
+  assertEquals(done, false, "asleep on its back-off");
+  const at = clock.now();
+  processor.signalShutdown();
+  await iteration;
+  assertEquals(clock.now(), at, "woken without the clock moving");
+  await processor.run(); // the shutdown: closes, joins, commits
+});
