@@ -535,7 +535,13 @@ export class StreamProcessor<T> {
     backpressure.rejected(this.#clock.now());
     // Wait for room, or a short timer (held work retries on its own backoff).
     this.#enter(Phase.Backpressure);
+    const waitedFrom = this.#wallNow();
     await backpressure.wait(strategy);
+    // A paused wait that lasted (its timer, or a group event from I/O, ended it): timers,
+    // I/O and signals just had their turn, so the next iteration need not yield for them (a
+    // paused processor wakes once, not twice). A short wait may have ended in microtasks.
+    const waitedTo = this.#wallNow();
+    if (backpressure.paused && waitedTo - waitedFrom >= YIELD_EVERY_MS) this.#lastYield = waitedTo;
     this.#enter(Phase.Process);
     if (backpressure.paused || this.#consumer.rebalancePending?.() === true) {
       // Keep group membership alive and let rebalances through while paused; a rebalance
