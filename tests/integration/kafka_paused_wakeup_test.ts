@@ -6,9 +6,8 @@
  * stops at once when asked to.
  */
 import { assert } from "@std/assert";
-import { MessageRejected } from "../../errors.ts";
 import { StreamProcessor } from "../../processing/processor.ts";
-import type { ProcessingStrategy } from "../../strategies/abstract.ts";
+import { Gate } from "../_support/helpers.ts";
 import type { KafkaPayload } from "../../backends/kafka/mod.ts";
 import { BACKENDS } from "./kafka_backends.ts";
 import {
@@ -21,18 +20,6 @@ import {
   testKafka,
   unique,
 } from "./kafka_helpers.ts";
-
-/** A pipeline that never has room and never says it has. */
-const full = (): ProcessingStrategy<KafkaPayload> => ({
-  submit() {
-    throw new MessageRejected();
-  },
-  poll() {},
-  close() {},
-  join: () => Promise.resolve(),
-  terminate() {},
-  ready: new Promise<void>(() => {}),
-});
 
 for (const b of BACKENDS) {
   kafkaTest(
@@ -55,7 +42,7 @@ for (const b of BACKENDS) {
           metrics: false,
           pauseAfterMs: 100,
           pausedBackoffMs: 60_000,
-          factory: { createWithPartitions: full },
+          factory: { createWithPartitions: () => new Gate(false) },
         });
         const running = processor.run();
         stop = () => (processor.signalShutdown(), running.catch(() => {}));

@@ -8,10 +8,8 @@ import { assert, assertEquals } from "@std/assert";
 import type { Consumer } from "../../backends/abstract.ts";
 import { LocalBroker } from "../../backends/local/mod.ts";
 import { ManualClock } from "../../clock.ts";
-import { MessageRejected } from "../../errors.ts";
 import { StreamProcessor } from "../../processing/processor.ts";
-import type { ProcessingStrategy } from "../../strategies/abstract.ts";
-import { tick } from "../_support/helpers.ts";
+import { Gate, tick } from "../_support/helpers.ts";
 
 /** The same consumer, without `onGroupEvent` (as a user's own consumer would be). */
 function withoutGroupEvents<T>(consumer: Consumer<T>): Consumer<T> {
@@ -23,18 +21,6 @@ function withoutGroupEvents<T>(consumer: Consumer<T>): Consumer<T> {
     },
   });
 }
-
-/** A pipeline that never has room and never says it has. */
-const full = (): ProcessingStrategy<number> => ({
-  submit() {
-    throw new MessageRejected();
-  },
-  poll() {},
-  close() {},
-  join: () => Promise.resolve(),
-  terminate() {},
-  ready: new Promise<void>(() => {}),
-});
 
 /** A member of a fully backpressured group: paused, its back-off at its bound. */
 async function pausedMember(events: boolean) {
@@ -51,7 +37,7 @@ async function pausedMember(events: boolean) {
     metrics: false,
     pollTimeoutMs: 0,
     pauseAfterMs: 0,
-    factory: { createWithPartitions: full },
+    factory: { createWithPartitions: () => new Gate(false) },
   });
   // Each iteration sleeps its back-off (doubling from 1 ms to pausedBackoffMs): run them to
   // the bound, jumping the clock to each wake.
