@@ -124,6 +124,37 @@ export interface Consumer<T> {
    * partitions. A processor holding back polls at once when it sees this.
    */
   rebalancePending?(): boolean;
+  /**
+   * Optional: calls `listener` whenever something happens that a processor holding back
+   * (paused for backpressure) must act on by polling: a rebalance becomes pending, partitions
+   * are assigned or revoked, the consumer fails or is closed. Called synchronously from
+   * wherever the consumer learns of it (keep `listener` short: set a flag, resolve a
+   * promise). Returns the function that removes `listener`.
+   *
+   * With it, a paused `StreamProcessor` sleeps its whole `pausedBackoffMs` between retries
+   * and still lets a rebalance through at once; without it (a consumer of your own), the
+   * processor notices one only when its back-off ends. All of Sluice's consumers have it.
+   *
+   * @example Waking a paused loop when the group changes
+   * ```ts
+   * import { assert } from "@std/assert";
+   * import type { Consumer } from "@sluice/sluice";
+   * import { LocalBroker } from "@sluice/sluice/local";
+   *
+   * const broker = new LocalBroker<string>();
+   * broker.createTopic("events", 2);
+   * const first: Consumer<string> = broker.getConsumer("g");
+   * first.subscribe(["events"]);
+   * await first.poll(0); // owns both partitions
+   * let woken = false;
+   * const stop = first.onGroupEvent?.(() => woken = true);
+   * broker.getConsumer("g").subscribe(["events"]); // a second member joins: a rebalance
+   * assert(woken && first.rebalancePending?.() === true);
+   * stop?.();
+   * await first.close();
+   * ```
+   */
+  onGroupEvent?(listener: () => void): () => void;
 }
 
 /**

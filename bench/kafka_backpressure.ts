@@ -14,7 +14,10 @@
  * Options: `--messages=N` waiting (default 1 500 000), `--bytes=N` (100), `--partitions=N`
  * (4), `--rounds=N` (2), `--settle=S` seconds after the pause before measuring (3),
  * `--hold=S` seconds measured (10), `--only=LIST` (sluice, sluice-10m, sluice-young4,
- * sluice-quiet-kafkajs, sluice-quiet-3s, kafkajs, deno-idle, arroyo), `--topic=NAME` / `--keep-topic` as in bench/kafka.ts. Brokers:
+ * sluice-step-3s, sluice-before, kafkajs, deno-idle, arroyo), `--before=DIR` a checkout of
+ * an earlier Sluice whose own copy of this bench runs as `sluice-before` (interleaved with
+ * the others: e.g. `git archive main | tar -x -C DIR`), `--topic=NAME` / `--keep-topic` as
+ * in bench/kafka.ts. Brokers:
  * `KAFKA_BROKERS`, else the development broker. Python Arroyo runs with `$ARROYO_PYTHON`
  * (a virtualenv with `pip install confluent-kafka sentry-arroyo`), skipped when it cannot
  * import them.
@@ -53,6 +56,8 @@ const ROUNDS = numberFlag("rounds", 2);
 const SETTLE_S = numberFlag("settle", 3, true);
 const HOLD_S = numberFlag("hold", 10, true);
 const RUN = text("run");
+/** A checkout of an earlier Sluice (e.g. `git archive main | tar -x -C DIR`): adds `sluice-before`. */
+const BEFORE = text("before");
 
 /** One run's figures. */
 interface Result {
@@ -106,59 +111,16 @@ async function measure(name: string, t0: number, paused: () => boolean): Promise
   };
 }
 
-/**
- * Prototype of a proposed `kafkajs_patch.ts` fix, applied in this process only:
- * while every assigned partition is paused, kafkajs's fetch loop (`ConsumerGroup.fetch`)
- * sleeps `maxWaitTimeInMs` (500 ms) per round, re-reading metadata and offsets each time.
- * Here it waits up to `IDLE_FETCH_MS` instead, or until `resume()` wakes it; the runner
- * still heartbeats after every empty round (at most every `heartbeatInterval`, 3 s), so
- * a rebalance is found as soon as before. What is left: a stop waits up to that long.
- */
-async function idleFetchWaitsForResume(): Promise<void> {
-  // deno-lint-ignore no-import-prefix
-  const mod = await import("npm:kafkajs@2.2.4/src/consumer/consumerGroup.js");
-  // deno-lint-ignore no-explicit-any
-  const proto = (mod.default ?? mod).prototype as any;
-  const { fetch, resume } = proto;
-  // deno-lint-ignore no-explicit-any
-  proto.fetch = async function (this: any, nodeId: number): Promise<unknown[]> {
-    const state = this.subscriptionState;
-    const assigned: { partitions: number[] }[] = state.assigned();
-    const active: { partitions: number[] }[] = state.active();
-    if (
-      !assigned.some((t) => t.partitions.length > 0) ||
-      active.some((t) => t.partitions.length > 0)
-    ) return await fetch.call(this, nodeId);
-    let id: ReturnType<typeof setTimeout> | undefined;
-    await new Promise<void>((r) => {
-      (this.sluiceResumed ??= new Set<() => void>()).add(r);
-      id = setTimeout(r, IDLE_FETCH_MS);
-    });
-    clearTimeout(id);
-    return [];
-  };
-  // deno-lint-ignore no-explicit-any
-  proto.resume = function (this: any, ...args: unknown[]): unknown {
-    const result = resume.apply(this, args);
-    const waiting: Set<() => void> | undefined = this.sluiceResumed;
-    this.sluiceResumed = undefined;
-    waiting?.forEach((wake) => wake());
-    return result;
-  };
-}
-const IDLE_FETCH_MS = 1500;
-
 /** Sluice with the default KafkaConsumer options; the only step rejects every message. */
 async function sluice(
   label: string,
   fetch: Record<string, number> = {},
-  backoffMs?: number,
+  stepBackoffMs?: number,
 ): Promise<Result> {
   const t0 = performance.now();
   const { CommitOffsets, CommitPolicy, RunTask, StreamProcessor } = await import("../mod.ts");
   const { MessageRejected } = await import("../errors.ts");
   const { KafkaConsumer } = await import("../backends/kafka/mod.ts");
-  if (label.includes("idle fetch")) await idleFetchWaitsForResume();
   const processor = new StreamProcessor<KafkaPayload>({
     consumer: new KafkaConsumer({
       brokers: brokers!,
@@ -169,7 +131,6 @@ async function sluice(
     topics: [topic],
     commitPolicy: CommitPolicy.ONCE_PER_SECOND,
     handleSignals: false,
-    pausedBackoffMs: backoffMs,
     factory: {
       createWithPartitions: (commit) =>
         new RunTask(
@@ -177,7 +138,7 @@ async function sluice(
             throw new MessageRejected();
           },
           new CommitOffsets(commit),
-          { maxBackoffMs: backoffMs },
+          { maxBackoffMs: stepBackoffMs },
         ),
     },
   });
@@ -224,13 +185,7 @@ function denoIdle(): Promise<Result> {
 const RUNS: Record<string, () => Promise<Result>> = {
   sluice: () => sluice(""),
   "sluice-young4": () => sluice(", --max-semi-space-size=4"),
-  "sluice-quiet-kafkajs": () => sluice(", idle fetch waits for resume (prototype)"),
-  "sluice-quiet-3s": () =>
-    sluice(
-      ", idle fetch waits for resume (prototype), pausedBackoffMs and the step's maxBackoffMs 3000",
-      {},
-      3000,
-    ),
+  "sluice-step-3s": () => sluice(", the step's maxBackoffMs 3000 (sensitivity)", {}, 3000),
   "sluice-10m": () =>
     sluice(", maxBytes 10 MiB, maxBytesPerPartition 1 MiB (before)", {
       maxBytes: 10 * 1024 * 1024,
@@ -269,13 +224,20 @@ function runPythonArroyo(): Promise<Result> {
   ]);
 }
 
-function runOne(name: string): Promise<Result> {
+async function runOne(name: string): Promise<Result> {
   if (name === "arroyo") return runPythonArroyo();
-  return runChildJson<Result>(
-    new URL(import.meta.url),
-    [`--run=${name}`, `--topic=${topic}`, `--settle=${SETTLE_S}`, `--hold=${HOLD_S}`],
+  const before = name === "sluice-before";
+  const r = await runChildJson<Result>(
+    before ? `${BEFORE}/bench/kafka_backpressure.ts` : new URL(import.meta.url),
+    [
+      `--run=${before ? "sluice" : name}`,
+      `--topic=${topic}`,
+      `--settle=${SETTLE_S}`,
+      `--hold=${HOLD_S}`,
+    ],
     { runtimeArgs: V8_FLAGS[name] ?? [], env: { KAFKA_BROKERS: brokers! } },
   );
+  return before ? { ...r, name: `${r.name} (before: ${BEFORE})` } : r;
 }
 
 const kafka = new Kafka({ brokers: brokers.split(","), logLevel: logLevel.NOTHING });
@@ -285,8 +247,13 @@ const results: { key: string; r: Result }[] = [];
 try {
   let wanted = (text("only") ?? "sluice,kafkajs,arroyo").split(",");
   for (const w of wanted) {
-    if (RUNS[w] === undefined && w !== "arroyo") {
-      throw new Error(`--only: use ${[...Object.keys(RUNS), "arroyo"].join(", ")}`);
+    if (w === "sluice-before" && BEFORE === undefined) {
+      throw new Error("--only=sluice-before needs --before=DIR (a checkout of the earlier Sluice)");
+    }
+    if (RUNS[w] === undefined && w !== "arroyo" && w !== "sluice-before") {
+      throw new Error(
+        `--only: use ${[...Object.keys(RUNS), "arroyo", "sluice-before"].join(", ")}`,
+      );
     }
   }
   const missing = wanted.includes("arroyo") ? await pythonMissing(PYTHON) : null;

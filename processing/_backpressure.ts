@@ -34,19 +34,25 @@ export class RoomWait {
 
   /**
    * Sleeps `ms` on `clock`, or less when `strategy.ready` resolves first (no strategy: a
-   * plain sleep). A rejection of `ready` that ends the wait is rethrown (the pipeline failed).
+   * plain sleep), or when `also` settles (always trusted: it is not about room). A rejection
+   * of `ready` that ends the wait is rethrown (the pipeline failed).
    */
-  async wait(clock: Clock, ms: number, strategy?: Pick<Pipeline, "ready">): Promise<void> {
+  async wait(
+    clock: Clock,
+    ms: number,
+    strategy?: Pick<Pipeline, "ready">,
+    also?: Promise<void>,
+  ): Promise<void> {
     const trustReady = strategy !== undefined && !(this.#readyWon && !this.#progressSinceWait);
     this.#readyWon = false;
     this.#progressSinceWait = false;
-    if (!trustReady) return await clock.sleep(ms);
+    if (!trustReady) return await sleepUnless(clock, ms, also);
     let failure: { error: unknown } | undefined;
     const woken = strategy.ready.then(
       () => void (this.#readyWon = true),
       (error) => void (failure = { error }),
     );
-    await sleepUnless(clock, ms, woken);
+    await sleepUnless(clock, ms, also === undefined ? woken : Promise.race([woken, also]));
     if (failure !== undefined) throw failure.error;
   }
 }
@@ -72,6 +78,14 @@ export interface BackpressureOptions {
 }
 
 /**
+ * Default `pausedBackoffMs` (ms) for a consumer with `onGroupEvent`: it wakes the paused
+ * processor itself when a rebalance needs it, so the back-off only paces retries.
+ */
+export const PAUSED_BACKOFF_MS_WITH_EVENTS = 3000;
+/** Default `pausedBackoffMs` (ms) for a consumer without `onGroupEvent` (one of the user's). */
+export const PAUSED_BACKOFF_MS = 1000;
+
+/**
  * One backpressure episode at a time: started by the first rejection, pausing the consumer
  * once it lasted `pauseAfterMs`, waiting with an exponential backoff between retries, and
  * ended (time accounted, partitions resumed) by {@link Backpressure.end}.
@@ -85,6 +99,12 @@ export class Backpressure {
   #since: number | undefined;
   #paused = false;
   #backoff = MIN_BACKOFF_MS;
+  /** Removes the listener of the consumer's group events (none: it has no `onGroupEvent`). */
+  readonly #stopListening: (() => void) | undefined;
+  /** A group event came while no wait was going on: the next wait ends at once. */
+  #groupEventMissed = false;
+  /** Ends the current wait early: a group event, or {@link Backpressure.interrupt}. */
+  #wakeOnGroupEvent: (() => void) | undefined;
 
   /** Creates the bookkeeping of `consumer`'s episodes, counting into `stats`. */
   constructor(
@@ -97,6 +117,21 @@ export class Backpressure {
     this.#clock = clock;
     this.#stats = stats;
     this.#options = options;
+    this.#stopListening = consumer.onGroupEvent?.(() => {
+      const wake = this.#wakeOnGroupEvent;
+      if (wake === undefined) this.#groupEventMissed = true;
+      else wake();
+    });
+  }
+
+  /** Ends the current wait, if any, at once (a shutdown was asked for). */
+  interrupt(): void {
+    this.#wakeOnGroupEvent?.();
+  }
+
+  /** Stops listening to the consumer's group events (the processor stopped). */
+  close(): void {
+    this.#stopListening?.();
   }
 
   /** When the current episode began, if one is going on. */
@@ -117,6 +152,8 @@ export class Backpressure {
     if (this.#since === undefined) {
       this.#since = now;
       this.#backoff = MIN_BACKOFF_MS;
+      // Events before the episode are the poll's business; its first wait is short anyway.
+      this.#groupEventMissed = false;
     } else if (!this.#paused && now - this.#since >= this.#options.pauseAfterMs) {
       const assigned = [...this.#consumer.tell().keys()];
       if (assigned.length > 0) {
@@ -138,11 +175,22 @@ export class Backpressure {
   }
 
   /**
-   * Waits for room (the pipeline's `ready`) or the backoff, whichever comes first, then
-   * doubles the backoff up to its bound (`pausedBackoffMs` once paused).
+   * Waits for room (the pipeline's `ready`), a group event of the consumer (a rebalance to
+   * let through: see `Consumer.onGroupEvent`) or the backoff, whichever comes first, then
+   * doubles the backoff up to its bound (`pausedBackoffMs` once paused). A group event that
+   * came since the last wait ends this one at once.
    */
   async wait(strategy: Pick<Pipeline, "ready">): Promise<void> {
-    await this.#room.wait(this.#clock, this.#backoff, strategy);
+    if (this.#groupEventMissed) {
+      this.#groupEventMissed = false;
+      return;
+    }
+    const event = new Promise<void>((resolve) => this.#wakeOnGroupEvent = resolve);
+    try {
+      await this.#room.wait(this.#clock, this.#backoff, strategy, event);
+    } finally {
+      this.#wakeOnGroupEvent = undefined;
+    }
     const { maxBackoffMs, pausedBackoffMs } = this.#options;
     const bound = this.#paused ? pausedBackoffMs : maxBackoffMs;
     this.#backoff = Math.min(this.#backoff * 2, Math.max(bound, MIN_BACKOFF_MS));

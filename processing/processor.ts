@@ -7,7 +7,12 @@
  */
 import type { Consumer } from "../backends/abstract.ts";
 import { type Clock, macrotask, systemClock } from "../clock.ts";
-import { Backpressure, RoomWait } from "./_backpressure.ts";
+import {
+  Backpressure,
+  PAUSED_BACKOFF_MS,
+  PAUSED_BACKOFF_MS_WITH_EVENTS,
+  RoomWait,
+} from "./_backpressure.ts";
 import { CatchUpTargets } from "./_caught_up.ts";
 import { CarriedMessages } from "./_carried.ts";
 import { Committer } from "./_committer.ts";
@@ -187,7 +192,12 @@ export class StreamProcessor<T> {
       maxBackoffMs,
       pausedBackoffMs: requireNonNegative(
         "pausedBackoffMs",
-        options.pausedBackoffMs ?? Math.max(1000, maxBackoffMs),
+        options.pausedBackoffMs ?? Math.max(
+          typeof this.#consumer.onGroupEvent === "function"
+            ? PAUSED_BACKOFF_MS_WITH_EVENTS
+            : PAUSED_BACKOFF_MS,
+          maxBackoffMs,
+        ),
       ),
     });
     this.#handleSignals = handlesSignals(options.handleSignals);
@@ -280,9 +290,14 @@ export class StreamProcessor<T> {
     });
   }
 
-  /** Asks `run()` to stop after the current iteration: the pipeline is closed, joined and committed. */
+  /**
+   * Asks `run()` to stop after the current iteration (a paused processor's back-off ends at
+   * once): the pipeline is closed, joined and committed.
+   */
   signalShutdown(): void {
     this.#shutdownRequested = true;
+    // A paused processor may be in a long back-off (pausedBackoffMs): it stops now.
+    this.#backpressure.interrupt();
   }
 
   /**
@@ -346,6 +361,7 @@ export class StreamProcessor<T> {
       this.#enter(Phase.Idle);
       if (this.#meter !== undefined) this.#metrics?.retire(this.#meter);
       removeSignals();
+      this.#backpressure.close();
       this.#running = false;
       this.#stopped = true;
     }
@@ -519,7 +535,13 @@ export class StreamProcessor<T> {
     backpressure.rejected(this.#clock.now());
     // Wait for room, or a short timer (held work retries on its own backoff).
     this.#enter(Phase.Backpressure);
+    const waitedFrom = this.#wallNow();
     await backpressure.wait(strategy);
+    // A paused wait that lasted (its timer, or a group event from I/O, ended it): timers,
+    // I/O and signals just had their turn, so the next iteration need not yield for them (a
+    // paused processor wakes once, not twice). A short wait may have ended in microtasks.
+    const waitedTo = this.#wallNow();
+    if (backpressure.paused && waitedTo - waitedFrom >= YIELD_EVERY_MS) this.#lastYield = waitedTo;
     this.#enter(Phase.Process);
     if (backpressure.paused || this.#consumer.rebalancePending?.() === true) {
       // Keep group membership alive and let rebalances through while paused; a rebalance

@@ -75,9 +75,13 @@ export interface StreamProcessorOptions<T> {
   maxBackoffMs?: number;
   /**
    * The same bound once the partitions are paused: a paused consumer wakes this often (or
-   * when the pipeline signals `ready`) to poll the consumer and retry, so a fully
-   * backpressured consumer costs next to no CPU.
-   * @default 1000
+   * when the pipeline signals `ready`, or when the consumer reports a group event through
+   * `Consumer.onGroupEvent`: a rebalance is let through at once) to poll the consumer and
+   * retry, so a fully backpressured consumer costs next to no CPU. Default: 3000 for a
+   * consumer with `onGroupEvent` (all of Sluice's), else 1000 (a consumer of your own
+   * would only notice a rebalance when this ends); at least `maxBackoffMs`. With a
+   * `LocalBroker`, keep its `sessionTimeoutMs` above it: a paused member polls this often.
+   * @default 3000 (1000 for a consumer without onGroupEvent)
    */
   pausedBackoffMs?: number;
   /**

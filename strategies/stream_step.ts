@@ -84,7 +84,10 @@ export interface StepOptions {
   clock?: Clock;
   /**
    * Longest wait, on `clock`, between retries of a message the step's function holds back
-   * (throws `MessageRejected`): the wait starts at 10 ms and doubles up to this. Once the
+   * (throws `MessageRejected`): the wait starts at 10 ms and doubles up to this. When the
+   * first `poll()` during a wait comes once a quarter of it has passed (as from a paused
+   * processor, which polls rarely), the retry runs then: the processor's wake serves it
+   * too, instead of a timer of its own shortly before or after. Once the
    * step is closed (revoke or shutdown) a held message is tried once more, then given up:
    * it and what follows are not handed on, so not committed, and are read again.
    * @default 1000
@@ -120,7 +123,8 @@ const SUBMIT_OWNED: unique symbol = Symbol("sluice.submitOwned");
 
 /**
  * Returned by a transform to say "the user function asked to hold this message": the step
- * tries it again after a backoff (10 ms, doubling up to `maxBackoffMs`).
+ * tries it again after a backoff (10 ms, doubling up to `maxBackoffMs`; or at the wait's
+ * first `poll()`, when that comes after a quarter of it).
  *
  * @example A gate that holds messages while closed
  * ```ts
@@ -730,7 +734,8 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
 
   /**
    * Waits before held work is tried again (`attempt` 0, 1, 2...): 10 ms doubling up to
-   * `maxBackoffMs`, on the step's clock. Resolves at once when the step is closed or
+   * `maxBackoffMs`, on the step's clock, or until the wait's first `poll()` when it comes
+   * once a quarter of that has passed (see {@link StepOptions.maxBackoffMs}). Resolves at once when the step is closed or
    * abandoned: after `close` the caller tries once more and, held again, calls
    * {@link StreamStep.giveUpHeld}.
    */
@@ -738,7 +743,31 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
     if (this.#closed || this.#abandoned) return Promise.resolve();
     const stop = this.#stopBackoff ??= new AbortController();
     const ms = Math.min(this.#maxBackoffMs, FIRST_BACKOFF_MS * 2 ** Math.min(attempt, 30));
-    return this.clock.sleep(ms, stop.signal);
+    return this.#sleepOrLatePoll(ms, stop.signal);
+  }
+
+  /**
+   * Sleeps `ms` on the step's clock, or less: until the first `poll()` of the wait when it
+   * comes once a quarter of `ms` has passed (a paused processor's wake then serves the retry too:
+   * one wake-up instead of two unaligned ones), until `stop` aborts, or until the step is
+   * abandoned.
+   */
+  async #sleepOrLatePoll(ms: number, stop: AbortSignal): Promise<void> {
+    const clock = this.clock;
+    const early = clock.now() + ms / 4;
+    const over = new AbortController();
+    const end = () => over.abort();
+    stop.addEventListener("abort", end, { once: true });
+    const timer = clock.sleep(ms, over.signal).then(end);
+    try {
+      // Only the first poll of the wait counts: a busy loop polling every few milliseconds
+      // polls early in it, and the retry then waits for the timer, as it always did.
+      await Promise.race([timer, this.waitForPoll()]);
+      if (!this.#abandoned && clock.now() < early) await timer;
+    } finally {
+      end();
+      stop.removeEventListener("abort", end);
+    }
   }
 
   /**

@@ -76,6 +76,7 @@
  */
 import type { Admin, Consumer as KafkajsConsumer, Kafka } from "kafkajs";
 import type { AssignmentCallbacks, Consumer } from "../abstract.ts";
+import { GroupEvents } from "../_group_events.ts";
 import { type BrokerValue, type Committable, Partition, Topic } from "../../types.ts";
 import { ClosedError, ConfigurationError, ConsumerError, UnknownTopicError } from "../../errors.ts";
 import {
@@ -99,6 +100,11 @@ function commitKey(topic: string, partition: number, offset: string): string {
 
 /** A high watermark older than this is refreshed through the admin client on demand. */
 const END_OFFSET_MAX_AGE_MS = 1000;
+/**
+ * The same while every assigned partition is paused (fully backpressured): a refresh is a
+ * few requests and wake-ups, the main cost of a paused consumer after its own timers.
+ */
+const END_OFFSET_PAUSED_MAX_AGE_MS = 10_000;
 
 /**
  * Statistics of a {@link KafkaConsumer}, for tests and diagnostics.
@@ -231,6 +237,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
   /** Topics whose end offsets are being refreshed through the admin client. */
   readonly #refreshing = new Set<Topic>();
   #wake: Deferred | undefined;
+  readonly #events = new GroupEvents();
   #offsetLookupFailures = 0;
   /** The batches kafkajs handed to `eachBatch`, waiting for `poll()`. */
   readonly #batches: BatchQueue;
@@ -365,6 +372,14 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
    */
   rebalancePending(): boolean {
     return this.#revokeState === "pending";
+  }
+
+  /**
+   * Calls `listener` when a rebalance becomes pending, a new assignment arrives, kafkajs
+   * crashes, or the consumer closes: a paused processor polls at once (see `Consumer`).
+   */
+  onGroupEvent(listener: () => void): () => void {
+    return this.#events.listen(listener);
   }
 
   tell(): Map<Partition, number> {
@@ -517,12 +532,16 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
    * batch, without a request. When no batch updated it for a second (the partition is
    * paused, or idle), a refresh is started in the background (one admin request per topic
    * at a time) and the next call sees it, so lag keeps growing while fetching is paused.
+   * While every assigned partition is paused (the processor is fully backpressured), every
+   * 10 s instead: waking for it would cost more than the rest of the paused consumer.
    */
   endOffset(partition: Partition): number | undefined {
     const at = this.#highWatermarkAt.get(partition);
+    const maxAge = this.#paused.size > 0 && this.#paused.size >= this.#assigned.size
+      ? END_OFFSET_PAUSED_MAX_AGE_MS
+      : END_OFFSET_MAX_AGE_MS;
     if (
-      (at === undefined || performance.now() - at >= END_OFFSET_MAX_AGE_MS) &&
-      this.#assigned.has(partition)
+      (at === undefined || performance.now() - at >= maxAge) && this.#assigned.has(partition)
     ) {
       this.#refreshEndOffsets(partition.topic);
     }
@@ -596,6 +615,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
       }
     } finally {
       this.#closed = true;
+      this.#events.emit();
       await this.#teardown();
     }
   }
@@ -701,6 +721,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     if (this.#revokeState === "done") this.#revokeState = "none";
     else if (this.#revokeState !== "none") this.#rejoinedDuringRevoke = true;
     this.#wakeUp();
+    this.#events.emit();
   }
 
   /**
@@ -729,6 +750,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     }
     this.#batches.releaseAll();
     this.#wakeUp();
+    this.#events.emit();
   }
 
   #rebalanceDetected(): void {
@@ -740,6 +762,7 @@ export class KafkaConsumer implements Consumer<KafkaPayload> {
     this.#revokeDone = deferred();
     this.#rejoinedDuringRevoke = false;
     this.#wakeUp();
+    this.#events.emit();
   }
 
   #wakeUp(): void {

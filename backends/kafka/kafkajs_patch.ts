@@ -432,3 +432,163 @@ if (
   };
   proto[POOL_PATCHED] = true;
 }
+
+// @ts-ignore: internal kafkajs module without type declarations
+import RunnerModule from "npm:kafkajs@2.2.4/src/consumer/runner.js";
+// deno-lint-ignore no-explicit-any
+const Runner = RunnerModule as any;
+const IDLE_FETCH_PATCHED = Symbol.for("sluice.kafkajs.idleFetchWaitsForResume");
+/** The heartbeat interval the runner passes to `ConsumerGroup.heartbeat`, once seen. */
+const HEARTBEAT_INTERVAL = Symbol("sluice.heartbeatInterval");
+/** The wake-ups of the idle waits going on in a ConsumerGroup's fetchers. */
+const IDLE_WAKERS = Symbol("sluice.idleFetchWakers");
+/** Longest idle wait, whatever the heartbeat interval. */
+const IDLE_FETCH_MAX_MS = 10_000;
+
+/** True when an all-paused fetch round waits for `resume()` (for tests). */
+export function kafkajsIdleFetchPatched(): boolean {
+  return ConsumerGroup?.prototype?.[IDLE_FETCH_PATCHED] === true;
+}
+
+/*
+ * **A fetch loop that wakes twice a second while every partition is paused.** When nothing
+ * is fetchable, `ConsumerGroup.fetch` (src/consumer/consumerGroup.js, line 491) sleeps
+ * `maxWaitTimeInMs` (500 ms) and returns no batch; the runner then heartbeats (sent only
+ * once `heartbeatInterval`, 3 s, has passed since the last one) and fetches again: a consumer
+ * paused for backpressure woke about twice a second per broker to find nothing to do
+ * (bench/README.md, "CPU while paused"). The fix: while every assigned partition is paused,
+ * a fetch round waits until `resume()`, the runner's `stop()`, a rejoin (`joinAndSync`), or
+ * the next heartbeat is due, whichever comes first (at most 10 s). Then, if a partition was
+ * resumed, kafkajs's own round runs; else what kafkajs's round does when nothing is
+ * fetchable (metadata refresh if needed, stale-assignment check, pending seeks, its error
+ * recovery), without its sleep, and no batch is returned: the runner heartbeats, now due,
+ * as before. One wake-up per heartbeat interval instead of one per `maxWaitTimeInMs`. Until
+ * the runner has heartbeated once (the interval is learned from its `heartbeat({ interval })`
+ * calls), when no heartbeat went out since the last was due (no member id yet), or with
+ * some partition active, rounds are kafkajs's own.
+ */
+if (
+  typeof ConsumerGroup?.prototype?.fetch === "function" &&
+  typeof ConsumerGroup.prototype.heartbeat === "function" &&
+  typeof ConsumerGroup.prototype.resume === "function" &&
+  typeof ConsumerGroup.prototype.joinAndSync === "function" &&
+  typeof Runner?.prototype?.stop === "function" &&
+  !ConsumerGroup.prototype[IDLE_FETCH_PATCHED]
+) {
+  const proto = ConsumerGroup.prototype;
+  const { fetch, heartbeat, resume, joinAndSync } = proto;
+  // deno-lint-ignore no-explicit-any
+  proto.heartbeat = function (this: any, options: { interval?: number }): unknown {
+    if (typeof options?.interval === "number") this[HEARTBEAT_INTERVAL] = options.interval;
+    return heartbeat.call(this, options);
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.fetch = async function (this: any, nodeId: unknown): Promise<unknown> {
+    const interval = this[HEARTBEAT_INTERVAL];
+    if (typeof interval !== "number" || !everyPartitionPaused(this)) {
+      return await fetch.call(this, nodeId);
+    }
+    // +1: a timer may fire a millisecond before `Date.now()` says it is due.
+    const ms = Math.min(this.lastRequest + interval + 1 - Date.now(), IDLE_FETCH_MAX_MS);
+    if (ms <= 0) return await fetch.call(this, nodeId); // no heartbeat went out: kafkajs's pace
+    await idleWait(this, ms);
+    if (!everyPartitionPaused(this)) return await fetch.call(this, nodeId);
+    // kafkajs's round as it goes when nothing is fetchable, without its sleep (just slept).
+    try {
+      await this.cluster.refreshMetadataIfNecessary();
+      this.checkForStaleAssignment();
+      await this.seekOffsets(
+        this.filterPartitionsByNode(nodeId, this.subscriptionState.assigned()),
+      );
+    } catch (e) {
+      await this.recoverFromFetch(e);
+    }
+    return [];
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.resume = function (this: any, ...args: unknown[]): unknown {
+    const result = resume.apply(this, args);
+    wakeIdle(this);
+    return result;
+  };
+  // deno-lint-ignore no-explicit-any
+  proto.joinAndSync = function (this: any, ...args: unknown[]): unknown {
+    wakeIdle(this);
+    return joinAndSync.apply(this, args);
+  };
+  const stop = Runner.prototype.stop;
+  // deno-lint-ignore no-explicit-any
+  Runner.prototype.stop = function (this: any, ...args: unknown[]): unknown {
+    const result = stop.apply(this, args); // sets `running` false before it waits
+    wakeIdle(this.consumerGroup);
+    return result;
+  };
+  proto[IDLE_FETCH_PATCHED] = true;
+}
+
+/** Some partition is assigned, and every assigned partition is paused. */
+// deno-lint-ignore no-explicit-any
+function everyPartitionPaused(group: any): boolean {
+  const state = group.subscriptionState;
+  if (typeof state?.assigned !== "function" || typeof state.active !== "function") return false;
+  const some = (list: { partitions: unknown[] }[]) => list.some((t) => t.partitions.length > 0);
+  return some(state.assigned()) && !some(state.active());
+}
+
+/** Sleeps `ms`, or less when {@link wakeIdle} is called for `group`. */
+// deno-lint-ignore no-explicit-any
+function idleWait(group: any, ms: number): Promise<void> {
+  const wakers: Set<() => void> = group[IDLE_WAKERS] ??= new Set();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(id);
+      wakers.delete(done);
+      resolve();
+    };
+    const id = setTimeout(done, ms);
+    wakers.add(done);
+  });
+}
+
+/** Ends every idle wait of `group`'s fetchers. */
+// deno-lint-ignore no-explicit-any
+function wakeIdle(group: any): void {
+  const wakers: Set<() => void> | undefined = group?.[IDLE_WAKERS];
+  if (wakers !== undefined) { for (const wake of [...wakers]) wake(); }
+}
+
+const STOPS_WHEN_IDLE = Symbol.for("sluice.kafkajs.timeoutCheckStopsWhenAnswered");
+
+/*
+ * **A timeout check that outlives its request by one tick.** The check of "A timeout check
+ * that ticks only while a request is in flight" (above) stops at its first tick that finds
+ * nothing in flight: 100 ms after a request answered in a millisecond, one wake-up per
+ * request for nothing. A paused consumer sends little else (a heartbeat every 3 s, an end-
+ * offset refresh for lag), so that was one of its larger remaining costs. Here the check
+ * also stops as soon as the last request in flight is answered or timed out (the `inflight`
+ * map becomes empty); the next request starts it again, as before. Requests in flight are
+ * checked exactly as before.
+ */
+if (
+  typeof RequestQueue?.prototype?.scheduleRequestTimeoutCheck === "function" &&
+  !RequestQueue.prototype[STOPS_WHEN_IDLE]
+) {
+  const schedule = RequestQueue.prototype.scheduleRequestTimeoutCheck;
+  RequestQueue.prototype.scheduleRequestTimeoutCheck = function (this: AnyQueue): void {
+    schedule.call(this);
+    const inflight = this.inflight as Map<unknown, unknown> & { [STOPS_WHEN_IDLE]?: true };
+    if (!(inflight instanceof Map) || inflight[STOPS_WHEN_IDLE]) return;
+    inflight[STOPS_WHEN_IDLE] = true;
+    const remove = inflight.delete;
+    inflight.delete = (key: unknown): boolean => {
+      const removed = remove.call(inflight, key);
+      if (inflight.size === 0 && this[CHECK_TICKING]) {
+        clearInterval(this.requestTimeoutIntervalId);
+        this.requestTimeoutIntervalId = null;
+        this[CHECK_TICKING] = false;
+      }
+      return removed;
+    };
+  };
+  RequestQueue.prototype[STOPS_WHEN_IDLE] = true;
+}

@@ -9,6 +9,7 @@ import type { BrokerValue, Committable, Partition, Topic } from "../../types.ts"
 import { ClosedError, ConfigurationError, ConsumerError } from "../../errors.ts";
 import { requirePositiveInteger } from "../../_validate.ts";
 import type { AssignmentCallbacks, Consumer } from "../abstract.ts";
+import { GroupEvents } from "../_group_events.ts";
 import type { GroupBroker, GroupState } from "./_group.ts";
 import {
   ASSIGN,
@@ -102,6 +103,7 @@ export class LocalConsumer<T> implements Consumer<T> {
   #paused = new Set<Partition>();
   #staged = new Map<Partition, number>();
   #rotation = 0;
+  readonly #events = new GroupEvents();
   /** Number of `commitOffsets()` calls that committed something (for tests). */
   commitCalls = 0;
 
@@ -190,6 +192,21 @@ export class LocalConsumer<T> implements Consumer<T> {
     }
   }
 
+  /**
+   * True when the group is rebalancing and the next `poll()` would revoke partitions or take
+   * a new assignment.
+   */
+  rebalancePending(): boolean {
+    const g = this.#group;
+    return this.#pendingAssign !== undefined ||
+      (g.rebalancing && this.#subscribed && !g.joined.has(this.memberId));
+  }
+
+  /** Calls `listener` on every rebalance, assignment, expiry and close (see `Consumer`). */
+  onGroupEvent(listener: () => void): () => void {
+    return this.#events.listen(listener);
+  }
+
   pause(partitions: readonly Partition[]): void {
     this.#checkOpen();
     this.#checkAssigned(partitions, "pause");
@@ -267,6 +284,7 @@ export class LocalConsumer<T> implements Consumer<T> {
       this.#broker[REBALANCE](this.#group);
     }
     this.#closed = true;
+    this.#events.emit();
   }
 
   /** @ignore The group removed this member (session timeout). */
@@ -276,11 +294,13 @@ export class LocalConsumer<T> implements Consumer<T> {
     this.#positions.clear();
     this.#paused.clear();
     this.#staged.clear();
+    this.#events.emit();
   }
 
-  /** @ignore The group assigned partitions for a new generation. */
+  /** @ignore The group assigned partitions for a new generation (undefined: a rebalance began). */
   [ASSIGN](partitions: Partition[] | undefined, _generation: number): void {
     this.#pendingAssign = partitions;
+    this.#events.emit();
   }
 
   async #handleRebalance(): Promise<void> {

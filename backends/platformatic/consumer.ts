@@ -13,6 +13,7 @@ import { Consumer as PltConsumer } from "@platformatic/kafka";
 import type { AssignmentCallbacks, Consumer } from "../abstract.ts";
 import { sleepUnless, systemClock } from "../../clock.ts";
 import { type Deferred, deferred } from "../_deferred.ts";
+import { GroupEvents } from "../_group_events.ts";
 import { checkAssigned, checkOpen, checkSeekOffsets } from "../_assignment.ts";
 import { BrokerValue, type Committable, Partition, type Topic } from "../../types.ts";
 import { ClosedError, ConfigurationError, ConsumerError, InvalidStateError } from "../../errors.ts";
@@ -160,7 +161,9 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
   #revoke: { partitions: Set<Partition>; done: Deferred } | undefined;
   /** Eager (roundrobin) rebalance under way: no assignment until the group has synced. */
   #assignBlocked = false;
-  #wake: Deferred = deferred();
+  readonly #events = new GroupEvents();
+  /** Resolved on every group event (revoke asked, join, assignment looked up, failure, close). */
+  #wake: Deferred = this.#groupWake();
   /** Start offsets of newly assigned partitions, being looked up. */
   #lookup: Lookup | undefined;
   /** Resolved when the library asks for a revoke (renewed once it is taken up). */
@@ -207,6 +210,25 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
 
   rebalancePending(): boolean {
     return this.#revoke !== undefined;
+  }
+
+  /**
+   * Calls `listener` when a revoke is asked for, the group is joined, new partitions'
+   * offsets are looked up, the membership fails, or the consumer closes (see `Consumer`).
+   */
+  onGroupEvent(listener: () => void): () => void {
+    return this.#events.listen(listener);
+  }
+
+  /** A wake-up of `poll()` that also tells the group-event listeners (see `#wake`). */
+  #groupWake(): Deferred {
+    const wake = deferred();
+    const resolve = wake.resolve;
+    wake.resolve = () => {
+      resolve();
+      this.#events.emit();
+    };
+    return wake;
   }
 
   async poll(timeoutMs = 0): Promise<BrokerValue<KafkaPayload>[]> {
@@ -806,7 +828,7 @@ export class PlatformaticConsumer implements Consumer<KafkaPayload> {
 
   async #idle(timeoutMs: number): Promise<void> {
     if (timeoutMs <= 0) return;
-    this.#wake = deferred();
+    this.#wake = this.#groupWake();
     await sleepUnless(systemClock, timeoutMs, this.#wake.promise);
   }
 

@@ -11,6 +11,8 @@ import { RunTask } from "../../strategies/run_task.ts";
 import { byteLength } from "../../strategies/size.ts";
 import { StreamStep } from "../../strategies/stream_step.ts";
 import { type Message, StepError } from "../../types.ts";
+import { ManualClock } from "../../clock.ts";
+import { MessageRejected } from "../../errors.ts";
 import { brokerMessage, CommitRecorder, Gate, P0, tick } from "../_support/helpers.ts";
 
 /** A source of `count` messages (payload = offset) that counts how often it is pulled. */
@@ -259,5 +261,41 @@ Deno.test("submitMany takes nothing more once a chunk it wrote has failed the st
   const taken = step.submitMany(all, 0);
   assert(taken < all.length, `stopped after the failure (took ${taken})`);
   assertThrows(() => step.submitMany(all, taken), StepError, "boom on 0");
+  step.terminate();
+});
+
+Deno.test("StreamStep: a held message is retried at a rare poll (a paused processor's wake) from a quarter of its wait on, else on its timer", async () => {
+  const clock = new ManualClock();
+  let calls = 0;
+  const step = new RunTask<number, number>(
+    () => {
+      calls++;
+      throw new MessageRejected();
+    },
+    new Noop(),
+    { clock, maxBackoffMs: 1000 },
+  );
+  step.submit(brokerMessage(1, 0));
+  await tick();
+  // Ramp the wait up to its bound on the timer alone: 10, 20, ... 640, then 1000 ms.
+  for (let i = 0; i < 8; i++) await clock.advance(1000);
+  // Up to the next retry on the timer: a 1 s wait starts now.
+  const ramped = calls;
+  while (calls === ramped) await clock.advance(1);
+  const before = calls;
+  // 300 ms into a 1 s wait, the first poll of the wait retries at once: no timer of its own.
+  await clock.advance(300);
+  step.poll();
+  await tick();
+  assertEquals(calls, before + 1, "retried at the poll");
+  // The next wait starts there: a poll 100 ms in (too early) leaves it to the timer.
+  await clock.advance(100);
+  step.poll();
+  await tick();
+  assertEquals(calls, before + 1, "too early: not retried");
+  await clock.advance(899);
+  assertEquals(calls, before + 1);
+  await clock.advance(1);
+  assertEquals(calls, before + 2, "its timer, 1 s after the retry at the poll");
   step.terminate();
 });

@@ -417,7 +417,7 @@ Deno.test("kafkajs request queue: the timeout check ticks only while a request i
   queue.inflight.set(1, request);
   assert(queue.requestTimeoutIntervalId != null, "a request in flight arms the check");
   queue.inflight.delete(1);
-  await until("the check stops itself", () => queue.requestTimeoutIntervalId == null);
+  assertEquals(queue.requestTimeoutIntervalId, null, "the last answer stops it at once");
   // A request past its deadline is timed out by the next tick, as kafkajs does.
   queue.inflight.set(2, { ...request, sentAt: Date.now() - 60_000 });
   await until("the late request timed out", () => timedOut === 1);
@@ -439,4 +439,114 @@ Deno.test("kafkajs request queue: a connection that is gone stops the check for 
   queue.inflight.set(2, request); // disconnected: nothing re-arms it until the next connect
   assertEquals(queue.requestTimeoutIntervalId ?? null, null);
   queue.inflight.clear();
+});
+
+// @ts-ignore: internal kafkajs module without type declarations
+import ConsumerGroupModule from "npm:kafkajs@2.2.4/src/consumer/consumerGroup.js";
+// @ts-ignore: internal kafkajs module without type declarations
+import RunnerModule from "npm:kafkajs@2.2.4/src/consumer/runner.js";
+import { kafkajsIdleFetchPatched } from "../../../backends/kafka/kafkajs_patch.ts";
+
+/**
+ * A kafkajs ConsumerGroup with one partition assigned and stand-ins for what its idle fetch
+ * round touches (no broker): `fetch` resolves with no batch after kafkajs's own
+ * `maxWaitTimeInMs` sleep while the partition is paused. `paused` is read on every call.
+ */
+function idleGroup(state: { paused: boolean }, maxWaitTime = 20): any {
+  const group = Object.create((ConsumerGroupModule as any).prototype);
+  const noop = () => {};
+  const partitions = () => state.paused ? [] : [0];
+  Object.assign(group, {
+    logger: { debug: noop, info: noop, warn: noop, error: noop },
+    maxWaitTime,
+    lastRequest: Date.now(),
+    cluster: { refreshMetadataIfNecessary: () => Promise.resolve() },
+    checkForStaleAssignment: noop,
+    filterPartitionsByNode: (_node: unknown, tps: unknown) => tps,
+    seekOffsets: () => Promise.resolve(),
+    offsetManager: { committedOffsets: () => ({ t: {} }) }, // nothing fetchable anyway
+    subscriptionState: {
+      assigned: () => [{ topic: "t", partitions: [0] }],
+      active: () => [{ topic: "t", partitions: partitions() }],
+      resume: () => state.paused = false,
+    },
+  });
+  return group;
+}
+
+/** Milliseconds `promise` took to settle. */
+async function took(promise: Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await promise;
+  return performance.now() - start;
+}
+
+/** What the runner does before each round: a heartbeat call (it learns the interval). */
+async function heartbeatSeen(group: any, interval: number): Promise<void> {
+  await group.heartbeat({ interval }).catch(() => {}); // no coordinator here: it fails
+}
+
+Deno.test("kafkajs idle fetch: with every partition paused a round waits until the next heartbeat is due, then skips kafkajs's own sleep", async () => {
+  assert(kafkajsIdleFetchPatched());
+  const group = idleGroup({ paused: true }, 1_000);
+  const checks: string[] = [];
+  group.checkForStaleAssignment = () => checks.push("stale assignment");
+  group.seekOffsets = () => (checks.push("seeks"), Promise.resolve());
+  await heartbeatSeen(group, 300);
+  group.lastRequest = Date.now(); // a heartbeat just went out: the next is due in 300 ms
+  const ms = await took(group.fetch(0));
+  // Until the heartbeat is due, not kafkajs's 1 s sleep after it (nor its 1 s alone).
+  assert(ms >= 290 && ms < 900, `took ${ms} ms`);
+  assertEquals(checks, ["stale assignment", "seeks"], "kafkajs's idle-round checks ran");
+});
+
+Deno.test("kafkajs idle fetch: when no heartbeat went out since one was due, the round is kafkajs's own (no spin)", async () => {
+  const group = idleGroup({ paused: true }, 50);
+  await heartbeatSeen(group, 300);
+  group.lastRequest = Date.now() - 1_000; // overdue: the runner did not send it (no member id)
+  const ms = await took(group.fetch(0));
+  assert(ms >= 40 && ms < 1_000, `took ${ms} ms: kafkajs's own maxWaitTimeInMs sleep`);
+});
+
+Deno.test("kafkajs idle fetch: resume() ends the wait at once", async () => {
+  const state = { paused: true };
+  const group = idleGroup(state, 5);
+  await heartbeatSeen(group, 3_000);
+  group.lastRequest = Date.now();
+  let done = false;
+  const round = group.fetch(0).then(() => done = true);
+  await new Promise((r) => setTimeout(r, 100));
+  assertEquals(done, false, "still waiting: nothing resumed, no heartbeat due");
+  const ms = await took((group.resume([{ topic: "t" }]), round));
+  assert(ms < 1_000, `took ${ms} ms after resume()`);
+});
+
+Deno.test("kafkajs idle fetch: the runner's stop() and a rejoin end the wait", async () => {
+  for (const end of ["stop", "rejoin"]) {
+    const group = idleGroup({ paused: true }, 5);
+    await heartbeatSeen(group, 3_000);
+    group.lastRequest = Date.now();
+    const round = group.fetch(0);
+    if (end === "stop") {
+      const runner = Object.create((RunnerModule as any).prototype);
+      Object.assign(runner, { running: false, consumerGroup: group });
+      await runner.stop(); // not running: kafkajs's stop returns at once; the wait ends anyway
+    } else {
+      try {
+        await group.joinAndSync();
+      } catch { /* no broker: the join fails; the wait ended before it */ }
+    }
+    assert(await took(round) < 1_000, end);
+  }
+});
+
+Deno.test("kafkajs idle fetch: rounds stay kafkajs's own with a partition active, or before the first heartbeat", async () => {
+  const group = idleGroup({ paused: true });
+  assert(await took(group.fetch(0)) < 1_000, "interval not known yet: kafkajs's 20 ms round");
+  const none = idleGroup({ paused: true });
+  none.subscriptionState.assigned = () => [];
+  none.subscriptionState.active = () => [];
+  await heartbeatSeen(none, 3_000);
+  none.lastRequest = Date.now();
+  assert(await took(none.fetch(0)) < 1_000, "nothing assigned: kafkajs's round");
 });
