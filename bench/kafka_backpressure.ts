@@ -23,10 +23,12 @@
  * import them.
  *
  * Each run reports the time from start to pause, the CPU of the whole process (all
- * threads) over the hold as a percentage of one core, and its RSS: the median of samples
- * every 200 ms over the hold, the last sample, and the kernel's high-water mark (which
- * includes the fetching before the pause). Sluice uses its default fetch sizes (`maxBytes`
- * 512 KiB, `maxBytesPerPartition` 256 KiB; `sluice-10m` the earlier 10 MiB / 1 MiB), kafkajs
+ * threads) over the hold as a percentage of one core, and its RSS: while paused, at the end,
+ * and the kernel's high-water mark (which includes the fetching before the pause). A Deno
+ * run reads its RSS at both ends of the hold and sleeps in between (a sampling timer would
+ * add wake-ups that Python Arroyo, which samples inside its own loop, does not pay). Sluice
+ * uses its default fetch sizes (`maxBytes` 2 MiB, `maxBytesPerPartition` 512 KiB;
+ * `sluice-10m` 10 MiB / 1 MiB), kafkajs
  * its own (10 MiB / 1 MiB); Arroyo uses its own librdkafka
  * defaults (`queued.max.messages.kbytes` 50 000, pause after 5 s of backpressure).
  * `deno-idle` is a Deno process that only sleeps: the runtime's own floor.
@@ -88,14 +90,16 @@ async function measure(name: string, t0: number, paused: () => boolean): Promise
   while (!paused()) await sleep(20);
   const pauseAfterS = (performance.now() - t0) / 1000;
   await sleep(SETTLE_S * 1000);
-  const samples: number[] = [];
+  // No sampling timer during the hold: one would wake the process 5 times a second, which
+  // Python Arroyo does not pay (it samples inside its own loop, on wake-ups it has anyway).
+  // RSS is read at both ends of the hold (it is flat while paused) and as the kernel's
+  // high-water mark.
+  const samples: number[] = [Deno.memoryUsage().rss];
   const c0 = cpuUs();
   const w0 = performance.now();
-  while (performance.now() - w0 < HOLD_S * 1000) {
-    samples.push(Deno.memoryUsage().rss);
-    await sleep(200);
-  }
+  await sleep(HOLD_S * 1000);
   const cpuPct = 100 * (cpuUs() - c0) / 1000 / (performance.now() - w0);
+  samples.push(Deno.memoryUsage().rss);
   if (!paused()) throw new Error(`${name}: no longer paused after the hold`);
   const m = Deno.memoryUsage();
   const hwm = Deno.readTextFileSync("/proc/self/status").match(/VmHWM:\s+(\d+) kB/);

@@ -233,16 +233,14 @@ def arroyo_paused(args) -> dict:
     settle_end = time.perf_counter() + args.settle
     while time.perf_counter() < settle_end:
         processor._run_once()
-    samples = []
+    # RSS at both ends of the hold, as the Deno runs do (bench/kafka_backpressure.ts).
+    samples = [rss_now()]
     c0 = time.process_time()
     w0 = time.perf_counter()
-    next_sample = w0
     while time.perf_counter() - w0 < args.hold:
         processor._run_once()
-        if time.perf_counter() >= next_sample:
-            samples.append(rss_now())
-            next_sample += 0.2
     cpu_pct = 100 * (time.process_time() - c0) / (time.perf_counter() - w0)
+    samples.append(rss_now())
     if not paused():
         raise RuntimeError("arroyo no longer paused after the hold")
     return {
