@@ -735,9 +735,9 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
   /**
    * Waits before held work is tried again (`attempt` 0, 1, 2...): 10 ms doubling up to
    * `maxBackoffMs`, on the step's clock, or until the wait's first `poll()` when it comes
-   * once a quarter of that has passed (see {@link StepOptions.maxBackoffMs}). Resolves at once when the step is closed or
-   * abandoned: after `close` the caller tries once more and, held again, calls
-   * {@link StreamStep.giveUpHeld}.
+   * once a quarter of that has passed (see {@link StepOptions.maxBackoffMs}). Resolves at
+   * once when the step is closed or abandoned: after `close` the caller tries once more
+   * and, held again, calls {@link StreamStep.giveUpHeld}.
    */
   protected backoff(attempt: number): Promise<void> {
     if (this.#closed || this.#abandoned) return Promise.resolve();
@@ -748,9 +748,9 @@ export abstract class StreamStep<TIn, TOut = TIn> implements ProcessingStrategy<
 
   /**
    * Sleeps `ms` on the step's clock, or less: until the first `poll()` of the wait when it
-   * comes once a quarter of `ms` has passed (a paused processor's wake then serves the retry too:
-   * one wake-up instead of two unaligned ones), until `stop` aborts, or until the step is
-   * abandoned.
+   * comes once a quarter of `ms` has passed (a paused processor's wake then serves the
+   * retry too: one wake-up instead of two unaligned ones), until `stop` aborts, or until
+   * the step is abandoned.
    */
   async #sleepOrLatePoll(ms: number, stop: AbortSignal): Promise<void> {
     const clock = this.clock;

@@ -115,25 +115,12 @@ function varint(buf: Buffer): number {
   return (raw >>> 1) ^ -(raw & 1);
 }
 
-/** A zig-zag varlong of at most 7 bytes (|value| < 2^48), in exact `Number` arithmetic. */
-function varlong(buf: Buffer): number {
-  let raw = 0;
-  let scale = 1;
-  for (let i = 0; i < 7; i++) {
-    const b = buf[at++];
-    if (b === undefined) throw FALL_BACK;
-    raw += (b & 0x7f) * scale;
-    if (b < 0x80) return raw % 2 === 0 ? raw / 2 : -(raw + 1) / 2;
-    scale *= 128;
-  }
-  throw FALL_BACK;
-}
-
 /**
- * A zig-zag varlong of up to 10 bytes as a `Number`: exact below 2^53, else the nearest
- * (a run's record times are `Number`s, as a `BrokerValue`'s are; kafkajs reads any long).
+ * A zig-zag varlong of up to 10 bytes as a `Number`: exact when |value| < 2^52, else the
+ * nearest (a run's record times are `Number`s, as a `BrokerValue`'s are; kafkajs reads any
+ * long).
  */
-function varlongNumber(buf: Buffer): number {
+function varlong(buf: Buffer): number {
   const negative = (buf[at] & 1) === 1;
   let raw = 0;
   let scale = 1;
@@ -222,7 +209,8 @@ interface BatchHead {
 
 /**
  * Reads the header of the batch at `buf[p]` that ends at `batchEnd`. Throws FALL_BACK for
- * what kafkajs must decode: offsets or timestamps beyond ±2^53, a header cut short.
+ * what kafkajs must decode: offsets or timestamps beyond ±2^53, a header cut short, a
+ * batch that is not in the record-batch format.
  */
 function batchHead(buf: Buffer, p: number, batchEnd: number): BatchHead {
   const baseOffset = int64(buf, p);
@@ -230,6 +218,7 @@ function batchHead(buf: Buffer, p: number, batchEnd: number): BatchHead {
   if (batchEnd - q < MIN_BATCH || baseOffset === undefined) throw FALL_BACK;
   const partitionLeaderEpoch = buf.readInt32BE(q);
   const magicByte = buf.readInt8(q + 4);
+  if (magicByte !== 2) throw FALL_BACK; // a legacy batch among record batches
   const attributes = buf.readInt16BE(q + 9);
   const lastOffsetDelta = buf.readInt32BE(q + 11);
   const baseTimestamp = int64(buf, q + 15);
@@ -288,6 +277,8 @@ function records(
     if (length < 0 || recordEnd > end) throw FALL_BACK;
     const attributes = (buf[at++] << 24) >> 24;
     const timestampDelta = varlong(buf);
+    // kafkajs's text must be exact: larger deltas go its way.
+    if (Math.abs(timestampDelta) >= 2 ** 48) throw FALL_BACK;
     let timestamp: string;
     if (appendText !== undefined) timestamp = appendText;
     else if (timestampDelta === lastDelta) timestamp = lastText;
@@ -579,7 +570,7 @@ export class RecordRun {
       const end = at + length;
       if (length < 0 || end > this.#end) throw FALL_BACK;
       at++; // attributes (unused by Kafka so far)
-      const timestampDelta = varlongNumber(buf);
+      const timestampDelta = varlong(buf);
       const offset = this.#baseOffset + varint(buf);
       if (offset < this.#baseOffset || offset > this.lastOffset) throw FALL_BACK;
       this.#nextOffset = offset;

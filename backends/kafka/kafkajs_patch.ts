@@ -129,8 +129,10 @@ if (proto && typeof proto.scheduleCheckPendingRequests === "function" && !proto[
  * disconnect, whether or not anything was sent: a consumer that is paused (fully
  * backpressured) and sends nothing still woke ~30 times a second on its three connections,
  * most of its CPU while paused (bench/README.md, "CPU while paused"). Here the interval is
- * started when a request goes in flight (the `inflight` map gains an entry) and stops
- * itself at the first tick that finds nothing in flight. While it runs it does what
+ * started when a request goes in flight (the `inflight` map gains an entry) and stopped as
+ * soon as the last request in flight is answered or timed out (the map becomes empty: a
+ * paused consumer's heartbeat or lag refresh then costs no extra tick 100 ms later; its
+ * first tick finding the map empty would stop it too). While it runs it does what
  * kafkajs's does: time out requests past their `requestTimeout`, and stop for good once
  * the connection no longer reports itself connected. A request still times out within one
  * tick of its deadline, as before. `destroy()` (disconnect) stops it, as before.
@@ -149,6 +151,19 @@ function watchInflight(queue: AnyQueue): void {
     if (queue[CHECK_WANTED] && !queue[CHECK_TICKING]) startTimeoutCheck(queue);
     return inflight;
   };
+  const remove = inflight.delete;
+  inflight.delete = function (key: unknown): boolean {
+    const removed = remove.call(inflight, key);
+    if (inflight.size === 0 && queue[CHECK_TICKING]) stopTimeoutCheck(queue);
+    return removed;
+  };
+}
+
+/** Stops the check that is ticking (`requestTimeoutIntervalId` is its interval). */
+function stopTimeoutCheck(queue: AnyQueue): void {
+  clearInterval(queue.requestTimeoutIntervalId);
+  queue.requestTimeoutIntervalId = null;
+  queue[CHECK_TICKING] = false;
 }
 
 function startTimeoutCheck(queue: AnyQueue): void {
@@ -555,40 +570,4 @@ function idleWait(group: any, ms: number): Promise<void> {
 function wakeIdle(group: any): void {
   const wakers: Set<() => void> | undefined = group?.[IDLE_WAKERS];
   if (wakers !== undefined) { for (const wake of [...wakers]) wake(); }
-}
-
-const STOPS_WHEN_IDLE = Symbol.for("sluice.kafkajs.timeoutCheckStopsWhenAnswered");
-
-/*
- * **A timeout check that outlives its request by one tick.** The check of "A timeout check
- * that ticks only while a request is in flight" (above) stops at its first tick that finds
- * nothing in flight: 100 ms after a request answered in a millisecond, one wake-up per
- * request for nothing. A paused consumer sends little else (a heartbeat every 3 s, an end-
- * offset refresh for lag), so that was one of its larger remaining costs. Here the check
- * also stops as soon as the last request in flight is answered or timed out (the `inflight`
- * map becomes empty); the next request starts it again, as before. Requests in flight are
- * checked exactly as before.
- */
-if (
-  typeof RequestQueue?.prototype?.scheduleRequestTimeoutCheck === "function" &&
-  !RequestQueue.prototype[STOPS_WHEN_IDLE]
-) {
-  const schedule = RequestQueue.prototype.scheduleRequestTimeoutCheck;
-  RequestQueue.prototype.scheduleRequestTimeoutCheck = function (this: AnyQueue): void {
-    schedule.call(this);
-    const inflight = this.inflight as Map<unknown, unknown> & { [STOPS_WHEN_IDLE]?: true };
-    if (!(inflight instanceof Map) || inflight[STOPS_WHEN_IDLE]) return;
-    inflight[STOPS_WHEN_IDLE] = true;
-    const remove = inflight.delete;
-    inflight.delete = (key: unknown): boolean => {
-      const removed = remove.call(inflight, key);
-      if (inflight.size === 0 && this[CHECK_TICKING]) {
-        clearInterval(this.requestTimeoutIntervalId);
-        this.requestTimeoutIntervalId = null;
-        this[CHECK_TICKING] = false;
-      }
-      return removed;
-    };
-  };
-  RequestQueue.prototype[STOPS_WHEN_IDLE] = true;
 }
